@@ -1,0 +1,49 @@
+# Thin wrapper over meson/ninja and the test scripts. Quick start on Debian 12, as root:
+#   make demo      build, then show the agent running
+#   make test      build, then run every test layer
+BUILD ?= build
+MESON_OPTS ?=
+# Test layers for `make test`; CI's sanitizer run narrows this to "unit integration".
+LAYERS ?= unit integration e2e
+# pytest marker expression narrowing the pytest layers (e.g. "not packaging").
+PYTEST_MARKS ?=
+
+.PHONY: all build deps deps-test test test-unit test-integration test-e2e demo deb bench clean
+
+all: build
+
+deps:
+	@packaging/deps.sh build
+
+deps-test:
+	@packaging/deps.sh build test
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_OPTS)
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+test: deps-test $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+	PYTEST_MARKS="$(PYTEST_MARKS)" tests/run.sh $(BUILD) $(LAYERS)
+
+test-unit test-integration test-e2e: deps-test $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+	PYTEST_MARKS="$(PYTEST_MARKS)" tests/run.sh $(BUILD) $(@:test-%=%)
+
+demo: deps-test $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+	packaging/demo.sh $(BUILD)
+
+deb:
+	@packaging/deps.sh build deb
+	packaging/build-deb.sh $(BUILD)
+
+bench: deps-test $(BUILD)/build.ninja
+	@packaging/deps.sh bench
+	ninja -C $(BUILD)
+	tests/bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

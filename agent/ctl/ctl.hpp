@@ -1,0 +1,40 @@
+// agentctl: shared pieces of the sub-commands.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "ballast/api/client.hpp"
+#include "ballast/core/result.hpp"
+
+namespace ballast::ctl {
+
+// Exit codes (documented in agentctl(8)).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitUnreachable = 3;
+inline constexpr int kExitDenied = 4;
+
+struct GlobalOptions {
+    std::string bus_address;  // --bus-address (else $BALLAST_BUS_ADDRESS, else system bus)
+    bool json = false;        // --json
+    std::string root = "/";   // --root, for commands that work without the daemon
+};
+
+// Prints the error on stderr ("agentctl: ...") and maps it to an exit code.
+[[nodiscard]] int report(const Error& e);
+
+[[nodiscard]] Result<api::AgentClient> connect_agent(const GlobalOptions& g);
+
+void print_json(const nlohmann::json& j);
+
+// Sub-commands.
+[[nodiscard]] int cmd_status(const GlobalOptions& g);
+[[nodiscard]] int cmd_version(const GlobalOptions& g);
+[[nodiscard]] int cmd_log_level(const GlobalOptions& g, const std::string& level);
+[[nodiscard]] int cmd_reload(const GlobalOptions& g);
+
+}  // namespace ballast::ctl

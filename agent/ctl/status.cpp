@@ -1,0 +1,78 @@
+// status, version, log-level, reload.
+#include <cstdio>
+
+#include "ballast_config.h"
+#include "ctl.hpp"
+
+namespace ballast::ctl {
+namespace {
+
+std::string field(const nlohmann::json& j, const char* key) {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_string() || it->get_ref<const std::string&>().empty()) return "-";
+    return it->get<std::string>();
+}
+
+}  // namespace
+
+int cmd_status(const GlobalOptions& g) {
+    auto client = connect_agent(g);
+    if (!client) return report(client.error());
+    auto st = client->get_status();
+    if (!st) return report(st.error());
+    if (g.json) {
+        print_json(*st);
+        return kExitOk;
+    }
+    std::printf("Ballast agent %s\n", field(*st, "Version").c_str());
+    const std::pair<const char*, const char*> rows[] = {
+        {"Booted slot", "BootedSlot"},
+        {"Operation", "Operation"},
+        {"Last error", "LastError"},
+        {"Disk", "Disk"},
+        {"Root", "Root"},
+        {"Log level", "LogLevel"},
+    };
+    for (const auto& [label, key] : rows)
+        std::printf("  %-12s %s\n", label, field(*st, key).c_str());
+    return kExitOk;
+}
+
+int cmd_version(const GlobalOptions& g) {
+    nlohmann::json agent = nullptr;
+    if (auto client = connect_agent(g)) {
+        if (auto st = client->get_status()) agent = (*st)["Version"];
+    }
+    if (g.json) {
+        print_json({{"agentctl", BALLAST_VERSION}, {"ballast-agent", agent}});
+    } else {
+        std::printf("agentctl %s\n", BALLAST_VERSION);
+        std::printf("ballast-agent %s\n",
+                    agent.is_string() ? agent.get<std::string>().c_str() : "(not reachable)");
+    }
+    return kExitOk;
+}
+
+int cmd_log_level(const GlobalOptions& g, const std::string& level) {
+    auto client = connect_agent(g);
+    if (!client) return report(client.error());
+    if (!level.empty()) {
+        if (auto r = client->set_string_property("LogLevel", level); !r) return report(r.error());
+    }
+    auto st = client->get_status();
+    if (!st) return report(st.error());
+    if (g.json)
+        print_json({{"LogLevel", (*st)["LogLevel"]}});
+    else
+        std::printf("%s\n", field(*st, "LogLevel").c_str());
+    return kExitOk;
+}
+
+int cmd_reload(const GlobalOptions& g) {
+    auto client = connect_agent(g);
+    if (!client) return report(client.error());
+    if (auto r = client->call_void("Reload"); !r) return report(r.error());
+    return kExitOk;
+}
+
+}  // namespace ballast::ctl

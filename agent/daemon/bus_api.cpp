@@ -1,0 +1,125 @@
+#include "bus_api.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "ballast/api/names.hpp"
+#include "ballast_config.h"
+#include "daemon.hpp"
+
+namespace ballast::agent {
+namespace {
+
+Daemon& daemon_of(void* userdata) {
+    return *static_cast<Daemon*>(userdata);
+}
+
+// Maps a failed Result to a D-Bus error reply.
+int reply_error(sd_bus_error* ret_error, const Error& e) {
+    const char* name = api::kErrorFailed;
+    switch (e.code()) {
+        case Errc::invalid_argument:
+        case Errc::parse:
+            name = api::kErrorInvalid;
+            break;
+        case Errc::busy:
+            name = api::kErrorBusy;
+            break;
+        case Errc::permission_denied:
+            name = SD_BUS_ERROR_ACCESS_DENIED;
+            break;
+        default:
+            break;
+    }
+    return sd_bus_error_set(ret_error, name, e.what().c_str());
+}
+
+int get_string(sd_bus*, const char*, const char*, const char* property, sd_bus_message* reply,
+               void* userdata, sd_bus_error*) {
+    auto& d = daemon_of(userdata);
+    std::string_view p(property);
+    std::string value;
+    if (p == "Version")
+        value = BALLAST_VERSION;
+    else if (p == "BootedSlot")
+        value = d.booted_slot();
+    else if (p == "Operation")
+        value = d.operation();
+    else if (p == "LastError")
+        value = d.last_error();
+    else if (p == "Disk")
+        value = d.disk();
+    else if (p == "LogLevel")
+        value = d.log_level();
+    return sd_bus_message_append_basic(reply, 's', value.c_str());
+}
+
+int set_log_level(sd_bus* bus, const char*, const char*, const char*, sd_bus_message* value,
+                  void* userdata, sd_bus_error* ret_error) {
+    if (int r = require_root(sd_bus_get_current_message(bus), ret_error, "setting LogLevel"); r < 0)
+        return r;
+    const char* level = nullptr;
+    if (int r = sd_bus_message_read_basic(value, 's', &level); r < 0) return r;
+    if (auto r = daemon_of(userdata).set_log_level(level); !r)
+        return reply_error(ret_error, r.error());
+    return 0;
+}
+
+int method_get_status(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
+    sd_bus_message* raw = nullptr;
+    int r = sd_bus_message_new_method_return(m, &raw);
+    if (r < 0) return r;
+    sdbus::Message reply(raw);
+    if (auto a = sdbus::append_dict(reply.get(), daemon_of(userdata).status()); !a)
+        return reply_error(ret_error, a.error());
+    return sd_bus_send(nullptr, reply.get(), nullptr);
+}
+
+int method_reload(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
+    if (int r = require_root(m, ret_error); r < 0) return r;
+    if (auto r = daemon_of(userdata).reload(); !r) return reply_error(ret_error, r.error());
+    return sd_bus_reply_method_return(m, "");
+}
+
+const sd_bus_vtable kVtable[] = {
+    SD_BUS_VTABLE_START(0),
+    SD_BUS_PROPERTY("Version", "s", get_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("BootedSlot", "s", get_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("Disk", "s", get_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("Operation", "s", get_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_PROPERTY("LastError", "s", get_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_WRITABLE_PROPERTY("LogLevel", "s", get_string, set_log_level, 0,
+                             SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE | SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("GetStatus", SD_BUS_NO_ARGS, SD_BUS_RESULT("a{sv}", status),
+                            method_get_status, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_reload,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_VTABLE_END,
+};
+
+}  // namespace
+
+const sd_bus_vtable* agent_vtable() {
+    return kVtable;
+}
+
+int require_root(sd_bus_message* m, sd_bus_error* ret_error, const char* action) {
+    sd_bus_creds* creds = nullptr;
+    // Credentials from the bus driver (SO_PEERCRED at connect time), never from /proc: a
+    // racy /proc read must not decide who may rewrite a disk.
+    int r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID, &creds);
+    uid_t uid = static_cast<uid_t>(-1);
+    if (r >= 0) {
+        if (sd_bus_creds_get_euid(creds, &uid) < 0 && sd_bus_creds_get_uid(creds, &uid) < 0)
+            uid = static_cast<uid_t>(-1);
+        sd_bus_creds_unref(creds);
+    }
+    if (uid == 0) return 0;
+    const char* member = sd_bus_message_get_member(m);
+    const std::string what = action ? action : member ? member : "this call";
+    const long shown = uid == static_cast<uid_t>(-1) ? -1L : static_cast<long>(uid);
+    spdlog::warn("denied {} to uid {}", what, shown);
+    return sd_bus_error_setf(ret_error, SD_BUS_ERROR_ACCESS_DENIED,
+                             "%s needs root (caller uid %ld)", what.c_str(), shown);
+}
+
+}  // namespace ballast::agent

@@ -1,0 +1,227 @@
+#include "daemon.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <system_error>
+
+#include <spdlog/spdlog.h>
+
+#include "ballast/api/names.hpp"
+#include "ballast/core/atomic_file.hpp"
+#include "ballast/core/cmdline.hpp"
+#include "ballast/core/log.hpp"
+#include "ballast/disk/discover.hpp"
+#include "ballast_config.h"
+#include "bus_api.hpp"
+
+namespace ballast::agent {
+namespace {
+
+Status check(int r, std::string_view what) {
+    if (r < 0) return fail_errno(r, what);
+    return {};
+}
+
+int on_exit_signal(sd_event_source* s, const struct signalfd_siginfo* si, void*) {
+    spdlog::info("received {}, stopping", si->ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+    (void)sd_notify(0, "STOPPING=1");
+    return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+int on_reload_signal(sd_event_source*, const struct signalfd_siginfo*, void* userdata) {
+    auto* d = static_cast<Daemon*>(userdata);
+    if (auto r = d->reload(); !r) spdlog::error("reload: {}", r.error().what());
+    return 0;
+}
+
+}  // namespace
+
+Daemon::Daemon(DaemonOptions opts) : opts_(std::move(opts)) {}
+
+Daemon::~Daemon() {
+    // Bus objects go before the loop they are attached to.
+    vtable_slot_.reset();
+    bus_.reset();
+    sig_term_.reset();
+    sig_int_.reset();
+    sig_hup_.reset();
+    event_.reset();
+}
+
+Result<std::unique_ptr<Daemon>> Daemon::create(DaemonOptions opts) {
+    std::unique_ptr<Daemon> d(new Daemon(std::move(opts)));
+
+    auto settings = BALLAST_TRY(
+        config::load_agent_settings(d->opts_.settings_path, d->opts_.settings_explicit));
+    d->apply_settings(settings);
+
+    if (d->opts_.booted_slot) {
+        d->booted_slot_ = std::string(boot::name(*d->opts_.booted_slot));
+    } else if (auto cmdline = read_proc_cmdline(); cmdline) {
+        if (auto s = boot::booted_slot_from_cmdline(*cmdline)) d->booted_slot_ = boot::name(*s);
+    }
+
+    if (!d->opts_.disk.empty())
+        d->disk_ = d->opts_.disk;
+    else if (!settings.disk.empty())
+        d->disk_ = settings.disk;
+    else if (auto found = disk::find_disk_by_partlabel(disk::kSlotALabel); found)
+        d->disk_ = *found;
+    else
+        spdlog::info("no Ballast disk found ({}); slot operations are unavailable",
+                     found.error().message());
+
+    BALLAST_TRY(d->take_lock());
+    BALLAST_TRY(d->setup_event_loop());
+    BALLAST_TRY(d->setup_bus());
+    return d;
+}
+
+Status Daemon::take_lock() {
+    auto dir = BALLAST_TRY(opts_.root.resolve("/run/ballast"));
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return fail_errno(ec.value(), dir.string());
+    auto path = dir / "agent.lock";
+    lock_fd_.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+    if (!lock_fd_) return fail_errno(errno, path.string());
+    if (::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) < 0) {
+        if (errno != EWOULDBLOCK) return fail_errno(errno, "lock " + path.string());
+        auto holder = read_file(path, 64);
+        std::string pid = holder ? *holder : std::string("?");
+        while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' '))
+            pid.pop_back();
+        return fail(Errc::busy,
+                    "another ballast-agent (pid {}) is already running for root {} (lock {})", pid,
+                    opts_.root.base().string(), path.string());
+    }
+    auto pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(lock_fd_.get(), 0) < 0 ||
+        ::pwrite(lock_fd_.get(), pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
+        return fail_errno(errno, "write " + path.string());
+    return {};
+}
+
+Status Daemon::setup_event_loop() {
+    sd_event* e = nullptr;
+    BALLAST_TRY(check(sd_event_default(&e), "sd_event_default"));
+    event_.reset(e);
+    // Ping the systemd watchdog from the loop when WATCHDOG_USEC is set: a hung loop stops the
+    // pings and systemd restarts us. No timer at all otherwise (zero idle wake-ups).
+    BALLAST_TRY(check(sd_event_set_watchdog(event_.get(), true), "watchdog"));
+
+    sigset_t ss;
+    sigemptyset(&ss);
+    sigaddset(&ss, SIGTERM);
+    sigaddset(&ss, SIGINT);
+    sigaddset(&ss, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &ss, nullptr) < 0) return fail_errno(errno, "sigprocmask");
+    sd_event_source* src = nullptr;
+    BALLAST_TRY(
+        check(sd_event_add_signal(event_.get(), &src, SIGTERM, on_exit_signal, this), "SIGTERM"));
+    sig_term_.reset(src);
+    BALLAST_TRY(
+        check(sd_event_add_signal(event_.get(), &src, SIGINT, on_exit_signal, this), "SIGINT"));
+    sig_int_.reset(src);
+    BALLAST_TRY(
+        check(sd_event_add_signal(event_.get(), &src, SIGHUP, on_reload_signal, this), "SIGHUP"));
+    sig_hup_.reset(src);
+    return {};
+}
+
+Status Daemon::setup_bus() {
+    auto bus = BALLAST_TRY_CTX(sdbus::connect(opts_.bus_address), "D-Bus");
+    bus_ = std::move(bus);
+    sd_bus_slot* slot = nullptr;
+    BALLAST_TRY(check(sd_bus_add_object_vtable(bus_.get(), &slot, api::kObjectPath, api::kInterface,
+                                               agent_vtable(), this),
+                      "register " + std::string(api::kObjectPath)));
+    vtable_slot_.reset(slot);
+    BALLAST_TRY(check(sd_bus_attach_event(bus_.get(), event_.get(), SD_EVENT_PRIORITY_NORMAL),
+                      "attach bus"));
+    int r = sd_bus_request_name(bus_.get(), api::kBusName, 0);
+    if (r == -EEXIST || r == -EALREADY)
+        return fail(Errc::busy, "{} is already owned on this bus: another ballast-agent is running",
+                    api::kBusName);
+    if (r == -EACCES || r == -EPERM)
+        return fail(Errc::permission_denied,
+                    "not allowed to own {} (is the D-Bus policy file installed, and are we root?)",
+                    api::kBusName);
+    BALLAST_TRY(check(r, std::string("request name ") + api::kBusName));
+    return {};
+}
+
+Status Daemon::run() {
+    spdlog::info("ballast-agent {} ready on {} (booted slot {}, disk {})", BALLAST_VERSION,
+                 opts_.bus_address ? *opts_.bus_address : std::string("the system bus"),
+                 booted_slot_.empty() ? "unknown" : booted_slot_, disk_.empty() ? "none" : disk_);
+    notify_status();
+    (void)sd_notify(0, "READY=1");
+    int r = sd_event_loop(event_.get());
+    if (r < 0) return fail_errno(r, "event loop");
+    return {};
+}
+
+void Daemon::apply_settings(const config::AgentSettings& s) {
+    settings_ = s;
+    const std::string& lvl = opts_.log_level ? *opts_.log_level : s.log_level;
+    if (auto parsed = log::parse_level(lvl)) spdlog::set_level(*parsed);
+}
+
+std::string Daemon::log_level() const {
+    return std::string(log::level_name(spdlog::default_logger()->level()));
+}
+
+Status Daemon::set_log_level(const std::string& level) {
+    auto lvl = BALLAST_TRY(log::parse_level(level));
+    if (lvl == spdlog::default_logger()->level()) return {};
+    spdlog::set_level(lvl);
+    spdlog::info("log level set to {}", log::level_name(lvl));
+    emit_changed("LogLevel");
+    return {};
+}
+
+Status Daemon::reload() {
+    auto s = config::load_agent_settings(opts_.settings_path, opts_.settings_explicit);
+    if (!s) return std::unexpected(std::move(s.error()).context("reload"));
+    const auto before = log_level();
+    apply_settings(*s);
+    spdlog::info("reloaded {}", opts_.settings_path.string());
+    if (log_level() != before) emit_changed("LogLevel");
+    return {};
+}
+
+nlohmann::json Daemon::status() const {
+    return {
+        {"Version", BALLAST_VERSION},
+        {"BootedSlot", booted_slot_},
+        {"Operation", operation_},
+        {"LastError", last_error_},
+        {"Disk", disk_},
+        {"Root", opts_.root.base().string()},
+        {"LogLevel", log_level()},
+    };
+}
+
+void Daemon::emit_changed(const char* property) {
+    if (!bus_) return;
+    int r = sd_bus_emit_properties_changed(bus_.get(), api::kObjectPath, api::kInterface, property,
+                                           nullptr);
+    if (r < 0)
+        spdlog::warn("emit PropertiesChanged({}): {}", property,
+                     fail_errno(r, "").error().message());
+}
+
+void Daemon::notify_status() {
+    std::string st = operation_ == "idle" ? "Idle" : "Running: " + operation_;
+    if (!last_error_.empty()) st += "; last error: " + last_error_;
+    (void)sd_notifyf(0, "STATUS=%s", st.c_str());
+}
+
+}  // namespace ballast::agent

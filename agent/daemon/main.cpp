@@ -1,0 +1,88 @@
+// ballast-agent: the daemon (no sub-command), plus one-shot modes for early boot added by later
+// modules. Exit codes: 0 success, 1 failure, 2 usage error.
+#include <signal.h>
+
+#include <cstdio>
+#include <optional>
+#include <string>
+
+#include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+
+#include "ballast/core/log.hpp"
+#include "ballast/system/sdbus.hpp"
+#include "ballast_config.h"
+#include "daemon.hpp"
+
+namespace {
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    using namespace ballast;
+    ::signal(SIGPIPE, SIG_IGN);
+
+    CLI::App app{"Ballast node agent: A/B updates, cloud-config, TPM-sealed encryption, k3s",
+                 "ballast-agent"};
+    app.set_version_flag("--version", BALLAST_VERSION);
+    std::string root = "/", disk, config_file, bus_address, booted_slot, log_level;
+    app.add_option("--root", root, "Act on the node rooted at DIR (an image or a test folder)")
+        ->option_text("DIR")
+        ->check(CLI::ExistingDirectory);
+    app.add_option("--disk", disk,
+                   "Disk holding the Ballast partitions: block device or image file")
+        ->option_text("PATH");
+    app.add_option("--config", config_file, "Agent settings (default /etc/ballast/agent.yaml)")
+        ->option_text("FILE");
+    app.add_option("--bus-address", bus_address,
+                   "D-Bus address to serve on instead of the system bus (env BALLAST_BUS_ADDRESS)")
+        ->option_text("ADDR");
+    app.add_option("--booted-slot", booted_slot,
+                   "Act as if booted from this slot (default: ballast.slot= on /proc/cmdline)")
+        ->option_text("A|B")
+        ->check(CLI::IsMember({"A", "B", "a", "b"}));
+    app.add_option("--log-level", log_level,
+                   "trace, debug, info, warning, error, critical or off (overrides agent.yaml)")
+        ->option_text("LEVEL");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        int rc = app.exit(e);
+        return rc == 0 ? 0 : kExitUsage;
+    }
+
+    auto level = log::parse_level(log_level.empty() ? "info" : log_level);
+    if (!level) {
+        std::fprintf(stderr, "ballast-agent: --log-level: %s\n", level.error().message().c_str());
+        return kExitUsage;
+    }
+    log::init("ballast-agent", *level);
+
+    agent::DaemonOptions opts;
+    opts.root = RootPrefix(std::filesystem::absolute(root));
+    opts.disk = disk;
+    if (!config_file.empty()) {
+        opts.settings_path = config_file;
+        opts.settings_explicit = true;
+    } else {
+        opts.settings_path = opts.root(config::kDefaultAgentSettingsPath);
+    }
+    opts.bus_address = sdbus::effective_address(bus_address);
+    if (!booted_slot.empty()) opts.booted_slot = *boot::parse_slot(booted_slot);
+    if (!log_level.empty()) opts.log_level = log_level;
+
+    auto daemon = agent::Daemon::create(std::move(opts));
+    if (!daemon) {
+        spdlog::error("{}", daemon.error().what());
+        return kExitFailure;
+    }
+    if (auto r = (*daemon)->run(); !r) {
+        spdlog::error("{}", r.error().what());
+        return kExitFailure;
+    }
+    return 0;
+}

@@ -1,0 +1,33 @@
+// Client side of org.ballast.Agent1, used by agentctl (and tests).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "ballast/core/result.hpp"
+#include "ballast/system/sdbus.hpp"
+
+namespace ballast::api {
+
+class AgentClient {
+  public:
+    // Connects to the bus (address or system bus) and checks that the agent is there;
+    // Errc::unavailable when the bus or the agent cannot be reached.
+    [[nodiscard]] static Result<AgentClient> connect(const std::optional<std::string>& address);
+
+    // GetStatus() as a JSON object (the a{sv} keys as they are).
+    [[nodiscard]] Result<nlohmann::json> get_status();
+    // Property setter and plain method calls with no arguments.
+    [[nodiscard]] Status set_string_property(const char* name, const std::string& value);
+    [[nodiscard]] Status call_void(const char* method);
+
+    [[nodiscard]] sd_bus* bus() const { return bus_.get(); }
+
+  private:
+    explicit AgentClient(sdbus::Bus bus) : bus_(std::move(bus)) {}
+    sdbus::Bus bus_;
+};
+
+}  // namespace ballast::api

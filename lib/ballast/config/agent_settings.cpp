@@ -1,0 +1,41 @@
+#include "ballast/config/agent_settings.hpp"
+
+#include <cerrno>
+#include <system_error>
+
+#include "ballast/config/yaml.hpp"
+#include "ballast/core/atomic_file.hpp"
+#include "ballast/core/log.hpp"
+
+namespace ballast::config {
+
+Result<AgentSettings> parse_agent_settings(std::string_view text, std::string_view file_name) {
+    auto root = BALLAST_TRY(parse_yaml(text, file_name));
+    Diagnostics diags;
+    MapReader top(root, file_name, diags, "");
+    top.check_keys({"log_level", "disk"}, Severity::error);
+
+    AgentSettings s;
+    top.read("log_level", s.log_level);
+    if (top.has("log_level"))
+        if (auto lvl = log::parse_level(s.log_level); !lvl)
+            diags.error(position_of(file_name, top.node("log_level")),
+                        "log_level: " + lvl.error().message());
+    top.read("disk", s.disk);
+    if (!s.disk.empty() && s.disk.front() != '/')
+        diags.error(position_of(file_name, top.node("disk")), "disk: expected an absolute path");
+
+    if (diags.has_errors()) return fail(Errc::invalid_argument, diags.errors_text());
+    return s;
+}
+
+Result<AgentSettings> load_agent_settings(const std::filesystem::path& path, bool must_exist) {
+    auto text = read_file(path, 1u << 20);
+    if (!text) {
+        if (text.error().sys_errno() == ENOENT && !must_exist) return AgentSettings{};
+        return std::unexpected(std::move(text.error()).context("agent settings"));
+    }
+    return parse_agent_settings(*text, path.string());
+}
+
+}  // namespace ballast::config

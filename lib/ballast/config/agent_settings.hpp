@@ -1,0 +1,29 @@
+// The agent's own settings (/etc/ballast/agent.yaml). Optional: defaults are compiled in.
+// Unknown keys are errors (unlike cloud-config, where they warn): a misspelt safety setting must
+// not be silently ignored on a node nobody visits.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "ballast/core/result.hpp"
+
+namespace ballast::config {
+
+inline constexpr std::string_view kDefaultAgentSettingsPath = "/etc/ballast/agent.yaml";
+
+struct AgentSettings {
+    std::string log_level = "info";  // trace|debug|info|warning|error|critical|off
+    std::string disk;                // disk holding the Ballast partitions; empty: by PARTLABEL
+};
+
+// Parses settings text. Every problem is reported, one "file:line:col: message" per line.
+[[nodiscard]] Result<AgentSettings> parse_agent_settings(std::string_view text,
+                                                         std::string_view file_name);
+
+// Loads a settings file. A missing file yields the defaults when `must_exist` is false.
+[[nodiscard]] Result<AgentSettings> load_agent_settings(const std::filesystem::path& path,
+                                                        bool must_exist);
+
+}  // namespace ballast::config

@@ -1,0 +1,237 @@
+#include "ballast/core/process.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <map>
+
+#include "ballast/core/fd.hpp"
+
+extern char** environ;
+
+namespace ballast {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Pipe {
+    UniqueFd read, write;
+};
+
+Result<Pipe> make_pipe() {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) < 0) return fail_errno(errno, "pipe");
+    return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+std::vector<std::string> build_env(const ProcessOptions& o) {
+    std::map<std::string, std::string> kv;  // ordered: stable child environment
+    if (!o.clear_env)
+        for (char** e = environ; e && *e; ++e) {
+            std::string_view s(*e);
+            auto eq = s.find('=');
+            if (eq != std::string_view::npos) kv[std::string(s.substr(0, eq))] = std::string(s);
+        }
+    for (const auto& s : o.env) {
+        auto eq = s.find('=');
+        kv[s.substr(0, eq)] = s;
+    }
+    std::vector<std::string> out;
+    out.reserve(kv.size());
+    for (auto& [k, v] : kv)
+        out.push_back(std::move(v));
+    return out;
+}
+
+// Splits captured output into lines for on_line, keeping a partial tail per stream.
+class LineSplitter {
+  public:
+    void feed(std::string_view data, bool is_stderr,
+              const std::function<void(std::string_view, bool)>& cb) {
+        auto& buf = is_stderr ? err_ : out_;
+        buf.append(data);
+        size_t start = 0, nl;
+        while ((nl = buf.find('\n', start)) != std::string::npos) {
+            cb(std::string_view(buf).substr(start, nl - start), is_stderr);
+            start = nl + 1;
+        }
+        buf.erase(0, start);
+    }
+    void finish(const std::function<void(std::string_view, bool)>& cb) {
+        if (!out_.empty()) cb(out_, false);
+        if (!err_.empty()) cb(err_, true);
+    }
+
+  private:
+    std::string out_, err_;
+};
+
+}  // namespace
+
+std::string ProcessResult::describe() const {
+    if (timed_out) return "timed out and was killed";
+    if (signal != 0) return fmt::format("killed by signal {} ({})", signal, ::strsignal(signal));
+    return fmt::format("exited with status {}", exit_code);
+}
+
+ProcessOptions shell_command(std::string script) {
+    ProcessOptions o;
+    o.argv = {"/bin/sh", "-c", std::move(script)};
+    return o;
+}
+
+Result<ProcessResult> run_process(const ProcessOptions& o) {
+    if (o.argv.empty() || o.argv[0].empty())
+        return fail(Errc::invalid_argument, "run: empty argument vector");
+    const std::string& prog = o.argv[0];
+
+    auto in = BALLAST_TRY(make_pipe());
+    auto out = BALLAST_TRY(make_pipe());
+    auto err = BALLAST_TRY(make_pipe());
+
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in.read.get(), 0);
+    posix_spawn_file_actions_adddup2(&fa, out.write.get(), 1);
+    posix_spawn_file_actions_adddup2(&fa, err.write.get(), 2);
+    if (o.cwd) posix_spawn_file_actions_addchdir_np(&fa, o.cwd->c_str());
+
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    // The daemon blocks SIGTERM/SIGINT for sd-event; children must not inherit that, nor any
+    // ignored dispositions.
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(
+        &attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+
+    std::vector<char*> argv;
+    for (const auto& a : o.argv)
+        argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    auto env_storage = build_env(o);
+    std::vector<char*> envp;
+    for (auto& e : env_storage)
+        envp.push_back(e.data());
+    envp.push_back(nullptr);
+
+    pid_t pid = -1;
+    int rc = prog.find('/') == std::string::npos
+                 ? ::posix_spawnp(&pid, prog.c_str(), &fa, &attr, argv.data(), envp.data())
+                 : ::posix_spawn(&pid, prog.c_str(), &fa, &attr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) return fail_errno(rc, "run " + prog);
+
+    in.read.reset();
+    out.write.reset();
+    err.write.reset();
+
+    // glibc 2.36 declares pidfd_open without C linkage for C++; use the syscall.
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    if (!pidfd) {
+        int e = errno;
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+        return fail_errno(e, "pidfd_open");
+    }
+
+    ProcessResult res;
+    LineSplitter lines;
+    std::string_view pending_input = o.input;
+    if (pending_input.empty())
+        in.write.reset();
+    else
+        ::fcntl(in.write.get(), F_SETFL, O_NONBLOCK);
+
+    constexpr auto never = Clock::time_point::max();
+    const auto now0 = Clock::now();
+    const auto timeout_at = o.timeout.count() > 0 ? now0 + o.timeout : never;
+    auto kill_at = never;      // SIGKILL follows an unanswered SIGTERM
+    auto drain_until = never;  // after exit: a backgrounded grandchild may hold the pipes open
+    bool exited = false;
+
+    auto drain = [&](const pollfd& p, UniqueFd& fd, std::string& sink, bool is_err) {
+        if (!(p.revents & (POLLIN | POLLHUP | POLLERR))) return;
+        char buf[8192];
+        ssize_t r = ::read(fd.get(), buf, sizeof buf);
+        if (r < 0 && errno == EINTR) return;
+        if (r <= 0) {
+            fd.reset();
+            return;
+        }
+        std::string_view chunk(buf, static_cast<size_t>(r));
+        if (sink.size() < o.max_capture) sink.append(chunk.substr(0, o.max_capture - sink.size()));
+        if (o.on_line) lines.feed(chunk, is_err, o.on_line);
+    };
+
+    while (!exited || ((out.read || err.read) && Clock::now() < drain_until)) {
+        std::array<pollfd, 4> pfd{};
+        nfds_t n = 0;
+        int idx_out = -1, idx_err = -1, idx_in = -1, idx_pid = -1;
+        if (out.read) idx_out = static_cast<int>(n), pfd[n++] = {out.read.get(), POLLIN, 0};
+        if (err.read) idx_err = static_cast<int>(n), pfd[n++] = {err.read.get(), POLLIN, 0};
+        if (in.write) idx_in = static_cast<int>(n), pfd[n++] = {in.write.get(), POLLOUT, 0};
+        if (!exited) idx_pid = static_cast<int>(n), pfd[n++] = {pidfd.get(), POLLIN, 0};
+
+        auto next = std::min(
+            {exited || res.timed_out ? never : timeout_at, exited ? never : kill_at, drain_until});
+        int wait_ms = -1;
+        if (next != never) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
+            wait_ms = left.count() < 0 ? 0 : static_cast<int>(left.count()) + 1;
+        }
+        if (::poll(pfd.data(), n, wait_ms) < 0 && errno != EINTR) {
+            int e = errno;
+            ::kill(-pid, SIGKILL);
+            ::waitpid(pid, nullptr, 0);
+            return fail_errno(e, "poll");
+        }
+        const auto now = Clock::now();
+        if (!exited && !res.timed_out && now >= timeout_at) {
+            // Whole process group: a timed-out shell script must not leave orphans behind.
+            ::kill(-pid, SIGTERM);
+            res.timed_out = true;
+            kill_at = now + o.kill_grace;
+        } else if (!exited && now >= kill_at) {
+            ::kill(-pid, SIGKILL);
+            kill_at = never;
+        }
+        if (idx_out >= 0) drain(pfd[idx_out], out.read, res.out, false);
+        if (idx_err >= 0) drain(pfd[idx_err], err.read, res.err, true);
+        if (idx_in >= 0 && (pfd[idx_in].revents & (POLLOUT | POLLERR | POLLHUP))) {
+            ssize_t w = ::write(in.write.get(), pending_input.data(), pending_input.size());
+            if (w < 0 && errno != EAGAIN && errno != EINTR) in.write.reset();  // EPIPE: child gone
+            if (w > 0) pending_input.remove_prefix(static_cast<size_t>(w));
+            if (pending_input.empty()) in.write.reset();
+        }
+        if (idx_pid >= 0 && (pfd[idx_pid].revents & POLLIN)) {
+            exited = true;
+            drain_until = now + o.kill_grace;
+        }
+    }
+    if (o.on_line) lines.finish(o.on_line);
+
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) return fail_errno(errno, "waitpid");
+    }
+    if (WIFEXITED(status)) res.exit_code = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) res.signal = WTERMSIG(status);
+    return res;
+}
+
+}  // namespace ballast

@@ -1,0 +1,42 @@
+#!/bin/bash
+# Installs the Debian 12 packages Ballast needs. Idempotent: runs apt-get (and apt-get update)
+# only when something is missing. Usage: packaging/deps.sh [GROUP...]
+#   build  compiler, meson, libraries, man page tool (default)
+#   test   tools the test layers run (dbus-daemon, setpriv, pytest, ...)
+#   deb    what `make deb` needs
+#   bench  the anchors the benchmarks compare against (RAUC, hyperfine)
+set -euo pipefail
+
+declare -A GROUPS_PKGS=(
+  [build]="meson ninja-build g++ pkg-config systemd libsystemd-dev libblkid-dev libyaml-cpp-dev
+           libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev catch2 scdoc"
+  [test]="dbus dbus-bin util-linux python3 python3-pytest man-db clang-format git"
+  [deb]="dpkg-dev debhelper fakeroot"
+  [bench]="rauc rauc-service hyperfine procps"
+)
+
+groups=("$@")
+[ ${#groups[@]} -gt 0 ] || groups=(build)
+
+want=()
+for g in "${groups[@]}"; do
+  [ -n "${GROUPS_PKGS[$g]+x}" ] || { echo "deps.sh: unknown group '$g' (build test deb bench)" >&2; exit 2; }
+  # shellcheck disable=SC2206
+  want+=(${GROUPS_PKGS[$g]})
+done
+
+missing=()
+for p in "${want[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$status" = installed ] || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "deps.sh: missing packages: ${missing[*]}; run as root (or install them) first" >&2
+  exit 1
+fi
+echo "deps.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

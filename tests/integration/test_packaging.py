@@ -1,0 +1,141 @@
+"""What ships: the .deb and its contents, the systemd unit, tmpfiles.d and the D-Bus policy
+enforced by a real dbus-daemon."""
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import NOBODY, Agent, Bus, build_dir, ctl, need_tool
+
+TOP = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def deb_root(tmp_path_factory):
+    """`make deb`, then the package unpacked into a folder."""
+    need_tool("dpkg-buildpackage", "dpkg-dev")
+    b = build_dir()
+    r = subprocess.run(["make", "-C", str(TOP), "deb", f"BUILD={b}"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    debs = sorted((b / "deb").glob("ballast_*.deb"))
+    assert len(debs) == 1, debs
+    root = tmp_path_factory.mktemp("deb")
+    subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(root)], check=True)
+    listing = subprocess.run(["dpkg-deb", "-c", str(debs[0])], capture_output=True, text=True,
+                             check=True).stdout
+    return {"deb": debs[0], "root": root, "listing": listing}
+
+
+@pytest.mark.packaging
+def test_deb_contains_units_policy_man_pages(deb_root):
+    files = {line.split()[-1].lstrip(".") for line in deb_root["listing"].splitlines()}
+    for f in ["/usr/sbin/ballast-agent", "/usr/bin/agentctl",
+              "/lib/systemd/system/ballast-agent.service",
+              "/usr/share/dbus-1/system.d/org.ballast.Agent1.conf",
+              "/usr/share/dbus-1/system-services/org.ballast.Agent1.service",
+              "/usr/lib/tmpfiles.d/ballast.conf",
+              "/usr/share/man/man8/ballast-agent.8.gz", "/usr/share/man/man8/agentctl.8.gz",
+              "/usr/share/bash-completion/completions/agentctl"]:
+        assert f in files, f"{f} missing from the package:\n{deb_root['listing']}"
+    info = subprocess.run(["dpkg-deb", "-I", str(deb_root["deb"])], capture_output=True, text=True).stdout
+    assert "libsystemd0" in info and "dbus" in info
+
+
+@pytest.mark.packaging
+def test_packaged_agent_runs(deb_root, bus, world_tmp):
+    agent = str(deb_root["root"] / "usr/sbin/ballast-agent")
+    ctlbin = str(deb_root["root"] / "usr/bin/agentctl")
+    a = Agent({"agent": agent, "ctl": ctlbin}, bus, world_tmp / "pkgroot", ("--booted-slot", "B"))
+    try:
+        r = ctl({"ctl": ctlbin}, bus.address, "status", "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["BootedSlot"] == "B"
+    finally:
+        a.stop()
+
+
+@pytest.mark.packaging
+def test_man_pages_render(deb_root):
+    need_tool("man", "man-db")
+    for page in ["agentctl.8.gz", "ballast-agent.8.gz"]:
+        path = deb_root["root"] / "usr/share/man/man8" / page
+        r = subprocess.run(["man", "-l", str(path)], capture_output=True, text=True,
+                           env=dict(os.environ, MANWIDTH="80", MAN_KEEP_FORMATTING="0"))
+        assert r.returncode == 0, r.stderr
+        text = re.sub(r".\x08", "", r.stdout)  # drop overstrike bold/underline
+        assert "EXIT STATUS" in text and "SYNOPSIS" in text
+
+
+def test_unit_file_verifies(bins, world_tmp):
+    need_tool("systemd-analyze", "systemd")
+    unit = (build_dir() / "units" / "ballast-agent.service").read_text()
+    # Point ExecStart at the built binary so the check covers the whole file.
+    lines = [f"ExecStart={bins['agent']}" if l.startswith("ExecStart=") else l for l in unit.splitlines()]
+    path = world_tmp / "ballast-agent.service"
+    path.write_text("\n".join(lines) + "\n")
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+    assert "Type=notify" in unit and "WatchdogSec=" in unit and "Restart=on-failure" in unit
+
+
+def test_tmpfiles_create_state_dirs(world_tmp):
+    need_tool("systemd-tmpfiles", "systemd")
+    r = subprocess.run(["systemd-tmpfiles", f"--root={world_tmp}", "--create",
+                        str(TOP / "units" / "ballast.tmpfiles")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert oct((world_tmp / "var/lib/ballast").stat().st_mode & 0o7777) == "0o700"
+    assert (world_tmp / "run/ballast").is_dir()
+    assert (world_tmp / "etc/ballast/config.d").is_dir()
+
+
+# The default policy of Debian's /usr/share/dbus-1/system.conf, with our policy file included.
+SYSTEM_LIKE_POLICY = """<policy context="default">
+    <allow user="*"/>
+    <deny send_type="method_call"/>
+    <deny own="*"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+  </policy>
+  <include>{policy}</include>"""
+
+
+def test_dbus_policy_file_reads_open_writes_root(bins, world_tmp, nobody_ctl):
+    b = Bus(world_tmp, SYSTEM_LIKE_POLICY.format(policy=TOP / "units" / "org.ballast.Agent1.conf"))
+    try:
+        a = Agent(bins, b, world_tmp / "root", ("--booted-slot", "A"))
+        try:
+            assert ctl(bins, b.address, "status", "--json", nobody=True, ctl_path=nobody_ctl).returncode == 0
+            # The bus refuses before the daemon sees it.
+            r = ctl(bins, b.address, "reload", nobody=True, ctl_path=nobody_ctl)
+            assert r.returncode == 4, r.stderr
+            assert "denied" not in a.output()
+            r = ctl(bins, b.address, "log-level", "debug", nobody=True, ctl_path=nobody_ctl)
+            assert r.returncode == 4, r.stderr
+            # root may.
+            assert ctl(bins, b.address, "reload").returncode == 0
+            assert ctl(bins, b.address, "log-level", "debug").returncode == 0
+        finally:
+            a.stop()
+        # Only root may own the name.
+        agent_copy = world_tmp / "ballast-agent"
+        shutil.copy(bins["agent"], agent_copy)
+        nroot = world_tmp / "nobody-root"
+        nroot.mkdir()
+        os.chown(nroot, 65534, 65534)
+        r = subprocess.run(NOBODY + [str(agent_copy), "--bus-address", b.address, "--root", str(nroot)],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1
+        assert "not allowed to own org.ballast.Agent1" in r.stderr
+    finally:
+        b.stop()

@@ -1,0 +1,49 @@
+#!/bin/bash
+# Runs test layers and prints one line "N passed, N failed" over all of them.
+# Usage: tests/run.sh BUILD_DIR LAYER...      LAYER: unit | integration | e2e
+# JUnit XML lands in BUILD_DIR/test-results/<layer>.xml. Exit status 1 on any failure.
+# PYTEST_MARKS narrows the pytest layers with a marker expression (e.g. "not packaging").
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=$(realpath "${1:?usage: tests/run.sh BUILD_DIR LAYER...}")
+shift
+results=$build/test-results
+mkdir -p "$results"
+export BALLAST_BUILD_DIR=$build
+xmls=()
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "tests/run.sh: the integration and e2e layers need root (private buses, setpriv, loop devices)" >&2
+fi
+
+for layer in "$@"; do
+  xml=$results/$layer.xml
+  rm -f "$xml"
+  case $layer in
+    unit)
+      echo "== unit tests (Catch2)"
+      "$build/tests/unit-tests" --reporter junit --out "$xml" || true
+      ;;
+    integration|e2e)
+      dir=$top/tests/$layer
+      if ! compgen -G "$dir/test_*.py" >/dev/null; then
+        echo "== $layer tests: none in tests/$layer yet"
+        continue
+      fi
+      echo "== $layer tests (pytest)"
+      marks=()
+      [ -n "${PYTEST_MARKS:-}" ] && marks=(-m "$PYTEST_MARKS")
+      (cd "$top" && /usr/bin/python3 -m pytest -p no:cacheprovider -q -rfE "$dir" \
+         --junitxml="$xml" "${marks[@]}") || true
+      ;;
+    *) echo "tests/run.sh: unknown layer '$layer' (unit, integration, e2e)" >&2; exit 2 ;;
+  esac
+  if [ ! -s "$xml" ]; then
+    echo "tests/run.sh: the $layer layer produced no results: counted as a failure" >&2
+    echo '<testsuite tests="1" failures="1"><testcase classname="'"$layer"'" name="layer did not run"><failure message="no results"/></testcase></testsuite>' >"$xml"
+  fi
+  xmls+=("$xml")
+done
+
+[ ${#xmls[@]} -gt 0 ] || { echo "0 passed, 0 failed"; exit 0; }
+/usr/bin/python3 "$top/tests/summarize.py" "${xmls[@]}"

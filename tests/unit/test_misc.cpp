@@ -1,0 +1,76 @@
+// Small pure helpers of lib/core: secrets, durations, did-you-mean, kernel command line, slots.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <array>
+
+#include "ballast/boot/slot.hpp"
+#include "ballast/core/cmdline.hpp"
+#include "ballast/core/duration.hpp"
+#include "ballast/core/secret.hpp"
+#include "ballast/core/suggest.hpp"
+
+using namespace ballast;
+using namespace std::chrono_literals;
+
+TEST_CASE("random secrets come from the kernel and differ", "[core][secret]") {
+    auto a = random_secret(32), b = random_secret(32);
+    REQUIRE(a);
+    REQUIRE(b);
+    CHECK(a->size() == 32);
+    CHECK_FALSE(std::equal(a->data(), a->data() + 32, b->data()));
+    CHECK_FALSE(std::all_of(a->data(), a->data() + 32, [](uint8_t c) { return c == 0; }));
+    SecretBytes moved = std::move(*a);
+    CHECK(moved.size() == 32);
+    CHECK(a->empty());
+    SecretBytes copy("key", 3);
+    CHECK(std::string(reinterpret_cast<const char*>(copy.data()), copy.size()) == "key");
+    CHECK(random_secret(0).value().empty());
+}
+
+TEST_CASE("durations parse as people write them", "[core][duration]") {
+    CHECK(parse_duration("5m").value() == 5min);
+    CHECK(parse_duration("1h30m").value() == 90min);
+    CHECK(parse_duration("250ms").value() == 250ms);
+    CHECK(parse_duration("300").value() == 300s);
+    CHECK(parse_duration(" 2d ").value() == std::chrono::hours(48));
+    CHECK_FALSE(parse_duration(""));
+    CHECK_FALSE(parse_duration("5x"));
+    CHECK_FALSE(parse_duration("m5"));
+    CHECK_FALSE(parse_duration("5m30"));
+    CHECK_FALSE(parse_duration("-5s"));
+    CHECK_FALSE(parse_duration("99999999999999999999s"));
+    CHECK(parse_duration("5x").error().what().find("unknown unit 'x'") != std::string::npos);
+    for (std::chrono::milliseconds d : {0ms, 250ms, 1000ms, 5400000ms, 3661000ms, 172800000ms})
+        CHECK(parse_duration(format_duration(d)).value() == d);
+    CHECK(format_duration(90min) == "1h30m");
+}
+
+TEST_CASE("did-you-mean finds likely typos only", "[core][suggest]") {
+    constexpr std::array<std::string_view, 5> keys{"sysctl", "users", "files", "hostname", "dns"};
+    CHECK(closest_match("systctl", keys).value() == "sysctl");
+    CHECK(closest_match("fiels", keys).value() == "files");  // transposition
+    CHECK(closest_match("hostnme", keys).value() == "hostname");
+    CHECK_FALSE(closest_match("kubernetes", keys));
+    CHECK(edit_distance("abc", "abc") == 0);
+    CHECK(edit_distance("", "abc") == 3);
+}
+
+TEST_CASE("kernel command line words", "[core][cmdline]") {
+    auto words = parse_cmdline("BOOT_IMAGE=/boot/vmlinuz quiet ballast.slot=b  x=\"a b\"\n");
+    REQUIRE(words.size() == 4);
+    CHECK(words[1].key == "quiet");
+    CHECK_FALSE(words[1].value);
+    CHECK(words[3].value.value() == "a b");
+    CHECK(cmdline_value("a=1 a=2", "a").value() == "2");
+    CHECK_FALSE(cmdline_value("ab=1", "a"));
+}
+
+TEST_CASE("booted slot from the command line", "[boot][slot]") {
+    CHECK(boot::booted_slot_from_cmdline("root=x ballast.slot=a quiet") == boot::Slot::A);
+    CHECK(boot::booted_slot_from_cmdline("ballast.slot=B") == boot::Slot::B);
+    CHECK_FALSE(boot::booted_slot_from_cmdline("ballast.slot=c"));
+    CHECK_FALSE(boot::booted_slot_from_cmdline("quiet"));
+    CHECK(boot::other(boot::Slot::A) == boot::Slot::B);
+    CHECK(boot::parse_slot("x").error().what() == "invalid slot 'x' (expected A or B)");
+}
