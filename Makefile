@@ -8,7 +8,7 @@ LAYERS ?= unit integration e2e
 # pytest marker expression narrowing the pytest layers (e.g. "not packaging").
 PYTEST_MARKS ?=
 
-.PHONY: all build deps deps-test test test-unit test-integration test-e2e demo deb bench clean
+.PHONY: all build deps deps-test test test-unit test-integration test-e2e demo deb bench format clean
 
 all: build
 
@@ -44,6 +44,9 @@ bench: deps-test $(BUILD)/build.ninja
 	@packaging/deps.sh bench
 	ninja -C $(BUILD)
 	tests/bench/run.sh $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
 
 clean:
 	rm -rf $(BUILD)

@@ -1,7 +1,8 @@
 #include <catch2/catch.hpp>
 
 #include "ballast/config/agent_settings.hpp"
-#include "ballast/config/yaml.hpp"
+#include "ballast/config/reader.hpp"
+#include "ballast/config/tree.hpp"
 #include "helpers.hpp"
 
 using namespace ballast;
@@ -40,7 +41,7 @@ TEST_CASE("agent settings: YAML syntax errors have positions", "[config][setting
     CHECK(s.error().what().rfind("a.yaml:", 0) == 0);
     auto notmap = parse_agent_settings("- a\n- b\n", "a.yaml");
     REQUIRE_FALSE(notmap);
-    CHECK(notmap.error().what() == "a.yaml:1:1: expected a mapping");
+    CHECK(notmap.error().what() == "a.yaml:1:1: expected a mapping, found a list");
 }
 
 TEST_CASE("agent settings file: optional unless named", "[config][settings]") {
@@ -53,16 +54,19 @@ TEST_CASE("agent settings file: optional unless named", "[config][settings]") {
     CHECK(load_agent_settings(t / "a.yaml", true).value().log_level == "error");
 }
 
-TEST_CASE("map reader: types and lists", "[config][yaml]") {
-    auto root =
-        parse_yaml("n: 7\nbig: 70\nb: yes\nd: 1h\nl:\nnull_list:\nbad_list: x\nsub: {a: 1}\n", "f")
-            .value();
+TEST_CASE("map reader: types and lists", "[config][reader]") {
     Diagnostics diags;
-    MapReader r(root, "f", diags, "");
+    auto root = parse_tree(
+        "n: 7\nbig: 70\nb: yes\nd: 1h\nl:\nnull_list:\nbad_list: x\nsub: {a: 1}\n"
+        "m: {k: v, e: }\n",
+        "f", diags);
+    REQUIRE(root);
+    MapReader r(&*root, diags, "");
     uint32_t n = 0, big = 0;
     bool b = false;
     std::chrono::milliseconds d{};
     std::vector<std::string> l{"x"}, nl{"y"}, bad;
+    std::map<std::string, std::string> m;
     r.read("n", n, 1, 10);
     r.read("big", big, 1, 10);
     r.read("b", b);
@@ -70,17 +74,81 @@ TEST_CASE("map reader: types and lists", "[config][yaml]") {
     r.read("l", l);
     r.read("null_list", nl);
     r.read("bad_list", bad);
+    r.read("m", m);
     CHECK(n == 7);
     CHECK(big == 0);
     CHECK(b);
     CHECK(d == std::chrono::hours(1));
     CHECK(l.empty());  // "l:" with no items is an empty list
     CHECK(nl.empty());
+    CHECK(m == std::map<std::string, std::string>{{"k", "v"}, {"e", ""}});
     auto sub = r.sub("sub");
     std::string a;
     sub.read("a", a);
     CHECK(a == "1");
     REQUIRE(diags.error_count() == 2);
     CHECK(diags.items()[0].text() == "f:2:6: big: expected a whole number from 1 to 10");
-    CHECK(diags.items()[1].text() == "f:7:11: bad_list: expected a list");
+    CHECK(diags.items()[1].text() == "f:7:11: bad_list: expected a list, found a scalar");
+}
+
+TEST_CASE("tree: duplicate keys, quoting, positions", "[config][tree]") {
+    Diagnostics diags;
+    auto t = parse_tree("a: 1\nb: '2'\na: 3\nc:\n", "f.yaml", diags);
+    REQUIRE(t);
+    REQUIRE(diags.error_count() == 1);
+    CHECK(diags.items()[0].text() == "f.yaml:3:1: duplicate key 'a'");
+    CHECK(t->find("a")->scalar == "1");
+    CHECK(t->find("a")->plain);
+    CHECK_FALSE(t->find("b")->plain);
+    CHECK(t->find("c")->is_null());
+    CHECK(t->find("c")->pos.line == 4);
+}
+
+TEST_CASE("tree: merge deep-merges maps and appends lists", "[config][tree]") {
+    Diagnostics diags;
+    auto a = parse_tree("k3s: {enabled: true, args: [--a]}\nstages: {boot: [{name: one}]}\nx: 1\n",
+                        "a.yaml", diags)
+                 .value();
+    auto b = parse_tree("k3s: {args: [--b]}\nstages: {boot: [{name: two}], fs: []}\nx: 2\ny:\n",
+                        "b.yaml", diags)
+                 .value();
+    merge_tree(a, b);
+    CHECK(a.find("k3s")->find("enabled")->scalar == "true");
+    REQUIRE(a.find("k3s")->find("args")->items.size() == 2);
+    CHECK(a.find("k3s")->find("args")->items[1].pos.file == "b.yaml");
+    const auto& boot = a.find("stages")->find("boot")->items;
+    REQUIRE(boot.size() == 2);
+    CHECK(boot[0].find("name")->scalar == "one");
+    CHECK(boot[1].find("name")->scalar == "two");
+    CHECK(a.find("x")->scalar == "2");
+    CHECK(a.find("x")->pos.file == "b.yaml");
+    CHECK(a.find("stages")->find("fs"));
+}
+
+TEST_CASE("file modes: octal as users mean it", "[config][reader]") {
+    Diagnostics diags;
+    auto t =
+        parse_tree("a: 0644\nb: '0600'\nc: 420\nd: 0o755\ne: 0999\nf: 644\ng: 99999\n", "f", diags)
+            .value();
+    MapReader r(&t, diags, "");
+    std::optional<uint32_t> a, b, c, d, e, f, g;
+    r.read_mode("a", a);
+    r.read_mode("b", b);
+    r.read_mode("c", c);
+    r.read_mode("d", d);
+    r.read_mode("e", e);
+    r.read_mode("f", f);
+    r.read_mode("g", g);
+    CHECK(a == 0644u);
+    CHECK(b == 0600u);
+    CHECK(c == 0644u);  // YAML 1.1 decimal 420
+    CHECK(d == 0755u);
+    CHECK_FALSE(e);
+    CHECK(f == 644u);
+    CHECK_FALSE(g);
+    REQUIRE(diags.items().size() == 3);
+    CHECK(diags.items()[0].text() == "f:5:4: e: expected a file mode such as 0644");
+    CHECK(diags.items()[1].text() ==
+          "f:6:4: warning: f: 644 is decimal (mode 1204); write 0644 for octal");
+    CHECK(diags.items()[2].text() == "f:7:4: g: expected a file mode such as 0644");
 }

@@ -3,27 +3,25 @@
 #include <cerrno>
 #include <system_error>
 
-#include "ballast/config/yaml.hpp"
+#include "ballast/config/reader.hpp"
+#include "ballast/config/tree.hpp"
 #include "ballast/core/atomic_file.hpp"
 #include "ballast/core/log.hpp"
 
 namespace ballast::config {
 
 Result<AgentSettings> parse_agent_settings(std::string_view text, std::string_view file_name) {
-    auto root = BALLAST_TRY(parse_yaml(text, file_name));
     Diagnostics diags;
-    MapReader top(root, file_name, diags, "");
+    auto root = BALLAST_TRY(parse_tree(text, file_name, diags));
+    MapReader top(&root, diags, "");
     top.check_keys({"log_level", "disk"}, Severity::error);
 
     AgentSettings s;
-    top.read("log_level", s.log_level);
-    if (top.has("log_level"))
+    if (top.read("log_level", s.log_level))
         if (auto lvl = log::parse_level(s.log_level); !lvl)
-            diags.error(position_of(file_name, top.node("log_level")),
-                        "log_level: " + lvl.error().message());
-    top.read("disk", s.disk);
-    if (!s.disk.empty() && s.disk.front() != '/')
-        diags.error(position_of(file_name, top.node("disk")), "disk: expected an absolute path");
+            top.error("log_level", lvl.error().message());
+    if (top.read("disk", s.disk) && (s.disk.empty() || s.disk.front() != '/'))
+        top.error("disk", "expected an absolute path");
 
     if (diags.has_errors()) return fail(Errc::invalid_argument, diags.errors_text());
     return s;

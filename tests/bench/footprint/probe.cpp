@@ -53,7 +53,8 @@ std::map<std::string, long long> status_kb(pid_t pid) {
 long long wakeups(pid_t pid) {
     long long total = 0;
     std::error_code ec;
-    for (auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    for (auto& t :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
         std::ifstream f(t.path() / "status");
         std::string line;
         while (std::getline(f, line)) {
@@ -82,13 +83,20 @@ int main(int argc, char** argv) {
     int i = 1;
     for (; i < argc; ++i) {
         std::string a = argv[i];
-        if (a == "--address" && i + 1 < argc) address = argv[++i];
-        else if (a == "--name" && i + 1 < argc) name = argv[++i];
-        else if (a == "--idle" && i + 1 < argc) idle = std::atof(argv[++i]);
-        else if (a == "--") { ++i; break; }
+        if (a == "--address" && i + 1 < argc)
+            address = argv[++i];
+        else if (a == "--name" && i + 1 < argc)
+            name = argv[++i];
+        else if (a == "--idle" && i + 1 < argc)
+            idle = std::atof(argv[++i]);
+        else if (a == "--") {
+            ++i;
+            break;
+        }
     }
     if (address.empty() || name.empty() || i >= argc) {
-        std::fprintf(stderr, "usage: footprint-probe --address ADDR --name NAME [--idle S] -- CMD...\n");
+        std::fprintf(stderr,
+                     "usage: footprint-probe --address ADDR --name NAME [--idle S] -- CMD...\n");
         return 2;
     }
 
@@ -99,7 +107,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "footprint-probe: cannot connect to %s\n", address.c_str());
         return 1;
     }
-    std::string match = "type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='" + name + "'";
+    std::string match =
+        "type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='" + name + "'";
     if (sd_bus_add_match(bus, nullptr, match.c_str(), nullptr, nullptr) < 0) return 1;
 
     char dir[] = "/tmp/footprint-XXXXXX";

@@ -1,0 +1,112 @@
+#include "ballast/config/tree.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+namespace ballast::config {
+namespace {
+
+Position pos_of(std::string_view file, const YAML::Mark& m) {
+    if (m.is_null()) return {std::string(file), 0, 0};
+    return {std::string(file), m.line + 1, m.column + 1};
+}
+
+Node convert(const YAML::Node& y, std::string_view file, Diagnostics& diags) {
+    Node n;
+    n.pos = pos_of(file, y.Mark());
+    switch (y.Type()) {
+        case YAML::NodeType::Undefined:
+        case YAML::NodeType::Null:
+            n.kind = Node::Kind::null;
+            break;
+        case YAML::NodeType::Scalar:
+            n.kind = Node::Kind::scalar;
+            n.scalar = y.Scalar();
+            // yaml-cpp tags plain scalars "?" and quoted or block ones "!".
+            n.plain = y.Tag() == "?";
+            break;
+        case YAML::NodeType::Sequence:
+            n.kind = Node::Kind::sequence;
+            for (const auto& item : y)
+                n.items.push_back(convert(item, file, diags));
+            break;
+        case YAML::NodeType::Map:
+            n.kind = Node::Kind::mapping;
+            for (const auto& kv : y) {
+                Position kp = pos_of(file, kv.first.Mark());
+                if (!kv.first.IsScalar()) {
+                    diags.error(kp, "mapping keys must be plain strings");
+                    continue;
+                }
+                const std::string& key = kv.first.Scalar();
+                if (n.find(key)) {
+                    diags.error(kp, fmt::format("duplicate key '{}'", key));
+                    continue;
+                }
+                n.entries.push_back({key, kp, convert(kv.second, file, diags)});
+                // "key:" with nothing after it: point at the key, not at the next token.
+                if (n.entries.back().value.is_null()) n.entries.back().value.pos = kp;
+            }
+            break;
+    }
+    return n;
+}
+
+}  // namespace
+
+const Node* Node::find(std::string_view key) const {
+    if (kind != Kind::mapping) return nullptr;
+    for (const auto& e : entries)
+        if (e.key == key) return &e.value;
+    return nullptr;
+}
+
+Node* Node::find(std::string_view key) {
+    return const_cast<Node*>(static_cast<const Node*>(this)->find(key));
+}
+
+std::string_view Node::kind_name() const {
+    switch (kind) {
+        case Kind::null:
+            return "null";
+        case Kind::scalar:
+            return "scalar";
+        case Kind::sequence:
+            return "list";
+        case Kind::mapping:
+            return "mapping";
+    }
+    return "null";
+}
+
+Result<Node> parse_tree(std::string_view text, std::string_view file, Diagnostics& diags) {
+    YAML::Node y;
+    try {
+        y = YAML::Load(std::string(text));
+    } catch (const YAML::Exception& e) {
+        return fail(Errc::parse, "{}: {}", to_string(pos_of(file, e.mark)), e.msg);
+    }
+    Node n = convert(y, file, diags);
+    if (n.pos.line == 0) n.pos = {std::string(file), 1, 1};
+    return n;
+}
+
+void merge_tree(Node& base, const Node& overlay) {
+    if (base.is_mapping() && overlay.is_mapping()) {
+        for (const auto& e : overlay.entries) {
+            if (Node* existing = base.find(e.key))
+                merge_tree(*existing, e.value);
+            else
+                base.entries.push_back(e);
+        }
+        return;
+    }
+    if (base.is_sequence() && overlay.is_sequence()) {
+        base.items.insert(base.items.end(), overlay.items.begin(), overlay.items.end());
+        return;
+    }
+    // A null overlay ("key:" with nothing) does not erase what an earlier file set.
+    if (overlay.is_null() && !base.is_null()) return;
+    base = overlay;
+}
+
+}  // namespace ballast::config
