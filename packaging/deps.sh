@@ -8,7 +8,7 @@
 set -euo pipefail
 
 declare -A GROUPS_PKGS=(
-  [build]="meson ninja-build g++ pkg-config systemd libsystemd-dev libblkid-dev libyaml-cpp-dev
+  [build]="meson ninja-build g++ pkg-config systemd libsystemd-dev libblkid-dev zlib1g-dev libyaml-cpp-dev
            libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev catch2 scdoc"
   [test]="dbus dbus-bin util-linux python3 python3-pytest man-db clang-format git"
   [deb]="dpkg-dev debhelper fakeroot"

@@ -83,6 +83,7 @@ Result<Node> parse_tree(std::string_view text, std::string_view file, Diagnostic
     try {
         y = YAML::Load(std::string(text));
     } catch (const YAML::Exception& e) {
+        diags.error(pos_of(file, e.mark), e.msg);
         return fail(Errc::parse, "{}: {}", to_string(pos_of(file, e.mark)), e.msg);
     }
     Node n = convert(y, file, diags);

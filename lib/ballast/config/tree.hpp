@@ -40,8 +40,9 @@ struct Entry {
     Node value;
 };
 
-// Parses one YAML document. Syntax errors fail with "file:line:col: message"; duplicate keys and
-// non-scalar keys are reported as errors in `diags` (the first occurrence is kept).
+// Parses one YAML document. A syntax error fails with "file:line:col: message" (and is also
+// added to `diags`); duplicate keys and non-scalar keys are reported as errors in `diags` (the
+// first occurrence is kept).
 [[nodiscard]] Result<Node> parse_tree(std::string_view text, std::string_view file,
                                       Diagnostics& diags);
 

@@ -1,0 +1,33 @@
+// Cloud-config files to the typed model. Each file is decoded on its own (its steps keep their
+// order and ids), then the Kairos blocks of all files are merged and decoded once.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "ballast/config/diagnostics.hpp"
+#include "ballast/config/model.hpp"
+#include "ballast/config/sources.hpp"
+#include "ballast/config/tree.hpp"
+
+namespace ballast::config {
+
+struct DecodeContext {
+    const nlohmann::json& facts;  // template data
+    Diagnostics& diags;
+};
+
+// Adds the file's steps to `cfg.stages` (stages: blocks, cloud-init keys and k3OS keys mapped to
+// stages) and merges its Kairos blocks (install, k3s, ...) into `blocks`.
+void decode_file(const SourceFile& src, const Node& tree, DecodeContext& ctx, Config& cfg,
+                 Node& blocks);
+
+// Decodes the merged blocks into `cfg`.
+void decode_blocks(const Node& blocks, DecodeContext& ctx, Config& cfg);
+
+// Cross-checks once everything is loaded: `after` names existing steps of the same stage.
+void check_config(const Config& cfg, Diagnostics& diags);
+
+// Stage names Ballast knows (custom names are allowed too).
+[[nodiscard]] bool is_known_stage(std::string_view name);
+
+}  // namespace ballast::config

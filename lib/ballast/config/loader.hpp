@@ -1,0 +1,39 @@
+// Loading a node's cloud-config: sources -> header check -> YAML -> typed model, with every
+// problem collected as file:line:col diagnostics.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ballast/config/diagnostics.hpp"
+#include "ballast/config/model.hpp"
+#include "ballast/config/sources.hpp"
+#include "ballast/config/tree.hpp"
+#include "ballast/core/result.hpp"
+#include "ballast/core/root.hpp"
+
+namespace ballast::config {
+
+struct Loaded {
+    Config config;
+    Node merged;                      // all files merged, for `config show`
+    std::vector<SourceFile> sources;  // every file looked at, in order
+    Diagnostics diags;
+};
+
+// Loads and decodes `sources`. Fails only when nothing could be read at all; problems in the
+// files are in `diags` (has_errors() tells whether the config may be applied).
+[[nodiscard]] Loaded load_sources(std::vector<SourceFile> sources, const nlohmann::json& facts,
+                                  Diagnostics diags = {});
+
+// Collects the node's sources under `root` (plus `opts`) and loads them.
+[[nodiscard]] Result<Loaded> load_config(const RootPrefix& root, const SourceOptions& opts,
+                                         const nlohmann::json& facts);
+
+// The merged tree as JSON: {"value": ..., "source": "file:line:col"} per leaf when
+// `with_sources`, plain values otherwise.
+[[nodiscard]] nlohmann::json tree_to_json(const Node& n, bool with_sources);
+
+}  // namespace ballast::config

@@ -1,0 +1,180 @@
+// The typed cloud-config model: one shape for yip/Kairos stages, cloud-init keys, Kairos blocks
+// and k3OS files (docs/cloud-config.md has the mapping). Every item keeps its source position.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ballast/config/diagnostics.hpp"
+#include "ballast/config/tree.hpp"
+
+namespace ballast::config {
+
+// A user or group given by name or number.
+struct OwnerRef {
+    std::string name;             // empty when given by number
+    std::optional<uint32_t> id;   // set when given by number
+    [[nodiscard]] bool set() const { return id.has_value() || !name.empty(); }
+};
+
+struct FileSpec {
+    Position pos;
+    std::string path;
+    std::string content;   // decoded and template-rendered
+    std::optional<uint32_t> mode;
+    OwnerRef owner, group;
+    bool append = false;   // Ballast extension: append instead of replace
+};
+
+struct DirectorySpec {
+    Position pos;
+    std::string path;
+    std::optional<uint32_t> mode;
+    OwnerRef owner, group;
+};
+
+struct DownloadSpec {
+    Position pos;
+    std::string path, url;
+    std::string sha256;  // hex; when set the file is verified and kept while it matches
+    std::optional<uint32_t> mode;
+    OwnerRef owner, group;
+    std::chrono::seconds timeout{0};
+};
+
+struct UserSpec {
+    Position pos;
+    std::string name;
+    std::optional<std::string> passwd;  // clear text or crypt(3) hash ("$...")
+    bool lock_passwd = false;
+    std::optional<std::string> gecos, homedir, shell, primary_group, uid;
+    std::vector<std::string> groups;
+    std::vector<std::string> ssh_authorized_keys;
+    bool no_create_home = false;
+    bool system = false;
+};
+
+struct UnitOverride {
+    std::string service, name, content;
+};
+
+struct SystemctlSpec {
+    std::vector<std::string> enable, disable, mask, start;
+    std::vector<UnitOverride> overrides;
+    [[nodiscard]] bool empty() const {
+        return enable.empty() && disable.empty() && mask.empty() && start.empty() && overrides.empty();
+    }
+};
+
+struct DnsSpec {
+    std::vector<std::string> nameservers, search, options;
+    std::string path = "/etc/resolv.conf";
+};
+
+struct EntitySpec {
+    Position pos;
+    std::string path;    // database file; empty: the kind's default
+    Node entity;         // parsed entity document
+};
+
+struct DatasourceSpec {
+    std::vector<std::string> providers;  // "nocloud" (cidata volume), "config_url"
+    std::string path = "/run/ballast/config.d";
+    std::string config_url;
+    [[nodiscard]] bool empty() const { return providers.empty(); }
+};
+
+struct IfFiles {
+    std::vector<std::string> any, all, none;
+};
+
+struct Step {
+    Position pos;
+    std::string stage;  // "boot", "boot.before", ...
+    std::string id;     // "<file>.<name or index>", as yip names steps
+    std::string name;
+    // Conditions.
+    std::string if_cmd, node, only_os, only_os_version, only_arch, only_service_manager;
+    IfFiles if_files;
+    std::vector<std::string> after;
+    bool strict = false;
+    // Modules, in yip's order.
+    DnsSpec dns;
+    std::vector<DownloadSpec> downloads;
+    std::vector<EntitySpec> ensure_entities;
+    std::vector<DirectorySpec> directories;
+    std::vector<FileSpec> files;
+    std::vector<std::string> commands;
+    std::map<std::string, std::string> command_env;       // Ballast extension: `env`
+    std::chrono::seconds command_timeout{0};              // Ballast extension: `timeout`
+    std::vector<EntitySpec> delete_entities;
+    std::string hostname;
+    std::map<std::string, std::string> sysctl;
+    std::vector<UserSpec> users;
+    std::map<std::string, std::vector<std::string>> authorized_keys;  // user -> keys
+    std::vector<std::string> modules;
+    std::map<std::string, std::string> timesyncd;
+    SystemctlSpec systemctl;
+    std::map<std::string, std::string> environment;
+    std::string environment_file = "/etc/environment";
+    std::map<std::string, std::string> systemd_firstboot;
+    DatasourceSpec datasource;
+    bool has_layout = false;  // validated here, acted on by install
+};
+
+// Kairos `install:` block (validated; acted on by install).
+struct InstallSpec {
+    std::string device;
+    bool auto_install = false, reboot = false, poweroff = false, no_format = false, force = false;
+    std::vector<std::string> encrypted_partitions;
+    std::map<std::string, uint32_t> partition_sizes_mib;  // oem, persistent, slot, efi
+};
+
+// Kairos `k3s:` / `k3s-agent:` block.
+struct K3sSpec {
+    bool present = false, enabled = false;
+    std::vector<std::string> args;
+    std::map<std::string, std::string> env;
+    bool replace_args = false, replace_env = false, embedded_registry = false;
+    Position pos;
+};
+
+struct KubeVipSpec {
+    bool present = false;
+    std::optional<bool> enable;
+    std::string eip, interface_name, version, manifest_url;
+    bool static_pod = false;
+    std::vector<std::string> args;
+    [[nodiscard]] bool enabled() const { return enable ? *enable : !eip.empty(); }
+};
+
+struct P2PSpec {
+    bool present = false;
+    std::string network_token, network_id, role;
+};
+
+// k3OS's k3s settings (`k3os.server_url`, ...): the rest of the k3os block becomes steps.
+struct K3osK3sSpec {
+    bool present = false;
+    std::string server_url, token;
+    std::map<std::string, std::string> labels;
+    std::vector<std::string> taints, k3s_args;
+    std::map<std::string, std::string> environment;
+};
+
+struct Config {
+    std::map<std::string, std::vector<Step>> stages;
+    InstallSpec install;
+    K3sSpec k3s, k3s_agent;
+    KubeVipSpec kubevip;
+    P2PSpec p2p;
+    K3osK3sSpec k3os;
+    std::string config_url;
+    bool strict = false;  // Kairos: fail the stage on any step error
+};
+
+}  // namespace ballast::config
