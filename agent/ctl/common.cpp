@@ -5,7 +5,7 @@
 
 namespace ballast::ctl {
 
-int report(const Error& e) {
+int report_error(const Error& e) {
     std::fprintf(stderr, "agentctl: %s\n", e.what().c_str());
     switch (e.code()) {
         case Errc::unavailable:

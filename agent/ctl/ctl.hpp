@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -25,7 +26,7 @@ struct GlobalOptions {
 };
 
 // Prints the error on stderr ("agentctl: ...") and maps it to an exit code.
-[[nodiscard]] int report(const Error& e);
+[[nodiscard]] int report_error(const Error& e);
 
 [[nodiscard]] Result<api::AgentClient> connect_agent(const GlobalOptions& g);
 
@@ -36,5 +37,10 @@ void print_json(const nlohmann::json& j);
 [[nodiscard]] int cmd_version(const GlobalOptions& g);
 [[nodiscard]] int cmd_log_level(const GlobalOptions& g, const std::string& level);
 [[nodiscard]] int cmd_reload(const GlobalOptions& g);
+[[nodiscard]] int cmd_config_validate(const GlobalOptions& g, const std::vector<std::string>& files,
+                                      bool strict);
+[[nodiscard]] int cmd_config_show(const GlobalOptions& g, const std::vector<std::string>& files);
+[[nodiscard]] int cmd_stage_run(const GlobalOptions& g, const std::string& stage,
+                                const std::vector<std::string>& files, bool dry_run, bool verbose);
 
 }  // namespace ballast::ctl

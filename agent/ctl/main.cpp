@@ -31,6 +31,37 @@ int main(int argc, char** argv) {
     log_level->add_option("LEVEL", level, "trace, debug, info, warning, error, critical or off");
     auto* reload = app.add_subcommand("reload", "Re-read /etc/ballast/agent.yaml");
 
+    auto* config =
+        app.add_subcommand("config", "Check and show cloud-config (works without the daemon)");
+    config->require_subcommand(1);
+    std::vector<std::string> files;
+    bool strict = false;
+    auto* validate =
+        config->add_subcommand("validate", "Check cloud-config files; errors as file:line:col");
+    validate->add_option("FILE", files, "Files to check, merged as a node would")->required();
+    validate->add_flag("--strict", strict,
+                       "Treat warnings (unknown keys, missing header) as errors");
+    auto* show = config->add_subcommand(
+        "show", "Print the node's effective merged config with each value's source");
+    show->add_option("--config", files, "Extra file, read after the node's sources (repeatable)")
+        ->option_text("FILE");
+
+    auto* stage = app.add_subcommand("stage", "Cloud-config stages");
+    stage->require_subcommand(1);
+    std::string stage_name;
+    bool dry_run = false, verbose = false;
+    auto* stage_run =
+        stage->add_subcommand("run", "Run a stage now (through the agent when it is running)");
+    stage_run
+        ->add_option("NAME", stage_name,
+                     "rootfs, initramfs, fs, boot, network, reconcile, or a custom name")
+        ->required();
+    stage_run
+        ->add_option("--config", files, "Extra file, read after the node's sources (repeatable)")
+        ->option_text("FILE");
+    stage_run->add_flag("--dry-run", dry_run, "Print the plan; change nothing");
+    stage_run->add_flag("-v,--verbose", verbose, "Also list unchanged steps and notes");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -42,5 +73,8 @@ int main(int argc, char** argv) {
     if (version->parsed()) return cmd_version(g);
     if (log_level->parsed()) return cmd_log_level(g, level);
     if (reload->parsed()) return cmd_reload(g);
+    if (validate->parsed()) return cmd_config_validate(g, files, strict);
+    if (show->parsed()) return cmd_config_show(g, files);
+    if (stage_run->parsed()) return cmd_stage_run(g, stage_name, files, dry_run, verbose);
     return kExitUsage;
 }

@@ -17,9 +17,9 @@ std::string field(const nlohmann::json& j, const char* key) {
 
 int cmd_status(const GlobalOptions& g) {
     auto client = connect_agent(g);
-    if (!client) return report(client.error());
+    if (!client) return report_error(client.error());
     auto st = client->get_status();
-    if (!st) return report(st.error());
+    if (!st) return report_error(st.error());
     if (g.json) {
         print_json(*st);
         return kExitOk;
@@ -35,6 +35,14 @@ int cmd_status(const GlobalOptions& g) {
     };
     for (const auto& [label, key] : rows)
         std::printf("  %-12s %s\n", label, field(*st, key).c_str());
+    if (auto it = st->find("Stages"); it != st->end() && it->is_array() && !it->empty()) {
+        std::printf("  Stages (last run):\n");
+        for (const auto& s : *it)
+            std::printf("    %-12s %s  %d changed, %d unchanged, %d skipped, %d failed (%.1f ms)\n",
+                        s.value("Stage", "").c_str(), s.value("StartedAt", "").c_str(),
+                        s.value("Changed", 0), s.value("Unchanged", 0), s.value("Skipped", 0),
+                        s.value("Failed", 0), s.value("DurationMs", 0.0));
+    }
     return kExitOk;
 }
 
@@ -55,12 +63,13 @@ int cmd_version(const GlobalOptions& g) {
 
 int cmd_log_level(const GlobalOptions& g, const std::string& level) {
     auto client = connect_agent(g);
-    if (!client) return report(client.error());
+    if (!client) return report_error(client.error());
     if (!level.empty()) {
-        if (auto r = client->set_string_property("LogLevel", level); !r) return report(r.error());
+        if (auto r = client->set_string_property("LogLevel", level); !r)
+            return report_error(r.error());
     }
     auto st = client->get_status();
-    if (!st) return report(st.error());
+    if (!st) return report_error(st.error());
     if (g.json)
         print_json({{"LogLevel", (*st)["LogLevel"]}});
     else
@@ -70,8 +79,8 @@ int cmd_log_level(const GlobalOptions& g, const std::string& level) {
 
 int cmd_reload(const GlobalOptions& g) {
     auto client = connect_agent(g);
-    if (!client) return report(client.error());
-    if (auto r = client->call_void("Reload"); !r) return report(r.error());
+    if (!client) return report_error(client.error());
+    if (auto r = client->call_void("Reload"); !r) return report_error(r.error());
     return kExitOk;
 }
 

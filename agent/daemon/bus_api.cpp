@@ -80,6 +80,38 @@ int method_reload(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
     return sd_bus_reply_method_return(m, "");
 }
 
+// RunStage(s stage, a{sv} options) -> s report_json. Options: DryRun (b), ConfigFiles (as).
+// The reply comes when the stage has run; a second mutating call meanwhile gets Busy.
+int method_run_stage(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
+    if (int r = require_root(m, ret_error); r < 0) return r;
+    const char* stage = nullptr;
+    if (int r = sd_bus_message_read(m, "s", &stage); r < 0) return r;
+    auto opts = sdbus::read_dict(m);
+    if (!opts)
+        return sd_bus_error_set(ret_error, SD_BUS_ERROR_INVALID_ARGS, opts.error().what().c_str());
+    bool dry_run = false;
+    std::vector<std::string> files;
+    for (const auto& [k, v] : opts->items()) {
+        if (k == "DryRun" && v.is_boolean())
+            dry_run = v.get<bool>();
+        else if (k == "ConfigFiles" && v.is_array()) {
+            for (const auto& f : v) {
+                if (!f.is_string() || f.get<std::string>().empty() ||
+                    f.get<std::string>().front() != '/')
+                    return sd_bus_error_set(ret_error, SD_BUS_ERROR_INVALID_ARGS,
+                                            "ConfigFiles: absolute paths expected");
+                files.push_back(f.get<std::string>());
+            }
+        } else {
+            return sd_bus_error_setf(ret_error, SD_BUS_ERROR_INVALID_ARGS,
+                                     "unknown or mistyped option '%s'", k.c_str());
+        }
+    }
+    if (auto st = daemon_of(userdata).run_stage(stage, dry_run, std::move(files), m); !st)
+        return reply_error(ret_error, st.error());
+    return 1;  // replied when the job ends
+}
+
 const sd_bus_vtable kVtable[] = {
     SD_BUS_VTABLE_START(0),
     SD_BUS_PROPERTY("Version", "s", get_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -93,6 +125,11 @@ const sd_bus_vtable kVtable[] = {
                             method_get_status, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_reload,
                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("RunStage", SD_BUS_ARGS("s", stage, "a{sv}", options),
+                            SD_BUS_RESULT("s", report), method_run_stage,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_SIGNAL_WITH_ARGS("JobFinished", SD_BUS_ARGS("s", operation, "b", success, "s", message),
+                            0),
     SD_BUS_VTABLE_END,
 };
 

@@ -6,6 +6,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <system_error>
@@ -17,6 +18,7 @@
 #include "ballast/core/cmdline.hpp"
 #include "ballast/core/log.hpp"
 #include "ballast/disk/discover.hpp"
+#include "ballast/stages/runner.hpp"
 #include "ballast_config.h"
 #include "bus_api.hpp"
 
@@ -46,6 +48,7 @@ Daemon::Daemon(DaemonOptions opts) : opts_(std::move(opts)) {}
 
 Daemon::~Daemon() {
     // Bus objects go before the loop they are attached to.
+    reconcile_timer_.reset();
     vtable_slot_.reset();
     bus_.reset();
     sig_term_.reset();
@@ -80,6 +83,12 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonOptions opts) {
     BALLAST_TRY(d->take_lock());
     BALLAST_TRY(d->setup_event_loop());
     BALLAST_TRY(d->setup_bus());
+    Daemon* self = d.get();
+    BALLAST_TRY(d->jobs_.attach(d->event_.get(), [self] {
+        self->emit_changed("Operation");
+        self->notify_status();
+    }));
+    d->arm_reconcile(d->settings_.reconcile.delay);
     return d;
 }
 
@@ -191,7 +200,9 @@ Status Daemon::reload() {
     auto s = config::load_agent_settings(opts_.settings_path, opts_.settings_explicit);
     if (!s) return std::unexpected(std::move(s.error()).context("reload"));
     const auto before = log_level();
+    const auto old_interval = settings_.reconcile.interval;
     apply_settings(*s);
+    if (settings_.reconcile.interval != old_interval) arm_reconcile(settings_.reconcile.interval);
     spdlog::info("reloaded {}", opts_.settings_path.string());
     if (log_level() != before) emit_changed("LogLevel");
     return {};
@@ -201,12 +212,107 @@ nlohmann::json Daemon::status() const {
     return {
         {"Version", BALLAST_VERSION},
         {"BootedSlot", booted_slot_},
-        {"Operation", operation_},
+        {"Operation", operation()},
         {"LastError", last_error_},
         {"Disk", disk_},
         {"Root", opts_.root.base().string()},
         {"LogLevel", log_level()},
+        {"Stages", stage_summaries()},
     };
+}
+
+nlohmann::json Daemon::stage_summaries() const {
+    auto out = nlohmann::json::array();
+    auto dir = opts_.root("/run/ballast/stages");
+    std::error_code ec;
+    std::vector<std::filesystem::path> files;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+        if (e.path().extension() == ".json") files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+        auto text = read_file(f, 4u << 20);
+        if (!text) continue;
+        auto j = nlohmann::json::parse(*text, nullptr, false);
+        if (j.is_discarded() || !j.is_object()) continue;
+        out.push_back({{"Stage", j.value("stage", "")},
+                       {"StartedAt", j.value("started_at", "")},
+                       {"Changed", j.value("changed", 0)},
+                       {"Unchanged", j.value("unchanged", 0)},
+                       {"Skipped", j.value("skipped", 0)},
+                       {"Failed", j.value("failed", 0)},
+                       {"DurationMs", j.value("duration_ms", 0.0)}});
+    }
+    return out;
+}
+
+Status Daemon::run_stage(const std::string& stage, bool dry_run,
+                         std::vector<std::string> config_files, sd_bus_message* call) {
+    BALLAST_TRY(stages::check_stage_name(stage));
+    stages::RunRequest req;
+    req.stage = stage;
+    req.root = opts_.root;
+    req.config_files = std::move(config_files);
+    req.dry_run = dry_run;
+    req.http.ca_file = settings_.http.ca_file;
+    req.http.proxy = settings_.http.proxy;
+    if (call) sd_bus_message_ref(call);
+    sdbus::Message reply_to(call);
+    auto shared_call = std::make_shared<sdbus::Message>(std::move(reply_to));
+    return jobs_.start(
+        "stage " + stage,
+        [req] {
+            auto rep = stages::run(req);
+            if (!rep)
+                return nlohmann::json{
+                    {"ok", false}, {"error", rep.error().what()}, {"stage", req.stage}};
+            return rep->to_json();
+        },
+        [this, shared_call, stage](const nlohmann::json& res) {
+            const bool ok = res.value("ok", false);
+            std::string msg = res.contains("error")
+                                  ? res["error"].get<std::string>()
+                                  : fmt::format("stage {}: {} changed, {} failed", stage,
+                                                res.value("changed", 0), res.value("failed", 0));
+            if (!ok && last_error_ != msg) {
+                last_error_ = msg;
+                emit_changed("LastError");
+            }
+            (void)sd_bus_emit_signal(bus_.get(), api::kObjectPath, api::kInterface, "JobFinished",
+                                     "sbs", ("stage " + stage).c_str(), ok ? 1 : 0, msg.c_str());
+            if (*shared_call) {
+                int r = sd_bus_reply_method_return(shared_call->get(), "s", res.dump().c_str());
+                if (r < 0)
+                    spdlog::warn("reply to RunStage: {}", fail_errno(r, "").error().message());
+            }
+        });
+}
+
+void Daemon::arm_reconcile(std::chrono::milliseconds after) {
+    reconcile_timer_.reset();
+    if (settings_.reconcile.interval.count() == 0) return;
+    sd_event_source* s = nullptr;
+    uint64_t usec = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(after).count());
+    // Accuracy of a minute: the timer may coalesce with other wake-ups of the system.
+    int r = sd_event_add_time_relative(event_.get(), &s, CLOCK_BOOTTIME, usec, 60'000'000,
+                                       on_reconcile, this);
+    if (r < 0) {
+        spdlog::warn("reconcile timer: {}", fail_errno(r, "").error().message());
+        return;
+    }
+    reconcile_timer_.reset(s);
+}
+
+int Daemon::on_reconcile(sd_event_source*, uint64_t, void* userdata) {
+    auto* d = static_cast<Daemon*>(userdata);
+    if (d->jobs_.busy()) {
+        spdlog::info("reconcile: '{}' is running; trying again in 5 minutes", d->jobs_.operation());
+        d->arm_reconcile(std::chrono::minutes(5));
+        return 0;
+    }
+    if (auto st = d->run_stage("reconcile", false, {}, nullptr); !st)
+        spdlog::error("reconcile: {}", st.error().what());
+    d->arm_reconcile(d->settings_.reconcile.interval);
+    return 0;
 }
 
 void Daemon::emit_changed(const char* property) {
@@ -219,7 +325,7 @@ void Daemon::emit_changed(const char* property) {
 }
 
 void Daemon::notify_status() {
-    std::string st = operation_ == "idle" ? "Idle" : "Running: " + operation_;
+    std::string st = jobs_.busy() ? "Running: " + jobs_.operation() : "Idle";
     if (!last_error_.empty()) st += "; last error: " + last_error_;
     (void)sd_notifyf(0, "STATUS=%s", st.c_str());
 }

@@ -9,7 +9,10 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include "ballast/config/agent_settings.hpp"
 #include "ballast/core/log.hpp"
+#include "ballast/stages/format.hpp"
+#include "ballast/stages/runner.hpp"
 #include "ballast/system/sdbus.hpp"
 #include "ballast_config.h"
 #include "daemon.hpp"
@@ -18,6 +21,38 @@ namespace {
 
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
+
+// `ballast-agent stage NAME`: the stage in this process, report on stdout, exit 1 on any error.
+int run_stage_mode(const std::filesystem::path& root, const std::string& stage,
+                   const std::vector<std::string>& configs, bool dry_run, bool json,
+                   const std::string& settings_path) {
+    using namespace ballast;
+    RootPrefix r(root);
+    auto settings =
+        config::load_agent_settings(settings_path.empty() ? r(config::kDefaultAgentSettingsPath)
+                                                          : std::filesystem::path(settings_path),
+                                    !settings_path.empty());
+    if (!settings) {
+        spdlog::error("{}", settings.error().what());
+        return kExitFailure;
+    }
+    stages::RunRequest req;
+    req.stage = stage;
+    req.root = r;
+    for (const auto& c : configs)
+        req.config_files.push_back(std::filesystem::absolute(c));
+    req.dry_run = dry_run;
+    req.http.ca_file = settings->http.ca_file;
+    req.http.proxy = settings->http.proxy;
+    auto rep = stages::run(req);
+    if (!rep) {
+        spdlog::error("stage {}: {}", stage, rep.error().what());
+        return rep.error().code() == Errc::invalid_argument ? kExitUsage : kExitFailure;
+    }
+    auto j = rep->to_json();
+    std::fputs(json ? (j.dump(2) + "\n").c_str() : stages::format_report(j, false).c_str(), stdout);
+    return rep->ok() ? 0 : kExitFailure;
+}
 
 }  // namespace
 
@@ -48,6 +83,24 @@ int main(int argc, char** argv) {
                    "trace, debug, info, warning, error, critical or off (overrides agent.yaml)")
         ->option_text("LEVEL");
 
+    app.require_subcommand(0, 1);
+    app.fallthrough();
+    auto* stage_cmd = app.add_subcommand(
+        "stage", "Run one cloud-config stage now, without D-Bus (initramfs, early units)");
+    std::string stage_name;
+    std::vector<std::string> stage_configs;
+    bool dry_run = false, json = false;
+    stage_cmd
+        ->add_option("NAME", stage_name,
+                     "Stage: rootfs, initramfs, fs, boot, network, reconcile, or a custom name")
+        ->required();
+    stage_cmd
+        ->add_option("--config", stage_configs,
+                     "Extra cloud-config file, after the node's sources (repeatable)")
+        ->option_text("FILE");
+    stage_cmd->add_flag("--dry-run", dry_run, "Print the plan; change nothing");
+    stage_cmd->add_flag("--json", json, "Print the report as JSON");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -61,6 +114,11 @@ int main(int argc, char** argv) {
         return kExitUsage;
     }
     log::init("ballast-agent", *level);
+
+    if (stage_cmd->parsed()) {
+        return run_stage_mode(std::filesystem::absolute(root), stage_name, stage_configs, dry_run,
+                              json, config_file);
+    }
 
     agent::DaemonOptions opts;
     opts.root = RootPrefix(std::filesystem::absolute(root));

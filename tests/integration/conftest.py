@@ -213,3 +213,90 @@ def notify_socket(world_tmp):
     n = NotifySocket(world_tmp)
     yield n
     n.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS test PKI and an nginx on loopback
+
+def run_ok(cmd, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        pytest.fail(f"{cmd[0]} failed: {r.stdout}{r.stderr}")
+    return r
+
+
+@pytest.fixture(scope="session")
+def test_pki(tmp_path_factory):
+    """A CA and a server certificate for 127.0.0.1/localhost (openssl), plus a second, unrelated CA."""
+    need_tool("openssl", "openssl")
+    d = tmp_path_factory.mktemp("pki")
+    for ca in ("ca", "otherca"):
+        run_ok(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-days", "30", "-subj", f"/CN=Ballast test {ca}", "-keyout", str(d / f"{ca}.key"),
+                "-out", str(d / f"{ca}.pem"), "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+    run_ok(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-subj", "/CN=localhost", "-keyout", str(d / "server.key"), "-out", str(d / "server.csr")])
+    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    run_ok(["openssl", "x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"), "-CAkey",
+            str(d / "ca.key"), "-CAcreateserial", "-days", "30", "-extfile", str(d / "server.ext"),
+            "-out", str(d / "server.pem")])
+    return d
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Nginx:
+    def __init__(self, directory: Path, pki: Path):
+        need_tool("nginx", "nginx")
+        self.dir = directory
+        self.docroot = directory / "www"
+        self.docroot.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        conf = directory / "nginx.conf"
+        conf.write_text(f"""
+daemon off;
+master_process off;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+  access_log {directory}/access.log;
+  client_body_temp_path {directory}/tmp;
+  proxy_temp_path {directory}/tmp;
+  fastcgi_temp_path {directory}/tmp;
+  uwsgi_temp_path {directory}/tmp;
+  scgi_temp_path {directory}/tmp;
+  server {{
+    listen 127.0.0.1:{self.port} ssl;
+    ssl_certificate {pki}/server.pem;
+    ssl_certificate_key {pki}/server.key;
+    root {self.docroot};
+  }}
+}}
+""")
+        (directory / "tmp").mkdir(exist_ok=True)
+        self.proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(directory)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        def up():
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", self.port)) == 0
+        wait_for(lambda: up() or self.proc.poll() is not None, "nginx")
+        if self.proc.poll() is not None:
+            pytest.fail("nginx did not start: " + self.proc.stderr.read().decode())
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def nginx(tmp_path_factory, test_pki):
+    n = Nginx(tmp_path_factory.mktemp("nginx"), test_pki)
+    yield n
+    n.stop()

@@ -19,18 +19,23 @@ const json kFacts = {
     {"Hostname", "node0"},
     {"UUID", "4c4c4544-0042-3510-8052-b4c04f4e4232"},
     {"Random", "r4nd0m"},
-    {"Values", {{"node", {{"hostname", "node0"}}}, {"os", {{"name", "debian"}}}, {"network", json::array({{{"name", "eth0"}, {"macaddress", "52:54:00:12:34:56"}}})}}},
+    {"Values",
+     {{"node", {{"hostname", "node0"}}},
+      {"os", {{"name", "debian"}}},
+      {"network", json::array({{{"name", "eth0"}, {"macaddress", "52:54:00:12:34:56"}}})}}},
 };
 
 Loaded load(std::vector<std::pair<std::string, std::string>> files) {
     std::vector<SourceFile> srcs;
-    for (auto& [name, text] : files) srcs.push_back({name, text, detect_kind(text, name)});
+    for (auto& [name, text] : files)
+        srcs.push_back({name, text, detect_kind(text, name)});
     return load_sources(std::move(srcs), kFacts);
 }
 
 std::string all_diags(const Diagnostics& d) {
     std::string out;
-    for (const auto& i : d.items()) out += i.text() + "\n";
+    for (const auto& i : d.items())
+        out += i.text() + "\n";
     return out;
 }
 
@@ -79,7 +84,8 @@ TEST_CASE("examples map to the stages the original systems use", "[config][examp
     REQUIRE(files.size() == 1);
     CHECK(files[0].mode == 0644u);
     CHECK(c.k3s.enabled);
-    CHECK(c.k3s.args == std::vector<std::string>{"--disable=traefik", "--write-kubeconfig-mode=0640"});
+    CHECK(c.k3s.args ==
+          std::vector<std::string>{"--disable=traefik", "--write-kubeconfig-mode=0640"});
 
     auto stages = load({{"stages.yaml", test::read_text(dir / "stages.yaml")}});
     const auto& site = step_named(stages.config, "boot", "Site configuration");
@@ -90,12 +96,14 @@ TEST_CASE("examples map to the stages the original systems use", "[config][examp
     CHECK(site.id == "stages.yaml.Site configuration");
     CHECK(step_named(stages.config, "boot", "Services").systemctl.mask.size() == 2);
     CHECK(step_named(stages.config, "network", "Name servers").dns.nameservers.size() == 2);
-    CHECK(step_named(stages.config, "reconcile", "Keep the banner").files[0].content == "Ballast node \\n\n");
+    CHECK(step_named(stages.config, "reconcile", "Keep the banner").files[0].content ==
+          "Ballast node \\n\n");
 }
 
 TEST_CASE("k3OS files map to initrd, boot and run phases", "[config][k3os]") {
     const std::filesystem::path dir = std::filesystem::path(BALLAST_TEST_DATA) / "examples";
-    auto l = load({{"/var/lib/rancher/k3os/config.yaml", test::read_text(dir / "k3os-config.yaml")}});
+    auto l =
+        load({{"/var/lib/rancher/k3os/config.yaml", test::read_text(dir / "k3os-config.yaml")}});
     INFO(all_diags(l.diags));
     REQUIRE_FALSE(l.diags.has_errors());
     const auto& c = l.config;
@@ -113,7 +121,8 @@ TEST_CASE("k3OS files map to initrd, boot and run phases", "[config][k3os]") {
     CHECK(boot.users[0].passwd == "changeme");
     CHECK(boot.users[0].ssh_authorized_keys.size() == 1);
     CHECK(boot.commands == std::vector<std::string>{"echo boot > /run/boot-cmd-ran"});
-    CHECK(step_named(c, "network", "k3os-run").commands == std::vector<std::string>{"echo run > /run/run-cmd-ran"});
+    CHECK(step_named(c, "network", "k3os-run").commands ==
+          std::vector<std::string>{"echo run > /run/run-cmd-ran"});
     CHECK(c.k3os.server_url == "https://k3s.example:6443");
     CHECK(c.k3os.labels.at("zone") == "a");
     CHECK(c.k3os.k3s_args == std::vector<std::string>{"agent"});
@@ -137,7 +146,8 @@ TEST_CASE("files without a header are skipped with a warning", "[config][sources
     test::write_text(t / "oem/30-notyaml.txt", "#cloud-config\nhostname: notyaml\n");
     auto l = load_config(RootPrefix(t.path()), {}, kFacts);
     REQUIRE(l);
-    CHECK(has_diag(l->diags, "/oem/20-nohdr.yaml:1:1: warning: no #cloud-config header: file ignored"));
+    CHECK(has_diag(l->diags,
+                   "/oem/20-nohdr.yaml:1:1: warning: no #cloud-config header: file ignored"));
     REQUIRE(l->config.stages.count("initramfs"));
     REQUIRE(l->config.stages.at("initramfs").size() == 1);
     CHECK(l->config.stages.at("initramfs")[0].hostname == "good");
@@ -145,8 +155,12 @@ TEST_CASE("files without a header are skipped with a warning", "[config][sources
 
 TEST_CASE("files merge: maps deep-merge, step lists append in file order", "[config][merge]") {
     auto l = load({
-        {"/oem/10.yaml", "#cloud-config\nk3s: {enabled: true, args: [--a]}\nstages:\n  boot:\n    - name: one\n      commands: [echo 1]\n"},
-        {"/oem/20.yaml", "#cloud-config\nk3s: {args: [--b], env: {K: v}}\nstages:\n  boot:\n    - name: two\n      commands: [echo 2]\n"},
+        {"/oem/10.yaml",
+         "#cloud-config\nk3s: {enabled: true, args: [--a]}\nstages:\n  boot:\n    - name: one\n    "
+         "  commands: [echo 1]\n"},
+        {"/oem/20.yaml",
+         "#cloud-config\nk3s: {args: [--b], env: {K: v}}\nstages:\n  boot:\n    - name: two\n      "
+         "commands: [echo 2]\n"},
     });
     REQUIRE_FALSE(l.diags.has_errors());
     const auto& boot = l.config.stages.at("boot");
@@ -166,15 +180,23 @@ TEST_CASE("templates: node facts, functions, errors with positions", "[config][t
     CHECK(render_template("metal-{{ trunc 4 .MachineID }}", kFacts, p).value() == "metal-0123");
     CHECK(render_template("{{ .MachineID | trunc 4 | upper }}", kFacts, p).value() == "0123");
     CHECK(render_template("{{ trunc -4 .MachineID }}", kFacts, p).value() == "cdef");
-    CHECK(render_template("{{ default \"none\" .Values.node.missing }}", kFacts, p).value() == "none");
+    CHECK(render_template("{{ default \"none\" .Values.node.missing }}", kFacts, p).value() ==
+          "none");
     CHECK(render_template("{{ default \"x\" .Hostname }}", kFacts, p).value() == "node0");
-    CHECK(render_template("{{ replace \"-\" \"_\" .UUID | trunc 8 }}", kFacts, p).value() == "4c4c4544");
-    CHECK(render_template("{{ quote .Hostname }} {{ lower \"AB\" }}", kFacts, p).value() == "\"node0\" ab");
-    CHECK(render_template("{{ (index .Values.network 0).macaddress }}", kFacts, p).value() == "52:54:00:12:34:56");
-    CHECK(render_template("{{ eq 1 1 }}", kFacts, p).error().what() == "f.yaml:3: template: unknown function 'eq'");
+    CHECK(render_template("{{ replace \"-\" \"_\" .UUID | trunc 8 }}", kFacts, p).value() ==
+          "4c4c4544");
+    CHECK(render_template("{{ quote .Hostname }} {{ lower \"AB\" }}", kFacts, p).value() ==
+          "\"node0\" ab");
+    CHECK(render_template("{{ (index .Values.network 0).macaddress }}", kFacts, p).value() ==
+          "52:54:00:12:34:56");
+    CHECK(render_template("{{ eq 1 1 }}", kFacts, p).error().what() ==
+          "f.yaml:3: template: unknown function 'eq'");
     CHECK(render_template("a {{- \" b \" -}} c", kFacts, p).value() == "a b c");
-    CHECK(render_template("{{ if .Values.node.hostname }}yes{{ else }}no{{ end }}", kFacts, p).value() == "yes");
-    CHECK(render_template("{{ if .Random }}{{ if false }}a{{ else if true }}b{{ end }}{{ end }}", kFacts, p).value() == "b");
+    CHECK(render_template("{{ if .Values.node.hostname }}yes{{ else }}no{{ end }}", kFacts, p)
+              .value() == "yes");
+    CHECK(render_template("{{ if .Random }}{{ if false }}a{{ else if true }}b{{ end }}{{ end }}",
+                          kFacts, p)
+              .value() == "b");
     CHECK(render_template("{{/* note */}}x", kFacts, p).value() == "x");
     CHECK(render_template("{{ \"{{\" }}", kFacts, p).value() == "{{");
 
@@ -182,8 +204,10 @@ TEST_CASE("templates: node facts, functions, errors with positions", "[config][t
     REQUIRE_FALSE(unknown_fn);
     CHECK(unknown_fn.error().what() == "f.yaml:4: template: unknown function 'truncate'");
     auto unknown_field = render_template("{{ .MachineId }}", kFacts, p);
-    CHECK(unknown_field.error().what() == "f.yaml:3: template: no field .MachineId in the node facts");
-    CHECK(render_template("{{ trunc 4 }}", kFacts, p).error().what() == "f.yaml:3: template: trunc: expects 2 arguments, got 1");
+    CHECK(unknown_field.error().what() ==
+          "f.yaml:3: template: no field .MachineId in the node facts");
+    CHECK(render_template("{{ trunc 4 }}", kFacts, p).error().what() ==
+          "f.yaml:3: template: trunc: expects 2 arguments, got 1");
     CHECK_FALSE(render_template("{{ .Hostname ", kFacts, p));
     CHECK_FALSE(render_template("{{ if .Hostname }}x", kFacts, p));
     CHECK_FALSE(render_template("{{ end }}", kFacts, p));
@@ -191,7 +215,9 @@ TEST_CASE("templates: node facts, functions, errors with positions", "[config][t
 }
 
 TEST_CASE("template errors in a file name its line", "[config][template]") {
-    auto l = load({{"/oem/t.yaml", "#cloud-config\nstages:\n  boot:\n    - commands:\n        - echo {{ nope .MachineID }}\n"}});
+    auto l = load({{"/oem/t.yaml",
+                    "#cloud-config\nstages:\n  boot:\n    - commands:\n        - echo {{ nope "
+                    ".MachineID }}\n"}});
     INFO(all_diags(l.diags));
     CHECK(has_diag(l.diags, "/oem/t.yaml:5:11: template: unknown function 'nope'"));
 }
@@ -214,12 +240,20 @@ TEST_CASE("validation: types, unknown keys, did-you-mean, positions", "[config][
                     "k3s:\n"
                     "  enabled: maybe\n"}});
     INFO(all_diags(l.diags));
-    CHECK(has_diag(l.diags, "/oem/v.yaml:5:7: warning: unknown key 'stages.boot[0].systctl' (did you mean 'sysctl'?)"));
-    CHECK(has_diag(l.diags, "/oem/v.yaml:8:17: stages.boot[1].files[0].path: 'relative/path' is not an absolute path"));
-    CHECK(has_diag(l.diags, "/oem/v.yaml:9:24: stages.boot[1].files[0].permissions: expected a file mode such as 0644"));
+    CHECK(has_diag(
+        l.diags,
+        "/oem/v.yaml:5:7: warning: unknown key 'stages.boot[0].systctl' (did you mean 'sysctl'?)"));
+    CHECK(has_diag(
+        l.diags,
+        "/oem/v.yaml:8:17: stages.boot[1].files[0].path: 'relative/path' is not an absolute path"));
+    CHECK(has_diag(l.diags,
+                   "/oem/v.yaml:9:24: stages.boot[1].files[0].permissions: expected a file mode "
+                   "such as 0644"));
     CHECK(has_diag(l.diags, "/oem/v.yaml:11:21: stages.boot[1].files[0].encoding: invalid base64"));
-    CHECK(has_diag(l.diags, "/oem/v.yaml:12:14: stages.boot[1].users: expected a list or a mapping of users"));
-    CHECK(has_diag(l.diags, "/oem/v.yaml:13:1: warning: unknown key 'hostnme' (did you mean 'hostname'?)"));
+    CHECK(has_diag(
+        l.diags, "/oem/v.yaml:12:14: stages.boot[1].users: expected a list or a mapping of users"));
+    CHECK(has_diag(l.diags,
+                   "/oem/v.yaml:13:1: warning: unknown key 'hostnme' (did you mean 'hostname'?)"));
     CHECK(has_diag(l.diags, "/oem/v.yaml:15:12: k3s.enabled: expected true or false"));
     CHECK(l.diags.error_count() == 5);
 }
@@ -276,11 +310,14 @@ TEST_CASE("cloud-init keys map to stages as yip does", "[config][cloud-init]") {
     const auto& c = l.config;
     CHECK(step_named(c, "initramfs", "hostname").hostname == "h-01");
     const auto& user = step_named(c, "boot", "users").users.at(0);
-    CHECK(user.ssh_authorized_keys == std::vector<std::string>{"ssh-rsa BBBB own", "ssh-ed25519 AAAA global"});
+    CHECK(user.ssh_authorized_keys ==
+          std::vector<std::string>{"ssh-rsa BBBB own", "ssh-ed25519 AAAA global"});
     CHECK(step_named(c, "network", "ssh_authorized_keys").authorized_keys.at("a") ==
           std::vector<std::string>{"gitlab:other", "github:someone"});
-    CHECK(step_named(c, "boot", "runcmd").commands == std::vector<std::string>{"echo one", "'touch' '/tmp/it'\\''s'"});
-    CHECK(step_named(c, "boot.before", "bootcmd").commands == std::vector<std::string>{"echo early"});
+    CHECK(step_named(c, "boot", "runcmd").commands ==
+          std::vector<std::string>{"echo one", "'touch' '/tmp/it'\\''s'"});
+    CHECK(step_named(c, "boot.before", "bootcmd").commands ==
+          std::vector<std::string>{"echo early"});
     const auto& f = step_named(c, "boot", "write_files").files.at(0);
     CHECK(f.content == "hello");
     CHECK(f.owner.name == "nobody");
@@ -294,16 +331,20 @@ TEST_CASE("cloud-init keys map to stages as yip does", "[config][cloud-init]") {
 }
 
 TEST_CASE("after: names must exist", "[config][validate]") {
-    auto l = load({{"/oem/a.yaml", "#cloud-config\nstages:\n  boot:\n    - name: b\n      after: [{name: nope}]\n    - name: c\n      after: [{name: b}]\n"}});
+    auto l = load({{"/oem/a.yaml",
+                    "#cloud-config\nstages:\n  boot:\n    - name: b\n      after: [{name: nope}]\n "
+                    "   - name: c\n      after: [{name: b}]\n"}});
     CHECK(l.diags.error_count() == 1);
     CHECK(has_diag(l.diags, "after 'nope': no such step in stage boot"));
 }
 
 TEST_CASE("kernel command line ballast.* keys become config", "[config][sources]") {
-    auto docs = cmdline_config("quiet ballast.slot=a ballast.k3s.enabled=true ballast.hostname=it's root=/dev/x");
+    auto docs = cmdline_config(
+        "quiet ballast.slot=a ballast.k3s.enabled=true ballast.hostname=it's root=/dev/x");
     REQUIRE(docs.size() == 2);
     std::vector<SourceFile> srcs;
-    for (auto& d : docs) srcs.push_back({"kernel command line", d, SourceKind::cloud_config});
+    for (auto& d : docs)
+        srcs.push_back({"kernel command line", d, SourceKind::cloud_config});
     auto l = load_sources(std::move(srcs), kFacts);
     INFO(all_diags(l.diags));
     CHECK(l.config.k3s.enabled);
@@ -311,7 +352,9 @@ TEST_CASE("kernel command line ballast.* keys become config", "[config][sources]
 }
 
 TEST_CASE("unsupported modules are errors, not silent", "[config][validate]") {
-    auto l = load({{"/oem/u.yaml", "#cloud-config\nstages:\n  boot:\n    - packages: {install: [vim]}\n      git: {url: x}\n"}});
+    auto l = load({{"/oem/u.yaml",
+                    "#cloud-config\nstages:\n  boot:\n    - packages: {install: [vim]}\n      git: "
+                    "{url: x}\n"}});
     CHECK(l.diags.error_count() == 2);
     CHECK(has_diag(l.diags, "packages: not supported by Ballast"));
 }

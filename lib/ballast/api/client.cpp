@@ -46,3 +46,34 @@ Status AgentClient::call_void(const char* method) {
 }
 
 }  // namespace ballast::api
+
+namespace ballast::api {
+
+Result<nlohmann::json> AgentClient::run_stage(const std::string& stage, bool dry_run,
+                                              const std::vector<std::string>& config_files) {
+    sd_bus_message* raw = nullptr;
+    int r = sd_bus_message_new_method_call(bus_.get(), &raw, kBusName, kObjectPath, kInterface,
+                                           "RunStage");
+    if (r < 0) return fail_errno(r, "RunStage");
+    sdbus::Message m(raw);
+    if ((r = sd_bus_message_append(m.get(), "s", stage.c_str())) < 0)
+        return fail_errno(r, "RunStage");
+    nlohmann::json opts = {{"DryRun", dry_run}};
+    if (!config_files.empty()) opts["ConfigFiles"] = config_files;
+    BALLAST_TRY(sdbus::append_dict(m.get(), opts));
+    sdbus::BusError err;
+    sd_bus_message* reply_raw = nullptr;
+    constexpr uint64_t kSixHours = 6ull * 3600 * 1000 * 1000;
+    r = sd_bus_call(bus_.get(), m.get(), kSixHours, err.get(), &reply_raw);
+    if (r < 0) return std::unexpected(sdbus::bus_error(r, err, "RunStage"));
+    sdbus::Message reply(reply_raw);
+    const char* text = nullptr;
+    if ((r = sd_bus_message_read(reply.get(), "s", &text)) < 0)
+        return fail_errno(r, "RunStage reply");
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_discarded())
+        return fail(Errc::parse, "RunStage: the agent sent a report that is not JSON");
+    return j;
+}
+
+}  // namespace ballast::api

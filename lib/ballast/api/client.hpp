@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -22,6 +23,9 @@ class AgentClient {
     // Property setter and plain method calls with no arguments.
     [[nodiscard]] Status set_string_property(const char* name, const std::string& value);
     [[nodiscard]] Status call_void(const char* method);
+    // RunStage: waits for the stage to finish (up to 6 hours) and returns its report.
+    [[nodiscard]] Result<nlohmann::json> run_stage(const std::string& stage, bool dry_run,
+                                                   const std::vector<std::string>& config_files);
 
     [[nodiscard]] sd_bus* bus() const { return bus_.get(); }
 

@@ -14,7 +14,7 @@ Result<AgentSettings> parse_agent_settings(std::string_view text, std::string_vi
     Diagnostics diags;
     auto root = BALLAST_TRY(parse_tree(text, file_name, diags));
     MapReader top(&root, diags, "");
-    top.check_keys({"log_level", "disk"}, Severity::error);
+    top.check_keys({"log_level", "disk", "reconcile", "http"}, Severity::error);
 
     AgentSettings s;
     if (top.read("log_level", s.log_level))
@@ -22,6 +22,19 @@ Result<AgentSettings> parse_agent_settings(std::string_view text, std::string_vi
             top.error("log_level", lvl.error().message());
     if (top.read("disk", s.disk) && (s.disk.empty() || s.disk.front() != '/'))
         top.error("disk", "expected an absolute path");
+
+    auto rec = top.sub("reconcile");
+    rec.check_keys({"interval", "delay"}, Severity::error);
+    rec.read("interval", s.reconcile.interval);
+    rec.read("delay", s.reconcile.delay);
+    if (s.reconcile.interval.count() != 0 && s.reconcile.interval < std::chrono::minutes(1))
+        rec.error("interval", "must be 0 (never) or at least 1m");
+    auto http = top.sub("http");
+    http.check_keys({"ca_file", "proxy"}, Severity::error);
+    if (http.read("ca_file", s.http.ca_file) &&
+        (s.http.ca_file.empty() || s.http.ca_file.front() != '/'))
+        http.error("ca_file", "expected an absolute path");
+    http.read("proxy", s.http.proxy);
 
     if (diags.has_errors()) return fail(Errc::invalid_argument, diags.errors_text());
     return s;

@@ -3,6 +3,7 @@
 // not be silently ignored on a node nobody visits.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -16,6 +17,14 @@ inline constexpr std::string_view kDefaultAgentSettingsPath = "/etc/ballast/agen
 struct AgentSettings {
     std::string log_level = "info";  // trace|debug|info|warning|error|critical|off
     std::string disk;                // disk holding the Ballast partitions; empty: by PARTLABEL
+    struct Reconcile {
+        std::chrono::milliseconds interval{std::chrono::minutes(60)};  // 0: never
+        std::chrono::milliseconds delay{std::chrono::minutes(5)};      // first run after start
+    } reconcile;
+    struct Http {
+        std::string ca_file;  // PEM bundle to trust instead of the system's
+        std::string proxy;    // empty: the environment's https_proxy / no_proxy
+    } http;
 };
 
 // Parses settings text. Every problem is reported, one "file:line:col: message" per line.

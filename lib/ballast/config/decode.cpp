@@ -6,33 +6,68 @@
 #include "ballast/config/reader.hpp"
 #include "ballast/config/template.hpp"
 #include "ballast/core/encoding.hpp"
+#include "ballast/core/root.hpp"
 #include "ballast/core/suggest.hpp"
 
 namespace ballast::config {
 namespace {
 
-constexpr std::string_view kStages[] = {
-    "rootfs", "initramfs", "fs", "boot", "network", "reconcile", "before-install", "after-install",
-    "before-upgrade", "after-upgrade", "before-reset", "after-reset"};
+constexpr std::string_view kStages[] = {"rootfs",         "initramfs",     "fs",
+                                        "boot",           "network",       "reconcile",
+                                        "before-install", "after-install", "before-upgrade",
+                                        "after-upgrade",  "before-reset",  "after-reset"};
 
 // Step keys, yip's plus Ballast's (strict, env, timeout, append in files).
-const std::vector<std::string_view> kStepKeys = {
-    "name", "if", "node", "only_os", "only_os_version", "only_arch", "only_service_manager",
-    "if_files", "after", "strict", "dns", "downloads", "git", "ensure_entities", "directories",
-    "files", "commands", "env", "timeout", "delete_entities", "hostname", "sysctl", "users",
-    "authorized_keys", "modules", "timesyncd", "systemctl", "environment", "environment_file",
-    "systemd_firstboot", "datasource", "layout", "packages", "package_pins", "unpack_images"};
+const std::vector<std::string_view> kStepKeys = {"name",
+                                                 "if",
+                                                 "node",
+                                                 "only_os",
+                                                 "only_os_version",
+                                                 "only_arch",
+                                                 "only_service_manager",
+                                                 "if_files",
+                                                 "after",
+                                                 "strict",
+                                                 "dns",
+                                                 "downloads",
+                                                 "git",
+                                                 "ensure_entities",
+                                                 "directories",
+                                                 "files",
+                                                 "commands",
+                                                 "env",
+                                                 "timeout",
+                                                 "delete_entities",
+                                                 "hostname",
+                                                 "sysctl",
+                                                 "users",
+                                                 "authorized_keys",
+                                                 "modules",
+                                                 "timesyncd",
+                                                 "systemctl",
+                                                 "environment",
+                                                 "environment_file",
+                                                 "systemd_firstboot",
+                                                 "datasource",
+                                                 "layout",
+                                                 "packages",
+                                                 "package_pins",
+                                                 "unpack_images"};
 
 // Top-level keys of a cloud-config file.
 const std::vector<std::string_view> kTopKeys = {
-    "stages", "name", "hostname", "users", "ssh_authorized_keys", "write_files", "runcmd",
-    "bootcmd", "growpart", "install", "k3s", "k3s-agent", "kubevip", "p2p", "k3os", "config_url",
-    "strict", "debug", "init_cmd", "boot_cmd", "run_cmd"};
+    "stages",      "name",      "hostname", "users",    "ssh_authorized_keys",
+    "write_files", "runcmd",    "bootcmd",  "growpart", "install",
+    "k3s",         "k3s-agent", "kubevip",  "p2p",      "k3os",
+    "config_url",  "strict",    "debug",    "init_cmd", "boot_cmd",
+    "run_cmd"};
 
-const std::vector<std::string_view> kBlockKeys = {"install", "k3s", "k3s-agent", "kubevip", "p2p",
-                                                  "config_url", "strict", "debug"};
+const std::vector<std::string_view> kBlockKeys = {"install", "k3s",        "k3s-agent", "kubevip",
+                                                  "p2p",     "config_url", "strict",    "debug"};
 
-std::string at(const std::string& where, size_t i) { return fmt::format("{}[{}]", where, i); }
+std::string at(const std::string& where, size_t i) {
+    return fmt::format("{}[{}]", where, i);
+}
 
 std::string did_you_mean(std::string_view word, const std::vector<std::string_view>& known) {
     auto m = closest_match(word, known);
@@ -56,7 +91,8 @@ std::string render(const Node& n, std::string text, DecodeContext& ctx) {
 // A number ("0", 1000) is an id; anything else a name.
 OwnerRef owner_ref(const std::string& s) {
     OwnerRef r;
-    if (!s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+    if (!s.empty() &&
+        std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
         s.size() < 11)
         r.id = static_cast<uint32_t>(std::stoul(s));
     else
@@ -85,11 +121,16 @@ Result<std::string> decode_encoding(const std::string& content, const std::strin
 
 bool check_abs_path(const MapReader& r, std::string_view key, const std::string& path) {
     if (path.empty()) {
-        if (r.node()) r.diags().error(r.node()->pos, fmt::format("{}: '{}' is required", r.where(), key));
+        if (r.node())
+            r.diags().error(r.node()->pos, fmt::format("{}: '{}' is required", r.where(), key));
         return false;
     }
     if (path.front() != '/') {
         r.error(key, fmt::format("'{}' is not an absolute path", path));
+        return false;
+    }
+    if (auto n = RootPrefix::normalize(path); !n) {
+        r.error(key, n.error().message());
         return false;
     }
     return true;
@@ -98,8 +139,10 @@ bool check_abs_path(const MapReader& r, std::string_view key, const std::string&
 void read_ownership(const MapReader& r, OwnerRef& owner, OwnerRef& group) {
     std::string s;
     if (r.read("owner", s)) {
-        if (s.find(':') != std::string::npos) owner_string(s, owner, group);
-        else owner = owner_ref(s);
+        if (s.find(':') != std::string::npos)
+            owner_string(s, owner, group);
+        else
+            owner = owner_ref(s);
     }
     if (r.read("group", s)) group = owner_ref(s);
     for (auto key : {"owner_string", "ownerstring"})
@@ -133,7 +176,8 @@ FileSpec decode_file_item(const Node& n, const std::string& where, DecodeContext
 
 DirectorySpec decode_dir_item(const Node& n, const std::string& where, DecodeContext& ctx) {
     MapReader r(&n, ctx.diags, where);
-    r.check_keys({"path", "permissions", "owner", "group", "owner_string", "ownerstring"}, Severity::warning);
+    r.check_keys({"path", "permissions", "owner", "group", "owner_string", "ownerstring"},
+                 Severity::warning);
     DirectorySpec d;
     d.pos = n.pos;
     r.read("path", d.path);
@@ -153,12 +197,14 @@ DownloadSpec decode_download_item(const Node& n, const std::string& where, Decod
     r.read("path", d.path);
     check_abs_path(r, "path", d.path);
     r.read("url", d.url);
-    if (d.url.empty()) ctx.diags.error(n.pos, where + ": 'url' is required");
+    if (d.url.empty())
+        ctx.diags.error(n.pos, where + ": 'url' is required");
     else if (d.url.rfind("https://", 0) != 0 && d.url.rfind("http://", 0) != 0)
         r.error("url", "only http:// and https:// URLs are supported");
     r.read("sha256", d.sha256);
     std::transform(d.sha256.begin(), d.sha256.end(), d.sha256.begin(), ::tolower);
-    if (!d.sha256.empty() && (d.sha256.size() != 64 || d.sha256.find_first_not_of("0123456789abcdef") != std::string::npos))
+    if (!d.sha256.empty() && (d.sha256.size() != 64 ||
+                              d.sha256.find_first_not_of("0123456789abcdef") != std::string::npos))
         r.error("sha256", "expected 64 hexadecimal digits");
     r.read_mode("permissions", d.mode);
     read_ownership(r, d.owner, d.group);
@@ -172,17 +218,19 @@ bool is_remote_key(std::string_view k) {
     return k.rfind("github:", 0) == 0 || k.rfind("gitlab:", 0) == 0 || k.rfind("https://", 0) == 0;
 }
 
-UserSpec decode_user(const Node& n, std::string name, const std::string& where, DecodeContext& ctx) {
+UserSpec decode_user(const Node& n, std::string name, const std::string& where,
+                     DecodeContext& ctx) {
     MapReader r(&n, ctx.diags, where);
-    r.check_keys({"name", "passwd", "lock_passwd", "gecos", "homedir", "no_create_home", "primary_group",
-                  "groups", "no_user_group", "system", "no_log_init", "shell", "uid",
-                  "ssh_authorized_keys", "sudo"},
+    r.check_keys({"name", "passwd", "lock_passwd", "gecos", "homedir", "no_create_home",
+                  "primary_group", "groups", "no_user_group", "system", "no_log_init", "shell",
+                  "uid", "ssh_authorized_keys", "sudo"},
                  Severity::warning);
     UserSpec u;
     u.pos = n.pos;
     u.name = std::move(name);
     r.read("name", u.name);
-    if (u.name.empty()) ctx.diags.error(n.pos, where + ": 'name' is required");
+    if (u.name.empty())
+        ctx.diags.error(n.pos, where + ": 'name' is required");
     else if (u.name.find_first_of(":\n/ ") != std::string::npos || u.name.front() == '-')
         ctx.diags.error(n.pos, fmt::format("{}: '{}' is not a valid user name", where, u.name));
     std::string s;
@@ -226,7 +274,8 @@ std::vector<UserSpec> decode_users(const Node& n, const std::string& where, Deco
     std::vector<UserSpec> out;
     if (n.is_null()) return out;
     if (n.is_mapping()) {  // yip: users: {name: {...}}
-        for (const auto& e : n.entries) out.push_back(decode_user(e.value, e.key, where + "." + e.key, ctx));
+        for (const auto& e : n.entries)
+            out.push_back(decode_user(e.value, e.key, where + "." + e.key, ctx));
     } else if (n.is_sequence()) {  // cloud-init: users: [{name: ...}], "default" is skipped
         for (size_t i = 0; i < n.items.size(); ++i) {
             if (n.items[i].is_scalar() && n.items[i].scalar == "default") continue;
@@ -247,12 +296,14 @@ std::vector<T> decode_list(const MapReader& r, std::string_view key, DecodeConte
         r.error(key, fmt::format("expected a list, found a {}", n->kind_name()));
         return out;
     }
-    for (size_t i = 0; i < n->items.size(); ++i) out.push_back(item(n->items[i], at(r.field(key), i), ctx));
+    for (size_t i = 0; i < n->items.size(); ++i)
+        out.push_back(item(n->items[i], at(r.field(key), i), ctx));
     return out;
 }
 
 // Commands may be strings or argument lists (cloud-init runcmd); a list is shell-quoted.
-std::vector<std::string> decode_commands(const MapReader& r, std::string_view key, DecodeContext& ctx) {
+std::vector<std::string> decode_commands(const MapReader& r, std::string_view key,
+                                         DecodeContext& ctx) {
     std::vector<std::string> out;
     const Node* n = r.get(key);
     if (!n || n->is_null()) return out;
@@ -272,12 +323,14 @@ std::vector<std::string> decode_commands(const MapReader& r, std::string_view ke
                     continue;
                 }
                 std::string q = "'";
-                for (char c : word.scalar) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+                for (char c : word.scalar)
+                    q += c == '\'' ? std::string("'\\''") : std::string(1, c);
                 cmd += (cmd.empty() ? "" : " ") + q + "'";
             }
             out.push_back(cmd);
         } else {
-            ctx.diags.error(item.pos, r.field(key) + ": a command is a string or a list of strings");
+            ctx.diags.error(item.pos,
+                            r.field(key) + ": a command is a string or a list of strings");
         }
     }
     return out;
@@ -310,15 +363,18 @@ EntitySpec decode_entity(const Node& n, const std::string& where, DecodeContext&
     return e;
 }
 
-Step decode_step(const Node& n, const std::string& stage, const std::string& where, DecodeContext& ctx) {
+Step decode_step(const Node& n, const std::string& stage, const std::string& where,
+                 DecodeContext& ctx) {
     MapReader r(&n, ctx.diags, where);
     r.check_keys(kStepKeys, Severity::warning);
     Step s;
     s.pos = n.pos;
     s.stage = stage;
     r.read("name", s.name);
-    if (const Node* i = r.get("if"); i && i->is_scalar()) s.if_cmd = render(*i, i->scalar, ctx);
-    else r.read("if", s.if_cmd);
+    if (const Node* i = r.get("if"); i && i->is_scalar())
+        s.if_cmd = render(*i, i->scalar, ctx);
+    else
+        r.read("if", s.if_cmd);
     r.read("node", s.node);
     r.read("only_os", s.only_os);
     r.read("only_os_version", s.only_os_version);
@@ -335,15 +391,21 @@ Step decode_step(const Node& n, const std::string& stage, const std::string& whe
         f.read("none", s.if_files.none);
     }
     if (const Node* a = r.get("after"); a && !a->is_null()) {
-        if (!a->is_sequence()) r.error("after", "expected a list of {name: ...}");
+        if (!a->is_sequence())
+            r.error("after", "expected a list of {name: ...}");
         else
             for (size_t i = 0; i < a->items.size(); ++i) {
                 MapReader ar(&a->items[i], ctx.diags, at(r.field("after"), i));
                 std::string name;
-                if (a->items[i].is_scalar()) name = a->items[i].scalar;
-                else ar.read("name", name);
-                if (name.empty()) ctx.diags.error(a->items[i].pos, at(r.field("after"), i) + ": a step name is required");
-                else s.after.push_back(name);
+                if (a->items[i].is_scalar())
+                    name = a->items[i].scalar;
+                else
+                    ar.read("name", name);
+                if (name.empty())
+                    ctx.diags.error(a->items[i].pos,
+                                    at(r.field("after"), i) + ": a step name is required");
+                else
+                    s.after.push_back(name);
             }
     }
     r.read("strict", s.strict);
@@ -366,14 +428,17 @@ Step decode_step(const Node& n, const std::string& stage, const std::string& whe
     if (std::chrono::milliseconds t{}; r.read("timeout", t))
         s.command_timeout = std::chrono::duration_cast<std::chrono::seconds>(t);
     s.delete_entities = decode_list<EntitySpec>(r, "delete_entities", ctx, decode_entity);
-    if (const Node* h = r.get("hostname"); h && h->is_scalar()) s.hostname = render(*h, h->scalar, ctx);
-    else r.read("hostname", s.hostname);
+    if (const Node* h = r.get("hostname"); h && h->is_scalar())
+        s.hostname = render(*h, h->scalar, ctx);
+    else
+        r.read("hostname", s.hostname);
     r.read("sysctl", s.sysctl);
     if (const Node* u = r.get("users")) s.users = decode_users(*u, r.field("users"), ctx);
     if (const Node* k = r.get("authorized_keys"); k && !k->is_null()) {
         MapReader kr(k, ctx.diags, r.field("authorized_keys"));
         if (kr.ok())
-            for (const auto& e : k->entries) kr.read(e.key, s.authorized_keys[e.key], true);
+            for (const auto& e : k->entries)
+                kr.read(e.key, s.authorized_keys[e.key], true);
     }
     r.read("modules", s.modules);
     r.read("timesyncd", s.timesyncd);
@@ -384,20 +449,22 @@ Step decode_step(const Node& n, const std::string& stage, const std::string& whe
         sc.read("disable", s.systemctl.disable);
         sc.read("mask", s.systemctl.mask);
         sc.read("start", s.systemctl.start);
-        s.systemctl.overrides = decode_list<UnitOverride>(sc, "overrides", ctx, [](const Node& o, const std::string& w, DecodeContext& c) {
-            MapReader orr(&o, c.diags, w);
-            orr.check_keys({"service", "name", "content"}, Severity::warning);
-            UnitOverride u;
-            orr.read("service", u.service);
-            orr.read("name", u.name);
-            orr.read("content", u.content);
-            if (u.service.empty() || u.content.empty())
-                c.diags.error(o.pos, w + ": 'service' and 'content' are required");
-            return u;
-        });
+        s.systemctl.overrides = decode_list<UnitOverride>(
+            sc, "overrides", ctx, [](const Node& o, const std::string& w, DecodeContext& c) {
+                MapReader orr(&o, c.diags, w);
+                orr.check_keys({"service", "name", "content"}, Severity::warning);
+                UnitOverride u;
+                orr.read("service", u.service);
+                orr.read("name", u.name);
+                orr.read("content", u.content);
+                if (u.service.empty() || u.content.empty())
+                    c.diags.error(o.pos, w + ": 'service' and 'content' are required");
+                return u;
+            });
     }
     r.read("environment", s.environment);
-    if (r.read("environment_file", s.environment_file)) check_abs_path(r, "environment_file", s.environment_file);
+    if (r.read("environment_file", s.environment_file))
+        check_abs_path(r, "environment_file", s.environment_file);
     r.read("systemd_firstboot", s.systemd_firstboot);
     {
         auto ds = r.sub("datasource");
@@ -407,7 +474,9 @@ Step decode_step(const Node& n, const std::string& stage, const std::string& whe
         ds.read("config_url", s.datasource.config_url);
         for (const auto& p : s.datasource.providers)
             if (p != "nocloud" && p != "cdrom" && p != "config_url")
-                ds.error("providers", fmt::format("provider '{}' is not supported yet (supported: nocloud, cdrom, config_url)", p));
+                ds.error("providers", fmt::format("provider '{}' is not supported yet (supported: "
+                                                  "nocloud, cdrom, config_url)",
+                                                  p));
     }
     if (const Node* l = r.get("layout"); l && !l->is_null()) {
         s.has_layout = true;
@@ -417,29 +486,38 @@ Step decode_step(const Node& n, const std::string& stage, const std::string& whe
         dev.check_keys({"label", "path", "init_disk", "disk_name"}, Severity::warning);
         lr.sub("expand_partition").check_keys({"size"}, Severity::warning);
         if (const Node* parts = lr.get("add_partitions"); parts && !parts->is_null()) {
-            if (!parts->is_sequence()) lr.error("add_partitions", "expected a list");
+            if (!parts->is_sequence())
+                lr.error("add_partitions", "expected a list");
             else
                 for (size_t i = 0; i < parts->items.size(); ++i)
                     MapReader(&parts->items[i], ctx.diags, at(lr.field("add_partitions"), i))
-                        .check_keys({"fsLabel", "size", "pLabel", "filesystem", "bootable"}, Severity::warning);
+                        .check_keys({"fsLabel", "size", "pLabel", "filesystem", "bootable"},
+                                    Severity::warning);
         }
     }
     for (auto key : {"packages", "package_pins", "unpack_images"})
-        if (r.has(key)) r.error(key, "not supported by Ballast: the OS image is immutable (build it into the image)");
+        if (r.has(key))
+            r.error(
+                key,
+                "not supported by Ballast: the OS image is immutable (build it into the image)");
     return s;
 }
 
 // yip's step ids: "<file>.<name>"; every step of the list gets ".<index>" when names repeat,
 // and a step without a name is its index.
-void add_steps(Config& cfg, const std::string& stage, std::vector<Step> steps, const std::string& file) {
+void add_steps(Config& cfg, const std::string& stage, std::vector<Step> steps,
+               const std::string& file) {
     std::set<std::string> seen, dup;
     for (const auto& s : steps)
         if (!s.name.empty() && !seen.insert(s.name).second) dup.insert(s.name);
     for (size_t i = 0; i < steps.size(); ++i) {
         auto& s = steps[i];
-        if (s.name.empty()) s.id = fmt::format("{}.{}", file, i);
-        else if (!dup.empty()) s.id = fmt::format("{}.{}.{}", file, s.name, i);
-        else s.id = fmt::format("{}.{}", file, s.name);
+        if (s.name.empty())
+            s.id = fmt::format("{}.{}", file, i);
+        else if (!dup.empty())
+            s.id = fmt::format("{}.{}.{}", file, s.name, i);
+        else
+            s.id = fmt::format("{}.{}", file, s.name);
         cfg.stages[stage].push_back(std::move(s));
     }
 }
@@ -457,13 +535,16 @@ void decode_stages(const Node& n, const std::string& file, DecodeContext& ctx, C
     if (!r.ok()) return;
     for (const auto& e : n.entries) {
         std::string base = e.key.substr(0, e.key.find('.'));
-        std::string suffix = e.key.find('.') == std::string::npos ? "" : e.key.substr(e.key.find('.'));
+        std::string suffix =
+            e.key.find('.') == std::string::npos ? "" : e.key.substr(e.key.find('.'));
         if (!suffix.empty() && suffix != ".before" && suffix != ".after")
-            ctx.diags.warning(e.key_pos, fmt::format("stage '{}': only .before and .after suffixes run", e.key));
+            ctx.diags.warning(
+                e.key_pos, fmt::format("stage '{}': only .before and .after suffixes run", e.key));
         if (!is_known_stage(base)) {
             std::vector<std::string_view> known(std::begin(kStages), std::end(kStages));
-            ctx.diags.warning(e.key_pos, fmt::format("custom stage '{}' runs only when asked for by name{}", e.key,
-                                                     did_you_mean(base, known)));
+            ctx.diags.warning(e.key_pos,
+                              fmt::format("custom stage '{}' runs only when asked for by name{}",
+                                          e.key, did_you_mean(base, known)));
         }
         std::vector<Step> steps;
         if (e.value.is_null()) continue;
@@ -472,7 +553,8 @@ void decode_stages(const Node& n, const std::string& file, DecodeContext& ctx, C
             continue;
         }
         for (size_t i = 0; i < e.value.items.size(); ++i)
-            steps.push_back(decode_step(e.value.items[i], e.key, fmt::format("stages.{}[{}]", e.key, i), ctx));
+            steps.push_back(
+                decode_step(e.value.items[i], e.key, fmt::format("stages.{}[{}]", e.key, i), ctx));
         add_steps(cfg, e.key, std::move(steps), file);
     }
 }
@@ -483,12 +565,15 @@ void decode_cloud_init(const Node& tree, const std::string& file, DecodeContext&
     std::vector<std::string> global_keys;
     top.read("ssh_authorized_keys", global_keys);
     std::vector<std::string> local_keys, remote_keys;
-    for (auto& k : global_keys) (is_remote_key(k) ? remote_keys : local_keys).push_back(k);
+    for (auto& k : global_keys)
+        (is_remote_key(k) ? remote_keys : local_keys).push_back(k);
 
     if (const Node* h = top.get("hostname"); h && !h->is_null()) {
         Step s = synthetic("hostname", "initramfs", top.pos("hostname"));
-        if (h->is_scalar()) s.hostname = render(*h, h->scalar, ctx);
-        else top.error("hostname", "expected a string");
+        if (h->is_scalar())
+            s.hostname = render(*h, h->scalar, ctx);
+        else
+            top.error("hostname", "expected a string");
         add_steps(cfg, "initramfs", {std::move(s)}, file);
     }
     std::vector<Step> boot;
@@ -516,11 +601,13 @@ void decode_cloud_init(const Node& tree, const std::string& file, DecodeContext&
             if (is_remote_key(k)) net_keys[u.name].push_back(k);
         std::erase_if(keys, [](const std::string& k) { return is_remote_key(k); });
         keys.insert(keys.end(), local_keys.begin(), local_keys.end());
-        if (!remote_keys.empty()) net_keys[u.name].insert(net_keys[u.name].end(), remote_keys.begin(), remote_keys.end());
+        if (!remote_keys.empty())
+            net_keys[u.name].insert(net_keys[u.name].end(), remote_keys.begin(), remote_keys.end());
     }
     if (user_specs.empty() && !remote_keys.empty()) net_keys["root"] = remote_keys;
     if (!user_specs.empty() || !local_keys.empty()) {
-        Step s = synthetic("users", "boot", users ? top.pos("users") : top.pos("ssh_authorized_keys"));
+        Step s =
+            synthetic("users", "boot", users ? top.pos("users") : top.pos("ssh_authorized_keys"));
         s.users = std::move(user_specs);
         if (s.users.empty()) s.authorized_keys["root"] = local_keys;
         boot.push_back(std::move(s));
@@ -540,12 +627,14 @@ void decode_cloud_init(const Node& tree, const std::string& file, DecodeContext&
         auto gr = top.sub("growpart");
         gr.check_keys({"mode", "devices", "ignore_growroot_disabled"}, Severity::warning);
         std::string mode;
-        if (gr.read("mode", mode) && mode != "auto" && mode != "growpart" && mode != "off" && mode != "false")
+        if (gr.read("mode", mode) && mode != "auto" && mode != "growpart" && mode != "off" &&
+            mode != "false")
             gr.error("mode", "expected auto, growpart or off");
         std::vector<std::string> devices;
         gr.read("devices", devices);
         for (const auto& d : devices)
-            if (d.empty() || d.front() != '/') gr.error("devices", fmt::format("'{}' is not an absolute path", d));
+            if (d.empty() || d.front() != '/')
+                gr.error("devices", fmt::format("'{}' is not an absolute path", d));
     }
 }
 
@@ -554,15 +643,17 @@ void decode_k3os(const Node& tree, const std::string& file, DecodeContext& ctx, 
     MapReader top(&tree, ctx.diags, "");
     const Node* k = top.get("k3os");
     MapReader kr(k, ctx.diags, "k3os");
-    kr.check_keys({"data_sources", "modules", "sysctl", "sysctls", "ntp_servers", "dns_nameservers", "wifi",
-                   "password", "server_url", "token", "labels", "k3s_args", "environment", "taints", "install"},
+    kr.check_keys({"data_sources", "modules", "sysctl", "sysctls", "ntp_servers", "dns_nameservers",
+                   "wifi", "password", "server_url", "token", "labels", "k3s_args", "environment",
+                   "taints", "install"},
                   Severity::warning);
     // initrd phase
     Step init = synthetic("k3os-initrd", "initramfs", top.node()->pos);
     kr.read("modules", init.modules, true);
     kr.read("sysctl", init.sysctl);
     kr.read("sysctls", init.sysctl);
-    if (const Node* h = top.get("hostname"); h && h->is_scalar()) init.hostname = render(*h, h->scalar, ctx);
+    if (const Node* h = top.get("hostname"); h && h->is_scalar())
+        init.hostname = render(*h, h->scalar, ctx);
     init.files = decode_list<FileSpec>(top, "write_files", ctx, decode_file_item);
     for (auto& f : init.files)
         if (!f.mode) f.mode = 0644;
@@ -575,7 +666,8 @@ void decode_k3os(const Node& tree, const std::string& file, DecodeContext& ctx, 
     std::vector<std::string> ntp;
     if (kr.read("ntp_servers", ntp, true) && !ntp.empty()) {
         std::string joined;
-        for (const auto& n : ntp) joined += (joined.empty() ? "" : " ") + n;
+        for (const auto& n : ntp)
+            joined += (joined.empty() ? "" : " ") + n;
         boot.timesyncd["NTP"] = joined;
     }
     std::vector<std::string> keys, remote;
@@ -590,7 +682,8 @@ void decode_k3os(const Node& tree, const std::string& file, DecodeContext& ctx, 
         if (!password.empty()) u.passwd = password;
         u.shell = "/bin/bash";
         u.groups = {"sudo"};
-        for (auto& key : keys) (is_remote_key(key) ? remote : u.ssh_authorized_keys).push_back(key);
+        for (auto& key : keys)
+            (is_remote_key(key) ? remote : u.ssh_authorized_keys).push_back(key);
         boot.users.push_back(std::move(u));
     }
     boot.commands = decode_commands(top, "boot_cmd", ctx);
@@ -601,12 +694,15 @@ void decode_k3os(const Node& tree, const std::string& file, DecodeContext& ctx, 
     run.commands = decode_commands(top, "run_cmd", ctx);
     add_steps(cfg, "network", {std::move(run)}, file);
 
-    if (kr.has("wifi")) kr.warning("wifi", "not supported by Ballast (k3OS configured connman); ignored");
-    if (kr.has("data_sources")) kr.warning("data_sources", "use a datasource step instead (nocloud, config_url); ignored");
+    if (kr.has("wifi"))
+        kr.warning("wifi", "not supported by Ballast (k3OS configured connman); ignored");
+    if (kr.has("data_sources"))
+        kr.warning("data_sources", "use a datasource step instead (nocloud, config_url); ignored");
     if (kr.has("install")) kr.warning("install", "use the install: block; ignored");
     // k3s settings: read by the k3s module.
     auto& k3 = cfg.k3os;
-    k3.present = k3.present || kr.has("server_url") || kr.has("token") || kr.has("k3s_args") || kr.has("labels") || kr.has("taints");
+    k3.present = k3.present || kr.has("server_url") || kr.has("token") || kr.has("k3s_args") ||
+                 kr.has("labels") || kr.has("taints");
     kr.read("server_url", k3.server_url);
     kr.read("token", k3.token);
     kr.read("labels", k3.labels);
@@ -621,23 +717,27 @@ bool is_known_stage(std::string_view name) {
     return std::find(std::begin(kStages), std::end(kStages), name) != std::end(kStages);
 }
 
-void decode_file(const SourceFile& src, const Node& tree, DecodeContext& ctx, Config& cfg, Node& blocks) {
+void decode_file(const SourceFile& src, const Node& tree, DecodeContext& ctx, Config& cfg,
+                 Node& blocks) {
     if (tree.is_null()) return;
     if (!tree.is_mapping()) {
-        ctx.diags.error(tree.pos, fmt::format("expected a mapping at the top level, found a {}", tree.kind_name()));
+        ctx.diags.error(tree.pos, fmt::format("expected a mapping at the top level, found a {}",
+                                              tree.kind_name()));
         return;
     }
     MapReader top(&tree, ctx.diags, "");
     top.check_keys(kTopKeys, Severity::warning);
     std::string file = src.name;
-    if (const Node* name = tree.find("name"); name && name->is_scalar() && !name->scalar.empty()) file = name->scalar;
+    if (const Node* name = tree.find("name"); name && name->is_scalar() && !name->scalar.empty())
+        file = name->scalar;
 
     if (src.kind == SourceKind::k3os) {
         decode_k3os(tree, file, ctx, cfg);
     } else {
         decode_cloud_init(tree, file, ctx, cfg);
         // k3OS keys inside a #cloud-config file still work.
-        if (tree.find("k3os") || tree.find("init_cmd") || tree.find("boot_cmd") || tree.find("run_cmd"))
+        if (tree.find("k3os") || tree.find("init_cmd") || tree.find("boot_cmd") ||
+            tree.find("run_cmd"))
             decode_k3os(tree, file, ctx, cfg);
     }
     if (const Node* st = tree.find("stages")) decode_stages(*st, file, ctx, cfg);
@@ -646,27 +746,63 @@ void decode_file(const SourceFile& src, const Node& tree, DecodeContext& ctx, Co
     mine.kind = Node::Kind::mapping;
     mine.pos = tree.pos;
     for (const auto& e : tree.entries)
-        if (std::find(kBlockKeys.begin(), kBlockKeys.end(), e.key) != kBlockKeys.end()) mine.entries.push_back(e);
-    if (blocks.is_null()) blocks = mine;
-    else merge_tree(blocks, mine);
+        if (std::find(kBlockKeys.begin(), kBlockKeys.end(), e.key) != kBlockKeys.end())
+            mine.entries.push_back(e);
+    if (blocks.is_null())
+        blocks = mine;
+    else
+        merge_tree(blocks, mine);
 }
 
 void decode_blocks(const Node& blocks, DecodeContext& ctx, Config& cfg) {
     MapReader top(&blocks, ctx.diags, "");
-    top.read("config_url", cfg.config_url);
+    if (top.read("config_url", cfg.config_url)) {
+        if (cfg.config_url.rfind("https://", 0) != 0 && cfg.config_url.rfind("http://", 0) != 0) {
+            top.error("config_url", "expected an http:// or https:// URL");
+        } else {
+            // Fetched once the network is up, before the network stage's own steps; the config
+            // it brings applies from the next stage on (Kairos fetches it the same way).
+            Step s = synthetic("config_url", "network.before", top.pos("config_url"));
+            s.id = "config_url";
+            s.datasource.providers = {"config_url"};
+            s.datasource.config_url = cfg.config_url;
+            auto& list = cfg.stages["network.before"];
+            list.insert(list.begin(), std::move(s));
+        }
+    }
     top.read("strict", cfg.strict);
     bool debug = false;
     top.read("debug", debug);
     {
         auto in = top.sub("install");
-        in.check_keys({"device", "auto", "reboot", "poweroff", "no-format", "no_format", "force",
-                       "encrypted_partitions", "partitions", "grub_options", "env", "source", "bind_mounts",
-                       "ephemeral_mounts", "extra-partitions", "system", "passive", "recovery-system",
-                       "nousers", "skip_copy_kcrypt_plugin", "bundles", "grub-entry-name", "extra-dirs-rootfs"},
+        in.check_keys({"device",
+                       "auto",
+                       "reboot",
+                       "poweroff",
+                       "no-format",
+                       "no_format",
+                       "force",
+                       "encrypted_partitions",
+                       "partitions",
+                       "grub_options",
+                       "env",
+                       "source",
+                       "bind_mounts",
+                       "ephemeral_mounts",
+                       "extra-partitions",
+                       "system",
+                       "passive",
+                       "recovery-system",
+                       "nousers",
+                       "skip_copy_kcrypt_plugin",
+                       "bundles",
+                       "grub-entry-name",
+                       "extra-dirs-rootfs"},
                       Severity::warning);
         auto& i = cfg.install;
         in.read("device", i.device);
-        if (!i.device.empty() && i.device != "auto" && i.device.rfind("/dev/", 0) != 0 && i.device.front() != '/')
+        if (!i.device.empty() && i.device != "auto" && i.device.rfind("/dev/", 0) != 0 &&
+            i.device.front() != '/')
             in.error("device", "expected auto or a device path such as /dev/vda");
         in.read("auto", i.auto_install);
         in.read("reboot", i.reboot);
@@ -676,24 +812,33 @@ void decode_blocks(const Node& blocks, DecodeContext& ctx, Config& cfg) {
         in.read("no_format", i.no_format);
         in.read("force", i.force);
         in.read("encrypted_partitions", i.encrypted_partitions);
-        static const std::set<std::string> known_parts = {"BALLAST_PERSISTENT", "COS_PERSISTENT", "BALLAST_OEM", "COS_OEM"};
+        static const std::set<std::string> known_parts = {"BALLAST_PERSISTENT", "COS_PERSISTENT",
+                                                          "BALLAST_OEM", "COS_OEM"};
         for (auto& p : i.encrypted_partitions)
             if (!known_parts.count(p))
-                in.warning("encrypted_partitions", fmt::format("'{}' is not a Ballast partition (BALLAST_PERSISTENT, BALLAST_OEM)", p));
+                in.warning(
+                    "encrypted_partitions",
+                    fmt::format("'{}' is not a Ballast partition (BALLAST_PERSISTENT, BALLAST_OEM)",
+                                p));
         auto parts = in.sub("partitions");
-        parts.check_keys({"oem", "persistent", "state", "recovery", "efi", "slot"}, Severity::warning);
+        parts.check_keys({"oem", "persistent", "state", "recovery", "efi", "slot"},
+                         Severity::warning);
         if (parts.node() && parts.node()->is_mapping())
             for (const auto& e : parts.node()->entries) {
                 auto pr = parts.sub(e.key);
-                pr.check_keys({"size", "fs", "label", "partition_label", "name", "flags", "uuid"}, Severity::warning);
+                pr.check_keys({"size", "fs", "label", "partition_label", "name", "flags", "uuid"},
+                              Severity::warning);
                 uint32_t size = 0;
                 if (pr.read("size", size, 0, 16u << 20)) i.partition_sizes_mib[e.key] = size;
             }
     }
-    for (auto [key, spec] : {std::pair<const char*, K3sSpec*>{"k3s", &cfg.k3s}, {"k3s-agent", &cfg.k3s_agent}}) {
+    for (auto [key, spec] :
+         {std::pair<const char*, K3sSpec*>{"k3s", &cfg.k3s}, {"k3s-agent", &cfg.k3s_agent}}) {
         auto kr = top.sub(key);
         if (!kr.node() || kr.node()->is_null()) continue;
-        kr.check_keys({"enabled", "args", "env", "replace_args", "replace_env", "embedded_registry"}, Severity::warning);
+        kr.check_keys(
+            {"enabled", "args", "env", "replace_args", "replace_env", "embedded_registry"},
+            Severity::warning);
         spec->present = true;
         spec->pos = kr.node()->pos;
         kr.read("enabled", spec->enabled);
@@ -708,7 +853,9 @@ void decode_blocks(const Node& blocks, DecodeContext& ctx, Config& cfg) {
     {
         auto kv = top.sub("kubevip");
         if (kv.node() && !kv.node()->is_null()) {
-            kv.check_keys({"eip", "interface", "enable", "enabled", "version", "manifest_url", "static_pod", "args"}, Severity::warning);
+            kv.check_keys({"eip", "interface", "enable", "enabled", "version", "manifest_url",
+                           "static_pod", "args"},
+                          Severity::warning);
             auto& v = cfg.kubevip;
             v.present = true;
             bool b = false;
@@ -719,16 +866,18 @@ void decode_blocks(const Node& blocks, DecodeContext& ctx, Config& cfg) {
             kv.read("manifest_url", v.manifest_url);
             kv.read("static_pod", v.static_pod);
             kv.read("args", v.args);
-            if (v.enabled() && v.eip.empty()) kv.error("eip", "kube-vip needs an eip (the virtual IP)");
-            if (!v.eip.empty() && v.eip.find_first_not_of("0123456789.:abcdefABCDEF") != std::string::npos)
+            if (v.enabled() && v.eip.empty())
+                kv.error("eip", "kube-vip needs an eip (the virtual IP)");
+            if (!v.eip.empty() &&
+                v.eip.find_first_not_of("0123456789.:abcdefABCDEF") != std::string::npos)
                 kv.error("eip", fmt::format("'{}' is not an IP address", v.eip));
         }
     }
     {
         auto p = top.sub("p2p");
         if (p.node() && !p.node()->is_null()) {
-            p.check_keys({"network_token", "network_id", "role", "dns", "loglevel", "minimum_nodes", "disable_dht",
-                          "dynamic_roles", "distribution", "vpn", "auto"},
+            p.check_keys({"network_token", "network_id", "role", "dns", "loglevel", "minimum_nodes",
+                          "disable_dht", "dynamic_roles", "distribution", "vpn", "auto"},
                          Severity::warning);
             cfg.p2p.present = true;
             p.read("network_token", cfg.p2p.network_token);
@@ -736,7 +885,9 @@ void decode_blocks(const Node& blocks, DecodeContext& ctx, Config& cfg) {
             p.read("role", cfg.p2p.role);
             if (!cfg.p2p.role.empty() && cfg.p2p.role != "master" && cfg.p2p.role != "worker")
                 p.error("role", "expected master, worker or empty (automatic)");
-            p.warning("network_token", "p2p (edgevpn) networking is not supported by Ballast; the block is validated only");
+            p.warning("network_token",
+                      "p2p (edgevpn) networking is not supported by Ballast; the block is "
+                      "validated only");
         }
     }
 }
@@ -744,11 +895,15 @@ void decode_blocks(const Node& blocks, DecodeContext& ctx, Config& cfg) {
 void check_config(const Config& cfg, Diagnostics& diags) {
     for (const auto& [stage, steps] : cfg.stages) {
         std::set<std::string> ids;
-        for (const auto& s : steps) ids.insert(s.id);
+        for (const auto& s : steps)
+            ids.insert(s.id);
         for (const auto& s : steps)
             for (const auto& a : s.after)
-                if (!ids.count(a) && std::none_of(steps.begin(), steps.end(), [&](const Step& o) { return o.name == a; }))
-                    diags.error(s.pos, fmt::format("step '{}': after '{}': no such step in stage {}", s.id, a, stage));
+                if (!ids.count(a) && std::none_of(steps.begin(), steps.end(),
+                                                  [&](const Step& o) { return o.name == a; }))
+                    diags.error(s.pos,
+                                fmt::format("step '{}': after '{}': no such step in stage {}", s.id,
+                                            a, stage));
     }
 }
 

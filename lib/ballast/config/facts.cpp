@@ -99,11 +99,13 @@ nlohmann::json network_facts() {
     nlohmann::json list = nlohmann::json::array();
     std::error_code ec;
     std::vector<std::string> names;
-    for (auto& e : std::filesystem::directory_iterator("/sys/class/net", ec)) names.push_back(e.path().filename());
+    for (auto& e : std::filesystem::directory_iterator("/sys/class/net", ec))
+        names.push_back(e.path().filename());
     std::sort(names.begin(), names.end());
     for (const auto& n : names) {
         if (n == "lo") continue;
-        list.push_back({{"name", n}, {"macaddress", first_line("/sys/class/net/" + n + "/address")}});
+        list.push_back(
+            {{"name", n}, {"macaddress", first_line("/sys/class/net/" + n + "/address")}});
     }
     return list;
 }
@@ -113,7 +115,8 @@ std::string random_id() {
     std::array<uint8_t, 32> bytes{};
     (void)fill_random(bytes);
     std::string out;
-    for (auto b : bytes) out += "0123456789abcdefghijklmnopqrstuvwxyz"[b % 36];
+    for (auto b : bytes)
+        out += "0123456789abcdefghijklmnopqrstuvwxyz"[b % 36];
     return out;
 }
 
@@ -136,7 +139,8 @@ Result<nlohmann::json> gather_facts(const RootPrefix& root) {
     nlohmann::json product = dmi("product");
     product["uuid"] = first_line("/sys/class/dmi/id/product_uuid");
     std::error_code ec;
-    const bool tpm = std::filesystem::exists("/dev/tpmrm0", ec) || std::filesystem::exists("/dev/tpm0", ec);
+    const bool tpm =
+        std::filesystem::exists("/dev/tpmrm0", ec) || std::filesystem::exists("/dev/tpm0", ec);
 
     nlohmann::json values = {
         {"node", {{"hostname", hostname}, {"machineid", machine_id}}},
@@ -144,8 +148,9 @@ Result<nlohmann::json> gather_facts(const RootPrefix& root) {
         {"kernel", {{"release", u.release}, {"version", u.version}, {"architecture", u.machine}}},
         {"product", product},
         {"board", dmi("board")},
-        {"bios", {{"vendor", first_line("/sys/class/dmi/id/bios_vendor")},
-                  {"version", first_line("/sys/class/dmi/id/bios_version")}}},
+        {"bios",
+         {{"vendor", first_line("/sys/class/dmi/id/bios_vendor")},
+          {"version", first_line("/sys/class/dmi/id/bios_version")}}},
         {"cpu", cpu_facts()},
         {"memory", memory_facts()},
         {"network", network_facts()},
@@ -153,11 +158,8 @@ Result<nlohmann::json> gather_facts(const RootPrefix& root) {
         {"arch", go_arch(u.machine)},
     };
     return nlohmann::json{
-        {"MachineID", machine_id},
-        {"Hostname", hostname},
-        {"UUID", product["uuid"]},
-        {"Random", random_id()},
-        {"Values", std::move(values)},
+        {"MachineID", machine_id}, {"Hostname", hostname},        {"UUID", product["uuid"]},
+        {"Random", random_id()},   {"Values", std::move(values)},
     };
 }
 

@@ -4,26 +4,64 @@
 
 namespace ballast::config {
 
-Loaded load_sources(std::vector<SourceFile> sources, const nlohmann::json& facts, Diagnostics diags) {
+Loaded load_sources(std::vector<SourceFile> sources, const nlohmann::json& facts,
+                    Diagnostics diags) {
     Loaded out;
     out.diags = std::move(diags);
-    DecodeContext ctx{facts, out.diags};
     Node blocks;
     for (const auto& src : sources) {
         if (src.kind == SourceKind::no_header) continue;
-        auto tree = parse_tree(src.text, src.name, out.diags);
-        if (!tree) continue;  // the syntax error is in diags
-        decode_file(src, *tree, ctx, out.config, blocks);
-        if (out.merged.is_null()) out.merged = *tree;
-        else merge_tree(out.merged, *tree);
+        // Each file on its own first: a file with errors contributes nothing, so one typo
+        // cannot half-apply a file; the other files still apply.
+        Diagnostics file_diags;
+        DecodeContext fctx{facts, file_diags};
+        Config file_cfg;
+        Node file_blocks;
+        auto tree = parse_tree(src.text, src.name, file_diags);
+        if (tree) decode_file(src, *tree, fctx, file_cfg, file_blocks);
+        for (const auto& d : file_diags.items())
+            out.diags.add(d);
+        if (file_diags.has_errors()) {
+            out.skipped_files.push_back(src.name);
+            continue;
+        }
+        for (auto& [stage, steps] : file_cfg.stages) {
+            auto& dst = out.config.stages[stage];
+            dst.insert(dst.end(), std::make_move_iterator(steps.begin()),
+                       std::make_move_iterator(steps.end()));
+        }
+        if (file_cfg.k3os.present || out.config.k3os.present) {
+            // k3OS semantics: a later file replaces values it sets.
+            auto& k = out.config.k3os;
+            const auto& f = file_cfg.k3os;
+            if (f.present) {
+                k.present = true;
+                if (!f.server_url.empty()) k.server_url = f.server_url;
+                if (!f.token.empty()) k.token = f.token;
+                if (!f.labels.empty()) k.labels = f.labels;
+                if (!f.taints.empty()) k.taints = f.taints;
+                if (!f.k3s_args.empty()) k.k3s_args = f.k3s_args;
+                if (!f.environment.empty()) k.environment = f.environment;
+            }
+        }
+        if (blocks.is_null())
+            blocks = file_blocks;
+        else if (!file_blocks.is_null())
+            merge_tree(blocks, file_blocks);
+        if (out.merged.is_null())
+            out.merged = *tree;
+        else
+            merge_tree(out.merged, *tree);
     }
+    DecodeContext ctx{facts, out.diags};
     decode_blocks(blocks, ctx, out.config);
     check_config(out.config, out.diags);
     out.sources = std::move(sources);
     return out;
 }
 
-Result<Loaded> load_config(const RootPrefix& root, const SourceOptions& opts, const nlohmann::json& facts) {
+Result<Loaded> load_config(const RootPrefix& root, const SourceOptions& opts,
+                           const nlohmann::json& facts) {
     Diagnostics diags;
     auto sources = BALLAST_TRY(collect_sources(root, opts, diags));
     return load_sources(std::move(sources), facts, std::move(diags));
@@ -39,12 +77,14 @@ nlohmann::json tree_to_json(const Node& n, bool with_sources) {
         }
         case Node::Kind::sequence: {
             auto a = nlohmann::json::array();
-            for (const auto& i : n.items) a.push_back(tree_to_json(i, with_sources));
+            for (const auto& i : n.items)
+                a.push_back(tree_to_json(i, with_sources));
             return a;
         }
         case Node::Kind::mapping: {
             auto o = nlohmann::json::object();
-            for (const auto& e : n.entries) o[e.key] = tree_to_json(e.value, with_sources);
+            for (const auto& e : n.entries)
+                o[e.key] = tree_to_json(e.value, with_sources);
             return o;
         }
     }

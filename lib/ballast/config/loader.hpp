@@ -18,13 +18,14 @@ namespace ballast::config {
 
 struct Loaded {
     Config config;
-    Node merged;                      // all files merged, for `config show`
-    std::vector<SourceFile> sources;  // every file looked at, in order
+    Node merged;                             // all files merged, for `config show`
+    std::vector<SourceFile> sources;         // every file looked at, in order
+    std::vector<std::string> skipped_files;  // files with errors: none of their content applies
     Diagnostics diags;
 };
 
-// Loads and decodes `sources`. Fails only when nothing could be read at all; problems in the
-// files are in `diags` (has_errors() tells whether the config may be applied).
+// Loads and decodes `sources`. Problems are in `diags`; a file with an error contributes
+// nothing (it is listed in skipped_files) and the other files still apply.
 [[nodiscard]] Loaded load_sources(std::vector<SourceFile> sources, const nlohmann::json& facts,
                                   Diagnostics diags = {});
 

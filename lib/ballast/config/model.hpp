@@ -16,18 +16,18 @@ namespace ballast::config {
 
 // A user or group given by name or number.
 struct OwnerRef {
-    std::string name;             // empty when given by number
-    std::optional<uint32_t> id;   // set when given by number
+    std::string name;            // empty when given by number
+    std::optional<uint32_t> id;  // set when given by number
     [[nodiscard]] bool set() const { return id.has_value() || !name.empty(); }
 };
 
 struct FileSpec {
     Position pos;
     std::string path;
-    std::string content;   // decoded and template-rendered
+    std::string content;  // decoded and template-rendered
     std::optional<uint32_t> mode;
     OwnerRef owner, group;
-    bool append = false;   // Ballast extension: append instead of replace
+    bool append = false;  // Ballast extension: append instead of replace
 };
 
 struct DirectorySpec {
@@ -66,7 +66,8 @@ struct SystemctlSpec {
     std::vector<std::string> enable, disable, mask, start;
     std::vector<UnitOverride> overrides;
     [[nodiscard]] bool empty() const {
-        return enable.empty() && disable.empty() && mask.empty() && start.empty() && overrides.empty();
+        return enable.empty() && disable.empty() && mask.empty() && start.empty() &&
+               overrides.empty();
     }
 };
 
@@ -77,8 +78,8 @@ struct DnsSpec {
 
 struct EntitySpec {
     Position pos;
-    std::string path;    // database file; empty: the kind's default
-    Node entity;         // parsed entity document
+    std::string path;  // database file; empty: the kind's default
+    Node entity;       // parsed entity document
 };
 
 struct DatasourceSpec {
@@ -109,8 +110,8 @@ struct Step {
     std::vector<DirectorySpec> directories;
     std::vector<FileSpec> files;
     std::vector<std::string> commands;
-    std::map<std::string, std::string> command_env;       // Ballast extension: `env`
-    std::chrono::seconds command_timeout{0};              // Ballast extension: `timeout`
+    std::map<std::string, std::string> command_env;  // Ballast extension: `env`
+    std::chrono::seconds command_timeout{0};         // Ballast extension: `timeout`
     std::vector<EntitySpec> delete_entities;
     std::string hostname;
     std::map<std::string, std::string> sysctl;

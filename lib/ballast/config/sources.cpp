@@ -94,7 +94,8 @@ std::vector<std::string> cmdline_config(std::string_view cmdline) {
             if (j == std::string::npos) {
                 std::string v = w.value.value_or("true");
                 std::string quoted;
-                for (char c : v) quoted += c == '\'' ? std::string("''") : std::string(1, c);
+                for (char c : v)
+                    quoted += c == '\'' ? std::string("''") : std::string(1, c);
                 yaml += indent + part + ": '" + quoted + "'\n";
                 break;
             }
@@ -110,7 +111,8 @@ std::vector<std::string> cmdline_config(std::string_view cmdline) {
 Result<std::vector<SourceFile>> collect_sources(const RootPrefix& root, const SourceOptions& opts,
                                                 Diagnostics& diags) {
     std::vector<SourceFile> out;
-    auto add = [&](const std::string& name, const std::filesystem::path& host, bool named) -> Status {
+    auto add = [&](const std::string& name, const std::filesystem::path& host,
+                   bool named) -> Status {
         auto text = read_file(host, kMaxConfigSize);
         if (!text) {
             if (!named) {
@@ -121,8 +123,9 @@ Result<std::vector<SourceFile>> collect_sources(const RootPrefix& root, const So
         }
         SourceKind kind = detect_kind(*text, name);
         if (kind == SourceKind::no_header) {
-            diags.warning({name, 1, 1},
-                          "no #cloud-config header: file ignored (add '#cloud-config' as its first line)");
+            diags.warning(
+                {name, 1, 1},
+                "no #cloud-config header: file ignored (add '#cloud-config' as its first line)");
         }
         out.push_back({name, std::move(*text), kind});
         return {};
@@ -133,7 +136,8 @@ Result<std::vector<SourceFile>> collect_sources(const RootPrefix& root, const So
             std::error_code ec;
             if (std::filesystem::is_directory(host, ec)) {
                 for (const auto& f : yaml_files(host)) {
-                    std::string name = std::string(node_path) + f.string().substr(host.string().size());
+                    std::string name =
+                        std::string(node_path) + f.string().substr(host.string().size());
                     BALLAST_TRY(add(name, f, false));
                 }
             } else if (std::filesystem::is_regular_file(host, ec)) {
@@ -144,7 +148,8 @@ Result<std::vector<SourceFile>> collect_sources(const RootPrefix& root, const So
     // Each word is its own document, merged like a file of its own; the header is implied.
     for (auto& doc : cmdline_config(opts.cmdline))
         out.push_back({"kernel command line", std::move(doc), SourceKind::cloud_config});
-    for (const auto& f : opts.extra_files) BALLAST_TRY(add(f, f, true));
+    for (const auto& f : opts.extra_files)
+        BALLAST_TRY(add(f, f, true));
     return out;
 }
 

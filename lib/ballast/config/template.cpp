@@ -31,17 +31,21 @@ struct EvalError {
 };
 
 class Lexer {
-public:
+  public:
     explicit Lexer(std::string_view s) : s_(s) {}
     std::vector<Token> tokens(std::string& err) {
         std::vector<Token> out;
         while (true) {
-            while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
+            while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_])))
+                ++i_;
             if (i_ >= s_.size()) break;
             char c = s_[i_];
-            if (c == '|') out.push_back({Token::pipe, "|"}), ++i_;
-            else if (c == '(') out.push_back({Token::lparen, "("}), ++i_;
-            else if (c == ')') out.push_back({Token::rparen, ")"}), ++i_;
+            if (c == '|')
+                out.push_back({Token::pipe, "|"}), ++i_;
+            else if (c == '(')
+                out.push_back({Token::lparen, "("}), ++i_;
+            else if (c == ')')
+                out.push_back({Token::rparen, ")"}), ++i_;
             else if (c == '"') {
                 std::string v;
                 ++i_;
@@ -79,15 +83,19 @@ public:
                     ++j;
                 out.push_back({Token::field, std::string(s_.substr(i_, j - i_))});
                 i_ = j;
-            } else if (std::isdigit(static_cast<unsigned char>(c)) || (c == '-' && i_ + 1 < s_.size() &&
-                                                                     std::isdigit(static_cast<unsigned char>(s_[i_ + 1])))) {
+            } else if (std::isdigit(static_cast<unsigned char>(c)) ||
+                       (c == '-' && i_ + 1 < s_.size() &&
+                        std::isdigit(static_cast<unsigned char>(s_[i_ + 1])))) {
                 size_t j = i_ + 1;
-                while (j < s_.size() && std::isdigit(static_cast<unsigned char>(s_[j]))) ++j;
+                while (j < s_.size() && std::isdigit(static_cast<unsigned char>(s_[j])))
+                    ++j;
                 out.push_back({Token::number, std::string(s_.substr(i_, j - i_))});
                 i_ = j;
             } else if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
                 size_t j = i_;
-                while (j < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[j])) || s_[j] == '_')) ++j;
+                while (j < s_.size() &&
+                       (std::isalnum(static_cast<unsigned char>(s_[j])) || s_[j] == '_'))
+                    ++j;
                 out.push_back({Token::ident, std::string(s_.substr(i_, j - i_))});
                 i_ = j;
             } else {
@@ -99,7 +107,7 @@ public:
         return out;
     }
 
-private:
+  private:
     std::string_view s_;
     size_t i_ = 0;
 };
@@ -122,7 +130,7 @@ bool truthy(const Value& v) {
 }
 
 class Evaluator {
-public:
+  public:
     Evaluator(const std::vector<Token>& t, const json& data) : t_(t), data_(data) {}
 
     std::optional<Value> run(EvalError& err) {
@@ -135,7 +143,7 @@ public:
         return v;
     }
 
-private:
+  private:
     std::optional<Value> pipeline(EvalError& err) {
         auto v = command(nullptr, err);
         while (v && t_[p_].kind == Token::pipe) {
@@ -148,9 +156,15 @@ private:
     std::optional<Value> operand(EvalError& err) {
         const Token& t = t_[p_];
         switch (t.kind) {
-            case Token::string: ++p_; return Value{json(t.text)};
-            case Token::number: ++p_; return Value{json(std::stoll(t.text))};
-            case Token::field: ++p_; return field(t.text, err);
+            case Token::string:
+                ++p_;
+                return Value{json(t.text)};
+            case Token::number:
+                ++p_;
+                return Value{json(std::stoll(t.text))};
+            case Token::field:
+                ++p_;
+                return field(t.text, err);
             case Token::lparen: {
                 ++p_;
                 auto v = pipeline(err);
@@ -174,9 +188,12 @@ private:
                     ++p_;
                     return Value{json(nullptr)};
                 }
-                err.message = fmt::format("function '{}' used as a value (wrap it in parentheses)", t.text);
+                err.message =
+                    fmt::format("function '{}' used as a value (wrap it in parentheses)", t.text);
                 return std::nullopt;
-            default: err.message = fmt::format("unexpected '{}'", t.text); return std::nullopt;
+            default:
+                err.message = fmt::format("unexpected '{}'", t.text);
+                return std::nullopt;
         }
     }
 
@@ -203,7 +220,9 @@ private:
 
     static bool is_arg_start(const Token& t) {
         return t.kind == Token::string || t.kind == Token::number || t.kind == Token::field ||
-               t.kind == Token::lparen || (t.kind == Token::ident && (t.text == "true" || t.text == "false" || t.text == "nil"));
+               t.kind == Token::lparen ||
+               (t.kind == Token::ident &&
+                (t.text == "true" || t.text == "false" || t.text == "nil"));
     }
 
     std::optional<Value> command(const Value* piped, EvalError& err) {
@@ -233,7 +252,8 @@ private:
 
     static bool need(const std::string& fn, const std::vector<Value>& a, size_t n, EvalError& err) {
         if (a.size() != n) {
-            err.message = fmt::format("{}: expects {} argument{}, got {}", fn, n, n == 1 ? "" : "s", a.size());
+            err.message = fmt::format("{}: expects {} argument{}, got {}", fn, n, n == 1 ? "" : "s",
+                                      a.size());
             return false;
         }
         return true;
@@ -277,12 +297,15 @@ private:
             fn == "squote" || fn == "b64enc" || fn == "b64dec" || fn == "toString") {
             if (!need(fn, a, 1, err)) return std::nullopt;
             std::string str = s(0);
-            if (fn == "upper") std::transform(str.begin(), str.end(), str.begin(), ::toupper);
-            else if (fn == "lower") std::transform(str.begin(), str.end(), str.begin(), ::tolower);
+            if (fn == "upper")
+                std::transform(str.begin(), str.end(), str.begin(), ::toupper);
+            else if (fn == "lower")
+                std::transform(str.begin(), str.end(), str.begin(), ::tolower);
             else if (fn == "title") {
                 bool start = true;
                 for (auto& c : str) {
-                    if (start && std::isalpha(static_cast<unsigned char>(c))) c = char(std::toupper(c));
+                    if (start && std::isalpha(static_cast<unsigned char>(c)))
+                        c = char(std::toupper(c));
                     start = std::isspace(static_cast<unsigned char>(c));
                 }
             } else if (fn == "trim") {
@@ -340,7 +363,8 @@ private:
             std::string x = s(0), str = s(1);
             bool r = fn == "contains"    ? str.find(x) != std::string::npos
                      : fn == "hasPrefix" ? str.rfind(x, 0) == 0
-                                         : str.size() >= x.size() && str.compare(str.size() - x.size(), x.size(), x) == 0;
+                                         : str.size() >= x.size() &&
+                                               str.compare(str.size() - x.size(), x.size(), x) == 0;
             return Value{json(r)};
         }
         if (fn == "join") {
@@ -350,7 +374,8 @@ private:
                 return std::nullopt;
             }
             std::string out;
-            for (size_t i = 0; i < a[1].v.size(); ++i) out += (i ? s(0) : "") + to_text(a[1].v[i]);
+            for (size_t i = 0; i < a[1].v.size(); ++i)
+                out += (i ? s(0) : "") + to_text(a[1].v[i]);
             return Value{json(out)};
         }
         if (fn == "index") {
@@ -393,8 +418,8 @@ private:
 // The document: text and actions, with if/else blocks.
 struct Item {
     enum Kind { text, action, if_block } kind;
-    std::string body;     // text, or the action's expression
-    size_t offset = 0;    // in the source, for error positions
+    std::string body;   // text, or the action's expression
+    size_t offset = 0;  // in the source, for error positions
     // if_block: conditions with their bodies; an empty condition is the else branch.
     std::vector<std::pair<std::string, std::vector<Item>>> branches;
     std::vector<size_t> branch_offsets;
@@ -415,7 +440,8 @@ std::optional<RawAction> next_action(std::string_view s, size_t from, std::strin
         return RawAction{"", a, s.size(), false, false};
     }
     std::string_view inner = s.substr(a + 2, b - a - 2);
-    bool tl = inner.size() >= 2 && inner[0] == '-' && std::isspace(static_cast<unsigned char>(inner[1]));
+    bool tl =
+        inner.size() >= 2 && inner[0] == '-' && std::isspace(static_cast<unsigned char>(inner[1]));
     bool tr = inner.size() >= 2 && inner.back() == '-' &&
               std::isspace(static_cast<unsigned char>(inner[inner.size() - 2]));
     if (tl) inner.remove_prefix(1);
@@ -428,7 +454,7 @@ std::optional<RawAction> next_action(std::string_view s, size_t from, std::strin
 }
 
 class Renderer {
-public:
+  public:
     Renderer(std::string_view src, const json& data, const Position& where)
         : src_(src), data_(data), where_(where) {}
 
@@ -443,7 +469,7 @@ public:
         return out;
     }
 
-private:
+  private:
     std::unexpected<Error> error_at(size_t offset, const std::string& msg) const {
         int line = where_.line;
         for (size_t i = 0; i < offset && i < src_.size(); ++i)
@@ -518,7 +544,8 @@ private:
                 items.push_back(std::move(blk));
                 continue;
             }
-            if (kw == "range" || kw == "with" || kw == "define" || kw == "template" || kw == "block")
+            if (kw == "range" || kw == "with" || kw == "define" || kw == "template" ||
+                kw == "block")
                 return error_at(act->start, fmt::format("'{}' is not supported", kw));
             items.push_back({Item::action, e, act->start, {}, {}});
         }
@@ -534,7 +561,8 @@ private:
         Evaluator ev(toks, data_);
         auto v = ev.run(err);
         if (!v) return error_at(offset, err.message);
-        if (v->missing) return error_at(offset, fmt::format("no field {} in the node facts", v->missing_field));
+        if (v->missing)
+            return error_at(offset, fmt::format("no field {} in the node facts", v->missing_field));
         return *v;
     }
 
@@ -571,7 +599,9 @@ private:
 
 }  // namespace
 
-bool has_template(std::string_view text) { return text.find("{{") != std::string_view::npos; }
+bool has_template(std::string_view text) {
+    return text.find("{{") != std::string_view::npos;
+}
 
 Result<std::string> render_template(std::string_view text, const nlohmann::json& data,
                                     const Position& where) {

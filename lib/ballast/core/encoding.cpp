@@ -7,7 +7,8 @@
 namespace ballast {
 
 std::string base64_encode(std::string_view in) {
-    static constexpr char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static constexpr char tbl[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     std::string out;
     out.reserve((in.size() + 2) / 3 * 4);
     size_t i = 0;
@@ -38,13 +39,20 @@ Result<std::string> base64_decode(std::string_view in) {
     for (char c : in) {
         ++pos;
         int v;
-        if (c >= 'A' && c <= 'Z') v = c - 'A';
-        else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-        else if (c >= '0' && c <= '9') v = c - '0' + 52;
-        else if (c == '+' || c == '-') v = 62;
-        else if (c == '/' || c == '_') v = 63;
-        else if (c == '=' || std::isspace(static_cast<unsigned char>(c))) continue;
-        else return fail(Errc::parse, "invalid base64 character '{}' at offset {}", c, pos - 1);
+        if (c >= 'A' && c <= 'Z')
+            v = c - 'A';
+        else if (c >= 'a' && c <= 'z')
+            v = c - 'a' + 26;
+        else if (c >= '0' && c <= '9')
+            v = c - '0' + 52;
+        else if (c == '+' || c == '-')
+            v = 62;
+        else if (c == '/' || c == '_')
+            v = 63;
+        else if (c == '=' || std::isspace(static_cast<unsigned char>(c)))
+            continue;
+        else
+            return fail(Errc::parse, "invalid base64 character '{}' at offset {}", c, pos - 1);
         buf = (buf << 6) | uint32_t(v);
         bits += 6;
         if (bits >= 8) {

@@ -1,0 +1,35 @@
+// Streaming SHA-256 (OpenSSL EVP).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "ballast/core/result.hpp"
+
+namespace ballast {
+
+class Sha256 {
+public:
+    Sha256();
+    ~Sha256();
+    Sha256(Sha256&&) noexcept;
+    Sha256& operator=(Sha256&&) noexcept;
+    void update(std::span<const uint8_t> data);
+    void update(std::string_view data) {
+        update(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data.data()), data.size()));
+    }
+    // Lower-case hex; the object is finished afterwards.
+    [[nodiscard]] std::string hex();
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+[[nodiscard]] std::string sha256_hex(std::string_view data);
+
+}  // namespace ballast

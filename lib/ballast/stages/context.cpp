@@ -1,0 +1,42 @@
+#include "ballast/stages/context.hpp"
+
+#include "ballast/core/process.hpp"
+#include "ballast/system/accounts.hpp"
+
+namespace ballast::stages {
+
+Result<ResolvedOwner> resolve_owner(const RootPrefix& root, const config::OwnerRef& owner,
+                                    const config::OwnerRef& group) {
+    ResolvedOwner r;
+    if (owner.id) r.uid = *owner.id;
+    if (group.id) r.gid = *group.id;
+    if (owner.name.empty() && group.name.empty()) return r;
+    auto db = BALLAST_TRY(accounts::Database::load(root, false));
+    if (!owner.name.empty()) {
+        r.uid = db.uid_of(owner.name);
+        if (!r.uid) return fail(Errc::not_found, "no user '{}' on the node", owner.name);
+        // "owner: user" without a group: the user's primary group, as chown user: does.
+        if (!group.set())
+            if (const auto* l = db.passwd.find(owner.name)) r.gid = gid_t(std::stoul(l->fields[3]));
+    }
+    if (!group.name.empty()) {
+        r.gid = db.gid_of(group.name);
+        if (!r.gid) return fail(Errc::not_found, "no group '{}' on the node", group.name);
+    }
+    return r;
+}
+
+Result<ProcessResult> run_shell(const StageContext& ctx, const std::string& script, const ShellOptions& opts) {
+    ProcessOptions p;
+    if (ctx.root.is_host_root()) p.argv = {"/bin/sh", "-c", script};
+    else p.argv = {"chroot", ctx.root.base().string(), "/bin/sh", "-c", script};
+    p.cwd = "/";
+    p.env = opts.env;
+    p.timeout = opts.timeout;
+    if (ctx.on_output) {
+        p.on_line = [&ctx, id = opts.step_id](std::string_view line, bool is_err) { ctx.on_output(id, line, is_err); };
+    }
+    return run_process(p);
+}
+
+}  // namespace ballast::stages

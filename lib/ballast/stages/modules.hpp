@@ -1,0 +1,34 @@
+// The step modules, one function each, run in yip's order by the executor.
+#pragma once
+
+#include "ballast/config/model.hpp"
+#include "ballast/stages/context.hpp"
+
+namespace ballast::stages::modules {
+
+void dns(const config::Step& s, StageContext& ctx, ModuleResult& r);
+void downloads(const config::Step& s, StageContext& ctx, ModuleResult& r);
+void ensure_entities(const config::Step& s, StageContext& ctx, ModuleResult& r);
+void directories(const config::Step& s, StageContext& ctx, ModuleResult& r);
+void files(const config::Step& s, StageContext& ctx, ModuleResult& r);
+void commands(const config::Step& s, StageContext& ctx, ModuleResult& r);
+void delete_entities(const config::Step& s, StageContext& ctx, ModuleResult& r);
+void hostname(const config::Step& s, StageContext& ctx, ModuleResult& r);
+void sysctl(const config::Step& s, StageContext& ctx, ModuleResult& r);
+void users(const config::Step& s, StageContext& ctx, ModuleResult& r);
+void authorized_keys(const config::Step& s, StageContext& ctx, ModuleResult& r);
+void kernel_modules(const config::Step& s, StageContext& ctx, ModuleResult& r);
+void timesyncd(const config::Step& s, StageContext& ctx, ModuleResult& r);
+void systemctl(const config::Step& s, StageContext& ctx, ModuleResult& r);
+void environment(const config::Step& s, StageContext& ctx, ModuleResult& r);
+void systemd_firstboot(const config::Step& s, StageContext& ctx, ModuleResult& r);
+void datasource(const config::Step& s, StageContext& ctx, ModuleResult& r);
+
+// Shared by files, dns, environment, timesyncd, hostname, sysctl: make `path` hold exactly
+// `content` with `mode` and ownership, writing only when something differs. Returns whether it
+// changed; missing parents are created 0755.
+[[nodiscard]] Result<bool> ensure_file(const RootPrefix& root, const std::string& path,
+                                       const std::string& content, mode_t mode,
+                                       std::optional<uid_t> uid = {}, std::optional<gid_t> gid = {});
+
+}  // namespace ballast::stages::modules

@@ -1,0 +1,70 @@
+#include "ballast/stages/runner.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "ballast/config/facts.hpp"
+#include "ballast/config/loader.hpp"
+#include "ballast/core/cmdline.hpp"
+#include "ballast/stages/executor.hpp"
+
+namespace ballast::stages {
+
+Status check_stage_name(const std::string& stage) {
+    if (stage.empty() || stage.size() > 64 ||
+        stage.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != std::string::npos ||
+        stage.front() == '.')
+        return fail(Errc::invalid_argument, "invalid stage name '{}' (letters, digits, '.', '_', '-')", stage);
+    return {};
+}
+
+nlohmann::json RunReport::to_json() const {
+    auto j = result.to_json();
+    auto diag_json = nlohmann::json::array();
+    for (const auto& d : diags.items())
+        diag_json.push_back({{"severity", d.severity == config::Severity::error ? "error" : "warning"},
+                             {"file", d.pos.file},
+                             {"line", d.pos.line},
+                             {"column", d.pos.col},
+                             {"message", d.message}});
+    j["diagnostics"] = diag_json;
+    j["skipped_files"] = skipped_files;
+    j["ok"] = ok();
+    return j;
+}
+
+Result<RunReport> run(const RunRequest& req) {
+    BALLAST_TRY(check_stage_name(req.stage));
+    auto facts = BALLAST_TRY(config::gather_facts(req.root));
+    config::SourceOptions so;
+    so.node_sources = req.node_sources;
+    so.extra_files = req.config_files;
+    if (req.root.is_host_root())
+        if (auto cl = read_proc_cmdline()) so.cmdline = *cl;
+    auto loaded = BALLAST_TRY(config::load_config(req.root, so, facts));
+    for (const auto& d : loaded.diags.items()) {
+        if (d.severity == config::Severity::error) spdlog::error("{}", d.text());
+        else spdlog::warn("{}", d.text());
+    }
+    for (const auto& f : loaded.skipped_files) spdlog::error("{}: not applied because of the errors above", f);
+
+    StageContext ctx;
+    ctx.root = req.root;
+    ctx.live = req.root.is_host_root();
+    ctx.facts = std::move(facts);
+    ctx.http = req.http;
+    ctx.on_output = [](std::string_view step, std::string_view line, bool is_err) {
+        if (is_err) spdlog::warn("{}: {}", step, line);
+        else spdlog::info("{}: {}", step, line);
+    };
+    RunReport rep;
+    rep.result = run_stage(loaded.config, req.stage, ctx, req.dry_run);
+    rep.diags = std::move(loaded.diags);
+    rep.skipped_files = std::move(loaded.skipped_files);
+    spdlog::info("{}", rep.result.summary());
+    if (!req.dry_run)
+        if (auto st = record_result(req.root, rep.result); !st)
+            spdlog::warn("could not record the stage result: {}", st.error().what());
+    return rep;
+}
+
+}  // namespace ballast::stages

@@ -1,0 +1,38 @@
+// One stage run from a node's config sources: facts, load, run, record. Used by the daemon,
+// `ballast-agent stage` and agentctl's in-process fallback.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ballast/config/diagnostics.hpp"
+#include "ballast/core/result.hpp"
+#include "ballast/core/root.hpp"
+#include "ballast/stages/result.hpp"
+#include "ballast/system/http.hpp"
+
+namespace ballast::stages {
+
+struct RunRequest {
+    std::string stage;
+    RootPrefix root;
+    std::vector<std::string> config_files;  // --config, after the node's sources
+    bool node_sources = true;
+    bool dry_run = false;
+    http::Options http;
+};
+
+struct RunReport {
+    StageResult result;
+    config::Diagnostics diags;               // from loading the config
+    std::vector<std::string> skipped_files;  // files not applied because of errors
+    [[nodiscard]] bool ok() const { return !result.failed() && !diags.has_errors(); }
+    [[nodiscard]] nlohmann::json to_json() const;
+};
+
+// Stage names are words: letters, digits, '.', '_', '-'.
+[[nodiscard]] Status check_stage_name(const std::string& stage);
+
+[[nodiscard]] Result<RunReport> run(const RunRequest& req);
+
+}  // namespace ballast::stages

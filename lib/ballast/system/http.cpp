@@ -1,0 +1,137 @@
+#include "ballast/system/http.hpp"
+
+#include <curl/curl.h>
+#include <dlfcn.h>
+
+#include <mutex>
+#include <optional>
+
+namespace ballast::http {
+namespace {
+
+struct Curl {
+    decltype(&curl_global_init) global_init;
+    decltype(&curl_easy_init) easy_init;
+    CURLcode (*easy_setopt)(CURL*, CURLoption, ...);
+    decltype(&curl_easy_perform) easy_perform;
+    decltype(&curl_easy_cleanup) easy_cleanup;
+    CURLcode (*easy_getinfo)(CURL*, CURLINFO, ...);
+    decltype(&curl_easy_strerror) easy_strerror;
+};
+
+Result<const Curl*> load_curl() {
+    static std::once_flag once;
+    static Curl curl{};
+    static std::string error;
+    std::call_once(once, [] {
+        void* h = ::dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+            error = std::string("cannot load libcurl.so.4 (install libcurl4): ") + ::dlerror();
+            return;
+        }
+        auto sym = [&](const char* name) { return ::dlsym(h, name); };
+        curl.global_init = reinterpret_cast<decltype(curl.global_init)>(sym("curl_global_init"));
+        curl.easy_init = reinterpret_cast<decltype(curl.easy_init)>(sym("curl_easy_init"));
+        curl.easy_setopt = reinterpret_cast<decltype(curl.easy_setopt)>(sym("curl_easy_setopt"));
+        curl.easy_perform = reinterpret_cast<decltype(curl.easy_perform)>(sym("curl_easy_perform"));
+        curl.easy_cleanup = reinterpret_cast<decltype(curl.easy_cleanup)>(sym("curl_easy_cleanup"));
+        curl.easy_getinfo = reinterpret_cast<decltype(curl.easy_getinfo)>(sym("curl_easy_getinfo"));
+        curl.easy_strerror = reinterpret_cast<decltype(curl.easy_strerror)>(sym("curl_easy_strerror"));
+        if (!curl.global_init || !curl.easy_init || !curl.easy_setopt || !curl.easy_perform ||
+            !curl.easy_cleanup || !curl.easy_getinfo || !curl.easy_strerror) {
+            error = "libcurl.so.4 lacks a needed symbol";
+            curl.easy_init = nullptr;
+            return;
+        }
+        curl.global_init(CURL_GLOBAL_DEFAULT);
+    });
+    if (!curl.easy_init) return fail(Errc::unsupported, "{}", error);
+    return &curl;
+}
+
+struct Transfer {
+    const std::function<Status(std::span<const char>)>* sink;
+    uint64_t max_size;
+    uint64_t bytes = 0;
+    std::optional<Error> error;
+};
+
+size_t on_data(char* ptr, size_t size, size_t n, void* user) {
+    auto* t = static_cast<Transfer*>(user);
+    size_t len = size * n;
+    t->bytes += len;
+    if (t->max_size && t->bytes > t->max_size) {
+        t->error = Error(Errc::invalid_argument, fmt::format("larger than {} bytes", t->max_size));
+        return 0;
+    }
+    if (auto st = (*t->sink)(std::span<const char>(ptr, len)); !st) {
+        t->error = st.error();
+        return 0;
+    }
+    return len;
+}
+
+}  // namespace
+
+Result<Response> get(const std::string& url, const Options& opts,
+                     const std::function<Status(std::span<const char>)>& sink) {
+    const Curl* c = BALLAST_TRY(load_curl());
+    CURL* h = c->easy_init();
+    if (!h) return fail(Errc::failed, "{}: curl_easy_init failed", url);
+    Transfer t{&sink, opts.max_size};
+    char errbuf[CURL_ERROR_SIZE] = {};
+    c->easy_setopt(h, CURLOPT_URL, url.c_str());
+    c->easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    c->easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+    c->easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
+    c->easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    c->easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    c->easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    c->easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    c->easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    // Status >= 400 fails before any body reaches the sink (no error page written to a file).
+    c->easy_setopt(h, CURLOPT_FAILONERROR, 1L);
+    c->easy_setopt(h, CURLOPT_CONNECTTIMEOUT, long(opts.connect_timeout.count()));
+    if (opts.timeout.count() > 0) c->easy_setopt(h, CURLOPT_TIMEOUT, long(opts.timeout.count()));
+    // A stalled link is an error after 30 s below 1 byte/s: flaky edge links resume instead.
+    c->easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    c->easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 30L);
+    c->easy_setopt(h, CURLOPT_USERAGENT, "ballast/" "1");
+    if (!opts.ca_file.empty()) c->easy_setopt(h, CURLOPT_CAINFO, opts.ca_file.c_str());
+    if (!opts.proxy.empty()) c->easy_setopt(h, CURLOPT_PROXY, opts.proxy.c_str());
+    if (opts.resume_from) c->easy_setopt(h, CURLOPT_RESUME_FROM_LARGE, curl_off_t(opts.resume_from));
+    c->easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    c->easy_setopt(h, CURLOPT_WRITEDATA, &t);
+    CURLcode rc = c->easy_perform(h);
+    long status = 0;
+    c->easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    std::string err = errbuf[0] ? errbuf : c->easy_strerror(rc);
+    c->easy_cleanup(h);
+    if (t.error) return std::unexpected(std::move(*t.error).context(url));
+    if (rc == CURLE_HTTP_RETURNED_ERROR || status >= 400)
+        return fail(status == 404 ? Errc::not_found : Errc::unavailable, "{}: HTTP status {}", url, status);
+    if (rc != CURLE_OK) {
+        Errc code = rc == CURLE_OPERATION_TIMEDOUT ? Errc::timeout
+                    : (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+                       rc == CURLE_COULDNT_RESOLVE_PROXY)
+                        ? Errc::unavailable
+                    : (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE)
+                        ? Errc::verification
+                        : Errc::io;
+        return std::unexpected(Error(code, fmt::format("{}: {}", url, err)));
+    }
+    return Response{status, t.bytes};
+}
+
+Result<std::string> get_string(const std::string& url, const Options& opts) {
+    std::string body;
+    Options o = opts;
+    if (!o.max_size) o.max_size = 16u << 20;
+    BALLAST_TRY(get(url, o, [&](std::span<const char> d) -> Status {
+        body.append(d.data(), d.size());
+        return {};
+    }));
+    return body;
+}
+
+}  // namespace ballast::http

@@ -1,0 +1,37 @@
+// HTTP(S) GET through libcurl, loaded with dlopen() on first use: the daemon's idle footprint
+// does not pay for libcurl and its dozen dependencies (docs/performance.md) until it downloads.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+
+#include "ballast/core/result.hpp"
+
+namespace ballast::http {
+
+struct Options {
+    std::string ca_file;  // PEM bundle to trust instead of the system store
+    std::string proxy;    // empty: libcurl's environment handling (https_proxy, no_proxy)
+    std::chrono::seconds connect_timeout{20};
+    std::chrono::seconds timeout{0};  // whole transfer; 0: none (low-speed limit still applies)
+    uint64_t max_size = 0;            // refuse bodies larger than this; 0: no limit
+    uint64_t resume_from = 0;         // Range: bytes=N-
+};
+
+struct Response {
+    long status = 0;
+    uint64_t bytes = 0;
+};
+
+// Streams the body to `sink` (which may fail the transfer). HTTP status >= 400 is an error
+// naming the status; TLS is always verified.
+[[nodiscard]] Result<Response> get(const std::string& url, const Options& opts,
+                                   const std::function<Status(std::span<const char>)>& sink);
+
+// Whole body into memory (small documents: keys, configs).
+[[nodiscard]] Result<std::string> get_string(const std::string& url, const Options& opts);
+
+}  // namespace ballast::http
