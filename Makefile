@@ -46,7 +46,7 @@ bench: deps-test $(BUILD)/build.ninja
 	tests/bench/run.sh $(BUILD)
 
 format:
-	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
+	clang-format -i $$(git ls-files --cached --others --exclude-standard '*.cpp' '*.hpp')
 
 clean:
 	rm -rf $(BUILD)

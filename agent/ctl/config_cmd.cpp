@@ -11,7 +11,9 @@ namespace ballast::ctl {
 namespace {
 
 nlohmann::json diag_json(const config::Diagnostic& d, bool as_error) {
-    return {{"severity", as_error ? "error" : d.severity == config::Severity::error ? "error" : "warning"},
+    return {{"severity", as_error                                ? "error"
+                         : d.severity == config::Severity::error ? "error"
+                                                                 : "warning"},
             {"file", d.pos.file},
             {"line", d.pos.line},
             {"column", d.pos.col},
@@ -51,7 +53,8 @@ void show_tree(const config::Node& n, int indent, std::string& out) {
 
 }  // namespace
 
-int cmd_config_validate(const GlobalOptions& g, const std::vector<std::string>& files, bool strict) {
+int cmd_config_validate(const GlobalOptions& g, const std::vector<std::string>& files,
+                        bool strict) {
     std::vector<config::SourceFile> sources;
     config::Diagnostics diags;
     for (const auto& f : files) {
@@ -62,25 +65,34 @@ int cmd_config_validate(const GlobalOptions& g, const std::vector<std::string>& 
         }
         auto kind = config::detect_kind(*text, f);
         if (kind == config::SourceKind::no_header)
-            diags.warning({f, 1, 1}, "no #cloud-config header: this file would be ignored on a node");
+            diags.warning({f, 1, 1},
+                          "no #cloud-config header: this file would be ignored on a node");
         sources.push_back({f, std::move(*text), kind});
     }
     auto facts = config::gather_facts(RootPrefix(g.root));
-    auto loaded = config::load_sources(std::move(sources), facts ? *facts : nlohmann::json::object(), std::move(diags));
+    auto loaded = config::load_sources(std::move(sources),
+                                       facts ? *facts : nlohmann::json::object(), std::move(diags));
     size_t errors = 0, warnings = 0;
     auto list = nlohmann::json::array();
     for (const auto& d : loaded.diags.items()) {
         bool is_error = d.severity == config::Severity::error || strict;
         (is_error ? errors : warnings)++;
-        if (g.json) list.push_back(diag_json(d, strict));
-        else if (is_error && d.severity == config::Severity::warning) std::printf("%s: %s\n", config::to_string(d.pos).c_str(), d.message.c_str());
-        else std::printf("%s\n", d.text().c_str());
+        if (g.json)
+            list.push_back(diag_json(d, strict));
+        else if (is_error && d.severity == config::Severity::warning)
+            std::printf("%s: %s\n", config::to_string(d.pos).c_str(), d.message.c_str());
+        else
+            std::printf("%s\n", d.text().c_str());
     }
     if (g.json) {
-        print_json({{"valid", errors == 0}, {"errors", errors}, {"warnings", warnings}, {"diagnostics", list}});
+        print_json({{"valid", errors == 0},
+                    {"errors", errors},
+                    {"warnings", warnings},
+                    {"diagnostics", list}});
     } else {
-        std::fprintf(stderr, "%zu file%s: %s (%zu error%s, %zu warning%s)\n", files.size(), files.size() == 1 ? "" : "s",
-                     errors == 0 ? "valid" : "invalid", errors, errors == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s");
+        std::fprintf(stderr, "%zu file%s: %s (%zu error%s, %zu warning%s)\n", files.size(),
+                     files.size() == 1 ? "" : "s", errors == 0 ? "valid" : "invalid", errors,
+                     errors == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s");
     }
     return errors == 0 ? kExitOk : kExitFailure;
 }
@@ -97,18 +109,25 @@ int cmd_config_show(const GlobalOptions& g, const std::vector<std::string>& file
     if (g.json) {
         auto srcs = nlohmann::json::array();
         for (const auto& s : loaded->sources)
-            srcs.push_back({{"file", s.name},
-                            {"used", s.kind != config::SourceKind::no_header &&
-                                         std::find(loaded->skipped_files.begin(), loaded->skipped_files.end(), s.name) ==
-                                             loaded->skipped_files.end()}});
+            srcs.push_back(
+                {{"file", s.name},
+                 {"used", s.kind != config::SourceKind::no_header &&
+                              std::find(loaded->skipped_files.begin(), loaded->skipped_files.end(),
+                                        s.name) == loaded->skipped_files.end()}});
         auto diags = nlohmann::json::array();
-        for (const auto& d : loaded->diags.items()) diags.push_back(diag_json(d, false));
-        print_json({{"sources", srcs}, {"config", config::tree_to_json(loaded->merged, true)}, {"diagnostics", diags}});
+        for (const auto& d : loaded->diags.items())
+            diags.push_back(diag_json(d, false));
+        print_json({{"sources", srcs},
+                    {"config", config::tree_to_json(loaded->merged, true)},
+                    {"diagnostics", diags}});
         return loaded->diags.has_errors() ? kExitFailure : kExitOk;
     }
-    for (const auto& d : loaded->diags.items()) std::fprintf(stderr, "%s\n", d.text().c_str());
+    for (const auto& d : loaded->diags.items())
+        std::fprintf(stderr, "%s\n", d.text().c_str());
     std::string out = "# sources, in order:\n";
-    for (const auto& s : loaded->sources) out += "#   " + s.name + (s.kind == config::SourceKind::no_header ? " (ignored: no header)" : "") + "\n";
+    for (const auto& s : loaded->sources)
+        out += "#   " + s.name +
+               (s.kind == config::SourceKind::no_header ? " (ignored: no header)" : "") + "\n";
     if (!loaded->merged.is_null()) show_tree(loaded->merged, 0, out);
     std::fputs(out.c_str(), stdout);
     return loaded->diags.has_errors() ? kExitFailure : kExitOk;

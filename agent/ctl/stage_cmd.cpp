@@ -9,16 +9,18 @@
 
 namespace ballast::ctl {
 
-int cmd_stage_run(const GlobalOptions& g, const std::string& stage, const std::vector<std::string>& files,
-                  bool dry_run, bool verbose) {
+int cmd_stage_run(const GlobalOptions& g, const std::string& stage,
+                  const std::vector<std::string>& files, bool dry_run, bool verbose) {
     if (auto st = stages::check_stage_name(stage); !st) {
         std::fprintf(stderr, "agentctl: %s\n", st.error().what().c_str());
         return kExitUsage;
     }
     std::vector<std::string> abs_files;
-    for (const auto& f : files) abs_files.push_back(std::filesystem::absolute(f));
+    for (const auto& f : files)
+        abs_files.push_back(std::filesystem::absolute(f));
     nlohmann::json report;
-    auto client = g.root == "/" ? connect_agent(g) : Result<api::AgentClient>(fail(Errc::unavailable, "--root given"));
+    auto client = g.root == "/" ? connect_agent(g)
+                                : Result<api::AgentClient>(fail(Errc::unavailable, "--root given"));
     if (client) {
         auto r = client->run_stage(stage, dry_run, abs_files);
         if (!r) return report_error(r.error());
@@ -40,11 +42,14 @@ int cmd_stage_run(const GlobalOptions& g, const std::string& stage, const std::v
         report = rep->to_json();
     }
     if (report.contains("error")) {
-        std::fprintf(stderr, "agentctl: stage %s: %s\n", stage.c_str(), report["error"].get<std::string>().c_str());
+        std::fprintf(stderr, "agentctl: stage %s: %s\n", stage.c_str(),
+                     report["error"].get<std::string>().c_str());
         return kExitFailure;
     }
-    if (g.json) print_json(report);
-    else std::fputs(stages::format_report(report, verbose).c_str(), stdout);
+    if (g.json)
+        print_json(report);
+    else
+        std::fputs(stages::format_report(report, verbose).c_str(), stdout);
     return report.value("ok", false) ? kExitOk : kExitFailure;
 }
 

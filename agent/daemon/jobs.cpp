@@ -23,7 +23,9 @@ JobRunner::~JobRunner() {
 }
 
 Status JobRunner::start(std::string operation, Work work, Done done) {
-    if (busy()) return fail(Errc::busy, "busy: '{}' is running; try again when it has finished", operation_);
+    if (busy())
+        return fail(Errc::busy, "busy: '{}' is running; try again when it has finished",
+                    operation_);
     if (worker_.joinable()) worker_.join();
     operation_ = std::move(operation);
     done_ = std::move(done);

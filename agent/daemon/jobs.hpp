@@ -19,7 +19,7 @@
 namespace ballast::agent {
 
 class JobRunner {
-public:
+  public:
     using Work = std::function<nlohmann::json()>;
     using Done = std::function<void(const nlohmann::json&)>;
 
@@ -32,7 +32,7 @@ public:
     [[nodiscard]] bool busy() const { return !operation_.empty(); }
     [[nodiscard]] const std::string& operation() const { return operation_; }
 
-private:
+  private:
     static int on_event(sd_event_source*, int fd, uint32_t, void* userdata);
     void finish();
 

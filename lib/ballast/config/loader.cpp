@@ -2,6 +2,8 @@
 
 #include "ballast/config/decode.hpp"
 
+#include <algorithm>
+
 namespace ballast::config {
 
 Loaded load_sources(std::vector<SourceFile> sources, const nlohmann::json& facts,
@@ -18,7 +20,12 @@ Loaded load_sources(std::vector<SourceFile> sources, const nlohmann::json& facts
         Config file_cfg;
         Node file_blocks;
         auto tree = parse_tree(src.text, src.name, file_diags);
-        if (tree) decode_file(src, *tree, fctx, file_cfg, file_blocks);
+        if (tree) {
+            decode_file(src, *tree, fctx, file_cfg, file_blocks);
+            // The file's own blocks, for their diagnostics; the merged blocks decode below.
+            Config scratch;
+            decode_blocks(file_blocks, fctx, scratch);
+        }
         for (const auto& d : file_diags.items())
             out.diags.add(d);
         if (file_diags.has_errors()) {
@@ -53,9 +60,17 @@ Loaded load_sources(std::vector<SourceFile> sources, const nlohmann::json& facts
         else
             merge_tree(out.merged, *tree);
     }
-    DecodeContext ctx{facts, out.diags};
+    // Merged blocks: only what comes from combining files (e.g. k3s and k3s-agent both on) is
+    // new; findings about single values were reported with their file above.
+    Diagnostics merged_diags;
+    DecodeContext ctx{facts, merged_diags};
     decode_blocks(blocks, ctx, out.config);
-    check_config(out.config, out.diags);
+    check_config(out.config, merged_diags);
+    for (const auto& d : merged_diags.items()) {
+        bool seen = std::any_of(out.diags.items().begin(), out.diags.items().end(),
+                                [&](const Diagnostic& o) { return o.text() == d.text(); });
+        if (!seen) out.diags.add(d);
+    }
     out.sources = std::move(sources);
     return out;
 }

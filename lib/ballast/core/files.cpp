@@ -35,7 +35,8 @@ std::string tmp_name(const std::string& base) {
     uint8_t r[6];
     (void)fill_random(r);
     std::string s = "." + base + ".";
-    for (auto b : r) s += "0123456789abcdef"[b & 15];
+    for (auto b : r)
+        s += "0123456789abcdef"[b & 15];
     return s + ".tmp";
 }
 
@@ -100,7 +101,8 @@ Result<std::vector<std::string>> mkdirs_beneath(const RootPrefix& root, std::str
         if (name.empty()) continue;
         auto dir = BALLAST_TRY(root.open_beneath(parent, O_PATH | O_DIRECTORY));
         if (::mkdirat(dir.get(), name.c_str(), mode) == 0) {
-            UniqueFd made(::openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+            UniqueFd made(
+                ::openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
             if (!made) return fail_errno(errno, cur);
             // mkdir applies the umask; the mode asked for is the mode wanted.
             if (::fchmod(made.get(), mode) < 0) return fail_errno(errno, "chmod " + cur);
@@ -113,7 +115,8 @@ Result<std::vector<std::string>> mkdirs_beneath(const RootPrefix& root, std::str
         } else {
             // Must be a directory (possibly through a symlink, which open_beneath resolves).
             auto check = root.open_beneath(cur, O_PATH | O_DIRECTORY);
-            if (!check) return fail(Errc::invalid_argument, "{}: exists and is not a directory", cur);
+            if (!check)
+                return fail(Errc::invalid_argument, "{}: exists and is not a directory", cur);
         }
     }
     if (!created.empty()) {
@@ -132,7 +135,8 @@ Status write_beneath(const RootPrefix& root, std::string_view path, std::string_
     UniqueFd d(::openat(dir.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!d) return fail_errno(errno, path);
     const std::string tmp = tmp_name(name);
-    UniqueFd fd(::openat(d.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+    UniqueFd fd(
+        ::openat(d.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
     if (!fd) return fail_errno(errno, path);
     auto cleanup = [&] { ::unlinkat(d.get(), tmp.c_str(), 0); };
     auto st = write_all(fd.get(), data, path);
@@ -158,7 +162,8 @@ Result<BeneathWriter> BeneathWriter::open(const RootPrefix& root, std::string_vi
     w.dir_.reset(::openat(dir.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!w.dir_) return fail_errno(errno, path);
     w.tmp_ = tmp_name(w.name_);
-    w.fd_.reset(::openat(w.dir_.get(), w.tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+    w.fd_.reset(::openat(w.dir_.get(), w.tmp_.c_str(),
+                         O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
     if (!w.fd_) return fail_errno(errno, path);
     return w;
 }
@@ -167,31 +172,38 @@ BeneathWriter::~BeneathWriter() {
     if (fd_ && dir_) ::unlinkat(dir_.get(), tmp_.c_str(), 0);
 }
 
-Status BeneathWriter::write(std::string_view data) { return write_all(fd_.get(), data, path_); }
+Status BeneathWriter::write(std::string_view data) {
+    return write_all(fd_.get(), data, path_);
+}
 
 Status BeneathWriter::commit(mode_t mode, const Ownership& own) {
     if (::fchmod(fd_.get(), mode) < 0) return fail_errno(errno, fmt::format("chmod {}", path_));
-    if ((own.uid || own.gid) && ::fchown(fd_.get(), own.uid.value_or(uid_t(-1)), own.gid.value_or(gid_t(-1))) < 0)
+    if ((own.uid || own.gid) &&
+        ::fchown(fd_.get(), own.uid.value_or(uid_t(-1)), own.gid.value_or(gid_t(-1))) < 0)
         return fail_errno(errno, fmt::format("chown {}", path_));
     if (::fsync(fd_.get()) < 0) return fail_errno(errno, fmt::format("fsync {}", path_));
     if (::renameat(dir_.get(), tmp_.c_str(), dir_.get(), name_.c_str()) < 0)
         return fail_errno(errno, fmt::format("rename {}", path_));
     fd_.reset();
-    if (::fsync(dir_.get()) < 0) return fail_errno(errno, fmt::format("fsync directory of {}", path_));
+    if (::fsync(dir_.get()) < 0)
+        return fail_errno(errno, fmt::format("fsync directory of {}", path_));
     return {};
 }
 
-Status chmod_chown_beneath(const RootPrefix& root, std::string_view path, std::optional<mode_t> mode,
-                           const Ownership& own) {
+Status chmod_chown_beneath(const RootPrefix& root, std::string_view path,
+                           std::optional<mode_t> mode, const Ownership& own) {
     auto fd = BALLAST_TRY(root.open_beneath(path, O_PATH | O_NOFOLLOW));
     struct stat st {};
     if (::fstat(fd.get(), &st) < 0) return fail_errno(errno, path);
     if (S_ISLNK(st.st_mode)) return fail(Errc::invalid_argument, "{}: is a symlink", path);
     // fchmod/fchown need a real fd; /proc/self/fd re-opens the O_PATH one without a path lookup.
-    UniqueFd real(::open(fmt::format("/proc/self/fd/{}", fd.get()).c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+    UniqueFd real(::open(fmt::format("/proc/self/fd/{}", fd.get()).c_str(),
+                         O_RDONLY | O_CLOEXEC | O_NONBLOCK));
     if (!real) return fail_errno(errno, path);
-    if (mode && ::fchmod(real.get(), *mode) < 0) return fail_errno(errno, fmt::format("chmod {}", path));
-    if ((own.uid || own.gid) && ::fchown(real.get(), own.uid.value_or(uid_t(-1)), own.gid.value_or(gid_t(-1))) < 0)
+    if (mode && ::fchmod(real.get(), *mode) < 0)
+        return fail_errno(errno, fmt::format("chmod {}", path));
+    if ((own.uid || own.gid) &&
+        ::fchown(real.get(), own.uid.value_or(uid_t(-1)), own.gid.value_or(gid_t(-1))) < 0)
         return fail_errno(errno, fmt::format("chown {}", path));
     return {};
 }

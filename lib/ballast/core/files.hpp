@@ -44,7 +44,7 @@ struct Ownership {
 // Writes a new version of a file in pieces (downloads), then replaces it atomically on commit();
 // dropped without commit() the temporary file is removed and the old file is untouched.
 class BeneathWriter {
-public:
+  public:
     [[nodiscard]] static Result<BeneathWriter> open(const RootPrefix& root, std::string_view path);
     BeneathWriter(BeneathWriter&&) noexcept = default;
     BeneathWriter& operator=(BeneathWriter&&) noexcept = default;
@@ -52,7 +52,7 @@ public:
     [[nodiscard]] Status write(std::string_view data);
     [[nodiscard]] Status commit(mode_t mode, const Ownership& own = {});
 
-private:
+  private:
     BeneathWriter() = default;
     std::string path_, name_, tmp_;
     UniqueFd dir_, fd_;

@@ -11,12 +11,16 @@ struct Sha256::Impl {
     ~Impl() { EVP_MD_CTX_free(ctx); }
 };
 
-Sha256::Sha256() : impl_(std::make_unique<Impl>()) { EVP_DigestInit_ex(impl_->ctx, EVP_sha256(), nullptr); }
+Sha256::Sha256() : impl_(std::make_unique<Impl>()) {
+    EVP_DigestInit_ex(impl_->ctx, EVP_sha256(), nullptr);
+}
 Sha256::~Sha256() = default;
 Sha256::Sha256(Sha256&&) noexcept = default;
 Sha256& Sha256::operator=(Sha256&&) noexcept = default;
 
-void Sha256::update(std::span<const uint8_t> data) { EVP_DigestUpdate(impl_->ctx, data.data(), data.size()); }
+void Sha256::update(std::span<const uint8_t> data) {
+    EVP_DigestUpdate(impl_->ctx, data.data(), data.size());
+}
 
 std::string Sha256::hex() {
     uint8_t md[EVP_MAX_MD_SIZE];

@@ -13,19 +13,20 @@
 namespace ballast {
 
 class Sha256 {
-public:
+  public:
     Sha256();
     ~Sha256();
     Sha256(Sha256&&) noexcept;
     Sha256& operator=(Sha256&&) noexcept;
     void update(std::span<const uint8_t> data);
     void update(std::string_view data) {
-        update(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data.data()), data.size()));
+        update(
+            std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data.data()), data.size()));
     }
     // Lower-case hex; the object is finished afterwards.
     [[nodiscard]] std::string hex();
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

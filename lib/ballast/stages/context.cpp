@@ -26,15 +26,20 @@ Result<ResolvedOwner> resolve_owner(const RootPrefix& root, const config::OwnerR
     return r;
 }
 
-Result<ProcessResult> run_shell(const StageContext& ctx, const std::string& script, const ShellOptions& opts) {
+Result<ProcessResult> run_shell(const StageContext& ctx, const std::string& script,
+                                const ShellOptions& opts) {
     ProcessOptions p;
-    if (ctx.root.is_host_root()) p.argv = {"/bin/sh", "-c", script};
-    else p.argv = {"chroot", ctx.root.base().string(), "/bin/sh", "-c", script};
+    if (ctx.root.is_host_root())
+        p.argv = {"/bin/sh", "-c", script};
+    else
+        p.argv = {"chroot", ctx.root.base().string(), "/bin/sh", "-c", script};
     p.cwd = "/";
     p.env = opts.env;
     p.timeout = opts.timeout;
     if (ctx.on_output) {
-        p.on_line = [&ctx, id = opts.step_id](std::string_view line, bool is_err) { ctx.on_output(id, line, is_err); };
+        p.on_line = [&ctx, id = opts.step_id](std::string_view line, bool is_err) {
+            ctx.on_output(id, line, is_err);
+        };
     }
     return run_process(p);
 }

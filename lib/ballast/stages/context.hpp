@@ -52,7 +52,8 @@ struct ResolvedOwner {
     std::optional<uid_t> uid;
     std::optional<gid_t> gid;
 };
-[[nodiscard]] Result<ResolvedOwner> resolve_owner(const RootPrefix& root, const config::OwnerRef& owner,
+[[nodiscard]] Result<ResolvedOwner> resolve_owner(const RootPrefix& root,
+                                                  const config::OwnerRef& owner,
                                                   const config::OwnerRef& group);
 
 // Runs a shell command as the node would: `sh -c` inside the root (chroot when the root is not
@@ -63,6 +64,6 @@ struct ShellOptions {
     std::string step_id;  // for on_output
 };
 [[nodiscard]] Result<ProcessResult> run_shell(const StageContext& ctx, const std::string& script,
-                                                     const ShellOptions& opts);
+                                              const ShellOptions& opts);
 
 }  // namespace ballast::stages

@@ -32,7 +32,8 @@ std::string fact(const StageContext& ctx, const char* a, const char* b) {
 }
 
 // Go-regexp-like search (unanchored). An invalid pattern skips the step with the reason.
-std::optional<std::string> regex_mismatch(const std::string& pattern, const std::string& value, const char* what) {
+std::optional<std::string> regex_mismatch(const std::string& pattern, const std::string& value,
+                                          const char* what) {
     try {
         if (std::regex_search(value, std::regex(pattern))) return std::nullopt;
         return fmt::format("{} '{}' does not match /{}/", what, value, pattern);
@@ -56,17 +57,24 @@ std::optional<std::string> skip_reason(const config::Step& s, StageContext& ctx)
     if (!s.only_os.empty())
         if (auto m = regex_mismatch(s.only_os, fact(ctx, "os", "name"), "OS")) return m;
     if (!s.only_os_version.empty())
-        if (auto m = regex_mismatch(s.only_os_version, fact(ctx, "os", "version"), "OS version")) return m;
+        if (auto m = regex_mismatch(s.only_os_version, fact(ctx, "os", "version"), "OS version"))
+            return m;
     if (!s.only_arch.empty())
-        if (auto m = regex_mismatch(s.only_arch, ctx.facts["Values"].value("arch", ""), "architecture")) return m;
+        if (auto m =
+                regex_mismatch(s.only_arch, ctx.facts["Values"].value("arch", ""), "architecture"))
+            return m;
     if (!s.only_service_manager.empty()) {
         auto exists = [&](const char* p) {
             auto st = stat_beneath(ctx.root, p);
             return st && st->has_value();
         };
-        bool systemd = exists("/usr/bin/systemctl") || exists("/bin/systemctl") || exists("/usr/sbin/systemctl");
-        bool openrc = exists("/sbin/openrc") || exists("/usr/sbin/openrc") || exists("/usr/bin/openrc");
-        std::string have = systemd && !openrc ? "systemd" : openrc && !systemd ? "openrc" : "unknown";
+        bool systemd = exists("/usr/bin/systemctl") || exists("/bin/systemctl") ||
+                       exists("/usr/sbin/systemctl");
+        bool openrc =
+            exists("/sbin/openrc") || exists("/usr/sbin/openrc") || exists("/usr/bin/openrc");
+        std::string have = systemd && !openrc   ? "systemd"
+                           : openrc && !systemd ? "openrc"
+                                                : "unknown";
         if (have != s.only_service_manager)
             return fmt::format("service manager is {}, not {}", have, s.only_service_manager);
     }
@@ -76,7 +84,8 @@ std::optional<std::string> skip_reason(const config::Step& s, StageContext& ctx)
     };
     for (const auto& f : s.if_files.all)
         if (!exists(f)) return "if_files.all: " + f + " does not exist";
-    if (!s.if_files.any.empty() && std::none_of(s.if_files.any.begin(), s.if_files.any.end(), exists))
+    if (!s.if_files.any.empty() &&
+        std::none_of(s.if_files.any.begin(), s.if_files.any.end(), exists))
         return "if_files.any: none of the files exists";
     for (const auto& f : s.if_files.none)
         if (exists(f)) return "if_files.none: " + f + " exists";
@@ -87,10 +96,10 @@ using ModuleFn = void (*)(const config::Step&, StageContext&, ModuleResult&);
 
 // yip's plugin order (git, layout, packages are not run here).
 constexpr ModuleFn kModules[] = {
-    modules::dns,     modules::downloads,       modules::ensure_entities, modules::directories,
-    modules::files,   modules::commands,        modules::delete_entities, modules::hostname,
-    modules::sysctl,  modules::users,           modules::authorized_keys, modules::kernel_modules,
-    modules::timesyncd, modules::systemctl,     modules::environment,     modules::systemd_firstboot,
+    modules::dns,        modules::downloads, modules::ensure_entities, modules::directories,
+    modules::files,      modules::commands,  modules::delete_entities, modules::hostname,
+    modules::sysctl,     modules::users,     modules::authorized_keys, modules::kernel_modules,
+    modules::timesyncd,  modules::systemctl, modules::environment,     modules::systemd_firstboot,
     modules::datasource,
 };
 
@@ -107,21 +116,28 @@ StepResult run_step(const config::Step& s, StageContext& ctx) {
         r.reason = *why;
     } else {
         ModuleResult m;
-        for (auto fn : kModules) fn(s, ctx, m);
+        for (auto fn : kModules)
+            fn(s, ctx, m);
         if (s.has_layout) m.note("layout: applied by `agentctl install`, not by stages");
         r.changes = std::move(m.changes);
         r.errors = std::move(m.errors);
         r.notes = std::move(m.notes);
-        r.status = !r.errors.empty() ? StepStatus::failed : !r.changes.empty() ? StepStatus::changed : StepStatus::unchanged;
+        r.status = !r.errors.empty()    ? StepStatus::failed
+                   : !r.changes.empty() ? StepStatus::changed
+                                        : StepStatus::unchanged;
     }
     r.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
     switch (r.status) {
         case StepStatus::failed:
-            for (const auto& e : r.errors) spdlog::error("{}: {}", s.id, e);
+            for (const auto& e : r.errors)
+                spdlog::error("{}: {}", s.id, e);
             break;
-        case StepStatus::skipped: spdlog::info("{}: skipped: {}", s.id, r.reason); break;
+        case StepStatus::skipped:
+            spdlog::info("{}: skipped: {}", s.id, r.reason);
+            break;
         default:
-            for (const auto& c : r.changes) spdlog::info("{}: {}", s.id, c);
+            for (const auto& c : r.changes)
+                spdlog::info("{}: {}", s.id, c);
             spdlog::debug("{}: {}", s.id, to_string(r.status));
     }
     return r;
@@ -129,7 +145,8 @@ StepResult run_step(const config::Step& s, StageContext& ctx) {
 
 }  // namespace
 
-StageResult run_stage(const config::Config& cfg, std::string_view stage, StageContext& ctx, bool dry_run) {
+StageResult run_stage(const config::Config& cfg, std::string_view stage, StageContext& ctx,
+                      bool dry_run) {
     StageResult res;
     res.stage = std::string(stage);
     res.dry_run = dry_run;
@@ -154,7 +171,8 @@ StageResult run_stage(const config::Config& cfg, std::string_view stage, StageCo
             r.source = to_string(config::Position{s->pos.file, s->pos.line, 0});
             r.status = StepStatus::not_run;
             r.reason = "dry run";
-            for (auto& line : describe_step(*s)) res.plan.push_back(s->id + ": " + line);
+            for (auto& line : describe_step(*s))
+                res.plan.push_back(s->id + ": " + line);
             res.steps.push_back(std::move(r));
             continue;
         }
@@ -169,7 +187,8 @@ StageResult run_stage(const config::Config& cfg, std::string_view stage, StageCo
             continue;
         }
         res.steps.push_back(run_step(*s, ctx));
-        if (res.steps.back().status == StepStatus::failed && (s->strict || cfg.strict)) stopped = true;
+        if (res.steps.back().status == StepStatus::failed && (s->strict || cfg.strict))
+            stopped = true;
     }
     res.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
     return res;
@@ -177,7 +196,8 @@ StageResult run_stage(const config::Config& cfg, std::string_view stage, StageCo
 
 Status record_result(const RootPrefix& root, const StageResult& result) {
     BALLAST_TRY(mkdirs_beneath(root, "/run/ballast/stages", 0755));
-    return write_beneath(root, "/run/ballast/stages/" + result.stage + ".json", result.to_json().dump(2) + "\n", 0644);
+    return write_beneath(root, "/run/ballast/stages/" + result.stage + ".json",
+                         result.to_json().dump(2) + "\n", 0644);
 }
 
 }  // namespace ballast::stages

@@ -29,6 +29,7 @@ void datasource(const config::Step& s, StageContext& ctx, ModuleResult& r);
 // changed; missing parents are created 0755.
 [[nodiscard]] Result<bool> ensure_file(const RootPrefix& root, const std::string& path,
                                        const std::string& content, mode_t mode,
-                                       std::optional<uid_t> uid = {}, std::optional<gid_t> gid = {});
+                                       std::optional<uid_t> uid = {},
+                                       std::optional<gid_t> gid = {});
 
 }  // namespace ballast::stages::modules

@@ -8,17 +8,23 @@ namespace ballast::stages {
 
 std::string_view to_string(StepStatus s) {
     switch (s) {
-        case StepStatus::changed: return "changed";
-        case StepStatus::unchanged: return "unchanged";
-        case StepStatus::skipped: return "skipped";
-        case StepStatus::failed: return "failed";
-        case StepStatus::not_run: return "not-run";
+        case StepStatus::changed:
+            return "changed";
+        case StepStatus::unchanged:
+            return "unchanged";
+        case StepStatus::skipped:
+            return "skipped";
+        case StepStatus::failed:
+            return "failed";
+        case StepStatus::not_run:
+            return "not-run";
     }
     return "unchanged";
 }
 
 size_t StageResult::count(StepStatus s) const {
-    return size_t(std::count_if(steps.begin(), steps.end(), [s](const auto& r) { return r.status == s; }));
+    return size_t(
+        std::count_if(steps.begin(), steps.end(), [s](const auto& r) { return r.status == s; }));
 }
 
 nlohmann::json StageResult::to_json() const {
@@ -49,10 +55,12 @@ nlohmann::json StageResult::to_json() const {
 }
 
 std::string StageResult::summary() const {
-    if (dry_run) return fmt::format("{}: dry run, {} steps planned, nothing changed", stage, steps.size());
-    std::string s = fmt::format("{}: {} steps, {} changed, {} unchanged, {} skipped, {} failed", stage,
-                                steps.size(), count(StepStatus::changed), count(StepStatus::unchanged),
-                                count(StepStatus::skipped), count(StepStatus::failed));
+    if (dry_run)
+        return fmt::format("{}: dry run, {} steps planned, nothing changed", stage, steps.size());
+    std::string s =
+        fmt::format("{}: {} steps, {} changed, {} unchanged, {} skipped, {} failed", stage,
+                    steps.size(), count(StepStatus::changed), count(StepStatus::unchanged),
+                    count(StepStatus::skipped), count(StepStatus::failed));
     if (auto n = count(StepStatus::not_run)) s += fmt::format(", {} not run", n);
     return s + fmt::format(" in {:.1f} ms", double(duration.count()) / 1000.0);
 }

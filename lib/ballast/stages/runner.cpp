@@ -11,9 +11,12 @@ namespace ballast::stages {
 
 Status check_stage_name(const std::string& stage) {
     if (stage.empty() || stage.size() > 64 ||
-        stage.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != std::string::npos ||
+        stage.find_first_not_of(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+            std::string::npos ||
         stage.front() == '.')
-        return fail(Errc::invalid_argument, "invalid stage name '{}' (letters, digits, '.', '_', '-')", stage);
+        return fail(Errc::invalid_argument,
+                    "invalid stage name '{}' (letters, digits, '.', '_', '-')", stage);
     return {};
 }
 
@@ -21,11 +24,12 @@ nlohmann::json RunReport::to_json() const {
     auto j = result.to_json();
     auto diag_json = nlohmann::json::array();
     for (const auto& d : diags.items())
-        diag_json.push_back({{"severity", d.severity == config::Severity::error ? "error" : "warning"},
-                             {"file", d.pos.file},
-                             {"line", d.pos.line},
-                             {"column", d.pos.col},
-                             {"message", d.message}});
+        diag_json.push_back(
+            {{"severity", d.severity == config::Severity::error ? "error" : "warning"},
+             {"file", d.pos.file},
+             {"line", d.pos.line},
+             {"column", d.pos.col},
+             {"message", d.message}});
     j["diagnostics"] = diag_json;
     j["skipped_files"] = skipped_files;
     j["ok"] = ok();
@@ -42,10 +46,13 @@ Result<RunReport> run(const RunRequest& req) {
         if (auto cl = read_proc_cmdline()) so.cmdline = *cl;
     auto loaded = BALLAST_TRY(config::load_config(req.root, so, facts));
     for (const auto& d : loaded.diags.items()) {
-        if (d.severity == config::Severity::error) spdlog::error("{}", d.text());
-        else spdlog::warn("{}", d.text());
+        if (d.severity == config::Severity::error)
+            spdlog::error("{}", d.text());
+        else
+            spdlog::warn("{}", d.text());
     }
-    for (const auto& f : loaded.skipped_files) spdlog::error("{}: not applied because of the errors above", f);
+    for (const auto& f : loaded.skipped_files)
+        spdlog::error("{}: not applied because of the errors above", f);
 
     StageContext ctx;
     ctx.root = req.root;
@@ -53,8 +60,10 @@ Result<RunReport> run(const RunRequest& req) {
     ctx.facts = std::move(facts);
     ctx.http = req.http;
     ctx.on_output = [](std::string_view step, std::string_view line, bool is_err) {
-        if (is_err) spdlog::warn("{}: {}", step, line);
-        else spdlog::info("{}: {}", step, line);
+        if (is_err)
+            spdlog::warn("{}: {}", step, line);
+        else
+            spdlog::info("{}: {}", step, line);
     };
     RunReport rep;
     rep.result = run_stage(loaded.config, req.stage, ctx, req.dry_run);

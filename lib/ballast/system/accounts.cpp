@@ -30,7 +30,8 @@ std::vector<std::string> split(std::string_view s, char sep) {
 }
 
 std::optional<unsigned long> number(const std::string& s) {
-    if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+    if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos)
+        return std::nullopt;
     return std::stoul(s);
 }
 
@@ -47,19 +48,29 @@ void parse_login_defs(std::string_view text, LoginDefs& d) {
         auto n = number(val);
         if (key == "HOME_MODE" || key == "UMASK") {
             unsigned long m = std::strtoul(val.c_str(), nullptr, 8);
-            if (key == "HOME_MODE") d.home_mode = mode_t(m & 07777);
-            else d.home_mode = mode_t(0777 & ~m);  // used only when HOME_MODE is absent
+            if (key == "HOME_MODE")
+                d.home_mode = mode_t(m & 07777);
+            else
+                d.home_mode = mode_t(0777 & ~m);  // used only when HOME_MODE is absent
             continue;
         }
         if (!n) continue;
-        if (key == "UID_MIN") d.uid_min = uid_t(*n);
-        else if (key == "UID_MAX") d.uid_max = uid_t(*n);
-        else if (key == "SYS_UID_MIN") d.sys_uid_min = uid_t(*n);
-        else if (key == "SYS_UID_MAX") d.sys_uid_max = uid_t(*n);
-        else if (key == "GID_MIN") d.gid_min = gid_t(*n);
-        else if (key == "GID_MAX") d.gid_max = gid_t(*n);
-        else if (key == "SYS_GID_MIN") d.sys_gid_min = gid_t(*n);
-        else if (key == "SYS_GID_MAX") d.sys_gid_max = gid_t(*n);
+        if (key == "UID_MIN")
+            d.uid_min = uid_t(*n);
+        else if (key == "UID_MAX")
+            d.uid_max = uid_t(*n);
+        else if (key == "SYS_UID_MIN")
+            d.sys_uid_min = uid_t(*n);
+        else if (key == "SYS_UID_MAX")
+            d.sys_uid_max = uid_t(*n);
+        else if (key == "GID_MIN")
+            d.gid_min = gid_t(*n);
+        else if (key == "GID_MAX")
+            d.gid_max = gid_t(*n);
+        else if (key == "SYS_GID_MIN")
+            d.sys_gid_min = gid_t(*n);
+        else if (key == "SYS_GID_MAX")
+            d.sys_gid_max = gid_t(*n);
     }
 }
 
@@ -73,8 +84,8 @@ Status Table::parse(std::string_view text) {
     if (!all.empty() && all.back().empty()) all.pop_back();
     for (auto& l : all) {
         auto f = split(l, ':');
-        if (l.empty() || l.front() == '#' || l.front() == '+' || l.front() == '-' || f.size() < nfields_ ||
-            f[0].empty()) {
+        if (l.empty() || l.front() == '#' || l.front() == '+' || l.front() == '-' ||
+            f.size() < nfields_ || f[0].empty()) {
             raw_.push_back(l);
             order_.push_back(-int(raw_.size()));
             continue;
@@ -92,7 +103,8 @@ std::string Table::render() const {
             out += raw_[size_t(-o - 1)];
         } else {
             const auto& f = lines_[size_t(o)].fields;
-            for (size_t i = 0; i < f.size(); ++i) out += (i ? ":" : "") + f[i];
+            for (size_t i = 0; i < f.size(); ++i)
+                out += (i ? ":" : "") + f[i];
         }
         out += '\n';
     }
@@ -101,11 +113,14 @@ std::string Table::render() const {
 
 Line* Table::find(std::string_view name) {
     for (size_t i = 0; i < order_.size(); ++i)
-        if (order_[i] >= 0 && lines_[size_t(order_[i])].name() == name) return &lines_[size_t(order_[i])];
+        if (order_[i] >= 0 && lines_[size_t(order_[i])].name() == name)
+            return &lines_[size_t(order_[i])];
     return nullptr;
 }
 
-const Line* Table::find(std::string_view name) const { return const_cast<Table*>(this)->find(name); }
+const Line* Table::find(std::string_view name) const {
+    return const_cast<Table*>(this)->find(name);
+}
 
 void Table::upsert(Line line) {
     line.fields.resize(std::max(line.fields.size(), nfields_));
@@ -154,10 +169,12 @@ Result<Database> Database::load(const RootPrefix& root, bool for_update) {
         t->set_exists(text.has_value());
         BALLAST_TRY(t->parse(text.value_or("")));
     }
-    if (auto defs = read_beneath(root, "/etc/login.defs"); defs && *defs) parse_login_defs(**defs, db.defs);
+    if (auto defs = read_beneath(root, "/etc/login.defs"); defs && *defs)
+        parse_login_defs(**defs, db.defs);
     if (auto ua = read_beneath(root, "/etc/default/useradd"); ua && *ua) {
         for (auto& line : split(**ua, '\n')) {
-            if (line.rfind("SHELL=", 0) == 0 && line.size() > 6) db.defs.default_shell = line.substr(6);
+            if (line.rfind("SHELL=", 0) == 0 && line.size() > 6)
+                db.defs.default_shell = line.substr(6);
             if (line.rfind("HOME=", 0) == 0 && line.size() > 5) db.defs.home_base = line.substr(5);
         }
     }
@@ -251,7 +268,8 @@ Result<std::string> hash_password(const std::string& clear) {
     uint8_t rnd[32];
     BALLAST_TRY(fill_random(rnd));
     char salt[CRYPT_GENSALT_OUTPUT_SIZE];
-    if (!crypt_gensalt_rn(nullptr, 0, reinterpret_cast<const char*>(rnd), sizeof rnd, salt, sizeof salt))
+    if (!crypt_gensalt_rn(nullptr, 0, reinterpret_cast<const char*>(rnd), sizeof rnd, salt,
+                          sizeof salt))
         return fail_errno(errno, "crypt_gensalt");
     crypt_data data{};
     const char* h = crypt_rn(clear.c_str(), salt, &data, sizeof data);

@@ -25,7 +25,7 @@ struct Line {
 };
 
 class Table {
-public:
+  public:
     Table(std::string node_path, size_t nfields) : path_(std::move(node_path)), nfields_(nfields) {}
     [[nodiscard]] Status parse(std::string_view text);
     [[nodiscard]] std::string render() const;
@@ -40,7 +40,7 @@ public:
     [[nodiscard]] bool exists() const { return exists_; }
     void set_exists(bool e) { exists_ = e; }
 
-private:
+  private:
     std::string path_;
     size_t nfields_;
     std::vector<Line> lines_;
@@ -60,18 +60,18 @@ struct LoginDefs {
 
 // Holds the lock while alive.
 class Lock {
-public:
+  public:
     static Result<Lock> take(const RootPrefix& root);
     Lock(Lock&&) = default;
     Lock& operator=(Lock&&) = default;
 
-private:
+  private:
     explicit Lock(UniqueFd fd) : fd_(std::move(fd)) {}
     UniqueFd fd_;
 };
 
 class Database {
-public:
+  public:
     // Reads the four files under `root` (shadow and gshadow may be absent). With `for_update`
     // the lckpwdf() lock is held until the Database is destroyed; lookups need no lock.
     [[nodiscard]] static Result<Database> load(const RootPrefix& root, bool for_update = true);
@@ -83,7 +83,8 @@ public:
     [[nodiscard]] std::optional<uid_t> uid_of(std::string_view name) const;
     [[nodiscard]] std::optional<gid_t> gid_of(std::string_view name) const;
     [[nodiscard]] std::optional<uid_t> free_uid(bool system) const;
-    [[nodiscard]] std::optional<gid_t> free_gid(bool system, std::optional<gid_t> prefer = {}) const;
+    [[nodiscard]] std::optional<gid_t> free_gid(bool system,
+                                                std::optional<gid_t> prefer = {}) const;
     // Adds a group (and its gshadow line). Returns its gid.
     [[nodiscard]] Result<gid_t> add_group(const std::string& name, bool system,
                                           std::optional<gid_t> gid = {});
@@ -93,7 +94,7 @@ public:
     // Writes the changed tables (backup FILE-, atomic replace, same mode and owner).
     [[nodiscard]] Status save(const RootPrefix& root);
 
-private:
+  private:
     Database() = default;
     std::optional<Lock> lock_;
 };

@@ -36,7 +36,8 @@ Result<const Curl*> load_curl() {
         curl.easy_perform = reinterpret_cast<decltype(curl.easy_perform)>(sym("curl_easy_perform"));
         curl.easy_cleanup = reinterpret_cast<decltype(curl.easy_cleanup)>(sym("curl_easy_cleanup"));
         curl.easy_getinfo = reinterpret_cast<decltype(curl.easy_getinfo)>(sym("curl_easy_getinfo"));
-        curl.easy_strerror = reinterpret_cast<decltype(curl.easy_strerror)>(sym("curl_easy_strerror"));
+        curl.easy_strerror =
+            reinterpret_cast<decltype(curl.easy_strerror)>(sym("curl_easy_strerror"));
         if (!curl.global_init || !curl.easy_init || !curl.easy_setopt || !curl.easy_perform ||
             !curl.easy_cleanup || !curl.easy_getinfo || !curl.easy_strerror) {
             error = "libcurl.so.4 lacks a needed symbol";
@@ -96,10 +97,13 @@ Result<Response> get(const std::string& url, const Options& opts,
     // A stalled link is an error after 30 s below 1 byte/s: flaky edge links resume instead.
     c->easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     c->easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 30L);
-    c->easy_setopt(h, CURLOPT_USERAGENT, "ballast/" "1");
+    c->easy_setopt(h, CURLOPT_USERAGENT,
+                   "ballast/"
+                   "1");
     if (!opts.ca_file.empty()) c->easy_setopt(h, CURLOPT_CAINFO, opts.ca_file.c_str());
     if (!opts.proxy.empty()) c->easy_setopt(h, CURLOPT_PROXY, opts.proxy.c_str());
-    if (opts.resume_from) c->easy_setopt(h, CURLOPT_RESUME_FROM_LARGE, curl_off_t(opts.resume_from));
+    if (opts.resume_from)
+        c->easy_setopt(h, CURLOPT_RESUME_FROM_LARGE, curl_off_t(opts.resume_from));
     c->easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     c->easy_setopt(h, CURLOPT_WRITEDATA, &t);
     CURLcode rc = c->easy_perform(h);
@@ -109,7 +113,8 @@ Result<Response> get(const std::string& url, const Options& opts,
     c->easy_cleanup(h);
     if (t.error) return std::unexpected(std::move(*t.error).context(url));
     if (rc == CURLE_HTTP_RETURNED_ERROR || status >= 400)
-        return fail(status == 404 ? Errc::not_found : Errc::unavailable, "{}: HTTP status {}", url, status);
+        return fail(status == 404 ? Errc::not_found : Errc::unavailable, "{}: HTTP status {}", url,
+                    status);
     if (rc != CURLE_OK) {
         Errc code = rc == CURLE_OPERATION_TIMEDOUT ? Errc::timeout
                     : (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||

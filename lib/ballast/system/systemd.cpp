@@ -16,19 +16,24 @@ Status check(int r, std::string_view what) {
 
 }  // namespace
 
-bool running() { return sd_booted() > 0; }
+bool running() {
+    return sd_booted() > 0;
+}
 
 Result<Manager> Manager::connect() {
     auto bus = BALLAST_TRY_CTX(sdbus::connect(std::nullopt), "systemd");
     return Manager(std::move(bus));
 }
 
-Result<bool> Manager::unit_files(const char* method, const std::vector<std::string>& units, bool with_force) {
+Result<bool> Manager::unit_files(const char* method, const std::vector<std::string>& units,
+                                 bool with_force) {
     sd_bus_message* raw = nullptr;
-    BALLAST_TRY(check(sd_bus_message_new_method_call(bus_.get(), &raw, kDest, kPath, kManager, method), method));
+    BALLAST_TRY(check(
+        sd_bus_message_new_method_call(bus_.get(), &raw, kDest, kPath, kManager, method), method));
     sdbus::Message m(raw);
     BALLAST_TRY(check(sd_bus_message_open_container(m.get(), 'a', "s"), method));
-    for (const auto& u : units) BALLAST_TRY(check(sd_bus_message_append_basic(m.get(), 's', u.c_str()), method));
+    for (const auto& u : units)
+        BALLAST_TRY(check(sd_bus_message_append_basic(m.get(), 's', u.c_str()), method));
     BALLAST_TRY(check(sd_bus_message_close_container(m.get()), method));
     BALLAST_TRY(check(sd_bus_message_append(m.get(), "b", 0), method));  // runtime: no
     if (with_force) BALLAST_TRY(check(sd_bus_message_append(m.get(), "b", 1), method));
@@ -45,21 +50,29 @@ Result<bool> Manager::unit_files(const char* method, const std::vector<std::stri
     BALLAST_TRY(check(sd_bus_message_enter_container(reply.get(), 'a', "(sss)"), method));
     bool changed = false;
     const char *type, *from, *to;
-    while ((r = sd_bus_message_read(reply.get(), "(sss)", &type, &from, &to)) > 0) changed = true;
+    while ((r = sd_bus_message_read(reply.get(), "(sss)", &type, &from, &to)) > 0)
+        changed = true;
     BALLAST_TRY(check(r, method));
     BALLAST_TRY(check(sd_bus_message_exit_container(reply.get()), method));
     if (changed) BALLAST_TRY(reload());
     return changed;
 }
 
-Result<bool> Manager::enable(const std::vector<std::string>& units) { return unit_files("EnableUnitFiles", units, true); }
-Result<bool> Manager::disable(const std::vector<std::string>& units) { return unit_files("DisableUnitFiles", units, false); }
-Result<bool> Manager::mask(const std::vector<std::string>& units) { return unit_files("MaskUnitFiles", units, true); }
+Result<bool> Manager::enable(const std::vector<std::string>& units) {
+    return unit_files("EnableUnitFiles", units, true);
+}
+Result<bool> Manager::disable(const std::vector<std::string>& units) {
+    return unit_files("DisableUnitFiles", units, false);
+}
+Result<bool> Manager::mask(const std::vector<std::string>& units) {
+    return unit_files("MaskUnitFiles", units, true);
+}
 
 Result<std::string> Manager::active_state(const std::string& unit) {
     sdbus::BusError err;
     sd_bus_message* reply_raw = nullptr;
-    int r = sd_bus_call_method(bus_.get(), kDest, kPath, kManager, "GetUnit", err.get(), &reply_raw, "s", unit.c_str());
+    int r = sd_bus_call_method(bus_.get(), kDest, kPath, kManager, "GetUnit", err.get(), &reply_raw,
+                               "s", unit.c_str());
     if (r < 0) {
         if (err.name() == "org.freedesktop.systemd1.NoSuchUnit") return std::string("inactive");
         return std::unexpected(sdbus::bus_error(r, err, "systemd GetUnit " + unit));
@@ -69,7 +82,8 @@ Result<std::string> Manager::active_state(const std::string& unit) {
     BALLAST_TRY(check(sd_bus_message_read(reply.get(), "o", &path), "GetUnit"));
     char* state = nullptr;
     sdbus::BusError err2;
-    r = sd_bus_get_property_string(bus_.get(), kDest, path, "org.freedesktop.systemd1.Unit", "ActiveState", err2.get(), &state);
+    r = sd_bus_get_property_string(bus_.get(), kDest, path, "org.freedesktop.systemd1.Unit",
+                                   "ActiveState", err2.get(), &state);
     if (r < 0) return std::unexpected(sdbus::bus_error(r, err2, "systemd ActiveState " + unit));
     std::string s(state);
     free(state);
@@ -80,29 +94,32 @@ Result<bool> Manager::start(const std::string& unit) {
     auto state = BALLAST_TRY(active_state(unit));
     if (state == "active" || state == "activating" || state == "reloading") return false;
     sdbus::BusError err;
-    int r = sd_bus_call_method(bus_.get(), kDest, kPath, kManager, "StartUnit", err.get(), nullptr, "ss", unit.c_str(), "replace");
+    int r = sd_bus_call_method(bus_.get(), kDest, kPath, kManager, "StartUnit", err.get(), nullptr,
+                               "ss", unit.c_str(), "replace");
     if (r < 0) return std::unexpected(sdbus::bus_error(r, err, "systemd StartUnit " + unit));
     return true;
 }
 
 Status Manager::restart(const std::string& unit) {
     sdbus::BusError err;
-    int r = sd_bus_call_method(bus_.get(), kDest, kPath, kManager, "RestartUnit", err.get(), nullptr, "ss", unit.c_str(), "replace");
+    int r = sd_bus_call_method(bus_.get(), kDest, kPath, kManager, "RestartUnit", err.get(),
+                               nullptr, "ss", unit.c_str(), "replace");
     if (r < 0) return std::unexpected(sdbus::bus_error(r, err, "systemd RestartUnit " + unit));
     return {};
 }
 
 Status Manager::reload() {
     sdbus::BusError err;
-    int r = sd_bus_call_method(bus_.get(), kDest, kPath, kManager, "Reload", err.get(), nullptr, "");
+    int r =
+        sd_bus_call_method(bus_.get(), kDest, kPath, kManager, "Reload", err.get(), nullptr, "");
     if (r < 0) return std::unexpected(sdbus::bus_error(r, err, "systemd Reload"));
     return {};
 }
 
 Status Manager::reboot() {
     sdbus::BusError err;
-    int r = sd_bus_call_method(bus_.get(), kDest, kPath, kManager, "StartUnit", err.get(), nullptr, "ss",
-                               "reboot.target", "replace-irreversibly");
+    int r = sd_bus_call_method(bus_.get(), kDest, kPath, kManager, "StartUnit", err.get(), nullptr,
+                               "ss", "reboot.target", "replace-irreversibly");
     if (r < 0) return std::unexpected(sdbus::bus_error(r, err, "systemd reboot"));
     return {};
 }

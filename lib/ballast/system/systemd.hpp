@@ -14,7 +14,7 @@ namespace ballast::systemd {
 [[nodiscard]] bool running();
 
 class Manager {
-public:
+  public:
     // Connects to the system bus.
     [[nodiscard]] static Result<Manager> connect();
 
@@ -30,9 +30,10 @@ public:
     [[nodiscard]] Result<std::string> active_state(const std::string& unit);
     [[nodiscard]] Status reboot();
 
-private:
+  private:
     explicit Manager(sdbus::Bus bus) : bus_(std::move(bus)) {}
-    [[nodiscard]] Result<bool> unit_files(const char* method, const std::vector<std::string>& units, bool with_force);
+    [[nodiscard]] Result<bool> unit_files(const char* method, const std::vector<std::string>& units,
+                                          bool with_force);
     sdbus::Bus bus_;
 };
 

@@ -14,11 +14,13 @@ namespace {
 constexpr const char* kEtc = "/etc/systemd/system";
 
 bool has_unit_suffix(const std::string& n) {
-    static const char* suffixes[] = {".service", ".socket", ".target", ".timer", ".mount", ".automount",
-                                     ".path", ".slice", ".scope", ".swap", ".device"};
+    static const char* suffixes[] = {".service", ".socket",    ".target", ".timer",
+                                     ".mount",   ".automount", ".path",   ".slice",
+                                     ".scope",   ".swap",      ".device"};
     for (auto s : suffixes) {
         std::string_view sv(s);
-        if (n.size() > sv.size() && n.compare(n.size() - sv.size(), sv.size(), sv) == 0) return true;
+        if (n.size() > sv.size() && n.compare(n.size() - sv.size(), sv.size(), sv) == 0)
+            return true;
     }
     return false;
 }
@@ -27,7 +29,8 @@ std::vector<std::string> words(const std::string& v) {
     std::vector<std::string> out;
     std::istringstream in(v);
     std::string w;
-    while (in >> w) out.push_back(w);
+    while (in >> w)
+        out.push_back(w);
     return out;
 }
 
@@ -44,7 +47,8 @@ std::string instance_name(const std::string& tmpl, const std::string& instance) 
     return tmpl.substr(0, at + 1) + instance + tmpl.substr(tmpl.rfind('.'));
 }
 
-Result<bool> link_points_to(const RootPrefix& root, const std::string& link, const std::string& target) {
+Result<bool> link_points_to(const RootPrefix& root, const std::string& link,
+                            const std::string& target) {
     auto cur = BALLAST_TRY(readlink_beneath(root, link));
     return cur && *cur == target;
 }
@@ -53,17 +57,20 @@ Result<bool> link_points_to(const RootPrefix& root, const std::string& link, con
 
 const std::vector<std::string>& search_path() {
     static const std::vector<std::string> p = {"/etc/systemd/system", "/run/systemd/system",
-                                               "/usr/local/lib/systemd/system", "/lib/systemd/system",
-                                               "/usr/lib/systemd/system"};
+                                               "/usr/local/lib/systemd/system",
+                                               "/lib/systemd/system", "/usr/lib/systemd/system"};
     return p;
 }
 
-std::string normalize_name(const std::string& name) { return has_unit_suffix(name) ? name : name + ".service"; }
+std::string normalize_name(const std::string& name) {
+    return has_unit_suffix(name) ? name : name + ".service";
+}
 
 Result<UnitFile> find_unit(const RootPrefix& root, const std::string& raw) {
     UnitFile u;
     u.name = normalize_name(raw);
-    if (u.name.find('/') != std::string::npos) return fail(Errc::invalid_argument, "{}: not a unit name", raw);
+    if (u.name.find('/') != std::string::npos)
+        return fail(Errc::invalid_argument, "{}: not a unit name", raw);
     const std::string tmpl = template_of(u.name);
     std::optional<std::string> text;
     for (const auto& dir : search_path()) {
@@ -100,11 +107,16 @@ Result<UnitFile> find_unit(const RootPrefix& root, const std::string& raw) {
             if (w.empty()) to.clear();
             to.insert(to.end(), w.begin(), w.end());
         };
-        if (k == "WantedBy") append(u.wanted_by);
-        else if (k == "RequiredBy") append(u.required_by);
-        else if (k == "Alias") append(u.alias);
-        else if (k == "Also") append(u.also);
-        else if (k == "DefaultInstance") u.default_instance = words(v).empty() ? "" : words(v)[0];
+        if (k == "WantedBy")
+            append(u.wanted_by);
+        else if (k == "RequiredBy")
+            append(u.required_by);
+        else if (k == "Alias")
+            append(u.alias);
+        else if (k == "Also")
+            append(u.also);
+        else if (k == "DefaultInstance")
+            u.default_instance = words(v).empty() ? "" : words(v)[0];
     }
     return u;
 }
@@ -117,7 +129,8 @@ Result<std::vector<std::string>> enable(const RootPrefix& root, const std::strin
     const std::string tmpl = template_of(u.name);
     if (u.name.find("@.") != std::string::npos) {
         if (u.default_instance.empty() && (!u.wanted_by.empty() || !u.required_by.empty()))
-            return fail(Errc::invalid_argument, "{}: a template needs an instance (no DefaultInstance=)", u.name);
+            return fail(Errc::invalid_argument,
+                        "{}: a template needs an instance (no DefaultInstance=)", u.name);
         if (!u.default_instance.empty()) linked = instance_name(u.name, u.default_instance);
     }
     auto ensure_link = [&](const std::string& link) -> Status {
@@ -128,9 +141,12 @@ Result<std::vector<std::string>> enable(const RootPrefix& root, const std::strin
         made.push_back(link);
         return {};
     };
-    for (const auto& alias : u.alias) BALLAST_TRY(ensure_link(std::string(kEtc) + "/" + alias));
-    for (const auto& t : u.wanted_by) BALLAST_TRY(ensure_link(std::string(kEtc) + "/" + t + ".wants/" + linked));
-    for (const auto& t : u.required_by) BALLAST_TRY(ensure_link(std::string(kEtc) + "/" + t + ".requires/" + linked));
+    for (const auto& alias : u.alias)
+        BALLAST_TRY(ensure_link(std::string(kEtc) + "/" + alias));
+    for (const auto& t : u.wanted_by)
+        BALLAST_TRY(ensure_link(std::string(kEtc) + "/" + t + ".wants/" + linked));
+    for (const auto& t : u.required_by)
+        BALLAST_TRY(ensure_link(std::string(kEtc) + "/" + t + ".requires/" + linked));
     for (const auto& also : u.also) {
         auto more = BALLAST_TRY(enable(root, also));
         made.insert(made.end(), more.begin(), more.end());
@@ -176,7 +192,8 @@ Result<std::vector<std::string>> mask(const RootPrefix& root, const std::string&
     if (BALLAST_TRY(link_points_to(root, link, "/dev/null"))) return std::vector<std::string>{};
     auto st = BALLAST_TRY(stat_beneath(root, link));
     if (st && S_ISREG(st->st_mode))
-        return fail(Errc::exists, "{}: a unit file exists in /etc; refusing to replace it with a mask", link);
+        return fail(Errc::exists,
+                    "{}: a unit file exists in /etc; refusing to replace it with a mask", link);
     BALLAST_TRY(mkdirs_beneath(root, kEtc, 0755));
     BALLAST_TRY(symlink_beneath(root, link, "/dev/null"));
     return std::vector<std::string>{link};

@@ -25,9 +25,12 @@ struct UnitFile {
 [[nodiscard]] Result<UnitFile> find_unit(const RootPrefix& root, const std::string& name);
 
 // Each returns the symlinks it created or removed (node paths); empty when nothing changed.
-[[nodiscard]] Result<std::vector<std::string>> enable(const RootPrefix& root, const std::string& name);
-[[nodiscard]] Result<std::vector<std::string>> disable(const RootPrefix& root, const std::string& name);
-[[nodiscard]] Result<std::vector<std::string>> mask(const RootPrefix& root, const std::string& name);
+[[nodiscard]] Result<std::vector<std::string>> enable(const RootPrefix& root,
+                                                      const std::string& name);
+[[nodiscard]] Result<std::vector<std::string>> disable(const RootPrefix& root,
+                                                       const std::string& name);
+[[nodiscard]] Result<std::vector<std::string>> mask(const RootPrefix& root,
+                                                    const std::string& name);
 
 // A unit name with ".service" added when it has no unit suffix.
 [[nodiscard]] std::string normalize_name(const std::string& name);

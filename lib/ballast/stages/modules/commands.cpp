@@ -10,7 +10,8 @@ namespace ballast::stages::modules {
 void commands(const config::Step& s, StageContext& ctx, ModuleResult& r) {
     if (s.commands.empty()) return;
     std::vector<std::string> env;
-    for (const auto& [k, v] : s.command_env) env.push_back(k + "=" + v);
+    for (const auto& [k, v] : s.command_env)
+        env.push_back(k + "=" + v);
     size_t ok = 0;
     for (const auto& cmd : s.commands) {
         auto res = run_shell(ctx, cmd, {env, s.command_timeout, s.id});
@@ -21,13 +22,16 @@ void commands(const config::Step& s, StageContext& ctx, ModuleResult& r) {
         if (!res->success()) {
             std::string tail = res->err.empty() ? res->out : res->err;
             if (tail.size() > 500) tail = "..." + tail.substr(tail.size() - 500);
-            while (!tail.empty() && tail.back() == '\n') tail.pop_back();
-            r.error(fmt::format("'{}' {}{}", cmd, res->describe(), tail.empty() ? "" : ": " + tail));
+            while (!tail.empty() && tail.back() == '\n')
+                tail.pop_back();
+            r.error(
+                fmt::format("'{}' {}{}", cmd, res->describe(), tail.empty() ? "" : ": " + tail));
             continue;
         }
         ++ok;
     }
-    r.note(fmt::format("{} of {} command{} ran successfully", ok, s.commands.size(), s.commands.size() == 1 ? "" : "s"));
+    r.note(fmt::format("{} of {} command{} ran successfully", ok, s.commands.size(),
+                       s.commands.size() == 1 ? "" : "s"));
 }
 
 }  // namespace ballast::stages::modules

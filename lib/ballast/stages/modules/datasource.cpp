@@ -29,7 +29,8 @@ std::optional<Volume> probe_cidata(const std::string& dev) {
         const char *label = nullptr, *type = nullptr;
         blkid_probe_lookup_value(pr, "LABEL", &label, nullptr);
         blkid_probe_lookup_value(pr, "TYPE", &type, nullptr);
-        if (label && type && (std::string_view(label) == "cidata" || std::string_view(label) == "CIDATA"))
+        if (label && type &&
+            (std::string_view(label) == "cidata" || std::string_view(label) == "CIDATA"))
             out = Volume{dev, type};
     }
     blkid_free_probe(pr);
@@ -59,14 +60,22 @@ std::vector<std::string> candidate_devices(bool live) {
 
 Result<std::optional<std::string>> read_volume_file(const Volume& v, const std::string& name) {
     ProcessOptions p;
-    if (v.type == "vfat") p.argv = {"mtype", "-i", v.device, "::" + name};
-    else if (v.type == "iso9660") p.argv = {"isoinfo", "-i", v.device, "-R", "-x", "/" + name};
-    else if (v.type == "ext4" || v.type == "ext3" || v.type == "ext2") p.argv = {"debugfs", "-R", "cat /" + name, v.device};
-    else return fail(Errc::unsupported, "{}: a {} cidata volume cannot be read (vfat, iso9660 or ext4)", v.device, v.type);
+    if (v.type == "vfat")
+        p.argv = {"mtype", "-i", v.device, "::" + name};
+    else if (v.type == "iso9660")
+        p.argv = {"isoinfo", "-i", v.device, "-R", "-x", "/" + name};
+    else if (v.type == "ext4" || v.type == "ext3" || v.type == "ext2")
+        p.argv = {"debugfs", "-R", "cat /" + name, v.device};
+    else
+        return fail(Errc::unsupported,
+                    "{}: a {} cidata volume cannot be read (vfat, iso9660 or ext4)", v.device,
+                    v.type);
     p.env = {"MTOOLS_SKIP_CHECK=1"};
     p.timeout = std::chrono::seconds(30);
     auto r = run_process(p);
-    if (!r) return std::unexpected(std::move(r.error()).context(fmt::format("read {} from {}", name, v.device)));
+    if (!r)
+        return std::unexpected(
+            std::move(r.error()).context(fmt::format("read {} from {}", name, v.device)));
     if (!r->success() || r->out.empty()) return std::optional<std::string>();
     return std::optional<std::string>(r->out);
 }
@@ -84,8 +93,10 @@ void store(StageContext& ctx, ModuleResult& r, const std::string& dir, const std
         return;
     }
     auto changed = ensure_file(ctx.root, dir + "/" + name, text, 0600);
-    if (!changed) r.error(changed.error().what());
-    else if (*changed) r.change(fmt::format("stored config from {} in {}/{}", origin, dir, name));
+    if (!changed)
+        r.error(changed.error().what());
+    else if (*changed)
+        r.change(fmt::format("stored config from {} in {}/{}", origin, dir, name));
 }
 
 std::string meta_hostname(const std::string& meta) {
@@ -93,7 +104,9 @@ std::string meta_hostname(const std::string& meta) {
     if (at == std::string::npos) return "";
     auto b = meta.find_first_not_of(" \t\"'", at + 15);
     auto e = meta.find_first_of("\"'\r\n", b);
-    return b == std::string::npos ? "" : meta.substr(b, e == std::string::npos ? std::string::npos : e - b);
+    return b == std::string::npos
+               ? ""
+               : meta.substr(b, e == std::string::npos ? std::string::npos : e - b);
 }
 
 }  // namespace
@@ -108,8 +121,10 @@ void datasource(const config::Step& s, StageContext& ctx, ModuleResult& r) {
                 continue;
             }
             auto body = http::get_string(ds.config_url, ctx.http);
-            if (!body) r.error(body.error().what());
-            else store(ctx, r, ds.path, "50-config-url.yaml", *body, ds.config_url);
+            if (!body)
+                r.error(body.error().what());
+            else
+                store(ctx, r, ds.path, "50-config-url.yaml", *body, ds.config_url);
             continue;
         }
         // nocloud / cdrom
@@ -133,7 +148,9 @@ void datasource(const config::Step& s, StageContext& ctx, ModuleResult& r) {
             auto meta = read_volume_file(*vol, "meta-data");
             if (meta && *meta) {
                 auto h = meta_hostname(**meta);
-                if (!h.empty()) store(ctx, r, ds.path, "41-nocloud-meta.yaml", "#cloud-config\nhostname: " + h + "\n", vol->device);
+                if (!h.empty())
+                    store(ctx, r, ds.path, "41-nocloud-meta.yaml",
+                          "#cloud-config\nhostname: " + h + "\n", vol->device);
             }
         }
         if (!found) r.note("datasource " + p + ": no cidata volume or seed found");

@@ -23,8 +23,10 @@ void downloads(const config::Step& s, StageContext& ctx, ModuleResult& r) {
         }
         if (*cur && !d.sha256.empty() && sha256_hex(**cur) == d.sha256) {
             auto changed = ensure_file(ctx.root, d.path, **cur, mode, owner->uid, owner->gid);
-            if (!changed) r.error(changed.error().what());
-            else if (*changed) r.change("set mode/owner of " + d.path);
+            if (!changed)
+                r.error(changed.error().what());
+            else if (*changed)
+                r.change("set mode/owner of " + d.path);
             continue;
         }
         auto [parent, base] = split_node_path(d.path);
@@ -52,16 +54,20 @@ void downloads(const config::Step& s, StageContext& ctx, ModuleResult& r) {
         }
         std::string digest = h.hex();
         if (!d.sha256.empty() && digest != d.sha256) {
-            r.error(fmt::format("{}: sha256 {} does not match the expected {}; file not written", d.url, digest, d.sha256));
+            r.error(fmt::format("{}: sha256 {} does not match the expected {}; file not written",
+                                d.url, digest, d.sha256));
             continue;
         }
         if (d.sha256.empty() && *cur && **cur == body) {
             auto changed = ensure_file(ctx.root, d.path, body, mode, owner->uid, owner->gid);
-            if (!changed) r.error(changed.error().what());
-            else if (*changed) r.change("set mode/owner of " + d.path);
+            if (!changed)
+                r.error(changed.error().what());
+            else if (*changed)
+                r.change("set mode/owner of " + d.path);
             continue;  // unchanged content: the temporary file is dropped
         }
-        if (r.check(w->commit(mode, {owner->uid, owner->gid}))) r.change(fmt::format("downloaded {} to {}", d.url, d.path));
+        if (r.check(w->commit(mode, {owner->uid, owner->gid})))
+            r.change(fmt::format("downloaded {} to {}", d.url, d.path));
     }
 }
 

@@ -5,8 +5,9 @@
 
 namespace ballast::stages::modules {
 
-Result<bool> ensure_file(const RootPrefix& root, const std::string& path, const std::string& content,
-                         mode_t mode, std::optional<uid_t> uid, std::optional<gid_t> gid) {
+Result<bool> ensure_file(const RootPrefix& root, const std::string& path,
+                         const std::string& content, mode_t mode, std::optional<uid_t> uid,
+                         std::optional<gid_t> gid) {
     auto st = BALLAST_TRY(stat_beneath(root, path));
     if (st && S_ISDIR(st->st_mode)) return fail(Errc::invalid_argument, "{}: is a directory", path);
     if (st && S_ISREG(st->st_mode)) {

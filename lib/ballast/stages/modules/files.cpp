@@ -25,15 +25,18 @@ void files(const config::Step& s, StageContext& ctx, ModuleResult& r) {
             const std::string existing = cur->value_or("");
             if (existing.find(f.content) == std::string::npos) {
                 content = existing;
-                if (!content.empty() && content.back() != '\n' && !f.content.empty()) content += '\n';
+                if (!content.empty() && content.back() != '\n' && !f.content.empty())
+                    content += '\n';
                 content += f.content;
             } else {
                 content = existing;
             }
         }
         auto changed = ensure_file(ctx.root, f.path, content, mode, owner->uid, owner->gid);
-        if (!changed) r.error(changed.error().what());
-        else if (*changed) r.change((f.append ? "appended to " : "wrote ") + f.path);
+        if (!changed)
+            r.error(changed.error().what());
+        else if (*changed)
+            r.change((f.append ? "appended to " : "wrote ") + f.path);
     }
 }
 
@@ -62,9 +65,11 @@ void directories(const config::Step& s, StageContext& ctx, ModuleResult& r) {
         }
         const auto& cur = **st;
         bool mode_ok = !d.mode || (cur.st_mode & 07777) == mode;
-        bool owner_ok = (!owner->uid || cur.st_uid == *owner->uid) && (!owner->gid || cur.st_gid == *owner->gid);
+        bool owner_ok = (!owner->uid || cur.st_uid == *owner->uid) &&
+                        (!owner->gid || cur.st_gid == *owner->gid);
         if (mode_ok && owner_ok) continue;
-        if (r.check(chmod_chown_beneath(ctx.root, d.path, d.mode ? std::optional<mode_t>(mode) : std::nullopt,
+        if (r.check(chmod_chown_beneath(ctx.root, d.path,
+                                        d.mode ? std::optional<mode_t>(mode) : std::nullopt,
                                         {owner->uid, owner->gid})))
             r.change("set mode/owner of " + d.path);
     }

@@ -21,13 +21,15 @@ void kernel_modules(const config::Step& s, StageContext& ctx, ModuleResult& r) {
     std::set<std::string> loaded;
     std::ifstream pm("/proc/modules");
     std::string line;
-    while (std::getline(pm, line)) loaded.insert(line.substr(0, line.find(' ')));
+    while (std::getline(pm, line))
+        loaded.insert(line.substr(0, line.find(' ')));
     for (const auto& entry : s.modules) {
         // "name param=value ..." as yip accepts.
         std::istringstream words(entry);
         std::vector<std::string> argv{"modprobe"};
         std::string w;
-        while (words >> w) argv.push_back(w);
+        while (words >> w)
+            argv.push_back(w);
         if (argv.size() < 2) continue;
         std::string kname = argv[1];
         for (auto& c : kname)
@@ -37,17 +39,21 @@ void kernel_modules(const config::Step& s, StageContext& ctx, ModuleResult& r) {
         p.argv = argv;
         p.timeout = std::chrono::seconds(60);
         auto res = run_process(p);
-        if (!res) r.error(res.error().what());
-        else if (!res->success()) r.error(fmt::format("modprobe {} {}: {}", argv[1], res->describe(), res->err));
-        else r.change("loaded module " + argv[1]);
+        if (!res)
+            r.error(res.error().what());
+        else if (!res->success())
+            r.error(fmt::format("modprobe {} {}: {}", argv[1], res->describe(), res->err));
+        else
+            r.change("loaded module " + argv[1]);
     }
 }
 
 void systemd_firstboot(const config::Step& s, StageContext& ctx, ModuleResult& r) {
     if (s.systemd_firstboot.empty()) return;
     // What systemd-firstboot may write; compared before and after to report a change.
-    static const char* touched[] = {"/etc/locale.conf", "/etc/default/locale", "/etc/vconsole.conf", "/etc/hostname",
-                                    "/etc/machine-id", "/etc/shadow", "/etc/kernel/cmdline"};
+    static const char* touched[] = {
+        "/etc/locale.conf", "/etc/default/locale", "/etc/vconsole.conf", "/etc/hostname",
+        "/etc/machine-id",  "/etc/shadow",         "/etc/kernel/cmdline"};
     auto snapshot = [&] {
         std::vector<std::string> snap;
         for (auto p : touched) {
@@ -63,7 +69,8 @@ void systemd_firstboot(const config::Step& s, StageContext& ctx, ModuleResult& r
     p.argv = {"systemd-firstboot", "--root=" + ctx.root.base().string()};
     for (const auto& [k, v] : s.systemd_firstboot) {
         std::string key = k;
-        for (auto& c : key) c = char(std::tolower(c));
+        for (auto& c : key)
+            c = char(std::tolower(c));
         p.argv.push_back(v == "true" ? "--" + key : "--" + key + "=" + v);
     }
     std::sort(p.argv.begin() + 2, p.argv.end());

@@ -19,19 +19,23 @@ std::vector<std::string> lines_of(const std::string& text) {
     std::vector<std::string> out;
     std::istringstream in(text);
     std::string l;
-    while (std::getline(in, l)) out.push_back(l);
+    while (std::getline(in, l))
+        out.push_back(l);
     return out;
 }
 
 std::string join_words(const std::vector<std::string>& v) {
     std::string s;
-    for (const auto& w : v) s += (s.empty() ? "" : " ") + w;
+    for (const auto& w : v)
+        s += (s.empty() ? "" : " ") + w;
     return s;
 }
 
 void record(ModuleResult& r, const Result<bool>& changed, const std::string& what) {
-    if (!changed) r.error(changed.error().what());
-    else if (*changed) r.change(what);
+    if (!changed)
+        r.error(changed.error().what());
+    else if (*changed)
+        r.change(what);
 }
 
 std::string trim(const std::string& s) {
@@ -42,9 +46,10 @@ std::string trim(const std::string& s) {
 
 // KEY=VALUE files (/etc/environment, sysctl.d, ini sections): update keys in place, append new
 // ones, keep everything else.
-std::string merge_assignments(const std::string& existing, const std::map<std::string, std::string>& values,
-                              const std::function<std::string(const std::string&, const std::string&)>& render,
-                              const std::function<std::string(const std::string&)>& key_of) {
+std::string merge_assignments(
+    const std::string& existing, const std::map<std::string, std::string>& values,
+    const std::function<std::string(const std::string&, const std::string&)>& render,
+    const std::function<std::string(const std::string&)>& key_of) {
     auto lines = lines_of(existing);
     std::map<std::string, bool> done;
     for (auto& l : lines) {
@@ -57,7 +62,8 @@ std::string merge_assignments(const std::string& existing, const std::map<std::s
     for (const auto& [k, v] : values)
         if (!done.count(k)) lines.push_back(render(k, v));
     std::string out;
-    for (const auto& l : lines) out += l + "\n";
+    for (const auto& l : lines)
+        out += l + "\n";
     return out;
 }
 
@@ -74,8 +80,10 @@ std::string assignment_key(const std::string& line) {
 void dns(const config::Step& s, StageContext& ctx, ModuleResult& r) {
     if (s.dns.nameservers.empty()) return;
     std::string content = "# Written by Ballast (dns step " + s.id + ")\n";
-    if (!s.dns.search.empty() && join_words(s.dns.search) != ".") content += "search " + join_words(s.dns.search) + "\n";
-    for (const auto& ns : s.dns.nameservers) content += "nameserver " + ns + "\n";
+    if (!s.dns.search.empty() && join_words(s.dns.search) != ".")
+        content += "search " + join_words(s.dns.search) + "\n";
+    for (const auto& ns : s.dns.nameservers)
+        content += "nameserver " + ns + "\n";
     if (!s.dns.options.empty()) content += "options " + join_words(s.dns.options) + "\n";
     record(r, ensure_file(ctx.root, s.dns.path, content, 0644), "wrote " + s.dns.path);
 }
@@ -83,7 +91,8 @@ void dns(const config::Step& s, StageContext& ctx, ModuleResult& r) {
 void hostname(const config::Step& s, StageContext& ctx, ModuleResult& r) {
     if (s.hostname.empty()) return;
     const std::string& name = s.hostname;
-    if (name.size() > 64 || name.find_first_of(" \t\n/") != std::string::npos || name.front() == '-') {
+    if (name.size() > 64 || name.find_first_of(" \t\n/") != std::string::npos ||
+        name.front() == '-') {
         r.error(fmt::format("'{}' is not a valid hostname", name));
         return;
     }
@@ -102,17 +111,21 @@ void hostname(const config::Step& s, StageContext& ctx, ModuleResult& r) {
             }
         if (!found) lines.push_back("127.0.1.1\t" + name);
         std::string out;
-        for (const auto& l : lines) out += l + "\n";
+        for (const auto& l : lines)
+            out += l + "\n";
         mode_t mode = 0644;
-        if (auto st = stat_beneath(ctx.root, "/etc/hosts"); st && *st) mode = (*st)->st_mode & 07777;
+        if (auto st = stat_beneath(ctx.root, "/etc/hosts"); st && *st)
+            mode = (*st)->st_mode & 07777;
         record(r, ensure_file(ctx.root, "/etc/hosts", out, mode), "updated /etc/hosts");
     }
     if (ctx.live) {
         char cur[256] = {};
         ::gethostname(cur, sizeof cur - 1);
         if (name != cur) {
-            if (::sethostname(name.c_str(), name.size()) < 0) r.error(fail_errno(errno, "sethostname").error().what());
-            else r.change("set the running hostname to " + name);
+            if (::sethostname(name.c_str(), name.size()) < 0)
+                r.error(fail_errno(errno, "sethostname").error().what());
+            else
+                r.change("set the running hostname to " + name);
         }
         ctx.facts["Hostname"] = name;
     }
@@ -121,8 +134,9 @@ void hostname(const config::Step& s, StageContext& ctx, ModuleResult& r) {
 void sysctl(const config::Step& s, StageContext& ctx, ModuleResult& r) {
     if (s.sysctl.empty()) return;
     for (const auto& [k, v] : s.sysctl)
-        if (k.empty() || k.find("..") != std::string::npos || k.find_first_of(" =\t\n") != std::string::npos ||
-            k.front() == '.' || k.front() == '/') {
+        if (k.empty() || k.find("..") != std::string::npos ||
+            k.find_first_of(" =\t\n") != std::string::npos || k.front() == '.' ||
+            k.front() == '/') {
             r.error(fmt::format("'{}' is not a sysctl name", k));
             return;
         }
@@ -140,13 +154,15 @@ void sysctl(const config::Step& s, StageContext& ctx, ModuleResult& r) {
     if (!ctx.live) return;
     for (const auto& [k, v] : s.sysctl) {
         std::string proc = "/proc/sys/";
-        for (char c : k) proc += c == '.' ? '/' : c;
+        for (char c : k)
+            proc += c == '.' ? '/' : c;
         auto now = read_file(proc, 1 << 16);
         auto norm = [](std::string x) {
             std::string o;
             bool sp = false;
             for (char c : trim(x)) {
-                if (c == ' ' || c == '\t') sp = true;
+                if (c == ' ' || c == '\t')
+                    sp = true;
                 else {
                     if (sp && !o.empty()) o += ' ';
                     o += c;
@@ -198,9 +214,11 @@ void environment(const config::Step& s, StageContext& ctx, ModuleResult& r) {
         return q + "\"";
     };
     std::string content = merge_assignments(
-        cur->value_or(""), s.environment, [&](const std::string& k, const std::string& v) { return k + "=" + quote(v); },
+        cur->value_or(""), s.environment,
+        [&](const std::string& k, const std::string& v) { return k + "=" + quote(v); },
         assignment_key);
-    record(r, ensure_file(ctx.root, s.environment_file, content, 0644), "wrote " + s.environment_file);
+    record(r, ensure_file(ctx.root, s.environment_file, content, 0644),
+           "wrote " + s.environment_file);
 }
 
 }  // namespace ballast::stages::modules

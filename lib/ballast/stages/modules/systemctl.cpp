@@ -8,12 +8,19 @@
 namespace ballast::stages::modules {
 namespace {
 
-void offline(const char* verb, const std::vector<std::string>& units, StageContext& ctx, ModuleResult& r,
+void offline(const char* verb, const std::vector<std::string>& units, StageContext& ctx,
+             ModuleResult& r,
              Result<std::vector<std::string>> (*fn)(const RootPrefix&, const std::string&)) {
     for (const auto& u : units) {
         auto links = fn(ctx.root, u);
-        if (!links) r.error(fmt::format("{} {}: {}", verb, u, links.error().what()));
-        else if (!links->empty()) r.change(fmt::format("{} {}", verb == std::string("enable") ? "enabled" : verb == std::string("disable") ? "disabled" : "masked", units::normalize_name(u)));
+        if (!links)
+            r.error(fmt::format("{} {}: {}", verb, u, links.error().what()));
+        else if (!links->empty())
+            r.change(fmt::format("{} {}",
+                                 verb == std::string("enable")    ? "enabled"
+                                 : verb == std::string("disable") ? "disabled"
+                                                                  : "masked",
+                                 units::normalize_name(u)));
     }
 }
 
@@ -34,8 +41,10 @@ void systemctl(const config::Step& s, StageContext& ctx, ModuleResult& r) {
         auto run = [&](const char* verb, const std::vector<std::string>& units, auto method) {
             for (const auto& u : units) {
                 auto changed = ((*mgr).*method)(std::vector<std::string>{units::normalize_name(u)});
-                if (!changed) r.error(fmt::format("{} {}: {}", verb, u, changed.error().what()));
-                else if (*changed) r.change(fmt::format("{} {}", verb, units::normalize_name(u)));
+                if (!changed)
+                    r.error(fmt::format("{} {}: {}", verb, u, changed.error().what()));
+                else if (*changed)
+                    r.change(fmt::format("{} {}", verb, units::normalize_name(u)));
             }
         };
         run("enable", sc.enable, &systemd::Manager::enable);
@@ -55,8 +64,10 @@ void systemctl(const config::Step& s, StageContext& ctx, ModuleResult& r) {
             r.error("override: names must not contain '/'");
             continue;
         }
-        auto changed = ensure_file(ctx.root, "/etc/systemd/system/" + svc + ".d/" + name, o.content, 0644);
-        if (!changed) r.error(changed.error().what());
+        auto changed =
+            ensure_file(ctx.root, "/etc/systemd/system/" + svc + ".d/" + name, o.content, 0644);
+        if (!changed)
+            r.error(changed.error().what());
         else if (*changed) {
             r.change("wrote override " + name + " for " + svc);
             overrides_changed = true;
@@ -69,8 +80,10 @@ void systemctl(const config::Step& s, StageContext& ctx, ModuleResult& r) {
         } else {
             for (const auto& u : sc.start) {
                 auto started = mgr->start(units::normalize_name(u));
-                if (!started) r.error(fmt::format("start {}: {}", u, started.error().what()));
-                else if (*started) r.change("started " + units::normalize_name(u));
+                if (!started)
+                    r.error(fmt::format("start {}: {}", u, started.error().what()));
+                else if (*started)
+                    r.change("started " + units::normalize_name(u));
             }
         }
     }

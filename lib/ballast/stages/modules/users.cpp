@@ -24,14 +24,16 @@ std::optional<Account> account_of(const Database& db, const std::string& name) {
     const auto* l = db.passwd.find(name);
     if (!l) return std::nullopt;
     try {
-        return Account{name, l->fields[5], uid_t(std::stoul(l->fields[2])), gid_t(std::stoul(l->fields[3]))};
+        return Account{name, l->fields[5], uid_t(std::stoul(l->fields[2])),
+                       gid_t(std::stoul(l->fields[3]))};
     } catch (...) {
         return std::nullopt;
     }
 }
 
 // Copies /etc/skel into a new home (files and folders, modes kept, owned by the user).
-Status copy_skel(const RootPrefix& root, const std::string& from, const std::string& to, uid_t uid, gid_t gid) {
+Status copy_skel(const RootPrefix& root, const std::string& from, const std::string& to, uid_t uid,
+                 gid_t gid) {
     auto host = BALLAST_TRY(root.resolve(from));
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(host, ec)) {
@@ -43,7 +45,8 @@ Status copy_skel(const RootPrefix& root, const std::string& from, const std::str
             BALLAST_TRY(copy_skel(root, from + "/" + name, to + "/" + name, uid, gid));
         } else if (S_ISREG(st->st_mode)) {
             auto data = BALLAST_TRY(read_beneath(root, from + "/" + name));
-            BALLAST_TRY(write_beneath(root, to + "/" + name, data.value_or(""), st->st_mode & 07777, {uid, gid}));
+            BALLAST_TRY(write_beneath(root, to + "/" + name, data.value_or(""), st->st_mode & 07777,
+                                      {uid, gid}));
         }
     }
     return {};
@@ -61,24 +64,30 @@ Result<bool> ensure_home(const RootPrefix& root, const Account& a, mode_t mode) 
 }
 
 bool is_remote(const std::string& k) {
-    return k.rfind("github:", 0) == 0 || k.rfind("gitlab:", 0) == 0 || k.rfind("https://", 0) == 0 ||
-           k.rfind("http://", 0) == 0;
+    return k.rfind("github:", 0) == 0 || k.rfind("gitlab:", 0) == 0 ||
+           k.rfind("https://", 0) == 0 || k.rfind("http://", 0) == 0;
 }
 
 // Keys behind github:USER, gitlab:USER or a URL.
 Result<std::vector<std::string>> fetch_keys(const std::string& ref, const StageContext& ctx) {
     std::string url = ref;
-    if (ref.rfind("github:", 0) == 0) url = "https://github.com/" + ref.substr(7) + ".keys";
-    else if (ref.rfind("gitlab:", 0) == 0) url = "https://gitlab.com/" + ref.substr(7) + ".keys";
+    if (ref.rfind("github:", 0) == 0)
+        url = "https://github.com/" + ref.substr(7) + ".keys";
+    else if (ref.rfind("gitlab:", 0) == 0)
+        url = "https://gitlab.com/" + ref.substr(7) + ".keys";
     auto body = http::get_string(url, ctx.http);
-    if (!body) return std::unexpected(std::move(body.error()).context(fmt::format("cannot fetch keys for {} (is the network up?)", ref)));
+    if (!body)
+        return std::unexpected(
+            std::move(body.error())
+                .context(fmt::format("cannot fetch keys for {} (is the network up?)", ref)));
     std::vector<std::string> keys;
     size_t i = 0;
     while (i < body->size()) {
         size_t j = body->find('\n', i);
         if (j == std::string::npos) j = body->size();
         std::string k = body->substr(i, j - i);
-        while (!k.empty() && (k.back() == '\r' || k.back() == ' ')) k.pop_back();
+        while (!k.empty() && (k.back() == '\r' || k.back() == ' '))
+            k.pop_back();
         if (!k.empty() && k[0] != '#') keys.push_back(k);
         i = j + 1;
     }
@@ -87,7 +96,8 @@ Result<std::vector<std::string>> fetch_keys(const std::string& ref, const StageC
 }
 
 // Adds keys missing from ~/.ssh/authorized_keys; returns whether anything changed.
-Result<bool> add_keys(const RootPrefix& root, const Account& a, const std::vector<std::string>& keys) {
+Result<bool> add_keys(const RootPrefix& root, const Account& a,
+                      const std::vector<std::string>& keys) {
     if (keys.empty()) return false;
     const std::string dir = a.home + "/.ssh", file = dir + "/authorized_keys";
     bool changed = false;
@@ -122,10 +132,14 @@ std::string shadow_hash(const config::UserSpec& u, const std::string& current, M
     std::string want = current;
     if (u.passwd) {
         const std::string& p = *u.passwd;
-        if (p.empty() || p[0] == '$' || p == "*" || p == "!") want = p;
-        else if (accounts::password_matches(p, base)) want = base;
-        else if (auto h = accounts::hash_password(p)) want = *h;
-        else r.error("user " + u.name + ": " + h.error().what());
+        if (p.empty() || p[0] == '$' || p == "*" || p == "!")
+            want = p;
+        else if (accounts::password_matches(p, base))
+            want = base;
+        else if (auto h = accounts::hash_password(p))
+            want = *h;
+        else
+            r.error("user " + u.name + ": " + h.error().what());
         locked = false;
     }
     if (u.lock_passwd) locked = true;
@@ -157,8 +171,9 @@ bool apply_user(Database& db, const config::UserSpec& u, ModuleResult& r) {
         uid = uid_t(std::stoul(pw->fields[2]));
     }
     if (!create && u.uid && pw->fields[2] != *u.uid) {
-        r.error(fmt::format("user {}: changing the uid of an existing user ({} -> {}) is not supported", u.name,
-                            pw->fields[2], *u.uid));
+        r.error(
+            fmt::format("user {}: changing the uid of an existing user ({} -> {}) is not supported",
+                        u.name, pw->fields[2], *u.uid));
         return false;
     }
     gid_t gid;
@@ -180,7 +195,13 @@ bool apply_user(Database& db, const config::UserSpec& u, ModuleResult& r) {
         gid = gid_t(std::stoul(pw->fields[3]));
     }
     std::vector<std::string> fields =
-        create ? std::vector<std::string>{u.name, "x", "", "", "", db.defs.home_base + "/" + u.name, db.defs.default_shell}
+        create ? std::vector<std::string>{u.name,
+                                          "x",
+                                          "",
+                                          "",
+                                          "",
+                                          db.defs.home_base + "/" + u.name,
+                                          db.defs.default_shell}
                : pw->fields;
     fields[2] = std::to_string(uid);
     fields[3] = std::to_string(gid);
@@ -191,9 +212,12 @@ bool apply_user(Database& db, const config::UserSpec& u, ModuleResult& r) {
 
     const auto* sh = db.shadow.find(u.name);
     if (db.shadow.exists() || !sh) {
-        std::vector<std::string> sf = sh ? sh->fields
-                                         : std::vector<std::string>{u.name, "!", std::to_string(accounts::days_since_epoch()),
-                                                                    "0", "99999", "7", "", "", ""};
+        std::vector<std::string> sf =
+            sh ? sh->fields
+               : std::vector<std::string>{
+                     u.name, "!",     std::to_string(accounts::days_since_epoch()),
+                     "0",    "99999", "7",
+                     "",     "",      ""};
         std::string want = shadow_hash(u, sf[1], r);
         if (want != sf[1]) {
             sf[1] = want;
@@ -224,33 +248,45 @@ void users(const config::Step& s, StageContext& ctx, ModuleResult& r) {
     }
     std::vector<const config::UserSpec*> applied;
     std::vector<std::string> changes;
-    auto render_all = [&] { return db->passwd.render() + db->group.render() + db->shadow.render() + db->gshadow.render(); };
+    auto render_all = [&] {
+        return db->passwd.render() + db->group.render() + db->shadow.render() +
+               db->gshadow.render();
+    };
     for (const auto& u : s.users) {
         const bool existed = db->passwd.find(u.name) != nullptr;
         const std::string before = render_all();
         if (!apply_user(*db, u, r)) continue;
         applied.push_back(&u);
-        if (render_all() != before) changes.push_back((existed ? "updated user " : "created user ") + u.name);
+        if (render_all() != before)
+            changes.push_back((existed ? "updated user " : "created user ") + u.name);
     }
     if (!changes.empty()) {
         if (!r.check(db->save(ctx.root))) return;
-        for (auto& c : changes) r.change(std::move(c));
+        for (auto& c : changes)
+            r.change(std::move(c));
     }
     for (const auto* u : applied) {
         auto a = account_of(*db, u->name);
         if (!a) continue;
         if (!u->no_create_home) {
             auto home = ensure_home(ctx.root, *a, db->defs.home_mode);
-            if (!home) r.error("user " + u->name + ": home " + a->home + ": " + home.error().what());
-            else if (*home) r.change("created " + a->home);
+            if (!home)
+                r.error("user " + u->name + ": home " + a->home + ": " + home.error().what());
+            else if (*home)
+                r.change("created " + a->home);
         }
         std::vector<std::string> local;
         for (const auto& k : u->ssh_authorized_keys)
-            if (!is_remote(k)) local.push_back(k);
-            else r.error(fmt::format("user {}: remote key {} belongs in the network stage", u->name, k));
+            if (!is_remote(k))
+                local.push_back(k);
+            else
+                r.error(
+                    fmt::format("user {}: remote key {} belongs in the network stage", u->name, k));
         auto keys = add_keys(ctx.root, *a, local);
-        if (!keys) r.error("user " + u->name + ": " + keys.error().what());
-        else if (*keys) r.change("updated ssh keys of " + u->name);
+        if (!keys)
+            r.error("user " + u->name + ": " + keys.error().what());
+        else if (*keys)
+            r.change("updated ssh keys of " + u->name);
     }
 }
 
@@ -274,53 +310,67 @@ void authorized_keys(const config::Step& s, StageContext& ctx, ModuleResult& r) 
                 continue;
             }
             auto fetched = fetch_keys(k, ctx);
-            if (!fetched) r.error(fetched.error().what());
-            else keys.insert(keys.end(), fetched->begin(), fetched->end());
+            if (!fetched)
+                r.error(fetched.error().what());
+            else
+                keys.insert(keys.end(), fetched->begin(), fetched->end());
         }
         auto changed = add_keys(ctx.root, *a, keys);
-        if (!changed) r.error("authorized_keys of " + user + ": " + changed.error().what());
-        else if (*changed) r.change("updated ssh keys of " + user);
+        if (!changed)
+            r.error("authorized_keys of " + user + ": " + changed.error().what());
+        else if (*changed)
+            r.change("updated ssh keys of " + user);
     }
 }
 
 namespace {
 
 // One entity document to its database line (mudler/entities field names).
-Result<std::pair<accounts::Table* (*)(Database&), accounts::Line>> entity_line(const config::Node& e) {
+Result<std::pair<accounts::Table* (*)(Database&), accounts::Line>> entity_line(
+    const config::Node& e) {
     auto get = [&](const char* k) -> std::string {
         const config::Node* n = e.find(k);
         return n && n->is_scalar() ? n->scalar : "";
     };
     std::string kind = get("kind");
     if (kind == "user") {
-        if (get("username").empty()) return fail(Errc::invalid_argument, "user entity: username is required");
-        return std::pair{+[](Database& d) { return &d.passwd; },
-                         accounts::Line{{get("username"), get("password").empty() ? "x" : get("password"), get("uid"),
-                                         get("gid"), get("info"), get("homedir"), get("shell")}}};
+        if (get("username").empty())
+            return fail(Errc::invalid_argument, "user entity: username is required");
+        return std::pair{
+            +[](Database& d) { return &d.passwd; },
+            accounts::Line{{get("username"), get("password").empty() ? "x" : get("password"),
+                            get("uid"), get("gid"), get("info"), get("homedir"), get("shell")}}};
     }
     if (kind == "group") {
-        if (get("group_name").empty()) return fail(Errc::invalid_argument, "group entity: group_name is required");
-        return std::pair{+[](Database& d) { return &d.group; },
-                         accounts::Line{{get("group_name"), get("password").empty() ? "x" : get("password"), get("gid"),
-                                         get("users")}}};
+        if (get("group_name").empty())
+            return fail(Errc::invalid_argument, "group entity: group_name is required");
+        return std::pair{
+            +[](Database& d) { return &d.group; },
+            accounts::Line{{get("group_name"), get("password").empty() ? "x" : get("password"),
+                            get("gid"), get("users")}}};
     }
     if (kind == "shadow") {
-        if (get("username").empty()) return fail(Errc::invalid_argument, "shadow entity: username is required");
+        if (get("username").empty())
+            return fail(Errc::invalid_argument, "shadow entity: username is required");
         std::string last = get("last_changed");
         if (last == "now" || last.empty()) last = std::to_string(accounts::days_since_epoch());
         return std::pair{+[](Database& d) { return &d.shadow; },
-                         accounts::Line{{get("username"), get("password"), last, get("minimum_changed"),
-                                         get("maximum_changed"), get("warn"), get("inactive"), get("expire"), ""}}};
+                         accounts::Line{{get("username"), get("password"), last,
+                                         get("minimum_changed"), get("maximum_changed"),
+                                         get("warn"), get("inactive"), get("expire"), ""}}};
     }
     if (kind == "gshadow") {
-        if (get("name").empty()) return fail(Errc::invalid_argument, "gshadow entity: name is required");
-        return std::pair{+[](Database& d) { return &d.gshadow; },
-                         accounts::Line{{get("name"), get("password"), get("administrators"), get("members")}}};
+        if (get("name").empty())
+            return fail(Errc::invalid_argument, "gshadow entity: name is required");
+        return std::pair{
+            +[](Database& d) { return &d.gshadow; },
+            accounts::Line{{get("name"), get("password"), get("administrators"), get("members")}}};
     }
     return fail(Errc::invalid_argument, "unknown entity kind '{}'", kind);
 }
 
-void apply_entities(const std::vector<config::EntitySpec>& list, bool remove, StageContext& ctx, ModuleResult& r) {
+void apply_entities(const std::vector<config::EntitySpec>& list, bool remove, StageContext& ctx,
+                    ModuleResult& r) {
     if (list.empty()) return;
     auto db = Database::load(ctx.root, true);
     if (!db) {
@@ -336,7 +386,8 @@ void apply_entities(const std::vector<config::EntitySpec>& list, bool remove, St
         }
         accounts::Table* t = line->first(*db);
         if (!e.path.empty() && e.path != t->path()) {
-            r.error(fmt::format("entity for {}: only the system databases ({}) are supported", e.path, t->path()));
+            r.error(fmt::format("entity for {}: only the system databases ({}) are supported",
+                                e.path, t->path()));
             continue;
         }
         const std::string name = line->second.name();
@@ -346,12 +397,15 @@ void apply_entities(const std::vector<config::EntitySpec>& list, bool remove, St
             const bool had = t->find(name) != nullptr;
             const std::string before = t->render();
             t->upsert(line->second);
-            if (t->render() != before) done.push_back(fmt::format("{} {} in {}", had ? "updated" : "added", name, t->path()));
+            if (t->render() != before)
+                done.push_back(
+                    fmt::format("{} {} in {}", had ? "updated" : "added", name, t->path()));
         }
     }
     if (done.empty()) return;
     if (r.check(db->save(ctx.root)))
-        for (auto& d : done) r.change(std::move(d));
+        for (auto& d : done)
+            r.change(std::move(d));
 }
 
 }  // namespace
