@@ -18,9 +18,10 @@
 #include "ballast/core/cmdline.hpp"
 #include "ballast/core/log.hpp"
 #include "ballast/disk/discover.hpp"
-#include "ballast/stages/runner.hpp"
+#include "ballast/stages/names.hpp"
 #include "ballast_config.h"
 #include "bus_api.hpp"
+#include "worker_path.hpp"
 
 namespace ballast::agent {
 namespace {
@@ -130,6 +131,7 @@ Status Daemon::setup_event_loop() {
     sigaddset(&ss, SIGTERM);
     sigaddset(&ss, SIGINT);
     sigaddset(&ss, SIGHUP);
+    sigaddset(&ss, SIGCHLD);  // jobs are child processes, reaped by sd-event
     if (sigprocmask(SIG_BLOCK, &ss, nullptr) < 0) return fail_errno(errno, "sigprocmask");
     sd_event_source* src = nullptr;
     BALLAST_TRY(
@@ -248,26 +250,29 @@ nlohmann::json Daemon::stage_summaries() const {
 Status Daemon::run_stage(const std::string& stage, bool dry_run,
                          std::vector<std::string> config_files, sd_bus_message* call) {
     BALLAST_TRY(stages::check_stage_name(stage));
-    stages::RunRequest req;
-    req.stage = stage;
-    req.root = opts_.root;
-    req.config_files = std::move(config_files);
-    req.dry_run = dry_run;
-    req.http.ca_file = settings_.http.ca_file;
-    req.http.proxy = settings_.http.proxy;
+    std::vector<std::string> argv = {worker_path(), "--root", opts_.root.base().string(),
+                                     "--log-level", log_level()};
+    if (opts_.settings_explicit)
+        argv.insert(argv.end(), {"--settings", opts_.settings_path.string()});
+    argv.insert(argv.end(), {"stage", stage, "--json"});
+    if (dry_run) argv.push_back("--dry-run");
+    for (auto& f : config_files) {
+        argv.push_back("--config");
+        argv.push_back(std::move(f));
+    }
     if (call) sd_bus_message_ref(call);
-    sdbus::Message reply_to(call);
-    auto shared_call = std::make_shared<sdbus::Message>(std::move(reply_to));
+    auto reply_to = std::make_shared<sdbus::Message>(call);
     return jobs_.start(
-        "stage " + stage,
-        [req] {
-            auto rep = stages::run(req);
-            if (!rep)
-                return nlohmann::json{
-                    {"ok", false}, {"error", rep.error().what()}, {"stage", req.stage}};
-            return rep->to_json();
-        },
-        [this, shared_call, stage](const nlohmann::json& res) {
+        "stage " + stage, std::move(argv),
+        [this, reply_to, stage](const nlohmann::json& report, int exit_status) {
+            nlohmann::json res =
+                report.is_object()
+                    ? report
+                    : nlohmann::json{{"ok", false},
+                                     {"stage", stage},
+                                     {"error", fmt::format("the stage job ended with status {} "
+                                                           "and no report",
+                                                           exit_status)}};
             const bool ok = res.value("ok", false);
             std::string msg = res.contains("error")
                                   ? res["error"].get<std::string>()
@@ -279,8 +284,8 @@ Status Daemon::run_stage(const std::string& stage, bool dry_run,
             }
             (void)sd_bus_emit_signal(bus_.get(), api::kObjectPath, api::kInterface, "JobFinished",
                                      "sbs", ("stage " + stage).c_str(), ok ? 1 : 0, msg.c_str());
-            if (*shared_call) {
-                int r = sd_bus_reply_method_return(shared_call->get(), "s", res.dump().c_str());
+            if (*reply_to) {
+                int r = sd_bus_reply_method_return(reply_to->get(), "s", res.dump().c_str());
                 if (r < 0)
                     spdlog::warn("reply to RunStage: {}", fail_errno(r, "").error().message());
             }

@@ -1,14 +1,14 @@
-// One mutating job at a time, off the event loop: the work runs on a worker thread, its result
-// comes back to the loop (eventfd) where `done` runs, so D-Bus replies and the watchdog keep
-// flowing while a stage or an upgrade takes minutes.
+// One mutating job at a time, in a child process (ballast-worker): the event loop stays free
+// for D-Bus and the watchdog, a crash in a job cannot take the daemon down, and the daemon
+// never maps the job's code. The child's stdout is its report (JSON); its stderr is the
+// daemon's (the journal).
 #pragma once
 
 #include <systemd/sd-event.h>
 
 #include <functional>
-#include <mutex>
 #include <string>
-#include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -20,30 +20,34 @@ namespace ballast::agent {
 
 class JobRunner {
   public:
-    using Work = std::function<nlohmann::json()>;
-    using Done = std::function<void(const nlohmann::json&)>;
+    // `report` is the child's last stdout line parsed as JSON (null when there was none);
+    // `exit_status` is its exit code, or 128+signal.
+    using Done = std::function<void(const nlohmann::json& report, int exit_status)>;
 
     // `on_change` runs on the loop thread when a job starts or ends.
     [[nodiscard]] Status attach(sd_event* event, std::function<void()> on_change);
     ~JobRunner();
 
     // Errc::busy when a job runs.
-    [[nodiscard]] Status start(std::string operation, Work work, Done done);
+    [[nodiscard]] Status start(std::string operation, std::vector<std::string> argv, Done done);
     [[nodiscard]] bool busy() const { return !operation_.empty(); }
     [[nodiscard]] const std::string& operation() const { return operation_; }
 
   private:
-    static int on_event(sd_event_source*, int fd, uint32_t, void* userdata);
-    void finish();
+    static int on_output(sd_event_source*, int fd, uint32_t revents, void* userdata);
+    static int on_exit(sd_event_source*, const siginfo_t* si, void* userdata);
+    void maybe_finish();
 
-    UniqueFd efd_;
-    sdbus::EventSource source_;
+    sd_event* event_ = nullptr;
     std::function<void()> on_change_;
     std::string operation_;
     Done done_;
-    std::thread worker_;
-    std::mutex mu_;
-    nlohmann::json result_;
+    pid_t pid_ = -1;
+    UniqueFd out_;
+    sdbus::EventSource out_source_, child_source_;
+    std::string output_;
+    bool exited_ = false;
+    int exit_status_ = 0;
 };
 
 }  // namespace ballast::agent

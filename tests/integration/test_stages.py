@@ -498,7 +498,11 @@ def test_stage_through_the_daemon(bins, start_agent, tmp_path, nobody_ctl):
     addr = agent.bus.address
     proc = subprocess.Popen([bins["ctl"], "--bus-address", addr, "stage", "run", "boot", "--config", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: json.loads(ctl(bins, addr, "status", "--json").stdout)["Operation"] == "stage boot", "job start")
+    try:
+        wait_for(lambda: json.loads(ctl(bins, addr, "status", "--json").stdout)["Operation"] == "stage boot", "job start")
+    except BaseException:
+        print(agent.output(), proc.communicate())
+        raise
     busy = ctl(bins, addr, "stage", "run", "boot")
     assert busy.returncode == 1 and "busy: 'stage boot' is running" in busy.stderr
     denied = ctl(bins, addr, "stage", "run", "boot", nobody=True, ctl_path=nobody_ctl)

@@ -89,20 +89,29 @@ ProcessOptions shell_command(std::string script) {
     return o;
 }
 
-Result<ProcessResult> run_process(const ProcessOptions& o) {
+Result<Spawned> spawn_process(const ProcessOptions& o, SpawnIo io) {
     if (o.argv.empty() || o.argv[0].empty())
         return fail(Errc::invalid_argument, "run: empty argument vector");
     const std::string& prog = o.argv[0];
 
-    auto in = BALLAST_TRY(make_pipe());
-    auto out = BALLAST_TRY(make_pipe());
-    auto err = BALLAST_TRY(make_pipe());
-
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in.read.get(), 0);
-    posix_spawn_file_actions_adddup2(&fa, out.write.get(), 1);
-    posix_spawn_file_actions_adddup2(&fa, err.write.get(), 2);
+    Spawned sp;
+    Pipe in, out, err;
+    auto wire = [&](Stdio how, int target, Pipe& p, bool child_reads) -> Status {
+        if (how == Stdio::pipe) {
+            p = BALLAST_TRY(make_pipe());
+            posix_spawn_file_actions_adddup2(&fa, child_reads ? p.read.get() : p.write.get(),
+                                             target);
+        } else if (how == Stdio::null) {
+            posix_spawn_file_actions_addopen(&fa, target, "/dev/null",
+                                             child_reads ? O_RDONLY : O_WRONLY, 0);
+        }
+        return {};
+    };
+    if (auto st = wire(io.in, 0, in, true); !st) return std::unexpected(st.error());
+    if (auto st = wire(io.out, 1, out, false); !st) return std::unexpected(st.error());
+    if (auto st = wire(io.err, 2, err, false); !st) return std::unexpected(st.error());
     if (o.cwd) posix_spawn_file_actions_addchdir_np(&fa, o.cwd->c_str());
 
     posix_spawnattr_t attr;
@@ -110,8 +119,8 @@ Result<ProcessResult> run_process(const ProcessOptions& o) {
     sigset_t none, all;
     sigemptyset(&none);
     sigfillset(&all);
-    // The daemon blocks SIGTERM/SIGINT for sd-event; children must not inherit that, nor any
-    // ignored dispositions.
+    // The daemon blocks SIGTERM/SIGINT/SIGCHLD for sd-event; children must not inherit that,
+    // nor any ignored dispositions.
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &all);
     posix_spawnattr_setpgroup(&attr, 0);
@@ -128,19 +137,25 @@ Result<ProcessResult> run_process(const ProcessOptions& o) {
         envp.push_back(e.data());
     envp.push_back(nullptr);
 
-    pid_t pid = -1;
     int rc = prog.find('/') == std::string::npos
-                 ? ::posix_spawnp(&pid, prog.c_str(), &fa, &attr, argv.data(), envp.data())
-                 : ::posix_spawn(&pid, prog.c_str(), &fa, &attr, argv.data(), envp.data());
+                 ? ::posix_spawnp(&sp.pid, prog.c_str(), &fa, &attr, argv.data(), envp.data())
+                 : ::posix_spawn(&sp.pid, prog.c_str(), &fa, &attr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (rc != 0) return fail_errno(rc, "run " + prog);
+    sp.stdin_w = std::move(in.write);
+    sp.stdout_r = std::move(out.read);
+    sp.stderr_r = std::move(err.read);
+    return sp;
+}
 
-    in.read.reset();
-    out.write.reset();
-    err.write.reset();
+Result<ProcessResult> run_process(const ProcessOptions& o) {
+    auto sp = BALLAST_TRY(spawn_process(o));
+    const pid_t pid = sp.pid;
+    UniqueFd& in_w = sp.stdin_w;
+    UniqueFd& out_r = sp.stdout_r;
+    UniqueFd& err_r = sp.stderr_r;
 
-    // glibc 2.36 declares pidfd_open without C linkage for C++; use the syscall.
     UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
     if (!pidfd) {
         int e = errno;
@@ -153,9 +168,9 @@ Result<ProcessResult> run_process(const ProcessOptions& o) {
     LineSplitter lines;
     std::string_view pending_input = o.input;
     if (pending_input.empty())
-        in.write.reset();
+        in_w.reset();
     else
-        ::fcntl(in.write.get(), F_SETFL, O_NONBLOCK);
+        ::fcntl(in_w.get(), F_SETFL, O_NONBLOCK);
 
     constexpr auto never = Clock::time_point::max();
     const auto now0 = Clock::now();
@@ -178,13 +193,13 @@ Result<ProcessResult> run_process(const ProcessOptions& o) {
         if (o.on_line) lines.feed(chunk, is_err, o.on_line);
     };
 
-    while (!exited || ((out.read || err.read) && Clock::now() < drain_until)) {
+    while (!exited || ((out_r || err_r) && Clock::now() < drain_until)) {
         std::array<pollfd, 4> pfd{};
         nfds_t n = 0;
         int idx_out = -1, idx_err = -1, idx_in = -1, idx_pid = -1;
-        if (out.read) idx_out = static_cast<int>(n), pfd[n++] = {out.read.get(), POLLIN, 0};
-        if (err.read) idx_err = static_cast<int>(n), pfd[n++] = {err.read.get(), POLLIN, 0};
-        if (in.write) idx_in = static_cast<int>(n), pfd[n++] = {in.write.get(), POLLOUT, 0};
+        if (out_r) idx_out = static_cast<int>(n), pfd[n++] = {out_r.get(), POLLIN, 0};
+        if (err_r) idx_err = static_cast<int>(n), pfd[n++] = {err_r.get(), POLLIN, 0};
+        if (in_w) idx_in = static_cast<int>(n), pfd[n++] = {in_w.get(), POLLOUT, 0};
         if (!exited) idx_pid = static_cast<int>(n), pfd[n++] = {pidfd.get(), POLLIN, 0};
 
         auto next = std::min(
@@ -210,13 +225,13 @@ Result<ProcessResult> run_process(const ProcessOptions& o) {
             ::kill(-pid, SIGKILL);
             kill_at = never;
         }
-        if (idx_out >= 0) drain(pfd[idx_out], out.read, res.out, false);
-        if (idx_err >= 0) drain(pfd[idx_err], err.read, res.err, true);
+        if (idx_out >= 0) drain(pfd[idx_out], out_r, res.out, false);
+        if (idx_err >= 0) drain(pfd[idx_err], err_r, res.err, true);
         if (idx_in >= 0 && (pfd[idx_in].revents & (POLLOUT | POLLERR | POLLHUP))) {
-            ssize_t w = ::write(in.write.get(), pending_input.data(), pending_input.size());
-            if (w < 0 && errno != EAGAIN && errno != EINTR) in.write.reset();  // EPIPE: child gone
+            ssize_t w = ::write(in_w.get(), pending_input.data(), pending_input.size());
+            if (w < 0 && errno != EAGAIN && errno != EINTR) in_w.reset();  // EPIPE: child gone
             if (w > 0) pending_input.remove_prefix(static_cast<size_t>(w));
-            if (pending_input.empty()) in.write.reset();
+            if (pending_input.empty()) in_w.reset();
         }
         if (idx_pid >= 0 && (pfd[idx_pid].revents & POLLIN)) {
             exited = true;

@@ -10,6 +10,9 @@
 #include <utility>
 #include <vector>
 
+#include <sys/types.h>
+
+#include "ballast/core/fd.hpp"
 #include "ballast/core/result.hpp"
 
 namespace ballast {
@@ -47,6 +50,18 @@ struct ProcessResult {
 // non-zero exit is a successful run with exit_code set. The child gets its own process group
 // (so a timeout kills the whole tree), an empty signal mask and default signal dispositions.
 [[nodiscard]] Result<ProcessResult> run_process(const ProcessOptions& opts);
+
+// A started child whose streams the caller handles itself (the daemon's job runner).
+struct Spawned {
+    pid_t pid = -1;
+    UniqueFd stdin_w, stdout_r, stderr_r;  // empty unless Stdio::pipe
+};
+enum class Stdio { pipe, inherit, null };
+struct SpawnIo {
+    Stdio in = Stdio::pipe, out = Stdio::pipe, err = Stdio::pipe;
+};
+// Starts argv as run_process does (own process group, clean signal state) and returns at once.
+[[nodiscard]] Result<Spawned> spawn_process(const ProcessOptions& opts, SpawnIo io = {});
 
 // Options for `/bin/sh -c script`: only for scripts a user wrote on purpose.
 [[nodiscard]] ProcessOptions shell_command(std::string script);

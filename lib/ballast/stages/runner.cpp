@@ -9,17 +9,6 @@
 
 namespace ballast::stages {
 
-Status check_stage_name(const std::string& stage) {
-    if (stage.empty() || stage.size() > 64 ||
-        stage.find_first_not_of(
-            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
-            std::string::npos ||
-        stage.front() == '.')
-        return fail(Errc::invalid_argument,
-                    "invalid stage name '{}' (letters, digits, '.', '_', '-')", stage);
-    return {};
-}
-
 nlohmann::json RunReport::to_json() const {
     auto j = result.to_json();
     auto diag_json = nlohmann::json::array();

@@ -8,6 +8,7 @@
 #include "ballast/config/diagnostics.hpp"
 #include "ballast/core/result.hpp"
 #include "ballast/core/root.hpp"
+#include "ballast/stages/names.hpp"
 #include "ballast/stages/result.hpp"
 #include "ballast/system/http.hpp"
 
@@ -29,9 +30,6 @@ struct RunReport {
     [[nodiscard]] bool ok() const { return !result.failed() && !diags.has_errors(); }
     [[nodiscard]] nlohmann::json to_json() const;
 };
-
-// Stage names are words: letters, digits, '.', '_', '-'.
-[[nodiscard]] Status check_stage_name(const std::string& stage);
 
 [[nodiscard]] Result<RunReport> run(const RunRequest& req);
 
