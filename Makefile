@@ -8,7 +8,7 @@ LAYERS ?= unit integration e2e
 # pytest marker expression narrowing the pytest layers (e.g. "not packaging").
 PYTEST_MARKS ?=
 
-.PHONY: all build deps deps-test test test-unit test-integration test-e2e demo deb bench format clean
+.PHONY: all build deps deps-test test test-unit test-integration test-e2e demo deb bench fuzz format clean
 
 all: build
 
@@ -39,6 +39,12 @@ demo: deps-test $(BUILD)/build.ninja
 deb:
 	@packaging/deps.sh build deb
 	packaging/build-deb.sh $(BUILD)
+
+# libFuzzer over the config loader, built with clang-16 in build-fuzz.
+fuzz: deps-test
+	[ -f build-fuzz/build.ninja ] || CXX=clang++-16 meson setup build-fuzz -Dfuzz=true
+	ninja -C build-fuzz
+	tests/run.sh build-fuzz fuzz
 
 bench: deps-test $(BUILD)/build.ninja
 	@packaging/deps.sh bench

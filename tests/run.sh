@@ -36,7 +36,23 @@ for layer in "$@"; do
       (cd "$top" && /usr/bin/python3 -m pytest -p no:cacheprovider -q -rfE "$dir" \
          --junitxml="$xml" "${marks[@]}") || true
       ;;
-    *) echo "tests/run.sh: unknown layer '$layer' (unit, integration, e2e)" >&2; exit 2 ;;
+    fuzz)
+      # libFuzzer over the config loader (build with `make fuzz`); FUZZ_SECONDS, default 60.
+      secs=${FUZZ_SECONDS:-60}
+      echo "== fuzz: fuzz-config for ${secs}s"
+      corpus=$build/fuzz-corpus
+      mkdir -p "$corpus" "$build/fuzz-artifacts"
+      start=$(date +%s)
+      if "$build/tests/fuzz/fuzz-config" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 \
+           -artifact_prefix="$build/fuzz-artifacts/" "$corpus" "$top/tests/fuzz/corpus" >"$build/fuzz.log" 2>&1; then
+        echo "<testsuite tests=\"1\" failures=\"0\"><testcase classname=\"fuzz\" name=\"fuzz-config ${secs}s\" time=\"$(($(date +%s) - start))\"/></testsuite>" >"$xml"
+        tail -n 1 "$build/fuzz.log"
+      else
+        tail -n 30 "$build/fuzz.log"
+        echo "<testsuite tests=\"1\" failures=\"1\"><testcase classname=\"fuzz\" name=\"fuzz-config ${secs}s\"><failure message=\"crash or sanitizer report; see $build/fuzz.log and $build/fuzz-artifacts\"/></testcase></testsuite>" >"$xml"
+      fi
+      ;;
+    *) echo "tests/run.sh: unknown layer '$layer' (unit, integration, e2e, fuzz)" >&2; exit 2 ;;
   esac
   if [ ! -s "$xml" ]; then
     echo "tests/run.sh: the $layer layer produced no results: counted as a failure" >&2

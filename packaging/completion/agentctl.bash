@@ -4,7 +4,7 @@ _agentctl() {
     _init_completion || return
 
     local global_opts="--bus-address --json --root --help --version"
-    local commands="status version log-level reload"
+    local commands="status version log-level reload config stage"
 
     case $prev in
         --bus-address) return ;;
@@ -23,8 +23,20 @@ _agentctl() {
         esac
     done
 
+    case $prev in
+        --config) _filedir '@(yaml|yml)'; return ;;
+        config) COMPREPLY=($(compgen -W "validate show" -- "$cur")); return ;;
+        stage) COMPREPLY=($(compgen -W "run" -- "$cur")); return ;;
+        run) COMPREPLY=($(compgen -W "rootfs initramfs fs boot network reconcile" -- "$cur")); return ;;
+        validate) _filedir '@(yaml|yml)'; return ;;
+    esac
     if [[ -z $cmd ]]; then
         COMPREPLY=($(compgen -W "$commands $global_opts" -- "$cur"))
+    elif [[ $cmd == config ]]; then
+        COMPREPLY=($(compgen -W "validate show --strict --config $global_opts" -- "$cur"))
+        [[ $cur != -* ]] && _filedir '@(yaml|yml)'
+    elif [[ $cmd == stage ]]; then
+        COMPREPLY=($(compgen -W "run --config --dry-run --verbose $global_opts" -- "$cur"))
     else
         COMPREPLY=($(compgen -W "$global_opts" -- "$cur"))
     fi

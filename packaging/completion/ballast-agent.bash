@@ -11,6 +11,17 @@ _ballast_agent() {
             return ;;
         --bus-address) return ;;
     esac
-    COMPREPLY=($(compgen -W "--root --disk --config --bus-address --booted-slot --log-level --help --version" -- "$cur"))
+    local i
+    for ((i = 1; i < cword; i++)); do
+        if [[ ${words[i]} == stage ]]; then
+            if ((i + 1 == cword)); then
+                COMPREPLY=($(compgen -W "rootfs initramfs fs boot network reconcile" -- "$cur"))
+            else
+                COMPREPLY=($(compgen -W "--config --dry-run --json" -- "$cur"))
+            fi
+            return
+        fi
+    done
+    COMPREPLY=($(compgen -W "stage --root --disk --config --bus-address --booted-slot --log-level --help --version" -- "$cur"))
 }
 complete -F _ballast_agent ballast-agent

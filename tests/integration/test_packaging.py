@@ -39,7 +39,12 @@ def test_deb_contains_units_policy_man_pages(deb_root):
               "/usr/share/dbus-1/system-services/org.ballast.Agent1.service",
               "/usr/lib/tmpfiles.d/ballast.conf",
               "/usr/share/man/man8/ballast-agent.8.gz", "/usr/share/man/man8/agentctl.8.gz",
-              "/usr/share/bash-completion/completions/agentctl"]:
+              "/usr/share/bash-completion/completions/agentctl",
+              "/usr/libexec/ballast/ballast-worker",
+              "/lib/systemd/system/ballast-stage@.service",
+              "/lib/systemd/system/ballast-stage@boot.service.d/10-order.conf",
+              "/lib/systemd/system/sysinit.target.wants/ballast-stage@fs.service",
+              "/lib/systemd/system/multi-user.target.wants/ballast-stage@network.service"]:
         assert f in files, f"{f} missing from the package:\n{deb_root['listing']}"
     info = subprocess.run(["dpkg-deb", "-I", str(deb_root["deb"])], capture_output=True, text=True).stdout
     assert "libsystemd0" in info and "dbus" in info
@@ -80,6 +85,28 @@ def test_unit_file_verifies(bins, world_tmp):
     r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
     assert "Type=notify" in unit and "WatchdogSec=" in unit and "Restart=on-failure" in unit
+
+
+def test_stage_units_verify(bins, world_tmp):
+    """Each stage instance, with its ordering drop-in, passes systemd-analyze verify."""
+    need_tool("systemd-analyze", "systemd")
+    template = (build_dir() / "units" / "ballast-stage@.service").read_text()
+    assert "Type=oneshot" in template and "DefaultDependencies=no" in template
+    names = []
+    for stage in ("fs", "boot", "network"):
+        unit = world_tmp / f"ballast-stage@{stage}.service"
+        unit.write_text(template.replace("ExecStart=" + template.split("ExecStart=")[1].split("\n")[0],
+                                         f"ExecStart={bins['agent']} stage %i"))
+        dropins = world_tmp / f"ballast-stage@{stage}.service.d"
+        dropins.mkdir()
+        shutil.copy(TOP / "units" / f"stage-{stage}.d" / "10-order.conf", dropins)
+        names.append(str(unit))
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", *names], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+    order = {s: (TOP / "units" / f"stage-{s}.d" / "10-order.conf").read_text() for s in ("fs", "boot", "network")}
+    assert "Before=sysinit.target" in order["fs"] and "After=local-fs.target" in order["fs"]
+    assert "Before=getty.target" in order["boot"]
+    assert "After=network-online.target" in order["network"]
 
 
 def test_tmpfiles_create_state_dirs(world_tmp):

@@ -212,6 +212,15 @@ TEST_CASE("templates: node facts, functions, errors with positions", "[config][t
     CHECK_FALSE(render_template("{{ if .Hostname }}x", kFacts, p));
     CHECK_FALSE(render_template("{{ end }}", kFacts, p));
     CHECK_FALSE(render_template("{{ range .Values }}{{ end }}", kFacts, p));
+    // Bounded nesting: deep input is an error, not a stack overflow.
+    std::string deep =
+        "{{ " + std::string(100000, '(') + ".Hostname" + std::string(100000, ')') + " }}";
+    CHECK(render_template(deep, kFacts, p).error().what().find("nested too deeply") !=
+          std::string::npos);
+    std::string deep_if;
+    for (int i = 0; i < 1000; ++i)
+        deep_if += "{{ if true }}";
+    CHECK_FALSE(render_template(deep_if, kFacts, p));
 }
 
 TEST_CASE("template errors in a file name its line", "[config][template]") {

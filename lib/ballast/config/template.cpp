@@ -166,8 +166,14 @@ class Evaluator {
                 ++p_;
                 return field(t.text, err);
             case Token::lparen: {
+                // Nesting is bounded: a hostile file must not exhaust the stack.
+                if (++depth_ > kMaxDepth) {
+                    err.message = "expressions nested too deeply";
+                    return std::nullopt;
+                }
                 ++p_;
                 auto v = pipeline(err);
+                --depth_;
                 if (!v) return std::nullopt;
                 if (t_[p_].kind != Token::rparen) {
                     err.message = "missing ')'";
@@ -410,9 +416,11 @@ class Evaluator {
         return std::nullopt;
     }
 
+    static constexpr int kMaxDepth = 64;
     const std::vector<Token>& t_;
     const json& data_;
     size_t p_ = 0;
+    int depth_ = 0;
 };
 
 // The document: text and actions, with if/else blocks.
@@ -480,6 +488,7 @@ class Renderer {
 
     // Parses until the end or an else/end keyword (returned in `stopped_at`).
     Status parse(size_t& pos, std::vector<Item>& items, std::string& stopped_at, int depth) {
+        if (depth > 64) return error_at(pos, "'if' blocks nested too deeply");
         stopped_at.clear();
         bool trim_next_text = false;
         while (pos <= src_.size()) {
