@@ -21,7 +21,6 @@
 #include "ballast/stages/names.hpp"
 #include "ballast_config.h"
 #include "bus_api.hpp"
-#include "worker_path.hpp"
 
 namespace ballast::agent {
 namespace {
@@ -250,10 +249,11 @@ nlohmann::json Daemon::stage_summaries() const {
 Status Daemon::run_stage(const std::string& stage, bool dry_run,
                          std::vector<std::string> config_files, sd_bus_message* call) {
     BALLAST_TRY(stages::check_stage_name(stage));
-    std::vector<std::string> argv = {worker_path(), "--root", opts_.root.base().string(),
+    // The job is this program in stage mode, in a child process (jobs.hpp says why).
+    std::vector<std::string> argv = {"/proc/self/exe", "--root", opts_.root.base().string(),
                                      "--log-level", log_level()};
     if (opts_.settings_explicit)
-        argv.insert(argv.end(), {"--settings", opts_.settings_path.string()});
+        argv.insert(argv.end(), {"--config", opts_.settings_path.string()});
     argv.insert(argv.end(), {"stage", stage, "--json"});
     if (dry_run) argv.push_back("--dry-run");
     for (auto& f : config_files) {
@@ -297,8 +297,9 @@ void Daemon::arm_reconcile(std::chrono::milliseconds after) {
     if (settings_.reconcile.interval.count() == 0) return;
     sd_event_source* s = nullptr;
     uint64_t usec = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(after).count());
-    // Accuracy of a minute: the timer may coalesce with other wake-ups of the system.
-    int r = sd_event_add_time_relative(event_.get(), &s, CLOCK_BOOTTIME, usec, 60'000'000,
+    // Slack of 1% (at most a minute): the timer may coalesce with other wake-ups.
+    const uint64_t accuracy = std::clamp<uint64_t>(usec / 100, 1000, 60'000'000);
+    int r = sd_event_add_time_relative(event_.get(), &s, CLOCK_BOOTTIME, usec, accuracy,
                                        on_reconcile, this);
     if (r < 0) {
         spdlog::warn("reconcile timer: {}", fail_errno(r, "").error().message());

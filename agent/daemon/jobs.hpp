@@ -1,7 +1,7 @@
-// One mutating job at a time, in a child process (ballast-worker): the event loop stays free
-// for D-Bus and the watchdog, a crash in a job cannot take the daemon down, and the daemon
-// never maps the job's code. The child's stdout is its report (JSON); its stderr is the
-// daemon's (the journal).
+// One mutating job at a time, in a child process (ballast-agent in a one-shot mode): the event
+// loop stays free for D-Bus and the watchdog, a crash in a job cannot take the daemon down, and
+// what the job allocated goes back to the system when it exits. The child's stdout is its
+// report (JSON); its stderr is the daemon's (the journal).
 #pragma once
 
 #include <systemd/sd-event.h>

@@ -17,38 +17,50 @@
 
 #include "ballast/config/agent_settings.hpp"
 #include "ballast/core/log.hpp"
+#include "ballast/stages/format.hpp"
+#include "ballast/stages/runner.hpp"
 #include "ballast/system/sdbus.hpp"
 #include "ballast_config.h"
 #include "daemon.hpp"
-#include "worker_path.hpp"
 
 namespace {
 
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
-// `ballast-agent stage NAME`: ballast-worker does the work (the daemon binary carries no stage
-// code); same arguments, same output, same exit code.
-int run_stage_mode(const std::filesystem::path& root, const std::string& stage,
+// `ballast-agent stage NAME`: the stage in this process, report on stdout, exit 1 on any error.
+// The daemon runs its stage jobs the same way, as a child process.
+int run_stage_mode(const std::filesystem::path& root_dir, const std::string& stage,
                    const std::vector<std::string>& configs, bool dry_run, bool json,
-                   const std::string& settings_path, const std::string& log_level) {
-    std::vector<std::string> args = {"ballast-worker", "--root", root.string(), "--log-level",
-                                     log_level};
-    if (!settings_path.empty()) args.insert(args.end(), {"--settings", settings_path});
-    args.insert(args.end(), {"stage", stage});
+                   const std::string& settings_path) {
+    using namespace ballast;
+    RootPrefix root(root_dir);
+    auto report_failure = [&](const Error& e) {
+        spdlog::error("stage {}: {}", stage, e.what());
+        if (json)
+            std::printf("%s\n", nlohmann::json{{"ok", false}, {"stage", stage}, {"error", e.what()}}
+                                    .dump()
+                                    .c_str());
+        return e.code() == Errc::invalid_argument ? kExitUsage : kExitFailure;
+    };
+    auto settings =
+        config::load_agent_settings(settings_path.empty() ? root(config::kDefaultAgentSettingsPath)
+                                                          : std::filesystem::path(settings_path),
+                                    !settings_path.empty());
+    if (!settings) return report_failure(settings.error());
+    stages::RunRequest req;
+    req.stage = stage;
+    req.root = root;
     for (const auto& c : configs)
-        args.insert(args.end(), {"--config", std::filesystem::absolute(c).string()});
-    if (dry_run) args.push_back("--dry-run");
-    if (json) args.push_back("--json");
-    std::vector<char*> argv;
-    for (auto& a : args)
-        argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string worker = ballast::agent::worker_path();
-    ::execv(worker.c_str(), argv.data());
-    std::fprintf(stderr, "ballast-agent: cannot run %s: %s\n", worker.c_str(),
-                 std::strerror(errno));
-    return kExitFailure;
+        req.config_files.push_back(std::filesystem::absolute(c));
+    req.dry_run = dry_run;
+    req.http.ca_file = settings->http.ca_file;
+    req.http.proxy = settings->http.proxy;
+    auto rep = stages::run(req);
+    if (!rep) return report_failure(rep.error());
+    auto j = rep->to_json();
+    std::fputs(json ? (j.dump(2) + "\n").c_str() : stages::format_report(j, false).c_str(), stdout);
+    return rep->ok() ? 0 : kExitFailure;
 }
 
 }  // namespace
@@ -114,7 +126,7 @@ int main(int argc, char** argv) {
 
     if (stage_cmd->parsed()) {
         return run_stage_mode(std::filesystem::absolute(root), stage_name, stage_configs, dry_run,
-                              json, config_file, log_level.empty() ? "info" : log_level);
+                              json, config_file);
     }
 
     agent::DaemonOptions opts;

@@ -538,3 +538,45 @@ def test_live_mode_in_a_throwaway_root(bins, tmp_path):
     assert "liveuser:" in (keep / "etc/passwd").read_text()
     # The host is untouched.
     assert "liveuser" not in Path("/etc/passwd").read_text()
+
+
+def test_reconcile_runs_on_the_daemon_timer(bins, start_agent, tmp_path):
+    root = make_root(tmp_path / "rroot")
+    (root / "etc" / "ballast").mkdir()
+    (root / "etc" / "ballast" / "agent.yaml").write_text("reconcile:\n  delay: 1s\n  interval: 1h\n")
+    (root / "etc" / "ballast" / "config.d").mkdir()
+    (root / "etc" / "ballast" / "config.d" / "r.yaml").write_text(
+        "#cloud-config\nstages:\n  reconcile:\n    - files: [{path: /etc/reconciled, content: yes}]\n")
+    agent = start_agent(root=root)
+    wait_for(lambda: (root / "run/ballast/stages/reconcile.json").exists(), "the reconcile run", timeout=30)
+    wait_for(lambda: json.loads(ctl(bins, agent.bus.address, "status", "--json").stdout)["Operation"] == "idle", "idle")
+    assert (root / "etc/reconciled").read_text() == "yes"
+    st = json.loads(ctl(bins, agent.bus.address, "status", "--json").stdout)
+    assert [s["Stage"] for s in st["Stages"]] == ["reconcile"] and st["Stages"][0]["Changed"] == 1
+
+
+def test_commands_of_a_step_stay_independent(bins, node, tmp_path):
+    """Several commands share one shell but not its state: exit, cd and failures stay local."""
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text("""#cloud-config
+stages:
+  boot:
+    - name: batch
+      commands:
+        - "cd /etc; echo in-etc"
+        - "pwd > /pwd.txt"
+        - "echo bad >&2; printf partial; exit 7"
+        - "set -e; false; echo never"
+        - "echo after > /after.txt"
+        - ["sh", "-c", "echo argv ok > /argv.txt"]
+""")
+    r, rep = run_stage(bins, node, "boot", cfg)
+    assert r.returncode == 1
+    s = steps(rep)["batch"]
+    assert s["errors"] == ["'echo bad >&2; printf partial; exit 7' exited with status 7: bad",
+                           "'set -e; false; echo never' exited with status 1"], s
+    assert s["notes"] == ["4 of 6 commands ran successfully"]
+    assert (node / "pwd.txt").read_text() == "/\n"
+    assert (node / "after.txt").read_text() == "after\n"
+    assert (node / "argv.txt").read_text() == "argv ok\n"
+    assert "in-etc" in r.stderr and "__ballast_rc" not in r.stderr + r.stdout

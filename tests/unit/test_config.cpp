@@ -45,6 +45,13 @@ bool has_diag(const Diagnostics& d, const std::string& text) {
     return false;
 }
 
+std::vector<std::string> texts(const std::vector<CommandSpec>& cmds) {
+    std::vector<std::string> out;
+    for (const auto& c : cmds)
+        out.push_back(c.text);
+    return out;
+}
+
 const Step& step_named(const Config& c, const std::string& stage, const std::string& name) {
     for (const auto& s : c.stages.at(stage))
         if (s.name == name) return s;
@@ -120,8 +127,8 @@ TEST_CASE("k3OS files map to initrd, boot and run phases", "[config][k3os]") {
     CHECK(boot.users[0].name == "rancher");
     CHECK(boot.users[0].passwd == "changeme");
     CHECK(boot.users[0].ssh_authorized_keys.size() == 1);
-    CHECK(boot.commands == std::vector<std::string>{"echo boot > /run/boot-cmd-ran"});
-    CHECK(step_named(c, "network", "k3os-run").commands ==
+    CHECK(texts(boot.commands) == std::vector<std::string>{"echo boot > /run/boot-cmd-ran"});
+    CHECK(texts(step_named(c, "network", "k3os-run").commands) ==
           std::vector<std::string>{"echo run > /run/run-cmd-ran"});
     CHECK(c.k3os.server_url == "https://k3s.example:6443");
     CHECK(c.k3os.labels.at("zone") == "a");
@@ -323,9 +330,9 @@ TEST_CASE("cloud-init keys map to stages as yip does", "[config][cloud-init]") {
           std::vector<std::string>{"ssh-rsa BBBB own", "ssh-ed25519 AAAA global"});
     CHECK(step_named(c, "network", "ssh_authorized_keys").authorized_keys.at("a") ==
           std::vector<std::string>{"gitlab:other", "github:someone"});
-    CHECK(step_named(c, "boot", "runcmd").commands ==
+    CHECK(texts(step_named(c, "boot", "runcmd").commands) ==
           std::vector<std::string>{"echo one", "'touch' '/tmp/it'\\''s'"});
-    CHECK(step_named(c, "boot.before", "bootcmd").commands ==
+    CHECK(texts(step_named(c, "boot.before", "bootcmd").commands) ==
           std::vector<std::string>{"echo early"});
     const auto& f = step_named(c, "boot", "write_files").files.at(0);
     CHECK(f.content == "hello");

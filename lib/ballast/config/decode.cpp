@@ -301,33 +301,37 @@ std::vector<T> decode_list(const MapReader& r, std::string_view key, DecodeConte
     return out;
 }
 
-// Commands may be strings or argument lists (cloud-init runcmd); a list is shell-quoted.
-std::vector<std::string> decode_commands(const MapReader& r, std::string_view key,
+// Commands may be strings or argument lists (cloud-init runcmd); a list runs without a shell.
+std::vector<CommandSpec> decode_commands(const MapReader& r, std::string_view key,
                                          DecodeContext& ctx) {
-    std::vector<std::string> out;
+    std::vector<CommandSpec> out;
     const Node* n = r.get(key);
     if (!n || n->is_null()) return out;
-    if (n->is_scalar()) return {render(*n, n->scalar, ctx)};
+    if (n->is_scalar()) return {{render(*n, n->scalar, ctx), {}}};
     if (!n->is_sequence()) {
         r.error(key, "expected a list of commands");
         return out;
     }
     for (const auto& item : n->items) {
         if (item.is_scalar()) {
-            out.push_back(render(item, item.scalar, ctx));
+            out.push_back({render(item, item.scalar, ctx), {}});
         } else if (item.is_sequence()) {
-            std::string cmd;
+            CommandSpec c;
             for (const auto& word : item.items) {
                 if (!word.is_scalar()) {
                     ctx.diags.error(word.pos, r.field(key) + ": argument lists hold strings only");
                     continue;
                 }
+                c.argv.push_back(word.scalar);
                 std::string q = "'";
-                for (char c : word.scalar)
-                    q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-                cmd += (cmd.empty() ? "" : " ") + q + "'";
+                for (char ch : word.scalar)
+                    q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+                c.text += (c.text.empty() ? "" : " ") + q + "'";
             }
-            out.push_back(cmd);
+            if (c.argv.empty())
+                ctx.diags.error(item.pos, r.field(key) + ": an empty argument list");
+            else
+                out.push_back(std::move(c));
         } else {
             ctx.diags.error(item.pos,
                             r.field(key) + ": a command is a string or a list of strings");

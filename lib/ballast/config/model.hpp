@@ -93,6 +93,13 @@ struct IfFiles {
     std::vector<std::string> any, all, none;
 };
 
+// A command: shell text run with `sh -c`, or (cloud-init runcmd lists) an argument vector run
+// without a shell. `text` is what messages show in both cases.
+struct CommandSpec {
+    std::string text;
+    std::vector<std::string> argv;
+};
+
 struct Step {
     Position pos;
     std::string stage;  // "boot", "boot.before", ...
@@ -109,7 +116,7 @@ struct Step {
     std::vector<EntitySpec> ensure_entities;
     std::vector<DirectorySpec> directories;
     std::vector<FileSpec> files;
-    std::vector<std::string> commands;
+    std::vector<CommandSpec> commands;
     std::map<std::string, std::string> command_env;  // Ballast extension: `env`
     std::chrono::seconds command_timeout{0};         // Ballast extension: `timeout`
     std::vector<EntitySpec> delete_entities;

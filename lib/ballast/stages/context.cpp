@@ -5,13 +5,21 @@
 
 namespace ballast::stages {
 
-Result<ResolvedOwner> resolve_owner(const RootPrefix& root, const config::OwnerRef& owner,
-                                    const config::OwnerRef& group) {
+struct OwnerResolver::Cache {
+    accounts::Database db;
+};
+
+OwnerResolver::OwnerResolver(const RootPrefix& root) : root_(root) {}
+OwnerResolver::~OwnerResolver() = default;
+
+Result<ResolvedOwner> OwnerResolver::resolve(const config::OwnerRef& owner,
+                                             const config::OwnerRef& group) {
     ResolvedOwner r;
     if (owner.id) r.uid = *owner.id;
     if (group.id) r.gid = *group.id;
     if (owner.name.empty() && group.name.empty()) return r;
-    auto db = BALLAST_TRY(accounts::Database::load(root, false));
+    if (!cache_) cache_.reset(new Cache{BALLAST_TRY(accounts::Database::load(root_, false))});
+    const auto& db = cache_->db;
     if (!owner.name.empty()) {
         r.uid = db.uid_of(owner.name);
         if (!r.uid) return fail(Errc::not_found, "no user '{}' on the node", owner.name);
@@ -26,13 +34,15 @@ Result<ResolvedOwner> resolve_owner(const RootPrefix& root, const config::OwnerR
     return r;
 }
 
-Result<ProcessResult> run_shell(const StageContext& ctx, const std::string& script,
-                                const ShellOptions& opts) {
+Result<ProcessResult> run_argv(const StageContext& ctx, std::vector<std::string> argv,
+                               const ShellOptions& opts) {
     ProcessOptions p;
-    if (ctx.root.is_host_root())
-        p.argv = {"/bin/sh", "-c", script};
-    else
-        p.argv = {"chroot", ctx.root.base().string(), "/bin/sh", "-c", script};
+    if (ctx.root.is_host_root()) {
+        p.argv = std::move(argv);
+    } else {
+        p.argv = {"chroot", ctx.root.base().string()};
+        p.argv.insert(p.argv.end(), argv.begin(), argv.end());
+    }
     p.cwd = "/";
     p.env = opts.env;
     p.timeout = opts.timeout;
@@ -42,6 +52,11 @@ Result<ProcessResult> run_shell(const StageContext& ctx, const std::string& scri
         };
     }
     return run_process(p);
+}
+
+Result<ProcessResult> run_shell(const StageContext& ctx, const std::string& script,
+                                const ShellOptions& opts) {
+    return run_argv(ctx, {"/bin/sh", "-c", script}, opts);
 }
 
 }  // namespace ballast::stages

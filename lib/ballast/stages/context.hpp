@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -52,9 +53,19 @@ struct ResolvedOwner {
     std::optional<uid_t> uid;
     std::optional<gid_t> gid;
 };
-[[nodiscard]] Result<ResolvedOwner> resolve_owner(const RootPrefix& root,
-                                                  const config::OwnerRef& owner,
-                                                  const config::OwnerRef& group);
+// Resolves names for one module run, reading the databases once, on the first name.
+class OwnerResolver {
+  public:
+    explicit OwnerResolver(const RootPrefix& root);
+    ~OwnerResolver();
+    [[nodiscard]] Result<ResolvedOwner> resolve(const config::OwnerRef& owner,
+                                                const config::OwnerRef& group);
+
+  private:
+    const RootPrefix& root_;
+    struct Cache;
+    std::unique_ptr<Cache> cache_;
+};
 
 // Runs a shell command as the node would: `sh -c` inside the root (chroot when the root is not
 // "/"), with extra environment and a timeout.
@@ -63,6 +74,9 @@ struct ShellOptions {
     std::chrono::seconds timeout{0};
     std::string step_id;  // for on_output
 };
+// Same for an argument vector, without a shell.
+[[nodiscard]] Result<ProcessResult> run_argv(const StageContext& ctx, std::vector<std::string> argv,
+                                             const ShellOptions& opts);
 [[nodiscard]] Result<ProcessResult> run_shell(const StageContext& ctx, const std::string& script,
                                               const ShellOptions& opts);
 

@@ -78,7 +78,7 @@ std::vector<std::string> describe_step(const config::Step& s) {
         d.push_back(fmt::format("{} {} ({})", x.append ? "append to" : "write", x.path,
                                 mode(x.mode, 0644)));
     for (const auto& x : s.commands)
-        d.push_back("run: " + x);
+        d.push_back("run: " + x.text);
     for (const auto& x : s.delete_entities)
         d.push_back("delete entity in " + (x.path.empty() ? std::string("accounts") : x.path));
     if (!s.hostname.empty()) d.push_back("hostname " + s.hostname);

@@ -27,13 +27,21 @@ nlohmann::json RunReport::to_json() const {
 
 Result<RunReport> run(const RunRequest& req) {
     BALLAST_TRY(check_stage_name(req.stage));
+    using Clock = std::chrono::steady_clock;
+    auto ms = [](Clock::time_point a, Clock::time_point b) {
+        return std::chrono::duration<double, std::milli>(b - a).count();
+    };
+    const auto t0 = Clock::now();
     auto facts = BALLAST_TRY(config::gather_facts(req.root));
+    const auto t1 = Clock::now();
     config::SourceOptions so;
     so.node_sources = req.node_sources;
     so.extra_files = req.config_files;
     if (req.root.is_host_root())
         if (auto cl = read_proc_cmdline()) so.cmdline = *cl;
     auto loaded = BALLAST_TRY(config::load_config(req.root, so, facts));
+    spdlog::debug("facts in {:.2f} ms, config ({} files) loaded in {:.2f} ms", ms(t0, t1),
+                  loaded.sources.size(), ms(t1, Clock::now()));
     for (const auto& d : loaded.diags.items()) {
         if (d.severity == config::Severity::error)
             spdlog::error("{}", d.text());

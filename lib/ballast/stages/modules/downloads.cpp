@@ -9,8 +9,9 @@
 namespace ballast::stages::modules {
 
 void downloads(const config::Step& s, StageContext& ctx, ModuleResult& r) {
+    OwnerResolver owners(ctx.root);
     for (const auto& d : s.downloads) {
-        auto owner = resolve_owner(ctx.root, d.owner, d.group);
+        auto owner = owners.resolve(d.owner, d.group);
         if (!owner) {
             r.error(d.path + ": " + owner.error().what());
             continue;

@@ -8,8 +8,9 @@
 namespace ballast::stages::modules {
 
 void files(const config::Step& s, StageContext& ctx, ModuleResult& r) {
+    OwnerResolver owners(ctx.root);
     for (const auto& f : s.files) {
-        auto owner = resolve_owner(ctx.root, f.owner, f.group);
+        auto owner = owners.resolve(f.owner, f.group);
         if (!owner) {
             r.error(f.path + ": " + owner.error().what());
             continue;
@@ -41,8 +42,9 @@ void files(const config::Step& s, StageContext& ctx, ModuleResult& r) {
 }
 
 void directories(const config::Step& s, StageContext& ctx, ModuleResult& r) {
+    OwnerResolver owners(ctx.root);
     for (const auto& d : s.directories) {
-        auto owner = resolve_owner(ctx.root, d.owner, d.group);
+        auto owner = owners.resolve(d.owner, d.group);
         if (!owner) {
             r.error(d.path + ": " + owner.error().what());
             continue;
