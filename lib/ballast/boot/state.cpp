@@ -1,0 +1,183 @@
+#include "ballast/boot/state.hpp"
+
+namespace ballast::boot {
+namespace {
+
+std::string key(Slot s, const char* what) {
+    return fmt::format("ballast_{}_{}", name(s), what);
+}
+
+Result<bool> flag(const grubenv::Vars& v, const std::string& k) {
+    auto x = grubenv::get(v, k);
+    if (!x) return fail(Errc::parse, "boot control: {} is missing", k);
+    if (*x == "0") return false;
+    if (*x == "1") return true;
+    return fail(Errc::parse, "boot control: {}={} is not 0 or 1", k, *x);
+}
+
+}  // namespace
+
+Result<BootState> from_vars(const grubenv::Vars& v) {
+    BootState s;
+    auto order = grubenv::get(v, "ballast_order");
+    if (!order) return fail(Errc::parse, "boot control: ballast_order is missing");
+    if (*order == "A B")
+        s.order = {Slot::A, Slot::B};
+    else if (*order == "B A")
+        s.order = {Slot::B, Slot::A};
+    else
+        return fail(Errc::parse, "boot control: ballast_order={} is not 'A B' or 'B A'", *order);
+    for (Slot slot : {Slot::A, Slot::B}) {
+        auto& i = s.at(slot);
+        i.ok = BALLAST_TRY(flag(v, key(slot, "ok")));
+        i.trial = BALLAST_TRY(flag(v, key(slot, "trial")));
+        auto tries = grubenv::get(v, key(slot, "tries"));
+        if (!tries || tries->size() != 1 || (*tries)[0] < '0' || (*tries)[0] > '0' + kMaxTries)
+            return fail(Errc::parse, "boot control: {}={} is not 0..{}", key(slot, "tries"),
+                        tries.value_or("(missing)"), kMaxTries);
+        i.tries = (*tries)[0] - '0';
+        i.version = grubenv::get(v, key(slot, "version")).value_or("");
+    }
+    if (auto lg = grubenv::get(v, "ballast_last_good"); lg && !lg->empty()) {
+        auto slot = parse_slot(*lg);
+        if (!slot)
+            return fail(Errc::parse, "boot control: ballast_last_good={} is not A or B", *lg);
+        s.last_good = *slot;
+    }
+    return s;
+}
+
+grubenv::Vars to_vars(const BootState& s, bool lock) {
+    grubenv::Vars v;
+    v.emplace_back("ballast_lock", lock ? "1" : "0");
+    v.emplace_back("ballast_order", fmt::format("{} {}", name(s.order[0]), name(s.order[1])));
+    for (Slot slot : {Slot::A, Slot::B}) {
+        const auto& i = s.at(slot);
+        v.emplace_back(key(slot, "ok"), i.ok ? "1" : "0");
+        v.emplace_back(key(slot, "trial"), i.trial ? "1" : "0");
+        v.emplace_back(key(slot, "tries"), std::to_string(i.tries));
+        v.emplace_back(key(slot, "version"), i.version);
+    }
+    v.emplace_back("ballast_last_good", s.last_good ? std::string(name(*s.last_good)) : "");
+    return v;
+}
+
+BootState initial_state(Slot slot, std::string version) {
+    BootState s;
+    s.order = {slot, other(slot)};
+    s.at(slot) = {true, false, 0, std::move(version)};
+    s.last_good = slot;
+    return s;
+}
+
+Decision decide(const BootState& s) {
+    for (Slot slot : s.order) {
+        const auto& i = s.at(slot);
+        if (!i.ok) continue;
+        if (!i.trial) return {slot, s, false, fmt::format("{} is good", name(slot))};
+        if (i.tries > 0) {
+            Decision d{
+                slot, s, true,
+                fmt::format("{} is on trial, {} tries left before this boot", name(slot), i.tries)};
+            d.after.at(slot).tries = i.tries - 1;
+            return d;
+        }
+    }
+    if (s.last_good)
+        return {*s.last_good, s, false,
+                fmt::format("nothing else bootable: last good {}", name(*s.last_good))};
+    return {Slot::A, s, false, "nothing bootable and no last good slot: A"};
+}
+
+Result<BootState> begin_write(BootState s, Slot target, std::optional<Slot> booted) {
+    if (booted && target == *booted)
+        return fail(Errc::invalid_argument, "slot {} is the booted slot; it is never written",
+                    name(target));
+    auto& t = s.at(target);
+    t.ok = false;
+    t.trial = false;
+    t.tries = 0;
+    t.version.clear();
+    if (s.last_good == target) s.last_good.reset();
+    return s;
+}
+
+Result<BootState> activate(BootState s, Slot target, int tries, std::string version,
+                           std::optional<Slot> booted) {
+    if (booted && target == *booted)
+        return fail(Errc::invalid_argument,
+                    "slot {} is the booted slot; it cannot be activated for an upgrade",
+                    name(target));
+    if (tries < 1 || tries > kMaxTries)
+        return fail(Errc::invalid_argument, "tries must be 1..{}", kMaxTries);
+    s.at(target) = {true, true, tries, std::move(version)};
+    s.order = {target, other(target)};
+    return s;
+}
+
+Result<BootState> commit(BootState s, Slot booted) {
+    auto& b = s.at(booted);
+    if (!b.ok)
+        return fail(Errc::invalid_argument, "slot {} is marked bad; it cannot be committed",
+                    name(booted));
+    b.trial = false;
+    b.tries = 0;
+    s.last_good = booted;
+    s.order = {booted, other(booted)};
+    return s;
+}
+
+Result<BootState> mark_bad(BootState s, Slot slot) {
+    const auto& o = s.at(other(slot));
+    if (!o.ok || (o.trial && o.tries == 0))
+        return fail(
+            Errc::invalid_argument,
+            "refusing to mark {} bad: slot {} is not bootable, so nothing would be left to boot",
+            name(slot), name(other(slot)));
+    auto& i = s.at(slot);
+    i.ok = false;
+    i.trial = false;
+    i.tries = 0;
+    s.order = {other(slot), slot};
+    if (s.last_good == slot) s.last_good = other(slot);
+    return s;
+}
+
+Result<BootState> mark_good(BootState s, Slot slot) {
+    auto& i = s.at(slot);
+    if (i.version.empty())
+        return fail(Errc::invalid_argument, "slot {} is empty; there is nothing to mark good",
+                    name(slot));
+    i.ok = true;
+    i.trial = false;
+    i.tries = 0;
+    s.last_good = slot;
+    return s;
+}
+
+Result<BootState> rollback(BootState s, Slot booted) {
+    Slot to = other(booted);
+    const auto& t = s.at(to);
+    if (t.version.empty())
+        return fail(Errc::invalid_argument, "cannot roll back: slot {} is empty", name(to));
+    if (!t.ok)
+        return fail(Errc::invalid_argument, "cannot roll back: slot {} is marked bad", name(to));
+    s.at(to).trial = false;
+    s.at(to).tries = 0;
+    s.order = {to, booted};
+    s.last_good = to;
+    return s;
+}
+
+std::string describe(const BootState& s, Slot slot) {
+    const auto& i = s.at(slot);
+    std::string state = i.version.empty() && !i.ok ? "empty"
+                        : !i.ok                    ? "bad"
+                        : i.trial                  ? fmt::format("trial, {} tries left", i.tries)
+                                                   : "good";
+    return fmt::format("{}: {}{}{}{}", name(slot), state, s.primary() == slot ? ", primary" : "",
+                       s.last_good == slot ? ", last good" : "",
+                       i.version.empty() ? "" : ", " + i.version);
+}
+
+}  // namespace ballast::boot

@@ -1,0 +1,58 @@
+// Reading files of a FAT12/16/32 filesystem and rewriting one in place, on a byte range, with
+// no mount: how Ballast reaches the boot state on the ESP. In-place rewriting of a file's own
+// clusters is exactly what GRUB's save_env does, and the FAT itself is never changed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ballast/core/result.hpp"
+#include "ballast/disk/range.hpp"
+
+namespace ballast::disk {
+
+class FatVolume {
+  public:
+    // `range` must outlive the volume.
+    [[nodiscard]] static Result<FatVolume> open(const ByteRange& range);
+
+    struct Extent {
+        uint64_t offset;  // within the range
+        uint64_t length;
+    };
+    struct File {
+        uint32_t size = 0;
+        std::vector<Extent> extents;  // the file's data, in order, exactly `size` bytes
+    };
+    // "/grub/env1/grubenv": long names (case-insensitive) or 8.3 names.
+    [[nodiscard]] Result<File> find(std::string_view path) const;
+    [[nodiscard]] Result<std::string> read(std::string_view path) const;
+    // Overwrites the file's bytes; `data` must be exactly the file's size. Synced.
+    [[nodiscard]] Status write_in_place(std::string_view path, std::string_view data) const;
+
+    [[nodiscard]] int fat_bits() const { return bits_; }
+
+  private:
+    explicit FatVolume(const ByteRange& r) : range_(&r) {}
+    struct Entry {
+        std::string name;  // long name, else 8.3 ("GRUBENV", "BOOTX64.EFI")
+        bool dir = false;
+        uint32_t cluster = 0;
+        uint32_t size = 0;
+    };
+    [[nodiscard]] Result<uint32_t> next_cluster(uint32_t c) const;
+    [[nodiscard]] Result<std::vector<uint32_t>> chain(uint32_t first) const;
+    [[nodiscard]] Result<std::string> read_dir(uint32_t cluster) const;  // 0: the root directory
+    [[nodiscard]] uint64_t cluster_offset(uint32_t c) const;
+
+    const ByteRange* range_;
+    int bits_ = 0;
+    uint32_t bytes_per_sector_ = 0, sectors_per_cluster_ = 0, reserved_ = 0, num_fats_ = 0;
+    uint32_t root_entries_ = 0, fat_sectors_ = 0, total_sectors_ = 0, root_cluster_ = 0;
+    uint64_t fat_offset_ = 0, root_offset_ = 0, data_offset_ = 0;
+    uint32_t clusters_ = 0;
+};
+
+}  // namespace ballast::disk
