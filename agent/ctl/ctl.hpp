@@ -9,6 +9,7 @@
 
 #include "ballast/api/client.hpp"
 #include "ballast/core/result.hpp"
+#include "ballast/update/bundle.hpp"
 
 namespace ballast::ctl {
 
@@ -37,6 +38,10 @@ void print_json(const nlohmann::json& j);
 [[nodiscard]] int cmd_version(const GlobalOptions& g);
 [[nodiscard]] int cmd_log_level(const GlobalOptions& g, const std::string& level);
 [[nodiscard]] int cmd_reload(const GlobalOptions& g);
+[[nodiscard]] int cmd_bundle_create(const GlobalOptions& g, const update::CreateOptions& o);
+[[nodiscard]] int cmd_bundle_verify(const GlobalOptions& g, const std::string& src,
+                                    const std::string& keyring);
+[[nodiscard]] int cmd_bundle_inspect(const GlobalOptions& g, const std::string& src);
 [[nodiscard]] int cmd_config_validate(const GlobalOptions& g, const std::vector<std::string>& files,
                                       bool strict);
 [[nodiscard]] int cmd_config_show(const GlobalOptions& g, const std::vector<std::string>& files);

@@ -46,6 +46,39 @@ int main(int argc, char** argv) {
     show->add_option("--config", files, "Extra file, read after the node's sources (repeatable)")
         ->option_text("FILE");
 
+    auto* bundle =
+        app.add_subcommand("bundle", "Create, verify and inspect update bundles (offline)");
+    bundle->require_subcommand(1);
+    ballast::update::CreateOptions create;
+    auto* bcreate =
+        bundle->add_subcommand("create", "Sign a squashfs/erofs root image into a bundle");
+    bcreate
+        ->add_option("--image", create.image,
+                     "squashfs or erofs root image with /boot/vmlinuz, /boot/initrd.img")
+        ->required()
+        ->check(CLI::ExistingFile);
+    bcreate->add_option("--version", create.version, "Version of the image")->required();
+    bcreate->add_option("--compatible", create.compatible, "Compatible string the node must have")
+        ->required();
+    bcreate->add_option("--os-name", create.os_name, "OS name (default ballast-os)");
+    bcreate->add_option("--key", create.key, "Signing key (PEM)")
+        ->required()
+        ->check(CLI::ExistingFile);
+    bcreate->add_option("--cert", create.cert, "Signing certificate (PEM)")
+        ->required()
+        ->check(CLI::ExistingFile);
+    bcreate->add_option("--chain", create.chain, "Intermediate certificates (PEM)")
+        ->check(CLI::ExistingFile);
+    bcreate->add_option("-o,--output", create.out, "Bundle folder, or a .tar file")->required();
+    std::string bundle_src, keyring;
+    auto* bverify =
+        bundle->add_subcommand("verify", "Check a bundle's signature, manifest and image");
+    bverify->add_option("SRC", bundle_src, "Bundle folder or .tar")->required();
+    bverify->add_option("--keyring", keyring,
+                        "Trusted certificates (PEM); default: the system's keyring");
+    auto* binspect = bundle->add_subcommand("inspect", "Show a bundle's manifest (no checks)");
+    binspect->add_option("SRC", bundle_src, "Bundle folder or .tar")->required();
+
     auto* stage = app.add_subcommand("stage", "Cloud-config stages");
     stage->require_subcommand(1);
     std::string stage_name;
@@ -73,6 +106,9 @@ int main(int argc, char** argv) {
     if (version->parsed()) return cmd_version(g);
     if (log_level->parsed()) return cmd_log_level(g, level);
     if (reload->parsed()) return cmd_reload(g);
+    if (bcreate->parsed()) return cmd_bundle_create(g, create);
+    if (bverify->parsed()) return cmd_bundle_verify(g, bundle_src, keyring);
+    if (binspect->parsed()) return cmd_bundle_inspect(g, bundle_src);
     if (validate->parsed()) return cmd_config_validate(g, files, strict);
     if (show->parsed()) return cmd_config_show(g, files);
     if (stage_run->parsed()) return cmd_stage_run(g, stage_name, files, dry_run, verbose);

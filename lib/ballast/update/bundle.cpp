@@ -1,0 +1,352 @@
+#include "ballast/update/bundle.hpp"
+
+#include <blkid/blkid.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ctime>
+#include <filesystem>
+#include <vector>
+
+#include "ballast/core/atomic_file.hpp"
+#include "ballast/core/fd.hpp"
+#include "ballast/core/process.hpp"
+#include "ballast/core/sha256.hpp"
+
+namespace ballast::update {
+namespace {
+
+constexpr uint64_t kBlock = 512;
+
+uint64_t octal(const char* p, size_t n) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < n && p[i]; ++i) {
+        if (p[i] == ' ') continue;
+        if (p[i] < '0' || p[i] > '7') break;
+        v = v * 8 + uint64_t(p[i] - '0');
+    }
+    return v;
+}
+
+Result<std::map<std::string, Bundle::Member>> read_tar(const std::string& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return fail_errno(errno, path);
+    struct stat st {};
+    ::fstat(fd.get(), &st);
+    const uint64_t total = uint64_t(st.st_size);
+    std::map<std::string, Bundle::Member> out;
+    uint64_t off = 0;
+    char h[kBlock];
+    while (off + kBlock <= total) {
+        if (::pread(fd.get(), h, kBlock, off_t(off)) != ssize_t(kBlock))
+            return fail_errno(errno, path);
+        bool zero = true;
+        for (char c : h)
+            zero = zero && c == 0;
+        if (zero) break;
+        if (std::string_view(h + 257, 5) != "ustar")
+            return fail(Errc::parse, "{}: not a tar file (no ustar header at {})", path, off);
+        std::string name(h, strnlen(h, 100));
+        std::string prefix(h + 345, strnlen(h + 345, 155));
+        if (!prefix.empty()) name = prefix + "/" + name;
+        while (name.rfind("./", 0) == 0)
+            name = name.substr(2);
+        const uint64_t size = octal(h + 124, 12);
+        const char type = h[156];
+        off += kBlock;
+        if (off + size > total)
+            return fail(Errc::parse, "{}: member {} is truncated ({} bytes of {})", path, name,
+                        total - off, size);
+        if ((type == '0' || type == '\0') && !name.empty()) {
+            if (out.count(name))
+                return fail(Errc::parse, "{}: member {} appears twice", path, name);
+            out[name] = {path, off, size};
+        }
+        off += (size + kBlock - 1) / kBlock * kBlock;
+    }
+    return out;
+}
+
+std::string now_iso() {
+    std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+Result<std::string> fs_type(const std::string& image) {
+    blkid_probe pr = blkid_new_probe_from_filename(image.c_str());
+    if (!pr) return fail_errno(errno, image);
+    blkid_probe_enable_superblocks(pr, 1);
+    blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE);
+    std::string type;
+    const char* t = nullptr;
+    if (blkid_do_safeprobe(pr) == 0 && blkid_probe_lookup_value(pr, "TYPE", &t, nullptr) == 0)
+        type = t;
+    blkid_free_probe(pr);
+    if (type != "squashfs" && type != "erofs")
+        return fail(Errc::invalid_argument, "{}: not a squashfs or erofs image ({})", image,
+                    type.empty() ? "no filesystem found" : type);
+    return type;
+}
+
+// The image must carry what GRUB boots.
+Status check_boot_files(const std::string& image, const std::string& type) {
+    ProcessOptions p;
+    if (type == "squashfs")
+        p.argv = {"unsquashfs", "-lc", image, "boot"};
+    else
+        p.argv = {"dump.erofs", "--ls", "--path=/boot", image};
+    p.timeout = std::chrono::seconds(120);
+    auto r = run_process(p);
+    if (!r)
+        return std::unexpected(
+            std::move(r.error()).context("list the image (install squashfs-tools / erofs-utils)"));
+    for (const char* f : {"vmlinuz", "initrd.img"}) {
+        bool found = false;
+        size_t i = 0;
+        while (i < r->out.size()) {
+            size_t j = r->out.find('\n', i);
+            if (j == std::string::npos) j = r->out.size();
+            std::string line = r->out.substr(i, j - i);
+            i = j + 1;
+            if (line.size() >= std::string(f).size() &&
+                line.compare(line.size() - std::string(f).size(), std::string::npos, f) == 0 &&
+                (line.size() == std::string(f).size() ||
+                 line[line.size() - std::string(f).size() - 1] == '/' ||
+                 line[line.size() - std::string(f).size() - 1] == ' '))
+                found = true;
+        }
+        if (!found)
+            return fail(Errc::invalid_argument, "{}: has no /boot/{} (the kernel GRUB starts)",
+                        image, f);
+    }
+    return {};
+}
+
+// A ustar header for a regular file.
+std::string tar_header(const std::string& name, uint64_t size) {
+    std::string h(kBlock, '\0');
+    std::copy(name.begin(), name.end(), h.begin());
+    auto put_octal = [&](size_t off, size_t len, uint64_t v) {
+        std::string s = fmt::format("{:0{}o}", v, len - 1);
+        std::copy(s.begin(), s.end(), h.begin() + long(off));
+    };
+    put_octal(100, 8, 0644);
+    put_octal(108, 8, 0);
+    put_octal(116, 8, 0);
+    put_octal(124, 12, size);
+    put_octal(136, 12, uint64_t(std::time(nullptr)));
+    h[156] = '0';
+    std::string magic = "ustar";
+    std::copy(magic.begin(), magic.end(), h.begin() + 257);
+    h[262] = '\0';
+    h[263] = '0';
+    h[264] = '0';
+    std::fill(h.begin() + 148, h.begin() + 156, ' ');
+    unsigned sum = 0;
+    for (char c : h)
+        sum += uint8_t(c);
+    std::string cs = fmt::format("{:06o}", sum);
+    std::copy(cs.begin(), cs.end(), h.begin() + 148);
+    h[154] = '\0';
+    h[155] = ' ';
+    return h;
+}
+
+Status copy_range(int in, uint64_t size, int out, const std::string& what) {
+    std::vector<char> buf(4u << 20);
+    uint64_t done = 0;
+    while (done < size) {
+        size_t n = size_t(std::min<uint64_t>(buf.size(), size - done));
+        ssize_t r = ::pread(in, buf.data(), n, off_t(done));
+        if (r <= 0) return fail_errno(r < 0 ? errno : EIO, what);
+        size_t w = 0;
+        while (w < size_t(r)) {
+            ssize_t x = ::write(out, buf.data() + w, size_t(r) - w);
+            if (x < 0) return fail_errno(errno, what);
+            w += size_t(x);
+        }
+        done += uint64_t(r);
+    }
+    return {};
+}
+
+}  // namespace
+
+Result<Bundle> Bundle::open(const std::string& path) {
+    Bundle b;
+    b.path_ = path;
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) {
+        for (const auto& e : std::filesystem::directory_iterator(path, ec)) {
+            if (!e.is_regular_file(ec)) continue;
+            b.members_[e.path().filename()] = {e.path().string(), 0, uint64_t(e.file_size(ec))};
+        }
+        return b;
+    }
+    if (!std::filesystem::exists(path, ec))
+        return fail(Errc::not_found, "{}: no such bundle", path);
+    b.tar_ = true;
+    b.members_ = BALLAST_TRY_CTX(read_tar(path), "bundle");
+    return b;
+}
+
+std::optional<Bundle::Member> Bundle::member(const std::string& name) const {
+    auto it = members_.find(name);
+    if (it == members_.end()) return std::nullopt;
+    return it->second;
+}
+
+Result<std::optional<std::string>> Bundle::read_small(const std::string& name) const {
+    auto m = member(name);
+    if (!m) return std::optional<std::string>();
+    if (m->size > (1u << 20))
+        return fail(Errc::invalid_argument, "{}: {} is larger than 1 MiB", path_, name);
+    UniqueFd fd(::open(m->path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return fail_errno(errno, m->path);
+    std::string data(m->size, '\0');
+    if (m->size && ::pread(fd.get(), data.data(), m->size, off_t(m->offset)) != ssize_t(m->size))
+        return fail_errno(errno, m->path);
+    return std::optional<std::string>(std::move(data));
+}
+
+Result<Checked> check_bundle(const Bundle& b, const std::string& keyring_pem) {
+    auto manifest_text = BALLAST_TRY(b.read_small(kManifestName));
+    if (!manifest_text)
+        return fail(Errc::invalid_argument, "{}: not a bundle (no {})", b.path(), kManifestName);
+    auto sig = BALLAST_TRY(b.read_small(kSignatureName));
+    if (!sig)
+        return fail(Errc::verification, "{}: unsigned bundle (no {})", b.path(), kSignatureName);
+    Checked c;
+    c.signer = BALLAST_TRY_CTX(verify(*manifest_text, *sig, keyring_pem), "{}", b.path());
+    c.manifest = BALLAST_TRY_CTX(parse_manifest(*manifest_text), "{}", b.path());
+    auto img = b.member(c.manifest.image.file);
+    if (!img)
+        return fail(Errc::invalid_argument, "{}: the image {} named by the manifest is missing",
+                    b.path(), c.manifest.image.file);
+    if (img->size < c.manifest.image.size)
+        return fail(Errc::verification, "{}: truncated image: {} is {} bytes, the manifest says {}",
+                    b.path(), c.manifest.image.file, img->size, c.manifest.image.size);
+    if (img->size > c.manifest.image.size)
+        return fail(Errc::verification, "{}: {} is {} bytes, more than the {} the manifest says",
+                    b.path(), c.manifest.image.file, img->size, c.manifest.image.size);
+    c.image = *img;
+    return c;
+}
+
+Status verify_image(const Checked& c, const std::function<void(uint64_t, uint64_t)>& progress) {
+    UniqueFd fd(::open(c.image.path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return fail_errno(errno, c.image.path);
+    ::posix_fadvise(fd.get(), off_t(c.image.offset), off_t(c.image.size), POSIX_FADV_SEQUENTIAL);
+    Sha256 h;
+    std::vector<uint8_t> buf(4u << 20);
+    uint64_t done = 0;
+    while (done < c.image.size) {
+        size_t n = size_t(std::min<uint64_t>(buf.size(), c.image.size - done));
+        ssize_t r = ::pread(fd.get(), buf.data(), n, off_t(c.image.offset + done));
+        if (r < 0) return fail_errno(errno, c.image.path);
+        if (r == 0)
+            return fail(Errc::verification, "{}: truncated image at {} bytes", c.image.path, done);
+        h.update(std::span<const uint8_t>(buf.data(), size_t(r)));
+        done += uint64_t(r);
+        if (progress) progress(done, c.image.size);
+    }
+    auto digest = h.hex();
+    if (digest != c.manifest.image.sha256)
+        return fail(Errc::verification, "image sha256 {} does not match the manifest's {}", digest,
+                    c.manifest.image.sha256);
+    return {};
+}
+
+Result<Manifest> create_bundle(const CreateOptions& o) {
+    auto type = BALLAST_TRY(fs_type(o.image));
+    BALLAST_TRY(check_boot_files(o.image, type));
+    if (o.version.empty() || o.compatible.empty())
+        return fail(Errc::invalid_argument, "--version and --compatible are required");
+    UniqueFd img(::open(o.image.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!img) return fail_errno(errno, o.image);
+    struct stat st {};
+    ::fstat(img.get(), &st);
+    Manifest m;
+    m.os_name = o.os_name;
+    m.version = o.version;
+    m.compatible = o.compatible;
+    m.image.file = "rootfs.img";
+    m.image.size = uint64_t(st.st_size);
+    m.image.fstype = type;
+    m.created = now_iso();
+    {
+        Sha256 h;
+        std::vector<uint8_t> buf(4u << 20);
+        for (uint64_t done = 0; done < m.image.size;) {
+            ssize_t r = ::pread(img.get(), buf.data(), buf.size(), off_t(done));
+            if (r <= 0) return fail_errno(r < 0 ? errno : EIO, o.image);
+            h.update(std::span<const uint8_t>(buf.data(), size_t(r)));
+            done += uint64_t(r);
+        }
+        m.image.sha256 = h.hex();
+    }
+    const std::string manifest = serialize_manifest(m);
+    // The manifest must parse back: what is signed is what a node accepts.
+    BALLAST_TRY(parse_manifest(manifest));
+    const std::string sig = BALLAST_TRY(sign(manifest, o.cert, o.key, o.chain));
+    const bool tar = o.out.size() > 4 && o.out.compare(o.out.size() - 4, 4, ".tar") == 0;
+    if (!tar) {
+        std::error_code ec;
+        std::filesystem::create_directories(o.out, ec);
+        if (ec) return fail_errno(ec.value(), o.out);
+        BALLAST_TRY(write_file_atomic(std::filesystem::path(o.out) / kManifestName, manifest));
+        BALLAST_TRY(write_file_atomic(std::filesystem::path(o.out) / kSignatureName, sig));
+        auto dst = std::filesystem::path(o.out) / m.image.file;
+        // A hard link when possible (same filesystem): a bundle folder costs no copy.
+        std::filesystem::remove(dst, ec);
+        if (::link(o.image.c_str(), dst.c_str()) != 0) {
+            const std::string tmp = dst.string() + ".tmp";
+            UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+            if (!out) return fail_errno(errno, tmp);
+            BALLAST_TRY(copy_range(img.get(), m.image.size, out.get(), tmp));
+            if (::fsync(out.get()) < 0 || ::rename(tmp.c_str(), dst.c_str()) < 0)
+                return fail_errno(errno, dst.string());
+        }
+        return m;
+    }
+    const std::string tmp = o.out + ".tmp";
+    UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!out) return fail_errno(errno, tmp);
+    auto put = [&](const std::string& data) -> Status {
+        if (::write(out.get(), data.data(), data.size()) != ssize_t(data.size()))
+            return fail_errno(errno, tmp);
+        return {};
+    };
+    auto pad = [&](uint64_t size) {
+        return put(std::string((kBlock - size % kBlock) % kBlock, '\0'));
+    };
+    for (const auto& [name, data] :
+         {std::pair<std::string, const std::string*>{kManifestName, &manifest},
+          {kSignatureName, &sig}}) {
+        BALLAST_TRY(put(tar_header(name, data->size())));
+        BALLAST_TRY(put(*data));
+        BALLAST_TRY(pad(data->size()));
+    }
+    BALLAST_TRY(put(tar_header(m.image.file, m.image.size)));
+    BALLAST_TRY(copy_range(img.get(), m.image.size, out.get(), tmp));
+    BALLAST_TRY(pad(m.image.size));
+    BALLAST_TRY(put(std::string(2 * kBlock, '\0')));
+    if (::fsync(out.get()) < 0 || ::rename(tmp.c_str(), o.out.c_str()) < 0)
+        return fail_errno(errno, o.out);
+    return m;
+}
+
+std::string default_keyring(const std::string& root) {
+    const std::filesystem::path r(root);
+    std::error_code ec;
+    auto etc = r / "etc/ballast/keyring.pem";
+    if (std::filesystem::exists(etc, ec)) return etc;
+    return r / "usr/share/ballast/keyring.pem";
+}
+
+}  // namespace ballast::update

@@ -1,0 +1,70 @@
+// Bundles on local storage: a folder holding manifest.json, manifest.json.sig and the image, or
+// the same three as members of an uncompressed tar (in that order). The image is read where it
+// lies (an offset in the tar), never copied.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "ballast/core/result.hpp"
+#include "ballast/update/manifest.hpp"
+#include "ballast/update/signature.hpp"
+
+namespace ballast::update {
+
+inline constexpr const char* kManifestName = "manifest.json";
+inline constexpr const char* kSignatureName = "manifest.json.sig";
+
+class Bundle {
+  public:
+    struct Member {
+        std::string path;  // file holding the bytes
+        uint64_t offset = 0;
+        uint64_t size = 0;
+    };
+    [[nodiscard]] static Result<Bundle> open(const std::string& path);
+
+    [[nodiscard]] const std::string& path() const { return path_; }
+    [[nodiscard]] bool is_tar() const { return tar_; }
+    [[nodiscard]] std::optional<Member> member(const std::string& name) const;
+    // Small members (manifest, signature) whole.
+    [[nodiscard]] Result<std::optional<std::string>> read_small(const std::string& name) const;
+
+  private:
+    std::string path_;
+    bool tar_ = false;
+    std::map<std::string, Member> members_;
+};
+
+// What checking a bundle established before any image byte is read.
+struct Checked {
+    Manifest manifest;
+    Signer signer;
+    Bundle::Member image;
+};
+
+// Signature (tampering, trust, dates, usage), then the manifest, then the image's presence and
+// size. Each failure has its own message (unsigned, untrusted, expired, tampered, truncated).
+[[nodiscard]] Result<Checked> check_bundle(const Bundle& b, const std::string& keyring_pem);
+
+// Streams the image and compares its SHA-256 with the manifest. `progress(done, total)`.
+[[nodiscard]] Status verify_image(const Checked& c,
+                                  const std::function<void(uint64_t, uint64_t)>& progress = {});
+
+struct CreateOptions {
+    std::string image, version, compatible, os_name = "ballast-os";
+    std::string key, cert, chain;
+    std::string out;  // a folder, or a .tar file
+};
+// Checks the image (squashfs or erofs with /boot/vmlinuz and /boot/initrd.img), hashes it, writes
+// and signs the manifest, and lays the bundle out. Returns the manifest.
+[[nodiscard]] Result<Manifest> create_bundle(const CreateOptions& o);
+
+// The keyring a node trusts: /etc/ballast/keyring.pem (operator override) if present, else
+// the image's /usr/share/ballast/keyring.pem; both under `root`.
+[[nodiscard]] std::string default_keyring(const std::string& root = "/");
+
+}  // namespace ballast::update

@@ -1,0 +1,88 @@
+#include "ballast/update/manifest.hpp"
+
+#include <algorithm>
+#include <set>
+
+namespace ballast::update {
+namespace {
+
+bool printable(const std::string& s, size_t max) {
+    return !s.empty() && s.size() <= max &&
+           std::all_of(s.begin(), s.end(), [](unsigned char c) { return c >= 0x20 && c < 0x7f; });
+}
+
+}  // namespace
+
+nlohmann::json Manifest::to_json() const {
+    return {{"format", format},
+            {"os_name", os_name},
+            {"version", version},
+            {"compatible", compatible},
+            {"image",
+             {{"file", image.file},
+              {"size", image.size},
+              {"sha256", image.sha256},
+              {"fstype", image.fstype}}},
+            {"created", created}};
+}
+
+std::string serialize_manifest(const Manifest& m) {
+    return m.to_json().dump(2) + "\n";
+}
+
+Result<Manifest> parse_manifest(std::string_view text) {
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.is_object())
+        return fail(Errc::parse, "manifest.json is not a JSON object");
+    static const std::set<std::string> top = {"format",     "os_name", "version",
+                                              "compatible", "image",   "created"};
+    static const std::set<std::string> img = {"file", "size", "sha256", "fstype"};
+    for (const auto& [k, v] : j.items())
+        if (!top.count(k)) return fail(Errc::parse, "manifest.json: unknown field '{}'", k);
+    auto str = [&](const nlohmann::json& o, const char* k, size_t max, std::string& out) -> Status {
+        auto it = o.find(k);
+        if (it == o.end() || !it->is_string() || !printable(it->get<std::string>(), max))
+            return fail(Errc::parse,
+                        "manifest.json: '{}' must be a printable string of at most {} characters",
+                        k, max);
+        out = it->get<std::string>();
+        return {};
+    };
+    Manifest m;
+    if (!j.contains("format") || !j["format"].is_number_integer())
+        return fail(Errc::parse, "manifest.json: 'format' must be a number");
+    m.format = j["format"].get<int>();
+    if (m.format != kManifestFormat)
+        return fail(Errc::unsupported,
+                    "manifest.json: format {} is not supported (this agent reads {})", m.format,
+                    kManifestFormat);
+    BALLAST_TRY(str(j, "os_name", 64, m.os_name));
+    BALLAST_TRY(str(j, "version", 64, m.version));
+    BALLAST_TRY(str(j, "compatible", 128, m.compatible));
+    BALLAST_TRY(str(j, "created", 64, m.created));
+    if (!j.contains("image") || !j["image"].is_object())
+        return fail(Errc::parse, "manifest.json: 'image' must be an object");
+    const auto& i = j["image"];
+    for (const auto& [k, v] : i.items())
+        if (!img.count(k)) return fail(Errc::parse, "manifest.json: unknown field 'image.{}'", k);
+    BALLAST_TRY(str(i, "file", 128, m.image.file));
+    if (m.image.file.find('/') != std::string::npos || m.image.file == "." ||
+        m.image.file == ".." || m.image.file == "manifest.json" ||
+        m.image.file == "manifest.json.sig")
+        return fail(Errc::parse, "manifest.json: image.file '{}' must be a plain file name",
+                    m.image.file);
+    if (!i.contains("size") || !i["size"].is_number_unsigned() || i["size"].get<uint64_t>() == 0)
+        return fail(Errc::parse, "manifest.json: image.size must be a positive number");
+    m.image.size = i["size"].get<uint64_t>();
+    BALLAST_TRY(str(i, "sha256", 64, m.image.sha256));
+    if (m.image.sha256.size() != 64 ||
+        m.image.sha256.find_first_not_of("0123456789abcdef") != std::string::npos)
+        return fail(Errc::parse, "manifest.json: image.sha256 must be 64 lower-case hex digits");
+    BALLAST_TRY(str(i, "fstype", 16, m.image.fstype));
+    if (m.image.fstype != "squashfs" && m.image.fstype != "erofs")
+        return fail(Errc::parse, "manifest.json: image.fstype '{}' is not squashfs or erofs",
+                    m.image.fstype);
+    return m;
+}
+
+}  // namespace ballast::update

@@ -1,0 +1,37 @@
+// The bundle manifest (manifest.json): what the image is and how to check it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "ballast/core/result.hpp"
+
+namespace ballast::update {
+
+inline constexpr int kManifestFormat = 1;
+
+struct Manifest {
+    int format = kManifestFormat;
+    std::string os_name;     // "ballast-os"
+    std::string version;     // "1.2.0"
+    std::string compatible;  // must equal the node's compatible string
+    struct Image {
+        std::string file;  // member name in the bundle ("rootfs.img")
+        uint64_t size = 0;
+        std::string sha256;  // lower-case hex
+        std::string fstype;  // "squashfs" or "erofs"
+    } image;
+    std::string created;  // ISO 8601 UTC
+
+    [[nodiscard]] nlohmann::json to_json() const;
+};
+
+// Strict parsing: every field present and well-formed, nothing unknown (a signed manifest is
+// machine-made; anything odd is an attack or a bug).
+[[nodiscard]] Result<Manifest> parse_manifest(std::string_view text);
+[[nodiscard]] std::string serialize_manifest(const Manifest& m);
+
+}  // namespace ballast::update
