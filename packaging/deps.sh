@@ -10,7 +10,7 @@ set -euo pipefail
 declare -A GROUPS_PKGS=(
   [build]="meson ninja-build g++ pkg-config systemd libsystemd-dev libblkid-dev zlib1g-dev libyaml-cpp-dev
            libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev catch2 scdoc libssl-dev
-           libcurl4-openssl-dev libcrypt-dev"
+           libcurl4-openssl-dev libcrypt-dev libfdisk-dev python3"
   [test]="dbus dbus-bin util-linux python3 python3-pytest man-db clang-format git busybox-static nginx
           openssl mtools dosfstools genisoimage e2fsprogs clang-16 libclang-rt-16-dev"
   [deb]="dpkg-dev debhelper fakeroot"

@@ -9,6 +9,7 @@
 
 #include "ballast/api/client.hpp"
 #include "ballast/core/result.hpp"
+#include "ballast/install/installer.hpp"
 #include "ballast/update/bundle.hpp"
 
 namespace ballast::ctl {
@@ -42,6 +43,7 @@ void print_json(const nlohmann::json& j);
 [[nodiscard]] int cmd_bundle_verify(const GlobalOptions& g, const std::string& src,
                                     const std::string& keyring);
 [[nodiscard]] int cmd_bundle_inspect(const GlobalOptions& g, const std::string& src);
+[[nodiscard]] int cmd_install(const GlobalOptions& g, install::Options o);
 [[nodiscard]] int cmd_config_validate(const GlobalOptions& g, const std::vector<std::string>& files,
                                       bool strict);
 [[nodiscard]] int cmd_config_show(const GlobalOptions& g, const std::vector<std::string>& files);

@@ -79,6 +79,29 @@ int main(int argc, char** argv) {
     auto* binspect = bundle->add_subcommand("inspect", "Show a bundle's manifest (no checks)");
     binspect->add_option("SRC", bundle_src, "Bundle folder or .tar")->required();
 
+    ballast::install::Options inst;
+    auto* install =
+        app.add_subcommand("install", "Partition a disk or image file and install a bundle on it");
+    install->add_option("--device", inst.device,
+                        "Block device or image file (default: install.device)");
+    install->add_option("--bundle", inst.bundle, "Bundle folder or .tar")->required();
+    install->add_option("--keyring", inst.keyring,
+                        "Trusted certificates (PEM); default: the system's keyring");
+    install
+        ->add_option("--config", inst.config_files,
+                     "Cloud-config: its install: block, copied into OEM (repeatable)")
+        ->check(CLI::ExistingFile);
+    install->add_flag("--force", inst.force,
+                      "Erase a device that holds a filesystem or partition table");
+    install->add_flag("--dry-run", inst.dry_run,
+                      "Check everything and print the plan; write nothing");
+    install->add_option("--efi-size", inst.efi_mib, "ESP size in MiB (default 64)");
+    install->add_option("--oem-size", inst.oem_mib, "OEM partition size in MiB (default 64)");
+    install->add_option("--slot-size", inst.slot_mib,
+                        "Slot size in MiB (default: twice the image, at least 256)");
+    install->add_option("--persistent-size", inst.persistent_mib,
+                        "Persistent partition size in MiB (default: the rest)");
+
     auto* stage = app.add_subcommand("stage", "Cloud-config stages");
     stage->require_subcommand(1);
     std::string stage_name;
@@ -106,6 +129,7 @@ int main(int argc, char** argv) {
     if (version->parsed()) return cmd_version(g);
     if (log_level->parsed()) return cmd_log_level(g, level);
     if (reload->parsed()) return cmd_reload(g);
+    if (install->parsed()) return cmd_install(g, inst);
     if (bcreate->parsed()) return cmd_bundle_create(g, create);
     if (bverify->parsed()) return cmd_bundle_verify(g, bundle_src, keyring);
     if (binspect->parsed()) return cmd_bundle_inspect(g, bundle_src);

@@ -35,6 +35,22 @@ int cmd_status(const GlobalOptions& g) {
     };
     for (const auto& [label, key] : rows)
         std::printf("  %-12s %s\n", label, field(*st, key).c_str());
+    if (auto it = st->find("Slots"); it != st->end() && it->is_array()) {
+        std::printf("  Slots:\n");
+        for (const auto& s : *it) {
+            std::string flags;
+            if (s.value("Booted", false)) flags += " booted";
+            if (s.value("Primary", false)) flags += " primary";
+            if (s.value("LastGood", false)) flags += " last-good";
+            std::string state = s.value("State", "");
+            if (state == "trial") state += fmt::format(" ({} tries left)", s.value("TriesLeft", 0));
+            std::printf("    %s  %-22s %-16s%s\n", s.value("Slot", "").c_str(), state.c_str(),
+                        s.value("Version", "").empty() ? "-" : s.value("Version", "").c_str(),
+                        flags.c_str());
+        }
+    }
+    if (auto it = st->find("BootControlError"); it != st->end())
+        std::printf("  Boot control: %s\n", it->get<std::string>().c_str());
     if (auto it = st->find("Stages"); it != st->end() && it->is_array() && !it->empty()) {
         std::printf("  Stages (last run):\n");
         for (const auto& s : *it)

@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "ballast/api/names.hpp"
+#include "ballast/boot/disk_boot.hpp"
 #include "ballast/core/atomic_file.hpp"
 #include "ballast/core/cmdline.hpp"
 #include "ballast/core/log.hpp"
@@ -210,7 +211,7 @@ Status Daemon::reload() {
 }
 
 nlohmann::json Daemon::status() const {
-    return {
+    nlohmann::json s = {
         {"Version", BALLAST_VERSION},
         {"BootedSlot", booted_slot_},
         {"Operation", operation()},
@@ -220,6 +221,22 @@ nlohmann::json Daemon::status() const {
         {"LogLevel", log_level()},
         {"Stages", stage_summaries()},
     };
+    // The slots, read from the disk's boot control on every call: GRUB changes it at boot and
+    // operators may run agentctl offline; the two small reads cost nothing.
+    if (!disk_.empty()) {
+        auto db = boot::DiskBoot::open(disk_);
+        auto st =
+            db ? db->control().load(false) : Result<boot::BootState>(std::unexpected(db.error()));
+        if (st) {
+            std::optional<boot::Slot> booted;
+            if (!booted_slot_.empty()) booted = *boot::parse_slot(booted_slot_);
+            s["Slots"] = boot::slots_json(*st, booted);
+            s["PrimarySlot"] = std::string(boot::name(st->primary()));
+        } else {
+            s["BootControlError"] = st.error().what();
+        }
+    }
+    return s;
 }
 
 nlohmann::json Daemon::stage_summaries() const {

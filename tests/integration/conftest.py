@@ -300,3 +300,94 @@ def nginx(tmp_path_factory, test_pki):
     n = Nginx(tmp_path_factory.mktemp("nginx"), test_pki)
     yield n
     n.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Bundle signing PKI and slot images
+
+CA_CNF = """[ca]
+default_ca = CA_default
+[CA_default]
+dir = {d}
+database = {d}/db/index
+serial = {d}/db/serial
+new_certs_dir = {d}/db
+certificate = {d}/ca.pem
+private_key = {d}/ca.key
+default_md = sha256
+policy = policy_any
+copy_extensions = none
+unique_subject = no
+[policy_any]
+commonName = supplied
+[codesign]
+basicConstraints = CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = codeSigning
+[plain]
+basicConstraints = CA:FALSE
+keyUsage = critical,digitalSignature
+[serverauth]
+basicConstraints = CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+[nodigsig]
+basicConstraints = CA:FALSE
+keyUsage = critical,keyEncipherment
+"""
+
+
+@pytest.fixture(scope="session")
+def signing_pki(tmp_path_factory):
+    """A release CA with signers: `signer` (codeSigning), `plain` (no EKU), `expired`,
+    `serverauth` (wrong EKU), `nodigsig` (wrong key usage); and `otherca` with its own signer."""
+    need_tool("openssl", "openssl")
+    d = tmp_path_factory.mktemp("signing")
+    out = {}
+    for ca in ("ca", "otherca"):
+        cd = d / ca
+        (cd / "db").mkdir(parents=True)
+        (cd / "db" / "index").write_text("")
+        (cd / "db" / "serial").write_text("01\n")
+        run_ok(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-days", "3650", "-subj", f"/O=Ballast tests/CN={ca}", "-keyout", str(cd / "ca.key"),
+                "-out", str(cd / "ca.pem"), "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        (cd / "ca.cnf").write_text(CA_CNF.format(d=cd))
+        out[ca] = str(cd / "ca.pem")
+
+    def issue(ca, name, ext, dates=None):
+        cd = d / ca
+        key, csr, pem = cd / f"{name}.key", cd / f"{name}.csr", cd / f"{name}.pem"
+        run_ok(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(csr)])
+        cmd = ["openssl", "ca", "-batch", "-config", str(cd / "ca.cnf"), "-extensions", ext, "-in", str(csr),
+               "-out", str(pem)]
+        cmd += ["-startdate", dates[0], "-enddate", dates[1]] if dates else ["-days", "365"]
+        run_ok(cmd)
+        return {"key": str(key), "cert": str(pem)}
+
+    out["signer"] = issue("ca", "signer", "codesign")
+    out["plain"] = issue("ca", "plain", "plain")
+    out["expired"] = issue("ca", "expired", "codesign", ("20200101000000Z", "20210101000000Z"))
+    out["serverauth"] = issue("ca", "serverauth", "serverauth")
+    out["nodigsig"] = issue("ca", "nodigsig", "nodigsig")
+    out["other"] = issue("otherca", "other", "codesign")
+    return out
+
+
+def make_slot_image(path: Path, version: str, extra_mb: int = 0, with_kernel: bool = True):
+    """A squashfs root image as bundles carry it (tiny: /boot/vmlinuz, /boot/initrd.img, os-release)."""
+    need_tool("mksquashfs", "squashfs-tools")
+    src = path.parent / (path.name + ".d")
+    (src / "boot").mkdir(parents=True)
+    (src / "etc").mkdir()
+    if with_kernel:
+        (src / "boot" / "vmlinuz").write_bytes(b"kernel " + version.encode())
+        (src / "boot" / "initrd.img").write_bytes(b"initrd " + version.encode())
+    (src / "etc" / "os-release").write_text(f'ID=ballast\nVERSION_ID="{version}"\n')
+    if extra_mb:
+        (src / "payload").write_bytes(os.urandom(extra_mb * 1024 * 1024))
+    run_ok(["mksquashfs", str(src), str(path), "-quiet", "-noappend", "-no-progress"])
+    shutil.rmtree(src)
+    return path

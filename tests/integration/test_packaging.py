@@ -32,7 +32,8 @@ def deb_root(tmp_path_factory):
 
 @pytest.mark.packaging
 def test_deb_contains_units_policy_man_pages(deb_root):
-    files = {line.split()[-1].lstrip(".") for line in deb_root["listing"].splitlines()}
+    # "perms owner size date time ./path [-> target]"
+    files = {line.split()[5].lstrip(".") for line in deb_root["listing"].splitlines()}
     for f in ["/usr/sbin/ballast-agent", "/usr/bin/agentctl",
               "/lib/systemd/system/ballast-agent.service",
               "/usr/share/dbus-1/system.d/org.ballast.Agent1.conf",

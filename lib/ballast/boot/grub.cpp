@@ -46,10 +46,10 @@ Status GrubBootControl::write_copy(int copy, const std::string& locked,
     return {};
 }
 
-Result<BootState> GrubBootControl::load() {
+Result<BootState> GrubBootControl::load(bool repair) {
     Copy c1 = read_copy(store_, 1), c2 = read_copy(store_, 2);
     if (c1.usable) {
-        if (!c2.usable || c2.block != c1.block) {
+        if (repair && (!c2.usable || c2.block != c1.block)) {
             // Copy 2 was being written (or is damaged): the last completed state is copy 1's.
             auto locked = BALLAST_TRY(grubenv::serialize(to_vars(c1.state, true)));
             BALLAST_TRY(write_copy(2, locked, c1.block));
@@ -57,8 +57,10 @@ Result<BootState> GrubBootControl::load() {
         return c1.state;
     }
     if (c2.usable) {
-        auto locked = BALLAST_TRY(grubenv::serialize(to_vars(c2.state, true)));
-        BALLAST_TRY(write_copy(1, locked, c2.block));
+        if (repair) {
+            auto locked = BALLAST_TRY(grubenv::serialize(to_vars(c2.state, true)));
+            BALLAST_TRY(write_copy(1, locked, c2.block));
+        }
         return c2.state;
     }
     return fail(Errc::parse, "boot control: neither copy of the boot state is usable ({} and {})",

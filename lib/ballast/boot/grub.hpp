@@ -32,9 +32,9 @@ class GrubBootControl {
   public:
     explicit GrubBootControl(EnvStore& store) : store_(store) {}
 
-    // The current state; repairs a locked or damaged copy from the other one. Errc::parse when
-    // neither copy is usable.
-    [[nodiscard]] Result<BootState> load();
+    // The current state; repairs a locked or damaged copy from the other one (unless `repair`
+    // is false: status readers only look). Errc::parse when neither copy is usable.
+    [[nodiscard]] Result<BootState> load(bool repair = true);
     // Stores `s` with the two-copy protocol.
     [[nodiscard]] Status save(const BootState& s);
     // Writes both copies from scratch (install), copy 2 then copy 1.

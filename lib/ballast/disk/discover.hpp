@@ -4,10 +4,9 @@
 #include <string>
 
 #include "ballast/core/result.hpp"
+#include "ballast/disk/layout.hpp"
 
 namespace ballast::disk {
-
-inline constexpr const char* kSlotALabel = "BALLAST_A";
 
 // The whole-disk device holding the partition with PARTLABEL `partlabel` (libblkid: udev links
 // first, then a probe of the block devices). Errc::not_found when no such partition exists.

@@ -1,0 +1,71 @@
+#include "ballast/disk/mkfs.hpp"
+
+#include "ballast/core/process.hpp"
+
+namespace ballast::disk {
+namespace {
+
+Status run_tool(std::vector<std::string> argv, const std::string& what) {
+    ProcessOptions p;
+    p.argv = std::move(argv);
+    p.env = {"MTOOLS_SKIP_CHECK=1", "MTOOLS_NO_VFAT=0"};
+    p.timeout = std::chrono::minutes(10);
+    auto r = run_process(p);
+    if (!r) return std::unexpected(std::move(r.error()).context(what));
+    if (!r->success()) {
+        std::string err = r->err.empty() ? r->out : r->err;
+        while (!err.empty() && err.back() == '\n')
+            err.pop_back();
+        return fail(Errc::failed, "{}: {} {}: {}", what, p.argv[0], r->describe(), err);
+    }
+    return {};
+}
+
+std::string at(const std::string& device, uint64_t offset) {
+    return device + "@@" + std::to_string(offset);
+}
+
+}  // namespace
+
+Status make_vfat(const std::string& device, uint64_t offset, uint64_t size,
+                 const std::string& label) {
+    if (offset % 512 || size % 1024) return fail(Errc::invalid_argument, "vfat: unaligned range");
+    return run_tool(
+        {"mkfs.vfat", "-F", "32", "-S", "512", "-s", "1", "-n", label,
+         "--offset=" + std::to_string(offset / 512), device, std::to_string(size / 1024)},
+        "format " + label);
+}
+
+Status make_ext4(const std::string& device, uint64_t offset, uint64_t size,
+                 const std::string& label, const std::string& populate) {
+    std::vector<std::string> argv = {
+        "mke2fs", "-t", "ext4", "-F", "-q", "-L", label, "-E", "offset=" + std::to_string(offset)};
+    if (!populate.empty()) argv.insert(argv.end(), {"-d", populate});
+    argv.insert(argv.end(), {device, std::to_string(size / 1024) + "K"});
+    return run_tool(std::move(argv), "format " + label);
+}
+
+Status fat_mkdir(const std::string& device, uint64_t offset, const std::string& path) {
+    // mmd makes one level and fails on an existing folder: walk the path, skipping what exists.
+    std::string cur;
+    size_t i = 1;
+    while (i <= path.size()) {
+        size_t j = path.find('/', i);
+        if (j == std::string::npos) j = path.size();
+        cur += "/" + path.substr(i, j - i);
+        i = j + 1;
+        ProcessOptions probe;
+        probe.argv = {"mdir", "-b", "-i", at(device, offset), "::" + cur};
+        probe.env = {"MTOOLS_SKIP_CHECK=1"};
+        if (auto r = run_process(probe); r && r->success()) continue;
+        BALLAST_TRY(run_tool({"mmd", "-i", at(device, offset), "::" + cur}, "ESP: make " + cur));
+    }
+    return {};
+}
+
+Status fat_put(const std::string& device, uint64_t offset, const std::string& src,
+               const std::string& dst) {
+    return run_tool({"mcopy", "-o", "-i", at(device, offset), src, "::" + dst}, "ESP: copy " + dst);
+}
+
+}  // namespace ballast::disk

@@ -1,0 +1,22 @@
+// Filesystems on byte ranges of a disk or image file, with the standard tools (mkfs.fat with
+// --offset, mke2fs -E offset=, mtools with file@@offset): no loop device, no mount.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "ballast/core/result.hpp"
+
+namespace ballast::disk {
+
+[[nodiscard]] Status make_vfat(const std::string& device, uint64_t offset, uint64_t size,
+                               const std::string& label);
+// `populate`: a folder whose content becomes the filesystem's (mke2fs -d), or "".
+[[nodiscard]] Status make_ext4(const std::string& device, uint64_t offset, uint64_t size,
+                               const std::string& label, const std::string& populate = "");
+// mtools on the FAT filesystem at `offset`: make a folder (parents too), copy a file in.
+[[nodiscard]] Status fat_mkdir(const std::string& device, uint64_t offset, const std::string& path);
+[[nodiscard]] Status fat_put(const std::string& device, uint64_t offset, const std::string& src,
+                             const std::string& dst);
+
+}  // namespace ballast::disk

@@ -1,0 +1,133 @@
+#include "ballast/disk/partition.hpp"
+
+#include <blkid/blkid.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "ballast/core/atomic_file.hpp"
+#include "ballast/core/fd.hpp"
+
+namespace ballast::disk {
+namespace {
+
+struct ProbeFree {
+    void operator()(blkid_struct_probe* p) const { blkid_free_probe(p); }
+};
+
+std::string upper(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), ::toupper);
+    return s;
+}
+
+}  // namespace
+
+Result<std::vector<PartitionInfo>> read_partitions(const std::string& device) {
+    std::unique_ptr<blkid_struct_probe, ProbeFree> pr(
+        blkid_new_probe_from_filename(device.c_str()));
+    if (!pr) return fail_errno(errno, device);
+    blkid_probe_enable_partitions(pr.get(), 1);
+    blkid_probe_set_partitions_flags(pr.get(), BLKID_PARTS_ENTRY_DETAILS);
+    blkid_partlist ls = blkid_probe_get_partitions(pr.get());
+    std::vector<PartitionInfo> out;
+    if (!ls) return out;
+    blkid_parttable tab = blkid_partlist_get_table(ls);
+    if (!tab || std::string_view(blkid_parttable_get_type(tab)) != "gpt") return out;
+    const uint64_t sector = 512;
+    const int n = blkid_partlist_numof_partitions(ls);
+    for (int i = 0; i < n; ++i) {
+        blkid_partition p = blkid_partlist_get_partition(ls, i);
+        PartitionInfo info;
+        info.number = blkid_partition_get_partno(p);
+        if (const char* name = blkid_partition_get_name(p)) info.label = name;
+        if (const char* t = blkid_partition_get_type_string(p)) info.type = upper(t);
+        info.start = uint64_t(blkid_partition_get_start(p)) * sector;
+        info.size = uint64_t(blkid_partition_get_size(p)) * sector;
+        out.push_back(info);
+    }
+    return out;
+}
+
+std::optional<PartitionInfo> find_label(const std::vector<PartitionInfo>& parts,
+                                        const std::string& label) {
+    for (const auto& p : parts)
+        if (p.label == label) return p;
+    return std::nullopt;
+}
+
+Result<std::optional<std::string>> probe_content(const std::string& device, uint64_t offset,
+                                                 uint64_t size) {
+    std::unique_ptr<blkid_struct_probe, ProbeFree> pr(blkid_new_probe());
+    if (!pr) return fail(Errc::failed, "blkid: no probe");
+    int fd = ::open(device.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return fail_errno(errno, device);
+    UniqueFd guard(fd);
+    if (blkid_probe_set_device(pr.get(), fd, blkid_loff_t(offset), blkid_loff_t(size)) < 0)
+        return fail(Errc::io, "{}: cannot probe", device);
+    blkid_probe_enable_superblocks(pr.get(), 1);
+    blkid_probe_set_superblocks_flags(pr.get(), BLKID_SUBLKS_TYPE);
+    blkid_probe_enable_partitions(pr.get(), 1);
+    const int r = blkid_do_safeprobe(pr.get());
+    if (r == 1) return std::optional<std::string>();
+    if (r == -2) return std::optional<std::string>("several signatures");
+    if (r < 0) return fail(Errc::io, "{}: probing failed", device);
+    const char* v = nullptr;
+    if (blkid_probe_lookup_value(pr.get(), "PTTYPE", &v, nullptr) == 0)
+        return std::optional<std::string>(v);
+    if (blkid_probe_lookup_value(pr.get(), "TYPE", &v, nullptr) == 0)
+        return std::optional<std::string>(v);
+    return std::optional<std::string>("unknown data");
+}
+
+Result<std::optional<std::string>> mounted_at(const std::string& device) {
+    struct stat st {};
+    if (::stat(device.c_str(), &st) < 0) return fail_errno(errno, device);
+    std::vector<std::pair<unsigned, unsigned>> devs;
+    if (S_ISBLK(st.st_mode)) {
+        devs.emplace_back(major(st.st_rdev), minor(st.st_rdev));
+        // Its partitions, from sysfs.
+        std::error_code ec;
+        auto sys = std::filesystem::path(
+            fmt::format("/sys/dev/block/{}:{}", major(st.st_rdev), minor(st.st_rdev)));
+        for (const auto& e : std::filesystem::directory_iterator(sys, ec)) {
+            auto dev = read_file(e.path() / "dev", 64);
+            unsigned ma, mi;
+            if (dev && std::sscanf(dev->c_str(), "%u:%u", &ma, &mi) == 2) devs.emplace_back(ma, mi);
+        }
+    } else {
+        // An image file: loop devices backed by it.
+        std::error_code ec;
+        auto real = std::filesystem::canonical(device, ec);
+        for (const auto& e : std::filesystem::directory_iterator("/sys/block", ec)) {
+            auto back = read_file(e.path() / "loop/backing_file", 4096);
+            if (!back) continue;
+            std::string b = *back;
+            while (!b.empty() && b.back() == '\n')
+                b.pop_back();
+            if (b != real.string()) continue;
+            auto dev = read_file(e.path() / "dev", 64);
+            unsigned ma, mi;
+            if (dev && std::sscanf(dev->c_str(), "%u:%u", &ma, &mi) == 2) devs.emplace_back(ma, mi);
+        }
+    }
+    std::ifstream mi("/proc/self/mountinfo");
+    std::string line;
+    while (std::getline(mi, line)) {
+        std::istringstream in(line);
+        std::string id, parent, majmin, rootp, point;
+        in >> id >> parent >> majmin >> rootp >> point;
+        unsigned ma, mn;
+        if (std::sscanf(majmin.c_str(), "%u:%u", &ma, &mn) != 2) continue;
+        for (auto [a, b] : devs)
+            if (a == ma && b == mn) return std::optional<std::string>(point);
+    }
+    return std::optional<std::string>();
+}
+
+}  // namespace ballast::disk

@@ -1,0 +1,38 @@
+// Writing and reading GPT partition tables (libfdisk to write, libblkid to read), on a block
+// device or a regular image file, with no kernel partition support needed.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ballast/core/result.hpp"
+#include "ballast/disk/layout.hpp"
+
+namespace ballast::disk {
+
+// Creates a new GPT with exactly these partitions (replacing any table).
+[[nodiscard]] Status write_gpt(const std::string& device, const std::vector<PartitionPlan>& parts);
+
+struct PartitionInfo {
+    int number = 0;
+    std::string label;  // PARTLABEL
+    std::string type;   // type GUID, upper case
+    uint64_t start = 0, size = 0;
+};
+// The partitions of a GPT (empty when the device has no partition table).
+[[nodiscard]] Result<std::vector<PartitionInfo>> read_partitions(const std::string& device);
+[[nodiscard]] std::optional<PartitionInfo> find_label(const std::vector<PartitionInfo>& parts,
+                                                      const std::string& label);
+
+// What the start of a device or range holds: a partition table ("gpt", "dos") or a filesystem
+// ("ext4", "vfat", "squashfs", ...); nullopt when blank.
+[[nodiscard]] Result<std::optional<std::string>> probe_content(const std::string& device,
+                                                               uint64_t offset = 0,
+                                                               uint64_t size = 0);
+
+// Whether the device (or a partition of it, or for an image file a loop device backed by it)
+// is mounted; the mount point when it is.
+[[nodiscard]] Result<std::optional<std::string>> mounted_at(const std::string& device);
+
+}  // namespace ballast::disk

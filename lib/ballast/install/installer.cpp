@@ -1,0 +1,265 @@
+#include "ballast/install/installer.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "ballast/boot/grub.hpp"
+#include "ballast/boot/state.hpp"
+#include "ballast/config/facts.hpp"
+#include "ballast/config/loader.hpp"
+#include "ballast/core/atomic_file.hpp"
+#include "ballast/core/failpoint.hpp"
+#include "ballast/core/fd.hpp"
+#include "ballast/core/process.hpp"
+#include "ballast/disk/mkfs.hpp"
+#include "ballast/disk/partition.hpp"
+#include "ballast/disk/range.hpp"
+#include "ballast/stages/runner.hpp"
+#include "ballast/update/bundle.hpp"
+#include "ballast/update/writer.hpp"
+
+namespace ballast::install {
+namespace {
+
+// A scratch folder removed on every path out.
+class TempDir {
+  public:
+    static Result<TempDir> make() {
+        std::string t = "/tmp/ballast-install-XXXXXX";
+        if (!::mkdtemp(t.data())) return fail_errno(errno, "mkdtemp");
+        return TempDir(t);
+    }
+    TempDir(TempDir&& o) noexcept : path_(std::exchange(o.path_, "")) {}
+    ~TempDir() {
+        std::error_code ec;
+        if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+    }
+    [[nodiscard]] const std::string& path() const { return path_; }
+
+  private:
+    explicit TempDir(std::string p) : path_(std::move(p)) {}
+    std::string path_;
+};
+
+Status run_stage(const std::string& stage, const Options& o) {
+    if (o.config_files.empty()) return {};
+    stages::RunRequest req;
+    req.stage = stage;
+    req.config_files = o.config_files;
+    req.node_sources = false;
+    auto rep = BALLAST_TRY(stages::run(req));
+    if (!rep.ok())
+        return fail(Errc::failed, "the {} stage failed: {}", stage, rep.result.summary());
+    return {};
+}
+
+std::string mib(uint64_t b) {
+    return fmt::format("{} MiB", b / disk::kMiB);
+}
+
+}  // namespace
+
+nlohmann::json Report::to_json() const {
+    auto parts = nlohmann::json::array();
+    for (const auto& p : layout)
+        parts.push_back({{"number", p.number},
+                         {"label", p.label},
+                         {"fs", p.fs.empty() ? "raw" : p.fs},
+                         {"start", p.start},
+                         {"size", p.size}});
+    return {{"device", device},   {"disk_size", disk_size},   {"dry_run", dry_run},
+            {"version", version}, {"compatible", compatible}, {"partitions", parts}};
+}
+
+std::string Report::text() const {
+    std::string out =
+        fmt::format("{}{}: {} ({}), slot A: {} for {}\n", dry_run ? "plan for " : "installed ",
+                    device, mib(disk_size), layout.size(), version, compatible);
+    for (const auto& p : layout)
+        out += fmt::format("  {} {:<19} {:>5} {:>10} at {}\n", p.number, p.label,
+                           p.fs.empty() ? "raw" : p.fs, mib(p.size), mib(p.start));
+    return out;
+}
+
+Result<Report> run(const Options& o) {
+    auto say = [&](const std::string& s) {
+        if (o.say) o.say(s);
+    };
+    // 1. Settings: the install: block of the given cloud-config, the command line winning.
+    config::Config cfg;
+    if (!o.config_files.empty()) {
+        std::vector<config::SourceFile> srcs;
+        config::Diagnostics diags;
+        for (const auto& f : o.config_files) {
+            auto text = BALLAST_TRY_CTX(read_file(f, 4u << 20), "config");
+            auto kind = config::detect_kind(text, f);
+            srcs.push_back(
+                {f, text,
+                 kind == config::SourceKind::no_header ? config::SourceKind::cloud_config : kind});
+        }
+        auto facts = config::gather_facts(RootPrefix());
+        auto loaded =
+            config::load_sources(std::move(srcs), facts ? *facts : nlohmann::json::object());
+        if (loaded.diags.has_errors())
+            return fail(Errc::invalid_argument, "{}", loaded.diags.errors_text());
+        cfg = std::move(loaded.config);
+    }
+    const auto& in = cfg.install;
+    std::string device = !o.device.empty() ? o.device : in.device;
+    if (device.empty() || device == "auto")
+        return fail(Errc::invalid_argument, "no device: give --device or install.device");
+    auto size_of = [&](const std::optional<uint64_t>& cli, const char* key, uint64_t def) {
+        if (cli) return *cli;
+        auto it = in.partition_sizes_mib.find(key);
+        return it != in.partition_sizes_mib.end() && it->second ? uint64_t(it->second) : def;
+    };
+
+    // 2. The bundle: signature, manifest, image present and sized. Nothing is written before.
+    const std::string keyring = o.keyring.empty() ? update::default_keyring("/") : o.keyring;
+    auto bundle = BALLAST_TRY(update::Bundle::open(o.bundle));
+    auto checked = BALLAST_TRY(update::check_bundle(bundle, keyring));
+    if (checked.manifest.image.fstype != "squashfs")
+        return fail(
+            Errc::unsupported,
+            "{}: a {} image cannot boot: GRUB 2.06 (Debian 12) reads squashfs slots, not {}",
+            o.bundle, checked.manifest.image.fstype, checked.manifest.image.fstype);
+
+    // 3. The device: not mounted, blank unless --force.
+    {
+        UniqueFd fd(::open(device.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd) return fail_errno(errno, device);
+    }
+    const uint64_t disk_size = BALLAST_TRY([&]() -> Result<uint64_t> {
+        UniqueFd fd(::open(device.c_str(), O_RDONLY | O_CLOEXEC));
+        return disk::device_size(fd.get(), device);
+    }());
+    if (auto m = BALLAST_TRY(disk::mounted_at(device)))
+        return fail(Errc::busy, "{} is in use: mounted at {}", device, *m);
+    if (auto content = BALLAST_TRY(disk::probe_content(device))) {
+        auto parts = disk::read_partitions(device);
+        const bool ballast = parts && disk::find_label(*parts, disk::kSlotALabel);
+        if (!o.force)
+            return fail(Errc::exists, "{} is not empty ({}{}); add --force to erase it", device,
+                        ballast ? "already a Ballast disk" : "it holds " + *content,
+                        ballast ? "" : "");
+        say(fmt::format("{}: erasing {} (--force)", device, ballast ? "a Ballast disk" : *content));
+    }
+
+    // 4. The plan.
+    disk::LayoutOptions lo;
+    lo.disk_size = disk_size;
+    lo.image_size = checked.manifest.image.size;
+    lo.efi_mib = size_of(o.efi_mib, "efi", 64);
+    lo.oem_mib = size_of(o.oem_mib, "oem", 64);
+    lo.slot_mib = size_of(o.slot_mib, "slot", 0);
+    lo.persistent_mib = size_of(o.persistent_mib, "persistent", 0);
+    Report rep;
+    rep.device = device;
+    rep.disk_size = disk_size;
+    rep.layout = BALLAST_TRY(disk::plan_layout(lo));
+    rep.version = checked.manifest.version;
+    rep.compatible = checked.manifest.compatible;
+    rep.dry_run = o.dry_run;
+    if (o.dry_run) return rep;
+
+    BALLAST_TRY(run_stage("before-install", o));
+    // Every label is in the plan by construction.
+    auto part = [&](const char* label) -> const disk::PartitionPlan& {
+        for (const auto& p : rep.layout)
+            if (p.label == label) return p;
+        std::abort();
+    };
+
+    // 5. Partitions and filesystems.
+    say("writing the partition table");
+    BALLAST_TRY(disk::write_gpt(device, rep.layout));
+    failpoint("install.partitioned");
+    auto tmp = BALLAST_TRY(TempDir::make());
+    const auto esp = part(disk::kEfiLabel), oem = part(disk::kOemLabel),
+               a = part(disk::kSlotALabel), b = part(disk::kSlotBLabel),
+               persistent = part(disk::kPersistentLabel);
+    say("formatting");
+    BALLAST_TRY(disk::make_vfat(device, esp.start, esp.size, disk::kEfiLabel));
+    const std::string oem_dir = tmp.path() + "/oem";
+    std::filesystem::create_directories(oem_dir);
+    for (size_t i = 0; i < o.config_files.size(); ++i) {
+        auto name = fmt::format("{:02}_{}", 10 * (i + 1),
+                                std::filesystem::path(o.config_files[i]).filename().string());
+        if (name.size() < 5 ||
+            (name.substr(name.size() - 5) != ".yaml" && name.substr(name.size() - 4) != ".yml"))
+            name += ".yaml";
+        auto text = BALLAST_TRY(read_file(o.config_files[i], 4u << 20));
+        BALLAST_TRY(write_file_atomic(oem_dir + "/" + name, text, {.mode = 0600}));
+    }
+    BALLAST_TRY(disk::make_ext4(device, oem.start, oem.size, disk::kOemLabel, oem_dir));
+    BALLAST_TRY(disk::make_ext4(device, persistent.start, persistent.size, disk::kPersistentLabel));
+    {
+        // Slot B is empty: nothing that looks like a filesystem may be left there.
+        auto rb = BALLAST_TRY(
+            disk::ByteRange::open(device, b.start, b.size, disk::ByteRange::Mode::write));
+        std::string zero(update::kHeaderSize, '\0');
+        BALLAST_TRY(rb.write_at(zero.data(), zero.size(), 0));
+        BALLAST_TRY(rb.sync());
+    }
+
+    // 6. The image into slot A, verified (the upgrade path's writer).
+    say(fmt::format("writing {} {} into slot A", checked.manifest.os_name,
+                    checked.manifest.version));
+    auto reader = BALLAST_TRY(
+        update::file_reader(checked.image.path, checked.image.offset, checked.image.size));
+    int last = -1;
+    BALLAST_TRY_CTX(
+        update::write_image(
+            reader, checked.manifest.image.size, checked.manifest.image.sha256, device, a.start,
+            a.size,
+            [&](update::WritePhase ph, uint64_t done, uint64_t total) {
+                int pct = int(done * 100 / std::max<uint64_t>(total, 1));
+                int key = int(ph) * 1000 + pct / 25;
+                if (key == last) return;
+                last = key;
+                say(fmt::format("  {} {}%",
+                                ph == update::WritePhase::reading_back ? "verifying" : "writing",
+                                pct));
+            }),
+        "slot A");
+
+    // 7. GRUB and the boot state.
+    say("installing GRUB");
+    const std::string efi = tmp.path() + "/BOOTX64.EFI";
+    {
+        ProcessOptions p;
+        p.argv = {"grub-mkimage", "-O",      "x86_64-efi", "-p",     "/grub",      "-d",
+                  o.grub_modules, "-o",      efi,          "normal", "part_gpt",   "fat",
+                  "ext2",         "squash4", "gzio",       "xzio",   "zstd",       "loadenv",
+                  "regexp",       "test",    "linux",      "echo",   "configfile", "serial",
+                  "terminal",     "tpm"};
+        p.timeout = std::chrono::minutes(2);
+        auto r = run_process(p);
+        if (!r)
+            return std::unexpected(
+                std::move(r.error()).context("grub-mkimage (install grub-efi-amd64-bin)"));
+        if (!r->success()) return fail(Errc::failed, "grub-mkimage {}: {}", r->describe(), r->err);
+    }
+    BALLAST_TRY(write_file_atomic(tmp.path() + "/grub.cfg", std::string(grub_cfg())));
+    const auto initial = boot::initial_state(boot::Slot::A, checked.manifest.version);
+    const auto env = BALLAST_TRY(boot::grubenv::serialize(boot::to_vars(initial)));
+    BALLAST_TRY(write_file_atomic(tmp.path() + "/grubenv", env));
+    for (const char* d : {"/EFI/BOOT", "/grub/env1", "/grub/env2"})
+        BALLAST_TRY(disk::fat_mkdir(device, esp.start, d));
+    BALLAST_TRY(disk::fat_put(device, esp.start, efi, "/EFI/BOOT/BOOTX64.EFI"));
+    BALLAST_TRY(disk::fat_put(device, esp.start, tmp.path() + "/grub.cfg", "/grub/grub.cfg"));
+    BALLAST_TRY(disk::fat_put(device, esp.start, tmp.path() + "/grubenv", boot::kEnvCopy2));
+    BALLAST_TRY(disk::fat_put(device, esp.start, tmp.path() + "/grubenv", boot::kEnvCopy1));
+    {
+        UniqueFd fd(::open(device.c_str(), O_RDWR | O_CLOEXEC));
+        if (!fd || ::fsync(fd.get()) < 0) return fail_errno(errno, "sync " + device);
+    }
+    failpoint("install.done");
+    BALLAST_TRY(run_stage("after-install", o));
+    return rep;
+}
+
+}  // namespace ballast::install

@@ -1,0 +1,44 @@
+// `agentctl install`: lay out a disk (block device or image file), format it, write and verify
+// the bundle's image into slot A, install GRUB and the boot state, put the cloud-config into OEM.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ballast/core/result.hpp"
+#include "ballast/disk/layout.hpp"
+
+namespace ballast::install {
+
+struct Options {
+    std::string device;                     // --device (else install.device)
+    std::string bundle;                     // --bundle
+    std::string keyring;                    // --keyring (else the running system's)
+    std::vector<std::string> config_files;  // --config: read for install:, copied into OEM
+    bool force = false, dry_run = false;
+    std::optional<uint64_t> efi_mib, oem_mib, slot_mib, persistent_mib;  // command line wins
+    std::string grub_modules = "/usr/lib/grub/x86_64-efi";
+    std::function<void(const std::string&)> say;  // progress lines
+};
+
+struct Report {
+    std::string device;
+    uint64_t disk_size = 0;
+    std::vector<disk::PartitionPlan> layout;
+    std::string version, compatible;
+    bool dry_run = false;
+    [[nodiscard]] nlohmann::json to_json() const;
+    [[nodiscard]] std::string text() const;
+};
+
+[[nodiscard]] Result<Report> run(const Options& o);
+
+// The GRUB configuration shipped with this build (overlay/grub/grub.cfg, compiled in).
+[[nodiscard]] std::string_view grub_cfg();
+
+}  // namespace ballast::install

@@ -1,0 +1,256 @@
+"""Bundles and install on image files: signing and every kind of bad bundle, the disk layout,
+slot A's bytes, boot control, and the safety checks."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ctl, make_slot_image, need_tool, run_ok
+
+TOP = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(TOP / "tests" / "integration" / "helpers"))
+import grubsim  # noqa: E402
+
+MiB = 1024 * 1024
+
+
+def bundle(bins, pki, image, out, version="1.0", signer="signer", compatible="ballast-test-amd64"):
+    r = ctl(bins, None, "bundle", "create", "--image", str(image), "--version", version, "--compatible", compatible,
+            "--key", pki[signer]["key"], "--cert", pki[signer]["cert"], "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def new_disk(path, size_mb=1024):
+    subprocess.run(["truncate", "-s", f"{size_mb}M", str(path)], check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    d = tmp_path_factory.mktemp("images")
+    return {"v1": make_slot_image(d / "v1.sqfs", "1.0", extra_mb=2),
+            "nokernel": make_slot_image(d / "nokernel.sqfs", "0.0", with_kernel=False)}
+
+
+def test_bundle_create_verify_inspect_folder_and_tar(bins, signing_pki, images, tmp_path):
+    for out in (tmp_path / "b", tmp_path / "b.tar"):
+        bundle(bins, signing_pki, images["v1"], out)
+        r = ctl(bins, None, "bundle", "verify", str(out), "--keyring", signing_pki["ca"])
+        assert r.returncode == 0 and "valid: ballast-os 1.0 for ballast-test-amd64, signed by /CN=signer" in r.stdout, r.stderr
+        j = json.loads(ctl(bins, None, "--json", "bundle", "inspect", str(out)).stdout)
+        assert j["manifest"]["image"]["sha256"] == hashlib.sha256(images["v1"].read_bytes()).hexdigest()
+        assert j["manifest"]["image"]["fstype"] == "squashfs" and j["signed"]
+    names = subprocess.run(["tar", "tf", str(tmp_path / "b.tar")], capture_output=True, text=True).stdout.split()
+    assert names == ["manifest.json", "manifest.json.sig", "rootfs.img"]
+    # Without a chain to the usage checks: a signer with no EKU but digitalSignature is fine.
+    bundle(bins, signing_pki, images["v1"], tmp_path / "plain", signer="plain")
+    assert ctl(bins, None, "bundle", "verify", str(tmp_path / "plain"), "--keyring", signing_pki["ca"]).returncode == 0
+
+
+def test_bundle_create_refuses_bad_images(bins, signing_pki, images, tmp_path):
+    r = ctl(bins, None, "bundle", "create", "--image", str(images["nokernel"]), "--version", "1", "--compatible", "c",
+            "--key", signing_pki["signer"]["key"], "--cert", signing_pki["signer"]["cert"], "-o", str(tmp_path / "x"))
+    assert r.returncode == 1 and "has no /boot/vmlinuz" in r.stderr
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(os.urandom(8192))
+    r = ctl(bins, None, "bundle", "create", "--image", str(junk), "--version", "1", "--compatible", "c",
+            "--key", signing_pki["signer"]["key"], "--cert", signing_pki["signer"]["cert"], "-o", str(tmp_path / "y"))
+    assert r.returncode == 1 and "not a squashfs or erofs image" in r.stderr
+    r = ctl(bins, None, "bundle", "create", "--image", str(images["v1"]), "--version", "1", "--compatible", "c",
+            "--key", signing_pki["other"]["key"], "--cert", signing_pki["signer"]["cert"], "-o", str(tmp_path / "z"))
+    assert r.returncode == 1 and "does the key match" in r.stderr
+
+
+def bad_bundles(bins, pki, images, tmp):
+    """Each bad bundle and the message that must name its fault."""
+    cases = {}
+    b = bundle(bins, pki, images["v1"], tmp / "unsigned")
+    (b / "manifest.json.sig").unlink()
+    cases["unsigned"] = (b, "unsigned bundle (no manifest.json.sig)")
+    cases["wrong key"] = (bundle(bins, pki, images["v1"], tmp / "wrongkey", signer="other"),
+                          "signed by '/CN=other', which does not chain to the keyring")
+    cases["expired"] = (bundle(bins, pki, images["v1"], tmp / "expired", signer="expired"),
+                        "the certificate '/CN=expired' expired on Jan  1 00:00:00 2021 GMT")
+    cases["wrong eku"] = (bundle(bins, pki, images["v1"], tmp / "serverauth", signer="serverauth"),
+                          "has an extended key usage without codeSigning")
+    cases["wrong ku"] = (bundle(bins, pki, images["v1"], tmp / "nodigsig", signer="nodigsig"),
+                         "lacks the digitalSignature key usage")
+    b = bundle(bins, pki, images["v1"], tmp / "tampered")
+    m = json.loads((b / "manifest.json").read_text())
+    m["version"] = "9.9"
+    (b / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
+    cases["tampered manifest"] = (b, "manifest.json does not match its signature (tampered or corrupt)")
+    b = bundle(bins, pki, images["v1"], tmp / "truncated")
+    data = (b / "rootfs.img").read_bytes()
+    (b / "rootfs.img").unlink()
+    (b / "rootfs.img").write_bytes(data[:-4096])
+    cases["truncated image"] = (b, f"truncated image: rootfs.img is {len(data) - 4096} bytes, the manifest says {len(data)}")
+    b = bundle(bins, pki, images["v1"], tmp / "mismatch")
+    data = bytearray((b / "rootfs.img").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (b / "rootfs.img").unlink()
+    (b / "rootfs.img").write_bytes(bytes(data))
+    cases["hash mismatch"] = (b, "does not match the manifest's")
+    b = bundle(bins, pki, images["v1"], tmp / "truncated.tar")
+    with open(b, "r+b") as f:
+        f.truncate(os.path.getsize(b) - 20000)
+    cases["truncated tar"] = (b, "is truncated")
+    return cases
+
+
+def test_every_bad_bundle_fails_with_its_own_message(bins, signing_pki, images, tmp_path):
+    cases = bad_bundles(bins, signing_pki, images, tmp_path)
+    for name, (b, message) in cases.items():
+        r = ctl(bins, None, "bundle", "verify", str(b), "--keyring", signing_pki["ca"])
+        assert r.returncode == 1, name
+        assert message in r.stderr, f"{name}: {r.stderr}"
+    messages = [m for _, m in cases.values()]
+    assert len(set(messages)) == len(messages)
+
+
+def test_install_lays_out_the_disk(bins, signing_pki, images, tmp_path):
+    need_tool("sfdisk", "fdisk")
+    b = bundle(bins, signing_pki, images["v1"], tmp_path / "v1.tar")
+    disk = new_disk(tmp_path / "disk.img")
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text("#cloud-config\nhostname: edge-1\ninstall:\n  partitions:\n    oem: {size: 32}\n")
+    r = ctl(bins, None, "install", "--device", str(disk), "--bundle", str(b), "--keyring", signing_pki["ca"],
+            "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    t = json.loads(subprocess.run(["sfdisk", "-J", str(disk)], capture_output=True, text=True, check=True).stdout)
+    parts = t["partitiontable"]["partitions"]
+    assert t["partitiontable"]["label"] == "gpt"
+    assert [p["name"] for p in parts] == ["BALLAST_EFI", "BALLAST_OEM", "BALLAST_A", "BALLAST_B", "BALLAST_PERSISTENT"]
+    assert parts[0]["type"] == "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+    assert parts[1]["size"] * 512 == 32 * MiB  # from the install: block
+    start = {p["name"]: p["start"] * 512 for p in parts}
+    # Filesystems and labels, probed where they lie.
+    def probe(name):
+        out = subprocess.run(["blkid", "-p", "-O", str(start[name]), "-o", "export", str(disk)],
+                             capture_output=True, text=True).stdout
+        return dict(l.split("=", 1) for l in out.splitlines() if "=" in l)
+    assert probe("BALLAST_EFI")["TYPE"] == "vfat" and probe("BALLAST_EFI")["LABEL"] == "BALLAST_EFI"
+    assert probe("BALLAST_OEM")["LABEL"] == "BALLAST_OEM" and probe("BALLAST_PERSISTENT")["TYPE"] == "ext4"
+    assert probe("BALLAST_A")["TYPE"] == "squashfs"
+    assert probe("BALLAST_B") == {} or "TYPE" not in probe("BALLAST_B")
+    # Slot A holds exactly the image.
+    img = images["v1"].read_bytes()
+    with open(disk, "rb") as f:
+        f.seek(start["BALLAST_A"])
+        assert f.read(len(img)) == img
+    # The cloud-config is in OEM.
+    e2 = subprocess.run(f"dd if={disk} bs=1M skip={start['BALLAST_OEM'] // MiB} count=32 status=none > {tmp_path}/oem.img && "
+                        f"debugfs -R 'cat /10_node.yaml' {tmp_path}/oem.img", shell=True, capture_output=True, text=True)
+    assert "hostname: edge-1" in e2.stdout, e2.stderr
+    # GRUB on the ESP: our grub.cfg, the EFI binary, the boot state (A good, primary).
+    esp = f"{disk}@@{start['BALLAST_EFI']}"
+    env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+    cat = lambda p: subprocess.run(["mtype", "-i", esp, "::" + p], capture_output=True, env=env).stdout
+    assert cat("/grub/grub.cfg").decode() == (TOP / "overlay/grub/grub.cfg").read_text()
+    assert cat("/EFI/BOOT/BOOTX64.EFI")[:2] == b"MZ"
+    env1, env2 = cat("/grub/env1/grubenv"), cat("/grub/env2/grubenv")
+    assert len(env1) == 1024 and env1 == env2
+    vars1 = dict(grubsim.env_parse(env1))
+    assert vars1["ballast_A_ok"] == "1" and vars1["ballast_A_version"] == "1.0" and vars1["ballast_B_ok"] == "0"
+    g, linux = grubsim.boot((TOP / "overlay/grub/grub.cfg").read_text(),
+                            {"/grub/env1/grubenv": env1, "/grub/env2/grubenv": env2})
+    assert "root=PARTLABEL=BALLAST_A ballast.slot=a" in linux
+
+
+def test_install_safety(bins, signing_pki, images, tmp_path):
+    b = bundle(bins, signing_pki, images["v1"], tmp_path / "v1")
+    disk = new_disk(tmp_path / "disk.img")
+    args = ["install", "--device", str(disk), "--bundle", str(b), "--keyring", signing_pki["ca"]]
+    # Dry run: the plan, nothing written.
+    r = ctl(bins, None, *args, "--dry-run")
+    assert r.returncode == 0 and "plan for" in r.stdout and "BALLAST_PERSISTENT" in r.stdout
+    assert open(disk, "rb").read(2 * MiB) == b"\0" * (2 * MiB)
+    assert ctl(bins, None, *args).returncode == 0
+    # A second install refuses the Ballast disk; --force erases it.
+    r = ctl(bins, None, *args)
+    assert r.returncode == 1 and "is not empty (already a Ballast disk); add --force" in r.stderr
+    assert ctl(bins, None, *args, "--force").returncode == 0
+    # A disk with a filesystem.
+    other = new_disk(tmp_path / "ext4.img", 512)
+    run_ok(["mkfs.ext4", "-q", "-F", str(other)])
+    r = ctl(bins, None, "install", "--device", str(other), "--bundle", str(b), "--keyring", signing_pki["ca"])
+    assert r.returncode == 1 and "is not empty (it holds ext4)" in r.stderr
+    # Too small.
+    tiny = new_disk(tmp_path / "tiny.img", 300)
+    r = ctl(bins, None, "install", "--device", str(tiny), "--bundle", str(b), "--keyring", signing_pki["ca"])
+    assert r.returncode == 1 and "too small" in r.stderr
+    assert open(tiny, "rb").read(MiB) == b"\0" * MiB
+    # No device at all.
+    r = ctl(bins, None, "install", "--bundle", str(b), "--keyring", signing_pki["ca"])
+    assert r.returncode == 1 and "no device" in r.stderr
+
+
+def test_install_refuses_a_mounted_device(bins, signing_pki, images, tmp_path):
+    need_tool("losetup", "mount")
+    b = bundle(bins, signing_pki, images["v1"], tmp_path / "v1")
+    disk = new_disk(tmp_path / "mounted.img", 1024)
+    run_ok(["mkfs.ext4", "-q", "-F", str(disk)])
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    run_ok(["mount", "-o", "loop", str(disk), str(mnt)])
+    try:
+        r = ctl(bins, None, "install", "--device", str(disk), "--bundle", str(b), "--keyring", signing_pki["ca"], "--force")
+        assert r.returncode == 1 and f"is in use: mounted at {mnt}" in r.stderr, r.stderr
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_install_with_a_bad_bundle_writes_nothing(bins, signing_pki, images, tmp_path):
+    for name, (b, message) in bad_bundles(bins, signing_pki, images, tmp_path).items():
+        if name == "hash mismatch":
+            continue  # found while streaming: checked below
+        disk = new_disk(tmp_path / f"d-{name.replace(' ', '-')}.img")
+        r = ctl(bins, None, "install", "--device", str(disk), "--bundle", str(b), "--keyring", signing_pki["ca"])
+        assert r.returncode == 1 and message in r.stderr, f"{name}: {r.stderr}"
+        with open(disk, "rb") as f:
+            assert f.read(4 * MiB) == b"\0" * (4 * MiB), name
+        disk.unlink()
+    # A hash mismatch is found while streaming: slot A is left without a filesystem header.
+    again = tmp_path / "again"
+    again.mkdir()
+    b = bad_bundles(bins, signing_pki, images, again)["hash mismatch"][0]
+    disk = new_disk(tmp_path / "hm.img")
+    r = ctl(bins, None, "install", "--device", str(disk), "--bundle", str(b), "--keyring", signing_pki["ca"])
+    assert r.returncode == 1 and "left without a filesystem header" in r.stderr
+    out = subprocess.run(["blkid", "-p", "-O", str(129 * MiB), str(disk)], capture_output=True, text=True)
+    assert "squashfs" not in out.stdout
+
+
+def test_erofs_bundles_verify_but_do_not_install(bins, signing_pki, tmp_path):
+    need_tool("mkfs.erofs", "erofs-utils")
+    src = tmp_path / "root"
+    (src / "boot").mkdir(parents=True)
+    (src / "boot" / "vmlinuz").write_text("k")
+    (src / "boot" / "initrd.img").write_text("i")
+    run_ok(["mkfs.erofs", str(tmp_path / "e.img"), str(src)])
+    b = bundle(bins, signing_pki, tmp_path / "e.img", tmp_path / "e")
+    assert ctl(bins, None, "bundle", "verify", str(b), "--keyring", signing_pki["ca"]).returncode == 0
+    disk = new_disk(tmp_path / "d.img")
+    r = ctl(bins, None, "install", "--device", str(disk), "--bundle", str(b), "--keyring", signing_pki["ca"])
+    assert r.returncode == 1 and "GRUB 2.06 (Debian 12) reads squashfs slots" in r.stderr
+
+
+def test_status_shows_the_slots(bins, start_agent, signing_pki, images, tmp_path):
+    b = bundle(bins, signing_pki, images["v1"], tmp_path / "v1")
+    disk = new_disk(tmp_path / "disk.img")
+    assert ctl(bins, None, "install", "--device", str(disk), "--bundle", str(b), "--keyring", signing_pki["ca"]).returncode == 0
+    a = start_agent(args=("--booted-slot", "A", "--disk", str(disk)))
+    st = json.loads(ctl(bins, a.bus.address, "status", "--json").stdout)
+    assert st["PrimarySlot"] == "A"
+    slots = {s["Slot"]: s for s in st["Slots"]}
+    assert slots["A"] == {"Slot": "A", "State": "good", "Version": "1.0", "TriesLeft": 0, "Primary": True,
+                          "LastGood": True, "Booted": True}
+    assert slots["B"]["State"] == "empty" and not slots["B"]["Booted"]
+    human = ctl(bins, a.bus.address, "status").stdout
+    assert "A  good" in human and "booted primary last-good" in human and "B  empty" in human

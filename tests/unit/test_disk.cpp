@@ -1,0 +1,141 @@
+// Disk layout plan, FAT in-place writes on a real vfat image, the image writer, manifests.
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "ballast/boot/esp.hpp"
+#include "ballast/core/process.hpp"
+#include "ballast/core/sha256.hpp"
+#include "ballast/disk/layout.hpp"
+#include "ballast/disk/mkfs.hpp"
+#include "ballast/update/manifest.hpp"
+#include "ballast/update/writer.hpp"
+#include "helpers.hpp"
+
+using namespace ballast;
+using namespace ballast::disk;
+
+TEST_CASE("layout: fixed partition numbers, 1 MiB aligned, slots sized for the image",
+          "[disk][layout]") {
+    LayoutOptions o;
+    o.disk_size = 2048 * kMiB;
+    o.image_size = 200 * kMiB + 5;
+    auto p = plan_layout(o);
+    REQUIRE(p);
+    REQUIRE(p->size() == 5);
+    CHECK((*p)[0].label == "BALLAST_EFI");
+    CHECK((*p)[2].label == "BALLAST_A");
+    CHECK((*p)[2].number == 3);
+    CHECK((*p)[3].number == 4);
+    CHECK((*p)[2].size == 401 * kMiB);  // twice the image, rounded up
+    for (const auto& x : *p)
+        CHECK(x.start % kMiB == 0);
+    CHECK((*p)[4].start + (*p)[4].size <= o.disk_size - 33 * 512);
+    CHECK(default_slot_size(1) == 256 * kMiB);
+    o.disk_size = 600 * kMiB;
+    auto small = plan_layout(o);
+    REQUIRE_FALSE(small);
+    CHECK(small.error().what().find("too small") != std::string::npos);
+    o.disk_size = 4096 * kMiB;
+    o.slot_mib = 100;
+    CHECK(plan_layout(o).error().what().find("cannot hold") != std::string::npos);
+}
+
+TEST_CASE("FAT: files read and rewritten in place on a real vfat filesystem", "[disk][fat]") {
+    test::TempDir t;
+    const std::string img = (t / "esp.img").string();
+    ProcessOptions tr;
+    tr.argv = {"truncate", "-s", "40M", img};
+    REQUIRE(run_process(tr)->success());
+    REQUIRE(make_vfat(img, 0, 40 * kMiB, "TESTESP"));
+    test::write_text(t / "env", std::string(1024, 'a'));
+    test::write_text(t / "long-file-name.txt", "hello world");
+    REQUIRE(fat_mkdir(img, 0, "/grub/env1"));
+    REQUIRE(fat_put(img, 0, (t / "env").string(), "/grub/env1/grubenv"));
+    REQUIRE(fat_put(img, 0, (t / "long-file-name.txt").string(), "/grub/long-file-name.txt"));
+    auto range = ByteRange::open(img, 0, 0, ByteRange::Mode::write);
+    REQUIRE(range);
+    auto fat = FatVolume::open(*range);
+    REQUIRE(fat);
+    CHECK(fat->fat_bits() == 32);
+    CHECK(fat->read("/grub/long-file-name.txt").value() == "hello world");
+    CHECK(fat->read("/GRUB/ENV1/GRUBENV").value() == std::string(1024, 'a'));
+    REQUIRE(fat->write_in_place("/grub/env1/grubenv", std::string(1024, 'b')));
+    CHECK_FALSE(fat->write_in_place("/grub/env1/grubenv", "short"));
+    CHECK(fat->read("/grub/nope").error().code() == Errc::not_found);
+    // mtools and fsck agree: same content, filesystem intact.
+    ProcessOptions m;
+    m.argv = {"mtype", "-i", img, "::/grub/env1/grubenv"};
+    m.env = {"MTOOLS_SKIP_CHECK=1"};
+    CHECK(run_process(m)->out == std::string(1024, 'b'));
+    ProcessOptions fsck;
+    fsck.argv = {"fsck.vfat", "-n", img};
+    auto f = run_process(fsck);
+    REQUIRE(f);
+    CHECK(f->exit_code == 0);
+}
+
+TEST_CASE("image writer: hash while writing, header last, read back", "[update][writer]") {
+    test::TempDir t;
+    std::string image(3 * 1024 * 1024 + 777, '\0');
+    for (size_t i = 0; i < image.size(); ++i)
+        image[i] = char((i * 7 + i / 4096) & 0xff);
+    test::write_text(t / "img", image);
+    const std::string slot = (t / "slot").string();
+    test::write_text(t / "slot", std::string(8 * 1024 * 1024, 'x'));
+    const auto sha = sha256_hex(image);
+    auto reader = update::file_reader((t / "img").string(), 0, image.size());
+    REQUIRE(reader);
+    auto st = update::write_image(*reader, image.size(), sha, slot, 1024 * 1024, 6 * 1024 * 1024);
+    REQUIRE(st);
+    const auto written = test::read_text(t / "slot");
+    CHECK(written.substr(1024 * 1024, image.size()) == image);
+    CHECK(written.substr(0, 1024 * 1024) ==
+          std::string(1024 * 1024, 'x'));  // outside the slot: untouched
+
+    // A wrong hash: the body is written, the header never is (zeroed first).
+    test::write_text(t / "slot", std::string(8 * 1024 * 1024, 'x'));
+    auto reader2 = update::file_reader((t / "img").string(), 0, image.size());
+    auto bad = update::write_image(*reader2, image.size(), std::string(64, '0'), slot, 1024 * 1024,
+                                   6 * 1024 * 1024);
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().what().find("left without a filesystem header") != std::string::npos);
+    CHECK(test::read_text(t / "slot").substr(1024 * 1024, update::kHeaderSize) ==
+          std::string(update::kHeaderSize, '\0'));
+
+    // Too big for the slot; a short source.
+    auto reader3 = update::file_reader((t / "img").string(), 0, image.size());
+    CHECK_FALSE(update::write_image(*reader3, image.size(), sha, slot, 1024 * 1024, 1024 * 1024));
+    auto reader4 = update::file_reader((t / "img").string(), 0, image.size() - 10);
+    auto short_src =
+        update::write_image(*reader4, image.size(), sha, slot, 1024 * 1024, 6 * 1024 * 1024);
+    REQUIRE_FALSE(short_src);
+    CHECK(short_src.error().what().find("ends at") != std::string::npos);
+}
+
+TEST_CASE("manifest: strict parsing", "[update][manifest]") {
+    update::Manifest m;
+    m.os_name = "ballast-os";
+    m.version = "1.2.0";
+    m.compatible = "ballast-amd64";
+    m.image = {"rootfs.img", 1234, std::string(64, 'a'), "squashfs"};
+    m.created = "2026-11-28T00:00:00Z";
+    auto back = update::parse_manifest(update::serialize_manifest(m));
+    REQUIRE(back);
+    CHECK(back->to_json() == m.to_json());
+    auto j = m.to_json();
+    j["extra"] = 1;
+    CHECK(update::parse_manifest(j.dump()).error().what() ==
+          "manifest.json: unknown field 'extra'");
+    j = m.to_json();
+    j["image"]["file"] = "../etc/passwd";
+    CHECK_FALSE(update::parse_manifest(j.dump()));
+    j = m.to_json();
+    j["image"]["sha256"] = "xyz";
+    CHECK_FALSE(update::parse_manifest(j.dump()));
+    j = m.to_json();
+    j["format"] = 2;
+    CHECK(update::parse_manifest(j.dump()).error().code() == Errc::unsupported);
+    CHECK_FALSE(update::parse_manifest("not json"));
+}
