@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -22,7 +23,7 @@ namespace {
 
 constexpr size_t kChunk = 4u << 20;
 constexpr size_t kAlign = 4096;
-constexpr int kBuffers = 4;
+constexpr int kBuffers = 8;  // 32 MiB in flight: the read-back trails the write
 
 struct AlignedBuffer {
     uint8_t* data = nullptr;
@@ -63,6 +64,26 @@ class Queue {
     std::condition_variable cv_;
     std::deque<int> q_;
     bool closed_ = false;
+};
+
+// The first error any of the pipeline's threads meets; the others see it and stop working.
+class FirstError {
+  public:
+    void set(Error e) {
+        std::lock_guard l(m_);
+        if (!error_) error_ = std::move(e);
+        any_ = true;
+    }
+    explicit operator bool() const { return any_.load(); }
+    std::optional<Error> take() {
+        std::lock_guard l(m_);
+        return std::move(error_);
+    }
+
+  private:
+    std::mutex m_;
+    std::optional<Error> error_;
+    std::atomic<bool> any_{false};
 };
 
 Status pwrite_all(int fd, const uint8_t* p, size_t n, uint64_t off, const std::string& what) {
@@ -141,8 +162,8 @@ Result<WriteStats> write_image(const ImageReader& source, uint64_t size, const s
         bufs.push_back(std::make_unique<AlignedBuffer>(kChunk));
         if (!bufs.back()->data) return fail(Errc::failed, "out of memory for write buffers");
     }
-    AlignedBuffer header(kHeaderSize);
-    if (!header.data) return fail(Errc::failed, "out of memory");
+    AlignedBuffer header(kHeaderSize), back(kChunk);
+    if (!header.data || !back.data) return fail(Errc::failed, "out of memory for write buffers");
 
     // 1. No signature on the target from here on.
     std::memset(header.data, 0, kHeaderSize);
@@ -152,17 +173,35 @@ Result<WriteStats> write_image(const ImageReader& source, uint64_t size, const s
     if (::fdatasync(fd.get()) < 0) return fail_errno(errno, "sync " + what);
     failpoint("write.header-cleared");
 
-    // 2. Stream: the reader (this thread) fills buffers; a hasher and a writer drain them.
-    Queue to_hash, to_write, free_q;
+    // 2. Stream. This thread reads the source into buffers; a hasher and a writer drain them;
+    //    a checker reads each block back from the target once it is written and compares it
+    //    with the very bytes that were hashed. Equal bytes make a second SHA-256 pass over the
+    //    target unnecessary: the target holds what hashed to the manifest's digest. The header
+    //    region is held in memory, written last and compared at the end.
+    Queue to_hash, to_write, to_check, free_q;
     for (int i = 0; i < kBuffers; ++i)
         free_q.push(i);
-    std::vector<int> pending(kBuffers, 0);  // 2 users per filled buffer
+    std::vector<int> pending(kBuffers, 0);  // the hasher and the checker release each buffer
     std::mutex pm;
     Sha256 hash;
-    std::optional<Error> write_error;
+    FirstError io_error;
     auto release = [&](int i) {
         std::lock_guard l(pm);
         if (--pending[size_t(i)] == 0) free_q.push(i);
+    };
+    // The part of a block written now: everything but the header region, padded to whole
+    // 4 KiB blocks for O_DIRECT (the slot is larger than the image; the padding is zeros).
+    struct Span {
+        size_t skip, n, padded;
+    };
+    auto body_of = [&](const AlignedBuffer& b) {
+        Span sp;
+        sp.skip =
+            b.offset < kHeaderSize ? size_t(std::min<uint64_t>(kHeaderSize - b.offset, b.len)) : 0;
+        sp.n = b.len - sp.skip;
+        sp.padded = (sp.n + kAlign - 1) / kAlign * kAlign;
+        if (b.offset + sp.skip + sp.padded > target_size) sp.padded = sp.n;
+        return sp;
     };
     std::thread hasher([&] {
         while (auto i = to_hash.pop()) {
@@ -173,25 +212,36 @@ Result<WriteStats> write_image(const ImageReader& source, uint64_t size, const s
     std::thread writer([&] {
         while (auto i = to_write.pop()) {
             auto& b = *bufs[size_t(*i)];
-            if (!write_error) {
-                // The header region is held back until the hash is known.
-                uint64_t skip =
-                    b.offset < kHeaderSize ? std::min<uint64_t>(kHeaderSize - b.offset, b.len) : 0;
-                if (b.offset == 0)
-                    std::memcpy(header.data, b.data,
-                                size_t(std::min<uint64_t>(kHeaderSize, b.len)));
-                size_t n = b.len - size_t(skip);
-                // O_DIRECT needs whole blocks: pad the tail with zeros (the slot is larger).
-                size_t padded = (n + kAlign - 1) / kAlign * kAlign;
-                if (padded > n) std::memset(b.data + skip + n, 0, padded - n);
-                if (n > 0 && b.offset + skip + padded > target_size) padded = n;
-                if (n > 0) {
-                    auto st = pwrite_all(fd.get(), b.data + skip, padded,
-                                         target_offset + b.offset + skip, what);
-                    if (!st) write_error = st.error();
-                }
-                if (progress) progress(WritePhase::writing, b.offset + b.len, size);
+            const Span sp = body_of(b);
+            if (b.offset == 0)
+                std::memcpy(header.data, b.data, size_t(std::min<uint64_t>(kHeaderSize, b.len)));
+            if (sp.padded > sp.n) std::memset(b.data + sp.skip + sp.n, 0, sp.padded - sp.n);
+            if (sp.n > 0 && !io_error) {
+                auto st = pwrite_all(fd.get(), b.data + sp.skip, sp.padded,
+                                     target_offset + b.offset + sp.skip, what);
+                if (!st) io_error.set(std::move(st).error());
             }
+            if (progress) progress(WritePhase::writing, b.offset + b.len, size);
+            to_check.push(*i);
+        }
+        to_check.close();
+    });
+    std::thread checker([&] {
+        while (auto i = to_check.pop()) {
+            auto& b = *bufs[size_t(*i)];
+            const Span sp = body_of(b);
+            if (sp.n > 0 && !io_error) {
+                auto st = pread_all(fd.get(), back.data, sp.padded,
+                                    target_offset + b.offset + sp.skip, what);
+                if (!st)
+                    io_error.set(std::move(st).error().context("read back"));
+                else if (std::memcmp(back.data, b.data + sp.skip, sp.n) != 0)
+                    io_error.set(Error(Errc::verification,
+                                       fmt::format("read back from the slot, bytes {}..{} differ "
+                                                   "from what was written",
+                                                   b.offset + sp.skip, b.offset + b.len)));
+            }
+            if (progress) progress(WritePhase::reading_back, b.offset + b.len, size);
             release(*i);
         }
     });
@@ -200,6 +250,7 @@ Result<WriteStats> write_image(const ImageReader& source, uint64_t size, const s
         to_write.close();
         hasher.join();
         writer.join();
+        checker.join();
     };
     uint64_t offset = 0;
     std::optional<Error> read_error;
@@ -232,11 +283,11 @@ Result<WriteStats> write_image(const ImageReader& source, uint64_t size, const s
         }
         to_hash.push(*i);
         to_write.push(*i);
-        if (offset == size) break;
+        if (io_error) break;  // no point reading on; the error is reported below
     }
     stop_threads();
     if (read_error) return std::unexpected(*read_error);
-    if (write_error) return std::unexpected(*write_error);
+    if (auto e = io_error.take()) return std::unexpected(std::move(*e));
     // A source longer than the manifest says is refused too.
     {
         uint8_t extra;
@@ -266,25 +317,11 @@ Result<WriteStats> write_image(const ImageReader& source, uint64_t size, const s
     if (::fdatasync(fd.get()) < 0) return fail_errno(errno, "sync " + what);
     failpoint("write.header-written");
 
-    // 5. Read back everything and hash it again, from the device (O_DIRECT: not the cache).
-    Sha256 back;
-    uint64_t done = 0;
-    auto& rb = *bufs[0];
-    while (done < size) {
-        size_t n = size_t(std::min<uint64_t>(kChunk, size - done));
-        size_t padded =
-            std::min<size_t>((n + kAlign - 1) / kAlign * kAlign, size_t(target_size - done));
-        BALLAST_TRY(
-            pread_all(fd.get(), rb.data, stats.direct ? padded : n, target_offset + done, what));
-        back.update(std::span<const uint8_t>(rb.data, n));
-        done += n;
-        if (progress) progress(WritePhase::reading_back, done, size);
-    }
-    const std::string readback = back.hex();
-    if (readback != sha256)
+    // 5. The header as the target holds it; the rest was compared block by block above.
+    BALLAST_TRY(pread_all(fd.get(), back.data, head_padded, target_offset, what));
+    if (std::memcmp(back.data, header.data, head) != 0)
         return fail(Errc::verification,
-                    "read back from the slot, the image hashes to {} instead of {}", readback,
-                    sha256);
+                    "read back from the slot, the header differs from what was written");
     stats.bytes = size;
     return stats;
 }

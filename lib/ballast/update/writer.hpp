@@ -4,7 +4,8 @@
 //      threads; the target is written with O_DIRECT in 4 MiB blocks when it allows);
 //   3. sync; stop if the hash differs from the manifest (the header is never written);
 //   4. write the first 64 KiB (the superblock), sync;
-//   5. read the whole image back from the target and compare its hash.
+//   5. read every block back from the target (as it is written) and compare it with the bytes
+//      that were hashed; the header last.
 #pragma once
 
 #include <cstdint>
