@@ -4,7 +4,7 @@
 #   build  compiler, meson, libraries, man page tool (default)
 #   test   tools the test layers run (dbus-daemon, setpriv, pytest, ...)
 #   deb    what `make deb` needs
-#   bench  the anchors the benchmarks compare against (RAUC, hyperfine)
+#   bench  the anchors the benchmarks compare against (RAUC, cloud-init, hyperfine)
 set -euo pipefail
 
 declare -A GROUPS_PKGS=(
@@ -12,9 +12,10 @@ declare -A GROUPS_PKGS=(
            libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev catch2 scdoc libssl-dev
            libcurl4-openssl-dev libcrypt-dev libfdisk-dev python3"
   [test]="dbus dbus-bin util-linux python3 python3-pytest man-db clang-format git busybox-static nginx
-          openssl mtools dosfstools genisoimage e2fsprogs clang-16 libclang-rt-16-dev"
+          openssl mtools dosfstools genisoimage e2fsprogs clang-16 libclang-rt-16-dev squashfs-tools
+          erofs-utils fdisk grub-common grub-efi-amd64-bin"
   [deb]="dpkg-dev debhelper fakeroot"
-  [bench]="rauc rauc-service hyperfine procps"
+  [bench]="rauc rauc-service hyperfine procps cloud-init openssh-client time"
 )
 
 groups=("$@")
