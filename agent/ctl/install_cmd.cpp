@@ -14,6 +14,8 @@ int cmd_install(const GlobalOptions& g, install::Options o) {
         print_json(rep->to_json());
     else
         std::fputs(rep->text().c_str(), stdout);
+    std::fflush(stdout);
+    if (auto st = install::finish(*rep); !st) return report_error(st.error());
     return kExitOk;
 }
 

@@ -101,6 +101,17 @@ int main(int argc, char** argv) {
                         "Slot size in MiB (default: twice the image, at least 256)");
     install->add_option("--persistent-size", inst.persistent_mib,
                         "Persistent partition size in MiB (default: the rest)");
+    bool reboot = false, poweroff = false, no_reboot = false;
+    auto* o_reboot =
+        install->add_flag("--reboot", reboot, "Reboot when installed (else install.reboot)");
+    auto* o_poweroff = install->add_flag("--poweroff", poweroff,
+                                         "Power off when installed (else install.poweroff)");
+    install
+        ->add_flag("--no-reboot", no_reboot,
+                   "Neither reboot nor power off, whatever the config says")
+        ->excludes(o_reboot)
+        ->excludes(o_poweroff);
+    o_reboot->excludes(o_poweroff);
 
     auto* stage = app.add_subcommand("stage", "Cloud-config stages");
     stage->require_subcommand(1);
@@ -129,7 +140,11 @@ int main(int argc, char** argv) {
     if (version->parsed()) return cmd_version(g);
     if (log_level->parsed()) return cmd_log_level(g, level);
     if (reload->parsed()) return cmd_reload(g);
-    if (install->parsed()) return cmd_install(g, inst);
+    if (install->parsed()) {
+        if (reboot || poweroff || no_reboot)
+            inst.after = reboot ? "reboot" : poweroff ? "poweroff" : "none";
+        return cmd_install(g, inst);
+    }
     if (bcreate->parsed()) return cmd_bundle_create(g, create);
     if (bverify->parsed()) return cmd_bundle_verify(g, bundle_src, keyring);
     if (binspect->parsed()) return cmd_bundle_inspect(g, bundle_src);

@@ -4,11 +4,16 @@ _agentctl() {
     _init_completion || return
 
     local global_opts="--bus-address --json --root --help --version"
-    local commands="status version log-level reload config stage"
+    local commands="status version log-level reload config stage bundle install"
 
     case $prev in
         --bus-address) return ;;
         --root) _filedir -d; return ;;
+        --device) _filedir; return ;;
+        --bundle|-o|--output) _filedir; return ;;
+        --image) _filedir '@(sqfs|squashfs|erofs|img)'; return ;;
+        --key|--cert|--chain|--keyring) _filedir pem; return ;;
+        --version|--compatible|--os-name|--efi-size|--oem-size|--slot-size|--persistent-size) return ;;
         log-level)
             COMPREPLY=($(compgen -W "trace debug info warning error critical off" -- "$cur"))
             return ;;
@@ -27,6 +32,7 @@ _agentctl() {
         --config) _filedir '@(yaml|yml)'; return ;;
         config) COMPREPLY=($(compgen -W "validate show" -- "$cur")); return ;;
         stage) COMPREPLY=($(compgen -W "run" -- "$cur")); return ;;
+        bundle) COMPREPLY=($(compgen -W "create verify inspect" -- "$cur")); return ;;
         run) COMPREPLY=($(compgen -W "rootfs initramfs fs boot network reconcile" -- "$cur")); return ;;
         validate) _filedir '@(yaml|yml)'; return ;;
     esac
@@ -35,6 +41,11 @@ _agentctl() {
     elif [[ $cmd == config ]]; then
         COMPREPLY=($(compgen -W "validate show --strict --config $global_opts" -- "$cur"))
         [[ $cur != -* ]] && _filedir '@(yaml|yml)'
+    elif [[ $cmd == bundle ]]; then
+        COMPREPLY=($(compgen -W "--image --version --compatible --os-name --key --cert --chain -o --keyring $global_opts" -- "$cur"))
+        [[ $cur != -* ]] && _filedir
+    elif [[ $cmd == install ]]; then
+        COMPREPLY=($(compgen -W "--device --bundle --keyring --config --force --dry-run --reboot --poweroff --no-reboot --efi-size --oem-size --slot-size --persistent-size $global_opts" -- "$cur"))
     elif [[ $cmd == stage ]]; then
         COMPREPLY=($(compgen -W "run --config --dry-run --verbose $global_opts" -- "$cur"))
     else

@@ -191,6 +191,36 @@ def test_install_safety(bins, signing_pki, images, tmp_path):
     assert r.returncode == 1 and "no device" in r.stderr
 
 
+def test_install_block_settings_and_after_actions(bins, signing_pki, images, tmp_path):
+    b = bundle(bins, signing_pki, images["v1"], tmp_path / "v1")
+    disk = new_disk(tmp_path / "disk.img")
+    run_ok(["mkfs.ext4", "-q", "-F", str(disk)])
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text("#cloud-config\ninstall:\n  force: true\n  reboot: true\n")
+    base = ["install", "--device", str(disk), "--bundle", str(b), "--keyring", signing_pki["ca"]]
+    # install.force erases like --force; install.reboot is reported and, on an image file, not
+    # acted on (it is never this machine's disk).
+    r = ctl(bins, None, "--json", *base, "--config", str(cfg), "--dry-run")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["after"] == "none" and "is an image file, not this machine's disk" in plan["after_note"]
+    assert "not going to reboot" in plan["after_note"]
+    r = ctl(bins, None, *base, "--config", str(cfg), "--poweroff")
+    assert r.returncode == 0, r.stderr
+    assert "note: not going to poweroff" in r.stdout
+    # The command line's --no-reboot wins over the config, silently.
+    r = ctl(bins, None, "--json", *base, "--config", str(cfg), "--no-reboot", "--dry-run")
+    assert json.loads(r.stdout)["after"] == "none" and json.loads(r.stdout)["after_note"] == ""
+    # Contradictions are usage errors, in the command line and in the config.
+    r = ctl(bins, None, *base, "--reboot", "--poweroff", "--dry-run")
+    assert r.returncode == 2 and "excludes" in r.stderr
+    r = ctl(bins, None, *base, "--reboot", "--no-reboot", "--dry-run")
+    assert r.returncode == 2
+    cfg.write_text("#cloud-config\ninstall:\n  reboot: true\n  poweroff: true\n")
+    r = ctl(bins, None, *base, "--config", str(cfg), "--dry-run")
+    assert r.returncode == 1 and f"{cfg}:4:" in r.stderr and "cannot both be true" in r.stderr, r.stderr
+
+
 def test_install_refuses_a_mounted_device(bins, signing_pki, images, tmp_path):
     need_tool("losetup", "mount")
     b = bundle(bins, signing_pki, images["v1"], tmp_path / "v1")

@@ -18,6 +18,7 @@
 #include "ballast/disk/partition.hpp"
 #include "ballast/disk/range.hpp"
 #include "ballast/stages/runner.hpp"
+#include "ballast/system/systemd.hpp"
 #include "ballast/update/bundle.hpp"
 #include "ballast/update/writer.hpp"
 
@@ -71,7 +72,8 @@ nlohmann::json Report::to_json() const {
                          {"start", p.start},
                          {"size", p.size}});
     return {{"device", device},   {"disk_size", disk_size},   {"dry_run", dry_run},
-            {"version", version}, {"compatible", compatible}, {"partitions", parts}};
+            {"version", version}, {"compatible", compatible}, {"partitions", parts},
+            {"after", after},     {"after_note", after_note}};
 }
 
 std::string Report::text() const {
@@ -81,6 +83,8 @@ std::string Report::text() const {
     for (const auto& p : layout)
         out += fmt::format("  {} {:<19} {:>5} {:>10} at {}\n", p.number, p.label,
                            p.fs.empty() ? "raw" : p.fs, mib(p.size), mib(p.start));
+    if (after != "none") out += fmt::format("then: {}\n", after);
+    if (!after_note.empty()) out += fmt::format("note: {}\n", after_note);
     return out;
 }
 
@@ -111,6 +115,8 @@ Result<Report> run(const Options& o) {
     std::string device = !o.device.empty() ? o.device : in.device;
     if (device.empty() || device == "auto")
         return fail(Errc::invalid_argument, "no device: give --device or install.device");
+    const bool force = o.force || in.force;
+    std::string after = o.after.value_or(in.poweroff ? "poweroff" : in.reboot ? "reboot" : "none");
     auto size_of = [&](const std::optional<uint64_t>& cli, const char* key, uint64_t def) {
         if (cli) return *cli;
         auto it = in.partition_sizes_mib.find(key);
@@ -141,7 +147,7 @@ Result<Report> run(const Options& o) {
     if (auto content = BALLAST_TRY(disk::probe_content(device))) {
         auto parts = disk::read_partitions(device);
         const bool ballast = parts && disk::find_label(*parts, disk::kSlotALabel);
-        if (!o.force)
+        if (!force)
             return fail(Errc::exists, "{} is not empty ({}{}); add --force to erase it", device,
                         ballast ? "already a Ballast disk" : "it holds " + *content,
                         ballast ? "" : "");
@@ -163,6 +169,17 @@ Result<Report> run(const Options& o) {
     rep.version = checked.manifest.version;
     rep.compatible = checked.manifest.compatible;
     rep.dry_run = o.dry_run;
+    rep.after = after;
+    if (after != "none") {
+        struct stat st {};
+        if (::stat(device.c_str(), &st) == 0 && !S_ISBLK(st.st_mode)) {
+            rep.after_note = fmt::format(
+                "not going to {}: {} is an image file, not this "
+                "machine's disk",
+                after, device);
+            rep.after = "none";
+        }
+    }
     if (o.dry_run) return rep;
 
     BALLAST_TRY(run_stage("before-install", o));
@@ -260,6 +277,14 @@ Result<Report> run(const Options& o) {
     failpoint("install.done");
     BALLAST_TRY(run_stage("after-install", o));
     return rep;
+}
+
+Status finish(const Report& r) {
+    if (r.dry_run || r.after == "none") return {};
+    if (!systemd::running())
+        return fail(Errc::unsupported, "cannot {}: systemd is not running here", r.after);
+    auto m = BALLAST_TRY_CTX(systemd::Manager::connect(), "{}", r.after);
+    return r.after == "reboot" ? m.reboot() : m.poweroff();
 }
 
 }  // namespace ballast::install

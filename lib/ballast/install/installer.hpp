@@ -20,7 +20,9 @@ struct Options {
     std::string bundle;                     // --bundle
     std::string keyring;                    // --keyring (else the running system's)
     std::vector<std::string> config_files;  // --config: read for install:, copied into OEM
-    bool force = false, dry_run = false;
+    bool force = false, dry_run = false;    // --force or install.force
+    // --reboot / --poweroff / --no-reboot ("none"); else install.reboot / install.poweroff.
+    std::optional<std::string> after;
     std::optional<uint64_t> efi_mib, oem_mib, slot_mib, persistent_mib;  // command line wins
     std::string grub_modules = "/usr/lib/grub/x86_64-efi";
     std::function<void(const std::string&)> say;  // progress lines
@@ -32,11 +34,17 @@ struct Report {
     std::vector<disk::PartitionPlan> layout;
     std::string version, compatible;
     bool dry_run = false;
+    // What the node does once installed: "reboot", "poweroff" or "none"; `after_note` says why
+    // a requested action is not taken (an image file is never this machine's disk).
+    std::string after = "none", after_note;
     [[nodiscard]] nlohmann::json to_json() const;
     [[nodiscard]] std::string text() const;
 };
 
 [[nodiscard]] Result<Report> run(const Options& o);
+
+// Reboots or powers off (through systemd) as the report says; nothing for "none".
+[[nodiscard]] Status finish(const Report& r);
 
 // The GRUB configuration shipped with this build (overlay/grub/grub.cfg, compiled in).
 [[nodiscard]] std::string_view grub_cfg();

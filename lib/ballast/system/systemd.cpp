@@ -117,10 +117,19 @@ Status Manager::reload() {
 }
 
 Status Manager::reboot() {
+    return start_irreversibly("reboot.target");
+}
+
+Status Manager::poweroff() {
+    return start_irreversibly("poweroff.target");
+}
+
+// As `systemctl reboot` does: a job no later job can cancel.
+Status Manager::start_irreversibly(const std::string& target) {
     sdbus::BusError err;
     int r = sd_bus_call_method(bus_.get(), kDest, kPath, kManager, "StartUnit", err.get(), nullptr,
-                               "ss", "reboot.target", "replace-irreversibly");
-    if (r < 0) return std::unexpected(sdbus::bus_error(r, err, "systemd reboot"));
+                               "ss", target.c_str(), "replace-irreversibly");
+    if (r < 0) return std::unexpected(sdbus::bus_error(r, err, "systemd start " + target));
     return {};
 }
 

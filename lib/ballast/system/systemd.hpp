@@ -29,9 +29,11 @@ class Manager {
     // "active", "inactive", "failed", ... ("inactive" for units systemd has not loaded).
     [[nodiscard]] Result<std::string> active_state(const std::string& unit);
     [[nodiscard]] Status reboot();
+    [[nodiscard]] Status poweroff();
 
   private:
     explicit Manager(sdbus::Bus bus) : bus_(std::move(bus)) {}
+    [[nodiscard]] Status start_irreversibly(const std::string& target);
     [[nodiscard]] Result<bool> unit_files(const char* method, const std::vector<std::string>& units,
                                           bool with_force);
     sdbus::Bus bus_;
