@@ -47,6 +47,11 @@ void print_json(const nlohmann::json& j);
 [[nodiscard]] int cmd_config_validate(const GlobalOptions& g, const std::vector<std::string>& files,
                                       bool strict);
 [[nodiscard]] int cmd_config_show(const GlobalOptions& g, const std::vector<std::string>& files);
+[[nodiscard]] int cmd_upgrade(const GlobalOptions& g, const std::string& source, bool force,
+                              bool no_reboot);
+[[nodiscard]] int cmd_health(const GlobalOptions& g, bool no_reboot);
+[[nodiscard]] int cmd_rollback(const GlobalOptions& g, bool no_reboot);
+[[nodiscard]] int cmd_mark(const GlobalOptions& g, bool good, const std::string& slot);
 [[nodiscard]] int cmd_stage_run(const GlobalOptions& g, const std::string& stage,
                                 const std::vector<std::string>& files, bool dry_run, bool verbose);
 

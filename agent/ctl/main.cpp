@@ -129,6 +129,25 @@ int main(int argc, char** argv) {
     stage_run->add_flag("--dry-run", dry_run, "Print the plan; change nothing");
     stage_run->add_flag("-v,--verbose", verbose, "Also list unchanged steps and notes");
 
+    std::string source, slot;
+    bool force = false, no_reboot_op = false;
+    auto* upgrade = app.add_subcommand(
+        "upgrade", "Write a bundle into the other slot, activate it on trial and reboot");
+    upgrade->add_option("SOURCE", source, "Bundle folder, .tar, or https:// URL of a .tar")
+        ->required();
+    upgrade->add_flag("--force", force, "Accept a version that failed on this node before");
+    upgrade->add_flag("--no-reboot", no_reboot_op, "Do not reboot; the new slot boots next time");
+    auto* health = app.add_subcommand(
+        "health", "Run the boot assessment: commit a slot on trial, or mark it bad and reboot");
+    health->add_flag("--no-reboot", no_reboot_op, "Do not reboot when the slot on trial fails");
+    auto* rollback =
+        app.add_subcommand("rollback", "Make the other (good) slot primary, persistently");
+    rollback->add_flag("--no-reboot", no_reboot_op, "Do not reboot into it now");
+    auto* mark_good = app.add_subcommand("mark-good", "Mark a slot good (default: the booted one)");
+    mark_good->add_option("SLOT", slot, "A or B")->check(CLI::IsMember({"A", "B"}));
+    auto* mark_bad = app.add_subcommand("mark-bad", "Mark a slot bad (default: the booted one)");
+    mark_bad->add_option("SLOT", slot, "A or B")->check(CLI::IsMember({"A", "B"}));
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -150,6 +169,11 @@ int main(int argc, char** argv) {
     if (binspect->parsed()) return cmd_bundle_inspect(g, bundle_src);
     if (validate->parsed()) return cmd_config_validate(g, files, strict);
     if (show->parsed()) return cmd_config_show(g, files);
+    if (upgrade->parsed()) return cmd_upgrade(g, source, force, no_reboot_op);
+    if (health->parsed()) return cmd_health(g, no_reboot_op);
+    if (rollback->parsed()) return cmd_rollback(g, no_reboot_op);
+    if (mark_good->parsed()) return cmd_mark(g, true, slot);
+    if (mark_bad->parsed()) return cmd_mark(g, false, slot);
     if (stage_run->parsed()) return cmd_stage_run(g, stage_name, files, dry_run, verbose);
     return kExitUsage;
 }

@@ -1,5 +1,7 @@
 #include "bus_api.hpp"
 
+#include <map>
+
 #include <spdlog/spdlog.h>
 
 #include "ballast/api/names.hpp"
@@ -112,6 +114,87 @@ int method_run_stage(sd_bus_message* m, void* userdata, sd_bus_error* ret_error)
     return 1;  // replied when the job ends
 }
 
+// Reads an a{sv} of booleans whose names are in `known`; anything else is an error.
+Result<std::map<std::string, bool>> read_flags(sd_bus_message* m,
+                                               std::initializer_list<const char*> known) {
+    auto opts = BALLAST_TRY(sdbus::read_dict(m));
+    std::map<std::string, bool> out;
+    for (const auto& [k, v] : opts.items()) {
+        bool ok = v.is_boolean();
+        if (ok) {
+            ok = false;
+            for (const char* n : known)
+                ok = ok || k == n;
+        }
+        if (!ok) return fail(Errc::invalid_argument, "unknown or mistyped option '{}'", k);
+        out[k] = v.get<bool>();
+    }
+    return out;
+}
+
+int invalid_args(sd_bus_error* ret_error, const Error& e) {
+    return sd_bus_error_set(ret_error, SD_BUS_ERROR_INVALID_ARGS, e.what().c_str());
+}
+
+int get_progress(sd_bus*, const char*, const char*, const char*, sd_bus_message* reply,
+                 void* userdata, sd_bus_error* ret_error) {
+    if (auto a = sdbus::append_dict(reply, daemon_of(userdata).progress()); !a)
+        return reply_error(ret_error, a.error());
+    return 0;
+}
+
+// Upgrade(s source, a{sv} options) -> s. Options: Force (b), NoReboot (b). Returns when the job
+// has started; Progress signals follow and JobFinished("upgrade", ...) ends it.
+int method_upgrade(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
+    if (int r = require_root(m, ret_error); r < 0) return r;
+    const char* source = nullptr;
+    if (int r = sd_bus_message_read(m, "s", &source); r < 0) return r;
+    auto flags = read_flags(m, {"Force", "NoReboot"});
+    if (!flags) return invalid_args(ret_error, flags.error());
+    if (auto st =
+            daemon_of(userdata).start_upgrade(source, (*flags)["Force"], !(*flags)["NoReboot"]);
+        !st)
+        return reply_error(ret_error, st.error());
+    return sd_bus_reply_method_return(m, "s", "upgrade");
+}
+
+// CheckHealth(a{sv} options) -> s report_json. Options: NoReboot (b). Replies when assessed.
+int method_check_health(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
+    if (int r = require_root(m, ret_error); r < 0) return r;
+    auto flags = read_flags(m, {"NoReboot"});
+    if (!flags) return invalid_args(ret_error, flags.error());
+    if (auto st = daemon_of(userdata).check_health(!(*flags)["NoReboot"], m); !st)
+        return reply_error(ret_error, st.error());
+    return 1;  // replied when the job ends
+}
+
+int mark(sd_bus_message* m, void* userdata, sd_bus_error* ret_error, bool good) {
+    if (int r = require_root(m, ret_error); r < 0) return r;
+    const char* slot = nullptr;
+    if (int r = sd_bus_message_read(m, "s", &slot); r < 0) return r;
+    auto done = daemon_of(userdata).mark_slot(good, slot);
+    if (!done) return reply_error(ret_error, done.error());
+    return sd_bus_reply_method_return(m, "s", done->c_str());
+}
+
+// MarkGood(s slot) / MarkBad(s slot) -> s slot; "" means the booted slot.
+int method_mark_good(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
+    return mark(m, userdata, ret_error, true);
+}
+int method_mark_bad(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
+    return mark(m, userdata, ret_error, false);
+}
+
+// Rollback(a{sv} options) -> s slot. Options: NoReboot (b).
+int method_rollback(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
+    if (int r = require_root(m, ret_error); r < 0) return r;
+    auto flags = read_flags(m, {"NoReboot"});
+    if (!flags) return invalid_args(ret_error, flags.error());
+    auto to = daemon_of(userdata).rollback(!(*flags)["NoReboot"]);
+    if (!to) return reply_error(ret_error, to.error());
+    return sd_bus_reply_method_return(m, "s", to->c_str());
+}
+
 const sd_bus_vtable kVtable[] = {
     SD_BUS_VTABLE_START(0),
     SD_BUS_PROPERTY("Version", "s", get_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -128,6 +211,23 @@ const sd_bus_vtable kVtable[] = {
     SD_BUS_METHOD_WITH_ARGS("RunStage", SD_BUS_ARGS("s", stage, "a{sv}", options),
                             SD_BUS_RESULT("s", report), method_run_stage,
                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_PROPERTY("Progress", "a{sv}", get_progress, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_METHOD_WITH_ARGS("Upgrade", SD_BUS_ARGS("s", source, "a{sv}", options),
+                            SD_BUS_RESULT("s", operation), method_upgrade,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("CheckHealth", SD_BUS_ARGS("a{sv}", options),
+                            SD_BUS_RESULT("s", report), method_check_health,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("MarkGood", SD_BUS_ARGS("s", slot), SD_BUS_RESULT("s", slot),
+                            method_mark_good, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("MarkBad", SD_BUS_ARGS("s", slot), SD_BUS_RESULT("s", slot),
+                            method_mark_bad, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("Rollback", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("s", slot),
+                            method_rollback, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_SIGNAL_WITH_ARGS(
+        "Progress",
+        SD_BUS_ARGS("s", phase, "d", percent, "t", bytes, "t", total, "d", rate, "d", eta_seconds),
+        0),
     SD_BUS_SIGNAL_WITH_ARGS("JobFinished", SD_BUS_ARGS("s", operation, "b", success, "s", message),
                             0),
     SD_BUS_VTABLE_END,

@@ -62,24 +62,12 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonOptions opts) {
     std::unique_ptr<Daemon> d(new Daemon(std::move(opts)));
 
     auto settings = BALLAST_TRY(
-        config::load_agent_settings(d->opts_.settings_path, d->opts_.settings_explicit));
+        config::load_agent_settings(d->opts_.node.settings_path, d->opts_.node.settings_explicit));
     d->apply_settings(settings);
 
-    if (d->opts_.booted_slot) {
-        d->booted_slot_ = std::string(boot::name(*d->opts_.booted_slot));
-    } else if (auto cmdline = read_proc_cmdline(); cmdline) {
-        if (auto s = boot::booted_slot_from_cmdline(*cmdline)) d->booted_slot_ = boot::name(*s);
-    }
-
-    if (!d->opts_.disk.empty())
-        d->disk_ = d->opts_.disk;
-    else if (!settings.disk.empty())
-        d->disk_ = settings.disk;
-    else if (auto found = disk::find_disk_by_partlabel(disk::kSlotALabel); found)
-        d->disk_ = *found;
-    else
-        spdlog::info("no Ballast disk found ({}); slot operations are unavailable",
-                     found.error().message());
+    if (auto s = resolve_booted(d->opts_.node)) d->booted_slot_ = boot::name(*s);
+    d->disk_ = resolve_disk(d->opts_.node, settings);
+    if (d->disk_.empty()) spdlog::info("no Ballast disk found; slot operations are unavailable");
 
     BALLAST_TRY(d->take_lock());
     BALLAST_TRY(d->setup_event_loop());
@@ -90,11 +78,12 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonOptions opts) {
         self->notify_status();
     }));
     d->arm_reconcile(d->settings_.reconcile.delay);
+    d->settle_last_upgrade();
     return d;
 }
 
 Status Daemon::take_lock() {
-    auto dir = BALLAST_TRY(opts_.root.resolve("/run/ballast"));
+    auto dir = BALLAST_TRY(opts_.node.root.resolve("/run/ballast"));
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec) return fail_errno(ec.value(), dir.string());
@@ -109,7 +98,7 @@ Status Daemon::take_lock() {
             pid.pop_back();
         return fail(Errc::busy,
                     "another ballast-agent (pid {}) is already running for root {} (lock {})", pid,
-                    opts_.root.base().string(), path.string());
+                    opts_.node.root.base().string(), path.string());
     }
     auto pid = std::to_string(::getpid()) + "\n";
     if (::ftruncate(lock_fd_.get(), 0) < 0 ||
@@ -199,13 +188,13 @@ Status Daemon::set_log_level(const std::string& level) {
 }
 
 Status Daemon::reload() {
-    auto s = config::load_agent_settings(opts_.settings_path, opts_.settings_explicit);
+    auto s = config::load_agent_settings(opts_.node.settings_path, opts_.node.settings_explicit);
     if (!s) return std::unexpected(std::move(s.error()).context("reload"));
     const auto before = log_level();
     const auto old_interval = settings_.reconcile.interval;
     apply_settings(*s);
     if (settings_.reconcile.interval != old_interval) arm_reconcile(settings_.reconcile.interval);
-    spdlog::info("reloaded {}", opts_.settings_path.string());
+    spdlog::info("reloaded {}", opts_.node.settings_path.string());
     if (log_level() != before) emit_changed("LogLevel");
     return {};
 }
@@ -217,10 +206,11 @@ nlohmann::json Daemon::status() const {
         {"Operation", operation()},
         {"LastError", last_error_},
         {"Disk", disk_},
-        {"Root", opts_.root.base().string()},
+        {"Root", opts_.node.root.base().string()},
         {"LogLevel", log_level()},
         {"Stages", stage_summaries()},
     };
+    add_upgrade_status(s);
     // The slots, read from the disk's boot control on every call: GRUB changes it at boot and
     // operators may run agentctl offline; the two small reads cost nothing.
     if (!disk_.empty()) {
@@ -241,7 +231,7 @@ nlohmann::json Daemon::status() const {
 
 nlohmann::json Daemon::stage_summaries() const {
     auto out = nlohmann::json::array();
-    auto dir = opts_.root("/run/ballast/stages");
+    auto dir = opts_.node.root("/run/ballast/stages");
     std::error_code ec;
     std::vector<std::filesystem::path> files;
     for (const auto& e : std::filesystem::directory_iterator(dir, ec))
@@ -267,11 +257,7 @@ Status Daemon::run_stage(const std::string& stage, bool dry_run,
                          std::vector<std::string> config_files, sd_bus_message* call) {
     BALLAST_TRY(stages::check_stage_name(stage));
     // The job is this program in stage mode, in a child process (jobs.hpp says why).
-    std::vector<std::string> argv = {"/proc/self/exe", "--root", opts_.root.base().string(),
-                                     "--log-level", log_level()};
-    if (opts_.settings_explicit)
-        argv.insert(argv.end(), {"--config", opts_.settings_path.string()});
-    argv.insert(argv.end(), {"stage", stage, "--json"});
+    auto argv = job_argv({"stage", stage, "--json"});
     if (dry_run) argv.push_back("--dry-run");
     for (auto& f : config_files) {
         argv.push_back("--config");
@@ -295,10 +281,7 @@ Status Daemon::run_stage(const std::string& stage, bool dry_run,
                                   ? res["error"].get<std::string>()
                                   : fmt::format("stage {}: {} changed, {} failed", stage,
                                                 res.value("changed", 0), res.value("failed", 0));
-            if (!ok && last_error_ != msg) {
-                last_error_ = msg;
-                emit_changed("LastError");
-            }
+            if (!ok) set_last_error(msg);
             (void)sd_bus_emit_signal(bus_.get(), api::kObjectPath, api::kInterface, "JobFinished",
                                      "sbs", ("stage " + stage).c_str(), ok ? 1 : 0, msg.c_str());
             if (*reply_to) {
@@ -336,6 +319,25 @@ int Daemon::on_reconcile(sd_event_source*, uint64_t, void* userdata) {
         spdlog::error("reconcile: {}", st.error().what());
     d->arm_reconcile(d->settings_.reconcile.interval);
     return 0;
+}
+
+std::vector<std::string> Daemon::job_argv(std::vector<std::string> tail) const {
+    std::vector<std::string> argv = {"/proc/self/exe", "--root", opts_.node.root.base().string(),
+                                     "--log-level", log_level()};
+    if (opts_.node.settings_explicit)
+        argv.insert(argv.end(), {"--config", opts_.node.settings_path.string()});
+    if (!disk_.empty()) argv.insert(argv.end(), {"--disk", disk_});
+    if (!booted_slot_.empty()) argv.insert(argv.end(), {"--booted-slot", booted_slot_});
+    for (auto& t : tail)
+        argv.push_back(std::move(t));
+    return argv;
+}
+
+void Daemon::set_last_error(std::string message) {
+    if (last_error_ == message) return;
+    last_error_ = std::move(message);
+    emit_changed("LastError");
+    notify_status();
 }
 
 void Daemon::emit_changed(const char* property) {

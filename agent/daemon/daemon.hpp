@@ -17,17 +17,14 @@
 #include "ballast/core/root.hpp"
 #include "ballast/system/sdbus.hpp"
 #include "jobs.hpp"
+#include "node.hpp"
 
 namespace ballast::agent {
 
 struct DaemonOptions {
-    RootPrefix root;
-    std::string disk;  // --disk; empty: agent.yaml, then PARTLABEL discovery
-    std::filesystem::path settings_path{config::kDefaultAgentSettingsPath};
-    bool settings_explicit = false;  // --config given: the file must exist
+    NodeOptions node;
     std::optional<std::string> bus_address;
-    std::optional<boot::Slot> booted_slot;  // --booted-slot; else ballast.slot= on /proc/cmdline
-    std::optional<std::string> log_level;   // --log-level wins over agent.yaml
+    std::optional<std::string> log_level;  // --log-level wins over agent.yaml
 };
 
 class Daemon {
@@ -59,6 +56,20 @@ class Daemon {
     // The last run of each stage (/run/ballast/stages/*.json), newest data on disk.
     [[nodiscard]] nlohmann::json stage_summaries() const;
 
+    // Starts an upgrade job; returns at once (progress and the end come as signals).
+    [[nodiscard]] Status start_upgrade(const std::string& source, bool force, bool reboot,
+                                       std::optional<std::string> expect_manifest = {});
+    // Runs the boot assessment as the one job; `call` gets the report as its reply. A slot on
+    // trial that fails is marked bad and, unless `reboot` is false, the node reboots.
+    [[nodiscard]] Status check_health(bool reboot, sd_bus_message* call);
+    // Operator actions on boot control; `slot` empty means the booted slot. Refused while a job
+    // runs. Each returns the slot acted on.
+    [[nodiscard]] Result<std::string> mark_slot(bool good, const std::string& slot);
+    [[nodiscard]] Result<std::string> rollback(bool reboot);
+    // Phase, Percent, Bytes, Total, Rate (bytes/s), EtaSeconds of the running upgrade; empty
+    // when none runs.
+    [[nodiscard]] const nlohmann::json& progress() const { return progress_; }
+
   private:
     explicit Daemon(DaemonOptions opts);
     [[nodiscard]] Status take_lock();
@@ -66,6 +77,18 @@ class Daemon {
     [[nodiscard]] Status setup_bus();
     void apply_settings(const config::AgentSettings& s);
     void emit_changed(const char* property);
+    void set_last_error(std::string message);
+    // The job command line: this program with the node's global options, then `tail`.
+    [[nodiscard]] std::vector<std::string> job_argv(std::vector<std::string> tail) const;
+    // What the last upgrade left behind, settled at start-up (update/slot_admin.hpp).
+    void settle_last_upgrade();
+    void on_upgrade_progress(const nlohmann::json& p);
+    // Reboots through systemd when this is the running system; otherwise records that a reboot
+    // is needed (sandboxes, --root).
+    void reboot_or_flag(const std::string& why);
+    [[nodiscard]] Result<boot::Slot> booted() const;
+    // RebootRequired, Progress, Upgrade (the journal) and RefusedVersions for GetStatus.
+    void add_upgrade_status(nlohmann::json& s) const;
     void notify_status();
     void arm_reconcile(std::chrono::milliseconds after);
     static int on_reconcile(sd_event_source*, uint64_t, void* userdata);
@@ -75,6 +98,11 @@ class Daemon {
     std::string booted_slot_;
     std::string last_error_;
     std::string disk_;
+    nlohmann::json progress_ = nlohmann::json::object();
+    std::string progress_phase_;
+    std::chrono::steady_clock::time_point phase_t0_;
+    uint64_t phase_bytes0_ = 0;
+    bool reboot_required_ = false;
     UniqueFd lock_fd_;
     sdbus::Event event_;
     sdbus::Bus bus_;

@@ -27,7 +27,8 @@ JobRunner::~JobRunner() {
     }
 }
 
-Status JobRunner::start(std::string operation, std::vector<std::string> argv, Done done) {
+Status JobRunner::start(std::string operation, std::vector<std::string> argv, Done done,
+                        Progress progress) {
     if (busy())
         return fail(Errc::busy, "busy: '{}' is running; try again when it has finished",
                     operation_);
@@ -37,6 +38,7 @@ Status JobRunner::start(std::string operation, std::vector<std::string> argv, Do
     pid_ = sp.pid;
     out_ = std::move(sp.stdout_r);
     output_.clear();
+    scanned_ = 0;
     exited_ = false;
     sd_event_source* s = nullptr;
     int r = sd_event_add_io(event_, &s, out_.get(), EPOLLIN, on_output, this);
@@ -47,6 +49,7 @@ Status JobRunner::start(std::string operation, std::vector<std::string> argv, Do
     child_source_.reset(s);
     operation_ = std::move(operation);
     done_ = std::move(done);
+    progress_ = std::move(progress);
     spdlog::debug("job '{}' started as pid {}", operation_, pid_);
     if (on_change_) on_change_();
     return {};
@@ -59,6 +62,13 @@ int JobRunner::on_output(sd_event_source*, int fd, uint32_t, void* userdata) {
     if (n > 0) {
         // Reports are small; a runaway child cannot make the daemon hold more than 16 MiB.
         if (self->output_.size() < (16u << 20)) self->output_.append(buf, size_t(n));
+        for (size_t nl; (nl = self->output_.find('\n', self->scanned_)) != std::string::npos;) {
+            std::string_view line(self->output_.data() + self->scanned_, nl - self->scanned_);
+            self->scanned_ = nl + 1;
+            if (!self->progress_ || line.find("\"progress\"") == std::string_view::npos) continue;
+            auto j = nlohmann::json::parse(line, nullptr, false);
+            if (j.is_object() && j.contains("progress")) self->progress_(j["progress"]);
+        }
         return 0;
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
@@ -94,6 +104,7 @@ void JobRunner::maybe_finish() {
         }
     }
     auto done = std::move(done_);
+    progress_ = nullptr;
     pid_ = -1;
     operation_.clear();
     if (done) done(report, exit_status_);

@@ -23,13 +23,16 @@ class JobRunner {
     // `report` is the child's last stdout line parsed as JSON (null when there was none);
     // `exit_status` is its exit code, or 128+signal.
     using Done = std::function<void(const nlohmann::json& report, int exit_status)>;
+    // Each stdout line that is a JSON object with a "progress" member, as it arrives.
+    using Progress = std::function<void(const nlohmann::json& progress)>;
 
     // `on_change` runs on the loop thread when a job starts or ends.
     [[nodiscard]] Status attach(sd_event* event, std::function<void()> on_change);
     ~JobRunner();
 
     // Errc::busy when a job runs.
-    [[nodiscard]] Status start(std::string operation, std::vector<std::string> argv, Done done);
+    [[nodiscard]] Status start(std::string operation, std::vector<std::string> argv, Done done,
+                               Progress progress = {});
     [[nodiscard]] bool busy() const { return !operation_.empty(); }
     [[nodiscard]] const std::string& operation() const { return operation_; }
 
@@ -42,6 +45,8 @@ class JobRunner {
     std::function<void()> on_change_;
     std::string operation_;
     Done done_;
+    Progress progress_;
+    size_t scanned_ = 0;  // output_ up to here was looked at for progress lines
     pid_t pid_ = -1;
     UniqueFd out_;
     sdbus::EventSource out_source_, child_source_;

@@ -1,5 +1,5 @@
-// ballast-agent: the daemon (no sub-command), plus one-shot modes for early boot added by later
-// modules. Exit codes: 0 success, 1 failure, 2 usage error.
+// ballast-agent: the daemon (no sub-command), plus the one-shot modes (oneshot.hpp) that early
+// boot units and the daemon's jobs run. Exit codes: 0 success, 1 failure, 2 usage error.
 #include <signal.h>
 #include <unistd.h>
 
@@ -17,53 +17,10 @@
 
 #include "ballast/config/agent_settings.hpp"
 #include "ballast/core/log.hpp"
-#include "ballast/stages/format.hpp"
-#include "ballast/stages/runner.hpp"
 #include "ballast/system/sdbus.hpp"
 #include "ballast_config.h"
 #include "daemon.hpp"
-
-namespace {
-
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
-
-// `ballast-agent stage NAME`: the stage in this process, report on stdout, exit 1 on any error.
-// The daemon runs its stage jobs the same way, as a child process.
-int run_stage_mode(const std::filesystem::path& root_dir, const std::string& stage,
-                   const std::vector<std::string>& configs, bool dry_run, bool json,
-                   const std::string& settings_path) {
-    using namespace ballast;
-    RootPrefix root(root_dir);
-    auto report_failure = [&](const Error& e) {
-        spdlog::error("stage {}: {}", stage, e.what());
-        if (json)
-            std::printf("%s\n", nlohmann::json{{"ok", false}, {"stage", stage}, {"error", e.what()}}
-                                    .dump()
-                                    .c_str());
-        return e.code() == Errc::invalid_argument ? kExitUsage : kExitFailure;
-    };
-    auto settings =
-        config::load_agent_settings(settings_path.empty() ? root(config::kDefaultAgentSettingsPath)
-                                                          : std::filesystem::path(settings_path),
-                                    !settings_path.empty());
-    if (!settings) return report_failure(settings.error());
-    stages::RunRequest req;
-    req.stage = stage;
-    req.root = root;
-    for (const auto& c : configs)
-        req.config_files.push_back(std::filesystem::absolute(c));
-    req.dry_run = dry_run;
-    req.http.ca_file = settings->http.ca_file;
-    req.http.proxy = settings->http.proxy;
-    auto rep = stages::run(req);
-    if (!rep) return report_failure(rep.error());
-    auto j = rep->to_json();
-    std::fputs(json ? (j.dump(2) + "\n").c_str() : stages::format_report(j, false).c_str(), stdout);
-    return rep->ok() ? 0 : kExitFailure;
-}
-
-}  // namespace
+#include "oneshot.hpp"
 
 int main(int argc, char** argv) {
     using namespace ballast;
@@ -110,46 +67,73 @@ int main(int argc, char** argv) {
     stage_cmd->add_flag("--dry-run", dry_run, "Print the plan; change nothing");
     stage_cmd->add_flag("--json", json, "Print the report as JSON");
 
+    auto* upgrade_cmd = app.add_subcommand(
+        "upgrade", "Write a bundle into the other slot and activate it (the daemon's upgrade job)");
+    update::UpgradeRequest upgrade_req;
+    std::string expect;
+    upgrade_cmd->add_option("SOURCE", upgrade_req.source, "Bundle folder, .tar or https:// URL")
+        ->required();
+    upgrade_cmd->add_flag("--force", upgrade_req.force, "Accept a version that failed here before");
+    bool no_reboot = false;
+    upgrade_cmd->add_flag("--no-reboot", no_reboot,
+                          "Recorded in the journal: the daemon does not reboot when staged");
+    upgrade_cmd
+        ->add_option("--expect-manifest", expect,
+                     "Resuming: the bundle's manifest must have this SHA-256")
+        ->option_text("SHA256");
+    upgrade_cmd->add_flag("--json", json, "Progress and report as JSON lines");
+
+    auto* health_cmd = app.add_subcommand(
+        "health", "Run the health checks; commit a slot on trial, or mark it bad");
+    health_cmd->add_flag("--json", json, "Print the report as JSON");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         int rc = app.exit(e);
-        return rc == 0 ? 0 : kExitUsage;
+        return rc == 0 ? 0 : agent::kExitUsage;
     }
 
     auto level = log::parse_level(log_level.empty() ? "info" : log_level);
     if (!level) {
         std::fprintf(stderr, "ballast-agent: --log-level: %s\n", level.error().message().c_str());
-        return kExitUsage;
+        return agent::kExitUsage;
     }
     log::init("ballast-agent", *level);
 
-    if (stage_cmd->parsed()) {
-        return run_stage_mode(std::filesystem::absolute(root), stage_name, stage_configs, dry_run,
-                              json, config_file);
+    agent::NodeOptions node;
+    node.root = RootPrefix(std::filesystem::absolute(root));
+    node.disk = disk;
+    if (!config_file.empty()) {
+        node.settings_path = config_file;
+        node.settings_explicit = true;
+    } else {
+        node.settings_path = node.root(config::kDefaultAgentSettingsPath);
     }
+    if (!booted_slot.empty()) node.booted_slot = *boot::parse_slot(booted_slot);
+
+    if (stage_cmd->parsed())
+        return agent::run_stage_mode(node, stage_name, stage_configs, dry_run, json);
+    if (upgrade_cmd->parsed()) {
+        if (!expect.empty()) upgrade_req.expect_manifest_sha256 = expect;
+        upgrade_req.reboot = !no_reboot;
+        return agent::run_upgrade_mode(node, upgrade_req, json);
+    }
+    if (health_cmd->parsed()) return agent::run_health_mode(node, json);
 
     agent::DaemonOptions opts;
-    opts.root = RootPrefix(std::filesystem::absolute(root));
-    opts.disk = disk;
-    if (!config_file.empty()) {
-        opts.settings_path = config_file;
-        opts.settings_explicit = true;
-    } else {
-        opts.settings_path = opts.root(config::kDefaultAgentSettingsPath);
-    }
+    opts.node = std::move(node);
     opts.bus_address = sdbus::effective_address(bus_address);
-    if (!booted_slot.empty()) opts.booted_slot = *boot::parse_slot(booted_slot);
     if (!log_level.empty()) opts.log_level = log_level;
 
     auto daemon = agent::Daemon::create(std::move(opts));
     if (!daemon) {
         spdlog::error("{}", daemon.error().what());
-        return kExitFailure;
+        return agent::kExitFailure;
     }
     if (auto r = (*daemon)->run(); !r) {
         spdlog::error("{}", r.error().what());
-        return kExitFailure;
+        return agent::kExitFailure;
     }
     return 0;
 }

@@ -49,31 +49,117 @@ Status AgentClient::call_void(const char* method) {
 
 namespace ballast::api {
 
-Result<nlohmann::json> AgentClient::run_stage(const std::string& stage, bool dry_run,
-                                              const std::vector<std::string>& config_files) {
+Result<std::string> AgentClient::call_string(const char* method,
+                                             const std::vector<std::string>& strings,
+                                             const nlohmann::json& options, uint64_t timeout_usec) {
     sd_bus_message* raw = nullptr;
-    int r = sd_bus_message_new_method_call(bus_.get(), &raw, kBusName, kObjectPath, kInterface,
-                                           "RunStage");
-    if (r < 0) return fail_errno(r, "RunStage");
+    int r =
+        sd_bus_message_new_method_call(bus_.get(), &raw, kBusName, kObjectPath, kInterface, method);
+    if (r < 0) return fail_errno(r, method);
     sdbus::Message m(raw);
-    if ((r = sd_bus_message_append(m.get(), "s", stage.c_str())) < 0)
-        return fail_errno(r, "RunStage");
-    nlohmann::json opts = {{"DryRun", dry_run}};
-    if (!config_files.empty()) opts["ConfigFiles"] = config_files;
-    BALLAST_TRY(sdbus::append_dict(m.get(), opts));
+    for (const auto& s : strings)
+        if ((r = sd_bus_message_append(m.get(), "s", s.c_str())) < 0) return fail_errno(r, method);
+    if (options.is_object()) BALLAST_TRY(sdbus::append_dict(m.get(), options));
     sdbus::BusError err;
     sd_bus_message* reply_raw = nullptr;
-    constexpr uint64_t kSixHours = 6ull * 3600 * 1000 * 1000;
-    r = sd_bus_call(bus_.get(), m.get(), kSixHours, err.get(), &reply_raw);
-    if (r < 0) return std::unexpected(sdbus::bus_error(r, err, "RunStage"));
+    r = sd_bus_call(bus_.get(), m.get(), timeout_usec, err.get(), &reply_raw);
+    if (r < 0) return std::unexpected(sdbus::bus_error(r, err, method));
     sdbus::Message reply(reply_raw);
     const char* text = nullptr;
     if ((r = sd_bus_message_read(reply.get(), "s", &text)) < 0)
-        return fail_errno(r, "RunStage reply");
+        return fail_errno(r, fmt::format("{} reply", method));
+    return std::string(text);
+}
+
+Result<nlohmann::json> AgentClient::run_stage(const std::string& stage, bool dry_run,
+                                              const std::vector<std::string>& config_files) {
+    nlohmann::json opts = {{"DryRun", dry_run}};
+    if (!config_files.empty()) opts["ConfigFiles"] = config_files;
+    constexpr uint64_t kSixHours = 6ull * 3600 * 1000 * 1000;
+    auto text = BALLAST_TRY(call_string("RunStage", {stage}, opts, kSixHours));
     auto j = nlohmann::json::parse(text, nullptr, false);
     if (j.is_discarded())
         return fail(Errc::parse, "RunStage: the agent sent a report that is not JSON");
     return j;
+}
+
+namespace {
+
+struct UpgradeWait {
+    const AgentClient::OnProgress* on_progress = nullptr;
+    std::optional<nlohmann::json> finished;
+    bool agent_gone = false;
+};
+
+int on_progress_signal(sd_bus_message* m, void* userdata, sd_bus_error*) {
+    auto* w = static_cast<UpgradeWait*>(userdata);
+    const char* phase = nullptr;
+    double pct = 0, rate = 0, eta = 0;
+    uint64_t bytes = 0, total = 0;
+    if (sd_bus_message_read(m, "sdttdd", &phase, &pct, &bytes, &total, &rate, &eta) < 0) return 0;
+    if (*w->on_progress)
+        (*w->on_progress)({{"phase", phase},
+                           {"percent", pct},
+                           {"bytes", bytes},
+                           {"total", total},
+                           {"rate", rate},
+                           {"eta", eta}});
+    return 0;
+}
+
+int on_job_finished(sd_bus_message* m, void* userdata, sd_bus_error*) {
+    auto* w = static_cast<UpgradeWait*>(userdata);
+    const char* op = nullptr;
+    const char* msg = nullptr;
+    int ok = 0;
+    if (sd_bus_message_read(m, "sbs", &op, &ok, &msg) < 0) return 0;
+    if (std::string_view(op) == "upgrade")
+        w->finished = nlohmann::json{{"ok", ok != 0}, {"message", msg}};
+    return 0;
+}
+
+int on_owner_changed(sd_bus_message* m, void* userdata, sd_bus_error*) {
+    auto* w = static_cast<UpgradeWait*>(userdata);
+    const char *name = nullptr, *old_owner = nullptr, *new_owner = nullptr;
+    if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0) return 0;
+    if (std::string_view(name) == kBusName && (!new_owner || !*new_owner)) w->agent_gone = true;
+    return 0;
+}
+
+}  // namespace
+
+Result<nlohmann::json> AgentClient::upgrade(const std::string& source,
+                                            const nlohmann::json& options,
+                                            const OnProgress& on_progress) {
+    UpgradeWait w;
+    w.on_progress = &on_progress;
+    // Subscribed before the call, so no signal of this job can be missed.
+    sd_bus_slot* raw = nullptr;
+    int r = sd_bus_match_signal(bus_.get(), &raw, kBusName, kObjectPath, kInterface, "Progress",
+                                on_progress_signal, &w);
+    if (r < 0) return fail_errno(r, "subscribe to Progress");
+    sdbus::Slot s1(raw);
+    r = sd_bus_match_signal(bus_.get(), &raw, kBusName, kObjectPath, kInterface, "JobFinished",
+                            on_job_finished, &w);
+    if (r < 0) return fail_errno(r, "subscribe to JobFinished");
+    sdbus::Slot s2(raw);
+    r = sd_bus_match_signal(bus_.get(), &raw, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                            "org.freedesktop.DBus", "NameOwnerChanged", on_owner_changed, &w);
+    if (r < 0) return fail_errno(r, "subscribe to NameOwnerChanged");
+    sdbus::Slot s3(raw);
+    BALLAST_TRY(call_string("Upgrade", {source}, options));
+    while (!w.finished) {
+        if (w.agent_gone)
+            return fail(Errc::unavailable,
+                        "ballast-agent went away during the upgrade; it resumes the write when it "
+                        "starts again (see agentctl status)");
+        r = sd_bus_process(bus_.get(), nullptr);
+        if (r < 0) return fail_errno(r, "D-Bus");
+        if (r > 0) continue;
+        r = sd_bus_wait(bus_.get(), UINT64_MAX);
+        if (r < 0 && r != -EINTR) return fail_errno(r, "D-Bus");
+    }
+    return *w.finished;
 }
 
 }  // namespace ballast::api

@@ -1,6 +1,7 @@
 // Client side of org.ballast.Agent1, used by agentctl (and tests).
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +27,20 @@ class AgentClient {
     // RunStage: waits for the stage to finish (up to 6 hours) and returns its report.
     [[nodiscard]] Result<nlohmann::json> run_stage(const std::string& stage, bool dry_run,
                                                    const std::vector<std::string>& config_files);
+
+    // Calls `method` with `strings` then, when `options` is an object, an a{sv}; returns the
+    // reply's one string. `timeout_usec` 0: sd-bus's default (25 s).
+    [[nodiscard]] Result<std::string> call_string(const char* method,
+                                                  const std::vector<std::string>& strings,
+                                                  const nlohmann::json& options = nullptr,
+                                                  uint64_t timeout_usec = 0);
+
+    // Upgrade(source, options), then waits for its JobFinished, handing each Progress signal
+    // ({phase, percent, bytes, total, rate, eta}) to `on_progress`. Returns {ok, message}.
+    using OnProgress = std::function<void(const nlohmann::json&)>;
+    [[nodiscard]] Result<nlohmann::json> upgrade(const std::string& source,
+                                                 const nlohmann::json& options,
+                                                 const OnProgress& on_progress);
 
     [[nodiscard]] sd_bus* bus() const { return bus_.get(); }
 

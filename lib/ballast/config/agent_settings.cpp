@@ -14,7 +14,7 @@ Result<AgentSettings> parse_agent_settings(std::string_view text, std::string_vi
     Diagnostics diags;
     auto root = BALLAST_TRY(parse_tree(text, file_name, diags));
     MapReader top(&root, diags, "");
-    top.check_keys({"log_level", "disk", "reconcile", "http"}, Severity::error);
+    top.check_keys({"log_level", "disk", "reconcile", "http", "update", "health"}, Severity::error);
 
     AgentSettings s;
     if (top.read("log_level", s.log_level))
@@ -35,6 +35,24 @@ Result<AgentSettings> parse_agent_settings(std::string_view text, std::string_vi
         (s.http.ca_file.empty() || s.http.ca_file.front() != '/'))
         http.error("ca_file", "expected an absolute path");
     http.read("proxy", s.http.proxy);
+
+    auto up = top.sub("update");
+    up.check_keys({"compatible", "keyring", "tries"}, Severity::error);
+    up.read("compatible", s.update.compatible);
+    if (up.read("keyring", s.update.keyring) &&
+        (s.update.keyring.empty() || s.update.keyring.front() != '/'))
+        up.error("keyring", "expected an absolute path");
+    up.read("tries", s.update.tries, 1, 9);
+
+    auto h = top.sub("health");
+    h.check_keys({"units", "commands", "deadline", "interval"}, Severity::error);
+    h.read("units", s.health.units);
+    h.read("commands", s.health.commands);
+    h.read("deadline", s.health.deadline);
+    h.read("interval", s.health.interval);
+    if (s.health.deadline < std::chrono::seconds(1)) h.error("deadline", "must be at least 1s");
+    if (s.health.interval < std::chrono::milliseconds(100))
+        h.error("interval", "must be at least 100ms");
 
     if (diags.has_errors()) return fail(Errc::invalid_argument, diags.errors_text());
     return s;

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ballast/core/result.hpp"
 
@@ -25,6 +26,19 @@ struct AgentSettings {
         std::string ca_file;  // PEM bundle to trust instead of the system's
         std::string proxy;    // empty: the environment's https_proxy / no_proxy
     } http;
+    struct Update {
+        // What bundles must say to be accepted; empty: /usr/lib/ballast/compatible of the image.
+        std::string compatible;
+        std::string keyring;  // empty: /etc/ballast/keyring.pem, else the image's
+        uint32_t tries = 3;   // boots a new slot gets to come up healthy (1..9)
+    } update;
+    // Boot assessment: what must hold, within `deadline`, for a slot on trial to be committed.
+    struct Health {
+        std::vector<std::string> units;     // must be active
+        std::vector<std::string> commands;  // must exit 0 (run by /bin/sh -c, as written)
+        std::chrono::milliseconds deadline{std::chrono::minutes(5)};
+        std::chrono::milliseconds interval{std::chrono::seconds(5)};  // between failed rounds
+    } health;
 };
 
 // Parses settings text. Every problem is reported, one "file:line:col: message" per line.

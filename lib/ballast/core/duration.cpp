@@ -1,5 +1,7 @@
 #include "ballast/core/duration.hpp"
 
+#include <ctime>
+
 #include <cctype>
 #include <cstdint>
 #include <limits>
@@ -66,6 +68,15 @@ std::string format_duration(std::chrono::milliseconds d) {
     if (s >= 60) out += std::to_string(s / 60) + "m", s %= 60;
     if (s > 0) out += std::to_string(s) + "s";
     return out;
+}
+
+std::string now_utc() {
+    std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
 }
 
 }  // namespace ballast

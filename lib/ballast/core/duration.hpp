@@ -14,4 +14,7 @@ namespace ballast {
 // Shortest exact spelling that parse_duration reads back ("5m", "1h30m", "250ms").
 [[nodiscard]] std::string format_duration(std::chrono::milliseconds d);
 
+// The current time as ISO 8601 UTC ("2026-11-28T07:45:00Z"), for reports and journals.
+[[nodiscard]] std::string now_utc();
+
 }  // namespace ballast

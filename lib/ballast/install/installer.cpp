@@ -127,11 +127,7 @@ Result<Report> run(const Options& o) {
     const std::string keyring = o.keyring.empty() ? update::default_keyring("/") : o.keyring;
     auto bundle = BALLAST_TRY(update::Bundle::open(o.bundle));
     auto checked = BALLAST_TRY(update::check_bundle(bundle, keyring));
-    if (checked.manifest.image.fstype != "squashfs")
-        return fail(
-            Errc::unsupported,
-            "{}: a {} image cannot boot: GRUB 2.06 (Debian 12) reads squashfs slots, not {}",
-            o.bundle, checked.manifest.image.fstype, checked.manifest.image.fstype);
+    BALLAST_TRY(update::check_bootable(checked, o.bundle));
 
     // 3. The device: not mounted, blank unless --force.
     {

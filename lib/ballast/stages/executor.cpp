@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "ballast/core/duration.hpp"
 #include "ballast/core/files.hpp"
 #include "ballast/core/log.hpp"
 #include "ballast/stages/modules.hpp"
@@ -14,15 +15,6 @@ namespace ballast::stages {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string now_iso() {
-    std::time_t t = std::time(nullptr);
-    std::tm tm{};
-    ::gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
 
 std::string fact(const StageContext& ctx, const char* a, const char* b) {
     const auto& v = ctx.facts;
@@ -150,7 +142,7 @@ StageResult run_stage(const config::Config& cfg, std::string_view stage, StageCo
     StageResult res;
     res.stage = std::string(stage);
     res.dry_run = dry_run;
-    res.started_at = now_iso();
+    res.started_at = now_utc();
     auto t0 = Clock::now();
     auto plan = plan_stage(cfg, stage);
     for (const auto& e : plan.errors) {

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <dlfcn.h>
 
+#include <cctype>
 #include <mutex>
 #include <optional>
 
@@ -53,23 +54,79 @@ Result<const Curl*> load_curl() {
 struct Transfer {
     const std::function<Status(std::span<const char>)>* sink;
     uint64_t max_size;
+    uint64_t skip = 0;   // bytes still to drop (a server that ignored the range)
+    uint64_t limit = 0;  // stop after this many bytes; 0: no limit
     uint64_t bytes = 0;
+    uint64_t total = 0;
+    long status = 0;
+    bool complete = false;  // the limit was reached: the transfer was stopped on purpose
     std::optional<Error> error;
 };
+
+uint64_t parse_u64(std::string_view s) {
+    uint64_t v = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9') break;
+        v = v * 10 + uint64_t(c - '0');
+    }
+    return v;
+}
+
+// Content-Range: bytes A-B/TOTAL, Content-Length: N (the total of a 200 response).
+size_t on_header(char* ptr, size_t size, size_t n, void* user) {
+    auto* t = static_cast<Transfer*>(user);
+    std::string_view h(ptr, size * n);
+    if (h.rfind("HTTP/", 0) == 0) {
+        auto sp = h.find(' ');
+        t->status = sp == std::string_view::npos ? 0 : long(parse_u64(h.substr(sp + 1)));
+        t->total = 0;
+        return size * n;
+    }
+    auto starts = [&](std::string_view k) {
+        if (h.size() < k.size()) return false;
+        for (size_t i = 0; i < k.size(); ++i)
+            if (std::tolower(static_cast<unsigned char>(h[i])) != k[i]) return false;
+        return true;
+    };
+    if (starts("content-range:")) {
+        auto slash = h.find('/');
+        if (slash != std::string_view::npos) t->total = parse_u64(h.substr(slash + 1));
+    } else if (starts("content-length:") && t->status == 200) {
+        auto v = h.substr(15);
+        while (!v.empty() && v.front() == ' ')
+            v.remove_prefix(1);
+        t->total = parse_u64(v);
+    }
+    return size * n;
+}
 
 size_t on_data(char* ptr, size_t size, size_t n, void* user) {
     auto* t = static_cast<Transfer*>(user);
     size_t len = size * n;
-    t->bytes += len;
+    if (t->status == 200 && t->skip > 0) {
+        const size_t drop = size_t(std::min<uint64_t>(t->skip, len));
+        t->skip -= drop;
+        ptr += drop;
+        if (drop == len) return size * n;
+        len -= drop;
+    }
+    if (t->status == 206) t->skip = 0;
+    size_t keep = len;
+    if (t->limit && t->bytes + keep >= t->limit) {
+        keep = size_t(t->limit - t->bytes);
+        t->complete = true;
+    }
+    t->bytes += keep;
     if (t->max_size && t->bytes > t->max_size) {
         t->error = Error(Errc::invalid_argument, fmt::format("larger than {} bytes", t->max_size));
         return 0;
     }
-    if (auto st = (*t->sink)(std::span<const char>(ptr, len)); !st) {
+    if (auto st = (*t->sink)(std::span<const char>(ptr, keep)); !st) {
         t->error = st.error();
         return 0;
     }
-    return len;
+    // Stopping a transfer is returning less than was given.
+    return t->complete ? 0 : size * n;
 }
 
 }  // namespace
@@ -80,6 +137,8 @@ Result<Response> get(const std::string& url, const Options& opts,
     CURL* h = c->easy_init();
     if (!h) return fail(Errc::failed, "{}: curl_easy_init failed", url);
     Transfer t{&sink, opts.max_size};
+    t.skip = opts.resume_from;
+    t.limit = opts.range_length;
     char errbuf[CURL_ERROR_SIZE] = {};
     c->easy_setopt(h, CURLOPT_URL, url.c_str());
     c->easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
@@ -102,8 +161,14 @@ Result<Response> get(const std::string& url, const Options& opts,
                    "1");
     if (!opts.ca_file.empty()) c->easy_setopt(h, CURLOPT_CAINFO, opts.ca_file.c_str());
     if (!opts.proxy.empty()) c->easy_setopt(h, CURLOPT_PROXY, opts.proxy.c_str());
-    if (opts.resume_from)
-        c->easy_setopt(h, CURLOPT_RESUME_FROM_LARGE, curl_off_t(opts.resume_from));
+    std::string range;
+    if (opts.range_length)
+        range = fmt::format("{}-{}", opts.resume_from, opts.resume_from + opts.range_length - 1);
+    else if (opts.resume_from)
+        range = fmt::format("{}-", opts.resume_from);
+    if (!range.empty()) c->easy_setopt(h, CURLOPT_RANGE, range.c_str());
+    c->easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    c->easy_setopt(h, CURLOPT_HEADERDATA, &t);
     c->easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     c->easy_setopt(h, CURLOPT_WRITEDATA, &t);
     CURLcode rc = c->easy_perform(h);
@@ -112,6 +177,7 @@ Result<Response> get(const std::string& url, const Options& opts,
     std::string err = errbuf[0] ? errbuf : c->easy_strerror(rc);
     c->easy_cleanup(h);
     if (t.error) return std::unexpected(std::move(*t.error).context(url));
+    if (t.complete) return Response{status, t.bytes, t.total};
     if (rc == CURLE_HTTP_RETURNED_ERROR || status >= 400)
         return fail(status == 404 ? Errc::not_found : Errc::unavailable, "{}: HTTP status {}", url,
                     status);
@@ -125,7 +191,7 @@ Result<Response> get(const std::string& url, const Options& opts,
                         : Errc::io;
         return std::unexpected(Error(code, fmt::format("{}: {}", url, err)));
     }
-    return Response{status, t.bytes};
+    return Response{status, t.bytes, t.total};
 }
 
 Result<std::string> get_string(const std::string& url, const Options& opts) {

@@ -18,12 +18,17 @@ struct Options {
     std::chrono::seconds connect_timeout{20};
     std::chrono::seconds timeout{0};  // whole transfer; 0: none (low-speed limit still applies)
     uint64_t max_size = 0;            // refuse bodies larger than this; 0: no limit
-    uint64_t resume_from = 0;         // Range: bytes=N-
+    // Range: bytes=resume_from-(resume_from+range_length-1); range_length 0: to the end.
+    // A server that ignores the range (status 200) is handled here: the bytes before
+    // `resume_from` are dropped and the transfer stops after `range_length` bytes.
+    uint64_t resume_from = 0;
+    uint64_t range_length = 0;
 };
 
 struct Response {
     long status = 0;
-    uint64_t bytes = 0;
+    uint64_t bytes = 0;  // delivered to the sink
+    uint64_t total = 0;  // the whole resource's size when the server said (Content-Range/-Length)
 };
 
 // Streams the body to `sink` (which may fail the transfer). HTTP status >= 400 is an error

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ballast/core/atomic_file.hpp"
+#include "ballast/core/duration.hpp"
 #include "ballast/core/fd.hpp"
 #include "ballast/core/process.hpp"
 #include "ballast/core/sha256.hpp"
@@ -34,47 +35,11 @@ Result<std::map<std::string, Bundle::Member>> read_tar(const std::string& path) 
     if (!fd) return fail_errno(errno, path);
     struct stat st {};
     ::fstat(fd.get(), &st);
-    const uint64_t total = uint64_t(st.st_size);
-    std::map<std::string, Bundle::Member> out;
-    uint64_t off = 0;
-    char h[kBlock];
-    while (off + kBlock <= total) {
+    return parse_tar(path, path, uint64_t(st.st_size), [&](uint64_t off, char* h) -> Result<bool> {
         if (::pread(fd.get(), h, kBlock, off_t(off)) != ssize_t(kBlock))
             return fail_errno(errno, path);
-        bool zero = true;
-        for (char c : h)
-            zero = zero && c == 0;
-        if (zero) break;
-        if (std::string_view(h + 257, 5) != "ustar")
-            return fail(Errc::parse, "{}: not a tar file (no ustar header at {})", path, off);
-        std::string name(h, strnlen(h, 100));
-        std::string prefix(h + 345, strnlen(h + 345, 155));
-        if (!prefix.empty()) name = prefix + "/" + name;
-        while (name.rfind("./", 0) == 0)
-            name = name.substr(2);
-        const uint64_t size = octal(h + 124, 12);
-        const char type = h[156];
-        off += kBlock;
-        if (off + size > total)
-            return fail(Errc::parse, "{}: member {} is truncated ({} bytes of {})", path, name,
-                        total - off, size);
-        if ((type == '0' || type == '\0') && !name.empty()) {
-            if (out.count(name))
-                return fail(Errc::parse, "{}: member {} appears twice", path, name);
-            out[name] = {path, off, size};
-        }
-        off += (size + kBlock - 1) / kBlock * kBlock;
-    }
-    return out;
-}
-
-std::string now_iso() {
-    std::time_t t = std::time(nullptr);
-    std::tm tm{};
-    ::gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
+        return true;
+    });
 }
 
 Result<std::string> fs_type(const std::string& image) {
@@ -177,6 +142,50 @@ Status copy_range(int in, uint64_t size, int out, const std::string& what) {
 
 }  // namespace
 
+Result<std::map<std::string, Bundle::Member>> parse_tar(const std::string& where,
+                                                        const std::string& member_path,
+                                                        uint64_t total,
+                                                        const TarHeaderReader& read) {
+    std::map<std::string, Bundle::Member> out;
+    uint64_t off = 0;
+    char h[kBlock];
+    while (off + kBlock <= total) {
+        if (!BALLAST_TRY(read(off, h))) break;
+        bool zero = true;
+        for (char c : h)
+            zero = zero && c == 0;
+        if (zero) break;
+        if (std::string_view(h + 257, 5) != "ustar")
+            return fail(Errc::parse, "{}: not a tar file (no ustar header at {})", where, off);
+        std::string name(h, strnlen(h, 100));
+        std::string prefix(h + 345, strnlen(h + 345, 155));
+        if (!prefix.empty()) name = prefix + "/" + name;
+        while (name.rfind("./", 0) == 0)
+            name = name.substr(2);
+        const uint64_t size = octal(h + 124, 12);
+        const char type = h[156];
+        off += kBlock;
+        if (off + size > total)
+            return fail(Errc::parse, "{}: member {} is truncated ({} bytes of {})", where, name,
+                        total - off, size);
+        if ((type == '0' || type == '\0') && !name.empty()) {
+            if (out.count(name))
+                return fail(Errc::parse, "{}: member {} appears twice", where, name);
+            out[name] = {member_path, off, size};
+        }
+        off += (size + kBlock - 1) / kBlock * kBlock;
+    }
+    return out;
+}
+
+Bundle Bundle::from_members(std::string path, bool tar, std::map<std::string, Member> members) {
+    Bundle b;
+    b.path_ = std::move(path);
+    b.tar_ = tar;
+    b.members_ = std::move(members);
+    return b;
+}
+
 Result<Bundle> Bundle::open(const std::string& path) {
     Bundle b;
     b.path_ = path;
@@ -214,28 +223,49 @@ Result<std::optional<std::string>> Bundle::read_small(const std::string& name) c
     return std::optional<std::string>(std::move(data));
 }
 
+Result<Checked> check_parts(
+    const std::string& where, const std::optional<std::string>& manifest_text,
+    const std::optional<std::string>& sig,
+    const std::function<std::optional<Bundle::Member>(const std::string&)>& member,
+    const std::string& keyring_pem) {
+    if (!manifest_text)
+        return fail(Errc::invalid_argument, "{}: not a bundle (no {})", where, kManifestName);
+    if (!sig) return fail(Errc::verification, "{}: unsigned bundle (no {})", where, kSignatureName);
+    Checked c;
+    c.signer = BALLAST_TRY_CTX(verify(*manifest_text, *sig, keyring_pem), "{}", where);
+    c.manifest = BALLAST_TRY_CTX(parse_manifest(*manifest_text), "{}", where);
+    c.manifest_sha256 = sha256_hex(*manifest_text);
+    auto img = member(c.manifest.image.file);
+    if (!img)
+        return fail(Errc::invalid_argument, "{}: the image {} named by the manifest is missing",
+                    where, c.manifest.image.file);
+    if (img->size < c.manifest.image.size)
+        return fail(Errc::verification, "{}: truncated image: {} is {} bytes, the manifest says {}",
+                    where, c.manifest.image.file, img->size, c.manifest.image.size);
+    if (img->size > c.manifest.image.size)
+        return fail(Errc::verification, "{}: {} is {} bytes, more than the {} the manifest says",
+                    where, c.manifest.image.file, img->size, c.manifest.image.size);
+    c.image = *img;
+    return c;
+}
+
 Result<Checked> check_bundle(const Bundle& b, const std::string& keyring_pem) {
     auto manifest_text = BALLAST_TRY(b.read_small(kManifestName));
     if (!manifest_text)
         return fail(Errc::invalid_argument, "{}: not a bundle (no {})", b.path(), kManifestName);
     auto sig = BALLAST_TRY(b.read_small(kSignatureName));
-    if (!sig)
-        return fail(Errc::verification, "{}: unsigned bundle (no {})", b.path(), kSignatureName);
-    Checked c;
-    c.signer = BALLAST_TRY_CTX(verify(*manifest_text, *sig, keyring_pem), "{}", b.path());
-    c.manifest = BALLAST_TRY_CTX(parse_manifest(*manifest_text), "{}", b.path());
-    auto img = b.member(c.manifest.image.file);
-    if (!img)
-        return fail(Errc::invalid_argument, "{}: the image {} named by the manifest is missing",
-                    b.path(), c.manifest.image.file);
-    if (img->size < c.manifest.image.size)
-        return fail(Errc::verification, "{}: truncated image: {} is {} bytes, the manifest says {}",
-                    b.path(), c.manifest.image.file, img->size, c.manifest.image.size);
-    if (img->size > c.manifest.image.size)
-        return fail(Errc::verification, "{}: {} is {} bytes, more than the {} the manifest says",
-                    b.path(), c.manifest.image.file, img->size, c.manifest.image.size);
-    c.image = *img;
-    return c;
+    return check_parts(
+        b.path(), manifest_text, sig, [&](const std::string& n) { return b.member(n); },
+        keyring_pem);
+}
+
+Status check_bootable(const Checked& c, const std::string& where) {
+    if (c.manifest.image.fstype != "squashfs")
+        return fail(
+            Errc::unsupported,
+            "{}: a {} image cannot boot: GRUB 2.06 (Debian 12) reads squashfs slots, not {}", where,
+            c.manifest.image.fstype, c.manifest.image.fstype);
+    return {};
 }
 
 Status verify_image(const Checked& c, const std::function<void(uint64_t, uint64_t)>& progress) {
@@ -278,7 +308,7 @@ Result<Manifest> create_bundle(const CreateOptions& o) {
     m.image.file = "rootfs.img";
     m.image.size = uint64_t(st.st_size);
     m.image.fstype = type;
-    m.created = now_iso();
+    m.created = now_utc();
     {
         Sha256 h;
         std::vector<uint8_t> buf(4u << 20);

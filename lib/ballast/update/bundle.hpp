@@ -26,6 +26,9 @@ class Bundle {
         uint64_t size = 0;
     };
     [[nodiscard]] static Result<Bundle> open(const std::string& path);
+    // A bundle whose members were located elsewhere (a remote tar, update/source.hpp).
+    [[nodiscard]] static Bundle from_members(std::string path, bool tar,
+                                             std::map<std::string, Member> members);
 
     [[nodiscard]] const std::string& path() const { return path_; }
     [[nodiscard]] bool is_tar() const { return tar_; }
@@ -39,16 +42,38 @@ class Bundle {
     std::map<std::string, Member> members_;
 };
 
+// Reads the 512-byte header at `off` into `h`; false when it lies beyond what can be read (a
+// remote tar is parsed from its first bytes only: the members after the image are not needed).
+using TarHeaderReader = std::function<Result<bool>(uint64_t off, char* h)>;
+// The regular-file members of a ustar archive of `total` bytes; members' `path` is
+// `member_path`. `where` names the archive in messages.
+[[nodiscard]] Result<std::map<std::string, Bundle::Member>> parse_tar(
+    const std::string& where, const std::string& member_path, uint64_t total,
+    const TarHeaderReader& read);
+
 // What checking a bundle established before any image byte is read.
 struct Checked {
     Manifest manifest;
+    std::string manifest_sha256;  // of the signed manifest's bytes: names the bundle in journals
     Signer signer;
     Bundle::Member image;
 };
 
+// The checks of check_bundle() over parts found anywhere (a local bundle, a remote tar's first
+// bytes): `member(name)` locates a member.
+[[nodiscard]] Result<Checked> check_parts(
+    const std::string& where, const std::optional<std::string>& manifest_text,
+    const std::optional<std::string>& sig,
+    const std::function<std::optional<Bundle::Member>(const std::string&)>& member,
+    const std::string& keyring_pem);
+
 // Signature (tampering, trust, dates, usage), then the manifest, then the image's presence and
 // size. Each failure has its own message (unsigned, untrusted, expired, tampered, truncated).
 [[nodiscard]] Result<Checked> check_bundle(const Bundle& b, const std::string& keyring_pem);
+
+// The slot image must be one our GRUB can read the kernel from (squashfs; GRUB 2.06 in Debian 12
+// has no erofs). `where` names the bundle in the message.
+[[nodiscard]] Status check_bootable(const Checked& c, const std::string& where);
 
 // Streams the image and compares its SHA-256 with the manifest. `progress(done, total)`.
 [[nodiscard]] Status verify_image(const Checked& c,

@@ -1,0 +1,40 @@
+#include "node.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "ballast/core/cmdline.hpp"
+#include "ballast/disk/discover.hpp"
+#include "ballast/disk/layout.hpp"
+#include "ballast/update/bundle.hpp"
+
+namespace ballast::agent {
+
+std::string resolve_disk(const NodeOptions& o, const config::AgentSettings& s) {
+    if (!o.disk.empty()) return o.disk;
+    if (!s.disk.empty()) return s.disk;
+    auto found = disk::find_disk_by_partlabel(disk::kSlotALabel);
+    if (found) return *found;
+    spdlog::debug("no Ballast disk found ({})", found.error().message());
+    return "";
+}
+
+std::optional<boot::Slot> resolve_booted(const NodeOptions& o) {
+    if (o.booted_slot) return o.booted_slot;
+    if (auto cmdline = read_proc_cmdline()) return boot::booted_slot_from_cmdline(*cmdline);
+    return std::nullopt;
+}
+
+std::filesystem::path state_dir(const NodeOptions& o) {
+    return o.root("/var/lib/ballast");
+}
+
+update::SourceOptions source_options(const NodeOptions& o, const config::AgentSettings& s) {
+    update::SourceOptions so;
+    so.keyring = !s.update.keyring.empty() ? o.root(s.update.keyring).string()
+                                           : update::default_keyring(o.root.base().string());
+    so.http.ca_file = s.http.ca_file;
+    so.http.proxy = s.http.proxy;
+    return so;
+}
+
+}  // namespace ballast::agent

@@ -1,0 +1,131 @@
+#include "oneshot.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <mutex>
+
+#include <spdlog/spdlog.h>
+
+#include "ballast/health/checks.hpp"
+#include "ballast/stages/format.hpp"
+#include "ballast/stages/runner.hpp"
+#include "ballast/update/slot_admin.hpp"
+
+namespace ballast::agent {
+namespace {
+
+int report_failure(const char* what, const Error& e, bool json, nlohmann::json extra = {}) {
+    spdlog::error("{}: {}", what, e.what());
+    if (json) {
+        nlohmann::json j = {{"ok", false}, {"error", e.what()}};
+        if (extra.is_object()) j.update(extra);
+        std::printf("%s\n", j.dump().c_str());
+    }
+    return e.code() == Errc::invalid_argument ? kExitUsage : kExitFailure;
+}
+
+Result<config::AgentSettings> settings_of(const NodeOptions& node) {
+    return config::load_agent_settings(node.settings_path, node.settings_explicit);
+}
+
+}  // namespace
+
+int run_stage_mode(const NodeOptions& node, const std::string& stage,
+                   const std::vector<std::string>& configs, bool dry_run, bool json) {
+    auto settings = settings_of(node);
+    if (!settings) return report_failure("stage", settings.error(), json, {{"stage", stage}});
+    stages::RunRequest req;
+    req.stage = stage;
+    req.root = node.root;
+    for (const auto& c : configs)
+        req.config_files.push_back(std::filesystem::absolute(c));
+    req.dry_run = dry_run;
+    req.http.ca_file = settings->http.ca_file;
+    req.http.proxy = settings->http.proxy;
+    auto rep = stages::run(req);
+    if (!rep) return report_failure("stage", rep.error(), json, {{"stage", stage}});
+    auto j = rep->to_json();
+    std::fputs(json ? (j.dump(2) + "\n").c_str() : stages::format_report(j, false).c_str(), stdout);
+    return rep->ok() ? 0 : kExitFailure;
+}
+
+int run_upgrade_mode(const NodeOptions& node, const update::UpgradeRequest& req, bool json) {
+    auto settings = settings_of(node);
+    if (!settings) return report_failure("upgrade", settings.error(), json);
+    const std::string disk = resolve_disk(node, *settings);
+    if (disk.empty())
+        return report_failure("upgrade", Error(Errc::unavailable, "no Ballast disk found"), json);
+    auto db = boot::DiskBoot::open(disk);
+    if (!db) return report_failure("upgrade", db.error(), json);
+    update::UpgradeEnv env;
+    env.disk = &*db;
+    env.booted = resolve_booted(node);
+    env.state_dir = state_dir(node);
+    env.source = source_options(node, *settings);
+    env.compatible = update::node_compatible(settings->update.compatible, node.root);
+    env.tries = int(settings->update.tries);
+    env.root = node.root;
+
+    // Progress: at most one line per percent and phase, and per 200 ms.
+    std::mutex m;
+    std::string last_phase;
+    int last_pct = -1;
+    auto last_t = std::chrono::steady_clock::now();
+    auto progress = [&](std::string_view phase, uint64_t done, uint64_t total) {
+        std::lock_guard l(m);
+        const int pct = total ? int(done * 100 / total) : 0;
+        const auto now = std::chrono::steady_clock::now();
+        const bool new_phase = phase != last_phase;
+        if (!new_phase && (pct == last_pct || now - last_t < std::chrono::milliseconds(200)) &&
+            done != total)
+            return;
+        last_phase = phase;
+        last_pct = pct;
+        last_t = now;
+        if (json) {
+            std::printf(
+                "%s\n",
+                nlohmann::json{{"progress", {{"phase", phase}, {"done", done}, {"total", total}}}}
+                    .dump()
+                    .c_str());
+            std::fflush(stdout);
+        } else if (new_phase || pct % 10 == 0) {
+            spdlog::info("{} {}%", phase, pct);
+        }
+    };
+    auto r = update::upgrade(req, env, progress);
+    if (!r) return report_failure("upgrade", r.error(), json);
+    if (json)
+        std::printf("%s\n", r->to_json().dump().c_str());
+    else
+        std::printf("upgraded to %s in slot %s (%.1f s); it boots on trial at the next reboot\n",
+                    r->version.c_str(), std::string(boot::name(r->target)).c_str(), r->seconds);
+    return 0;
+}
+
+int run_health_mode(const NodeOptions& node, bool json) {
+    auto settings = settings_of(node);
+    if (!settings) return report_failure("health", settings.error(), json);
+    auto rep = health::assess(settings->health, health::systemd_unit_state);
+    nlohmann::json out = {{"ok", rep.ok}, {"health", rep.to_json()}, {"trial", false}};
+    const std::string disk = resolve_disk(node, *settings);
+    if (!disk.empty()) {
+        auto db = boot::DiskBoot::open(disk);
+        if (!db) return report_failure("health", db.error(), json, out);
+        update::SlotEnv env{&*db, resolve_booted(node), state_dir(node)};
+        auto trial = update::record_health(env, rep.ok, rep.summary());
+        if (!trial) return report_failure("health", trial.error(), json, out);
+        out["trial"] = trial->trial;
+        out["committed"] = trial->trial && rep.ok;
+        out["reboot"] = trial->trial && !rep.ok;
+        if (trial->trial) out["message"] = trial->message;
+    }
+    out["summary"] = rep.summary();
+    if (json)
+        std::printf("%s\n", out.dump().c_str());
+    else
+        std::printf("health: %s (%s)\n", rep.ok ? "passed" : "FAILED", rep.summary().c_str());
+    return rep.ok ? 0 : kExitFailure;
+}
+
+}  // namespace ballast::agent

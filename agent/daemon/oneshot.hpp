@@ -1,0 +1,27 @@
+// ballast-agent's one-shot modes: a stage, an upgrade, a boot assessment, each in this process
+// with its report on stdout. Early boot units run them directly; the daemon runs its jobs as
+// these modes in a child process (jobs.hpp). Exit: 0 success, 1 failure, 2 usage.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "node.hpp"
+
+namespace ballast::agent {
+
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+int run_stage_mode(const NodeOptions& node, const std::string& stage,
+                   const std::vector<std::string>& configs, bool dry_run, bool json);
+
+// With `json`, progress goes to stdout as one JSON line per step ({"progress": {...}}) before
+// the report; otherwise to stderr.
+int run_upgrade_mode(const NodeOptions& node, const update::UpgradeRequest& req, bool json);
+
+// Runs the health checks and records the verdict for a slot on trial (commit, or mark bad).
+int run_health_mode(const NodeOptions& node, bool json);
+
+}  // namespace ballast::agent

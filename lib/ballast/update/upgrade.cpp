@@ -1,0 +1,193 @@
+#include "ballast/update/upgrade.hpp"
+
+#include <chrono>
+#include <mutex>
+
+#include <spdlog/spdlog.h>
+
+#include "ballast/core/atomic_file.hpp"
+#include "ballast/core/duration.hpp"
+#include "ballast/core/failpoint.hpp"
+#include "ballast/stages/runner.hpp"
+
+namespace ballast::update {
+namespace {
+
+constexpr uint64_t kJournalEvery = 256u << 20;  // bytes between journal updates while writing
+
+Status run_stage(const std::string& stage, const UpgradeEnv& env) {
+    if (!env.run_stages) return {};
+    stages::RunRequest req;
+    req.stage = stage;
+    req.root = env.root;
+    req.http = env.source.http;
+    auto rep = BALLAST_TRY_CTX(stages::run(req), "{} stage", stage);
+    if (!rep.ok())
+        return fail(Errc::failed, "the {} stage failed: {}", stage, rep.result.summary());
+    return {};
+}
+
+// Hooks that must succeed before a new slot may be activated. The encryption issue adds the
+// TPM reseal (a sealed key for the new slot's measurements beside the old one) here.
+Status post_install_hooks(const UpgradeEnv& env) {
+    return run_stage("after-upgrade", env);
+}
+
+}  // namespace
+
+std::filesystem::path journal_path(const std::filesystem::path& state_dir) {
+    return state_dir / "upgrade.json";
+}
+
+std::filesystem::path refused_path(const std::filesystem::path& state_dir) {
+    return state_dir / "refused.json";
+}
+
+std::string node_compatible(const std::string& configured, const RootPrefix& root) {
+    if (!configured.empty()) return configured;
+    auto text = read_file(root("/usr/lib/ballast/compatible"), 4096);
+    if (!text) return "";
+    std::string line = text->substr(0, text->find('\n'));
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\r'))
+        line.pop_back();
+    return line;
+}
+
+nlohmann::json UpgradeResult::to_json() const {
+    return {{"ok", true},        {"version", version},           {"from_version", from_version},
+            {"source", where},   {"target", boot::name(target)}, {"bytes", bytes},
+            {"seconds", seconds}};
+}
+
+Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
+                              const UpgradeProgress& progress) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto say = [&](std::string_view phase, uint64_t done, uint64_t total) {
+        if (progress) progress(phase, done, total);
+    };
+    if (!env.disk) return fail(Errc::unavailable, "no Ballast disk: nothing to upgrade");
+    if (!env.booted)
+        return fail(Errc::unavailable,
+                    "the booted slot is unknown (no ballast.slot= on the kernel command line); "
+                    "refusing to pick a target");
+    const boot::Slot booted = *env.booted, target = boot::other(booted);
+    auto& control = env.disk->control();
+
+    // 1. Checks. Nothing is written until all have passed.
+    say("checking", 0, 0);
+    auto src = BALLAST_TRY(open_source(req.source, env.source));
+    const auto& m = src.checked.manifest;
+    if (req.expect_manifest_sha256 && *req.expect_manifest_sha256 != src.checked.manifest_sha256)
+        return fail(Errc::verification,
+                    "{}: the bundle changed since the interrupted write (manifest sha256 {} "
+                    "instead of {})",
+                    req.source, src.checked.manifest_sha256, *req.expect_manifest_sha256);
+    if (env.compatible.empty())
+        return fail(Errc::invalid_argument,
+                    "this node's compatible string is unknown: set update.compatible in "
+                    "agent.yaml (or ship /usr/lib/ballast/compatible in the image)");
+    if (m.compatible != env.compatible)
+        return fail(Errc::invalid_argument,
+                    "{}: the bundle is for '{}', this node is '{}'; refusing", req.source,
+                    m.compatible, env.compatible);
+    BALLAST_TRY(check_bootable(src.checked, req.source));
+    const auto& part = env.disk->slot_partition(target);
+    if (m.image.size > part.size)
+        return fail(Errc::invalid_argument, "the image ({} bytes) does not fit slot {} ({} bytes)",
+                    m.image.size, boot::name(target), part.size);
+    auto state = BALLAST_TRY_CTX(control.load(), "boot control");
+    if (state.at(booted).trial)
+        return fail(Errc::busy,
+                    "slot {} is on trial: it must pass its health check (or be marked good) "
+                    "before slot {} may be overwritten",
+                    boot::name(booted), boot::name(target));
+    const auto refused_file = refused_path(env.state_dir);
+    for (const auto& r : BALLAST_TRY(load_refused(refused_file))) {
+        if (r.version != m.version) continue;
+        if (!req.force)
+            return fail(Errc::invalid_argument,
+                        "version {} failed on this node ({}, {}); refusing it (agentctl upgrade "
+                        "--force tries it again)",
+                        m.version, r.reason, r.at);
+        BALLAST_TRY(remove_refused(refused_file, m.version));
+    }
+    failpoint("upgrade.checked");
+    BALLAST_TRY(run_stage("before-upgrade", env));
+
+    // 2. The target is unbootable before its first byte (I2); never the booted slot (I1).
+    state = BALLAST_TRY(boot::begin_write(state, target, booted));
+    BALLAST_TRY_CTX(control.save(state), "mark slot {} bad", boot::name(target));
+    failpoint("upgrade.target-bad");
+
+    // 3. The journal.
+    Journal j;
+    j.state = JobState::writing;
+    j.target = target;
+    j.from = booted;
+    j.source = req.source;
+    j.version = m.version;
+    j.from_version = state.at(booted).version;
+    j.manifest_sha256 = src.checked.manifest_sha256;
+    j.tries = env.tries;
+    j.force = req.force;
+    j.reboot = req.reboot;
+    j.started = now_utc();
+    const auto jpath = journal_path(env.state_dir);
+    BALLAST_TRY_CTX(save_journal(jpath, j), "journal");
+    failpoint("upgrade.journaled");
+    auto failed = [&](const Error& e) -> Error {
+        j.state = JobState::failed;
+        j.error = fmt::format("upgrade to {}: {}", m.version, e.what());
+        if (auto st = save_journal(jpath, j); !st) spdlog::error("journal: {}", st.error().what());
+        return e;
+    };
+
+    // 4-5. Stream, hash, header last, read back.
+    auto reader = src.open_image();
+    if (!reader) return std::unexpected(failed(reader.error()));
+    std::mutex jm;
+    uint64_t next_journal = kJournalEvery;
+    auto written =
+        write_image(*reader, m.image.size, m.image.sha256, env.disk->disk(), part.start, part.size,
+                    [&](WritePhase ph, uint64_t done, uint64_t total) {
+                        say(ph == WritePhase::reading_back ? "verifying" : "writing", done, total);
+                        if (ph != WritePhase::writing) return;
+                        std::lock_guard l(jm);
+                        if (done < next_journal) return;
+                        next_journal = done + kJournalEvery;
+                        j.bytes_done = done;
+                        if (auto st = save_journal(jpath, j); !st)
+                            spdlog::warn("journal: {}", st.error().what());
+                    });
+    if (!written)
+        return std::unexpected(failed(
+            std::move(written.error()).context(fmt::format("write slot {}", boot::name(target)))));
+    j.bytes_done = m.image.size;
+
+    // 6. Post-install hooks; a failure leaves the target bad.
+    if (auto st = post_install_hooks(env); !st) return std::unexpected(failed(st.error()));
+    failpoint("upgrade.post-install");
+
+    // 7. Activate: one write (I3), then the journal.
+    say("activating", m.image.size, m.image.size);
+    state = BALLAST_TRY(control.load());
+    auto active = boot::activate(state, target, env.tries, m.version, booted);
+    if (!active) return std::unexpected(failed(active.error()));
+    if (auto st = control.save(*active); !st)
+        return std::unexpected(failed(std::move(st.error()).context("activate")));
+    failpoint("upgrade.activated");
+    j.state = JobState::staged;
+    BALLAST_TRY_CTX(save_journal(jpath, j), "journal");
+    failpoint("upgrade.staged");
+
+    UpgradeResult r;
+    r.version = m.version;
+    r.from_version = j.from_version;
+    r.where = req.source;
+    r.target = target;
+    r.bytes = m.image.size;
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return r;
+}
+
+}  // namespace ballast::update

@@ -1,0 +1,68 @@
+// An A/B upgrade, in ../shared/specs/ab-update.md's order (steps 1-7; the reboot and the commit
+// belong to the daemon and the health check):
+//   1. check the bundle: signature, manifest, compatible, bootable, fits the slot, not refused,
+//      the booted slot not on trial; the before-upgrade stage; nothing written yet
+//   2. mark the target bad in boot control (one two-copy write)
+//   3. journal: writing
+//   4-5. stream + hash, header last, fsync, read back (update/writer.hpp)
+//   6. post-install hooks: the after-upgrade stage (and the encryption issue's reseal)
+//   7. activate with one boot-control write; journal: staged
+// A failure point (core/failpoint.hpp) sits after each step for the crash tests.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "ballast/boot/disk_boot.hpp"
+#include "ballast/core/root.hpp"
+#include "ballast/update/journal.hpp"
+#include "ballast/update/source.hpp"
+
+namespace ballast::update {
+
+struct UpgradeRequest {
+    std::string source;  // bundle folder, .tar, or https:// URL of a .tar
+    bool force = false;  // accept a version that failed here before
+    bool reboot = true;  // recorded in the journal: a resumed upgrade keeps the caller's choice
+    // Resuming an interrupted write: the bundle must still be the one the journal names.
+    std::optional<std::string> expect_manifest_sha256;
+};
+
+struct UpgradeEnv {
+    boot::DiskBoot* disk = nullptr;  // boot control and the slot partitions
+    std::optional<boot::Slot> booted;
+    std::filesystem::path state_dir;  // /var/lib/ballast, under the node root
+    SourceOptions source;
+    std::string compatible;  // this node's
+    int tries = 3;
+    RootPrefix root;  // for the before-/after-upgrade stages
+    bool run_stages = true;
+};
+
+struct UpgradeResult {
+    std::string version, from_version, where;
+    boot::Slot target = boot::Slot::B;
+    uint64_t bytes = 0;
+    double seconds = 0;
+    [[nodiscard]] nlohmann::json to_json() const;
+};
+
+// phase: "checking", "writing", "verifying", "activating"; done/total in bytes.
+using UpgradeProgress = std::function<void(std::string_view phase, uint64_t done, uint64_t total)>;
+
+[[nodiscard]] Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
+                                            const UpgradeProgress& progress = {});
+
+// Paths under the state folder.
+[[nodiscard]] std::filesystem::path journal_path(const std::filesystem::path& state_dir);
+[[nodiscard]] std::filesystem::path refused_path(const std::filesystem::path& state_dir);
+
+// This node's compatible string: update.compatible from agent.yaml, else the image's
+// /usr/lib/ballast/compatible (first line); empty when neither says.
+[[nodiscard]] std::string node_compatible(const std::string& configured, const RootPrefix& root);
+
+}  // namespace ballast::update

@@ -1,0 +1,338 @@
+"""A/B upgrade, boot assessment and rollback on an image-file disk with the real agent on a
+private bus. `--booted-slot` plays the boot: between "boots" the GRUB harness runs our grub.cfg
+on the ESP's environment files and writes back what GRUB would save, so tries count down as on
+a machine."""
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ctl, make_slot_image, need_tool, wait_for
+
+TOP = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(TOP / "tests" / "integration" / "helpers"))
+import grubsim  # noqa: E402
+
+CFG = grubsim.compile_cfg((TOP / "overlay" / "grub" / "grub.cfg").read_text())
+ENVS = ("/grub/env1/grubenv", "/grub/env2/grubenv")
+COMPATIBLE = "ballast-test-amd64"
+
+
+def make_bundle(bins, pki, image, out, version):
+    r = ctl(bins, None, "bundle", "create", "--image", str(image), "--version", version, "--compatible",
+            COMPATIBLE, "--key", pki["signer"]["key"], "--cert", pki["signer"]["cert"], "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def bundles(bins, signing_pki, tmp_path_factory):
+    d = tmp_path_factory.mktemp("bundles")
+    out = {}
+    for v in ("1.0", "2.0", "3.0"):
+        img = make_slot_image(d / f"v{v}.sqfs", v, extra_mb=3)
+        out[v] = {"image": img, "tar": make_bundle(bins, signing_pki, img, d / f"v{v}.tar", v),
+                  "dir": make_bundle(bins, signing_pki, img, d / f"v{v}", v)}
+    return out
+
+
+class Node:
+    """An installed image-file disk, its root folder, and helpers to play boots."""
+
+    def __init__(self, bins, pki, bundles, tmp: Path, start_agent, health_cmd=None, extra_settings=""):
+        need_tool("mtype", "mtools")
+        self.bins, self.start_agent, self.tmp = bins, start_agent, tmp
+        self.disk = tmp / "disk.img"
+        subprocess.run(["truncate", "-s", "512M", str(self.disk)], check=True)
+        r = ctl(bins, None, "install", "--device", str(self.disk), "--bundle", str(bundles["1.0"]["tar"]),
+                "--keyring", pki["ca"], "--slot-size", "64", "--no-reboot")
+        assert r.returncode == 0, r.stderr
+        parts = json.loads(subprocess.run(["sfdisk", "-J", str(self.disk)], capture_output=True, text=True,
+                                          check=True).stdout)["partitiontable"]["partitions"]
+        self.part = {p["name"]: (p["start"] * 512, p["size"] * 512) for p in parts}
+        self.root = tmp / "root"
+        (self.root / "etc/ballast").mkdir(parents=True)
+        shutil.copy(pki["ca"], self.root / "etc/ballast/keyring.pem")
+        self.flag = tmp / "healthy"
+        self.flag.touch()
+        check = health_cmd or f"test -e {self.flag}"
+        (self.root / "etc/ballast/agent.yaml").write_text(
+            f"update:\n  compatible: {COMPATIBLE}\nhealth:\n  commands: ['{check}']\n"
+            f"  deadline: 2s\n  interval: 500ms\n{extra_settings}")
+        self.agent = None
+
+    # --- the disk ---
+    def slot_bytes(self, slot, n=None):
+        start, size = self.part[f"BALLAST_{slot}"]
+        with open(self.disk, "rb") as f:
+            f.seek(start)
+            return f.read(n if n is not None else size)
+
+    def slot_hash(self, slot):
+        return hashlib.sha256(self.slot_bytes(slot)).hexdigest()
+
+    def esp(self):
+        return f"{self.disk}@@{self.part['BALLAST_EFI'][0]}"
+
+    def env_files(self):
+        env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+        return {p: subprocess.run(["mtype", "-i", self.esp(), "::" + p], capture_output=True, env=env,
+                                  check=True).stdout for p in ENVS}
+
+    def decide(self):
+        """The slot GRUB would boot now (nothing written back)."""
+        _, linux = grubsim.boot(CFG, self.env_files())
+        return "A" if "ballast.slot=a" in linux else "B" if "ballast.slot=b" in linux else None
+
+    def boot(self, **agent_args):
+        """A reboot: stop the agent, run GRUB (saving its environment as GRUB does), start the
+        agent as booted from the slot GRUB chose."""
+        self.stop()
+        files = self.env_files()
+        _, linux = grubsim.boot(CFG, files)
+        slot = "A" if "ballast.slot=a" in linux else "B"
+        env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+        for p in ENVS:
+            src = self.tmp / "env.tmp"
+            src.write_bytes(files[p])
+            subprocess.run(["mcopy", "-o", "-i", self.esp(), str(src), "::" + p], env=env, check=True)
+        self.start(slot, **agent_args)
+        return slot
+
+    # --- the agent ---
+    def start(self, slot, env=None):
+        self.agent = self.start_agent(args=("--booted-slot", slot, "--disk", str(self.disk), "--config",
+                                            str(self.root / "etc/ballast/agent.yaml")),
+                                      root=self.root, env=env)
+        return self.agent
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.agent:
+            self.agent.stop(sig)
+            self.agent = None
+
+    def ctl(self, *args, **kw):
+        return ctl(self.bins, self.agent.bus.address, *args, **kw)
+
+    def status(self):
+        r = self.ctl("status", "--json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    def slots(self):
+        return {s["Slot"]: s for s in self.status()["Slots"]}
+
+    def journal(self):
+        p = self.root / "var/lib/ballast/upgrade.json"
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def wait_idle(self, timeout=60):
+        wait_for(lambda: self.status()["Operation"] == "idle", "the agent to be idle", timeout)
+
+
+@pytest.fixture
+def node(bins, signing_pki, bundles, tmp_path, start_agent):
+    n = Node(bins, signing_pki, bundles, tmp_path, start_agent)
+    yield n
+    n.stop(signal.SIGKILL)
+
+
+def upgrade(node, source, *extra):
+    r = node.ctl("upgrade", str(source), "--no-reboot", "--json", *extra)
+    lines = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+    return r, lines
+
+
+def test_upgrade_commit_failed_health_fallback_and_rollback(node, bundles):
+    node.start("A")
+    a_hash = node.slot_hash("A")
+
+    # v2 into B: written, verified, primary, on trial; A untouched.
+    r, lines = upgrade(node, bundles["2.0"]["tar"])
+    assert r.returncode == 0, r.stderr + node.agent.output()
+    assert lines[-1]["ok"] and "2.0" in lines[-1]["message"]
+    phases = [l["progress"]["phase"] for l in lines if "progress" in l]
+    assert "writing" in phases and "verifying" in phases
+    img = bundles["2.0"]["image"].read_bytes()
+    assert node.slot_bytes("B", len(img)) == img
+    assert node.slot_hash("A") == a_hash
+    s = node.slots()
+    assert s["B"]["State"] == "trial" and s["B"]["Version"] == "2.0" and s["B"]["Primary"]
+    st = node.status()
+    assert st["RebootRequired"] and st["Upgrade"]["State"] == "staged" and st["Upgrade"]["Target"] == "B"
+    assert node.decide() == "B"
+
+    # Boot B; the health check passes: committed.
+    assert node.boot() == "B"
+    assert node.slots()["B"]["State"] == "trial"
+    r = node.ctl("health", "--no-reboot", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["ok"] and rep["trial"] and rep["committed"]
+    s = node.slots()
+    assert s["B"]["State"] == "good" and s["B"]["LastGood"] and s["B"]["Primary"]
+    assert node.journal()["state"] == "committed"
+
+    # v3 into A; its health check fails: marked bad, the next boot is B, v3 refused.
+    r, lines = upgrade(node, bundles["3.0"]["dir"])
+    assert r.returncode == 0, r.stderr
+    assert node.boot() == "A"
+    node.flag.unlink()
+    r = node.ctl("health", "--no-reboot")
+    assert r.returncode == 1
+    assert "FAILED" in r.stdout and "marked bad" in r.stdout
+    st = node.status()
+    assert "3.0" in st["LastError"] and "health check" in st["LastError"]
+    assert node.slots()["A"]["State"] == "bad"
+    assert node.decide() == "B"
+    assert node.boot() == "B"
+    st = node.status()
+    assert "3.0" in st["LastError"] and st["Upgrade"]["State"] == "failed"
+    assert [v["Version"] for v in st["RefusedVersions"]] == ["3.0"]
+    r, lines = upgrade(node, bundles["3.0"]["tar"])
+    assert r.returncode == 1 and "failed on this node" in r.stderr and "--force" in r.stderr
+    # Rolling back to a bad slot is refused; nothing changes.
+    r = node.ctl("rollback", "--no-reboot")
+    assert r.returncode == 1 and "bad" in r.stderr
+    assert node.decide() == "B"
+
+    # --force tries v3 again; this time it is healthy; then a manual rollback to B, persistently.
+    node.flag.touch()
+    r, lines = upgrade(node, bundles["3.0"]["tar"], "--force")
+    assert r.returncode == 0, r.stderr
+    assert "RefusedVersions" not in node.status()
+    assert node.boot() == "A"
+    assert node.ctl("health", "--no-reboot").returncode == 0
+    r = node.ctl("rollback", "--no-reboot")
+    assert r.returncode == 0 and "slot B is primary" in r.stdout, r.stderr
+    for _ in range(3):
+        assert node.boot() == "B"
+    s = node.slots()
+    assert s["A"]["State"] == "good" and s["B"]["State"] == "good" and s["B"]["Primary"]
+
+
+def test_tries_run_out_and_the_fallback_is_reported(node, bundles):
+    node.start("A")
+    r, _ = upgrade(node, bundles["2.0"]["tar"])
+    assert r.returncode == 0, r.stderr
+    # B never comes up healthy (no health check runs): GRUB tries it 3 times, then A.
+    for _ in range(3):
+        assert node.boot() == "B"
+    assert node.boot() == "A"
+    st = node.status()
+    assert "2.0" in st["LastError"] and "did not come up healthy" in st["LastError"], st
+    assert node.slots()["B"]["State"] == "bad"
+    assert node.journal()["state"] == "failed"
+    r, _ = upgrade(node, bundles["2.0"]["tar"])
+    assert r.returncode == 1 and "failed on this node" in r.stderr
+
+
+def test_operator_marks(node, bundles):
+    node.start("A")
+    r = node.ctl("mark-good", "B")
+    assert r.returncode == 1 and "empty" in r.stderr  # nothing in B to vouch for
+    r, _ = upgrade(node, bundles["2.0"]["tar"])
+    assert r.returncode == 0, r.stderr
+    assert node.boot() == "B"
+    r = node.ctl("mark-good")
+    assert r.returncode == 0 and "slot B marked good" in r.stdout
+    s = node.slots()
+    assert s["B"]["State"] == "good" and s["B"]["LastGood"]
+    assert node.journal()["state"] == "committed"
+    r = node.ctl("mark-bad", "A", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == {"slot": "A", "state": "bad"}
+    assert node.slots()["A"]["State"] == "bad" and node.decide() == "B"
+    assert node.ctl("mark-bad", "C").returncode == 2
+
+
+def test_refusals_change_nothing(node, bundles, bins, signing_pki, tmp_path):
+    node.start("A")
+    before = node.env_files()
+    other = make_bundle(bins, signing_pki, bundles["2.0"]["image"], tmp_path / "other.tar", "2.0")
+    # A bundle for another machine.
+    r = ctl(bins, None, "bundle", "create", "--image", str(bundles["2.0"]["image"]), "--version", "2.0",
+            "--compatible", "other-arm64", "--key", signing_pki["signer"]["key"], "--cert",
+            signing_pki["signer"]["cert"], "-o", str(tmp_path / "arm.tar"))
+    assert r.returncode == 0
+    cases = {
+        tmp_path / "arm.tar": "other-arm64",
+        tmp_path / "missing.tar": "no such bundle",
+    }
+    # A tampered image: the hash check fails while writing; B stays bad, A untouched.
+    bad = tmp_path / "bad.tar"
+    data = bytearray(other.read_bytes())
+    data[-20000] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    for src, msg in cases.items():
+        r, _ = upgrade(node, src)
+        assert r.returncode in (1, 2) and msg in r.stderr, r.stderr
+        assert node.env_files() == before
+    r, _ = upgrade(node, bad)
+    assert r.returncode == 1 and "sha256" in r.stderr.lower(), r.stderr
+    assert node.decide() == "A" and node.slots()["B"]["State"] == "empty"
+    assert node.journal()["state"] == "failed"
+    # Relative paths are made absolute by agentctl; the daemon takes absolute ones only.
+    r = subprocess.run(["busctl", f"--address={node.agent.bus.address}", "call", "org.ballast.Agent1",
+                        "/org/ballast/Agent1", "org.ballast.Agent1", "Upgrade", "sa{sv}", "v2.tar", "0"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "absolute" in r.stderr
+    r = subprocess.run(["busctl", f"--address={node.agent.bus.address}", "call", "org.ballast.Agent1",
+                        "/org/ballast/Agent1", "org.ballast.Agent1", "Upgrade", "sa{sv}", str(other), "1",
+                        "Forse", "b", "true"], capture_output=True, text=True)
+    assert r.returncode != 0 and "Forse" in r.stderr
+
+
+def test_non_root_callers_are_denied(node, bundles, nobody_ctl):
+    node.start("A")
+    before = node.env_files()
+    for args in (("upgrade", str(bundles["2.0"]["tar"]), "--no-reboot"), ("rollback", "--no-reboot"),
+                 ("mark-good",), ("mark-bad", "B"), ("health", "--no-reboot")):
+        r = node.ctl(*args, nobody=True, ctl_path=nobody_ctl)
+        assert r.returncode == 4 and "needs root" in r.stderr, (args, r.stderr)
+    assert node.env_files() == before
+
+
+def test_stages_around_the_upgrade_and_busy(node, bundles):
+    # The before-upgrade stage holds the job for a while: other mutating calls are refused.
+    # Commands run chrooted into the node root: give it a shell and the tools used.
+    for tool in ("/bin/dash", "/bin/sleep", "/bin/false", "/lib/x86_64-linux-gnu/libc.so.6",
+                 "/lib64/ld-linux-x86-64.so.2"):
+        dst = node.root / tool.lstrip("/")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tool, dst)
+    os.symlink("dash", node.root / "bin/sh")
+    (node.root / "oem").mkdir()
+    log = node.root / "stages.log"
+    (node.root / "oem/90_upgrade.yaml").write_text(f"""#cloud-config
+stages:
+  before-upgrade:
+    - commands: ["sleep 2", "echo before >> /stages.log"]
+  after-upgrade:
+    - commands: ["echo after >> /stages.log"]
+""")
+    node.start("A")
+    p = subprocess.Popen([node.bins["ctl"], "--bus-address", node.agent.bus.address, "upgrade",
+                          str(bundles["2.0"]["tar"]), "--no-reboot"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: node.status()["Operation"] != "idle" or p.poll() is not None, "the upgrade job", 30)
+    if p.poll() is None:
+        for args in (("upgrade", str(bundles["3.0"]["tar"])), ("rollback",), ("mark-good",)):
+            r = node.ctl(*args)
+            assert r.returncode == 1 and "busy" in r.stderr, r.stderr
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert log.read_text() == "before\nafter\n"
+    # A failing after-upgrade stage stops the upgrade before activation.
+    node.boot()
+    assert node.ctl("health", "--no-reboot").returncode == 0
+    (node.root / "oem/91_fail.yaml").write_text("#cloud-config\nstages:\n  after-upgrade:\n    - commands: [\"false\"]\n")
+    r, _ = upgrade(node, bundles["3.0"]["tar"])
+    assert r.returncode == 1 and "after-upgrade" in r.stderr, r.stderr
+    assert node.decide() == "B" and node.slots()["A"]["State"] == "empty"  # begun, never activated
