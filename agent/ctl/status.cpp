@@ -49,6 +49,24 @@ int cmd_status(const GlobalOptions& g) {
                         flags.c_str());
         }
     }
+    if (auto it = st->find("Upgrade"); it != st->end() && it->is_object()) {
+        const auto& u = *it;
+        std::printf("  Upgrade:     %s %s -> %s (slot %s, %s)\n", u.value("State", "").c_str(),
+                    u.value("FromVersion", "").empty() ? "-" : u.value("FromVersion", "").c_str(),
+                    u.value("Version", "").c_str(), u.value("Target", "").c_str(),
+                    u.value("Updated", "").c_str());
+        if (!u.value("Error", "").empty())
+            std::printf("               %s\n", u.value("Error", "").c_str());
+    }
+    if (auto it = st->find("Progress"); it != st->end() && it->is_object() && !it->empty())
+        std::printf("  Progress:    %s %.0f%%\n", it->value("Phase", "").c_str(),
+                    it->value("Percent", 0.0));
+    if (st->value("RebootRequired", false))
+        std::printf("  Reboot required: the boot control changed since this boot\n");
+    if (auto it = st->find("RefusedVersions"); it != st->end() && it->is_array())
+        for (const auto& r : *it)
+            std::printf("  Refused:     %s (until agentctl upgrade --force): %s\n",
+                        r.value("Version", "").c_str(), r.value("Reason", "").c_str());
     if (auto it = st->find("BootControlError"); it != st->end())
         std::printf("  Boot control: %s\n", it->get<std::string>().c_str());
     if (auto it = st->find("Stages"); it != st->end() && it->is_array() && !it->empty()) {

@@ -4,7 +4,7 @@ _agentctl() {
     _init_completion || return
 
     local global_opts="--bus-address --json --root --help --version"
-    local commands="status version log-level reload config stage bundle install"
+    local commands="status version log-level reload config stage bundle install upgrade health rollback mark-good mark-bad"
 
     case $prev in
         --bus-address) return ;;
@@ -35,6 +35,7 @@ _agentctl() {
         bundle) COMPREPLY=($(compgen -W "create verify inspect" -- "$cur")); return ;;
         run) COMPREPLY=($(compgen -W "rootfs initramfs fs boot network reconcile" -- "$cur")); return ;;
         validate) _filedir '@(yaml|yml)'; return ;;
+        mark-good|mark-bad) COMPREPLY=($(compgen -W "A B" -- "$cur")); return ;;
     esac
     if [[ -z $cmd ]]; then
         COMPREPLY=($(compgen -W "$commands $global_opts" -- "$cur"))
@@ -46,6 +47,11 @@ _agentctl() {
         [[ $cur != -* ]] && _filedir
     elif [[ $cmd == install ]]; then
         COMPREPLY=($(compgen -W "--device --bundle --keyring --config --force --dry-run --reboot --poweroff --no-reboot --efi-size --oem-size --slot-size --persistent-size $global_opts" -- "$cur"))
+    elif [[ $cmd == upgrade ]]; then
+        COMPREPLY=($(compgen -W "--force --no-reboot $global_opts" -- "$cur"))
+        [[ $cur != -* ]] && _filedir '@(tar)'
+    elif [[ $cmd == health || $cmd == rollback ]]; then
+        COMPREPLY=($(compgen -W "--no-reboot $global_opts" -- "$cur"))
     elif [[ $cmd == stage ]]; then
         COMPREPLY=($(compgen -W "run --config --dry-run --verbose $global_opts" -- "$cur"))
     else

@@ -251,7 +251,7 @@ def free_port():
 
 
 class Nginx:
-    def __init__(self, directory: Path, pki: Path):
+    def __init__(self, directory: Path, pki: Path, server_extra: str = ""):
         need_tool("nginx", "nginx")
         self.dir = directory
         self.docroot = directory / "www"
@@ -277,11 +277,16 @@ http {{
     ssl_certificate {pki}/server.pem;
     ssl_certificate_key {pki}/server.key;
     root {self.docroot};
+    {server_extra}
   }}
 }}
 """)
         (directory / "tmp").mkdir(exist_ok=True)
-        self.proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(directory)],
+        self.start()
+
+    def start(self):
+        """Starts (or starts again, on the same port) the server."""
+        self.proc = subprocess.Popen(["nginx", "-c", str(self.dir / "nginx.conf"), "-p", str(self.dir)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         def up():
             with socket.socket() as s:

@@ -44,7 +44,10 @@ def test_deb_contains_units_policy_man_pages(deb_root):
               "/lib/systemd/system/ballast-stage@.service",
               "/lib/systemd/system/ballast-stage@boot.service.d/10-order.conf",
               "/lib/systemd/system/sysinit.target.wants/ballast-stage@fs.service",
-              "/lib/systemd/system/multi-user.target.wants/ballast-stage@network.service"]:
+              "/lib/systemd/system/multi-user.target.wants/ballast-stage@network.service",
+              "/lib/systemd/system/ballast-health.service",
+              "/lib/systemd/system/multi-user.target.wants/ballast-health.service",
+              "/lib/systemd/system/boot-complete.target.requires/ballast-health.service"]:
         assert f in files, f"{f} missing from the package:\n{deb_root['listing']}"
     info = subprocess.run(["dpkg-deb", "-I", str(deb_root["deb"])], capture_output=True, text=True).stdout
     assert "libsystemd0" in info and "dbus" in info
@@ -85,6 +88,23 @@ def test_unit_file_verifies(bins, world_tmp):
     r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
     assert "Type=notify" in unit and "WatchdogSec=" in unit and "Restart=on-failure" in unit
+
+
+def test_health_unit_verifies(bins, world_tmp):
+    need_tool("systemd-analyze", "systemd")
+    unit = (build_dir() / "units" / "ballast-health.service").read_text()
+    lines = [f"ExecStart={bins['ctl']} health" if l.startswith("ExecStart=") else l for l in unit.splitlines()]
+    path = world_tmp / "ballast-health.service"
+    path.write_text("\n".join(lines) + "\n")
+    # The agent's unit beside it, for Requires= to resolve.
+    agent_unit = (build_dir() / "units" / "ballast-agent.service").read_text()
+    (world_tmp / "ballast-agent.service").write_text("\n".join(
+        f"ExecStart={bins['agent']}" if l.startswith("ExecStart=") else l for l in agent_unit.splitlines()) + "\n")
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path), str(world_tmp / "ballast-agent.service")],
+                       capture_output=True, text=True,
+                       env=dict(os.environ, SYSTEMD_UNIT_PATH=f"{world_tmp}:"))
+    assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+    assert "Before=boot-complete.target" in unit and "RequiredBy=boot-complete.target" in unit
 
 
 def test_stage_units_verify(bins, world_tmp):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ctl, make_slot_image, need_tool, wait_for
+from conftest import Nginx, ctl, make_slot_image, need_tool, wait_for
 
 TOP = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TOP / "tests" / "integration" / "helpers"))
@@ -37,7 +37,8 @@ def bundles(bins, signing_pki, tmp_path_factory):
     d = tmp_path_factory.mktemp("bundles")
     out = {}
     for v in ("1.0", "2.0", "3.0"):
-        img = make_slot_image(d / f"v{v}.sqfs", v, extra_mb=3)
+        # v2 spans several 4 MiB write chunks, so a cut can land mid-stream.
+        img = make_slot_image(d / f"v{v}.sqfs", v, extra_mb=14 if v == "2.0" else 3)
         out[v] = {"image": img, "tar": make_bundle(bins, signing_pki, img, d / f"v{v}.tar", v),
                   "dir": make_bundle(bins, signing_pki, img, d / f"v{v}", v)}
     return out
@@ -336,3 +337,134 @@ stages:
     r, _ = upgrade(node, bundles["3.0"]["tar"])
     assert r.returncode == 1 and "after-upgrade" in r.stderr, r.stderr
     assert node.decide() == "B" and node.slots()["A"]["State"] == "empty"  # begun, never activated
+
+
+# Every step of specs/ab-update.md, in order, with whether the target is active once it is done.
+CRASH_POINTS = [
+    ("upgrade.checked", False),        # checks done, nothing written
+    ("upgrade.target-bad", False),     # target marked bad
+    ("upgrade.journaled", False),      # journal: writing
+    ("write.header-cleared", False),   # the target's old header gone
+    ("upgrade.half-written", False),   # mid-stream
+    ("write.body-written", False),     # body written and synced, no header yet
+    ("write.header-written", False),   # header last
+    ("upgrade.post-install", False),   # after-upgrade hooks done
+    ("upgrade.activated", True),       # the one boot-control write
+    ("upgrade.staged", True),          # journal: staged
+]
+
+
+@pytest.mark.parametrize("point,active", CRASH_POINTS, ids=[p for p, _ in CRASH_POINTS])
+def test_crash_at_every_step(node, bundles, point, active):
+    """kill -9 of the job at the point and of the daemon right after: GRUB boots the old slot
+    until activation and the new one after, the booted slot's bytes never change, and the
+    restarted daemon finishes the job (restarting an interrupted write)."""
+    node.start("A", env={"BALLAST_FAILPOINT": point})
+    a_hash = node.slot_hash("A")
+    r, lines = upgrade(node, bundles["2.0"]["tar"])
+    assert r.returncode == 1 and "status 137" in r.stderr + r.stdout or "signal" in r.stderr, r.stderr
+    node.stop(signal.SIGKILL)
+    assert node.slot_hash("A") == a_hash
+    assert node.decide() == ("B" if active else "A")
+    if not active:
+        # The daemon comes back (no reboot): an interrupted write is restarted and finished.
+        node.start("A")
+        if point not in ("upgrade.checked", "upgrade.target-bad"):
+            node.wait_idle()
+            assert node.journal()["state"] == "staged", node.agent.output()
+        else:  # nothing was journaled: nothing to resume
+            assert node.journal() is None and node.status()["Operation"] == "idle"
+            r, _ = upgrade(node, bundles["2.0"]["tar"])
+            assert r.returncode == 0, r.stderr
+        assert node.slot_hash("A") == a_hash
+    # Either way the node now boots B on trial, and commits it.
+    assert node.boot() == "B"
+    assert node.ctl("health", "--no-reboot").returncode == 0, node.agent.output()
+    assert node.journal()["state"] == "committed"
+    s = node.slots()
+    assert s["B"]["State"] == "good" and s["B"]["Version"] == "2.0" and s["A"]["State"] == "good"
+    img = bundles["2.0"]["image"].read_bytes()
+    assert node.slot_bytes("B", len(img)) == img
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory, test_pki, bundles):
+    """nginx with the test CA's certificate; /slow/ is rate-limited so a transfer can be cut."""
+    n = Nginx(tmp_path_factory.mktemp("web"), test_pki, server_extra="location /slow/ { limit_rate 3m; }")
+    (n.docroot / "slow").mkdir()
+    shutil.copy(bundles["2.0"]["tar"], n.docroot / "v2.tar")
+    shutil.copy(bundles["2.0"]["tar"], n.docroot / "slow" / "v2.tar")
+    # A bundle whose image member is longer than its (validly signed) manifest says.
+    import tarfile
+    src = bundles["2.0"]["dir"]
+    long_img = n.dir / "long.img"
+    long_img.write_bytes((src / "rootfs.img").read_bytes() + os.urandom(1 << 20))
+    with tarfile.open(n.docroot / "long.tar", "w", format=tarfile.USTAR_FORMAT) as t:
+        t.add(src / "manifest.json", "manifest.json")
+        t.add(src / "manifest.json.sig", "manifest.json.sig")
+        t.add(long_img, "rootfs.img")
+    yield n
+    n.stop()
+
+
+@pytest.fixture
+def web_node(bins, signing_pki, bundles, tmp_path, start_agent, test_pki):
+    n = Node(bins, signing_pki, bundles, tmp_path, start_agent,
+             extra_settings=f"http:\n  ca_file: {test_pki / 'ca.pem'}\n")
+    yield n
+    n.stop(signal.SIGKILL)
+
+
+def test_https_download(web_node, web, bundles):
+    n = web_node
+    n.start("A")
+    r, lines = upgrade(n, f"{web.url}/v2.tar")
+    assert r.returncode == 0, r.stderr + n.agent.output()
+    img = bundles["2.0"]["image"].read_bytes()
+    assert n.slot_bytes("B", len(img)) == img and n.decide() == "B"
+
+
+def test_https_transfer_cut_and_resumed(web_node, web, bundles):
+    n = web_node
+    n.start("A")
+    p = subprocess.Popen([n.bins["ctl"], "--bus-address", n.agent.bus.address, "upgrade", f"{web.url}/slow/v2.tar",
+                          "--no-reboot", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Cut the server once the image is partly through, then bring it back.
+    wait_for(lambda: n.status().get("Progress", {}).get("Bytes", 0) > 3 << 20 or p.poll() is not None,
+             "part of the image", 30)
+    assert p.poll() is None
+    web.proc.kill()
+    web.proc.wait()
+    time.sleep(0.5)
+    web.start()
+    out, err = p.communicate(timeout=90)
+    assert p.returncode == 0, err + n.agent.output()
+    assert "resuming at byte" in n.agent.output()
+    log = (web.dir / "access.log").read_text()
+    assert " 206 " in log.splitlines()[-1]  # the last request was a range request
+    img = bundles["2.0"]["image"].read_bytes()
+    assert n.slot_bytes("B", len(img)) == img and n.decide() == "B"
+
+
+def test_https_failures_write_nothing(bins, signing_pki, bundles, tmp_path, start_agent, test_pki, web):
+    n = Node(bins, signing_pki, bundles, tmp_path, start_agent,
+             extra_settings=f"http:\n  ca_file: {test_pki / 'otherca.pem'}\n")
+    n.start("A")
+    before = n.env_files()
+    r, _ = upgrade(n, f"{web.url}/v2.tar")
+    assert r.returncode == 1 and "certificate" in r.stderr.lower(), r.stderr
+    assert n.env_files() == before
+    n.stop()
+    (n.root / "etc/ballast/agent.yaml").write_text(
+        (n.root / "etc/ballast/agent.yaml").read_text().replace("otherca.pem", "ca.pem"))
+    n.start("A")
+    r, _ = upgrade(n, f"{web.url}/missing.tar")
+    assert r.returncode == 1 and "404" in r.stderr, r.stderr
+    r, _ = upgrade(n, f"{web.url.replace('https', 'http')}/v2.tar")
+    assert r.returncode == 1 and "plain http is refused" in r.stderr, r.stderr
+    assert n.env_files() == before
+    # More bytes than the manifest says: refused before a byte is written.
+    r, _ = upgrade(n, f"{web.url}/long.tar")
+    assert r.returncode == 1 and "manifest" in r.stderr, r.stderr
+    assert n.env_files() == before and n.decide() == "A"
+    n.stop(signal.SIGKILL)

@@ -13,8 +13,9 @@ OutcomeInfo assess_outcome(const std::optional<Journal>& j, const boot::BootStat
         case JobState::failed:
             return {Outcome::failed, j->error};
         case JobState::writing:
-            // The activating write is the last step before the journal says staged.
-            if (booted != j->target && t.ok && t.trial && t.version == j->version)
+            // The activating write is the last step before the journal says staged; a crash in
+            // between may even have been followed by a reboot into the new slot.
+            if (t.ok && t.trial && t.version == j->version)
                 return {Outcome::activated,
                         fmt::format("slot {} holds {}, activated", tn, j->version)};
             return {Outcome::resume_write,

@@ -32,7 +32,9 @@ Result<OutcomeInfo> settle(const SlotEnv& env) {
     switch (info.what) {
         case Outcome::activated:
             BALLAST_TRY(set_journal(env, *j, JobState::staged));
-            info.what = Outcome::awaiting_reboot;
+            // Seen again with the journal fixed: awaiting the reboot, or booted on trial.
+            info = assess_outcome(BALLAST_TRY(load_journal(journal_path(env.state_dir))), state,
+                                  booted);
             break;
         case Outcome::fell_back: {
             // The failed slot is not the booted one: marking it bad is always allowed (I1).

@@ -152,6 +152,7 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
                     [&](WritePhase ph, uint64_t done, uint64_t total) {
                         say(ph == WritePhase::reading_back ? "verifying" : "writing", done, total);
                         if (ph != WritePhase::writing) return;
+                        if (done * 2 >= total) failpoint("upgrade.half-written");
                         std::lock_guard l(jm);
                         if (done < next_journal) return;
                         next_journal = done + kJournalEvery;
