@@ -34,6 +34,9 @@ Status JobRunner::start(std::string operation, std::vector<std::string> argv, Do
                     operation_);
     ProcessOptions p;
     p.argv = std::move(argv);
+    // The job dies with the daemon (main.cpp): a restarted daemon resumes the work, and two
+    // writers must never share a slot.
+    p.env.push_back(fmt::format("{}={}", kJobParentEnv, ::getpid()));
     auto sp = BALLAST_TRY(spawn_process(p, {Stdio::null, Stdio::pipe, Stdio::inherit}));
     pid_ = sp.pid;
     out_ = std::move(sp.stdout_r);

@@ -18,6 +18,9 @@
 
 namespace ballast::agent {
 
+// Set in a job's environment to the daemon's pid.
+inline constexpr const char* kJobParentEnv = "BALLAST_JOB_PARENT";
+
 class JobRunner {
   public:
     // `report` is the child's last stdout line parsed as JSON (null when there was none);

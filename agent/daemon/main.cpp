@@ -1,6 +1,7 @@
 // ballast-agent: the daemon (no sub-command), plus the one-shot modes (oneshot.hpp) that early
 // boot units and the daemon's jobs run. Exit codes: 0 success, 1 failure, 2 usage error.
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -20,6 +21,7 @@
 #include "ballast/system/sdbus.hpp"
 #include "ballast_config.h"
 #include "daemon.hpp"
+#include "jobs.hpp"
 #include "oneshot.hpp"
 
 int main(int argc, char** argv) {
@@ -100,6 +102,15 @@ int main(int argc, char** argv) {
         return agent::kExitUsage;
     }
     log::init("ballast-agent", *level);
+
+    // A job of the daemon: die with it (the daemon's successor resumes the work).
+    if (const char* parent = std::getenv(agent::kJobParentEnv)) {
+        (void)::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (std::to_string(::getppid()) != parent) {
+            spdlog::error("the agent that started this job is gone");
+            return agent::kExitFailure;
+        }
+    }
 
     agent::NodeOptions node;
     node.root = RootPrefix(std::filesystem::absolute(root));

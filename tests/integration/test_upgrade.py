@@ -47,13 +47,14 @@ def bundles(bins, signing_pki, tmp_path_factory):
 class Node:
     """An installed image-file disk, its root folder, and helpers to play boots."""
 
-    def __init__(self, bins, pki, bundles, tmp: Path, start_agent, health_cmd=None, extra_settings=""):
+    def __init__(self, bins, pki, bundles, tmp: Path, start_agent, health_cmd=None, extra_settings="",
+                 slot_mb=64):
         need_tool("mtype", "mtools")
         self.bins, self.start_agent, self.tmp = bins, start_agent, tmp
         self.disk = tmp / "disk.img"
         subprocess.run(["truncate", "-s", "512M", str(self.disk)], check=True)
         r = ctl(bins, None, "install", "--device", str(self.disk), "--bundle", str(bundles["1.0"]["tar"]),
-                "--keyring", pki["ca"], "--slot-size", "64", "--no-reboot")
+                "--keyring", pki["ca"], "--slot-size", str(slot_mb), "--no-reboot")
         assert r.returncode == 0, r.stderr
         parts = json.loads(subprocess.run(["sfdisk", "-J", str(self.disk)], capture_output=True, text=True,
                                           check=True).stdout)["partitiontable"]["partitions"]
@@ -467,4 +468,37 @@ def test_https_failures_write_nothing(bins, signing_pki, bundles, tmp_path, star
     r, _ = upgrade(n, f"{web.url}/long.tar")
     assert r.returncode == 1 and "manifest" in r.stderr, r.stderr
     assert n.env_files() == before and n.decide() == "A"
+    n.stop(signal.SIGKILL)
+
+
+def test_daemon_killed_mid_download_resumes(web_node, web, bundles):
+    """kill -9 of the daemon while it downloads: its job dies with it (two writers never share a
+    slot), and the next daemon starts the write again from the journal and finishes it."""
+    n = web_node
+    n.start("A")
+    a_hash = n.slot_hash("A")
+    p = subprocess.Popen([n.bins["ctl"], "--bus-address", n.agent.bus.address, "upgrade", f"{web.url}/slow/v2.tar",
+                          "--no-reboot"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: n.status().get("Progress", {}).get("Bytes", 0) > 2 << 20, "part of the image", 30)
+    n.stop(signal.SIGKILL)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 3 and "went away" in err, err
+    wait_for(lambda: subprocess.run(["pgrep", "-f", f"upgrade {web.url}/slow/v2.tar"],
+                                    capture_output=True).returncode != 0, "the orphaned job to die", 10)
+    assert n.journal()["state"] == "writing" and n.decide() == "A"
+    n.start("A")
+    n.wait_idle(90)
+    assert n.journal()["state"] == "staged", n.agent.output()
+    assert "starting it again" in n.agent.output()
+    img = bundles["2.0"]["image"].read_bytes()
+    assert n.slot_bytes("B", len(img)) == img and n.decide() == "B" and n.slot_hash("A") == a_hash
+
+
+def test_an_image_larger_than_the_slot_is_refused(bins, signing_pki, bundles, tmp_path, start_agent):
+    n = Node(bins, signing_pki, bundles, tmp_path, start_agent, slot_mb=8)
+    n.start("A")
+    before = n.env_files()
+    r, _ = upgrade(n, bundles["2.0"]["tar"])
+    assert r.returncode == 1 and "does not fit slot B" in r.stderr, r.stderr
+    assert n.env_files() == before
     n.stop(signal.SIGKILL)

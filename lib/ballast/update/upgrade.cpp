@@ -1,5 +1,9 @@
 #include "ballast/update/upgrade.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+
+#include <cerrno>
 #include <chrono>
 #include <mutex>
 
@@ -8,6 +12,7 @@
 #include "ballast/core/atomic_file.hpp"
 #include "ballast/core/duration.hpp"
 #include "ballast/core/failpoint.hpp"
+#include "ballast/core/fd.hpp"
 #include "ballast/stages/runner.hpp"
 
 namespace ballast::update {
@@ -31,6 +36,24 @@ Status run_stage(const std::string& stage, const UpgradeEnv& env) {
 // TPM reseal (a sealed key for the new slot's measurements beside the old one) here.
 Status post_install_hooks(const UpgradeEnv& env) {
     return run_stage("after-upgrade", env);
+}
+
+// One upgrade at a time per node, whoever starts it (the daemon's job, or ballast-agent upgrade
+// by hand): held for the whole run, released by the kernel however the process ends.
+Result<UniqueFd> lock_upgrades(const std::filesystem::path& state_dir) {
+    std::error_code ec;
+    std::filesystem::create_directories(state_dir, ec);
+    if (ec) return fail_errno(ec.value(), state_dir.string());
+    const auto path = state_dir / "upgrade.lock";
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) return fail_errno(errno, path.string());
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EWOULDBLOCK)
+            return fail(Errc::busy, "busy: another upgrade is running on this node ({})",
+                        path.string());
+        return fail_errno(errno, "lock " + path.string());
+    }
+    return fd;
 }
 
 }  // namespace
@@ -72,6 +95,7 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
                     "refusing to pick a target");
     const boot::Slot booted = *env.booted, target = boot::other(booted);
     auto& control = env.disk->control();
+    const auto lock = BALLAST_TRY(lock_upgrades(env.state_dir));
 
     // 1. Checks. Nothing is written until all have passed.
     say("checking", 0, 0);
