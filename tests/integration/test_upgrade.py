@@ -502,3 +502,38 @@ def test_an_image_larger_than_the_slot_is_refused(bins, signing_pki, bundles, tm
     assert r.returncode == 1 and "does not fit slot B" in r.stderr, r.stderr
     assert n.env_files() == before
     n.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def proxy(tmp_path, web):
+    """tinyproxy on loopback, allowed to CONNECT to the web server only."""
+    need_tool("tinyproxy", "tinyproxy-bin")
+    from conftest import free_port
+    port = free_port()
+    log = tmp_path / "tinyproxy.log"
+    conf = tmp_path / "tinyproxy.conf"
+    conf.write_text(f"Port {port}\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 60\nLogFile \"{log}\"\n"
+                    f"LogLevel Info\nMaxClients 10\nConnectPort {web.port}\n")
+    p = subprocess.Popen(["tinyproxy", "-d", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import socket
+    def up():
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+    wait_for(lambda: up() or p.poll() is not None, "tinyproxy")
+    yield {"url": f"http://127.0.0.1:{port}", "log": log}
+    p.terminate()
+    p.wait(timeout=10)
+
+
+@pytest.mark.parametrize("how", ["agent.yaml", "environment"])
+def test_https_through_a_proxy(bins, signing_pki, bundles, tmp_path, start_agent, test_pki, web, proxy, how):
+    setting = f"  proxy: {proxy['url']}\n" if how == "agent.yaml" else ""
+    n = Node(bins, signing_pki, bundles, tmp_path, start_agent,
+             extra_settings=f"http:\n  ca_file: {test_pki / 'ca.pem'}\n{setting}")
+    n.start("A", env={"https_proxy": proxy["url"]} if how == "environment" else None)
+    r, _ = upgrade(n, f"{web.url}/v2.tar")
+    assert r.returncode == 0, r.stderr + n.agent.output()
+    assert f"CONNECT 127.0.0.1:{web.port}" in proxy["log"].read_text(), proxy["log"].read_text()
+    img = bundles["2.0"]["image"].read_bytes()
+    assert n.slot_bytes("B", len(img)) == img
+    n.stop(signal.SIGKILL)
