@@ -52,6 +52,7 @@ void print_json(const nlohmann::json& j);
 [[nodiscard]] int cmd_health(const GlobalOptions& g, bool no_reboot);
 [[nodiscard]] int cmd_rollback(const GlobalOptions& g, bool no_reboot);
 [[nodiscard]] int cmd_mark(const GlobalOptions& g, bool good, const std::string& slot);
+[[nodiscard]] int cmd_k3s_status(const GlobalOptions& g);
 [[nodiscard]] int cmd_stage_run(const GlobalOptions& g, const std::string& stage,
                                 const std::vector<std::string>& files, bool dry_run, bool verbose);
 

@@ -148,6 +148,11 @@ int main(int argc, char** argv) {
     auto* mark_bad = app.add_subcommand("mark-bad", "Mark a slot bad (default: the booted one)");
     mark_bad->add_option("SLOT", slot, "A or B")->check(CLI::IsMember({"A", "B"}));
 
+    auto* k3s = app.add_subcommand("k3s", "k3s on this node");
+    k3s->require_subcommand(1);
+    auto* k3s_status = k3s->add_subcommand(
+        "status", "Role, server, version, readiness and the rendered config (secrets redacted)");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -169,6 +174,7 @@ int main(int argc, char** argv) {
     if (binspect->parsed()) return cmd_bundle_inspect(g, bundle_src);
     if (validate->parsed()) return cmd_config_validate(g, files, strict);
     if (show->parsed()) return cmd_config_show(g, files);
+    if (k3s_status->parsed()) return cmd_k3s_status(g);
     if (upgrade->parsed()) return cmd_upgrade(g, source, force, no_reboot_op);
     if (health->parsed()) return cmd_health(g, no_reboot_op);
     if (rollback->parsed()) return cmd_rollback(g, no_reboot_op);

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "ballast/health/checks.hpp"
+#include "ballast/k3s/readiness.hpp"
 #include "ballast/stages/format.hpp"
 #include "ballast/stages/runner.hpp"
 #include "ballast/update/slot_admin.hpp"
@@ -42,6 +43,8 @@ int run_stage_mode(const NodeOptions& node, const std::string& stage,
     req.dry_run = dry_run;
     req.http.ca_file = settings->http.ca_file;
     req.http.proxy = settings->http.proxy;
+    req.k3s_binary_url = settings->k3s.binary_url;
+    req.k3s_binary_sha256 = settings->k3s.binary_sha256;
     auto rep = stages::run(req);
     if (!rep) return report_failure("stage", rep.error(), json, {{"stage", stage}});
     auto j = rep->to_json();
@@ -106,7 +109,20 @@ int run_upgrade_mode(const NodeOptions& node, const update::UpgradeRequest& req,
 int run_health_mode(const NodeOptions& node, bool json) {
     auto settings = settings_of(node);
     if (!settings) return report_failure("health", settings.error(), json);
-    auto rep = health::assess(settings->health, health::systemd_unit_state);
+    // k3s readiness is part of the verdict wherever the k3s step set k3s up.
+    std::vector<health::Probe> probes;
+    auto k3s_state = k3s::load_state(node.root);
+    if (!k3s_state) return report_failure("health", k3s_state.error(), json);
+    if (*k3s_state) {
+        const auto st = **k3s_state;
+        const auto per_probe = settings->k3s.readiness_deadline;
+        probes.push_back([&node, st, per_probe](std::chrono::milliseconds left) {
+            auto r = k3s::probe(node.root, st, std::min(left, per_probe));
+            return health::CheckResult{"k3s " + std::string(k3s::name(st.role)) + " ready", r.ready,
+                                       r.detail};
+        });
+    }
+    auto rep = health::assess(settings->health, health::systemd_unit_state, probes);
     nlohmann::json out = {{"ok", rep.ok}, {"health", rep.to_json()}, {"trial", false}};
     const std::string disk = resolve_disk(node, *settings);
     if (!disk.empty()) {

@@ -4,7 +4,7 @@ _agentctl() {
     _init_completion || return
 
     local global_opts="--bus-address --json --root --help --version"
-    local commands="status version log-level reload config stage bundle install upgrade health rollback mark-good mark-bad"
+    local commands="status version log-level reload config stage bundle install upgrade health rollback mark-good mark-bad k3s"
 
     case $prev in
         --bus-address) return ;;
@@ -36,6 +36,7 @@ _agentctl() {
         run) COMPREPLY=($(compgen -W "rootfs initramfs fs boot network reconcile" -- "$cur")); return ;;
         validate) _filedir '@(yaml|yml)'; return ;;
         mark-good|mark-bad) COMPREPLY=($(compgen -W "A B" -- "$cur")); return ;;
+        k3s) COMPREPLY=($(compgen -W "status" -- "$cur")); return ;;
     esac
     if [[ -z $cmd ]]; then
         COMPREPLY=($(compgen -W "$commands $global_opts" -- "$cur"))

@@ -454,6 +454,9 @@ def test_k3os_file_applies(bins, node, tmp_path):
     k3os = node / "var/lib/rancher/k3os"
     k3os.mkdir(parents=True)
     shutil.copy(EXAMPLES / "k3os-config.yaml", k3os / "config.yaml")
+    # Its k3s keys need a k3s binary in the image (the test stand-in).
+    (node / "usr/local/bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy(TOP / "tests/k3s-standin/k3s", node / "usr/local/bin/k3s")
     r, rep = run_stage(bins, node, "initramfs")
     assert r.returncode == 0, r.stderr
     assert (node / "etc/hostname").read_text() == "k3os-node-1\n"

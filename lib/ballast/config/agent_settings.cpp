@@ -14,7 +14,8 @@ Result<AgentSettings> parse_agent_settings(std::string_view text, std::string_vi
     Diagnostics diags;
     auto root = BALLAST_TRY(parse_tree(text, file_name, diags));
     MapReader top(&root, diags, "");
-    top.check_keys({"log_level", "disk", "reconcile", "http", "update", "health"}, Severity::error);
+    top.check_keys({"log_level", "disk", "reconcile", "http", "update", "health", "k3s"},
+                   Severity::error);
 
     AgentSettings s;
     if (top.read("log_level", s.log_level))
@@ -53,6 +54,18 @@ Result<AgentSettings> parse_agent_settings(std::string_view text, std::string_vi
     if (s.health.deadline < std::chrono::seconds(1)) h.error("deadline", "must be at least 1s");
     if (s.health.interval < std::chrono::milliseconds(100))
         h.error("interval", "must be at least 100ms");
+
+    auto k = top.sub("k3s");
+    k.check_keys({"binary_url", "binary_sha256", "readiness_deadline"}, Severity::error);
+    k.read("binary_url", s.k3s.binary_url);
+    k.read("binary_sha256", s.k3s.binary_sha256);
+    k.read("readiness_deadline", s.k3s.readiness_deadline);
+    if (!s.k3s.binary_url.empty() && s.k3s.binary_url.rfind("https://", 0) != 0)
+        k.error("binary_url", "expected an https:// URL");
+    if (!s.k3s.binary_url.empty() &&
+        (s.k3s.binary_sha256.size() != 64 ||
+         s.k3s.binary_sha256.find_first_not_of("0123456789abcdef") != std::string::npos))
+        k.error("binary_sha256", "a k3s artifact needs its sha256 (64 lower-case hex digits)");
 
     if (diags.has_errors()) return fail(Errc::invalid_argument, diags.errors_text());
     return s;

@@ -39,6 +39,12 @@ struct AgentSettings {
         std::chrono::milliseconds deadline{std::chrono::minutes(5)};
         std::chrono::milliseconds interval{std::chrono::seconds(5)};  // between failed rounds
     } health;
+    struct K3s {
+        // The k3s binary when the image ships none: fetched to /usr/local/bin/k3s (persistent).
+        std::string binary_url, binary_sha256;
+        // How long one readiness probe may take (the health deadline bounds them all).
+        std::chrono::milliseconds readiness_deadline{std::chrono::seconds(10)};
+    } k3s;
 };
 
 // Parses settings text. Every problem is reported, one "file:line:col: message" per line.

@@ -32,8 +32,8 @@ nlohmann::json Report::to_json() const {
 }
 
 std::vector<CheckResult> run_round(const config::AgentSettings::Health& h,
-                                   const UnitState& unit_state,
-                                   std::chrono::milliseconds time_left) {
+                                   const UnitState& unit_state, std::chrono::milliseconds time_left,
+                                   const std::vector<Probe>& probes) {
     std::vector<CheckResult> out;
     for (const auto& u : h.units) {
         CheckResult c{"unit " + u, false, ""};
@@ -66,17 +66,20 @@ std::vector<CheckResult> run_round(const config::AgentSettings::Health& h,
         }
         out.push_back(std::move(c));
     }
+    for (const auto& probe : probes)
+        out.push_back(probe(time_left));
     return out;
 }
 
-Report assess(const config::AgentSettings::Health& h, const UnitState& unit_state) {
+Report assess(const config::AgentSettings::Health& h, const UnitState& unit_state,
+              const std::vector<Probe>& probes) {
     using Clock = std::chrono::steady_clock;
     const auto start = Clock::now();
     const auto deadline = start + h.deadline;
     Report rep;
     for (;;) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-        rep.checks = run_round(h, unit_state, left);
+        rep.checks = run_round(h, unit_state, left, probes);
         ++rep.rounds;
         rep.ok = std::all_of(rep.checks.begin(), rep.checks.end(),
                              [](const CheckResult& c) { return c.ok; });

@@ -35,11 +35,16 @@ struct Report {
 // The active state of a unit ("active", "failed", ...), or an error when it cannot be asked.
 using UnitState = std::function<Result<std::string>(const std::string& unit)>;
 
+// A check that is not in agent.yaml (k3s readiness when this node runs k3s).
+using Probe = std::function<CheckResult(std::chrono::milliseconds time_left)>;
+
 [[nodiscard]] std::vector<CheckResult> run_round(const config::AgentSettings::Health& h,
                                                  const UnitState& unit_state,
-                                                 std::chrono::milliseconds time_left);
+                                                 std::chrono::milliseconds time_left,
+                                                 const std::vector<Probe>& probes = {});
 
-[[nodiscard]] Report assess(const config::AgentSettings::Health& h, const UnitState& unit_state);
+[[nodiscard]] Report assess(const config::AgentSettings::Health& h, const UnitState& unit_state,
+                            const std::vector<Probe>& probes = {});
 
 // systemd's view of a unit; an error when systemd is not running here.
 [[nodiscard]] Result<std::string> systemd_unit_state(const std::string& unit);

@@ -29,6 +29,11 @@ struct StageContext {
     bool live = false;
     nlohmann::json facts;  // as config/facts gathers them
     http::Options http;
+    // agent.yaml k3s.binary_url / binary_sha256: where the k3s binary comes from when the
+    // image has none (or another version is wanted).
+    struct Artifact {
+        std::string url, sha256;
+    } k3s_binary;
     // Each line of command output, as it arrives.
     std::function<void(std::string_view step_id, std::string_view line, bool is_stderr)> on_output;
 };

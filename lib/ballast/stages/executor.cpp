@@ -95,6 +95,31 @@ constexpr ModuleFn kModules[] = {
     modules::datasource,
 };
 
+// A step that is not in the config (k3s): reported like the others.
+StepResult run_builtin(const std::string& id, const std::string& stage,
+                       const std::function<void(ModuleResult&)>& fn) {
+    StepResult r;
+    r.id = id;
+    r.name = id;
+    r.stage = stage;
+    r.source = "(built-in)";
+    const auto t0 = Clock::now();
+    ModuleResult m;
+    fn(m);
+    r.changes = std::move(m.changes);
+    r.errors = std::move(m.errors);
+    r.notes = std::move(m.notes);
+    r.status = !r.errors.empty()    ? StepStatus::failed
+               : !r.changes.empty() ? StepStatus::changed
+                                    : StepStatus::unchanged;
+    r.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
+    for (const auto& e : r.errors)
+        spdlog::error("{}: {}", id, e);
+    for (const auto& c : r.changes)
+        spdlog::info("{}: {}", id, c);
+    return r;
+}
+
 StepResult run_step(const config::Step& s, StageContext& ctx) {
     StepResult r;
     r.id = s.id;
@@ -181,6 +206,17 @@ StageResult run_stage(const config::Config& cfg, std::string_view stage, StageCo
         res.steps.push_back(run_step(*s, ctx));
         if (res.steps.back().status == StepStatus::failed && (s->strict || cfg.strict))
             stopped = true;
+    }
+    // Built-in: k3s follows the config on every boot and reconcile.
+    const bool wants_k3s = cfg.k3s.enabled || cfg.k3s_agent.enabled || cfg.k3os.present;
+    if ((stage == "boot" || stage == "reconcile") && wants_k3s && !stopped) {
+        if (dry_run)
+            res.plan.push_back(
+                "k3s: render config.yaml, unit and environment; restart k3s if "
+                "they changed");
+        else
+            res.steps.push_back(
+                run_builtin("k3s", res.stage, [&](ModuleResult& m) { modules::k3s(cfg, ctx, m); }));
     }
     res.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
     return res;

@@ -23,6 +23,8 @@ void systemctl(const config::Step& s, StageContext& ctx, ModuleResult& r);
 void environment(const config::Step& s, StageContext& ctx, ModuleResult& r);
 void systemd_firstboot(const config::Step& s, StageContext& ctx, ModuleResult& r);
 void datasource(const config::Step& s, StageContext& ctx, ModuleResult& r);
+// Not a step module: the built-in step of the boot and reconcile stages (whole config).
+void k3s(const config::Config& cfg, StageContext& ctx, ModuleResult& r);
 
 // Shared by files, dns, environment, timesyncd, hostname, sysctl: make `path` hold exactly
 // `content` with `mode` and ownership, writing only when something differs. Returns whether it

@@ -56,6 +56,7 @@ Result<RunReport> run(const RunRequest& req) {
     ctx.live = req.root.is_host_root();
     ctx.facts = std::move(facts);
     ctx.http = req.http;
+    ctx.k3s_binary = {req.k3s_binary_url, req.k3s_binary_sha256};
     ctx.on_output = [](std::string_view step, std::string_view line, bool is_err) {
         if (is_err)
             spdlog::warn("{}: {}", step, line);

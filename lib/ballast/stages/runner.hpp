@@ -21,6 +21,7 @@ struct RunRequest {
     bool node_sources = true;
     bool dry_run = false;
     http::Options http;
+    std::string k3s_binary_url, k3s_binary_sha256;  // agent.yaml k3s:
 };
 
 struct RunReport {

@@ -161,6 +161,16 @@ Result<Response> get(const std::string& url, const Options& opts,
                    "1");
     if (!opts.ca_file.empty()) c->easy_setopt(h, CURLOPT_CAINFO, opts.ca_file.c_str());
     if (!opts.proxy.empty()) c->easy_setopt(h, CURLOPT_PROXY, opts.proxy.c_str());
+    // libcurl copies blobs (CURL_BLOB_COPY), so these may go out of scope after setopt.
+    auto blob = [&](CURLoption o, const std::string& pem) {
+        if (pem.empty()) return;
+        curl_blob b{const_cast<char*>(pem.data()), pem.size(), CURL_BLOB_COPY};
+        c->easy_setopt(h, o, &b);
+    };
+    blob(CURLOPT_CAINFO_BLOB, opts.ca_pem);
+    blob(CURLOPT_SSLCERT_BLOB, opts.client_cert_pem);
+    blob(CURLOPT_SSLKEY_BLOB, opts.client_key_pem);
+    if (!opts.client_cert_pem.empty()) c->easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
     std::string range;
     if (opts.range_length)
         range = fmt::format("{}-{}", opts.resume_from, opts.resume_from + opts.range_length - 1);

@@ -15,6 +15,9 @@ namespace ballast::http {
 struct Options {
     std::string ca_file;  // PEM bundle to trust instead of the system store
     std::string proxy;    // empty: libcurl's environment handling (https_proxy, no_proxy)
+    // PEM text, for APIs that authenticate with certificates (kubeconfig credentials): the CA
+    // to trust instead of ca_file and the system store, and a client certificate and key.
+    std::string ca_pem, client_cert_pem, client_key_pem;
     std::chrono::seconds connect_timeout{20};
     std::chrono::seconds timeout{0};  // whole transfer; 0: none (low-speed limit still applies)
     uint64_t max_size = 0;            // refuse bodies larger than this; 0: no limit
