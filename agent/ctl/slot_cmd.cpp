@@ -81,8 +81,11 @@ int cmd_upgrade(const GlobalOptions& g, const std::string& source, bool force, b
     if (!ok) {
         std::fprintf(stderr, "agentctl: %s\n", msg.c_str());
     } else if (!g.json) {
-        std::printf("%s; %s\n", msg.c_str(),
-                    no_reboot ? "it boots on trial at the next reboot" : "rebooting into it");
+        if (msg.rfind("already", 0) == 0)
+            std::printf("%s; nothing to do\n", msg.c_str());
+        else
+            std::printf("%s; %s\n", msg.c_str(),
+                        no_reboot ? "it boots on trial at the next reboot" : "rebooting into it");
     }
     return ok ? kExitOk : kExitFailure;
 }

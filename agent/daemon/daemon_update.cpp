@@ -73,7 +73,11 @@ Status Daemon::start_upgrade(const std::string& source, bool force, bool reboot,
         [this, reboot](const nlohmann::json& report, int exit_status) {
             const bool ok = report.is_object() && report.value("ok", false);
             std::string msg;
-            if (ok)
+            const bool already = ok && report.value("already", false);
+            if (already)
+                msg = fmt::format("already running {} (slot {})", report.value("version", ""),
+                                  report.value("target", ""));
+            else if (ok)
                 msg = fmt::format("upgraded to {} in slot {}", report.value("version", ""),
                                   report.value("target", ""));
             else if (report.is_object() && report.contains("error"))
@@ -91,7 +95,7 @@ Status Daemon::start_upgrade(const std::string& source, bool force, bool reboot,
             spdlog::log(ok ? spdlog::level::info : spdlog::level::err, "{}", msg);
             (void)sd_bus_emit_signal(bus_.get(), api::kObjectPath, api::kInterface, "JobFinished",
                                      "sbs", "upgrade", ok ? 1 : 0, msg.c_str());
-            if (ok) {
+            if (ok && !already) {
                 if (reboot)
                     reboot_or_flag(msg);
                 else

@@ -100,6 +100,9 @@ int run_upgrade_mode(const NodeOptions& node, const update::UpgradeRequest& req,
     if (!r) return report_failure("upgrade", r.error(), json);
     if (json)
         std::printf("%s\n", r->to_json().dump().c_str());
+    else if (r->already)
+        std::printf("slot %s already runs %s; nothing to do\n",
+                    std::string(boot::name(r->target)).c_str(), r->version.c_str());
     else
         std::printf("upgraded to %s in slot %s (%.1f s); it boots on trial at the next reboot\n",
                     r->version.c_str(), std::string(boot::name(r->target)).c_str(), r->seconds);

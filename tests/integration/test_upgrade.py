@@ -181,6 +181,11 @@ def test_upgrade_commit_failed_health_fallback_and_rollback(node, bundles):
     s = node.slots()
     assert s["B"]["State"] == "good" and s["B"]["LastGood"] and s["B"]["Primary"]
     assert node.journal()["state"] == "committed"
+    # The same version again (a fleet job re-run after the reboot it caused): nothing to do.
+    before = node.env_files()
+    r = node.ctl("upgrade", str(bundles["2.0"]["tar"]))
+    assert r.returncode == 0 and "already running 2.0" in r.stdout, r.stdout + r.stderr
+    assert node.env_files() == before and not node.status()["RebootRequired"]
 
     # v3 into A; its health check fails: marked bad, the next boot is B, v3 refused.
     r, lines = upgrade(node, bundles["3.0"]["dir"])

@@ -77,9 +77,14 @@ std::string node_compatible(const std::string& configured, const RootPrefix& roo
 }
 
 nlohmann::json UpgradeResult::to_json() const {
-    return {{"ok", true},        {"version", version},           {"from_version", from_version},
-            {"source", where},   {"target", boot::name(target)}, {"bytes", bytes},
-            {"seconds", seconds}};
+    return {{"ok", true},
+            {"version", version},
+            {"from_version", from_version},
+            {"source", where},
+            {"target", boot::name(target)},
+            {"bytes", bytes},
+            {"seconds", seconds},
+            {"already", already}};
 }
 
 Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
@@ -120,6 +125,16 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
         return fail(Errc::invalid_argument, "the image ({} bytes) does not fit slot {} ({} bytes)",
                     m.image.size, boot::name(target), part.size);
     auto state = BALLAST_TRY_CTX(control.load(), "boot control");
+    if (state.at(booted).ok && state.at(booted).version == m.version && !req.force) {
+        UpgradeResult r;
+        r.version = r.from_version = m.version;
+        r.where = req.source;
+        r.target = booted;
+        r.already = true;
+        spdlog::info("slot {} already runs {}{}; nothing to do", boot::name(booted), m.version,
+                     state.at(booted).trial ? " (on trial until its health check passes)" : "");
+        return r;
+    }
     if (state.at(booted).trial)
         return fail(Errc::busy,
                     "slot {} is on trial: it must pass its health check (or be marked good) "

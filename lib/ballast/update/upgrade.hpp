@@ -48,6 +48,9 @@ struct UpgradeResult {
     boot::Slot target = boot::Slot::B;
     uint64_t bytes = 0;
     double seconds = 0;
+    // The booted slot already runs this version: nothing was written (fleet jobs re-run after
+    // the reboot they caused, and must then succeed without a second upgrade).
+    bool already = false;
     [[nodiscard]] nlohmann::json to_json() const;
 };
 
