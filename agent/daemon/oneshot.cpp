@@ -1,5 +1,6 @@
 #include "oneshot.hpp"
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <mutex>
@@ -23,6 +24,43 @@ int report_failure(const char* what, const Error& e, bool json, nlohmann::json e
         std::printf("%s\n", j.dump().c_str());
     }
     return e.code() == Errc::invalid_argument ? kExitUsage : kExitFailure;
+}
+
+// A Kubernetes label value: [A-Za-z0-9._-], at most 63, alphanumeric at both ends.
+std::string label_value(const std::string& s) {
+    std::string v;
+    for (char c : s.substr(0, 63))
+        v += std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' ? c
+                                                                                             : '_';
+    while (!v.empty() && !std::isalnum(static_cast<unsigned char>(v.back())))
+        v.pop_back();
+    while (!v.empty() && !std::isalnum(static_cast<unsigned char>(v.front())))
+        v.erase(v.begin());
+    return v;
+}
+
+// Best effort: the slot, version and last upgrade on the Node object, for `kubectl get nodes`.
+void publish_node(const NodeOptions& node, const std::string& disk, nlohmann::json& out) {
+    nlohmann::json labels = {{"ballast.io/managed", "true"}};
+    nlohmann::json annotations = {{"ballast.io/health", out.value("summary", "")}};
+    const auto booted = resolve_booted(node);
+    if (booted) labels["ballast.io/slot"] = std::string(boot::name(*booted));
+    if (booted && !disk.empty())
+        if (auto db = boot::DiskBoot::open(disk))
+            if (auto st = db->control().load(false))
+                labels["ballast.io/version"] = label_value(st->at(*booted).version);
+    if (auto j = update::load_journal(update::journal_path(state_dir(node))); j && *j) {
+        const auto& u = **j;
+        annotations["ballast.io/last-upgrade"] =
+            fmt::format("{} {} ({}){}", update::name(u.state), u.version, u.updated,
+                        u.error.empty() ? "" : ": " + u.error);
+    }
+    if (auto st = k3s::publish(node.root, labels, annotations, std::chrono::seconds(10)); !st) {
+        spdlog::warn("publish the node's state to Kubernetes: {}", st.error().what());
+        out["publish_error"] = st.error().what();
+    } else {
+        out["published"] = labels;
+    }
 }
 
 Result<config::AgentSettings> settings_of(const NodeOptions& node) {
@@ -140,6 +178,7 @@ int run_health_mode(const NodeOptions& node, bool json) {
         if (trial->trial) out["message"] = trial->message;
     }
     out["summary"] = rep.summary();
+    if (*k3s_state) publish_node(node, disk, out);
     if (json)
         std::printf("%s\n", out.dump().c_str());
     else

@@ -147,6 +147,12 @@ def test_server_renders_starts_is_ready_and_restarts_only_on_change(make_node):
     assert r.returncode == 0, r.stdout + r.stderr
     checks = {c["name"]: c for c in json.loads(r.stdout)["health"]["checks"]}
     assert checks["k3s server ready"]["ok"] and "readyz: ok" in checks["k3s server ready"]["detail"]
+    # The node's slot is published on its Node object (with the kubelet's credentials).
+    r = n.agent("--booted-slot", "A", "health", "--json")
+    assert r.returncode == 0 and "publish_error" not in json.loads(r.stdout), r.stdout
+    meta = json.loads((n.root / "var/lib/rancher/k3s-standin/node.json").read_text())
+    assert meta["labels"] == {"ballast.io/managed": "true", "ballast.io/slot": "A"}
+    assert meta["annotations"]["ballast.io/health"] == "all 1 checks passed"
 
     # Unready: the health check fails, in its deadline.
     n.set_ready(False)

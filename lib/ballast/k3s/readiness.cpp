@@ -62,6 +62,18 @@ YAML::Node named(const YAML::Node& list, const std::string& name, const char* in
     return {};
 }
 
+http::Options api_options(const Kubeconfig& kc, std::chrono::milliseconds timeout) {
+    http::Options o;
+    o.ca_pem = kc.ca_pem;
+    o.client_cert_pem = kc.cert_pem;
+    o.client_key_pem = kc.key_pem;
+    o.connect_timeout = std::max(std::chrono::duration_cast<std::chrono::seconds>(timeout),
+                                 std::chrono::seconds(1));
+    o.timeout = o.connect_timeout;
+    o.max_size = 4u << 20;
+    return o;
+}
+
 }  // namespace
 
 Result<Kubeconfig> load_kubeconfig(const RootPrefix& root, const std::string& path) {
@@ -105,15 +117,7 @@ Readiness probe(const RootPrefix& root, const NodeState& state, std::chrono::mil
         out.detail = kc.error().what();
         return out;
     }
-    http::Options o;
-    o.ca_pem = kc->ca_pem;
-    o.client_cert_pem = kc->cert_pem;
-    o.client_key_pem = kc->key_pem;
-    o.proxy = "";  // loopback: never through a proxy
-    o.connect_timeout = std::chrono::duration_cast<std::chrono::seconds>(timeout);
-    if (o.connect_timeout.count() < 1) o.connect_timeout = std::chrono::seconds(1);
-    o.timeout = o.connect_timeout;
-    o.max_size = 4u << 20;
+    const auto o = api_options(*kc, timeout);
     if (auto v = http::get_string(kc->server + "/version", o)) {
         auto j = nlohmann::json::parse(*v, nullptr, false);
         if (j.is_object()) out.version = j.value("gitVersion", "");
@@ -149,6 +153,26 @@ Readiness probe(const RootPrefix& root, const NodeState& state, std::chrono::mil
     out.detail = fmt::format("node {}: Ready={}{}", paths.node_name, status,
                              reason.empty() ? "" : " (" + reason + ")");
     return out;
+}
+
+}  // namespace ballast::k3s
+
+namespace ballast::k3s {
+
+Status publish(const RootPrefix& root, const nlohmann::json& labels,
+               const nlohmann::json& annotations, std::chrono::milliseconds timeout) {
+    const auto paths = k3s_paths(root);
+    if (paths.node_name.empty()) return fail(Errc::unavailable, "the node's name is unknown");
+    const auto kubeconfig = paths.data_dir + "/agent/kubelet.kubeconfig";
+    auto kc = BALLAST_TRY(load_kubeconfig(root, kubeconfig));
+    auto o = api_options(kc, timeout);
+    o.method = "PATCH";
+    o.content_type = "application/merge-patch+json";
+    o.body =
+        nlohmann::json{{"metadata", {{"labels", labels}, {"annotations", annotations}}}}.dump();
+    BALLAST_TRY_CTX(http::get_string(kc.server + "/api/v1/nodes/" + paths.node_name, o),
+                    "label node {}", paths.node_name);
+    return {};
 }
 
 }  // namespace ballast::k3s

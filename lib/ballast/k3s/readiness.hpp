@@ -35,4 +35,9 @@ struct Readiness {
 [[nodiscard]] Readiness probe(const RootPrefix& root, const NodeState& state,
                               std::chrono::milliseconds timeout);
 
+// Merges `labels` and `annotations` into this node's Node object (a JSON merge patch), with the
+// kubelet's credentials: the fleet sees each node's slot, version and last upgrade with kubectl.
+[[nodiscard]] Status publish(const RootPrefix& root, const nlohmann::json& labels,
+                             const nlohmann::json& annotations, std::chrono::milliseconds timeout);
+
 }  // namespace ballast::k3s

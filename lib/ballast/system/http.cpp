@@ -18,6 +18,8 @@ struct Curl {
     decltype(&curl_easy_cleanup) easy_cleanup;
     CURLcode (*easy_getinfo)(CURL*, CURLINFO, ...);
     decltype(&curl_easy_strerror) easy_strerror;
+    decltype(&curl_slist_append) slist_append;
+    decltype(&curl_slist_free_all) slist_free_all;
 };
 
 Result<const Curl*> load_curl() {
@@ -39,8 +41,12 @@ Result<const Curl*> load_curl() {
         curl.easy_getinfo = reinterpret_cast<decltype(curl.easy_getinfo)>(sym("curl_easy_getinfo"));
         curl.easy_strerror =
             reinterpret_cast<decltype(curl.easy_strerror)>(sym("curl_easy_strerror"));
+        curl.slist_append = reinterpret_cast<decltype(curl.slist_append)>(sym("curl_slist_append"));
+        curl.slist_free_all =
+            reinterpret_cast<decltype(curl.slist_free_all)>(sym("curl_slist_free_all"));
         if (!curl.global_init || !curl.easy_init || !curl.easy_setopt || !curl.easy_perform ||
-            !curl.easy_cleanup || !curl.easy_getinfo || !curl.easy_strerror) {
+            !curl.easy_cleanup || !curl.easy_getinfo || !curl.easy_strerror || !curl.slist_append ||
+            !curl.slist_free_all) {
             error = "libcurl.so.4 lacks a needed symbol";
             curl.easy_init = nullptr;
             return;
@@ -177,6 +183,18 @@ Result<Response> get(const std::string& url, const Options& opts,
     else if (opts.resume_from)
         range = fmt::format("{}-", opts.resume_from);
     if (!range.empty()) c->easy_setopt(h, CURLOPT_RANGE, range.c_str());
+    // A request with a body (PATCH of a Kubernetes object); GET otherwise.
+    curl_slist* headers = nullptr;
+    if (!opts.method.empty()) {
+        c->easy_setopt(h, CURLOPT_CUSTOMREQUEST, opts.method.c_str());
+        c->easy_setopt(h, CURLOPT_POSTFIELDS, opts.body.c_str());
+        c->easy_setopt(h, CURLOPT_POSTFIELDSIZE, long(opts.body.size()));
+        if (!opts.content_type.empty()) {
+            const std::string ct = "Content-Type: " + opts.content_type;
+            headers = c->slist_append(headers, ct.c_str());
+            c->easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+        }
+    }
     c->easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     c->easy_setopt(h, CURLOPT_HEADERDATA, &t);
     c->easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
@@ -186,6 +204,7 @@ Result<Response> get(const std::string& url, const Options& opts,
     c->easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     std::string err = errbuf[0] ? errbuf : c->easy_strerror(rc);
     c->easy_cleanup(h);
+    if (headers) c->slist_free_all(headers);
     if (t.error) return std::unexpected(std::move(*t.error).context(url));
     if (t.complete) return Response{status, t.bytes, t.total};
     if (rc == CURLE_HTTP_RETURNED_ERROR || status >= 400)

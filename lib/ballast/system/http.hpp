@@ -18,6 +18,8 @@ struct Options {
     // PEM text, for APIs that authenticate with certificates (kubeconfig credentials): the CA
     // to trust instead of ca_file and the system store, and a client certificate and key.
     std::string ca_pem, client_cert_pem, client_key_pem;
+    // Another method than GET, with this body (e.g. "PATCH", application/merge-patch+json).
+    std::string method, body, content_type;
     std::chrono::seconds connect_timeout{20};
     std::chrono::seconds timeout{0};  // whole transfer; 0: none (low-speed limit still applies)
     uint64_t max_size = 0;            // refuse bodies larger than this; 0: no limit
