@@ -35,10 +35,7 @@ int cmd_stage_run(const GlobalOptions& g, const std::string& stage,
         req.root = root;
         req.config_files = abs_files;
         req.dry_run = dry_run;
-        req.http.ca_file = settings->http.ca_file;
-        req.http.proxy = settings->http.proxy;
-        req.k3s_binary_url = settings->k3s.binary_url;
-        req.k3s_binary_sha256 = settings->k3s.binary_sha256;
+        stages::apply_settings(req, *settings);
         auto rep = stages::run(req);
         if (!rep) return report_error(rep.error());
         report = rep->to_json();

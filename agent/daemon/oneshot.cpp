@@ -79,10 +79,7 @@ int run_stage_mode(const NodeOptions& node, const std::string& stage,
     for (const auto& c : configs)
         req.config_files.push_back(std::filesystem::absolute(c));
     req.dry_run = dry_run;
-    req.http.ca_file = settings->http.ca_file;
-    req.http.proxy = settings->http.proxy;
-    req.k3s_binary_url = settings->k3s.binary_url;
-    req.k3s_binary_sha256 = settings->k3s.binary_sha256;
+    stages::apply_settings(req, *settings);
     auto rep = stages::run(req);
     if (!rep) return report_failure("stage", rep.error(), json, {{"stage", stage}});
     auto j = rep->to_json();

@@ -78,13 +78,19 @@ def test_man_pages_render(deb_root):
         assert "EXIT STATUS" in text and "SYNOPSIS" in text
 
 
+def built_unit(name, exec_start, directory):
+    """The built unit `name`, copied into `directory` with ExecStart pointing at the built binary
+    so that systemd-analyze verify covers the whole file. Returns (path, original text)."""
+    unit = (build_dir() / "units" / name).read_text()
+    lines = [f"ExecStart={exec_start}" if l.startswith("ExecStart=") else l for l in unit.splitlines()]
+    path = directory / name
+    path.write_text("\n".join(lines) + "\n")
+    return path, unit
+
+
 def test_unit_file_verifies(bins, world_tmp):
     need_tool("systemd-analyze", "systemd")
-    unit = (build_dir() / "units" / "ballast-agent.service").read_text()
-    # Point ExecStart at the built binary so the check covers the whole file.
-    lines = [f"ExecStart={bins['agent']}" if l.startswith("ExecStart=") else l for l in unit.splitlines()]
-    path = world_tmp / "ballast-agent.service"
-    path.write_text("\n".join(lines) + "\n")
+    path, unit = built_unit("ballast-agent.service", bins["agent"], world_tmp)
     r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
     assert "Type=notify" in unit and "WatchdogSec=" in unit and "Restart=on-failure" in unit
@@ -92,15 +98,10 @@ def test_unit_file_verifies(bins, world_tmp):
 
 def test_health_unit_verifies(bins, world_tmp):
     need_tool("systemd-analyze", "systemd")
-    unit = (build_dir() / "units" / "ballast-health.service").read_text()
-    lines = [f"ExecStart={bins['ctl']} health" if l.startswith("ExecStart=") else l for l in unit.splitlines()]
-    path = world_tmp / "ballast-health.service"
-    path.write_text("\n".join(lines) + "\n")
+    path, unit = built_unit("ballast-health.service", f"{bins['ctl']} health", world_tmp)
     # The agent's unit beside it, for Requires= to resolve.
-    agent_unit = (build_dir() / "units" / "ballast-agent.service").read_text()
-    (world_tmp / "ballast-agent.service").write_text("\n".join(
-        f"ExecStart={bins['agent']}" if l.startswith("ExecStart=") else l for l in agent_unit.splitlines()) + "\n")
-    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path), str(world_tmp / "ballast-agent.service")],
+    agent_path, _ = built_unit("ballast-agent.service", bins["agent"], world_tmp)
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path), str(agent_path)],
                        capture_output=True, text=True,
                        env=dict(os.environ, SYSTEMD_UNIT_PATH=f"{world_tmp}:"))
     assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr

@@ -152,3 +152,100 @@ TEST_CASE("file modes: octal as users mean it", "[config][reader]") {
           "f:6:4: warning: f: 644 is decimal (mode 1204); write 0644 for octal");
     CHECK(diags.items()[2].text() == "f:7:4: g: expected a file mode such as 0644");
 }
+
+TEST_CASE("agent settings: update and health", "[config][settings][agent_settings]") {
+    auto d = parse_agent_settings("", "agent.yaml").value();
+    CHECK(d.update.compatible.empty());
+    CHECK(d.update.keyring.empty());
+    CHECK(d.update.tries == 3);
+    CHECK(d.health.units.empty());
+    CHECK(d.health.commands.empty());
+    CHECK(d.health.deadline == std::chrono::minutes(5));
+    CHECK(d.health.interval == std::chrono::seconds(5));
+
+    auto s = parse_agent_settings(
+        "update:\n"
+        "  compatible: acme-edge-x86_64\n"
+        "  keyring: /etc/ballast/keys.pem\n"
+        "  tries: 9\n"
+        "health:\n"
+        "  units: [k3s.service, containerd.service]\n"
+        "  commands:\n"
+        "    - curl -fsS http://localhost:6443/readyz\n"
+        "    - 'test -e /run/ready'\n"
+        "  deadline: 10m\n"
+        "  interval: 500ms\n",
+        "agent.yaml");
+    REQUIRE(s);
+    CHECK(s->update.compatible == "acme-edge-x86_64");
+    CHECK(s->update.keyring == "/etc/ballast/keys.pem");
+    CHECK(s->update.tries == 9);
+    CHECK(s->health.units == std::vector<std::string>{"k3s.service", "containerd.service"});
+    CHECK(s->health.commands ==
+          std::vector<std::string>{"curl -fsS http://localhost:6443/readyz", "test -e /run/ready"});
+    CHECK(s->health.deadline == std::chrono::minutes(10));
+    CHECK(s->health.interval == std::chrono::milliseconds(500));
+
+    // The bounds themselves, other spellings, empty sections.
+    auto b = parse_agent_settings(
+        "update: {tries: 1}\nhealth: {deadline: 1s, interval: 100ms, units:, commands: []}\n",
+        "agent.yaml");
+    REQUIRE(b);
+    CHECK(b->update.tries == 1);
+    CHECK(b->health.deadline == std::chrono::seconds(1));
+    CHECK(b->health.interval == std::chrono::milliseconds(100));
+    CHECK(b->health.units.empty());
+    CHECK(parse_agent_settings("update:\nhealth:\n", "agent.yaml"));
+    CHECK(parse_agent_settings("health: {deadline: 1h30m, interval: 90}\n", "agent.yaml")
+              .value()
+              .health.interval == std::chrono::seconds(90));
+}
+
+TEST_CASE("agent settings: update and health errors name file:line:col",
+          "[config][settings][agent_settings]") {
+    auto errors = [](const std::string& text) {
+        auto s = parse_agent_settings(text, "/etc/ballast/agent.yaml");
+        REQUIRE_FALSE(s);
+        CHECK(s.error().code() == Errc::invalid_argument);
+        return s.error().what();
+    };
+    auto has = [](const std::string& text, const std::string& line) {
+        INFO(text);
+        CHECK(text.find(line) != std::string::npos);
+    };
+    const std::string f = "/etc/ballast/agent.yaml:";
+
+    for (const char* tries : {"0", "10", "-1", "3.5", "three", "[3]"}) {
+        INFO(tries);
+        has(errors(std::string("update:\n  tries: ") + tries + "\n"),
+            f + "2:10: update.tries: expected a whole number from 1 to 9");
+    }
+    has(errors("update:\n  keyring: keys.pem\n"),
+        f + "2:12: update.keyring: expected an absolute path");
+    has(errors("update:\n  keyring: ''\n"), f + "2:12: update.keyring: expected an absolute path");
+    has(errors("update:\n  compatible: [a, b]\n"),
+        f + "2:15: update.compatible: expected a string, found a list");
+    has(errors("update:\n  try: 3\n"), f + "2:3: unknown key 'update.try'");
+    has(errors("update: 3\n"), f + "1:9: update: expected a mapping, found a scalar");
+
+    has(errors("health:\n  deadline: 5 minutes\n"),
+        f + "2:13: health.deadline: invalid duration '5 minutes'");
+    has(errors("health:\n  deadline: 500ms\n"), f + "2:13: health.deadline: must be at least 1s");
+    has(errors("health:\n  interval: 10ms\n"), f + "2:13: health.interval: must be at least 100ms");
+    has(errors("health:\n  interval: [1s]\n"),
+        f + "2:13: health.interval: expected a duration such as 90s, 5m or 1h30m");
+    has(errors("health:\n  units: k3s.service\n"),
+        f + "2:10: health.units: expected a list, found a scalar");
+    has(errors("health:\n  commands:\n    - {run: true}\n"),
+        f + "3:7: health.commands: list items must be strings, found a mapping");
+    has(errors("health:\n  unit: [k3s.service]\n"),
+        f + "2:3: unknown key 'health.unit' (did you mean 'units'?)");
+
+    // Every problem at once, each with its own line.
+    const auto all = errors(
+        "update:\n  tries: 12\n  keyring: relative\nhealth:\n  deadline: 0\n  interval: 1ms\n");
+    has(all, f + "2:10: update.tries: expected a whole number from 1 to 9");
+    has(all, f + "3:12: update.keyring: expected an absolute path");
+    has(all, f + "5:13: health.deadline: must be at least 1s");
+    has(all, f + "6:13: health.interval: must be at least 100ms");
+}

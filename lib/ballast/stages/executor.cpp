@@ -95,6 +95,16 @@ constexpr ModuleFn kModules[] = {
     modules::datasource,
 };
 
+// What the modules did becomes the step's result and status.
+void take_result(StepResult& r, ModuleResult&& m) {
+    r.changes = std::move(m.changes);
+    r.errors = std::move(m.errors);
+    r.notes = std::move(m.notes);
+    r.status = !r.errors.empty()    ? StepStatus::failed
+               : !r.changes.empty() ? StepStatus::changed
+                                    : StepStatus::unchanged;
+}
+
 // A step that is not in the config (k3s): reported like the others.
 StepResult run_builtin(const std::string& id, const std::string& stage,
                        const std::function<void(ModuleResult&)>& fn) {
@@ -106,12 +116,7 @@ StepResult run_builtin(const std::string& id, const std::string& stage,
     const auto t0 = Clock::now();
     ModuleResult m;
     fn(m);
-    r.changes = std::move(m.changes);
-    r.errors = std::move(m.errors);
-    r.notes = std::move(m.notes);
-    r.status = !r.errors.empty()    ? StepStatus::failed
-               : !r.changes.empty() ? StepStatus::changed
-                                    : StepStatus::unchanged;
+    take_result(r, std::move(m));
     r.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
     for (const auto& e : r.errors)
         spdlog::error("{}: {}", id, e);
@@ -136,12 +141,7 @@ StepResult run_step(const config::Step& s, StageContext& ctx) {
         for (auto fn : kModules)
             fn(s, ctx, m);
         if (s.has_layout) m.note("layout: applied by `agentctl install`, not by stages");
-        r.changes = std::move(m.changes);
-        r.errors = std::move(m.errors);
-        r.notes = std::move(m.notes);
-        r.status = !r.errors.empty()    ? StepStatus::failed
-                   : !r.changes.empty() ? StepStatus::changed
-                                        : StepStatus::unchanged;
+        take_result(r, std::move(m));
     }
     r.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
     switch (r.status) {

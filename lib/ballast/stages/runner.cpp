@@ -25,6 +25,13 @@ nlohmann::json RunReport::to_json() const {
     return j;
 }
 
+void apply_settings(RunRequest& req, const config::AgentSettings& s) {
+    req.http.ca_file = s.http.ca_file;
+    req.http.proxy = s.http.proxy;
+    req.k3s_binary_url = s.k3s.binary_url;
+    req.k3s_binary_sha256 = s.k3s.binary_sha256;
+}
+
 Result<RunReport> run(const RunRequest& req) {
     BALLAST_TRY(check_stage_name(req.stage));
     using Clock = std::chrono::steady_clock;

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "ballast/config/agent_settings.hpp"
 #include "ballast/config/diagnostics.hpp"
 #include "ballast/core/result.hpp"
 #include "ballast/core/root.hpp"
@@ -33,5 +34,8 @@ struct RunReport {
 };
 
 [[nodiscard]] Result<RunReport> run(const RunRequest& req);
+
+// What agent.yaml says about stage runs (https CA and proxy, the k3s artifact), into `req`.
+void apply_settings(RunRequest& req, const config::AgentSettings& s);
 
 }  // namespace ballast::stages

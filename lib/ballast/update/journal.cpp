@@ -79,13 +79,21 @@ Result<Journal> parse_journal(std::string_view text, const std::string& where) {
             known = true;
         }
     if (!known) return fail(Errc::parse, "{}: state: unknown value '{}'", where, state);
-    out.target = BALLAST_TRY_CTX(boot::parse_slot(target), "{}: target", where);
-    out.from = BALLAST_TRY_CTX(boot::parse_slot(from), "{}: from", where);
+    // A damaged journal is a parse error whatever field is wrong.
+    auto slot_of = [&](const char* key, const std::string& v) -> Result<boot::Slot> {
+        auto s = boot::parse_slot(v);
+        if (!s) return fail(Errc::parse, "{}: {}: {}", where, key, s.error().what());
+        return *s;
+    };
+    out.target = BALLAST_TRY(slot_of("target", target));
+    out.from = BALLAST_TRY(slot_of("from", from));
     if (out.target == out.from)
         return fail(Errc::parse, "{}: target and from are both {}", where, target);
     auto tries = j.find("tries");
-    if (tries == j.end() || !tries->is_number_integer() || tries->get<int>() < 1 ||
-        tries->get<int>() > 9)
+    // As int64_t: get<int>() would wrap 4294967297 to 1. Unsigned values past INT64_MAX come
+    // out negative and are refused as well.
+    if (tries == j.end() || !tries->is_number_integer() || tries->get<int64_t>() < 1 ||
+        tries->get<int64_t>() > 9)
         return fail(Errc::parse, "{}: tries: expected 1..9", where);
     out.tries = tries->get<int>();
     auto bytes = j.find("bytes_done");
@@ -127,6 +135,11 @@ Result<std::vector<Refused>> load_refused(const std::filesystem::path& path) {
     for (const auto& e : j) {
         if (!e.is_object() || !e.contains("version") || !e["version"].is_string())
             return fail(Errc::parse, "{}: an entry without a version", path.string());
+        // value() throws on a present value of another type: damage, reported as such.
+        for (const char* key : {"reason", "at"})
+            if (e.contains(key) && !e[key].is_string())
+                return fail(Errc::parse, "{}: an entry with a reason or time that is not a string",
+                            path.string());
         out.push_back({e["version"].get<std::string>(), e.value("reason", ""), e.value("at", "")});
     }
     return out;

@@ -24,6 +24,12 @@ OutcomeInfo assess_outcome(const std::optional<Journal>& j, const boot::BootStat
             break;
     }
     if (booted == j->target) {
+        if (!t.ok)
+            return {Outcome::fell_back,
+                    fmt::format("upgrade to {} failed: slot {} was marked bad while running it; "
+                                "the next boot goes back to {}",
+                                j->version, tn,
+                                j->from_version.empty() ? "the old version" : j->from_version)};
         if (t.ok && t.trial)
             return {Outcome::on_trial, fmt::format("booted {} from slot {} on trial ({} tries "
                                                    "left)",

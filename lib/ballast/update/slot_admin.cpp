@@ -29,13 +29,14 @@ Result<OutcomeInfo> settle(const SlotEnv& env) {
     auto& control = env.disk->control();
     auto state = BALLAST_TRY_CTX(control.load(), "boot control");
     auto info = assess_outcome(j, state, booted);
+    if (info.what == Outcome::activated) {
+        BALLAST_TRY(set_journal(env, *j, JobState::staged));
+        j->state = JobState::staged;
+        // Seen again with the journal fixed: awaiting the reboot, on trial, or already fallen
+        // back (the crash was followed by boots that used up the tries), handled below.
+        info = assess_outcome(j, state, booted);
+    }
     switch (info.what) {
-        case Outcome::activated:
-            BALLAST_TRY(set_journal(env, *j, JobState::staged));
-            // Seen again with the journal fixed: awaiting the reboot, or booted on trial.
-            info = assess_outcome(BALLAST_TRY(load_journal(journal_path(env.state_dir))), state,
-                                  booted);
-            break;
         case Outcome::fell_back: {
             // The failed slot is not the booted one: marking it bad is always allowed (I1).
             if (state.at(j->target).ok) {
@@ -109,6 +110,14 @@ Result<boot::Slot> mark_bad(const SlotEnv& env, std::optional<boot::Slot> slot) 
     auto state = BALLAST_TRY_CTX(control.load(), "boot control");
     auto next = BALLAST_TRY(boot::mark_bad(state, *slot));
     BALLAST_TRY(control.save(next));
+    // The upgrade that put this slot there has failed: record it now, as settle() would later.
+    auto j = BALLAST_TRY(load_journal(journal_path(env.state_dir)));
+    if (j && j->target == *slot && j->state == JobState::staged) {
+        const auto msg = fmt::format("upgrade to {} failed: slot {} was marked bad by an operator",
+                                     j->version, boot::name(*slot));
+        BALLAST_TRY(add_refused(refused_path(env.state_dir), {j->version, msg, ""}));
+        BALLAST_TRY(set_journal(env, *j, JobState::failed, msg));
+    }
     return *slot;
 }
 
