@@ -5,6 +5,7 @@ a machine."""
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -245,6 +246,9 @@ def test_operator_marks(node, bundles):
     node.start("A")
     r = node.ctl("mark-good", "B")
     assert r.returncode == 1 and "empty" in r.stderr  # nothing in B to vouch for
+    r = node.ctl("rollback", "--no-reboot")
+    assert r.returncode == 1 and "empty" in r.stderr, r.stderr
+    assert node.decide() == "A"
     r, _ = upgrade(node, bundles["2.0"]["tar"])
     assert r.returncode == 0, r.stderr
     assert node.boot() == "B"
@@ -542,3 +546,17 @@ def test_https_through_a_proxy(bins, signing_pki, bundles, tmp_path, start_agent
     img = bundles["2.0"]["image"].read_bytes()
     assert n.slot_bytes("B", len(img)) == img
     n.stop(signal.SIGKILL)
+
+
+def test_progress_bar_on_a_terminal(node, bundles):
+    """On a tty agentctl draws a bar with bytes, rate and ETA (script(1) provides the tty)."""
+    need_tool("script", "bsdutils")
+    node.start("A")
+    cmd = shlex.join([node.bins["ctl"], "--bus-address", node.agent.bus.address, "upgrade",
+                      str(bundles["2.0"]["tar"]), "--no-reboot"])
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, timeout=60)
+    out = r.stdout.decode()  # bytes: text mode would turn the bar's \r into \n
+    assert r.returncode == 0, out
+    assert "\r\x1b[Kwriting    [" in out and "\r\x1b[Kverifying  [###" in out, out
+    assert "14.0 MiB/14.0 MiB" in out and "B/s  ETA " in out, out
+    assert "upgraded to 2.0 in slot B; it boots on trial at the next reboot" in out

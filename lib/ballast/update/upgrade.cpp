@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <mutex>
@@ -185,20 +186,29 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
     auto reader = src.open_image();
     if (!reader) return std::unexpected(failed(reader.error()));
     std::mutex jm;
+    std::atomic<uint64_t> bytes_written{0};
     uint64_t next_journal = kJournalEvery;
-    auto written =
-        write_image(*reader, m.image.size, m.image.sha256, env.disk->disk(), part.start, part.size,
-                    [&](WritePhase ph, uint64_t done, uint64_t total) {
-                        say(ph == WritePhase::reading_back ? "verifying" : "writing", done, total);
-                        if (ph != WritePhase::writing) return;
-                        if (done * 2 >= total) failpoint("upgrade.half-written");
-                        std::lock_guard l(jm);
-                        if (done < next_journal) return;
-                        next_journal = done + kJournalEvery;
-                        j.bytes_done = done;
-                        if (auto st = save_journal(jpath, j); !st)
-                            spdlog::warn("journal: {}", st.error().what());
-                    });
+    auto written = write_image(*reader, m.image.size, m.image.sha256, env.disk->disk(), part.start,
+                               part.size, [&](WritePhase ph, uint64_t done, uint64_t total) {
+                                   // Read-back runs alongside the write; it is reported as its own
+                                   // phase once the write is complete, so each phase's rate and ETA
+                                   // mean one thing. The header's write is not a phase of its own.
+                                   if (ph == WritePhase::reading_back) {
+                                       if (bytes_written.load() >= total)
+                                           say("verifying", done, total);
+                                       return;
+                                   }
+                                   if (ph != WritePhase::writing) return;
+                                   bytes_written.store(done);
+                                   say("writing", done, total);
+                                   if (done * 2 >= total) failpoint("upgrade.half-written");
+                                   std::lock_guard l(jm);
+                                   if (done < next_journal) return;
+                                   next_journal = done + kJournalEvery;
+                                   j.bytes_done = done;
+                                   if (auto st = save_journal(jpath, j); !st)
+                                       spdlog::warn("journal: {}", st.error().what());
+                               });
     if (!written)
         return std::unexpected(failed(
             std::move(written.error()).context(fmt::format("write slot {}", boot::name(target)))));

@@ -8,26 +8,16 @@
 # disk's read limit: the read-back Ballast does (and dd + openssl does not) cannot be cheaper.
 # Usage: tests/bench/install/run.sh BUILD_DIR
 set -euo pipefail
+bench_dir=$(dirname "$(realpath "$0")")
 build=$(realpath "${1:-build}")
 runs=${RUNS:-5}
 W=${BENCH_DIR:-/var/tmp/ballast-bench}/install
 mkdir -p "$W/pki" "$W/root/boot"
 cd "$W"
 for t in mksquashfs openssl dd hyperfine; do command -v $t >/dev/null || { echo "install bench: $t missing" >&2; exit 1; }; done
-# A 1 GiB squashfs slot image (random payload, stored uncompressed), made once.
-if [ ! -s image.sqfs ]; then
-  echo k > root/boot/vmlinuz; echo i > root/boot/initrd.img
-  head -c $((1024 * 1024 * 1024 - 8192)) /dev/urandom > root/payload
-  mksquashfs root image.sqfs -noI -noD -noF -noX -quiet -noappend -no-progress
-  rm -f root/payload
-fi
-if [ ! -s pki/ca.pem ]; then
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 -subj /CN=bench-ca \
-    -keyout pki/ca.key -out pki/ca.pem -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=bench -keyout pki/s.key -out pki/s.csr 2>/dev/null
-  printf 'keyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n' > pki/s.ext
-  openssl x509 -req -in pki/s.csr -CA pki/ca.pem -CAkey pki/ca.key -CAcreateserial -days 3650 -extfile pki/s.ext -out pki/s.pem 2>/dev/null
-fi
+# The 1 GiB slot image and the signing PKI (tests/bench/common.sh), made once.
+. "$bench_dir/../common.sh"
+bench_image_and_pki
 [ -d bundle ] || "$build/agent/agentctl" bundle create --image image.sqfs --version 1 --compatible bench \
   --key pki/s.key --cert pki/s.pem -o bundle >/dev/null
 size=$(stat -c %s image.sqfs)
