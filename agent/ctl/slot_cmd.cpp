@@ -93,7 +93,16 @@ int cmd_upgrade(const GlobalOptions& g, const std::string& source, bool force, b
 int cmd_health(const GlobalOptions& g, bool no_reboot) {
     auto client = connect_agent(g);
     if (!client) return report_error(client.error());
+    // At boot another job (a stage, a re-run upgrade) may hold the agent: wait for it rather
+    // than leave the slot on trial for this whole boot. Bounded: 30 minutes.
     auto text = client->call_string("CheckHealth", {}, {{"NoReboot", no_reboot}}, kSixHours);
+    for (int waited = 0; !text && text.error().code() == Errc::busy && waited < 30 * 60;
+         waited += 2) {
+        if (waited == 0)
+            std::fprintf(stderr, "agentctl: %s; waiting\n", text.error().what().c_str());
+        ::sleep(2);
+        text = client->call_string("CheckHealth", {}, {{"NoReboot", no_reboot}}, kSixHours);
+    }
     if (!text) return report_error(text.error());
     auto rep = nlohmann::json::parse(*text, nullptr, false);
     if (!rep.is_object()) {

@@ -5,6 +5,7 @@
 
 #include "ballast/api/names.hpp"
 #include "ballast/boot/disk_boot.hpp"
+#include "ballast/system/http.hpp"
 #include "ballast/system/systemd.hpp"
 #include "ballast/update/slot_admin.hpp"
 #include "ballast/update/upgrade.hpp"
@@ -40,15 +41,26 @@ void Daemon::settle_last_upgrade() {
         case update::Outcome::resume_write: {
             auto j = update::load_journal(update::journal_path(sdir));
             if (!j || !*j) break;
+            if ((*j)->target == *booted()) {  // never write the booted slot (I1)
+                set_last_error(info->message + "; not resumed: slot " +
+                               std::string(boot::name((*j)->target)) + " is the booted slot");
+                break;
+            }
             spdlog::warn("{}: starting it again from {}", info->message, (*j)->source);
             auto st = start_upgrade((*j)->source, (*j)->force, (*j)->reboot, (*j)->manifest_sha256);
             if (!st) set_last_error("resume the upgrade: " + st.error().what());
             break;
         }
-        case update::Outcome::awaiting_reboot:
-            reboot_required_ = true;
+        case update::Outcome::awaiting_reboot: {
             spdlog::info("{}", info->message);
+            // The caller's choice survives a restart between activation and the reboot.
+            auto j = update::load_journal(update::journal_path(sdir));
+            if (j && *j && (*j)->reboot)
+                reboot_or_flag(info->message);
+            else
+                reboot_required_ = true;
             break;
+        }
         case update::Outcome::on_trial:
             spdlog::info("{}; waiting for the health check", info->message);
             break;
@@ -85,6 +97,7 @@ Status Daemon::start_upgrade(const std::string& source, bool force, bool reboot,
             else
                 msg =
                     fmt::format("upgrade: the job ended with status {} and no report", exit_status);
+            msg = http::redact(msg);  // LastError and the signal are for everyone
             progress_ = nlohmann::json::object();
             progress_phase_.clear();
             emit_changed("Progress");
@@ -106,7 +119,7 @@ Status Daemon::start_upgrade(const std::string& source, bool force, bool reboot,
     progress_ = {{"Phase", "starting"}, {"Percent", 0.0}, {"Bytes", 0},
                  {"Total", 0},          {"Rate", 0.0},    {"EtaSeconds", -1.0}};
     emit_changed("Progress");
-    spdlog::info("upgrade from {} started{}", source, force ? " (forced)" : "");
+    spdlog::info("upgrade from {} started{}", http::redact(source), force ? " (forced)" : "");
     return {};
 }
 
@@ -230,10 +243,10 @@ void Daemon::add_upgrade_status(nlohmann::json& s) const {
                         {"Version", u.version},
                         {"FromVersion", u.from_version},
                         {"Target", std::string(boot::name(u.target))},
-                        {"Source", u.source},
+                        {"Source", http::redact(u.source)},
                         {"Started", u.started},
                         {"Updated", u.updated},
-                        {"Error", u.error}};
+                        {"Error", http::redact(u.error)}};
     } else if (!j) {
         s["UpgradeJournalError"] = j.error().what();
     }

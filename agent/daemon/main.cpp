@@ -110,6 +110,8 @@ int main(int argc, char** argv) {
             spdlog::error("the agent that started this job is gone");
             return agent::kExitFailure;
         }
+        // Not for what this job runs (stage commands, health checks).
+        ::unsetenv(agent::kJobParentEnv);
     }
 
     agent::NodeOptions node;

@@ -11,6 +11,7 @@
 #include "ballast/k3s/readiness.hpp"
 #include "ballast/stages/format.hpp"
 #include "ballast/stages/runner.hpp"
+#include "ballast/system/http.hpp"
 #include "ballast/update/slot_admin.hpp"
 
 namespace ballast::agent {
@@ -52,8 +53,8 @@ void publish_node(const NodeOptions& node, const std::string& disk, nlohmann::js
     if (auto j = update::load_journal(update::journal_path(state_dir(node))); j && *j) {
         const auto& u = **j;
         annotations["ballast.io/last-upgrade"] =
-            fmt::format("{} {} ({}){}", update::name(u.state), u.version, u.updated,
-                        u.error.empty() ? "" : ": " + u.error);
+            http::redact(fmt::format("{} {} ({}){}", update::name(u.state), u.version, u.updated,
+                                     u.error.empty() ? "" : ": " + u.error));
     }
     if (auto st = k3s::publish(node.root, labels, annotations, std::chrono::seconds(10)); !st) {
         spdlog::warn("publish the node's state to Kubernetes: {}", st.error().what());

@@ -333,12 +333,17 @@ stages:
                           str(bundles["2.0"]["tar"]), "--no-reboot"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     wait_for(lambda: node.status()["Operation"] != "idle" or p.poll() is not None, "the upgrade job", 30)
-    if p.poll() is None:
-        for args in (("upgrade", str(bundles["3.0"]["tar"])), ("rollback",), ("mark-good",)):
-            r = node.ctl(*args)
-            assert r.returncode == 1 and "busy" in r.stderr, r.stderr
+    assert p.poll() is None, "the upgrade ended before the busy checks"
+    for args in (("upgrade", str(bundles["3.0"]["tar"])), ("rollback",), ("mark-good",)):
+        r = node.ctl(*args)
+        assert r.returncode == 1 and "busy" in r.stderr, r.stderr
+    # The boot assessment waits for the job instead of failing the boot's health unit.
+    h = subprocess.Popen([node.bins["ctl"], "--bus-address", node.agent.bus.address, "health", "--no-reboot"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
+    hout, herr = h.communicate(timeout=60)
+    assert h.returncode == 0 and "waiting" in herr and "health: passed" in hout, hout + herr
     assert log.read_text() == "before\nafter\n"
     # A failing after-upgrade stage stops the upgrade before activation.
     node.boot()
@@ -560,3 +565,22 @@ def test_progress_bar_on_a_terminal(node, bundles):
     assert "\r\x1b[Kwriting    [" in out and "\r\x1b[Kverifying  [###" in out, out
     assert "14.0 MiB/14.0 MiB" in out and "B/s  ETA " in out, out
     assert "upgraded to 2.0 in slot B; it boots on trial at the next reboot" in out
+
+
+def test_the_only_fallback_is_never_given_up(node, bundles):
+    """A staged slot cannot be made primary without its trial, and a booted slot marked bad
+    keeps the other slot: an upgrade may not overwrite the last good image."""
+    node.start("A")
+    r, _ = upgrade(node, bundles["2.0"]["tar"])
+    assert r.returncode == 0, r.stderr
+    r = node.ctl("rollback", "--no-reboot")
+    assert r.returncode == 1 and "on trial" in r.stderr, r.stderr
+    assert node.boot() == "B"
+    a_hash = node.slot_hash("A")
+    node.flag.unlink()
+    assert node.ctl("health", "--no-reboot").returncode == 1  # B marked bad; A stays the fallback
+    node.flag.touch()
+    before = node.env_files()
+    r, _ = upgrade(node, bundles["3.0"]["tar"])
+    assert r.returncode == 1 and "marked bad" in r.stderr and "only fallback" in r.stderr, r.stderr
+    assert node.slot_hash("A") == a_hash and node.env_files() == before and node.decide() == "A"

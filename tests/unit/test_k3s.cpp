@@ -189,3 +189,26 @@ TEST_CASE("k3s: what cannot work is an error naming the block", "[k3s]") {
                             "  env: {K3S_URL: 'https://s:6443', K3S_TOKEN: t}\n"),
                Catch::Contains("kubevip: the VIP runs on servers"));
 }
+
+TEST_CASE("k3s: secrets and odd bytes stay out of the unit and never break the files", "[k3s]") {
+    // -t/-s are k3s's aliases: the token goes to config.yaml (0600), not to ExecStart (0644).
+    auto r = rendered(load_text("/oem/n.yaml", R"(#cloud-config
+k3s-agent:
+  enabled: true
+  args: [-s, "https://s:6443", -t, "s3cr3t", "--made-up=$HOME ${X}"]
+)"));
+    CHECK(r.config["token"] == "s3cr3t");
+    CHECK(r.config["server"] == "https://s:6443");
+    auto u = k3s::unit_file(r, "/usr/local/bin/k3s");
+    CHECK(u.find("s3cr3t") == std::string::npos);
+    CHECK(u.find("\"--made-up=$$HOME $${X}\"") != std::string::npos);
+    CHECK_THAT(
+        render_error(
+            "#cloud-config\nk3s:\n  enabled: true\n  args: [\"--x=a\\nExecStartPre=/bin/evil\"]\n"),
+        Catch::Contains("contains a control character"));
+    // Bytes that are not UTF-8 are replaced, not thrown on.
+    k3s::Rendering bad;
+    bad.source = "t";
+    bad.config["node-label"] = nlohmann::ordered_json::array({std::string("dmi=\xff\xfe")});
+    CHECK(bad.config_yaml().find("dmi=\xEF\xBF\xBD") != std::string::npos);
+}

@@ -9,6 +9,7 @@
 #include "ballast/core/duration.hpp"
 #include "ballast/core/secret.hpp"
 #include "ballast/core/suggest.hpp"
+#include "ballast/system/http.hpp"
 
 using namespace ballast;
 using namespace std::chrono_literals;
@@ -73,4 +74,16 @@ TEST_CASE("booted slot from the command line", "[boot][slot]") {
     CHECK_FALSE(boot::booted_slot_from_cmdline("quiet"));
     CHECK(boot::other(boot::Slot::A) == boot::Slot::B);
     CHECK(boot::parse_slot("x").error().what() == "invalid slot 'x' (expected A or B)");
+}
+
+TEST_CASE("URLs lose credentials and query strings in public messages", "[http][redact]") {
+    using ballast::http::redact;
+    CHECK(redact("https://u:p@host/a.tar: HTTP status 404") ==
+          "https://***@host/a.tar: HTTP status 404");
+    CHECK(redact("fetch https://h/b.tar?X-Amz-Signature=abc&e=1 failed") ==
+          "fetch https://h/b.tar?*** failed");
+    CHECK(redact("'https://h/x?q' and \"https://a@b/c\"") ==
+          "'https://h/x?***' and \"https://***@b/c\"");
+    CHECK(redact("no url here; /local/path.tar") == "no url here; /local/path.tar");
+    CHECK(redact("https://h/p@q/r") == "https://h/p@q/r");  // '@' in the path is not userinfo
 }

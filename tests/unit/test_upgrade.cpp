@@ -459,14 +459,20 @@ TEST_CASE("outcome: fell back, saying why", "[update][outcome]") {
         CHECK(r.what == Outcome::fell_back);
         CHECK(r.message == head + "2 of 3 boot tries were used" + tail);
     }
-    SECTION("not booted: the target is good but the old slot runs") {
+    SECTION("the target good but the old slot runs: not a failure (marked good, rolled back)") {
         auto s =
             boot::rollback(boot::commit(booted_times(activated_b(), 1), Slot::B).value(), Slot::B)
                 .value();
         REQUIRE(s.primary() == Slot::A);
-        auto r = assess_outcome(j, s, Slot::A);
-        CHECK(r.what == Outcome::fell_back);
-        CHECK(r.message == head + "it was not booted" + tail);
+        check_outcome(assess_outcome(j, s, Slot::A), Outcome::committed,
+                      "slot B holds 2.0, marked good");
+    }
+    SECTION("cleared by a later upgrade's first write: superseded, not failed") {
+        auto s = boot::begin_write(boot::commit(activated_b(), Slot::A).value(), Slot::B, Slot::A)
+                     .value();
+        check_outcome(assess_outcome(j, s, Slot::A), Outcome::superseded,
+                      "the staged upgrade to 2.0 was superseded: slot B was cleared for another "
+                      "write");
     }
     SECTION("no from_version: the old version") {
         auto old = j;

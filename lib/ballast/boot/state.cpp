@@ -93,12 +93,26 @@ Result<BootState> begin_write(BootState s, Slot target, std::optional<Slot> boot
     if (booted && target == *booted)
         return fail(Errc::invalid_argument, "slot {} is the booted slot; it is never written",
                     name(target));
+    if (booted) {
+        // The slot being overwritten may be the only fallback: only a good, committed booted
+        // slot may take its place (and becomes the last good one).
+        const auto& b = s.at(*booted);
+        if (!b.ok || b.trial)
+            return fail(Errc::invalid_argument,
+                        "the booted slot {} is {}; slot {} is the fallback and is not written "
+                        "until {} is good (health check passed or agentctl mark-good)",
+                        name(*booted), b.ok ? "on trial" : "marked bad", name(target),
+                        name(*booted));
+    }
     auto& t = s.at(target);
     t.ok = false;
     t.trial = false;
     t.tries = 0;
     t.version.clear();
-    if (s.last_good == target) s.last_good.reset();
+    if (booted)
+        s.last_good = *booted;
+    else if (s.last_good == target)
+        s.last_good.reset();
     return s;
 }
 
@@ -162,6 +176,13 @@ Result<BootState> rollback(BootState s, Slot booted) {
         return fail(Errc::invalid_argument, "cannot roll back: slot {} is empty", name(to));
     if (!t.ok)
         return fail(Errc::invalid_argument, "cannot roll back: slot {} is marked bad", name(to));
+    // A staged slot has never passed a health check: making it primary without its tries would
+    // leave nothing to fall back to (agentctl mark-bad cancels a staged upgrade instead).
+    if (t.trial)
+        return fail(Errc::invalid_argument,
+                    "cannot roll back: slot {} is on trial (staged, never committed); boot it to "
+                    "let its health check decide, or cancel it with agentctl mark-bad {}",
+                    name(to), name(to));
     s.at(to).trial = false;
     s.at(to).tries = 0;
     s.order = {to, booted};

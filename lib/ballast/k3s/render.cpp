@@ -39,9 +39,12 @@ Result<std::vector<std::string>> fold_args(const std::vector<std::string>& args,
             continue;
         }
         const auto eq = a.find('=');
-        const std::string name =
+        std::string name =
             a.substr(a[1] == '-' ? 2 : 1,
                      eq == std::string::npos ? std::string::npos : eq - (a[1] == '-' ? 2 : 1));
+        // k3s's short aliases for the two that carry a secret or an address.
+        if (name == "t") name = "token";
+        if (name == "s") name = "server";
         auto kind = flag_kind(name);
         if (!kind) {
             rest.push_back(a);
@@ -119,12 +122,14 @@ Result<Input> select(const config::Config& cfg) {
     return in;
 }
 
+std::string yaml_scalar(const nlohmann::ordered_json& v);
+
 std::string kube_vip_pod(const config::KubeVipSpec& v) {
     const std::string image =
         "ghcr.io/kube-vip/kube-vip:" + (v.version.empty() ? std::string("v0.6.4") : v.version);
     std::string env;
     auto add = [&](const char* k, const std::string& val) {
-        env += fmt::format("        - name: {}\n          value: \"{}\"\n", k, val);
+        env += fmt::format("        - name: {}\n          value: {}\n", k, yaml_scalar(val));
     };
     add("vip_arp", "true");
     add("port", "6443");
@@ -137,7 +142,7 @@ std::string kube_vip_pod(const config::KubeVipSpec& v) {
     add("address", v.eip);
     std::string args = "        - manager\n";
     for (const auto& a : v.args)
-        args += fmt::format("        - \"{}\"\n", a);
+        args += fmt::format("        - {}\n", yaml_scalar(a));
     return fmt::format(
         R"(# Written by Ballast from the kubevip: block. A static pod: the VIP comes up with the kubelet,
 # before the API server it fronts.
@@ -168,13 +173,14 @@ spec:
       hostPath:
         path: /etc/rancher/k3s/k3s.yaml
 )",
-        image, args, env);
+        yaml_scalar(image), args, env);
 }
 
 std::string yaml_scalar(const nlohmann::ordered_json& v) {
     if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
-    // JSON string syntax is valid YAML and quotes everything that needs it.
-    return v.dump();
+    // JSON string syntax is valid YAML and quotes everything that needs it; bytes that are not
+    // UTF-8 (a templated DMI string) become U+FFFD rather than an exception.
+    return v.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 }  // namespace
@@ -232,6 +238,12 @@ Result<Rendering> render(const config::Config& cfg) {
         return fail(Errc::invalid_argument,
                     "{}: args start with '{}'; the role comes from the block ({} here)", in.where,
                     r.args.front(), name(r.role));
+    for (const auto& a : r.args)
+        if (std::any_of(a.begin(), a.end(), [](char c) { return c >= 0 && c < 0x20; }))
+            return fail(Errc::invalid_argument,
+                        "{}: argument '{}' contains a control character (a line break would end "
+                        "the unit's ExecStart=)",
+                        in.where, a.substr(0, 40));
     r.env = std::move(in.env);
     if (r.role == Role::agent) {
         if (r.server().empty())
@@ -273,7 +285,7 @@ std::string unit_file(const Rendering& r, const std::string& binary) {
         std::string q;
         for (char c : a) {
             if (c == '"' || c == '\\') q += '\\';
-            if (c == '%') q += '%';
+            if (c == '%' || c == '$') q += c;  // %% and $$: no specifier, no expansion
             q += c;
         }
         exec += " \\\n    \"" + q + "\"";

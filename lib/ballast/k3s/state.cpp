@@ -12,7 +12,7 @@ Status save_state(const RootPrefix& root, const NodeState& s) {
                               {"server", s.server},
                               {"source", s.source},
                               {"binary", s.binary}};
-    const std::string text = j.dump(2) + "\n";
+    const std::string text = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     auto cur = BALLAST_TRY(read_beneath(root, kStatePath));
     if (cur && *cur == text) return {};
     BALLAST_TRY(mkdirs_beneath(root, "/var/lib/ballast", 0700));

@@ -223,6 +223,33 @@ Result<Response> get(const std::string& url, const Options& opts,
     return Response{status, t.bytes, t.total};
 }
 
+std::string redact(std::string_view text) {
+    std::string out;
+    size_t pos = 0;
+    for (size_t s; (s = text.find("://", pos)) != std::string_view::npos;) {
+        const size_t start = s + 3;
+        size_t end = start;
+        while (end < text.size() && !std::isspace(static_cast<unsigned char>(text[end])) &&
+               text[end] != '"' && text[end] != '\'')
+            ++end;
+        std::string_view url = text.substr(start, end - start);
+        out.append(text.substr(pos, start - pos));
+        const size_t slash = std::min(url.find('/'), url.size());
+        const size_t at = url.substr(0, slash).rfind('@');
+        std::string_view rest = url;
+        if (at != std::string_view::npos) {
+            out += "***@";
+            rest = url.substr(at + 1);
+        }
+        const size_t q = rest.find('?');
+        out.append(rest.substr(0, q));
+        if (q != std::string_view::npos) out += "?***";
+        pos = end;
+    }
+    out.append(text.substr(pos));
+    return out;
+}
+
 Result<std::string> get_string(const std::string& url, const Options& opts) {
     std::string body;
     Options o = opts;

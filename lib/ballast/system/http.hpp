@@ -41,6 +41,10 @@ struct Response {
 [[nodiscard]] Result<Response> get(const std::string& url, const Options& opts,
                                    const std::function<Status(std::span<const char>)>& sink);
 
+// `text` with every URL's credentials ("user:pass@") and query string ("?X-Amz-Signature=...")
+// replaced by "***": for messages anyone may read (status, node annotations).
+[[nodiscard]] std::string redact(std::string_view text);
+
 // Whole body into memory (small documents: keys, configs).
 [[nodiscard]] Result<std::string> get_string(const std::string& url, const Options& opts);
 

@@ -36,15 +36,24 @@ OutcomeInfo assess_outcome(const std::optional<Journal>& j, const boot::BootStat
                                                    j->version, tn, t.tries)};
         return {Outcome::committed, fmt::format("booted {} from slot {}", j->version, tn)};
     }
+    // Cleared by a later upgrade's first write (which then stopped before its own journal): this
+    // version did not fail, it was replaced.
+    if (!t.ok && t.version.empty())
+        return {Outcome::superseded,
+                fmt::format("the staged upgrade to {} was superseded: slot {} was cleared for "
+                            "another write",
+                            j->version, tn)};
+    // Marked good by an operator without booting it.
+    if (t.ok && !t.trial && t.version == j->version)
+        return {Outcome::committed, fmt::format("slot {} holds {}, marked good", tn, j->version)};
     if (t.ok && t.trial && t.tries == j->tries && t.version == j->version)
         return {
             Outcome::awaiting_reboot,
             fmt::format("{} is staged in slot {}; it boots at the next reboot", j->version, tn)};
-    std::string why =
-        !t.ok                 ? "it was marked bad"
-        : t.trial && !t.tries ? fmt::format("all {} boot tries were used", j->tries)
-        : t.trial ? fmt::format("{} of {} boot tries were used", j->tries - t.tries, j->tries)
-                  : "it was not booted";
+    std::string why = !t.ok                 ? "it was marked bad"
+                      : t.trial && !t.tries ? fmt::format("all {} boot tries were used", j->tries)
+                                            : fmt::format("{} of {} boot tries were used",
+                                                          j->tries - t.tries, j->tries);
     return {Outcome::fell_back,
             fmt::format("upgrade to {} failed: slot {} did not come up healthy ({}); running {} "
                         "from slot {}",

@@ -20,6 +20,7 @@ enum class Outcome {
     on_trial,         // booted into the new slot, which is on trial: assess health, commit
     committed,        // booted into the new slot and it is committed (an operator marked it)
     fell_back,        // the new slot was tried and we are back on the old one
+    superseded,       // a later write cleared the staged slot: over, and not a failure
 };
 
 struct OutcomeInfo {

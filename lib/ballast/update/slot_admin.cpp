@@ -54,6 +54,11 @@ Result<OutcomeInfo> settle(const SlotEnv& env) {
             BALLAST_TRY(set_journal(env, *j, JobState::committed));
             info.what = Outcome::none;
             break;
+        case Outcome::superseded:
+            BALLAST_TRY(set_journal(env, *j, JobState::failed, info.message));
+            spdlog::warn("{}", info.message);
+            info.what = Outcome::none;
+            break;
         default:
             break;
     }

@@ -136,6 +136,11 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
                      state.at(booted).trial ? " (on trial until its health check passes)" : "");
         return r;
     }
+    if (!state.at(booted).ok)
+        return fail(Errc::invalid_argument,
+                    "slot {} (booted) is marked bad; slot {} is the only fallback and is not "
+                    "overwritten (agentctl mark-good {} first, if this slot is healthy)",
+                    boot::name(booted), boot::name(target), boot::name(booted));
     if (state.at(booted).trial)
         return fail(Errc::busy,
                     "slot {} is on trial: it must pass its health check (or be marked good) "
