@@ -53,6 +53,22 @@ void print_json(const nlohmann::json& j);
 [[nodiscard]] int cmd_rollback(const GlobalOptions& g, bool no_reboot);
 [[nodiscard]] int cmd_mark(const GlobalOptions& g, bool good, const std::string& slot);
 [[nodiscard]] int cmd_k3s_status(const GlobalOptions& g);
+
+// The node's persistent partition, as udev names it.
+inline constexpr std::string_view kPersistentDevice = "/dev/disk/by-partlabel/BALLAST_PERSISTENT";
+struct EncryptOptions {
+    std::string device;           // --device (default kPersistentDevice)
+    std::string tpm2_device;      // --tpm2-device (default agent.yaml tpm.device)
+    std::string pcrs;             // --pcrs (default agent.yaml tpm.pcrs)
+    std::string pcr_bank;         // --pcr-bank (default agent.yaml tpm.pcr_bank)
+    bool pin = false;             // --pin: the new token also needs a PIN (NEWPIN or the terminal)
+    std::string unlock_key_file;  // recovery key or passphrase instead of the TPM
+    int slot = -1;                // wipe-slot N
+    bool replace = false;         // recovery-key --replace: drop the other recovery slots
+};
+// verb: status, enroll, reseal, recovery-key, wipe-slot.
+[[nodiscard]] int cmd_encrypt(const GlobalOptions& g, const std::string& verb,
+                              const EncryptOptions& o);
 [[nodiscard]] int cmd_stage_run(const GlobalOptions& g, const std::string& stage,
                                 const std::vector<std::string>& files, bool dry_run, bool verbose);
 

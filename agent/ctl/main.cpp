@@ -153,6 +153,43 @@ int main(int argc, char** argv) {
     auto* k3s_status = k3s->add_subcommand(
         "status", "Role, server, version, readiness and the rendered config (secrets redacted)");
 
+    auto* encrypt = app.add_subcommand(
+        "encrypt", "Keyslots of the encrypted persistent partition (on the node, as root)");
+    encrypt->require_subcommand(1);
+    EncryptOptions enc;
+    std::string encrypt_verb;
+    auto device_opts = [&](CLI::App* c) {
+        c->add_option(
+            "--device", enc.device,
+            "LUKS2 device or image file (default " + std::string(kPersistentDevice) + ")");
+        c->add_option("--tpm2-device", enc.tpm2_device,
+                      "TPM as a TCTI: device:/dev/tpmrm0, swtpm:host=H,port=P (default: "
+                      "agent.yaml tpm.device, else /dev/tpmrm0)");
+        c->callback([&, c] { encrypt_verb = c->get_name(); });
+        return c;
+    };
+    device_opts(encrypt->add_subcommand(
+        "status", "Keyslots, tokens, PCRs and whether the current PCRs satisfy each policy"));
+    for (auto [name, help] : {std::pair{"enroll", "Seal a new keyslot to the TPM2"},
+                              std::pair{"reseal",
+                                        "Seal to the current PCRs and drop the TPM2 keyslots "
+                                        "this replaces"}}) {
+        auto* c = device_opts(encrypt->add_subcommand(name, help));
+        c->add_option("--pcrs", enc.pcrs, "PCRs to bind, e.g. 7 or 7,14 (default agent.yaml)");
+        c->add_option("--pcr-bank", enc.pcr_bank, "sha1, sha256, sha384, sha512 (default sha256)");
+        c->add_flag("--pin", enc.pin, "Also require a PIN (NEWPIN or asked on the terminal)");
+        c->add_option("--unlock-key-file", enc.unlock_key_file,
+                      "Recovery key or passphrase to open the volume (default: the TPM)");
+    }
+    auto* rk = device_opts(
+        encrypt->add_subcommand("recovery-key", "Add a new recovery key and show it once"));
+    rk->add_option("--unlock-key-file", enc.unlock_key_file,
+                   "Recovery key or passphrase to open the volume (default: the TPM)");
+    rk->add_flag("--replace", enc.replace, "Remove the other recovery keys afterwards");
+    auto* wipe = device_opts(encrypt->add_subcommand(
+        "wipe-slot", "Remove a keyslot (never the last recovery or passphrase slot)"));
+    wipe->add_option("slot", enc.slot, "Keyslot number")->required()->check(CLI::Range(0, 31));
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -175,6 +212,7 @@ int main(int argc, char** argv) {
     if (validate->parsed()) return cmd_config_validate(g, files, strict);
     if (show->parsed()) return cmd_config_show(g, files);
     if (k3s_status->parsed()) return cmd_k3s_status(g);
+    if (!encrypt_verb.empty()) return cmd_encrypt(g, encrypt_verb, enc);
     if (upgrade->parsed()) return cmd_upgrade(g, source, force, no_reboot_op);
     if (health->parsed()) return cmd_health(g, no_reboot_op);
     if (rollback->parsed()) return cmd_rollback(g, no_reboot_op);

@@ -89,6 +89,22 @@ int main(int argc, char** argv) {
         "health", "Run the health checks; commit a slot on trial, or mark it bad");
     health_cmd->add_flag("--json", json, "Print the report as JSON");
 
+    auto* unlock_cmd = app.add_subcommand(
+        "unlock", "Open the encrypted persistent partition: TPM2 first, else the recovery key");
+    agent::UnlockRequest unlock_req;
+    unlock_cmd->add_option("--device", unlock_req.device, "LUKS2 partition or image file")
+        ->required()
+        ->option_text("PATH");
+    unlock_cmd
+        ->add_option("--name", unlock_req.name,
+                     "Map it as /dev/mapper/NAME (default: only check that it opens)")
+        ->option_text("NAME");
+    unlock_cmd
+        ->add_option("--tpm2-device", unlock_req.tpm2_device,
+                     "TPM as a TCTI (default: agent.yaml tpm.device, else /dev/tpmrm0)")
+        ->option_text("TCTI");
+    unlock_cmd->add_flag("--json", json, "Print the result as JSON");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -133,6 +149,7 @@ int main(int argc, char** argv) {
         return agent::run_upgrade_mode(node, upgrade_req, json);
     }
     if (health_cmd->parsed()) return agent::run_health_mode(node, json);
+    if (unlock_cmd->parsed()) return agent::run_unlock_mode(node, unlock_req, json);
 
     agent::DaemonOptions opts;
     opts.node = std::move(node);

@@ -15,9 +15,8 @@
 #include "ballast/update/slot_admin.hpp"
 
 namespace ballast::agent {
-namespace {
 
-int report_failure(const char* what, const Error& e, bool json, nlohmann::json extra = {}) {
+int report_failure(const char* what, const Error& e, bool json, nlohmann::json extra) {
     spdlog::error("{}: {}", what, e.what());
     if (json) {
         nlohmann::json j = {{"ok", false}, {"error", e.what()}};
@@ -26,6 +25,8 @@ int report_failure(const char* what, const Error& e, bool json, nlohmann::json e
     }
     return e.code() == Errc::invalid_argument ? kExitUsage : kExitFailure;
 }
+
+namespace {
 
 // A Kubernetes label value: [A-Za-z0-9._-], at most 63, alphanumeric at both ends.
 std::string label_value(const std::string& s) {

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "node.hpp"
 
 namespace ballast::agent {
@@ -23,5 +25,16 @@ int run_upgrade_mode(const NodeOptions& node, const update::UpgradeRequest& req,
 
 // Runs the health checks and records the verdict for a slot on trial (commit, or mark bad).
 int run_health_mode(const NodeOptions& node, bool json);
+
+struct UnlockRequest {
+    std::string device;       // LUKS2 partition (or image file)
+    std::string name;         // /dev/mapper name; empty: check the key only, map nothing
+    std::string tpm2_device;  // TCTI; empty: agent.yaml tpm.device, else /dev/tpmrm0
+};
+// Opens an encrypted partition: TPM2 tokens first, then the recovery key (asked on the console).
+int run_unlock_mode(const NodeOptions& node, const UnlockRequest& req, bool json);
+
+// Logs the failure, prints {"ok":false,"error":...} (+ extra) with `json`; the exit code.
+int report_failure(const char* what, const Error& e, bool json, nlohmann::json extra = {});
 
 }  // namespace ballast::agent

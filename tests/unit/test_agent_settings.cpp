@@ -249,3 +249,32 @@ TEST_CASE("agent settings: update and health errors name file:line:col",
     has(all, f + "5:13: health.deadline: must be at least 1s");
     has(all, f + "6:13: health.interval: must be at least 100ms");
 }
+
+TEST_CASE("agent settings: tpm", "[config][settings][agent_settings]") {
+    auto d = parse_agent_settings("", "a.yaml");
+    REQUIRE(d);
+    CHECK(d->tpm.device.empty());
+    CHECK(d->tpm.pcrs == "7");
+    CHECK(d->tpm.pcr_bank == "sha256");
+    auto s = parse_agent_settings(
+        "tpm:\n  device: swtpm:host=127.0.0.1,port=2321\n  pcrs: '7,14'\n  pcr_bank: sha384\n"
+        "  recovery_key_command: cat > /dev/null\n",
+        "a.yaml");
+    REQUIRE(s);
+    CHECK(s->tpm.device == "swtpm:host=127.0.0.1,port=2321");
+    CHECK(s->tpm.pcrs == "7,14");
+    CHECK(s->tpm.pcr_bank == "sha384");
+    CHECK(s->tpm.recovery_key_command == "cat > /dev/null");
+
+    auto error = [](const std::string& text) {
+        auto r = parse_agent_settings(text, "a.yaml");
+        REQUIRE_FALSE(r);
+        return r.error().what();
+    };
+    CHECK_THAT(error("tpm:\n  pcrs: '7,24'\n"),
+               Catch::Contains("a.yaml:2:9: tpm.pcrs: ") && Catch::Contains("'24' is not a PCR"));
+    CHECK_THAT(error("tpm:\n  pcr_bank: md5\n"), Catch::Contains("a.yaml:2:13: tpm.pcr_bank: "));
+    CHECK_THAT(error("tpm:\n  device: /dev/tpmrm0\n"),
+               Catch::Contains("a.yaml:2:11: tpm.device: expected a TCTI"));
+    CHECK_THAT(error("tpm:\n  pcr: 7\n"), Catch::Contains("unknown key 'tpm.pcr'"));
+}

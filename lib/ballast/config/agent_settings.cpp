@@ -7,6 +7,7 @@
 #include "ballast/config/tree.hpp"
 #include "ballast/core/atomic_file.hpp"
 #include "ballast/core/log.hpp"
+#include "ballast/crypt/pcr.hpp"
 
 namespace ballast::config {
 
@@ -14,7 +15,7 @@ Result<AgentSettings> parse_agent_settings(std::string_view text, std::string_vi
     Diagnostics diags;
     auto root = BALLAST_TRY(parse_tree(text, file_name, diags));
     MapReader top(&root, diags, "");
-    top.check_keys({"log_level", "disk", "reconcile", "http", "update", "health", "k3s"},
+    top.check_keys({"log_level", "disk", "reconcile", "http", "update", "health", "k3s", "tpm"},
                    Severity::error);
 
     AgentSettings s;
@@ -66,6 +67,18 @@ Result<AgentSettings> parse_agent_settings(std::string_view text, std::string_vi
         (s.k3s.binary_sha256.size() != 64 ||
          s.k3s.binary_sha256.find_first_not_of("0123456789abcdef") != std::string::npos))
         k.error("binary_sha256", "a k3s artifact needs its sha256 (64 lower-case hex digits)");
+
+    auto t = top.sub("tpm");
+    t.check_keys({"device", "pcrs", "pcr_bank", "recovery_key_command"}, Severity::error);
+    if (t.read("device", s.tpm.device) && s.tpm.device.find(':') == std::string::npos &&
+        s.tpm.device != "auto")
+        t.error("device", "expected a TCTI such as device:/dev/tpmrm0 or swtpm:host=H,port=P");
+    if (t.read("pcrs", s.tpm.pcrs))
+        if (auto m = crypt::parse_pcr_list(s.tpm.pcrs); !m) t.error("pcrs", m.error().message());
+    if (t.read("pcr_bank", s.tpm.pcr_bank))
+        if (auto b = crypt::parse_pcr_bank(s.tpm.pcr_bank); !b)
+            t.error("pcr_bank", b.error().message());
+    t.read("recovery_key_command", s.tpm.recovery_key_command);
 
     if (diags.has_errors()) return fail(Errc::invalid_argument, diags.errors_text());
     return s;

@@ -45,6 +45,13 @@ struct AgentSettings {
         // How long one readiness probe may take (the health deadline bounds them all).
         std::chrono::milliseconds readiness_deadline{std::chrono::seconds(10)};
     } k3s;
+    // TPM2 sealing of the encrypted partitions' keys.
+    struct Tpm {
+        std::string device;      // TCTI (device:/dev/tpmrm0, swtpm:...); empty: /dev/tpmrm0
+        std::string pcrs = "7";  // bound PCRs, "7" or "7,14"
+        std::string pcr_bank = "sha256";
+        std::string recovery_key_command;  // gets a new recovery key on stdin (sh -c, as written)
+    } tpm;
 };
 
 // Parses settings text. Every problem is reported, one "file:line:col: message" per line.

@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <mutex>
+#include <stdexcept>
 
 namespace ballast::ossl {
 
@@ -31,6 +32,7 @@ Result<const Api*> api() {
         BALLAST_OSSL_LOAD(EVP_DigestInit_ex)
         BALLAST_OSSL_LOAD(EVP_DigestUpdate)
         BALLAST_OSSL_LOAD(EVP_DigestFinal_ex)
+        BALLAST_OSSL_LOAD(PKCS5_PBKDF2_HMAC)
         BALLAST_OSSL_LOAD(EVP_PKEY_free)
         BALLAST_OSSL_LOAD(BIO_new_mem_buf)
         BALLAST_OSSL_LOAD(BIO_new)
@@ -77,6 +79,12 @@ Result<const Api*> api() {
     });
     if (!a.EVP_MD_CTX_new) return fail(Errc::unsupported, "{}", error);
     return &a;
+}
+
+const Api& required() {
+    auto a = api();
+    if (!a) throw std::runtime_error(a.error().what());
+    return **a;
 }
 
 std::string errors(const Api& a) {

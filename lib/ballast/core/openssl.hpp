@@ -25,6 +25,7 @@ struct Api {
     BALLAST_OSSL_FN(EVP_DigestInit_ex)
     BALLAST_OSSL_FN(EVP_DigestUpdate)
     BALLAST_OSSL_FN(EVP_DigestFinal_ex)
+    BALLAST_OSSL_FN(PKCS5_PBKDF2_HMAC)
     BALLAST_OSSL_FN(EVP_PKEY_free)
     BALLAST_OSSL_FN(BIO_new_mem_buf)
     BALLAST_OSSL_FN(BIO_new)
@@ -71,6 +72,9 @@ struct Api {
 
 // The table, loaded once; Errc::unsupported naming the package when libcrypto.so.3 is missing.
 [[nodiscard]] Result<const Api*> api();
+// The table where hashing is never optional (a node without libssl3 is broken): throws
+// std::runtime_error with api()'s message instead.
+[[nodiscard]] const Api& required();
 
 // The reasons OpenSSL queued, joined ("...; ..."), and the queue cleared.
 [[nodiscard]] std::string errors(const Api& a);

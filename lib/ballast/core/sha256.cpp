@@ -1,7 +1,5 @@
 #include "ballast/core/sha256.hpp"
 
-#include <stdexcept>
-
 #include "ballast/core/encoding.hpp"
 #include "ballast/core/openssl.hpp"
 
@@ -16,16 +14,7 @@ struct Sha256::Impl {
     ~Impl() { a.EVP_MD_CTX_free(ctx); }
 };
 
-namespace {
-const ossl::Api& required() {
-    auto a = ossl::api();
-    // Hashing is never optional where it is used; a node without libssl3 is broken.
-    if (!a) throw std::runtime_error(a.error().what());
-    return **a;
-}
-}  // namespace
-
-Sha256::Sha256() : impl_(std::make_unique<Impl>(required())) {}
+Sha256::Sha256() : impl_(std::make_unique<Impl>(ossl::required())) {}
 Sha256::~Sha256() = default;
 Sha256::Sha256(Sha256&&) noexcept = default;
 Sha256& Sha256::operator=(Sha256&&) noexcept = default;
@@ -34,17 +23,28 @@ void Sha256::update(std::span<const uint8_t> data) {
     impl_->a.EVP_DigestUpdate(impl_->ctx, data.data(), data.size());
 }
 
-std::string Sha256::hex() {
-    unsigned char md[EVP_MAX_MD_SIZE];
+std::array<uint8_t, 32> Sha256::digest() {
+    std::array<uint8_t, 32> md{};
     unsigned len = 0;
-    impl_->a.EVP_DigestFinal_ex(impl_->ctx, md, &len);
-    return to_hex(std::span<const uint8_t>(md, len));
+    impl_->a.EVP_DigestFinal_ex(impl_->ctx, md.data(), &len);
+    return md;
+}
+
+std::string Sha256::hex() {
+    auto md = digest();
+    return to_hex(md);
 }
 
 std::string sha256_hex(std::string_view data) {
     Sha256 h;
     h.update(data);
     return h.hex();
+}
+
+std::array<uint8_t, 32> sha256_digest(std::string_view data) {
+    Sha256 h;
+    h.update(data);
+    return h.digest();
 }
 
 }  // namespace ballast

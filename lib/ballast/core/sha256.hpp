@@ -23,6 +23,8 @@ class Sha256 {
         update(
             std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data.data()), data.size()));
     }
+    // The 32 raw bytes; the object is finished afterwards.
+    [[nodiscard]] std::array<uint8_t, 32> digest();
     // Lower-case hex; the object is finished afterwards.
     [[nodiscard]] std::string hex();
 
@@ -32,5 +34,6 @@ class Sha256 {
 };
 
 [[nodiscard]] std::string sha256_hex(std::string_view data);
+[[nodiscard]] std::array<uint8_t, 32> sha256_digest(std::string_view data);
 
 }  // namespace ballast

@@ -1,0 +1,29 @@
+// Shared libraries loaded with dlopen() on first use, so the long-running daemon maps heavy
+// libraries (libcrypto and what pulls it in: libcryptsetup, tpm2-tss) only in the jobs that need
+// them (docs/performance.md). A table of entry points is declared with an X-macro list:
+//   #define MY_FUNCTIONS(X) X(foo) X(bar)
+//   struct Api { MY_FUNCTIONS(BALLAST_DYNLIB_DECLARE) };
+//   load_symbols("libfoo.so.1", "libfoo1", {MY_FUNCTIONS(BALLAST_DYNLIB_SYMBOL)})
+#pragma once
+
+#include <initializer_list>
+
+#include "ballast/core/result.hpp"
+
+namespace ballast::dynlib {
+
+struct Symbol {
+    void** slot;
+    const char* name;
+};
+
+// dlopen()s `soname` (kept loaded for the life of the process) and fills every slot. The error
+// names the Debian package that provides the library, or the missing symbol.
+[[nodiscard]] Status load_symbols(const char* soname, const char* package,
+                                  std::initializer_list<Symbol> symbols);
+
+}  // namespace ballast::dynlib
+
+#define BALLAST_DYNLIB_DECLARE(name) decltype(&::name) name = nullptr;
+#define BALLAST_DYNLIB_SYMBOL(name) \
+    ::ballast::dynlib::Symbol{reinterpret_cast<void**>(&a.name), #name},

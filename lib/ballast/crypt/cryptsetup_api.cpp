@@ -1,0 +1,37 @@
+#include "ballast/crypt/cryptsetup_api.hpp"
+
+#include <mutex>
+
+#include "ballast/core/log.hpp"
+
+namespace ballast::crypt::cs {
+
+namespace {
+
+// libcryptsetup's messages go to our log: errors name the device and keyslot.
+void log_cb(int level, const char* msg, void*) {
+    std::string_view m(msg);
+    while (!m.empty() && m.back() == '\n')
+        m.remove_suffix(1);
+    if (level == CRYPT_LOG_ERROR)
+        spdlog::warn("libcryptsetup: {}", m);
+    else
+        spdlog::debug("libcryptsetup: {}", m);
+}
+
+}  // namespace
+
+Result<const Api*> api() {
+    static Api a;
+    static Status loaded = fail(Errc::failed, "not loaded");
+    static std::once_flag once;
+    std::call_once(once, [] {
+        loaded = dynlib::load_symbols("libcryptsetup.so.12", "libcryptsetup12",
+                                      {BALLAST_CRYPTSETUP(BALLAST_DYNLIB_SYMBOL)});
+        if (loaded) a.crypt_set_log_callback(nullptr, log_cb, nullptr);
+    });
+    if (!loaded) return std::unexpected(loaded.error());
+    return &a;
+}
+
+}  // namespace ballast::crypt::cs

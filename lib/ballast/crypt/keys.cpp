@@ -1,0 +1,288 @@
+#include "ballast/crypt/keys.hpp"
+
+#include <algorithm>
+
+#include "ballast/core/encoding.hpp"
+#include "ballast/crypt/policy.hpp"
+#include "ballast/crypt/recovery_key.hpp"
+#include "ballast/crypt/token.hpp"
+
+namespace ballast::crypt {
+
+std::string_view to_string(SlotKind k) noexcept {
+    switch (k) {
+        case SlotKind::passphrase:
+            return "passphrase";
+        case SlotKind::recovery:
+            return "recovery";
+        case SlotKind::tpm2:
+            return "tpm2";
+        case SlotKind::other_token:
+            return "token";
+    }
+    return "?";
+}
+
+std::vector<Slot> classify(const std::vector<KeyslotInfo>& keyslots,
+                           const std::vector<TokenInfo>& tokens) {
+    std::vector<Slot> out;
+    for (const KeyslotInfo& k : keyslots) {
+        Slot s{k.slot, SlotKind::passphrase, std::nullopt, k.pbkdf};
+        for (const TokenInfo& t : tokens) {
+            auto slot = token_keyslot(t.json);
+            if (!slot || *slot != k.slot) continue;
+            s.token = t.id;
+            s.kind = t.type == "systemd-tpm2"       ? SlotKind::tpm2
+                     : t.type == "systemd-recovery" ? SlotKind::recovery
+                                                    : SlotKind::other_token;
+            break;
+        }
+        out.push_back(std::move(s));
+    }
+    return out;
+}
+
+Status check_wipe(const std::vector<Slot>& slots, int keyslot) {
+    auto it = std::ranges::find(slots, keyslot, &Slot::keyslot);
+    if (it == slots.end()) return fail(Errc::not_found, "keyslot {} is not in use", keyslot);
+    auto fallback = [](const Slot& s) {
+        return s.kind == SlotKind::recovery || s.kind == SlotKind::passphrase;
+    };
+    if (fallback(*it) && std::ranges::count_if(slots, fallback) == 1)
+        return fail(Errc::invalid_argument,
+                    "keyslot {} is the last {} slot: without it the volume opens only through "
+                    "the TPM; add a new recovery key first (agentctl encrypt recovery-key)",
+                    keyslot, to_string(it->kind));
+    return {};
+}
+
+namespace {
+
+// systemd turns the sealed bytes into the keyslot passphrase with plain base64.
+SecretBytes passphrase_of(const SecretBytes& secret) {
+    std::string b64 = base64_encode(as_view(secret));
+    SecretBytes out(b64.data(), b64.size());
+    ::explicit_bzero(b64.data(), b64.size());
+    return out;
+}
+
+SealedObject sealed_object(const Tpm2Token& t) {
+    SealedObject o;
+    o.blob = t.blob;
+    o.primary_alg = t.primary_alg;
+    if (t.srk) o.srk = *t.srk;
+    o.bank = t.bank.value_or(PcrBank::sha256);
+    o.pcrs = t.pcrs;
+    o.policy = t.policy_hash;
+    return o;
+}
+
+struct ParsedToken {
+    int id;
+    Tpm2Token token;
+};
+
+std::vector<ParsedToken> tpm2_tokens(const Luks& luks) {
+    std::vector<ParsedToken> out;
+    for (const TokenInfo& t : luks.tokens()) {
+        if (t.type != "systemd-tpm2") continue;
+        if (auto parsed = parse_tpm2_token(t.json)) out.push_back({t.id, std::move(*parsed)});
+    }
+    return out;
+}
+
+}  // namespace
+
+Result<Enrolled> enroll_tpm2(Luks& luks, const SecretBytes& volume_key, Tpm2& tpm, PcrBank bank,
+                             PcrMask pcrs, std::optional<std::string_view> pin) {
+    std::optional<std::string> pin_auth;
+    if (pin) pin_auth = pin_auth_value(*pin, std::nullopt);
+    SecretBytes secret = BALLAST_TRY(random_secret(32));
+    Sealed sealed = BALLAST_TRY(tpm.seal(secret.span(), bank, pcrs, pin_auth));
+    // Same policy already enrolled (systemd's search_policy_hash): enrolling is idempotent.
+    for (const ParsedToken& t : tpm2_tokens(luks))
+        if (t.token.policy_hash == sealed.policy && t.token.pin == pin.has_value() &&
+            t.token.bank == bank && t.token.pcrs == pcrs)
+            return Enrolled{t.token.keyslot, t.id, true};
+
+    Tpm2Token token;
+    token.blob = sealed.blob;
+    token.pcrs = pcrs;
+    token.bank = bank;
+    token.primary_alg = sealed.primary_alg;
+    token.policy_hash = sealed.policy;
+    token.pin = pin.has_value();
+    SecretBytes check =
+        BALLAST_TRY_CTX(tpm.unseal(sealed_object(token), pin_auth), "check the new TPM2 seal");
+    if (check.size() != secret.size() || !std::ranges::equal(check.span(), secret.span()))
+        return fail(Errc::verification, "check the new TPM2 seal: unsealed bytes differ");
+
+    SecretBytes pass = passphrase_of(secret);
+    token.keyslot = BALLAST_TRY(luks.add_keyslot(volume_key, as_view(pass)));
+    auto id = luks.add_token(tpm2_token_json(token));
+    if (!id) {
+        // systemd 252 leaves the keyslot behind here; an orphan slot nobody can open is noise.
+        (void)luks.destroy_keyslot(token.keyslot);
+        return std::unexpected(std::move(id).error());
+    }
+    return Enrolled{token.keyslot, *id, false};
+}
+
+Result<RecoveryKey> enroll_recovery_key(Luks& luks, const SecretBytes& volume_key) {
+    RecoveryKey out;
+    out.key = BALLAST_TRY(make_recovery_key());
+    out.keyslot = BALLAST_TRY(luks.add_keyslot(volume_key, out.key));
+    if (auto id = luks.add_token(recovery_token_json(out.keyslot)); !id) {
+        (void)luks.destroy_keyslot(out.keyslot);
+        return std::unexpected(std::move(id).error());
+    }
+    return out;
+}
+
+Result<Unlocked> unlock_tpm2(Luks& luks, Tpm2& tpm,
+                             const std::function<std::optional<std::string>()>& ask_pin) {
+    std::vector<std::string> reasons;
+    // PIN-less tokens first: nobody is asked for a PIN when the TPM alone can open the volume.
+    std::vector<TokenInfo> tokens = luks.tokens();
+    std::ranges::stable_partition(tokens, [](const TokenInfo& t) {
+        auto parsed = parse_tpm2_token(t.json);
+        return !parsed || !parsed->pin;
+    });
+    bool pin_refused = false;
+    for (const TokenInfo& info : tokens) {
+        if (info.type != "systemd-tpm2") continue;
+        auto token = parse_tpm2_token(info.json);
+        if (!token) {
+            reasons.push_back(fmt::format("token {}: {}", info.id, token.error().what()));
+            continue;
+        }
+        if (token->signed_policy) {
+            reasons.push_back(
+                fmt::format("token {}: signed PCR policies are not supported", info.id));
+            continue;
+        }
+        std::optional<std::string> pin_auth;
+        if (token->pin) {
+            if (pin_refused) continue;
+            std::optional<std::string> pin = ask_pin ? ask_pin() : std::nullopt;
+            if (!pin) {
+                reasons.push_back(fmt::format("token {}: needs a PIN", info.id));
+                continue;
+            }
+            pin_auth = pin_auth_value(
+                *pin, token->salt ? std::optional<std::string_view>(*token->salt) : std::nullopt);
+        }
+        auto secret = tpm.unseal(sealed_object(*token), pin_auth);
+        if (!secret) {
+            reasons.push_back(fmt::format("token {} ({}:{}): {}", info.id,
+                                          to_string(token->bank.value_or(PcrBank::sha256)),
+                                          format_pcr_list(token->pcrs), secret.error().what()));
+            // Lockout refuses everything after; a wrong PIN is not tried on other tokens, so one
+            // typo costs one try against the TPM's lockout counter.
+            if (secret.error().code() == Errc::busy) break;
+            if (secret.error().code() == Errc::permission_denied) pin_refused = true;
+            continue;
+        }
+        SecretBytes pass = passphrase_of(*secret);
+        auto slot = luks.check_passphrase(as_view(pass), token->keyslot);
+        if (!slot) {
+            reasons.push_back(fmt::format("token {}: {}", info.id, slot.error().what()));
+            continue;
+        }
+        return Unlocked{*slot, info.id, std::move(pass)};
+    }
+    if (reasons.empty()) return fail(Errc::not_found, "{}: no TPM2 token", luks.path());
+    std::string joined;
+    for (const std::string& r : reasons)
+        joined += (joined.empty() ? "" : "; ") + r;
+    return fail(Errc::permission_denied, "{}: the TPM did not unlock it: {}", luks.path(), joined);
+}
+
+Result<SecretBytes> volume_key_from_passphrase(Luks& luks, std::string_view key) {
+    // A recovery key typed without dashes or in upper case still opens its slot.
+    if (auto normal = normalize_recovery_key(key)) return luks.volume_key(*normal);
+    return luks.volume_key(key);
+}
+
+Status wipe_slot(Luks& luks, int keyslot) {
+    std::vector<TokenInfo> tokens = luks.tokens();
+    BALLAST_TRY(check_wipe(classify(luks.keyslots(), tokens), keyslot));
+    for (const TokenInfo& t : tokens) {
+        auto slot = token_keyslot(t.json);
+        if (slot && *slot == keyslot) BALLAST_TRY(luks.remove_token(t.id));
+    }
+    return luks.destroy_keyslot(keyslot);
+}
+
+Result<std::vector<int>> stale_tpm2_keyslots(Luks& luks, int keep_token) {
+    std::vector<ParsedToken> tokens = tpm2_tokens(luks);
+    auto keep = std::ranges::find(tokens, keep_token, &ParsedToken::id);
+    if (keep == tokens.end()) return fail(Errc::not_found, "TPM2 token {} is gone", keep_token);
+    std::vector<int> out;
+    for (const ParsedToken& t : tokens)
+        if (t.id != keep_token && t.token.policy_hash != keep->token.policy_hash)
+            out.push_back(t.token.keyslot);
+    return out;
+}
+
+nlohmann::json describe(Luks& luks, Tpm2* tpm) {
+    nlohmann::json j;
+    j["device"] = luks.path();
+    j["uuid"] = luks.uuid();
+    std::vector<TokenInfo> tokens = luks.tokens();
+    nlohmann::json slots = nlohmann::json::array();
+    for (const Slot& s : classify(luks.keyslots(), tokens)) {
+        nlohmann::json e{{"keyslot", s.keyslot}, {"kind", to_string(s.kind)}, {"pbkdf", s.pbkdf}};
+        if (s.token) e["token"] = *s.token;
+        slots.push_back(std::move(e));
+    }
+    j["keyslots"] = std::move(slots);
+    nlohmann::json toks = nlohmann::json::array();
+    for (const TokenInfo& t : tokens) {
+        nlohmann::json e{{"id", t.id}, {"type", t.type}};
+        if (auto slot = token_keyslot(t.json)) e["keyslot"] = *slot;
+        if (t.type == "systemd-tpm2") {
+            auto parsed = parse_tpm2_token(t.json);
+            if (!parsed) {
+                e["error"] = parsed.error().what();
+            } else {
+                PcrBank bank = parsed->bank.value_or(PcrBank::sha256);
+                e["pcrs"] = pcr_indices(parsed->pcrs);
+                e["pcr_bank"] = to_string(bank);
+                e["pin"] = parsed->pin;
+                e["policy_hash"] = to_hex({parsed->policy_hash.data(), parsed->policy_hash.size()});
+                if (tpm && !parsed->signed_policy) {
+                    // Predicted offline from the current PCRs: no unseal, no lockout risk.
+                    auto values = tpm->read_pcrs(bank, parsed->pcrs);
+                    if (values)
+                        e["policy_satisfied"] = predict_policy(bank, parsed->pcrs, *values,
+                                                               parsed->pin) == parsed->policy_hash;
+                    else
+                        e["error"] = values.error().what();
+                }
+            }
+        }
+        toks.push_back(std::move(e));
+    }
+    j["tokens"] = std::move(toks);
+    if (tpm) {
+        nlohmann::json t{{"device", tpm->tcti()}};
+        if (auto l = tpm->lockout())
+            t["lockout"] = {{"in_lockout", l->in_lockout},
+                            {"failed_tries", l->counter},
+                            {"max_tries", l->max_tries},
+                            {"recovery_seconds", l->recovery_seconds}};
+        if (auto v = tpm->read_pcrs(PcrBank::sha256, (1u << 7) | (1u << 14))) {
+            nlohmann::json pcrs;
+            std::vector<int> idx = pcr_indices((1u << 7) | (1u << 14));
+            for (size_t i = 0; i < idx.size(); ++i)
+                pcrs[std::to_string(idx[i])] =
+                    to_hex({reinterpret_cast<const uint8_t*>((*v)[i].data()), (*v)[i].size()});
+            t["pcrs_sha256"] = std::move(pcrs);
+        }
+        j["tpm"] = std::move(t);
+    }
+    return j;
+}
+
+}  // namespace ballast::crypt

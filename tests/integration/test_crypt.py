@@ -1,0 +1,399 @@
+"""TPM2-sealed LUKS2 keys against a real swtpm (TCP) and LUKS2 headers on image files.
+
+Interop both ways with systemd 252: our tokens open through systemd's libcryptsetup token plugin
+and through tpm2-tools; systemd-cryptenroll's tokens open with ballast-agent unlock.
+"""
+import base64
+import ctypes
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import need_tool, run_ok
+
+PCR7_EXTEND = "a" * 64
+
+
+def two_free_ports():
+    """swtpm's TCTI reaches the control channel at port + 1."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    pytest.fail("no two consecutive free ports")
+
+
+class Swtpm:
+    def __init__(self, directory: Path):
+        need_tool("swtpm", "swtpm")
+        need_tool("tpm2_pcrextend", "tpm2-tools")
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = two_free_ports()
+        self.tcti = f"swtpm:host=127.0.0.1,port={self.port}"
+        self.proc = subprocess.Popen(
+            ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={self.dir}",
+             "--server", f"type=tcp,port={self.port},bindaddr=127.0.0.1",
+             "--ctrl", f"type=tcp,port={self.port + 1},bindaddr=127.0.0.1",
+             "--flags", "not-need-init,startup-clear"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("swtpm did not start")
+        # All-zero PCRs read as "uninitialized" to systemd: measure something first.
+        self.extend(7)
+
+    def env(self):
+        return dict(os.environ, TPM2TOOLS_TCTI=self.tcti)
+
+    def tools(self, *args, **kw):
+        return subprocess.run(list(args), capture_output=True, env=self.env(), **kw)
+
+    def extend(self, pcr, value=PCR7_EXTEND):
+        r = self.tools("tpm2_pcrextend", f"{pcr}:sha256={value}", text=True)
+        assert r.returncode == 0, r.stderr
+
+    def transient_handles(self):
+        r = self.tools("tpm2_getcap", "handles-transient", text=True)
+        assert r.returncode == 0, r.stderr
+        return [line for line in r.stdout.splitlines() if line.strip()]
+
+    def lockout_counter(self):
+        r = self.tools("tpm2_getcap", "properties-variable", text=True)
+        m = re.search(r"TPM2_PT_LOCKOUT_COUNTER:\s*(0x[0-9a-fA-F]+|\d+)", r.stdout)
+        return int(m.group(1), 0)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture
+def tpm(tmp_path):
+    t = Swtpm(tmp_path / "swtpm")
+    yield t
+    t.stop()
+
+
+PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture
+def volume(tmp_path):
+    """A LUKS2 header on an image file with one passphrase keyslot (0), made by cryptsetup."""
+    need_tool("cryptsetup", "cryptsetup-bin")
+    img = tmp_path / "persistent.img"
+    with open(img, "wb") as f:
+        f.truncate(32 << 20)
+    key = tmp_path / "passphrase"
+    key.write_text(PASSPHRASE)
+    run_ok(["cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2",
+            "--pbkdf-force-iterations", "1000", "--key-file", str(key), str(img)])
+    return img, key
+
+
+def agentctl(bins, *args, env=None):
+    e = dict(os.environ)
+    for k in ("PIN", "NEWPIN", "PASSWORD", "INVOCATION_ID"):
+        e.pop(k, None)
+    e.update(env or {})
+    return subprocess.run([bins["ctl"], *args], capture_output=True, text=True, env=e, timeout=120,
+                          stdin=subprocess.DEVNULL)
+
+
+def agent_unlock(bins, img, tpm_tcti, env=None, config=None):
+    e = dict(os.environ)
+    for k in ("PIN", "PASSWORD", "INVOCATION_ID"):
+        e.pop(k, None)
+    e.update(env or {})
+    cmd = [bins["agent"]]
+    if config:
+        cmd += ["--config", str(config)]
+    cmd += ["unlock", "--device", str(img), "--tpm2-device", tpm_tcti, "--json"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    out = r.stdout.strip().splitlines()
+    return r, (json.loads(out[-1]) if out else None)
+
+
+def enroll(bins, img, tpm, *extra, env=None, key=None):
+    args = ["encrypt", "enroll", "--device", str(img), "--tpm2-device", tpm.tcti, *extra]
+    if key:
+        args += ["--unlock-key-file", str(key)]
+    return agentctl(bins, "--json", *args, env=env)
+
+
+def status(bins, img, tpm):
+    r = agentctl(bins, "--json", "encrypt", "status", "--device", str(img), "--tpm2-device",
+                 tpm.tcti)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def tpm2_token(img):
+    r = run_ok(["cryptsetup", "luksDump", "--dump-json-metadata", str(img)])
+    tokens = json.loads(r.stdout)["tokens"]
+    return {int(k): v for k, v in tokens.items() if v["type"] == "systemd-tpm2"}
+
+
+def test_enroll_writes_systemd_252_token_and_unlocks(bins, tpm, volume):
+    img, key = volume
+    r = enroll(bins, img, tpm, key=key)
+    assert r.returncode == 0, r.stderr
+    e = json.loads(r.stdout)
+    assert e["keyslot"] == 1 and not e["already"]
+
+    (tid, token), = tpm2_token(img).items()
+    assert set(token) == {"type", "keyslots", "tpm2-blob", "tpm2-pcrs", "tpm2-pcr-bank",
+                          "tpm2-primary-alg", "tpm2-policy-hash", "tpm2-pin"}
+    assert token["keyslots"] == ["1"] and token["tpm2-pcrs"] == [7]
+    assert token["tpm2-pcr-bank"] == "sha256" and token["tpm2-primary-alg"] == "ecc"
+    assert token["tpm2-pin"] is False
+    dump = run_ok(["cryptsetup", "luksDump", str(img)]).stdout
+    slot1 = dump.split("  1: luks2")[1].split("Digests:")[0]
+    assert "PBKDF:      pbkdf2" in slot1 and "Hash:       sha512" in slot1 and "Iterations: 1000" in slot1
+
+    # Same policy again: nothing added (systemd's "already enrolled").
+    again = json.loads(enroll(bins, img, tpm, key=key).stdout)
+    assert again["already"] and again["keyslot"] == 1
+
+    s = status(bins, img, tpm)
+    kinds = {k["keyslot"]: k["kind"] for k in s["keyslots"]}
+    assert kinds == {0: "passphrase", 1: "tpm2"}
+    t = [t for t in s["tokens"] if t["type"] == "systemd-tpm2"][0]
+    assert t["policy_satisfied"] is True and t["pcrs"] == [7]
+    assert s["tpm"]["lockout"]["in_lockout"] is False
+
+    r, out = agent_unlock(bins, img, tpm.tcti)
+    assert r.returncode == 0, r.stderr
+    assert out["method"] == "tpm2" and out["keyslot"] == 1
+    assert tpm.transient_handles() == []
+
+
+def systemd_plugin_open(img, token_id, tcti, pin=None):
+    """systemd 252's token plugin, through libcryptsetup, as systemd-cryptsetup calls it."""
+    lib = ctypes.CDLL("libcryptsetup.so.12")
+
+    class Params(ctypes.Structure):  # struct systemd_tpm2_plugin_params (v252)
+        _fields_ = [("search_pcr_mask", ctypes.c_uint32), ("device", ctypes.c_char_p),
+                    ("signature_path", ctypes.c_char_p)]
+
+    cd = ctypes.c_void_p()
+    assert lib.crypt_init(ctypes.byref(cd), str(img).encode()) == 0
+    try:
+        assert lib.crypt_load(cd, b"LUKS2", None) == 0
+        params = Params(0xFFFFFFFF, tcti.encode(), None)
+        pin_b = pin.encode() if pin else None
+        return lib.crypt_activate_by_token_pin(cd, None, b"systemd-tpm2", token_id, pin_b,
+                                               len(pin_b) if pin_b else 0, ctypes.byref(params), 0)
+    finally:
+        lib.crypt_free(cd)
+
+
+def test_systemd_plugin_and_tpm2_tools_open_our_token(bins, tpm, volume, tmp_path):
+    img, key = volume
+    assert enroll(bins, img, tpm, key=key).returncode == 0
+    (tid, token), = tpm2_token(img).items()
+    assert systemd_plugin_open(img, tid, tpm.tcti) == 1
+    assert tpm.transient_handles() == []
+
+    # tpm2-tools: split the blob, recreate the ECC primary, load, unseal with the PCR policy.
+    blob = base64.b64decode(token["tpm2-blob"])
+    n = 2 + int.from_bytes(blob[:2], "big")
+    (tmp_path / "priv").write_bytes(blob[:n])
+    (tmp_path / "pub").write_bytes(blob[n:])
+    d = str(tmp_path)
+    for cmd in (["tpm2_createprimary", "-C", "o", "-g", "sha256", "-G", "ecc", "-c", f"{d}/p.ctx"],
+                ["tpm2_flushcontext", "-t"],
+                ["tpm2_load", "-C", f"{d}/p.ctx", "-u", f"{d}/pub", "-r", f"{d}/priv", "-c", f"{d}/o.ctx"],
+                ["tpm2_flushcontext", "-t"]):
+        r = tpm.tools(*cmd, text=True)
+        assert r.returncode == 0, r.stderr
+    r = tpm.tools("tpm2_unseal", "-c", f"{d}/o.ctx", "-p", "pcr:sha256:7")
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "k").write_bytes(base64.b64encode(r.stdout))
+    tpm.tools("tpm2_flushcontext", "-t")
+    run_ok(["cryptsetup", "open", "--test-passphrase", "--key-slot", "1", str(img), "--key-file",
+            str(tmp_path / "k")])
+
+
+def test_systemd_cryptenroll_token_opens_with_ballast(bins, tpm, volume):
+    need_tool("systemd-cryptenroll", "systemd")
+    img, key = volume
+    r = subprocess.run(["systemd-cryptenroll", f"--tpm2-device={tpm.tcti}", "--tpm2-pcrs=7",
+                        str(img)], capture_output=True, text=True,
+                       env=dict(os.environ, PASSWORD=PASSPHRASE), timeout=120)
+    assert r.returncode == 0, r.stderr
+    r, out = agent_unlock(bins, img, tpm.tcti)
+    assert r.returncode == 0, r.stderr
+    assert out["method"] == "tpm2"
+    s = status(bins, img, tpm)
+    assert [t["policy_satisfied"] for t in s["tokens"] if t["type"] == "systemd-tpm2"] == [True]
+
+
+def test_changed_pcr7_falls_back_to_recovery_key(bins, tpm, volume):
+    img, key = volume
+    assert enroll(bins, img, tpm, key=key).returncode == 0
+    r = agentctl(bins, "--json", "encrypt", "recovery-key", "--device", str(img), "--tpm2-device",
+                 tpm.tcti)
+    assert r.returncode == 0, r.stderr
+    rk = json.loads(r.stdout)["recovery_key"]
+    assert re.fullmatch(r"([cbdefghijklnrtuv]{8}-){7}[cbdefghijklnrtuv]{8}", rk)
+
+    tpm.extend(7, "b" * 64)
+    counter = tpm.lockout_counter()
+    s = status(bins, img, tpm)
+    assert [t["policy_satisfied"] for t in s["tokens"] if t["type"] == "systemd-tpm2"] == [False]
+    r, out = agent_unlock(bins, img, tpm.tcti)
+    assert r.returncode != 0
+    assert "do not match the sealed policy" in r.stderr and "recovery key" in r.stderr
+    assert out["ok"] is False
+    assert tpm.lockout_counter() == counter  # a PCR mismatch never counts as an attack
+    # The key as someone would type it off a sheet: upper case, no dashes.
+    r, out = agent_unlock(bins, img, tpm.tcti, env={"PASSWORD": rk.replace("-", "").upper()})
+    assert r.returncode == 0, r.stderr
+    assert out["method"] == "recovery-key"
+    assert rk not in r.stderr and rk not in r.stdout  # never logged
+
+    # reseal binds to the new PCR 7 and drops the token it replaces.
+    keyfile = img.parent / "rk"
+    keyfile.write_text(rk + "\n")
+    r = agentctl(bins, "--json", "encrypt", "reseal", "--device", str(img), "--tpm2-device",
+                 tpm.tcti, "--unlock-key-file", str(keyfile))
+    assert r.returncode == 0, r.stderr
+    s = status(bins, img, tpm)
+    assert [t["policy_satisfied"] for t in s["tokens"] if t["type"] == "systemd-tpm2"] == [True]
+    r, out = agent_unlock(bins, img, tpm.tcti)
+    assert r.returncode == 0 and out["method"] == "tpm2"
+
+
+def test_pin_token(bins, tpm, volume):
+    img, key = volume
+    r = enroll(bins, img, tpm, "--pin", key=key, env={"NEWPIN": "2468"})
+    assert r.returncode == 0, r.stderr
+    (tid, token), = tpm2_token(img).items()
+    assert token["tpm2-pin"] is True
+    assert systemd_plugin_open(img, tid, tpm.tcti, pin="2468") == 1
+
+    before = tpm.lockout_counter()
+    r, out = agent_unlock(bins, img, tpm.tcti, env={"PIN": "1111"})
+    assert r.returncode != 0 and "wrong PIN" in r.stderr
+    assert tpm.lockout_counter() == before + 1  # a wrong PIN counts against the TPM
+    r, out = agent_unlock(bins, img, tpm.tcti, env={"PIN": "2468"})
+    assert r.returncode == 0, r.stderr
+    assert out["method"] == "tpm2"
+    # Without a PIN the token is skipped, and nothing counts against the TPM.
+    mid = tpm.lockout_counter()
+    r, out = agent_unlock(bins, img, tpm.tcti)
+    assert r.returncode != 0 and "needs a PIN" in r.stderr
+    assert tpm.lockout_counter() == mid
+
+
+def test_lockout_is_named_and_the_recovery_key_still_opens(bins, tpm, volume):
+    img, key = volume
+    assert enroll(bins, img, tpm, "--pin", key=key, env={"NEWPIN": "9999"}).returncode == 0
+    kf = img.parent / "rk"
+    r = agentctl(bins, "--json", "encrypt", "recovery-key", "--device", str(img),
+                 "--unlock-key-file", str(key), "--tpm2-device", tpm.tcti)
+    kf.write_text(json.loads(r.stdout)["recovery_key"])
+    # Lock the TPM out with wrong PINs (swtpm allows 3).
+    for _ in range(3):
+        r, out = agent_unlock(bins, img, tpm.tcti, env={"PIN": "0000"})
+        assert "wrong PIN" in r.stderr
+    s = status(bins, img, tpm)
+    assert s["tpm"]["lockout"] == {"in_lockout": True, "failed_tries": 3, "max_tries": 3,
+                                   "recovery_seconds": 1000}
+    # Now even the right PIN is refused, and the message says why.
+    r, out = agent_unlock(bins, img, tpm.tcti, env={"PIN": "9999"})
+    assert r.returncode != 0 and "dictionary-attack lockout" in r.stderr
+    # In lockout the TPM refuses systemd 252's primary key too, so every TPM token fails;
+    # the recovery key still opens the volume.
+    r, out = agent_unlock(bins, img, tpm.tcti, env={"PASSWORD": kf.read_text()})
+    assert r.returncode == 0, r.stderr
+    assert out["method"] == "recovery-key"
+
+
+def test_recovery_key_and_wipe_slot_rules(bins, tpm, volume):
+    img, key = volume
+    r = agentctl(bins, "--json", "encrypt", "recovery-key", "--device", str(img),
+                 "--unlock-key-file", str(key), "--tpm2-device", tpm.tcti)
+    assert r.returncode == 0, r.stderr
+    rk = json.loads(r.stdout)
+    assert rk["keyslot"] == 1
+    dump = json.loads(run_ok(["cryptsetup", "luksDump", "--dump-json-metadata", str(img)]).stdout)
+    assert {"type": "systemd-recovery", "keyslots": ["1"]} in dump["tokens"].values()
+    kf = img.parent / "rk"
+    kf.write_text(rk["recovery_key"])
+    run_ok(["cryptsetup", "open", "--test-passphrase", str(img), "--key-file", str(kf)])
+    assert enroll(bins, img, tpm, key=kf).returncode == 0  # the recovery key unlocks for enroll
+
+    wipe = lambda n: agentctl(bins, "encrypt", "wipe-slot", str(n), "--device", str(img))
+    assert wipe(0).returncode == 0  # the passphrase: a recovery slot remains
+    r = wipe(1)
+    assert r.returncode == 1 and "last recovery slot" in r.stderr
+    r = wipe(7)
+    assert r.returncode == 1 and "keyslot 7 is not in use" in r.stderr
+    assert wipe(2).returncode == 0  # the TPM slot and its token
+    assert tpm2_token(img) == {}
+    s = status(bins, img, tpm)
+    assert [k["kind"] for k in s["keyslots"]] == ["recovery"]
+
+
+def test_many_unseals_leak_no_handles(bins, tpm, volume):
+    img, key = volume
+    assert enroll(bins, img, tpm, key=key).returncode == 0
+    for _ in range(12):
+        r, out = agent_unlock(bins, img, tpm.tcti)
+        assert r.returncode == 0, r.stderr
+    assert tpm.transient_handles() == []
+    # The count a boot pays for: startup, primary, load, 2 sessions, policy, unseal, flushes.
+    assert out["tpm_commands"] < 16
+
+
+def test_bad_inputs(bins, tpm, volume, tmp_path):
+    img, key = volume
+    plain = tmp_path / "plain.img"
+    plain.write_bytes(b"\0" * (1 << 20))
+    r = agentctl(bins, "encrypt", "status", "--device", str(plain))
+    assert r.returncode == 1 and "no LUKS2 header" in r.stderr
+    r = enroll(bins, img, tpm, "--pcrs", "7,99", key=key)
+    assert r.returncode == 1 and "--pcrs" in r.stderr and "99" in r.stderr
+    r = enroll(bins, img, tpm, "--pcr-bank", "md5", key=key)
+    assert r.returncode == 1 and "--pcr-bank" in r.stderr
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not the passphrase")
+    r = enroll(bins, img, tpm, key=wrong)
+    assert r.returncode == 4 and "no keyslot opens" in r.stderr
+    r = agentctl(bins, "encrypt", "enroll", "--device", str(img), "--tpm2-device", "nonsense",
+                 "--unlock-key-file", str(key))
+    assert r.returncode == 1 and "TCTI" in r.stderr
+    r = agentctl(bins, "encrypt", "enroll", "--device", str(img), "--tpm2-device",
+                 "swtpm:host=127.0.0.1,port=1", "--unlock-key-file", str(key))
+    assert r.returncode == 3 and "cannot connect" in r.stderr
+    # Nothing was added by any of these.
+    assert tpm2_token(img) == {}
+    assert len(json.loads(run_ok(["cryptsetup", "luksDump", "--dump-json-metadata",
+                                  str(img)]).stdout)["keyslots"]) == 1
