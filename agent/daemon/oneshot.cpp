@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "ballast/crypt/slot_keys.hpp"
 #include "ballast/health/checks.hpp"
 #include "ballast/k3s/readiness.hpp"
 #include "ballast/stages/format.hpp"
@@ -65,6 +66,20 @@ void publish_node(const NodeOptions& node, const std::string& disk, nlohmann::js
     }
 }
 
+// After a commit: TPM2 tokens for measurements that no longer occur go. Best effort: a token
+// left behind costs nothing but a keyslot.
+std::string drop_stale_keys(const config::AgentSettings& settings) {
+    auto keys = crypt::key_policy(settings);
+    if (keys && !*keys) return "nothing encrypted";
+    auto done = keys ? crypt::drop_stale_tokens(**keys) : std::unexpected(keys.error());
+    if (!done) {
+        spdlog::warn("remove stale TPM2 keyslots: {}", done.error().what());
+        return "remove stale TPM2 keyslots: " + done.error().what();
+    }
+    spdlog::info("{}", *done);
+    return *done;
+}
+
 Result<config::AgentSettings> settings_of(const NodeOptions& node) {
     return config::load_agent_settings(node.settings_path, node.settings_explicit);
 }
@@ -105,6 +120,12 @@ int run_upgrade_mode(const NodeOptions& node, const update::UpgradeRequest& req,
     env.compatible = update::node_compatible(settings->update.compatible, node.root);
     env.tries = int(settings->update.tries);
     env.root = node.root;
+    env.key_hook = [&settings]() -> Status {
+        auto keys = BALLAST_TRY(crypt::key_policy(*settings));
+        if (!keys) return {};  // nothing encrypted
+        spdlog::info("{}", BALLAST_TRY(crypt::prepare_next_boot(*keys)));
+        return {};
+    };
 
     // Progress: at most one line per percent and phase, and per 200 ms.
     std::mutex m;
@@ -175,6 +196,7 @@ int run_health_mode(const NodeOptions& node, bool json) {
         out["committed"] = trial->trial && rep.ok;
         out["reboot"] = trial->trial && !rep.ok;
         if (trial->trial) out["message"] = trial->message;
+        if (trial->trial && rep.ok) out["keys"] = drop_stale_keys(*settings);
     }
     out["summary"] = rep.summary();
     if (*k3s_state) publish_node(node, disk, out);

@@ -584,3 +584,73 @@ def test_the_only_fallback_is_never_given_up(node, bundles):
     r, _ = upgrade(node, bundles["3.0"]["tar"])
     assert r.returncode == 1 and "marked bad" in r.stderr and "only fallback" in r.stderr, r.stderr
     assert node.slot_hash("A") == a_hash and node.env_files() == before and node.decide() == "A"
+
+
+def test_tpm2_keys_follow_the_upgrade(bins, signing_pki, bundles, tmp_path, start_agent):
+    """The TPM2 token for the encrypted partition is checked before activation, and the token a
+    dbx-style PCR 7 change left behind is removed after the commit."""
+    from test_crypt import PASSPHRASE, Swtpm, tpm2_token
+    tpm = Swtpm(tmp_path / "swtpm")
+    luks = tmp_path / "persistent.img"
+    with open(luks, "wb") as f:
+        f.truncate(32 << 20)
+    key = tmp_path / "passphrase"
+    key.write_text(PASSPHRASE)
+    subprocess.run(["cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2",
+                    "--pbkdf-force-iterations", "1000", "--key-file", str(key), str(luks)], check=True)
+    enroll = ["encrypt", "enroll", "--device", str(luks), "--tpm2-device", tpm.tcti,
+              "--unlock-key-file", str(key)]
+    n = Node(bins, signing_pki, bundles, tmp_path, start_agent,
+             extra_settings=f"tpm:\n  device: '{tpm.tcti}'\n  encrypted_device: {luks}\n")
+    try:
+        assert ctl(bins, None, *enroll).returncode == 0
+        (old_id, _), = tpm2_token(luks).items()
+        # PCR 7 changes (a dbx update), the operator enrolls for it; the old token stays.
+        tpm.extend(7, "c" * 64)
+        assert ctl(bins, None, *enroll).returncode == 0
+        assert len(tpm2_token(luks)) == 2
+        n.start("A")
+        r, lines = upgrade(n, bundles["2.0"]["tar"])
+        assert r.returncode == 0, r.stderr + n.agent.output()
+        assert "will open" in n.agent.output()
+        assert n.boot() == "B"
+        r = n.ctl("health", "--no-reboot", "--json")
+        assert r.returncode == 0, r.stdout + r.stderr
+        rep = json.loads(r.stdout)
+        assert rep["committed"] and rep["keys"] == "removed 1 stale TPM2 keyslot(s)"
+        assert old_id not in tpm2_token(luks) and len(tpm2_token(luks)) == 1
+
+        # PCR 7 changes again and nobody reseals: no token can open after the upgrade, so the
+        # upgrade stops before activation; the booted slot stays primary.
+        tpm.extend(7, "d" * 64)
+        b_hash = n.slot_hash("B")
+        r, lines = upgrade(n, bundles["3.0"]["tar"])
+        assert r.returncode == 1 and "reseal with the recovery key" in r.stderr, r.stderr
+        assert n.decide() == "B" and n.slot_hash("B") == b_hash
+        assert n.slots()["A"]["State"] == "empty"  # begun, never activated
+    finally:
+        n.stop(signal.SIGKILL)
+        tpm.stop()
+
+
+def test_tpm2_policy_the_new_slot_changes_stops_the_upgrade(bins, signing_pki, bundles, tmp_path,
+                                                              start_agent):
+    from test_crypt import PASSPHRASE, Swtpm
+    tpm = Swtpm(tmp_path / "swtpm")
+    luks = tmp_path / "persistent.img"
+    with open(luks, "wb") as f:
+        f.truncate(32 << 20)
+    key = tmp_path / "passphrase"
+    key.write_text(PASSPHRASE)
+    subprocess.run(["cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2",
+                    "--pbkdf-force-iterations", "1000", "--key-file", str(key), str(luks)], check=True)
+    n = Node(bins, signing_pki, bundles, tmp_path, start_agent,
+             extra_settings=f"tpm:\n  device: '{tpm.tcti}'\n  encrypted_device: {luks}\n  pcrs: '4,7'\n")
+    try:
+        n.start("A")
+        r, lines = upgrade(n, bundles["2.0"]["tar"])
+        assert r.returncode == 1 and "binds PCR 4" in r.stderr, r.stderr
+        assert n.decide() == "A" and n.slots()["B"]["State"] == "empty"
+    finally:
+        n.stop(signal.SIGKILL)
+        tpm.stop()

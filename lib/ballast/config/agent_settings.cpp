@@ -69,7 +69,11 @@ Result<AgentSettings> parse_agent_settings(std::string_view text, std::string_vi
         k.error("binary_sha256", "a k3s artifact needs its sha256 (64 lower-case hex digits)");
 
     auto t = top.sub("tpm");
-    t.check_keys({"device", "pcrs", "pcr_bank", "recovery_key_command"}, Severity::error);
+    t.check_keys({"device", "pcrs", "pcr_bank", "recovery_key_command", "encrypted_device"},
+                 Severity::error);
+    if (t.read("encrypted_device", s.tpm.encrypted_device) &&
+        (s.tpm.encrypted_device.empty() || s.tpm.encrypted_device.front() != '/'))
+        t.error("encrypted_device", "expected an absolute path");
     if (t.read("device", s.tpm.device) && s.tpm.device.find(':') == std::string::npos &&
         s.tpm.device != "auto")
         t.error("device", "expected a TCTI such as device:/dev/tpmrm0 or swtpm:host=H,port=P");

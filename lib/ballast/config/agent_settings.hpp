@@ -51,6 +51,8 @@ struct AgentSettings {
         std::string pcrs = "7";  // bound PCRs, "7" or "7,14"
         std::string pcr_bank = "sha256";
         std::string recovery_key_command;  // gets a new recovery key on stdin (sh -c, as written)
+        // The LUKS2 partition upgrades keep TPM2 tokens for (absent or not LUKS2: none).
+        std::string encrypted_device = "/dev/disk/by-partlabel/BALLAST_PERSISTENT";
     } tpm;
 };
 

@@ -220,7 +220,9 @@ Result<std::vector<int>> stale_tpm2_keyslots(Luks& luks, int keep_token) {
     if (keep == tokens.end()) return fail(Errc::not_found, "TPM2 token {} is gone", keep_token);
     std::vector<int> out;
     for (const ParsedToken& t : tokens)
-        if (t.id != keep_token && t.token.policy_hash != keep->token.policy_hash)
+        if (t.id != keep_token && t.token.policy_hash != keep->token.policy_hash &&
+            t.token.pcrs == keep->token.pcrs && t.token.bank == keep->token.bank &&
+            t.token.pin == keep->token.pin)
             out.push_back(t.token.keyslot);
     return out;
 }

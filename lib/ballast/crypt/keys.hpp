@@ -74,7 +74,8 @@ struct Unlocked {
 // Removes keyslot and the tokens referencing it, after check_wipe.
 [[nodiscard]] Status wipe_slot(Luks& luks, int keyslot);
 
-// TPM2 tokens whose policy differs from `keep` (the token just enrolled for the new state).
+// The keyslots of TPM2 tokens that `keep` (just enrolled for the new state) replaces: same PCRs,
+// bank and PIN use, another policy. Tokens the operator made for other PCRs or with a PIN stay.
 [[nodiscard]] Result<std::vector<int>> stale_tpm2_keyslots(Luks& luks, int keep_token);
 
 // Everything `agentctl encrypt status` shows; `tpm` adds current PCRs, lockout and whether each

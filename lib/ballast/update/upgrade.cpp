@@ -33,10 +33,11 @@ Status run_stage(const std::string& stage, const UpgradeEnv& env) {
     return {};
 }
 
-// Hooks that must succeed before a new slot may be activated. The encryption issue adds the
-// TPM reseal (a sealed key for the new slot's measurements beside the old one) here.
+// Hooks that must succeed before a new slot may be activated.
 Status post_install_hooks(const UpgradeEnv& env) {
-    return run_stage("after-upgrade", env);
+    BALLAST_TRY(run_stage("after-upgrade", env));
+    if (env.key_hook) BALLAST_TRY_CTX(env.key_hook(), "TPM2 keys for the new slot");
+    return {};
 }
 
 // One upgrade at a time per node, whoever starts it (the daemon's job, or ballast-agent upgrade

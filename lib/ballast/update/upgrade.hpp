@@ -41,6 +41,9 @@ struct UpgradeEnv {
     int tries = 3;
     RootPrefix root;  // for the before-/after-upgrade stages
     bool run_stages = true;
+    // Runs after the after-upgrade stage, before activation: the TPM2 keys for the new slot's
+    // boot (crypt/slot_keys.hpp). A failure stops the upgrade with the target left bad.
+    std::function<Status()> key_hook;
 };
 
 struct UpgradeResult {
