@@ -5,6 +5,7 @@
 #   test   tools the test layers run (dbus-daemon, setpriv, pytest, ...)
 #   deb    what `make deb` needs
 #   bench  the anchors the benchmarks compare against (RAUC, cloud-init, hyperfine)
+#   image  what packaging/image/ needs to build the OS image and boot it in QEMU
 set -euo pipefail
 
 declare -A GROUPS_PKGS=(
@@ -16,6 +17,8 @@ declare -A GROUPS_PKGS=(
           erofs-utils fdisk grub-common grub-efi-amd64-bin swtpm swtpm-tools tpm2-tools cryptsetup-bin"
   [deb]="dpkg-dev debhelper fakeroot"
   [bench]="rauc rauc-service hyperfine procps cloud-init openssh-client time"
+  [image]="mmdebstrap squashfs-tools qemu-system-x86 ovmf openssl e2fsprogs dosfstools mtools fdisk
+           grub-common grub-efi-amd64-bin"
 )
 
 groups=("$@")
@@ -23,7 +26,7 @@ groups=("$@")
 
 want=()
 for g in "${groups[@]}"; do
-  [ -n "${GROUPS_PKGS[$g]+x}" ] || { echo "deps.sh: unknown group '$g' (build test deb bench)" >&2; exit 2; }
+  [ -n "${GROUPS_PKGS[$g]+x}" ] || { echo "deps.sh: unknown group '$g' (build test deb bench image)" >&2; exit 2; }
   # shellcheck disable=SC2206
   want+=(${GROUPS_PKGS[$g]})
 done

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ballast/api/client.hpp"
+#include "ballast/config/agent_settings.hpp"
 #include "ballast/core/result.hpp"
 #include "ballast/install/installer.hpp"
 #include "ballast/update/bundle.hpp"
@@ -66,6 +67,11 @@ struct EncryptOptions {
     int slot = -1;                // wipe-slot N
     bool replace = false;         // recovery-key --replace: drop the other recovery slots
 };
+// A new recovery key: on stdout once (a JSON document with `print_json_doc` under --json), and
+// to agent.yaml's tpm.recovery_key_command when set (its failure is returned, after printing).
+[[nodiscard]] Status hand_out_recovery_key(const GlobalOptions& g,
+                                           const config::AgentSettings& settings, int keyslot,
+                                           const std::string& key, bool print_json_doc);
 // verb: status, enroll, reseal, recovery-key, wipe-slot.
 [[nodiscard]] int cmd_encrypt(const GlobalOptions& g, const std::string& verb,
                               const EncryptOptions& o);

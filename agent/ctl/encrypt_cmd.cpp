@@ -138,27 +138,27 @@ int status(const GlobalOptions& g, crypt::Luks& luks, const Context& c) {
     return kExitOk;
 }
 
-// The new key goes to the screen once, and to the operator's command if one is configured.
-Status hand_out(const GlobalOptions& g, const Context& c, const crypt::RecoveryKey& k) {
+}  // namespace
+
+Status hand_out_recovery_key(const GlobalOptions& g, const config::AgentSettings& settings,
+                             int keyslot, const std::string& key, bool print_json_doc) {
     Status sent;
-    if (!c.settings.tpm.recovery_key_command.empty()) {
-        ProcessOptions p = shell_command(c.settings.tpm.recovery_key_command);
-        p.input = k.key + "\n";
+    if (!settings.tpm.recovery_key_command.empty()) {
+        ProcessOptions p = shell_command(settings.tpm.recovery_key_command);
+        p.input = key + "\n";
         auto r = run_process(p);
         if (!r || !r->success())
             sent = fail(Errc::failed, "tpm.recovery_key_command failed{}; write down the key shown",
                         r ? fmt::format(" (exit {})", r->exit_code) : "");
     }
-    if (g.json)
-        print_json({{"keyslot", k.keyslot}, {"recovery_key", k.key}});
-    else
-        std::printf("New recovery key (keyslot %d), shown only this once:\n\n    %s\n\n", k.keyslot,
-                    k.key.c_str());
+    if (!g.json)
+        std::printf("New recovery key (keyslot %d), shown only this once:\n\n    %s\n\n", keyslot,
+                    key.c_str());
+    else if (print_json_doc)
+        print_json({{"keyslot", keyslot}, {"recovery_key", key}});
     std::fflush(stdout);
     return sent;
 }
-
-}  // namespace
 
 int cmd_encrypt(const GlobalOptions& g, const std::string& verb, const EncryptOptions& o) {
     auto c = context(g, o);
@@ -183,7 +183,7 @@ int cmd_encrypt(const GlobalOptions& g, const std::string& verb, const EncryptOp
     // recovery-key
     auto k = crypt::enroll_recovery_key(*luks, *vk);
     if (!k) return report_error(k.error().context("recovery-key"));
-    Status sent = hand_out(g, *c, *k);
+    Status sent = hand_out_recovery_key(g, c->settings, k->keyslot, k->key, true);
     if (o.replace)
         for (const crypt::Slot& s : crypt::classify(luks->keyslots(), luks->tokens()))
             if (s.kind == crypt::SlotKind::recovery && s.keyslot != k->keyslot)

@@ -4,12 +4,16 @@
 
 #include <CLI/CLI.hpp>
 
+#include "ballast/core/log.hpp"
 #include "ballast_config.h"
 #include "ctl.hpp"
 
 int main(int argc, char** argv) {
     using namespace ballast::ctl;
     ::signal(SIGPIPE, SIG_IGN);
+    // Library logging (stages, libcryptsetup) to stderr, so stdout carries only the output
+    // (--json documents stay parseable); warnings and errors only, progress comes from `say`.
+    ballast::log::init("agentctl", spdlog::level::warn, ballast::log::Target::stderr_text);
 
     CLI::App app{"Control the Ballast agent on this node", "agentctl"};
     app.require_subcommand(1);
@@ -93,6 +97,9 @@ int main(int argc, char** argv) {
         ->check(CLI::ExistingFile);
     install->add_flag("--force", inst.force,
                       "Erase a device that holds a filesystem or partition table");
+    install->add_option("--tpm2-device", inst.tpm2_device,
+                        "TPM for install.encrypted_partitions, as a TCTI (default: agent.yaml "
+                        "tpm.device, else /dev/tpmrm0)");
     install->add_flag("--dry-run", inst.dry_run,
                       "Check everything and print the plan; write nothing");
     install->add_option("--efi-size", inst.efi_mib, "ESP size in MiB (default 64)");

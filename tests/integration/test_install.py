@@ -284,3 +284,98 @@ def test_status_shows_the_slots(bins, start_agent, signing_pki, images, tmp_path
     assert slots["B"]["State"] == "empty" and not slots["B"]["Booted"]
     human = ctl(bins, a.bus.address, "status").stdout
     assert "A  good" in human and "booted primary last-good" in human and "B  empty" in human
+
+
+def xts_decrypt(vk: bytes, data: bytes) -> bytes:
+    """aes-xts-plain64 with 512-byte sectors, as dm-crypt reads a LUKS2 data segment."""
+    import ctypes
+    lib = ctypes.CDLL("libcrypto.so.3")
+    lib.EVP_CIPHER_CTX_new.restype = ctypes.c_void_p
+    lib.EVP_aes_256_xts.restype = ctypes.c_void_p
+    lib.EVP_DecryptInit_ex.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p,
+                                       ctypes.c_char_p]
+    lib.EVP_DecryptUpdate.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int),
+                                      ctypes.c_char_p, ctypes.c_int]
+    lib.EVP_CIPHER_CTX_free.argtypes = [ctypes.c_void_p]
+    ctx, cipher = lib.EVP_CIPHER_CTX_new(), lib.EVP_aes_256_xts()
+    out, buf, n = bytearray(), ctypes.create_string_buffer(512), ctypes.c_int()
+    try:
+        for s in range(len(data) // 512):
+            assert lib.EVP_DecryptInit_ex(ctx, cipher, None, vk, s.to_bytes(16, "little")) == 1
+            assert lib.EVP_DecryptUpdate(ctx, buf, ctypes.byref(n), data[s * 512:(s + 1) * 512], 512) == 1
+            out += buf.raw
+    finally:
+        lib.EVP_CIPHER_CTX_free(ctx)
+    return bytes(out)
+
+
+def test_install_encrypts_the_persistent_partition(bins, signing_pki, images, tmp_path):
+    from test_crypt import Swtpm
+    need_tool("sfdisk", "fdisk")
+    need_tool("cryptsetup", "cryptsetup-bin")
+    tpm = Swtpm(tmp_path / "swtpm")
+    try:
+        b = bundle(bins, signing_pki, images["v1"], tmp_path / "v1.tar")
+        disk = new_disk(tmp_path / "disk.img", 512)
+        cfg = tmp_path / "node.yaml"
+        cfg.write_text("#cloud-config\ninstall:\n  encrypted_partitions: [COS_PERSISTENT]\n")
+        r = ctl(bins, None, "--json", "install", "--device", str(disk), "--bundle", str(b), "--keyring",
+                signing_pki["ca"], "--config", str(cfg), "--tpm2-device", tpm.tcti, "--slot-size", "64",
+                "--persistent-size", "64")
+        assert r.returncode == 0, r.stderr
+        rep = json.loads(r.stdout)
+        enc = rep["encryption"]
+        assert enc["partition"] == "BALLAST_PERSISTENT" and enc["pcrs"] == "7" and enc["tpm2_device"] == tpm.tcti
+        key = enc["recovery_key"]
+        assert len(key) == 71 and key not in r.stderr  # shown once, in the report
+
+        parts = json.loads(subprocess.run(["sfdisk", "-J", str(disk)], capture_output=True, text=True,
+                                          check=True).stdout)["partitiontable"]["partitions"]
+        p = [p for p in parts if p["name"] == "BALLAST_PERSISTENT"][0]
+        with open(disk, "rb") as f:
+            f.seek(p["start"] * 512)
+            part = f.read(p["size"] * 512)
+        img = tmp_path / "persistent.img"
+        img.write_bytes(part)
+        dump = json.loads(run_ok(["cryptsetup", "luksDump", "--dump-json-metadata", str(img)]).stdout)
+        assert "Label:         \tBALLAST_PERSISTENT" in run_ok(["cryptsetup", "luksDump", str(img)]).stdout
+        assert sorted(t["type"] for t in dump["tokens"].values()) == ["systemd-recovery", "systemd-tpm2"]
+        # The TPM opens it (as at boot), and so does the recovery key.
+        u = subprocess.run([bins["agent"], "unlock", "--device", str(img), "--tpm2-device", tpm.tcti, "--json"],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                           env={k: v for k, v in os.environ.items() if k not in ("PASSWORD", "PIN", "INVOCATION_ID")})
+        assert u.returncode == 0, u.stderr
+        assert json.loads(u.stdout.splitlines()[-1])["method"] == "tpm2"
+        kf = tmp_path / "rk"
+        kf.write_text(key)
+        vkf = tmp_path / "vk"
+        run_ok(["cryptsetup", "luksDump", "--dump-volume-key", "--batch-mode", "--key-file", str(kf),
+                "--volume-key-file", str(vkf), str(img)])
+        # Decrypted as dm-crypt would, the data segment is a clean ext4 named BALLAST_PERSISTENT.
+        off = int(dump["segments"]["0"]["offset"])
+        plain = tmp_path / "plain.img"
+        plain.write_bytes(xts_decrypt(vkf.read_bytes(), part[off:]))
+        run_ok(["e2fsck", "-fn", str(plain)])
+        # (ext4 labels hold 16 bytes, as on the unencrypted layout.)
+        assert "volume name:   BALLAST_PERSISTE\n" in run_ok(["dumpe2fs", "-h", str(plain)]).stdout
+        # Nothing of the key on disk outside the keyslots: the plain text is not in the image.
+        assert key.encode() not in disk.read_bytes()
+    finally:
+        tpm.stop()
+
+
+def test_install_encryption_refusals(bins, signing_pki, images, tmp_path):
+    b = bundle(bins, signing_pki, images["v1"], tmp_path / "v1.tar")
+    disk = new_disk(tmp_path / "disk.img", 512)
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text("#cloud-config\ninstall:\n  encrypted_partitions: [BALLAST_OEM]\n")
+    r = ctl(bins, None, "install", "--device", str(disk), "--bundle", str(b), "--keyring", signing_pki["ca"],
+            "--config", str(cfg))
+    assert r.returncode == 1 and "BALLAST_OEM cannot be encrypted" in r.stderr
+    cfg.write_text("#cloud-config\ninstall:\n  encrypted_partitions: [BALLAST_PERSISTENT]\n")
+    r = ctl(bins, None, "install", "--device", str(disk), "--bundle", str(b), "--keyring", signing_pki["ca"],
+            "--config", str(cfg), "--tpm2-device", "swtpm:host=127.0.0.1,port=1")
+    assert r.returncode == 3 and "needs a TPM2" in r.stderr and "cannot connect" in r.stderr
+    # Refused before anything was written.
+    with open(disk, "rb") as f:
+        assert f.read(1 << 20) == b"\0" * (1 << 20)

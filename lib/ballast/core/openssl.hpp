@@ -13,61 +13,70 @@
 
 #include <string>
 
+#include "ballast/core/dynlib.hpp"
 #include "ballast/core/result.hpp"
 
 namespace ballast::ossl {
 
+#define BALLAST_OSSL_FUNCTIONS(X)      \
+    X(EVP_MD_CTX_new)                  \
+    X(EVP_MD_CTX_free)                 \
+    X(EVP_sha256)                      \
+    X(EVP_DigestInit_ex)               \
+    X(EVP_DigestUpdate)                \
+    X(EVP_DigestFinal_ex)              \
+    X(PKCS5_PBKDF2_HMAC)               \
+    X(EVP_PKEY_free)                   \
+    X(BIO_new_mem_buf)                 \
+    X(BIO_new)                         \
+    X(BIO_s_mem)                       \
+    X(BIO_free)                        \
+    X(BIO_ctrl)                        \
+    X(PEM_read_bio_X509)               \
+    X(PEM_read_bio_PrivateKey)         \
+    X(X509_free)                       \
+    X(X509_get_subject_name)           \
+    X(X509_NAME_oneline)               \
+    X(X509_get0_notAfter)              \
+    X(ASN1_TIME_print)                 \
+    X(X509_get_extension_flags)        \
+    X(X509_get_key_usage)              \
+    X(X509_get_extended_key_usage)     \
+    X(X509_STORE_new)                  \
+    X(X509_STORE_free)                 \
+    X(X509_STORE_add_cert)             \
+    X(X509_STORE_CTX_new)              \
+    X(X509_STORE_CTX_free)             \
+    X(X509_STORE_CTX_init)             \
+    X(X509_STORE_CTX_get_error)        \
+    X(X509_STORE_CTX_get_current_cert) \
+    X(X509_verify_cert)                \
+    X(X509_verify_cert_error_string)   \
+    X(OPENSSL_sk_new_null)             \
+    X(OPENSSL_sk_push)                 \
+    X(OPENSSL_sk_num)                  \
+    X(OPENSSL_sk_value)                \
+    X(OPENSSL_sk_free)                 \
+    X(CMS_sign)                        \
+    X(CMS_verify)                      \
+    X(CMS_get0_signers)                \
+    X(CMS_ContentInfo_free)            \
+    X(i2d_CMS_bio)                     \
+    X(d2i_CMS_bio)                     \
+    X(CMS_get1_certs)                  \
+    X(ERR_get_error)                   \
+    X(ERR_error_string_n)              \
+    X(ERR_clear_error)                 \
+    X(EVP_CIPHER_CTX_new)              \
+    X(EVP_CIPHER_CTX_free)             \
+    X(EVP_aes_256_xts)                 \
+    X(EVP_EncryptInit_ex)              \
+    X(EVP_EncryptUpdate)               \
+    X(EVP_DecryptInit_ex)              \
+    X(EVP_DecryptUpdate)
+
 struct Api {
-#define BALLAST_OSSL_FN(name) decltype(&::name) name = nullptr;
-    BALLAST_OSSL_FN(EVP_MD_CTX_new)
-    BALLAST_OSSL_FN(EVP_MD_CTX_free)
-    BALLAST_OSSL_FN(EVP_sha256)
-    BALLAST_OSSL_FN(EVP_DigestInit_ex)
-    BALLAST_OSSL_FN(EVP_DigestUpdate)
-    BALLAST_OSSL_FN(EVP_DigestFinal_ex)
-    BALLAST_OSSL_FN(PKCS5_PBKDF2_HMAC)
-    BALLAST_OSSL_FN(EVP_PKEY_free)
-    BALLAST_OSSL_FN(BIO_new_mem_buf)
-    BALLAST_OSSL_FN(BIO_new)
-    BALLAST_OSSL_FN(BIO_s_mem)
-    BALLAST_OSSL_FN(BIO_free)
-    BALLAST_OSSL_FN(BIO_ctrl)
-    BALLAST_OSSL_FN(PEM_read_bio_X509)
-    BALLAST_OSSL_FN(PEM_read_bio_PrivateKey)
-    BALLAST_OSSL_FN(X509_free)
-    BALLAST_OSSL_FN(X509_get_subject_name)
-    BALLAST_OSSL_FN(X509_NAME_oneline)
-    BALLAST_OSSL_FN(X509_get0_notAfter)
-    BALLAST_OSSL_FN(ASN1_TIME_print)
-    BALLAST_OSSL_FN(X509_get_extension_flags)
-    BALLAST_OSSL_FN(X509_get_key_usage)
-    BALLAST_OSSL_FN(X509_get_extended_key_usage)
-    BALLAST_OSSL_FN(X509_STORE_new)
-    BALLAST_OSSL_FN(X509_STORE_free)
-    BALLAST_OSSL_FN(X509_STORE_add_cert)
-    BALLAST_OSSL_FN(X509_STORE_CTX_new)
-    BALLAST_OSSL_FN(X509_STORE_CTX_free)
-    BALLAST_OSSL_FN(X509_STORE_CTX_init)
-    BALLAST_OSSL_FN(X509_STORE_CTX_get_error)
-    BALLAST_OSSL_FN(X509_STORE_CTX_get_current_cert)
-    BALLAST_OSSL_FN(X509_verify_cert)
-    BALLAST_OSSL_FN(X509_verify_cert_error_string)
-    BALLAST_OSSL_FN(OPENSSL_sk_new_null)
-    BALLAST_OSSL_FN(OPENSSL_sk_push)
-    BALLAST_OSSL_FN(OPENSSL_sk_num)
-    BALLAST_OSSL_FN(OPENSSL_sk_value)
-    BALLAST_OSSL_FN(OPENSSL_sk_free)
-    BALLAST_OSSL_FN(CMS_sign)
-    BALLAST_OSSL_FN(CMS_verify)
-    BALLAST_OSSL_FN(CMS_get0_signers)
-    BALLAST_OSSL_FN(CMS_ContentInfo_free)
-    BALLAST_OSSL_FN(i2d_CMS_bio)
-    BALLAST_OSSL_FN(d2i_CMS_bio)
-    BALLAST_OSSL_FN(CMS_get1_certs)
-    BALLAST_OSSL_FN(ERR_get_error)
-    BALLAST_OSSL_FN(ERR_error_string_n)
-    BALLAST_OSSL_FN(ERR_clear_error)
-#undef BALLAST_OSSL_FN
+    BALLAST_OSSL_FUNCTIONS(BALLAST_DYNLIB_DECLARE)
 };
 
 // The table, loaded once; Errc::unsupported naming the package when libcrypto.so.3 is missing.

@@ -18,6 +18,7 @@ namespace ballast::crypt::cs {
     X(crypt_set_log_callback)          \
     X(crypt_get_uuid)                  \
     X(crypt_get_volume_key_size)       \
+    X(crypt_get_data_offset)           \
     X(crypt_volume_key_get)            \
     X(crypt_activate_by_passphrase)    \
     X(crypt_keyslot_add_by_volume_key) \

@@ -79,6 +79,10 @@ size_t Luks::volume_key_size() const {
     return n > 0 ? size_t(n) : 0;
 }
 
+uint64_t Luks::data_offset() const {
+    return d_->api->crypt_get_data_offset(d_->cd) * 512;
+}
+
 Result<SecretBytes> Luks::volume_key(std::string_view passphrase) {
     SecretBytes vk(volume_key_size() ? volume_key_size() : 64);
     size_t size = vk.size();

@@ -38,6 +38,8 @@ class Luks {
     [[nodiscard]] const std::string& path() const noexcept { return path_; }
     [[nodiscard]] std::string uuid() const;
     [[nodiscard]] size_t volume_key_size() const;
+    // Where the encrypted data starts, in bytes from the header.
+    [[nodiscard]] uint64_t data_offset() const;
 
     // The volume key, from any keyslot `passphrase` opens; Errc::permission_denied if none does.
     [[nodiscard]] Result<SecretBytes> volume_key(std::string_view passphrase);

@@ -37,9 +37,18 @@ Status make_vfat(const std::string& device, uint64_t offset, uint64_t size,
 }
 
 Status make_ext4(const std::string& device, uint64_t offset, uint64_t size,
-                 const std::string& label, const std::string& populate) {
+                 const std::string& label, const std::string& populate, bool lazy) {
     std::vector<std::string> argv = {
-        "mke2fs", "-t", "ext4", "-F", "-q", "-L", label, "-E", "offset=" + std::to_string(offset)};
+        "mke2fs",
+        "-t",
+        "ext4",
+        "-F",
+        "-q",
+        "-L",
+        label,
+        "-E",
+        "offset=" + std::to_string(offset) +
+            (lazy ? ",lazy_itable_init=1,lazy_journal_init=1,nodiscard" : "")};
     if (!populate.empty()) argv.insert(argv.end(), {"-d", populate});
     argv.insert(argv.end(), {device, std::to_string(size / 1024) + "K"});
     return run_tool(std::move(argv), "format " + label);

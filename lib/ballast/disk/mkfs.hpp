@@ -11,9 +11,12 @@ namespace ballast::disk {
 
 [[nodiscard]] Status make_vfat(const std::string& device, uint64_t offset, uint64_t size,
                                const std::string& label);
-// `populate`: a folder whose content becomes the filesystem's (mke2fs -d), or "".
+// `populate`: a folder whose content becomes the filesystem's (mke2fs -d), or "". `lazy`: leave
+// inode tables and journal unwritten (the kernel initialises them on first mount), so unwritten
+// ranges of the result need not read as zeros.
 [[nodiscard]] Status make_ext4(const std::string& device, uint64_t offset, uint64_t size,
-                               const std::string& label, const std::string& populate = "");
+                               const std::string& label, const std::string& populate = "",
+                               bool lazy = false);
 // mtools on the FAT filesystem at `offset`: make a folder (parents too), copy a file in.
 [[nodiscard]] Status fat_mkdir(const std::string& device, uint64_t offset, const std::string& path);
 [[nodiscard]] Status fat_put(const std::string& device, uint64_t offset, const std::string& src,

@@ -14,6 +14,7 @@
 #include "ballast/core/failpoint.hpp"
 #include "ballast/core/fd.hpp"
 #include "ballast/core/process.hpp"
+#include "ballast/crypt/encrypted_fs.hpp"
 #include "ballast/disk/mkfs.hpp"
 #include "ballast/disk/partition.hpp"
 #include "ballast/disk/range.hpp"
@@ -71,9 +72,18 @@ nlohmann::json Report::to_json() const {
                          {"fs", p.fs.empty() ? "raw" : p.fs},
                          {"start", p.start},
                          {"size", p.size}});
-    return {{"device", device},   {"disk_size", disk_size},   {"dry_run", dry_run},
-            {"version", version}, {"compatible", compatible}, {"partitions", parts},
-            {"after", after},     {"after_note", after_note}};
+    nlohmann::json j = {{"device", device},   {"disk_size", disk_size},   {"dry_run", dry_run},
+                        {"version", version}, {"compatible", compatible}, {"partitions", parts},
+                        {"after", after},     {"after_note", after_note}};
+    if (encryption)
+        j["encryption"] = {{"partition", disk::kPersistentLabel},
+                           {"tpm2_device", encryption->tpm2_device},
+                           {"pcrs", encryption->pcrs},
+                           {"luks_uuid", encryption->uuid},
+                           {"tpm2_keyslot", encryption->tpm2_keyslot},
+                           {"recovery_keyslot", encryption->recovery_keyslot},
+                           {"recovery_key", encryption->recovery_key}};
+    return j;
 }
 
 std::string Report::text() const {
@@ -83,10 +93,35 @@ std::string Report::text() const {
     for (const auto& p : layout)
         out += fmt::format("  {} {:<19} {:>5} {:>10} at {}\n", p.number, p.label,
                            p.fs.empty() ? "raw" : p.fs, mib(p.size), mib(p.start));
+    if (encryption)
+        out += fmt::format("  {} is LUKS2{}, sealed to the TPM2 at {} (PCRs {})\n",
+                           disk::kPersistentLabel,
+                           encryption->uuid.empty() ? "" : " " + encryption->uuid,
+                           encryption->tpm2_device, encryption->pcrs);
     if (after != "none") out += fmt::format("then: {}\n", after);
     if (!after_note.empty()) out += fmt::format("note: {}\n", after_note);
     return out;
 }
+
+namespace {
+
+// install.encrypted_partitions: the persistent partition (Kairos spells it COS_PERSISTENT).
+// OEM holds the cloud-config read before anything could be unlocked: it stays plain.
+Result<bool> encrypts_persistent(const std::vector<std::string>& parts) {
+    bool persistent = false;
+    for (const auto& p : parts) {
+        if (p == disk::kPersistentLabel || p == "COS_PERSISTENT")
+            persistent = true;
+        else
+            return fail(Errc::invalid_argument,
+                        "install.encrypted_partitions: {} cannot be encrypted (only "
+                        "BALLAST_PERSISTENT / COS_PERSISTENT: OEM is read before unlock)",
+                        p);
+    }
+    return persistent;
+}
+
+}  // namespace
 
 Result<Report> run(const Options& o) {
     auto say = [&](const std::string& s) {
@@ -117,6 +152,16 @@ Result<Report> run(const Options& o) {
         return fail(Errc::invalid_argument, "no device: give --device or install.device");
     const bool force = o.force || in.force;
     std::string after = o.after.value_or(in.poweroff ? "poweroff" : in.reboot ? "reboot" : "none");
+    std::optional<crypt::Tpm2> tpm;
+    crypt::PcrBank bank{};
+    crypt::PcrMask pcrs = 0;
+    if (BALLAST_TRY(encrypts_persistent(in.encrypted_partitions))) {
+        // The TPM first: a node that cannot seal is refused before anything is written.
+        bank = BALLAST_TRY_CTX(crypt::parse_pcr_bank(o.pcr_bank), "tpm.pcr_bank");
+        pcrs = BALLAST_TRY_CTX(crypt::parse_pcr_list(o.pcrs), "tpm.pcrs");
+        tpm = BALLAST_TRY_CTX(crypt::Tpm2::open(o.tpm2_device),
+                              "install.encrypted_partitions needs a TPM2");
+    }
     auto size_of = [&](const std::optional<uint64_t>& cli, const char* key, uint64_t def) {
         if (cli) return *cli;
         auto it = in.partition_sizes_mib.find(key);
@@ -166,6 +211,7 @@ Result<Report> run(const Options& o) {
     rep.compatible = checked.manifest.compatible;
     rep.dry_run = o.dry_run;
     rep.after = after;
+    if (tpm) rep.encryption = Report::Encryption{tpm->tcti(), crypt::format_pcr_list(pcrs)};
     if (after != "none") {
         struct stat st {};
         if (::stat(device.c_str(), &st) == 0 && !S_ISBLK(st.st_mode)) {
@@ -208,7 +254,20 @@ Result<Report> run(const Options& o) {
         BALLAST_TRY(write_file_atomic(oem_dir + "/" + name, text, {.mode = 0600}));
     }
     BALLAST_TRY(disk::make_ext4(device, oem.start, oem.size, disk::kOemLabel, oem_dir));
-    BALLAST_TRY(disk::make_ext4(device, persistent.start, persistent.size, disk::kPersistentLabel));
+    if (tpm) {
+        say(fmt::format("encrypting {} (LUKS2, TPM2 at {})", disk::kPersistentLabel, tpm->tcti()));
+        auto enc = BALLAST_TRY_CTX(
+            crypt::make_encrypted_ext4(device, persistent.start, persistent.size,
+                                       disk::kPersistentLabel, *tpm, bank, pcrs, tmp.path()),
+            "encrypt {}", disk::kPersistentLabel);
+        rep.encryption->uuid = enc.uuid;
+        rep.encryption->tpm2_keyslot = enc.tpm.keyslot;
+        rep.encryption->recovery_keyslot = enc.recovery.keyslot;
+        rep.encryption->recovery_key = std::move(enc.recovery.key);
+    } else {
+        BALLAST_TRY(
+            disk::make_ext4(device, persistent.start, persistent.size, disk::kPersistentLabel));
+    }
     {
         // Slot B is empty: nothing that looks like a filesystem may be left there.
         auto rb = BALLAST_TRY(

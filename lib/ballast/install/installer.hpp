@@ -25,6 +25,8 @@ struct Options {
     std::optional<std::string> after;
     std::optional<uint64_t> efi_mib, oem_mib, slot_mib, persistent_mib;  // command line wins
     std::string grub_modules = "/usr/lib/grub/x86_64-efi";
+    // For install.encrypted_partitions: the TPM (TCTI; "" = /dev/tpmrm0) and the policy.
+    std::string tpm2_device, pcrs = "7", pcr_bank = "sha256";
     std::function<void(const std::string&)> say;  // progress lines
 };
 
@@ -37,6 +39,14 @@ struct Report {
     // What the node does once installed: "reboot", "poweroff" or "none"; `after_note` says why
     // a requested action is not taken (an image file is never this machine's disk).
     std::string after = "none", after_note;
+    // The persistent partition is LUKS2 (install.encrypted_partitions).
+    struct Encryption {
+        std::string tpm2_device, pcrs;  // as sealed
+        std::string uuid;               // empty in a plan
+        int tpm2_keyslot = -1, recovery_keyslot = -1;
+        std::string recovery_key;  // shown once by agentctl, never written to disk
+    };
+    std::optional<Encryption> encryption;
     [[nodiscard]] nlohmann::json to_json() const;
     [[nodiscard]] std::string text() const;
 };
