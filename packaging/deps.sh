@@ -4,7 +4,8 @@
 #   build  compiler, meson, libraries, man page tool (default)
 #   test   tools the test layers run (dbus-daemon, setpriv, pytest, ...)
 #   deb    what `make deb` needs
-#   bench  the anchors the benchmarks compare against (RAUC, cloud-init, hyperfine)
+#   bench  the anchors the benchmarks compare against (RAUC, cloud-init, hyperfine; systemd's TPM2
+#          token plugin, swtpm and the pcap TCTI for the unlock benchmark)
 #   image  what packaging/image/ needs to build the OS image and boot it in QEMU
 set -euo pipefail
 
@@ -16,7 +17,8 @@ declare -A GROUPS_PKGS=(
           openssl mtools dosfstools genisoimage e2fsprogs clang-16 libclang-rt-16-dev squashfs-tools
           erofs-utils fdisk grub-common grub-efi-amd64-bin swtpm swtpm-tools tpm2-tools cryptsetup-bin"
   [deb]="dpkg-dev debhelper fakeroot"
-  [bench]="rauc rauc-service hyperfine procps cloud-init openssh-client time"
+  [bench]="rauc rauc-service hyperfine procps cloud-init openssh-client time gcc libcryptsetup-dev
+           libtss2-tcti-pcap0 swtpm tpm2-tools cryptsetup-bin systemd"
   [image]="mmdebstrap squashfs-tools qemu-system-x86 ovmf openssl e2fsprogs dosfstools mtools fdisk
            grub-common grub-efi-amd64-bin"
 )

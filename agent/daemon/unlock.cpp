@@ -33,11 +33,11 @@ Status open_with(crypt::Luks& luks, const UnlockRequest& req, std::string_view p
 
 Result<Opened> by_tpm(crypt::Luks& luks, const UnlockRequest& req, const std::string& tcti) {
     crypt::Tpm2 tpm = BALLAST_TRY(crypt::Tpm2::open(tcti));
-    auto unlocked = crypt::unlock_tpm2(luks, tpm, [&] {
-        return crypt::ask_secret(fmt::format("TPM2 PIN for {}", req.device), "PIN");
-    });
+    auto unlocked = crypt::unlock_tpm2(
+        luks, tpm,
+        [&] { return crypt::ask_secret(fmt::format("TPM2 PIN for {}", req.device), "PIN"); },
+        [&](int keyslot, std::string_view pass) { return open_with(luks, req, pass, keyslot); });
     if (!unlocked) return std::unexpected(std::move(unlocked).error());
-    BALLAST_TRY(open_with(luks, req, crypt::as_view(unlocked->passphrase), unlocked->keyslot));
     return Opened{"tpm2", unlocked->keyslot, tpm.commands()};
 }
 

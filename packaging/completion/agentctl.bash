@@ -4,7 +4,7 @@ _agentctl() {
     _init_completion || return
 
     local global_opts="--bus-address --json --root --help --version"
-    local commands="status version log-level reload config stage bundle install upgrade health rollback mark-good mark-bad k3s"
+    local commands="status version log-level reload config stage bundle install upgrade health rollback mark-good mark-bad k3s encrypt"
 
     case $prev in
         --bus-address) return ;;
@@ -37,6 +37,10 @@ _agentctl() {
         validate) _filedir '@(yaml|yml)'; return ;;
         mark-good|mark-bad) COMPREPLY=($(compgen -W "A B" -- "$cur")); return ;;
         k3s) COMPREPLY=($(compgen -W "status" -- "$cur")); return ;;
+        encrypt) COMPREPLY=($(compgen -W "status enroll reseal recovery-key wipe-slot" -- "$cur")); return ;;
+        --unlock-key-file) _filedir; return ;;
+        --pcr-bank) COMPREPLY=($(compgen -W "sha1 sha256 sha384 sha512" -- "$cur")); return ;;
+        --pcrs|--tpm2-device) return ;;
     esac
     if [[ -z $cmd ]]; then
         COMPREPLY=($(compgen -W "$commands $global_opts" -- "$cur"))
@@ -47,7 +51,9 @@ _agentctl() {
         COMPREPLY=($(compgen -W "--image --version --compatible --os-name --key --cert --chain -o --keyring $global_opts" -- "$cur"))
         [[ $cur != -* ]] && _filedir
     elif [[ $cmd == install ]]; then
-        COMPREPLY=($(compgen -W "--device --bundle --keyring --config --force --dry-run --reboot --poweroff --no-reboot --efi-size --oem-size --slot-size --persistent-size $global_opts" -- "$cur"))
+        COMPREPLY=($(compgen -W "--device --bundle --keyring --config --force --dry-run --reboot --poweroff --no-reboot --efi-size --oem-size --slot-size --persistent-size --tpm2-device $global_opts" -- "$cur"))
+    elif [[ $cmd == encrypt ]]; then
+        COMPREPLY=($(compgen -W "--device --tpm2-device --pcrs --pcr-bank --pin --unlock-key-file --replace $global_opts" -- "$cur"))
     elif [[ $cmd == upgrade ]]; then
         COMPREPLY=($(compgen -W "--force --no-reboot $global_opts" -- "$cur"))
         [[ $cur != -* ]] && _filedir '@(tar)'

@@ -78,6 +78,11 @@ class Swtpm:
         assert r.returncode == 0, r.stderr
         return [line for line in r.stdout.splitlines() if line.strip()]
 
+    def loaded_sessions(self):
+        r = self.tools("tpm2_getcap", "handles-loaded-session", text=True)
+        assert r.returncode == 0, r.stderr
+        return [line for line in r.stdout.splitlines() if line.strip()]
+
     def lockout_counter(self):
         r = self.tools("tpm2_getcap", "properties-variable", text=True)
         m = re.search(r"TPM2_PT_LOCKOUT_COUNTER:\s*(0x[0-9a-fA-F]+|\d+)", r.stdout)
@@ -368,7 +373,8 @@ def test_many_unseals_leak_no_handles(bins, tpm, volume):
     for _ in range(12):
         r, out = agent_unlock(bins, img, tpm.tcti)
         assert r.returncode == 0, r.stderr
-    assert tpm.transient_handles() == []
+    # (systemd 252's plugin leaves an HMAC session behind per unseal: 3 and swtpm is full.)
+    assert tpm.transient_handles() == [] and tpm.loaded_sessions() == []
     # The count a boot pays for: startup, primary, load, 2 sessions, policy, unseal, flushes.
     assert out["tpm_commands"] < 16
 

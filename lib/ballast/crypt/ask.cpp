@@ -13,6 +13,15 @@ namespace ballast::crypt {
 
 namespace {
 
+// Best effort: a prompt that cannot be shown still reads the answer.
+void put(int fd, std::string_view s) {
+    while (!s.empty()) {
+        ssize_t n = ::write(fd, s.data(), s.size());
+        if (n <= 0) return;
+        s.remove_prefix(size_t(n));
+    }
+}
+
 std::optional<std::string> from_tty(std::string_view prompt) {
     int raw = ::open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
     if (raw < 0) return std::nullopt;
@@ -21,15 +30,14 @@ std::optional<std::string> from_tty(std::string_view prompt) {
     if (::tcgetattr(tty.get(), &old) != 0) return std::nullopt;
     termios quiet = old;
     quiet.c_lflag &= ~tcflag_t(ECHO);
-    (void)::write(tty.get(), prompt.data(), prompt.size());
-    (void)::write(tty.get(), ": ", 2);
+    put(tty.get(), std::string(prompt) + ": ");
     ::tcsetattr(tty.get(), TCSAFLUSH, &quiet);
     std::string line;
     char c = 0;
     while (::read(tty.get(), &c, 1) == 1 && c != '\n')
         line.push_back(c);
     ::tcsetattr(tty.get(), TCSAFLUSH, &old);
-    (void)::write(tty.get(), "\n", 1);
+    put(tty.get(), "\n");
     if (line.empty()) return std::nullopt;
     return line;
 }

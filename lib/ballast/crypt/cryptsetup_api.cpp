@@ -28,7 +28,11 @@ Result<const Api*> api() {
     std::call_once(once, [] {
         loaded = dynlib::load_symbols("libcryptsetup.so.12", "libcryptsetup12",
                                       {BALLAST_CRYPTSETUP(BALLAST_DYNLIB_SYMBOL)});
-        if (loaded) a.crypt_set_log_callback(nullptr, log_cb, nullptr);
+        if (!loaded) return;
+        a.crypt_set_log_callback(nullptr, log_cb, nullptr);
+        // Ballast reads its tokens itself: loading systemd's plugins (and libsystemd-shared)
+        // for every token listing cost 3.7 ms per unlock (docs/performance.md).
+        a.crypt_token_external_disable();
     });
     if (!loaded) return std::unexpected(loaded.error());
     return &a;

@@ -29,7 +29,8 @@ namespace ballast::crypt::cs {
     X(crypt_token_json_set)            \
     X(crypt_token_json_get)            \
     X(crypt_token_status)              \
-    X(crypt_token_max)
+    X(crypt_token_max)                 \
+    X(crypt_token_external_disable)
 
 struct Api {
     BALLAST_CRYPTSETUP(BALLAST_DYNLIB_DECLARE)

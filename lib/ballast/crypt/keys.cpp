@@ -140,7 +140,8 @@ Result<RecoveryKey> enroll_recovery_key(Luks& luks, const SecretBytes& volume_ke
 }
 
 Result<Unlocked> unlock_tpm2(Luks& luks, Tpm2& tpm,
-                             const std::function<std::optional<std::string>()>& ask_pin) {
+                             const std::function<std::optional<std::string>()>& ask_pin,
+                             const OpenKeyslot& open) {
     std::vector<std::string> reasons;
     // PIN-less tokens first: nobody is asked for a PIN when the TPM alone can open the volume.
     std::vector<TokenInfo> tokens = luks.tokens();
@@ -184,12 +185,17 @@ Result<Unlocked> unlock_tpm2(Luks& luks, Tpm2& tpm,
             continue;
         }
         SecretBytes pass = passphrase_of(*secret);
-        auto slot = luks.check_passphrase(as_view(pass), token->keyslot);
-        if (!slot) {
-            reasons.push_back(fmt::format("token {}: {}", info.id, slot.error().what()));
+        Status opened;
+        if (open) {
+            opened = open(token->keyslot, as_view(pass));
+        } else if (auto slot = luks.check_passphrase(as_view(pass), token->keyslot); !slot) {
+            opened = std::unexpected(std::move(slot).error());
+        }
+        if (!opened) {
+            reasons.push_back(fmt::format("token {}: {}", info.id, opened.error().what()));
             continue;
         }
-        return Unlocked{*slot, info.id, std::move(pass)};
+        return Unlocked{token->keyslot, info.id, std::move(pass)};
     }
     if (reasons.empty()) return fail(Errc::not_found, "{}: no TPM2 token", luks.path());
     std::string joined;

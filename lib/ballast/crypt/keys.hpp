@@ -64,9 +64,13 @@ struct Unlocked {
 };
 // Tries every systemd-tpm2 token. A PIN is asked for (`ask_pin`, may return nullopt to skip)
 // only for tokens that want one, so a PIN never counts against the TPM's lockout for a token
-// that has none. The error lists each token's reason.
+// that has none. `open` uses the unsealed passphrase on the token's keyslot (activate, or
+// check: the default); its failure moves on to the next token, so the keyslot's PBKDF runs once
+// per token. The error lists each token's reason.
+using OpenKeyslot = std::function<Status(int keyslot, std::string_view passphrase)>;
 [[nodiscard]] Result<Unlocked> unlock_tpm2(
-    Luks& luks, Tpm2& tpm, const std::function<std::optional<std::string>()>& ask_pin);
+    Luks& luks, Tpm2& tpm, const std::function<std::optional<std::string>()>& ask_pin,
+    const OpenKeyslot& open = {});
 
 // The volume key from a recovery key (any spelling normalize_recovery_key takes) or passphrase.
 [[nodiscard]] Result<SecretBytes> volume_key_from_passphrase(Luks& luks, std::string_view key);
