@@ -106,18 +106,22 @@ def tpm(tmp_path):
 PASSPHRASE = "correct horse battery staple"
 
 
-@pytest.fixture
-def volume(tmp_path):
+def make_volume(directory: Path):
     """A LUKS2 header on an image file with one passphrase keyslot (0), made by cryptsetup."""
     need_tool("cryptsetup", "cryptsetup-bin")
-    img = tmp_path / "persistent.img"
+    img = directory / "persistent.img"
     with open(img, "wb") as f:
         f.truncate(32 << 20)
-    key = tmp_path / "passphrase"
+    key = directory / "passphrase"
     key.write_text(PASSPHRASE)
     run_ok(["cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2",
             "--pbkdf-force-iterations", "1000", "--key-file", str(key), str(img)])
     return img, key
+
+
+@pytest.fixture
+def volume(tmp_path):
+    return make_volume(tmp_path)
 
 
 def agentctl(bins, *args, env=None):

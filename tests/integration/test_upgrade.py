@@ -589,15 +589,9 @@ def test_the_only_fallback_is_never_given_up(node, bundles):
 def test_tpm2_keys_follow_the_upgrade(bins, signing_pki, bundles, tmp_path, start_agent):
     """The TPM2 token for the encrypted partition is checked before activation, and the token a
     dbx-style PCR 7 change left behind is removed after the commit."""
-    from test_crypt import PASSPHRASE, Swtpm, tpm2_token
+    from test_crypt import Swtpm, make_volume, tpm2_token
     tpm = Swtpm(tmp_path / "swtpm")
-    luks = tmp_path / "persistent.img"
-    with open(luks, "wb") as f:
-        f.truncate(32 << 20)
-    key = tmp_path / "passphrase"
-    key.write_text(PASSPHRASE)
-    subprocess.run(["cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2",
-                    "--pbkdf-force-iterations", "1000", "--key-file", str(key), str(luks)], check=True)
+    luks, key = make_volume(tmp_path)
     enroll = ["encrypt", "enroll", "--device", str(luks), "--tpm2-device", tpm.tcti,
               "--unlock-key-file", str(key)]
     n = Node(bins, signing_pki, bundles, tmp_path, start_agent,
@@ -635,15 +629,9 @@ def test_tpm2_keys_follow_the_upgrade(bins, signing_pki, bundles, tmp_path, star
 
 def test_tpm2_policy_the_new_slot_changes_stops_the_upgrade(bins, signing_pki, bundles, tmp_path,
                                                               start_agent):
-    from test_crypt import PASSPHRASE, Swtpm
+    from test_crypt import Swtpm, make_volume
     tpm = Swtpm(tmp_path / "swtpm")
-    luks = tmp_path / "persistent.img"
-    with open(luks, "wb") as f:
-        f.truncate(32 << 20)
-    key = tmp_path / "passphrase"
-    key.write_text(PASSPHRASE)
-    subprocess.run(["cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2",
-                    "--pbkdf-force-iterations", "1000", "--key-file", str(key), str(luks)], check=True)
+    luks, key = make_volume(tmp_path)
     n = Node(bins, signing_pki, bundles, tmp_path, start_agent,
              extra_settings=f"tpm:\n  device: '{tpm.tcti}'\n  encrypted_device: {luks}\n  pcrs: '4,7'\n")
     try:

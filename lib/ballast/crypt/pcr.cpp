@@ -4,20 +4,13 @@
 #include <cctype>
 #include <charconv>
 
+#include "ballast/core/text.hpp"
+
 namespace ballast::crypt {
 namespace {
 
 constexpr std::array<PcrBank, 4> kBanks{PcrBank::sha1, PcrBank::sha256, PcrBank::sha384,
                                         PcrBank::sha512};
-
-std::string_view trim(std::string_view s) {
-    auto space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
-    while (!s.empty() && space(s.front()))
-        s.remove_prefix(1);
-    while (!s.empty() && space(s.back()))
-        s.remove_suffix(1);
-    return s;
-}
 
 Result<int> parse_pcr_index(std::string_view item) {
     auto text = trim(item);

@@ -3,6 +3,7 @@
 #include <cctype>
 
 #include "ballast/core/secret.hpp"
+#include "ballast/core/text.hpp"
 
 namespace ballast::crypt {
 namespace {
@@ -13,15 +14,6 @@ constexpr size_t kDigits = 2 * kRecoveryKeyBytes;
 
 bool dash_position(size_t i) {
     return i % (kGroup + 1) == kGroup;
-}
-
-std::string_view trim(std::string_view s) {
-    auto space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
-    while (!s.empty() && space(s.front()))
-        s.remove_prefix(1);
-    while (!s.empty() && space(s.back()))
-        s.remove_suffix(1);
-    return s;
 }
 
 // Index in kModhex, or npos.
