@@ -228,6 +228,18 @@ def test_systemd_plugin_and_tpm2_tools_open_our_token(bins, tpm, volume, tmp_pat
     (tid, token), = tpm2_token(img).items()
     assert systemd_plugin_open(img, tid, tpm.tcti) == 1
     assert tpm.transient_handles() == []
+    # Ballast writes tokens with libcryptsetup's external handlers off; re-imported by cryptsetup
+    # with systemd's plugin on, the plugin's validation accepts the same JSON.
+    exported = tmp_path / "token.json"
+    exported.write_text(json.dumps(token))
+    run_ok(["cryptsetup", "token", "remove", "--token-id", str(tid), str(img)])
+    run_ok(["cryptsetup", "token", "import", "--json-file", str(exported), "--token-id", str(tid), str(img)])
+    bad = dict(token, **{"tpm2-pcr-bank": "md5"})
+    exported.write_text(json.dumps(bad))
+    r = subprocess.run(["cryptsetup", "token", "import", "--json-file", str(exported), str(img)],
+                       capture_output=True, text=True)
+    assert r.returncode != 0  # the validation is really on
+    assert systemd_plugin_open(img, tid, tpm.tcti) == 1
 
     # tpm2-tools: split the blob, recreate the ECC primary, load, unseal with the PCR policy.
     blob = base64.b64decode(token["tpm2-blob"])
