@@ -184,12 +184,18 @@ int cmd_encrypt(const GlobalOptions& g, const std::string& verb, const EncryptOp
     auto k = crypt::enroll_recovery_key(*luks, *vk);
     if (!k) return report_error(k.error().context("recovery-key"));
     Status sent = hand_out_recovery_key(g, c->settings, k->keyslot, k->key, true);
+    // The old keys go only once the new one is surely somewhere: escrowed and on stdout.
+    if (sent && (std::ferror(stdout) || std::fflush(stdout) != 0))
+        sent = fail(Errc::io, "the new recovery key could not be written to stdout");
+    if (!sent) {
+        if (o.replace) sent.error().context("recovery-key --replace: the old keys are kept");
+        return report_error(sent.error());
+    }
     if (o.replace)
         for (const crypt::Slot& s : crypt::classify(luks->keyslots(), luks->tokens()))
             if (s.kind == crypt::SlotKind::recovery && s.keyslot != k->keyslot)
                 if (auto st = crypt::wipe_slot(*luks, s.keyslot); !st)
                     return report_error(st.error().context("recovery-key --replace"));
-    if (!sent) return report_error(sent.error());
     return kExitOk;
 }
 

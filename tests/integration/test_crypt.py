@@ -419,3 +419,57 @@ def test_bad_inputs(bins, tpm, volume, tmp_path):
     assert tpm2_token(img) == {}
     assert len(json.loads(run_ok(["cryptsetup", "luksDump", "--dump-json-metadata",
                                   str(img)]).stdout)["keyslots"]) == 1
+
+
+def test_reseal_after_a_tpm_clear(bins, tpm, volume):
+    """The policy hash does not name the TPM: after a clear the old token has the same hash but is
+    dead. Enrolling again must not say "already enrolled"; the dead keyslot goes."""
+    img, key = volume
+    assert enroll(bins, img, tpm, key=key).returncode == 0
+    (old_id, old), = tpm2_token(img).items()
+    r = tpm.tools("tpm2_clear", text=True)
+    assert r.returncode == 0, r.stderr
+    r, out = agent_unlock(bins, img, tpm.tcti)
+    assert r.returncode != 0
+    r = agentctl(bins, "--json", "encrypt", "reseal", "--device", str(img), "--tpm2-device", tpm.tcti,
+                 "--unlock-key-file", str(key))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["already"] is False
+    (new_id, new), = tpm2_token(img).items()
+    assert new["tpm2-policy-hash"] == old["tpm2-policy-hash"] and new["tpm2-blob"] != old["tpm2-blob"]
+    r, out = agent_unlock(bins, img, tpm.tcti)
+    assert r.returncode == 0 and out["method"] == "tpm2", r.stderr
+
+
+def test_recovery_key_escrow(bins, tpm, volume, tmp_path):
+    img, key = volume
+    root = tmp_path / "root"
+    (root / "etc/ballast").mkdir(parents=True)
+    settings = root / "etc/ballast/agent.yaml"
+    escrow = tmp_path / "escrow"
+    settings.write_text(f"tpm:\n  recovery_key_command: cat > {escrow}\n")
+    rk = lambda *extra: agentctl(bins, "--root", str(root), "--json", "encrypt", "recovery-key",
+                                 "--device", str(img), "--unlock-key-file", str(key), *extra)
+    r = rk()
+    assert r.returncode == 0, r.stderr
+    first = json.loads(r.stdout)["recovery_key"]
+    assert escrow.read_text() == first + "\n"
+    # The escrow command fails: the new key is still shown, and --replace keeps the old one.
+    settings.write_text("tpm:\n  recovery_key_command: exit 3\n")
+    r = rk("--replace")
+    assert r.returncode == 1 and "old keys are kept" in r.stderr and "exit 3" in r.stderr
+    second = json.loads(r.stdout)["recovery_key"]
+    kinds = [k["kind"] for k in status(bins, img, tpm)["keyslots"]]
+    assert kinds.count("recovery") == 2
+    # It works again: --replace leaves only the newest.
+    settings.write_text(f"tpm:\n  recovery_key_command: cat > {escrow}\n")
+    r = rk("--replace")
+    assert r.returncode == 0, r.stderr
+    third = json.loads(r.stdout)["recovery_key"]
+    assert escrow.read_text() == third + "\n"
+    kinds = [k["kind"] for k in status(bins, img, tpm)["keyslots"]]
+    assert kinds.count("recovery") == 1
+    for old in (first, second):
+        (tmp_path / "k").write_text(old)
+        assert subprocess.run(["cryptsetup", "open", "--test-passphrase", str(img), "--key-file",
+                               str(tmp_path / "k")], capture_output=True).returncode != 0

@@ -642,3 +642,30 @@ def test_tpm2_policy_the_new_slot_changes_stops_the_upgrade(bins, signing_pki, b
     finally:
         n.stop(signal.SIGKILL)
         tpm.stop()
+
+
+def test_tpm2_pin_tokens_and_plain_volumes_let_the_upgrade_through(bins, signing_pki, bundles, tmp_path,
+                                                                    start_agent):
+    from test_crypt import Swtpm, make_volume
+    tpm = Swtpm(tmp_path / "swtpm")
+    luks, key = make_volume(tmp_path)
+    n = Node(bins, signing_pki, bundles, tmp_path, start_agent,
+             extra_settings=f"tpm:\n  device: '{tpm.tcti}'\n  encrypted_device: {luks}\n")
+    try:
+        n.start("A")
+        # A volume with only its passphrase: no TPM key to keep.
+        r, lines = upgrade(n, bundles["2.0"]["tar"])
+        assert r.returncode == 0, r.stderr + n.agent.output()
+        assert "has no TPM2 token: nothing to do" in n.agent.output()
+        assert n.boot() == "B"
+        assert n.ctl("health", "--no-reboot").returncode == 0
+        # Only a PIN token: its policy is checked offline (testing it would need the PIN).
+        r = ctl(bins, None, "encrypt", "enroll", "--pin", "--device", str(luks), "--tpm2-device", tpm.tcti,
+                "--unlock-key-file", str(key), env={"NEWPIN": "1357"})
+        assert r.returncode == 0, r.stderr
+        r, lines = upgrade(n, bundles["3.0"]["tar"])
+        assert r.returncode == 0, r.stderr + n.agent.output()
+        assert "will open" in n.agent.output()
+    finally:
+        n.stop(signal.SIGKILL)
+        tpm.stop()

@@ -31,7 +31,8 @@ std::optional<std::string> from_tty(std::string_view prompt) {
     termios quiet = old;
     quiet.c_lflag &= ~tcflag_t(ECHO);
     put(tty.get(), std::string(prompt) + ": ");
-    ::tcsetattr(tty.get(), TCSAFLUSH, &quiet);
+    // Never read a secret with echo on.
+    if (::tcsetattr(tty.get(), TCSAFLUSH, &quiet) != 0) return std::nullopt;
     std::string line;
     char c = 0;
     while (::read(tty.get(), &c, 1) == 1 && c != '\n')

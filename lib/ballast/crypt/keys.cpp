@@ -32,7 +32,7 @@ std::vector<Slot> classify(const std::vector<KeyslotInfo>& keyslots,
             auto slot = token_keyslot(t.json);
             if (!slot || *slot != k.slot) continue;
             s.token = t.id;
-            s.kind = t.type == "systemd-tpm2"       ? SlotKind::tpm2
+            s.kind = t.type == kTpm2TokenType       ? SlotKind::tpm2
                      : t.type == "systemd-recovery" ? SlotKind::recovery
                                                     : SlotKind::other_token;
             break;
@@ -85,7 +85,7 @@ struct ParsedToken {
 std::vector<ParsedToken> tpm2_tokens(const Luks& luks) {
     std::vector<ParsedToken> out;
     for (const TokenInfo& t : luks.tokens()) {
-        if (t.type != "systemd-tpm2") continue;
+        if (t.type != kTpm2TokenType) continue;
         if (auto parsed = parse_tpm2_token(t.json)) out.push_back({t.id, std::move(*parsed)});
     }
     return out;
@@ -99,11 +99,20 @@ Result<Enrolled> enroll_tpm2(Luks& luks, const SecretBytes& volume_key, Tpm2& tp
     if (pin) pin_auth = pin_auth_value(*pin, std::nullopt);
     SecretBytes secret = BALLAST_TRY(random_secret(32));
     Sealed sealed = BALLAST_TRY(tpm.seal(secret.span(), bank, pcrs, pin_auth));
-    // Same policy already enrolled (systemd's search_policy_hash): enrolling is idempotent.
-    for (const ParsedToken& t : tpm2_tokens(luks))
-        if (t.token.policy_hash == sealed.policy && t.token.pin == pin.has_value() &&
-            t.token.bank == bank && t.token.pcrs == pcrs)
-            return Enrolled{t.token.keyslot, t.id, true};
+    // Same policy already enrolled (systemd's search_policy_hash) and still unsealing with this
+    // TPM: enrolling is idempotent. The hash does not name the TPM, so a token from a cleared or
+    // replaced TPM matches too; it is dead, and goes once the new one is in. A PIN enrollment is
+    // never "the same": the policy does not depend on the PIN, and a new PIN must take effect.
+    std::vector<int> dead;
+    for (const ParsedToken& t : tpm2_tokens(luks)) {
+        if (pin || t.token.pin || t.token.policy_hash != sealed.policy || t.token.bank != bank ||
+            t.token.pcrs != pcrs)
+            continue;
+        auto st = test_unseal(tpm, t.token);
+        if (st) return Enrolled{t.token.keyslot, t.id, true};
+        if (st.error().code() == Errc::busy) return std::unexpected(std::move(st).error());
+        dead.push_back(t.token.keyslot);
+    }
 
     Tpm2Token token;
     token.blob = sealed.blob;
@@ -122,10 +131,20 @@ Result<Enrolled> enroll_tpm2(Luks& luks, const SecretBytes& volume_key, Tpm2& tp
     auto id = luks.add_token(tpm2_token_json(token));
     if (!id) {
         // systemd 252 leaves the keyslot behind here; an orphan slot nobody can open is noise.
-        (void)luks.destroy_keyslot(token.keyslot);
+        if (auto st = luks.destroy_keyslot(token.keyslot); !st)
+            return std::unexpected(std::move(id).error().context(fmt::format(
+                "(keyslot {} is left without a token: {})", token.keyslot, st.error().what())));
         return std::unexpected(std::move(id).error());
     }
+    for (int slot : dead)
+        BALLAST_TRY_CTX(wipe_slot(luks, slot), "remove a dead TPM2 keyslot");
     return Enrolled{token.keyslot, *id, false};
+}
+
+Status test_unseal(Tpm2& tpm, const Tpm2Token& token) {
+    if (token.pin) return fail(Errc::invalid_argument, "a PIN token cannot be tested without it");
+    BALLAST_TRY(tpm.unseal(sealed_object(token), std::nullopt));
+    return {};
 }
 
 Result<RecoveryKey> enroll_recovery_key(Luks& luks, const SecretBytes& volume_key) {
@@ -151,7 +170,7 @@ Result<Unlocked> unlock_tpm2(Luks& luks, Tpm2& tpm,
     });
     bool pin_refused = false;
     for (const TokenInfo& info : tokens) {
-        if (info.type != "systemd-tpm2") continue;
+        if (info.type != kTpm2TokenType) continue;
         auto token = parse_tpm2_token(info.json);
         if (!token) {
             reasons.push_back(fmt::format("token {}: {}", info.id, token.error().what()));
@@ -226,9 +245,9 @@ Result<std::vector<int>> stale_tpm2_keyslots(Luks& luks, int keep_token) {
     if (keep == tokens.end()) return fail(Errc::not_found, "TPM2 token {} is gone", keep_token);
     std::vector<int> out;
     for (const ParsedToken& t : tokens)
-        if (t.id != keep_token && t.token.policy_hash != keep->token.policy_hash &&
-            t.token.pcrs == keep->token.pcrs && t.token.bank == keep->token.bank &&
-            t.token.pin == keep->token.pin)
+        if (t.id != keep_token && t.token.keyslot != keep->token.keyslot &&
+            t.token.policy_hash != keep->token.policy_hash && t.token.pcrs == keep->token.pcrs &&
+            t.token.bank == keep->token.bank && t.token.pin == keep->token.pin)
             out.push_back(t.token.keyslot);
     return out;
 }
@@ -249,7 +268,7 @@ nlohmann::json describe(Luks& luks, Tpm2* tpm) {
     for (const TokenInfo& t : tokens) {
         nlohmann::json e{{"id", t.id}, {"type", t.type}};
         if (auto slot = token_keyslot(t.json)) e["keyslot"] = *slot;
-        if (t.type == "systemd-tpm2") {
+        if (t.type == kTpm2TokenType) {
             auto parsed = parse_tpm2_token(t.json);
             if (!parsed) {
                 e["error"] = parsed.error().what();

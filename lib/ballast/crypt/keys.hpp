@@ -15,6 +15,7 @@
 #include "ballast/core/secret.hpp"
 #include "ballast/crypt/luks.hpp"
 #include "ballast/crypt/pcr.hpp"
+#include "ballast/crypt/token.hpp"
 #include "ballast/crypt/tpm2.hpp"
 
 namespace ballast::crypt {
@@ -46,10 +47,14 @@ struct Enrolled {
 };
 // Seals a fresh secret to the current PCRs (systemd 252's token format and passphrase), checks
 // that it unseals, then adds keyslot and token; a token that cannot be written takes its
-// keyslot with it.
+// keyslot with it. A PIN-less token with the same policy that still unseals makes this a no-op
+// (`already`); one that no longer does (cleared or replaced TPM) is removed after the new one.
 [[nodiscard]] Result<Enrolled> enroll_tpm2(Luks& luks, const SecretBytes& volume_key, Tpm2& tpm,
                                            PcrBank bank, PcrMask pcrs,
                                            std::optional<std::string_view> pin);
+
+// Unseals a PIN-less token (nothing counts against the TPM's lockout): does it still open here?
+[[nodiscard]] Status test_unseal(Tpm2& tpm, const Tpm2Token& token);
 
 struct RecoveryKey {
     int keyslot = -1;

@@ -340,8 +340,11 @@ Result<SecretBytes> Tpm2::unseal(const SealedObject& obj,
     if (pin_auth) {
         TPM2B_AUTH auth{};
         set_auth(auth, *pin_auth);
-        (void)s.api->Esys_TR_SetAuth(s.esys, loaded, &auth);
+        TSS2_RC rc = s.api->Esys_TR_SetAuth(s.esys, loaded, &auth);
         ::explicit_bzero(&auth, sizeof auth);
+        // An empty auth sent instead would cost a try against the lockout counter.
+        if (rc != TSS2_RC_SUCCESS)
+            return fail(Errc::failed, "unseal: set the PIN: {}", s.api->Tss2_RC_Decode(rc));
     }
     Handle enc = BALLAST_TRY_CTX(hmac_session(s, primary, loaded), "unseal");
     PolicySession policy = BALLAST_TRY_CTX(
