@@ -1,7 +1,15 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstddef>
+#include <functional>
 
 #include "ballast/core/root.hpp"
 #include "helpers.hpp"
@@ -53,4 +61,49 @@ TEST_CASE("open_beneath keeps symlinks inside the root", "[core][root]") {
     CHECK(::write(created->get(), "x", 1) == 1);
     CHECK(test::read_text(t / "etc/new") == "x");
     CHECK(test::read_text(outside / "secret") == "host data");
+}
+
+namespace {
+
+// Runs `body` in a child where openat2 fails with ENOSYS, as under systemd's RestrictSUIDSGID=.
+// Returns the child's exit status.
+int without_openat2(const std::function<int()>& body) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        sock_filter filter[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat2, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        sock_fprog prog{static_cast<unsigned short>(std::size(filter)), filter};
+        if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+            ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+            ::_exit(99);
+        ::_exit(body());
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 100;
+}
+
+}  // namespace
+
+TEST_CASE("open_beneath works where openat2 is filtered out", "[core][root]") {
+    test::TempDir t;
+    test::write_text(t / "file", "x");
+    // The host root falls back to a plain open.
+    CHECK(without_openat2([&] {
+              auto fd = RootPrefix().open_beneath((t / "file").string(), O_RDONLY);
+              return fd ? 0 : 1;
+          }) == 0);
+    // An image root refuses rather than resolve symlinks outside it.
+    CHECK(without_openat2([&] {
+              auto fd = RootPrefix(t.path()).open_beneath("/file", O_RDONLY);
+              if (fd) return 1;
+              return fd.error().code() == Errc::unsupported &&
+                             fd.error().what().find("openat2") != std::string::npos
+                         ? 0
+                         : 2;
+          }) == 0);
 }

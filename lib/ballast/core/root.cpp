@@ -73,6 +73,16 @@ Result<UniqueFd> RootPrefix::open_beneath(std::string_view node_path, int flags,
     do {
         fd = static_cast<int>(::syscall(SYS_openat2, root.get(), rel.c_str(), &how, sizeof how));
     } while (fd < 0 && errno == EAGAIN);
+    // systemd's seccomp filters (RestrictSUIDSGID=, SystemCallFilter=) answer openat2 with ENOSYS:
+    // it cannot inspect the mode inside struct open_how. On the host root there is nothing to
+    // stay beneath, so a plain open resolves the same; an image root has no safe fallback.
+    if (fd < 0 && errno == ENOSYS && is_host_root())
+        fd = ::open(norm.c_str(), flags | O_CLOEXEC, how.mode);
+    if (fd < 0 && errno == ENOSYS)
+        return fail(Errc::unsupported,
+                    "{}: openat2() is not allowed here (a seccomp filter?); it is needed to stay "
+                    "inside {}",
+                    node_path, base_.string());
     if (fd < 0) return fail_errno(errno, node_path);
     return UniqueFd(fd);
 }

@@ -307,7 +307,7 @@ Result<Report> run(const Options& o) {
                   o.grub_modules, "-o",      efi,          "normal", "part_gpt",   "fat",
                   "ext2",         "squash4", "gzio",       "xzio",   "zstd",       "loadenv",
                   "regexp",       "test",    "linux",      "echo",   "configfile", "serial",
-                  "terminal",     "tpm"};
+                  "terminal",     "tpm",     "true"};
         p.timeout = std::chrono::minutes(2);
         auto r = run_process(p);
         if (!r)
