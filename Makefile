@@ -8,7 +8,7 @@ LAYERS ?= unit integration e2e
 # pytest marker expression narrowing the pytest layers (e.g. "not packaging").
 PYTEST_MARKS ?=
 
-.PHONY: all build deps deps-test test test-unit test-integration test-e2e demo deb bench fuzz format clean
+.PHONY: all build deps deps-test test test-unit test-integration test-e2e demo deb image vm bench fuzz format clean
 
 all: build
 
@@ -39,6 +39,18 @@ demo: deps-test $(BUILD)/build.ninja
 deb:
 	@packaging/deps.sh build deb
 	packaging/build-deb.sh $(BUILD)
+
+# The bootable OS image (packaging/image/build.sh): $(IMAGE_OUT)/disk.img, from Debian 12
+# packages (base tree cached in /var/cache/ballast/image) and the .deb (made by `make deb`
+# when there is none). `make vm` boots it in QEMU with the console here (Ctrl-a x quits).
+IMAGE_OUT ?= $(BUILD)/image
+
+image:
+	packaging/image/build.sh --out $(IMAGE_OUT)
+
+vm:
+	[ -f $(IMAGE_OUT)/disk.img ] || packaging/image/build.sh --out $(IMAGE_OUT)
+	packaging/image/boot-smoke.sh --interactive $(IMAGE_OUT)/disk.img
 
 # libFuzzer over the config loader, built with clang-16 in build-fuzz.
 fuzz: deps-test

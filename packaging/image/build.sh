@@ -1,0 +1,211 @@
+#!/bin/bash
+# Builds the Ballast OS image from Debian 12 packages, as root:
+#   1. base tree: mmdebstrap (minbase, no recommends) of packages.list against this machine's apt
+#      sources, cached outside the checkout in /var/cache/ballast/image/<key>.tar, where key is
+#      the sha256 of the package list, the suite and the mmdebstrap options (a rerun skips it);
+#   2. slot root: the base tree + the Ballast .deb + image files (rootfs/), a dracut initramfs,
+#      /boot/vmlinuz and /boot/initrd.img (the names overlay/grub/grub.cfg loads);
+#   3. OUT/rootfs.sqfs (squashfs, xz: GRUB 2.06 reads it), test signing keys in OUT/pki (made by
+#      the build, never committed), the signed bundle OUT/ballast-VERSION.tar, and OUT/disk.img
+#      (sparse) made by `agentctl install`.
+# Usage: packaging/image/build.sh [--out DIR] [--version V] [--compatible C] [--deb FILE]
+#   --out         output folder (default build/image)
+#   --version     image version (os-release VERSION, bundle version; default the package's)
+#   --compatible  compatible string (/usr/lib/ballast/compatible, bundle; default ballast-amd64)
+#   --deb         the Ballast .deb (default the newest build/deb/ballast_*.deb, made by `make deb`)
+# BALLAST_IMAGE_CACHE overrides the cache folder.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+out=$top/build/image
+version=""
+compatible=ballast-amd64
+deb=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --out) out=$2; shift 2 ;;
+    --version) version=$2; shift 2 ;;
+    --compatible) compatible=$2; shift 2 ;;
+    --deb) deb=$2; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "build.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" -eq 0 ] || { echo "build.sh: run as root (mmdebstrap, chroot, dpkg)" >&2; exit 1; }
+out=$(realpath -m "$out")
+suite=bookworm
+cache=${BALLAST_IMAGE_CACHE:-/var/cache/ballast/image}
+t0=$SECONDS
+say() { printf 'image: %s\n' "$*"; }
+mib() { echo "$(( ($(du -s --block-size=1 "$@" | tail -n1 | cut -f1) + 1048575) / 1048576 )) MiB"; }
+timing=()
+step_start=$SECONDS
+step() { timing+=("$1: $((SECONDS - step_start)) s"); step_start=$SECONDS; }
+
+"$top/packaging/deps.sh" image
+
+# --- 1. base tree (cached) -------------------------------------------------------------------
+mapfile -t pkgs < <(sed 's/#.*//; s/[[:space:]]//g; /^$/d' "$here/packages.list" | sort -u)
+# shellcheck disable=SC2016  # $1 is mmdebstrap's, in its hook
+mm_opts=(--variant=minbase --mode=root --format=tar --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
+         --aptopt='APT::Install-Recommends "false"'
+         --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*'
+         --dpkgopt='path-include=/usr/share/locale/locale.alias'
+         --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
+         --customize-hook='rm -f "$1"/boot/initrd.img* "$1"/initrd.img* "$1"/var/lib/apt/lists/*_* "$1"/var/cache/apt/*.bin')
+key=$(printf '%s\n' "$suite" "${mm_opts[@]}" "${pkgs[@]}" | sha256sum | cut -c1-64)
+base=$cache/$key.tar
+if [ -s "$base" ]; then
+  say "base tree: cached $base"
+else
+  # This machine's apt sources (deb822 .sources and one-line .list files), as mmdebstrap mirrors.
+  sources=()
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] && grep -qE '^[[:space:]]*(deb |Types:)' "$f" && sources+=("$f")
+  done
+  [ ${#sources[@]} -gt 0 ] || { echo "build.sh: no apt sources in /etc/apt" >&2; exit 1; }
+  say "base tree: mmdebstrap $suite, ${#pkgs[@]} packages (sources: ${sources[*]})"
+  mkdir -p "$cache"
+  tmp_base=$cache/.$key.$$.tar
+  # INITRD=No: the kernel's postinst would run dracut for the build host; the slot step does it.
+  INITRD=No mmdebstrap "${mm_opts[@]}" --include="$(IFS=,; echo "${pkgs[*]}")" \
+    "$suite" "$tmp_base" "${sources[@]}" >"$cache/$key.log" 2>&1 || {
+    tail -n 30 "$cache/$key.log" >&2
+    rm -f "$tmp_base"
+    echo "build.sh: mmdebstrap failed; log in $cache/$key.log" >&2
+    exit 1
+  }
+  mv "$tmp_base" "$base"
+  say "base tree: $base ($(mib "$base"))"
+fi
+step "base tree"
+
+# --- the .deb, agentctl for the host, version ------------------------------------------------
+if [ -z "$deb" ]; then
+  deb=$(find "$top/build/deb" -maxdepth 1 -name 'ballast_*.deb' -printf '%T@ %p\n' 2>/dev/null |
+        sort -rn | head -n1 | cut -d' ' -f2-)
+  if [ -z "$deb" ]; then
+    say "no Ballast .deb yet: make deb"
+    make -C "$top" deb
+    deb=$(find "$top/build/deb" -maxdepth 1 -name 'ballast_*.deb' | head -n1)
+  fi
+fi
+[ -f "$deb" ] || { echo "build.sh: no such .deb: $deb" >&2; exit 1; }
+[ -n "$version" ] || version=$(dpkg-deb -f "$deb" Version)
+say "Ballast package: $deb; image version $version, compatible $compatible"
+mkdir -p "$out"
+rm -rf "$out/agentctl-host"
+dpkg-deb -x "$deb" "$out/agentctl-host"
+agentctl=$out/agentctl-host/usr/bin/agentctl
+
+# --- test signing keys (the image ships the CA as its keyring) --------------------------------
+# shellcheck source=tests/bench/common.sh
+. "$top/tests/bench/common.sh"
+(cd "$out" && BENCH_PKI_CN=ballast-image-test bench_pki)
+
+# --- 2. slot root ----------------------------------------------------------------------------
+root=$out/root
+mounted=()
+cleanup() {
+  local i
+  for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done
+  mounted=()
+}
+trap cleanup EXIT
+# A killed run may have left its chroot mounts: never let rm walk into the host's /dev.
+for m in dev sys proc; do
+  if mountpoint -q "$root/$m" 2>/dev/null; then umount -l "$root/$m"; fi
+done
+rm -rf --one-file-system "$root"
+mkdir -p "$root"
+tar -xpf "$base" -C "$root" --numeric-owner --xattrs --xattrs-include='security.*'
+for m in proc sys dev; do
+  case $m in
+    proc) mount -t proc proc "$root/proc" ;;
+    sys) mount -t sysfs sys "$root/sys" ;;
+    dev) mount --bind /dev "$root/dev" ;;
+  esac
+  mounted+=("$root/$m")
+done
+in_root() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 "$@"; }
+
+cp "$deb" "$root/tmp/ballast.deb"
+in_root dpkg -i /tmp/ballast.deb >"$out/dpkg.log" 2>&1 || {
+  cat "$out/dpkg.log" >&2
+  echo "build.sh: installing the .deb into the image failed (a dependency missing from packages.list?)" >&2
+  exit 1
+}
+rm -f "$root/tmp/ballast.deb"
+cp -a "$here/rootfs/." "$root/"
+install -D -m 0644 "$out/pki/ca.pem" "$root/usr/share/ballast/keyring.pem"
+mkdir -p "$root/usr/lib/ballast"
+printf '%s\n' "$compatible" >"$root/usr/lib/ballast/compatible"
+cat >"$root/usr/lib/os-release" <<EOF
+PRETTY_NAME="Ballast $version (Debian 12)"
+NAME="Ballast"
+ID=ballast
+ID_LIKE=debian
+VERSION="$version"
+VERSION_ID="$version"
+VERSION_CODENAME=$suite
+HOME_URL="https://ballast.invalid/"
+EOF
+ln -sfn ../usr/lib/os-release "$root/etc/os-release"
+echo ballast >"$root/etc/hostname"
+# Mount points of rootfs/etc/fstab that no package ships.
+mkdir -p "$root/var/lib/ballast" "$root/etc/ballast/config.d"
+# Empty: systemd mounts a transient machine-id over it on the read-only root.
+: >"$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id"
+in_root systemctl enable ballast-agent.service ballast-smoke.service systemd-networkd.service \
+  >>"$out/dpkg.log" 2>&1
+
+# Kernel modules no edge node here needs (sound, GPUs, wireless, media, ...): tens of MiB.
+kver=$(find "$root/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n1)
+kmods=$root/lib/modules/$kver/kernel
+rm -rf "$kmods"/sound "$kmods"/drivers/{gpu,media,staging,infiniband,isdn,bluetooth,iio,input/joystick} \
+       "$kmods"/drivers/net/wireless "$kmods"/net/{wireless,mac80211,bluetooth}
+in_root depmod -a "$kver"
+step "slot root"
+
+say "initramfs: dracut for $kver"
+in_root dracut --force --no-hostonly --no-hostonly-cmdline --kver "$kver" \
+  --add-drivers "virtio_blk virtio_pci virtio_scsi squashfs overlay ext4 vfat" \
+  --omit "plymouth" /boot/initrd.img >"$out/dracut.log" 2>&1 || {
+  tail -n 30 "$out/dracut.log" >&2
+  echo "build.sh: dracut failed; log in $out/dracut.log" >&2
+  exit 1
+}
+step "dracut"
+cleanup
+mv "$root/boot/vmlinuz-$kver" "$root/boot/vmlinuz"
+ln -s vmlinuz "$root/boot/vmlinuz-$kver"
+rm -f "$root"/vmlinuz* "$root"/initrd.img* "$root"/boot/initrd.img-*
+rm -rf "${root:?}"/tmp/* "$root"/var/tmp/* "$root"/var/cache/apt/archives/*.deb "$root"/var/log/*.log
+chmod 1777 "$root/tmp"
+
+# --- 3. squashfs, bundle, disk ---------------------------------------------------------------
+sqfs=$out/rootfs.sqfs
+rm -f "$sqfs"
+# xz: GRUB 2.06's squash4 reads gzip, lzo and xz, not zstd.
+mksquashfs "$root" "$sqfs" -comp xz -noappend -no-progress -quiet
+
+step "squashfs"
+bundle=$out/ballast-$version.tar
+rm -rf "$bundle"
+"$agentctl" bundle create --image "$sqfs" --version "$version" --compatible "$compatible" \
+  --key "$out/pki/s.key" --cert "$out/pki/s.pem" -o "$bundle"
+# ESP 64 + OEM 64 + two slots (twice the image, at least 256 MiB each) + persistent 512 MiB + GPT.
+sq_mib=$(( ($(stat -c %s "$sqfs") + 1048575) / 1048576 ))
+slot_mib=$(( 2 * sq_mib > 256 ? 2 * sq_mib : 256 ))
+disk=$out/disk.img
+rm -f "$disk"
+truncate -s $(( 64 + 64 + 2 * slot_mib + 512 + 2 ))M "$disk"
+"$agentctl" install --device "$disk" --bundle "$bundle" --keyring "$out/pki/ca.pem" --no-reboot 2>&1 |
+  grep -v '^  \(writing\|verifying\) '
+step "bundle + install"
+
+say "done in $((SECONDS - t0)) s (${timing[*]/%/;})"
+say "tree $(mib "$root"), squashfs $(mib --apparent-size "$sqfs"), bundle $(mib --apparent-size "$bundle")"
+say "disk $disk: $(mib --apparent-size "$disk") ($(mib "$disk") allocated), slots $slot_mib MiB"
+say "boot it: packaging/image/boot-smoke.sh $disk   (or interactively: make vm)"
