@@ -105,6 +105,27 @@ int main(int argc, char** argv) {
         ->option_text("TCTI");
     unlock_cmd->add_flag("--json", json, "Print the result as JSON");
 
+    auto* mount_cmd = app.add_subcommand(
+        "mount", "Initramfs: assemble the immutable root on the read-only slot (overlays, binds)");
+    agent::MountRequest mount_req;
+    bool no_stages = false;
+    mount_cmd
+        ->add_option("--sysroot", mount_req.sysroot,
+                     "The slot, mounted read-only (default /sysroot)")
+        ->option_text("DIR")
+        ->check(CLI::ExistingDirectory);
+    mount_cmd
+        ->add_option("--run-dir", mount_req.run_dir,
+                     "Where persistent and RAM storage are mounted (default /run/ballast)")
+        ->option_text("DIR");
+    mount_cmd
+        ->add_option("--device", mount_req.device,
+                     "Persistent partition (default: agent.yaml mount.device)")
+        ->option_text("PATH");
+    mount_cmd->add_flag("--no-stages", no_stages, "Do not run the rootfs and initramfs stages");
+    mount_cmd->add_flag("--dry-run", dry_run, "Print the mounts; change nothing");
+    mount_cmd->add_flag("--json", json, "Print the report as JSON");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -150,6 +171,11 @@ int main(int argc, char** argv) {
     }
     if (health_cmd->parsed()) return agent::run_health_mode(node, json);
     if (unlock_cmd->parsed()) return agent::run_unlock_mode(node, unlock_req, json);
+    if (mount_cmd->parsed()) {
+        mount_req.stages = !no_stages;
+        mount_req.dry_run = dry_run;
+        return agent::run_mount_mode(node, mount_req, json);
+    }
 
     agent::DaemonOptions opts;
     opts.node = std::move(node);

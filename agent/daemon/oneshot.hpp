@@ -33,6 +33,21 @@ struct UnlockRequest {
 };
 // Opens an encrypted partition: TPM2 tokens first, then the recovery key (asked on the console).
 int run_unlock_mode(const NodeOptions& node, const UnlockRequest& req, bool json);
+// The same, for other modes: the method that opened it ("tpm2", "recovery-key").
+[[nodiscard]] Result<std::string> unlock_device(const config::AgentSettings& settings,
+                                                const UnlockRequest& req);
+
+struct MountRequest {
+    std::string sysroot = "/sysroot";  // the slot, mounted read-only by the initramfs
+    std::string run_dir = "/run/ballast";
+    std::string device;  // persistent partition; empty: agent.yaml mount.device
+    bool stages = true;  // run the rootfs and initramfs stages around the assembly
+    bool dry_run = false;
+};
+// Assembles the immutable root on SYSROOT (mount/layout.hpp): unlocks the persistent partition
+// when it is LUKS2, mounts it, the /etc and /var overlays, /tmp and the persistent paths; runs
+// the rootfs stage before and the initramfs stage after. The report goes to RUN/mount.json.
+int run_mount_mode(const NodeOptions& node, const MountRequest& req, bool json);
 
 // Logs the failure, prints {"ok":false,"error":...} (+ extra) with `json`; the exit code.
 int report_failure(const char* what, const Error& e, bool json, nlohmann::json extra = {});

@@ -63,25 +63,34 @@ Result<Opened> by_recovery_key(crypt::Luks& luks, const UnlockRequest& req) {
     return fail(Errc::permission_denied, "no recovery key opened it");
 }
 
-}  // namespace
-
-int run_unlock_mode(const NodeOptions& node, const UnlockRequest& req, bool json) {
-    auto start = std::chrono::steady_clock::now();
-    auto settings = config::load_agent_settings(node.settings_path, node.settings_explicit);
-    if (!settings) return report_failure("unlock", settings.error(), json);
-    auto luks = crypt::Luks::open(req.device);
-    if (!luks) return report_failure("unlock", luks.error(), json);
-    const std::string tcti = req.tpm2_device.empty() ? settings->tpm.device : req.tpm2_device;
-
-    auto opened = by_tpm(*luks, req, tcti);
+Result<Opened> unlock(const config::AgentSettings& settings, const UnlockRequest& req) {
+    auto luks = BALLAST_TRY(crypt::Luks::open(req.device));
+    const std::string tcti = req.tpm2_device.empty() ? settings.tpm.device : req.tpm2_device;
+    auto opened = by_tpm(luks, req, tcti);
     if (!opened) {
         // On the console, so whoever is at the machine knows why the key is asked for.
         std::fprintf(stderr, "ballast: %s: %s\nballast: enter the recovery key to continue.\n",
                      req.device.c_str(), opened.error().what().c_str());
         spdlog::warn("unlock {}: {}", req.device, opened.error().what());
-        opened = by_recovery_key(*luks, req);
+        opened = by_recovery_key(luks, req);
     }
-    if (!opened) return report_failure("unlock", opened.error().context(req.device), json);
+    if (!opened) return std::unexpected(std::move(opened).error().context(req.device));
+    return opened;
+}
+
+}  // namespace
+
+Result<std::string> unlock_device(const config::AgentSettings& settings, const UnlockRequest& req) {
+    auto opened = BALLAST_TRY(unlock(settings, req));
+    return opened.method;
+}
+
+int run_unlock_mode(const NodeOptions& node, const UnlockRequest& req, bool json) {
+    auto start = std::chrono::steady_clock::now();
+    auto settings = config::load_agent_settings(node.settings_path, node.settings_explicit);
+    if (!settings) return report_failure("unlock", settings.error(), json);
+    auto opened = unlock(*settings, req);
+    if (!opened) return report_failure("unlock", opened.error(), json);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                   std::chrono::steady_clock::now() - start)
                   .count();

@@ -15,8 +15,9 @@ Result<AgentSettings> parse_agent_settings(std::string_view text, std::string_vi
     Diagnostics diags;
     auto root = BALLAST_TRY(parse_tree(text, file_name, diags));
     MapReader top(&root, diags, "");
-    top.check_keys({"log_level", "disk", "reconcile", "http", "update", "health", "k3s", "tpm"},
-                   Severity::error);
+    top.check_keys(
+        {"log_level", "disk", "reconcile", "http", "update", "health", "k3s", "tpm", "mount"},
+        Severity::error);
 
     AgentSettings s;
     if (top.read("log_level", s.log_level))
@@ -83,6 +84,27 @@ Result<AgentSettings> parse_agent_settings(std::string_view text, std::string_vi
         if (auto b = crypt::parse_pcr_bank(s.tpm.pcr_bank); !b)
             t.error("pcr_bank", b.error().message());
     t.read("recovery_key_command", s.tpm.recovery_key_command);
+
+    auto m = top.sub("mount");
+    m.check_keys({"device", "oem_device", "etc", "persistent_paths", "device_timeout"},
+                 Severity::error);
+    if (m.read("device", s.mount.device) && (s.mount.device.empty() || s.mount.device[0] != '/'))
+        m.error("device", "expected an absolute path");
+    if (m.read("oem_device", s.mount.oem_device) && !s.mount.oem_device.empty() &&
+        s.mount.oem_device[0] != '/')
+        m.error("oem_device", "expected an absolute path, or \"\" for no /oem");
+    if (std::string etc; m.read("etc", etc)) {
+        if (etc == "persistent")
+            s.mount.etc = mount::EtcMode::persistent;
+        else if (etc == "tmpfs")
+            s.mount.etc = mount::EtcMode::tmpfs;
+        else
+            m.error("etc", "expected persistent or tmpfs, not '" + etc + "'");
+    }
+    if (m.read("persistent_paths", s.mount.persistent_paths))
+        for (const auto& problem : mount::check_persistent_paths(s.mount.persistent_paths))
+            m.error("persistent_paths", problem);
+    m.read("device_timeout", s.mount.device_timeout);
 
     if (diags.has_errors()) return fail(Errc::invalid_argument, diags.errors_text());
     return s;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ballast/core/result.hpp"
+#include "ballast/mount/layout.hpp"
 
 namespace ballast::config {
 
@@ -54,6 +55,14 @@ struct AgentSettings {
         // The LUKS2 partition upgrades keep TPM2 tokens for (absent or not LUKS2: none).
         std::string encrypted_device = "/dev/disk/by-partlabel/BALLAST_PERSISTENT";
     } tpm;
+    // The immutable root the initramfs assembles (`ballast-agent mount`, mount/layout.hpp).
+    struct Mount {
+        std::string device = "/dev/disk/by-partlabel/BALLAST_PERSISTENT";
+        std::string oem_device = "/dev/disk/by-partlabel/BALLAST_OEM";  // "": no /oem
+        mount::EtcMode etc = mount::EtcMode::persistent;                // where /etc changes go
+        std::vector<std::string> persistent_paths = mount::default_persistent_paths();
+        std::chrono::milliseconds device_timeout{std::chrono::seconds(30)};  // udev may be late
+    } mount;
 };
 
 // Parses settings text. Every problem is reported, one "file:line:col: message" per line.

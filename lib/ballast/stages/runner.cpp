@@ -39,14 +39,15 @@ Result<RunReport> run(const RunRequest& req) {
         return std::chrono::duration<double, std::milli>(b - a).count();
     };
     const auto t0 = Clock::now();
-    auto facts = BALLAST_TRY(config::gather_facts(req.root));
+    const RootPrefix& config_root = req.config_root ? *req.config_root : req.root;
+    auto facts = BALLAST_TRY(config::gather_facts(config_root));
     const auto t1 = Clock::now();
     config::SourceOptions so;
     so.node_sources = req.node_sources;
     so.extra_files = req.config_files;
     if (req.root.is_host_root())
         if (auto cl = read_proc_cmdline()) so.cmdline = *cl;
-    auto loaded = BALLAST_TRY(config::load_config(req.root, so, facts));
+    auto loaded = BALLAST_TRY(config::load_config(config_root, so, facts));
     spdlog::debug("facts in {:.2f} ms, config ({} files) loaded in {:.2f} ms", ms(t0, t1),
                   loaded.sources.size(), ms(t1, Clock::now()));
     for (const auto& d : loaded.diags.items()) {

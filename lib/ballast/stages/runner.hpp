@@ -2,6 +2,7 @@
 // `ballast-agent stage` and agentctl's in-process fallback.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,9 @@ namespace ballast::stages {
 struct RunRequest {
     std::string stage;
     RootPrefix root;
+    // Where the config sources and facts are read, when not `root`: the initramfs's `rootfs`
+    // stage acts on the initramfs ("/", not chrooted) with the slot's config (/sysroot).
+    std::optional<RootPrefix> config_root;
     std::vector<std::string> config_files;  // --config, after the node's sources
     bool node_sources = true;
     bool dry_run = false;
