@@ -20,7 +20,7 @@ declare -A GROUPS_PKGS=(
   [bench]="rauc rauc-service hyperfine procps cloud-init openssh-client time gcc libcryptsetup-dev
            libtss2-tcti-pcap0 swtpm tpm2-tools cryptsetup-bin systemd"
   [image]="mmdebstrap squashfs-tools qemu-system-x86 ovmf openssl e2fsprogs dosfstools mtools fdisk
-           grub-common grub-efi-amd64-bin"
+           grub-common grub-efi-amd64-bin openssh-client"
 )
 
 groups=("$@")

@@ -5,9 +5,9 @@
 #      the sha256 of the package list, the suite and the mmdebstrap options (a rerun skips it);
 #   2. slot root: the base tree + the Ballast .deb + image files (rootfs/), a dracut initramfs,
 #      /boot/vmlinuz and /boot/initrd.img (the names overlay/grub/grub.cfg loads);
-#   3. OUT/rootfs.sqfs (squashfs, xz: GRUB 2.06 reads it), test signing keys in OUT/pki (made by
-#      the build, never committed), the signed bundle OUT/ballast-VERSION.tar, and OUT/disk.img
-#      (sparse) made by `agentctl install`.
+#   3. OUT/rootfs.sqfs (squashfs, xz: GRUB 2.06 reads it), test signing keys and an SSH key in
+#      OUT/pki (made by the build, never committed), the signed bundle OUT/ballast-VERSION.tar,
+#      and OUT/disk.img (sparse) made by `agentctl install` with oem/demo.yaml in BALLAST_OEM.
 # Usage: packaging/image/build.sh [--out DIR] [--version V] [--compatible C] [--deb FILE]
 #   --out         output folder (default build/image)
 #   --version     image version (os-release VERSION, bundle version; default the package's)
@@ -152,12 +152,15 @@ HOME_URL="https://ballast.invalid/"
 EOF
 ln -sfn ../usr/lib/os-release "$root/etc/os-release"
 echo ballast >"$root/etc/hostname"
-# Mount points of rootfs/etc/fstab that no package ships.
-mkdir -p "$root/var/lib/ballast" "$root/etc/ballast/config.d"
+# Mount points no package ships: the OEM partition; /etc/ballast for operators' settings.
+mkdir -p "$root/oem" "$root/etc/ballast/config.d"
+# Made on each node's first boot (ballast-ssh-keygen.service), never shared by all nodes.
+rm -f "$root"/etc/ssh/ssh_host_*
 # Empty: systemd mounts a transient machine-id over it on the read-only root.
 : >"$root/etc/machine-id"
 rm -f "$root/var/lib/dbus/machine-id"
 in_root systemctl enable ballast-agent.service ballast-smoke.service systemd-networkd.service \
+  ballast-ssh-keygen.service \
   >>"$out/dpkg.log" 2>&1
 
 # Kernel modules no edge node here needs (sound, GPUs, wireless, media, ...): tens of MiB.
@@ -171,7 +174,7 @@ step "slot root"
 say "initramfs: dracut for $kver"
 in_root dracut --force --no-hostonly --no-hostonly-cmdline --kver "$kver" \
   --add-drivers "virtio_blk virtio_pci virtio_scsi squashfs overlay ext4 vfat" \
-  --omit "plymouth" /boot/initrd.img >"$out/dracut.log" 2>&1 || {
+  --add ballast --omit "plymouth" /boot/initrd.img >"$out/dracut.log" 2>&1 || {
   tail -n 30 "$out/dracut.log" >&2
   echo "build.sh: dracut failed; log in $out/dracut.log" >&2
   exit 1
@@ -201,7 +204,12 @@ slot_mib=$(( 2 * sq_mib > 256 ? 2 * sq_mib : 256 ))
 disk=$out/disk.img
 rm -f "$disk"
 truncate -s $(( 64 + 64 + 2 * slot_mib + 512 + 2 ))M "$disk"
-"$agentctl" install --device "$disk" --bundle "$bundle" --keyring "$out/pki/ca.pem" --no-reboot 2>&1 |
+# The demo cloud-config, with a test SSH key made by this build (root and user ballast).
+[ -f "$out/pki/ssh" ] || ssh-keygen -q -t ed25519 -N '' -C ballast-image-test -f "$out/pki/ssh"
+mkdir -p "$out/oem"
+sed "s|@SSH_KEY@|$(cat "$out/pki/ssh.pub")|" "$here/oem/demo.yaml" >"$out/oem/demo.yaml"
+"$agentctl" install --device "$disk" --bundle "$bundle" --keyring "$out/pki/ca.pem" --no-reboot \
+  --config "$out/oem/demo.yaml" 2>&1 |
   grep -v '^  \(writing\|verifying\) '
 step "bundle + install"
 

@@ -7,11 +7,15 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+import tls  # noqa: E402
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
 
@@ -225,79 +229,33 @@ def run_ok(cmd, **kw):
     return r
 
 
+def run_ok(cmd, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        pytest.fail(f"{cmd[0]} failed: {r.stdout}{r.stderr}")
+    return r
+
+
 @pytest.fixture(scope="session")
 def test_pki(tmp_path_factory):
     """A CA and a server certificate for 127.0.0.1/localhost (openssl), plus a second, unrelated CA."""
     need_tool("openssl", "openssl")
-    d = tmp_path_factory.mktemp("pki")
-    for ca in ("ca", "otherca"):
-        run_ok(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                "-days", "30", "-subj", f"/CN=Ballast test {ca}", "-keyout", str(d / f"{ca}.key"),
-                "-out", str(d / f"{ca}.pem"), "-addext", "basicConstraints=critical,CA:TRUE",
-                "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
-    run_ok(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-subj", "/CN=localhost", "-keyout", str(d / "server.key"), "-out", str(d / "server.csr")])
-    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    run_ok(["openssl", "x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"), "-CAkey",
-            str(d / "ca.key"), "-CAcreateserial", "-days", "30", "-extfile", str(d / "server.ext"),
-            "-out", str(d / "server.pem")])
-    return d
+    try:
+        return tls.make_pki(tmp_path_factory.mktemp("pki"))
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return tls.free_port()
 
 
-class Nginx:
-    def __init__(self, directory: Path, pki: Path, server_extra: str = ""):
-        need_tool("nginx", "nginx")
-        self.dir = directory
-        self.docroot = directory / "www"
-        self.docroot.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
-        conf = directory / "nginx.conf"
-        conf.write_text(f"""
-daemon off;
-master_process off;
-pid {directory}/nginx.pid;
-error_log {directory}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-  access_log {directory}/access.log;
-  client_body_temp_path {directory}/tmp;
-  proxy_temp_path {directory}/tmp;
-  fastcgi_temp_path {directory}/tmp;
-  uwsgi_temp_path {directory}/tmp;
-  scgi_temp_path {directory}/tmp;
-  server {{
-    listen 127.0.0.1:{self.port} ssl;
-    ssl_certificate {pki}/server.pem;
-    ssl_certificate_key {pki}/server.key;
-    root {self.docroot};
-    {server_extra}
-  }}
-}}
-""")
-        (directory / "tmp").mkdir(exist_ok=True)
-        self.start()
-
-    def start(self):
-        """Starts (or starts again, on the same port) the server."""
-        self.proc = subprocess.Popen(["nginx", "-c", str(self.dir / "nginx.conf"), "-p", str(self.dir)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        def up():
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", self.port)) == 0
-        wait_for(lambda: up() or self.proc.poll() is not None, "nginx")
-        if self.proc.poll() is not None:
-            pytest.fail("nginx did not start: " + self.proc.stderr.read().decode())
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+def Nginx(directory: Path, pki: Path, server_extra: str = ""):
+    need_tool("nginx", "nginx")
+    try:
+        return tls.Nginx(directory, pki, server_extra)
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,10 @@ def test_deb_contains_units_policy_man_pages(deb_root):
               "/lib/systemd/system/multi-user.target.wants/ballast-stage@network.service",
               "/lib/systemd/system/ballast-health.service",
               "/lib/systemd/system/multi-user.target.wants/ballast-health.service",
-              "/lib/systemd/system/boot-complete.target.requires/ballast-health.service"]:
+              "/lib/systemd/system/boot-complete.target.requires/ballast-health.service",
+              "/usr/lib/dracut/modules.d/90ballast/module-setup.sh",
+              "/usr/lib/dracut/modules.d/90ballast/ballast-mount.service",
+              "/usr/lib/dracut/dracut.conf.d/90-ballast.conf"]:
         assert f in files, f"{f} missing from the package:\n{deb_root['listing']}"
     info = subprocess.run(["dpkg-deb", "-I", str(deb_root["deb"])], capture_output=True, text=True).stdout
     assert "libsystemd0" in info and "dbus" in info

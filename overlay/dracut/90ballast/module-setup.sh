@@ -1,0 +1,37 @@
+#!/bin/bash
+# dracut module "ballast": the immutable root. After the initramfs has mounted the slot read-only
+# on /sysroot, ballast-mount.service runs `ballast-agent mount` (man ballast-agent(8)): unlock
+# and mount BALLAST_PERSISTENT, the /etc and /var overlays, /tmp, /oem, the persistent paths,
+# and the rootfs and initramfs cloud-config stages.
+# dracut sources this file and sets moddir, initdir, systemdsystemunitdir and SYSTEMCTL.
+# shellcheck disable=SC2154
+
+check() {
+    require_binaries ballast-agent || return 1
+    return 0
+}
+
+depends() {
+    # dm: /dev/mapper and its udev rules for the unlocked partition; systemd-ask-password: the
+    # recovery-key prompt on the console when the TPM cannot open it.
+    echo systemd systemd-ask-password dm
+    return 0
+}
+
+installkernel() {
+    instmods overlay squashfs ext4 dm_crypt '=drivers/char/tpm'
+    instmods xts aesni_intel
+}
+
+install() {
+    inst_multiple ballast-agent cp chroot e2fsck
+    # Loaded with dlopen() by ballast-agent, so dracut cannot find them through ldd itself:
+    # libcrypto (signatures, TPM sessions), libcryptsetup and tpm2-tss (unlock).
+    local _arch=${DRACUT_ARCH:-$(uname -m)}
+    inst_libdir_file {"$_arch/",}"libcrypto.so.*" {"$_arch/",}"libcryptsetup.so.*" \
+        {"$_arch/",}"libtss2-esys.so.*" {"$_arch/",}"libtss2-mu.so.*" {"$_arch/",}"libtss2-rc.so.*" \
+        {"$_arch/",}"libtss2-sys.so.*" {"$_arch/",}"libtss2-tctildr.so.*" \
+        {"$_arch/",}"libtss2-tcti-device.so.*" {"$_arch/",}"libtss2-tcti-swtpm.so.*"
+    inst_simple "$moddir/ballast-mount.service" "$systemdsystemunitdir/ballast-mount.service"
+    $SYSTEMCTL -q --root "$initdir" add-wants initrd-fs.target ballast-mount.service
+}

@@ -1,0 +1,139 @@
+"""A Ballast node in QEMU for the end-to-end tests: q35, OVMF, virtio disk (a sparse copy of the
+built disk.img, so every test starts from a fresh install), user networking with ssh forwarded
+to a free local port, serial console to a log file. TCG (see accel()).
+
+Commands run over ssh as root with the image build's test key (OEM cloud-config puts it in
+root's authorized_keys). A reboot is a real one: QEMU keeps running and the guest comes back."""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+OVMF = Path("/usr/share/OVMF")
+MARKER = re.compile(r"BALLAST-SMOKE (root=.*?) end")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def accel() -> list[str]:
+    # TCG by default: /dev/kvm exists on these machines but QEMU aborts on it (nested
+    # virtualisation refuses an MSR); BALLAST_E2E_ACCEL=kvm where KVM really works.
+    return ["-accel", os.environ.get("BALLAST_E2E_ACCEL", "tcg")]
+
+
+class Vm:
+    def __init__(self, image_dir: Path, work: Path, name: str = "node"):
+        self.image_dir = image_dir
+        self.work = work
+        self.disk = work / f"{name}.img"
+        self.vars = work / f"{name}-vars.fd"
+        self.log = work / f"{name}-serial.log"
+        self.key = image_dir / "pki" / "ssh"
+        self.port = free_port()
+        self.proc = None
+        self.boots_seen = 0
+        subprocess.run(["cp", "--sparse=always", str(image_dir / "disk.img"), str(self.disk)], check=True)
+        shutil.copy(OVMF / "OVMF_VARS_4M.fd", self.vars)
+        os.chmod(self.key, 0o600)
+
+    # --- power -------------------------------------------------------------------------------
+    def start(self):
+        assert self.proc is None
+        cmd = ["qemu-system-x86_64", "-machine", "q35", *accel(), "-cpu", "max", "-m", "1024",
+               "-smp", "2", "-nodefaults", "-nographic", "-monitor", "none",
+               "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF / 'OVMF_CODE_4M.fd'}",
+               "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}",
+               "-drive", f"file={self.disk},format=raw,if=virtio,cache=unsafe",
+               "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+               "-device", "virtio-net-pci,netdev=n0,romfile=",
+               "-serial", f"file:{self.log}"]
+        self.log_offset = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab"):
+            pass
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.work / "qemu.err", "ab"))
+
+    def power_cut(self):
+        """Pulls the plug: no shutdown, no sync."""
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    stop = power_cut
+
+    # --- what the node says ------------------------------------------------------------------
+    def serial(self) -> str:
+        return self.log.read_bytes().decode("utf-8", "replace").replace("\r", "")
+
+    def markers(self) -> list[dict]:
+        """Every BALLAST-SMOKE line so far (one per boot), as dicts."""
+        out = []
+        for m in MARKER.finditer(self.serial()):
+            out.append(dict(kv.split("=", 1) for kv in m.group(1).split()))
+        return out
+
+    def wait_boot(self, timeout: float = 300) -> dict:
+        """Waits for the next boot's marker (ballast-smoke.service, after the boot assessment)."""
+        want = self.boots_seen + 1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ms = self.markers()
+            if len(ms) >= want:
+                self.boots_seen = len(ms)
+                return ms[want - 1]
+            if self.proc and self.proc.poll() is not None:
+                raise AssertionError(f"QEMU exited ({self.proc.returncode}); serial:\n{self.tail()}")
+            time.sleep(0.5)
+        raise AssertionError(f"no boot marker within {timeout} s; serial:\n{self.tail()}")
+
+    def tail(self, n: int = 60) -> str:
+        return "\n".join(self.serial().splitlines()[-n:])
+
+    # --- commands ----------------------------------------------------------------------------
+    def ssh(self, command: str, check: bool = True, timeout: float = 120,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        cmd = ["ssh", "-q", "-i", str(self.key), "-p", str(self.port), "-o", "BatchMode=yes",
+               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+               "-o", "ConnectTimeout=10", "root@127.0.0.1", command]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
+        if check and r.returncode != 0:
+            raise AssertionError(f"ssh {command!r}: exit {r.returncode}\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def wait_ssh(self, timeout: float = 120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ssh("true", check=False, timeout=30).returncode == 0:
+                return
+            time.sleep(1)
+        raise AssertionError(f"no ssh within {timeout} s; serial:\n{self.tail()}")
+
+    def boot(self, timeout: float = 300) -> dict:
+        """Starts the VM (if off), waits for its marker and ssh."""
+        if self.proc is None:
+            self.start()
+        marker = self.wait_boot(timeout)
+        self.wait_ssh()
+        return marker
+
+    def status(self) -> dict:
+        return json.loads(self.ssh("agentctl status --json").stdout)
+
+    def slots(self) -> dict:
+        return {s["Slot"]: s for s in self.status()["Slots"]}
+
+    def reboot(self, timeout: float = 300) -> dict:
+        """A clean reboot from inside (systemctl reboot), then the next boot's marker."""
+        self.ssh("systemctl reboot", check=False, timeout=30)
+        marker = self.wait_boot(timeout)
+        self.wait_ssh()
+        return marker
