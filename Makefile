@@ -1,5 +1,5 @@
 # Thin wrapper over meson/ninja and the test scripts. Quick start on Debian 12, as root:
-#   make demo      build, then show the agent running
+#   make demo      build the OS image, boot it in QEMU, show a node's life (upgrade, rollback)
 #   make test      build, then run every test layer
 BUILD ?= build
 MESON_OPTS ?=
@@ -8,7 +8,7 @@ LAYERS ?= unit integration e2e
 # pytest marker expression narrowing the pytest layers (e.g. "not packaging").
 PYTEST_MARKS ?=
 
-.PHONY: all build deps deps-test test test-unit test-integration test-e2e demo deb image vm bench fuzz format clean
+.PHONY: all build deps deps-test test test-unit test-integration test-e2e demo demo-sandbox deb image vm bench fuzz format clean
 
 all: build
 
@@ -32,7 +32,15 @@ test-unit test-integration test-e2e: deps-test $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 	PYTEST_MARKS="$(PYTEST_MARKS)" tests/run.sh $(BUILD) $(@:test-%=%)
 
-demo: deps-test $(BUILD)/build.ninja
+# The node's life in QEMU (packaging/image/demo.py): first boot, upgrade, commit, failed
+# upgrade, automatic rollback. Builds the image (and the .deb) when missing.
+demo: deps-test
+	@packaging/deps.sh image
+	[ -f $(IMAGE_OUT)/disk.img ] || packaging/image/build.sh --out $(IMAGE_OUT)
+	packaging/image/demo.py --image $(IMAGE_OUT)
+
+# The agent without a VM: ballast-agent on a private bus, driven by agentctl (seconds).
+demo-sandbox: deps-test $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 	packaging/demo.sh $(BUILD)
 

@@ -2,9 +2,7 @@
 user networking), the real reboot through systemd, the boot assessment committing B; then an
 upgrade whose health check fails on its new slot: the node goes back by itself and says why."""
 
-AGENT_YAML = """http:
-  ca_file: /etc/ballast/e2e-ca.pem
-health:
+HEALTH = """health:
   deadline: 20s
   interval: 1s
   commands:
@@ -16,8 +14,7 @@ health:
 def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web):
     m = vm.boot()
     assert m["slot"] == "a" and m["failed"] == "none", (m, vm.tail())
-    vm.ssh("cat > /etc/ballast/e2e-ca.pem", input=(web.pki / "ca.pem").read_text())
-    vm.ssh("cat > /etc/ballast/agent.yaml", input=AGENT_YAML)
+    web.trust(vm, HEALTH)
     vm.ssh("echo before-upgrade > /var/lib/rancher/e2e && sync")
 
     # 2: v2 over https into B; the agent reboots the node; B passes its health check: committed.

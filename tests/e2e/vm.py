@@ -1,5 +1,5 @@
 """A Ballast node in QEMU for the end-to-end tests: q35, OVMF, virtio disk (a sparse copy of the
-built disk.img, so every test starts from a fresh install), user networking with ssh forwarded
+built disk.img, so every test starts from a fresh install), swtpm as its TPM, user networking with ssh forwarded
 to a free local port, serial console to a log file. TCG (see accel()).
 
 Commands run over ssh as root with the image build's test key (OEM cloud-config puts it in
@@ -30,7 +30,7 @@ def accel() -> list[str]:
 
 
 class Vm:
-    def __init__(self, image_dir: Path, work: Path, name: str = "node"):
+    def __init__(self, image_dir: Path, work: Path, name: str = "node", tpm: bool = True):
         self.image_dir = image_dir
         self.work = work
         self.disk = work / f"{name}.img"
@@ -39,14 +39,35 @@ class Vm:
         self.key = image_dir / "pki" / "ssh"
         self.port = free_port()
         self.proc = None
+        self.swtpm = None
+        # swtpm as the node's TPM 2.0; its state folder outlives power cuts, as a chip would.
+        self.tpm_state = work / f"{name}-tpm" if tpm else None
+        if self.tpm_state:
+            self.tpm_state.mkdir()
         self.boots_seen = 0
         subprocess.run(["cp", "--sparse=always", str(image_dir / "disk.img"), str(self.disk)], check=True)
         shutil.copy(OVMF / "OVMF_VARS_4M.fd", self.vars)
         os.chmod(self.key, 0o600)
 
     # --- power -------------------------------------------------------------------------------
+    def _start_swtpm(self) -> list[str]:
+        sock = self.work / f"{self.disk.stem}-swtpm.sock"
+        sock.unlink(missing_ok=True)
+        self.swtpm = subprocess.Popen(
+            ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={self.tpm_state}",
+             "--ctrl", f"type=unixio,path={sock}", "--terminate"],
+            stdout=subprocess.DEVNULL, stderr=open(self.work / "swtpm.err", "ab"))
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            if time.monotonic() > deadline or self.swtpm.poll() is not None:
+                raise AssertionError("swtpm did not start: " + (self.work / "swtpm.err").read_text())
+            time.sleep(0.05)
+        return ["-chardev", f"socket,id=chrtpm,path={sock}", "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+                "-device", "tpm-tis,tpmdev=tpm0"]
+
     def start(self):
         assert self.proc is None
+        tpm = self._start_swtpm() if self.tpm_state else []
         cmd = ["qemu-system-x86_64", "-machine", "q35", *accel(), "-cpu", "max", "-m", "1024",
                "-smp", "2", "-nodefaults", "-nographic", "-monitor", "none",
                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF / 'OVMF_CODE_4M.fd'}",
@@ -54,7 +75,9 @@ class Vm:
                "-drive", f"file={self.disk},format=raw,if=virtio,cache=unsafe",
                "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
                "-device", "virtio-net-pci,netdev=n0,romfile=",
-               "-serial", f"file:{self.log}"]
+               # append: one log across power cuts, so boots are counted, not overwritten.
+               "-chardev", f"file,id=serial0,path={self.log},append=on", "-serial", "chardev:serial0",
+               *tpm]
         self.log_offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab"):
             pass
@@ -67,6 +90,10 @@ class Vm:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+        if self.swtpm:
+            self.swtpm.kill()
+            self.swtpm.wait()
+            self.swtpm = None
 
     stop = power_cut
 
