@@ -2,8 +2,11 @@
 // ballast-mount.service). Whatever goes wrong, the boot goes on: each failure is on the console
 // and in RUN/mount.json, and the exit code says whether everything worked.
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -61,13 +64,50 @@ bool run_stage(const char* stage, const RootPrefix& root, const RootPrefix& sysr
     return rep->ok();
 }
 
+// /dev, /proc, /sys and /run of the initramfs, bound into the new root for as long as this
+// lives (the chrooted stage); detached on the way out.
+class ApiMounts {
+  public:
+    explicit ApiMounts(const fs::path& root) {
+        for (const char* d : {"dev", "proc", "sys", "run"}) {
+            const auto at = root / d;
+            if (::mount((std::string("/") + d).c_str(), at.c_str(), nullptr, MS_BIND | MS_REC,
+                        nullptr) == 0)
+                done_.push_back(at);
+            else
+                spdlog::warn("mount: bind /{} into {} for the initramfs stage: {}", d,
+                             root.string(), std::strerror(errno));
+        }
+    }
+    ~ApiMounts() {
+        for (auto it = done_.rbegin(); it != done_.rend(); ++it)
+            if (::umount2(it->c_str(), MNT_DETACH) != 0)
+                spdlog::warn("mount: detach {}: {}", it->string(), std::strerror(errno));
+    }
+    ApiMounts(const ApiMounts&) = delete;
+    ApiMounts& operator=(const ApiMounts&) = delete;
+
+  private:
+    std::vector<fs::path> done_;
+};
+
 }  // namespace
 
 int run_mount_mode(const NodeOptions& node, const MountRequest& req, bool json) {
     const RootPrefix sysroot(fs::absolute(req.sysroot));
     const auto settings_path =
         node.settings_explicit ? node.settings_path : sysroot(config::kDefaultAgentSettingsPath);
+    nlohmann::json extra = nlohmann::json::object();
     auto settings = config::load_agent_settings(settings_path, node.settings_explicit);
+    if (!settings && !req.dry_run) {
+        // A bad agent.yaml must not leave the node with a read-only /etc and /var: the boot
+        // goes on with the defaults and says why.
+        spdlog::error("mount: {}; assembling the default layout", settings.error().what());
+        std::fprintf(stderr, "ballast: mount: %s\nballast: mount: using the default layout\n",
+                     settings.error().what().c_str());
+        extra["config_error"] = settings.error().what();
+        settings = config::AgentSettings{};
+    }
     if (!settings) return report_failure("mount", settings.error(), json);
 
     mount::Layout layout;
@@ -92,23 +132,29 @@ int run_mount_mode(const NodeOptions& node, const MountRequest& req, bool json) 
         return 0;
     }
 
-    nlohmann::json extra = nlohmann::json::object();
     std::string& device = layout.persistent_device;
+    std::string blocked;
     if (!wait_for(device, settings->mount.device_timeout)) {
-        spdlog::error("mount: {} did not appear within {} s", device,
-                      settings->mount.device_timeout.count() / 1000);
+        blocked = fmt::format("{} did not appear within {} s", device,
+                              settings->mount.device_timeout.count() / 1000);
     } else if (is_luks(device)) {
         UnlockRequest u{.device = device, .name = std::string(kMapperName), .tpm2_device = {}};
         if (auto method = unlock_device(*settings, u)) {
             extra["unlocked"] = *method;
             device = "/dev/mapper/" + u.name;
         } else {
-            spdlog::error("mount: {}", method.error().what());
+            blocked = "still locked: " + method.error().what();
             extra["unlock_error"] = method.error().what();
         }
     }
+    // OEM is optional, but a link udev makes a moment late must not cost the node its config.
+    if (!layout.oem_device.empty())
+        (void)wait_for(layout.oem_device,
+                       std::min<std::chrono::milliseconds>(settings->mount.device_timeout,
+                                                           std::chrono::seconds(5)));
     steps = mount::plan(layout);
     if (!steps) return report_failure("mount", steps.error(), json);
+    steps->front().blocked = blocked;
     mount::Report rep;
     if (auto st = mount::assemble(*steps, mount::Step::Phase::storage, rep); !st)
         return report_failure("mount", st.error(), json);
@@ -116,13 +162,18 @@ int run_mount_mode(const NodeOptions& node, const MountRequest& req, bool json) 
     bool stages_ok = !req.stages || run_stage("rootfs", node.root, sysroot, *settings);
     if (auto st = mount::assemble(*steps, mount::Step::Phase::root, rep); !st)
         return report_failure("mount", st.error(), json);
-    // initramfs: chrooted into the assembled root.
-    if (req.stages) stages_ok = run_stage("initramfs", sysroot, sysroot, *settings) && stages_ok;
+    // initramfs: chrooted into the assembled root, which needs the kernel's and the
+    // initramfs's /dev, /proc, /sys and /run there while it runs (commands use /dev/null).
+    if (req.stages) {
+        ApiMounts api(sysroot.base());
+        stages_ok = run_stage("initramfs", sysroot, sysroot, *settings) && stages_ok;
+    }
 
     auto out = rep.to_json();
     out.update(extra);
     out["stages_ok"] = stages_ok;
-    const bool ok = rep.ok() && stages_ok && !extra.contains("unlock_error");
+    const bool ok =
+        rep.ok() && stages_ok && !extra.contains("unlock_error") && !extra.contains("config_error");
     out["ok"] = ok;
     if (auto st = write_file_atomic(layout.run_dir / "mount.json", out.dump(2) + "\n"); !st)
         spdlog::warn("mount: record the report: {}", st.error().what());

@@ -25,7 +25,8 @@ def build_dir() -> Path:
 @pytest.fixture(scope="session")
 def image():
     """BUILD/image with disk.img, the bundle and pki/ (signing and ssh test keys)."""
-    for tool, pkg in [("qemu-system-x86_64", "qemu-system-x86"), ("ssh", "openssh-client")]:
+    for tool, pkg in [("qemu-system-x86_64", "qemu-system-x86"), ("ssh", "openssh-client"),
+                      ("swtpm", "swtpm")]:
         if not shutil.which(tool):
             pytest.fail(f"{tool} is missing: packaging/deps.sh image installs {pkg}")
     out = build_dir() / "image"
@@ -46,7 +47,8 @@ def vm(image, tmp_path):
     # Keep the serial log of a failed test next to the results.
     logs = build_dir() / "e2e-logs"
     logs.mkdir(exist_ok=True)
-    shutil.copy(v.log, logs / f"{tmp_path.name}.log")
+    if v.log.exists():
+        shutil.copy(v.log, logs / f"{tmp_path.name}.log")
 
 
 @pytest.fixture(scope="session")

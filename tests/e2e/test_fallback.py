@@ -58,7 +58,7 @@ def test_kernel_panic_in_new_slot_falls_back(vm, web, tmp_path):
     vm.boot()
     web.trust(vm)
     vm.ssh(f"agentctl upgrade --no-reboot {web.bundle('4.0.0-broken', squashfs=sq)}", timeout=600)
-    vm.ssh("systemctl reboot", check=False, timeout=30)
+    vm.ssh("systemctl reboot --no-block", check=False, timeout=30)
     pos = 0
     for _ in range(3):
         pos = wait_serial(vm, "Kernel panic", pos, timeout=300) + 1
@@ -78,7 +78,7 @@ def test_power_cut_during_write_boots_old_slot_and_retry_succeeds(vm, web):
     web.trust(vm)
     a_before = slot_sha256(vm, "A", size)
     assert a_before == hashlib.sha256(sqfs.read_bytes()).hexdigest()
-    vm.ssh(f"nohup agentctl upgrade --no-reboot {url} >/dev/null 2>&1 &")
+    vm.ssh(f"nohup agentctl upgrade --no-reboot {url} </dev/null >/dev/null 2>&1 &")
     # Cut once the write is under way (the journal says so), well before its end.
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -94,14 +94,20 @@ def test_power_cut_during_write_boots_old_slot_and_retry_succeeds(vm, web):
     m = vm.boot()
     assert m["slot"] == "a" and m["mount"] == "ok", (m, vm.tail())
     assert slot_sha256(vm, "A", size) == a_before  # the booted slot was never touched
-    # The agent resumes the cut write by itself; or a retry does it. Either way it completes.
-    deadline = time.monotonic() + 300
-    while vm.status()["Operation"] != "idle" and time.monotonic() < deadline:
+    # The agent resumes the cut write by itself (its journal says "writing" until it is done);
+    # a retry finishes it otherwise. "busy" means the resume is still running: wait, try again.
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        s = vm.slots()
+        if s["B"]["Version"] == "5.0.0-e2e" and vm.status()["Operation"] == "idle":
+            break
+        if vm.status()["Operation"] == "idle":
+            time.sleep(5)  # a resume may not have started yet
+            if vm.status()["Operation"] == "idle" and vm.slots()["B"]["Version"] != "5.0.0-e2e":
+                r = vm.ssh(f"agentctl upgrade --no-reboot {url}", check=False, timeout=600)
+                assert r.returncode == 0 or "busy" in r.stderr, r.stdout + r.stderr
         time.sleep(2)
     s = vm.slots()
-    if s["B"]["Version"] != "5.0.0-e2e":
-        vm.ssh(f"agentctl upgrade --no-reboot {url}", timeout=600)
-        s = vm.slots()
     assert s["B"]["Version"] == "5.0.0-e2e" and s["B"]["State"] == "trial" and s["B"]["Primary"], s
     assert slot_sha256(vm, "B", size) == a_before  # same squashfs under another version
     m = vm.reboot()

@@ -130,8 +130,13 @@ class Vm:
             input: str | None = None) -> subprocess.CompletedProcess:
         cmd = ["ssh", "-q", "-i", str(self.key), "-p", str(self.port), "-o", "BatchMode=yes",
                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-               "-o", "ConnectTimeout=10", "root@127.0.0.1", command]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
+               "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
+               "root@127.0.0.1", command]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
+        except subprocess.TimeoutExpired as e:
+            # A session a reboot cut can outlive the guest; report it as a failed command.
+            r = subprocess.CompletedProcess(cmd, 124, str(e.stdout or ""), f"timed out after {timeout} s")
         if check and r.returncode != 0:
             raise AssertionError(f"ssh {command!r}: exit {r.returncode}\n{r.stdout}\n{r.stderr}")
         return r
@@ -160,7 +165,7 @@ class Vm:
 
     def reboot(self, timeout: float = 300) -> dict:
         """A clean reboot from inside (systemctl reboot), then the next boot's marker."""
-        self.ssh("systemctl reboot", check=False, timeout=30)
+        self.ssh("systemctl reboot --no-block", check=False, timeout=30)
         marker = self.wait_boot(timeout)
         self.wait_ssh()
         return marker

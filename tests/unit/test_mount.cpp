@@ -84,12 +84,16 @@ TEST_CASE("layout plan: storage first, then overlays, then binds in name order",
     CHECK(s[2].target == "/sysroot/oem");
     CHECK(s[3].options ==
           "lowerdir=/sysroot/etc,upperdir=/run/ballast/persistent/.ballast/etc/upper,"
-          "workdir=/run/ballast/persistent/.ballast/etc/work");
+          "workdir=/run/ballast/persistent/.ballast/etc/"
+          "work,index=off,redirect_dir=off,metacopy=off");
     CHECK(s[4].upper == "/run/ballast/ephemeral/var/upper");
     CHECK(s[5].flags == (MS_NOSUID | MS_NODEV));
     CHECK(s[5].options == "mode=1777");
     CHECK(s[6].source == "/run/ballast/persistent/.ballast/state/home");
     CHECK(s[6].seed_from == "/sysroot/home");
+    CHECK(s[6].seed_tmp == "/run/ballast/persistent/.ballast/seeding/home");
+    CHECK(s[6].root == "/sysroot");
+    CHECK(s[0].root.empty());
     CHECK_FALSE(s[6].create_target);  // /home must be in the read-only image
     CHECK(s[7].create_target);        // under the /var overlay
     CHECK(s[7].target == "/sysroot/var/lib/rancher");

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "ballast/core/fd.hpp"
 #include "ballast/core/process.hpp"
 #include "ballast/core/text.hpp"
 
@@ -49,6 +50,29 @@ Status do_mount(const Step& s) {
     return {};
 }
 
+// No part of the target below the node's root may be a symlink: /lib -> usr/lib would make
+// "/lib/firmware" a way around the /usr rule, /var/run -> /run would cover the initramfs's /run.
+Status no_symlinks(const Step& s) {
+    if (s.root.empty()) return {};
+    fs::path at = s.root;
+    for (const auto& part : s.target.lexically_relative(s.root)) {
+        at /= part;
+        struct stat st {};
+        if (::lstat(at.c_str(), &st) != 0) {
+            if (errno == ENOENT) return {};  // made below, as a folder
+            return fail_errno(errno, at.string());
+        }
+        if (S_ISLNK(st.st_mode)) {
+            std::error_code ec;
+            const auto link = fs::read_symlink(at, ec);
+            return fail(Errc::invalid_argument,
+                        "{}: /{} is a symlink in the slot image (to {}): list the real path",
+                        s.node_path, at.lexically_relative(s.root).string(), link.string());
+        }
+    }
+    return {};
+}
+
 // The mount point: it exists in the image, or may be made under a writable overlay.
 Status prepare_target(const Step& s) {
     std::error_code ec;
@@ -61,13 +85,24 @@ Status prepare_target(const Step& s) {
     return make_dirs(s.target);
 }
 
-// First boot of a persistent path: the image's content becomes its start. Copied into a
-// temporary name and renamed, so a power cut mid-copy leaves no half-seeded folder behind.
+// Flushes a whole filesystem (the copy) and a folder entry (the rename).
+Status sync_fs_of(const fs::path& p, bool whole_fs) {
+    UniqueFd fd(::open(p.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) return fail_errno(errno, "open " + p.string());
+    if ((whole_fs ? ::syncfs(fd.get()) : ::fsync(fd.get())) != 0)
+        return fail_errno(errno, "sync " + p.string());
+    return {};
+}
+
+// First boot of a persistent path: the image's content becomes its start. Copied in its own
+// tree (.ballast/seeding), flushed, then renamed into place, so a power cut mid-copy leaves no
+// half-seeded folder behind and no temporary name can be another path's folder.
 Result<std::string> seed(const Step& s) {
     std::error_code ec;
     if (fs::exists(s.source, ec)) return std::string();
-    fs::path tmp = s.source + ".new";
+    const fs::path& tmp = s.seed_tmp;
     fs::remove_all(tmp, ec);
+    if (ec) return fail(Errc::io, "remove the unfinished copy {}: {}", tmp.string(), ec.message());
     BALLAST_TRY(make_dirs(tmp));
     std::string detail = "first boot: created";
     struct stat st {};
@@ -83,13 +118,17 @@ Result<std::string> seed(const Step& s) {
             return fail_errno(errno, "set the mode of " + tmp.string());
         detail = "first boot: seeded from the image";
     }
+    BALLAST_TRY(sync_fs_of(tmp, true));
+    BALLAST_TRY(make_dirs(fs::path(s.source).parent_path()));
     if (::rename(tmp.c_str(), s.source.c_str()) != 0)
         return fail_errno(errno, "rename " + tmp.string());
+    BALLAST_TRY(sync_fs_of(fs::path(s.source).parent_path(), false));
     return detail;
 }
 
-// e2fsck -p: what it may fix without asking. Only exit 4 and up (errors left) are reported.
-std::string check_fs(const Step& s) {
+// e2fsck -p: what it may fix without asking. Exit 4 and up (errors left) or a crash: the
+// filesystem is not mounted read-write, so nothing makes the damage worse.
+Result<std::string> check_fs(const Step& s) {
     ProcessOptions o;
     o.argv = {"e2fsck", "-p", s.source};
     auto r = run_process(o);
@@ -97,13 +136,19 @@ std::string check_fs(const Step& s) {
     if (r->signal == 0 && r->exit_code < 4)
         return r->exit_code == 0 ? ""
                                  : fmt::format("e2fsck -p fixed errors (exit {})", r->exit_code);
-    return fmt::format("e2fsck -p: {}", r->describe());
+    return fail(Errc::io, "e2fsck -p {}: {}; not mounted (repair it by hand: e2fsck {}): {}",
+                s.source, r->describe(), s.source, trim(r->err));
 }
 
 Status run_step(const Step& s, Outcome& out) {
+    if (!s.blocked.empty()) return fail(Errc::unavailable, "{}", s.blocked);
+    BALLAST_TRY(no_symlinks(s));
     switch (s.kind) {
         case Step::Kind::device: {
-            if (!s.read_only) out.detail = check_fs(s);
+            std::error_code ec;
+            if (!fs::exists(s.source, ec))
+                return fail(Errc::not_found, "{} does not exist", s.source);
+            if (!s.read_only) out.detail = BALLAST_TRY(check_fs(s));
             break;
         }
         case Step::Kind::overlay:
@@ -171,7 +216,7 @@ Status assemble(const std::vector<Step>& steps, Step::Phase phase, Report& rep) 
             continue;
         }
         out.state = Outcome::State::failed;
-        out.detail = st.error().what();
+        out.detail = out.detail.empty() ? st.error().what() : out.detail + "; " + st.error().what();
         spdlog::error("mount: {}: {}", s.node_path, out.detail);
         if (persistent_step) {
             // Without persistent storage the node still boots, on RAM, and says so.

@@ -18,6 +18,10 @@ bool within(std::string_view path, std::string_view dir) {
 }
 
 constexpr std::string_view kStateDir = ".ballast/state";
+constexpr std::string_view kSeedDir = ".ballast/seeding";
+// Pinned so that the persistent upper layer never depends on kernel defaults or the command
+// line (overlay.index=Y would refuse the upper after an upgrade changes the lower layer).
+constexpr std::string_view kOverlayPins = "index=off,redirect_dir=off,metacopy=off";
 
 }  // namespace
 
@@ -179,8 +183,9 @@ Result<std::vector<Step>> plan(const Layout& l) {
                .fstype = "overlay"};
         s.upper = base / "upper";
         s.work = base / "work";
-        s.options = fmt::format("lowerdir={},upperdir={},workdir={}", s.target.string(),
-                                s.upper.string(), s.work.string());
+        s.options = fmt::format("lowerdir={},upperdir={},workdir={},{}", s.target.string(),
+                                s.upper.string(), s.work.string(), kOverlayPins);
+        s.root = l.sysroot;
         add(std::move(s));
     };
     overlay("/etc", (l.etc == EtcMode::persistent ? persistent / ".ballast" : ephemeral) / "etc");
@@ -191,19 +196,22 @@ Result<std::vector<Step>> plan(const Layout& l) {
          .source = "tmpfs",
          .fstype = "tmpfs",
          .options = "mode=1777",
-         .flags = MS_NOSUID | MS_NODEV});
+         .flags = MS_NOSUID | MS_NODEV,
+         .root = l.sysroot});
 
     // In name order, after the overlays: a bind under /var lands on the overlay.
     auto paths = l.persistent_paths;
     std::sort(paths.begin(), paths.end());
     for (const auto& p : paths) {
-        const auto src = persistent / kStateDir / std::filesystem::path(p).relative_path();
+        const auto rel = std::filesystem::path(p).relative_path();
         add({.kind = Step::Kind::bind,
              .node_path = p,
              .target = in_root(p),
-             .source = src.string(),
+             .source = (persistent / kStateDir / rel).string(),
              .seed_from = in_root(p),
-             .create_target = within(p, "/var") || within(p, "/etc")});
+             .seed_tmp = persistent / kSeedDir / rel,
+             .create_target = within(p, "/var") || within(p, "/etc"),
+             .root = l.sysroot});
     }
     return steps;
 }

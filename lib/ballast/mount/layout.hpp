@@ -67,10 +67,19 @@ struct Step {
     bool read_only = false;
     bool optional = false;  // a missing source skips the step (OEM)
     // overlay: the upper and work folders to create first; bind: the image folder to copy into a
-    // new source (first boot) so /root keeps its dotfiles and /var/lib/x its seed content.
-    std::filesystem::path upper, work, seed_from;
+    // new source (first boot) so /root keeps its dotfiles and /var/lib/x its seed content, and
+    // where that copy is made before it is renamed to `source` (its own tree, so no temporary
+    // name can be another path's folder).
+    std::filesystem::path upper, work, seed_from, seed_tmp;
     // The mount point may be created (under a writable overlay); in the slot image it must exist.
     bool create_target = false;
+    // The node's root for root-phase steps: no part of `target` below it may be a symlink (a
+    // link in the image, such as /lib -> usr/lib or /var/run -> /run, would carry the mount
+    // outside what the path rules allow).
+    std::filesystem::path root;
+    // Set by the caller when the source cannot be used (device missing, still locked): the
+    // step fails with this reason and the device is not touched.
+    std::string blocked;
     [[nodiscard]] std::string describe() const;  // "/etc  overlay (upper on persistent)"
     [[nodiscard]] nlohmann::json to_json() const;
 };
