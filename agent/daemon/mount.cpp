@@ -71,10 +71,16 @@ class ApiMounts {
     explicit ApiMounts(const fs::path& root) {
         for (const char* d : {"dev", "proc", "sys", "run"}) {
             const auto at = root / d;
+            // Slave copies: the initramfs's / is shared, and detaching a shared copy would
+            // propagate and unmount the originals too (/run/ballast/persistent, /dev/pts, ...).
+            // (Left bound, not detached, if it cannot be made a slave.)
             if (::mount((std::string("/") + d).c_str(), at.c_str(), nullptr, MS_BIND | MS_REC,
-                        nullptr) == 0)
-                done_.push_back(at);
-            else
+                        nullptr) == 0) {
+                if (::mount(nullptr, at.c_str(), nullptr, MS_SLAVE | MS_REC, nullptr) == 0)
+                    done_.push_back(at);
+                else
+                    spdlog::warn("mount: make {} a slave: {}", at.string(), std::strerror(errno));
+            } else
                 spdlog::warn("mount: bind /{} into {} for the initramfs stage: {}", d,
                              root.string(), std::strerror(errno));
         }

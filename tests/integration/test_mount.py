@@ -16,7 +16,10 @@ from conftest import need_tool
 BOOT = r"""
 set -u
 cd "$T"
+# Shared, as systemd makes / in an initramfs (new peer groups, inside this namespace only).
+mount --make-rshared /
 mount --bind sys sys && mount -o remount,bind,ro sys
+mount --make-private sys  # its own mount with no peers, like /sysroot in the initramfs
 P=$(losetup -f --show p.img); O=$(losetup -f --show oem.img)
 trap 'losetup -d "$P" "$O"' EXIT
 sed -e "s|@OEM@|$O|" agent.yaml.in > agent.yaml
@@ -101,6 +104,7 @@ def test_first_boot_assembles_root_and_seeds_persistent_paths(bins, node):
     echo tmp > sys/tmp/x
     cat sys/root/.bashrc sys/var/log/apt/history.log sys/etc/cmd-ran
     findmnt -rn "$T/sys/dev" >/dev/null && echo DEV_LEFT_BOUND
+    mountpoint -q /dev/pts && mountpoint -q /dev/shm && echo ORIGINALS_KEPT
     stat -c 'root-mode=%a' sys/root
     findmnt -rn -o TARGET,FSTYPE -R "$T/sys" | sed "s|$T||"
     """
@@ -108,6 +112,8 @@ def test_first_boot_assembles_root_and_seeds_persistent_paths(bins, node):
     assert rc == 0, err
     assert rep["ok"] and rep["persistent"] and rep["stages_ok"]
     assert "ROOT_WRITABLE" not in out and "DEV_LEFT_BOUND" not in out
+    # Detaching the stage's /dev, /proc, /sys, /run did not take the originals' submounts along.
+    assert "ORIGINALS_KEPT" in out
     assert "# from the image" in out and "image log" in out  # seeded on first boot
     assert "root-mode=700" in out
     mounts = dict(line.split(" ", 1) for line in out.splitlines() if line.startswith("/sys"))
