@@ -132,11 +132,17 @@ class Vm:
                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
                "root@127.0.0.1", command]
-        try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
-        except subprocess.TimeoutExpired as e:
-            # A session a reboot cut can outlive the guest; report it as a failed command.
-            r = subprocess.CompletedProcess(cmd, 124, str(e.stdout or ""), f"timed out after {timeout} s")
+        # Exit 255 is ssh's own failure (connection refused, dropped keep-alives on a loaded
+        # host), never the command's: a command that must succeed gets two more tries.
+        for attempt in range(3 if check else 1):
+            try:
+                r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
+            except subprocess.TimeoutExpired as e:
+                # A session a reboot cut can outlive the guest; report it as a failed command.
+                r = subprocess.CompletedProcess(cmd, 124, str(e.stdout or ""), f"timed out after {timeout} s")
+            if r.returncode != 255:
+                break
+            time.sleep(2)
         if check and r.returncode != 0:
             raise AssertionError(f"ssh {command!r}: exit {r.returncode}\n{r.stdout}\n{r.stderr}")
         return r
