@@ -9,10 +9,13 @@
 #      OUT/pki (made by the build, never committed), the signed bundle OUT/ballast-VERSION.tar,
 #      and OUT/disk.img (sparse) made by `agentctl install` with oem/demo.yaml in BALLAST_OEM.
 # Usage: packaging/image/build.sh [--out DIR] [--version V] [--compatible C] [--deb FILE]
+#                                  [--extra-packages "PKG..."]
 #   --out         output folder (default build/image)
 #   --version     image version (os-release VERSION, bundle version; default the package's)
 #   --compatible  compatible string (/usr/lib/ballast/compatible, bundle; default ballast-amd64)
 #   --deb         the Ballast .deb (default the newest build/deb/ballast_*.deb, made by `make deb`)
+#   --extra-packages  more Debian packages for the base tree, for test images only (tests/e2e
+#                 adds what the k3s stand-in runs on); part of the cache key
 # BALLAST_IMAGE_CACHE overrides the cache folder.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,12 +24,14 @@ out=$top/build/image
 version=""
 compatible=ballast-amd64
 deb=""
+extra=""
 while [ $# -gt 0 ]; do
   case $1 in
     --out) out=$2; shift 2 ;;
     --version) version=$2; shift 2 ;;
     --compatible) compatible=$2; shift 2 ;;
     --deb) deb=$2; shift 2 ;;
+    --extra-packages) extra=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "build.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -45,7 +50,9 @@ step() { timing+=("$1: $((SECONDS - step_start)) s"); step_start=$SECONDS; }
 "$top/packaging/deps.sh" image
 
 # --- 1. base tree (cached) -------------------------------------------------------------------
-mapfile -t pkgs < <(sed 's/#.*//; s/[[:space:]]//g; /^$/d' "$here/packages.list" | sort -u)
+# shellcheck disable=SC2086  # $extra is a list of words
+mapfile -t pkgs < <({ sed 's/#.*//; s/[[:space:]]//g' "$here/packages.list"
+                     printf '%s\n' $extra; } | sed '/^$/d' | sort -u)
 # shellcheck disable=SC2016  # $1 is mmdebstrap's, in its hook
 mm_opts=(--variant=minbase --mode=root --format=tar --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
          --aptopt='APT::Install-Recommends "false"'

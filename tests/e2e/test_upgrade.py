@@ -1,14 +1,50 @@
-"""Scenarios 2 and 3 on one node: an upgrade A->B over https (nginx on the host side of QEMU's
-user networking), the real reboot through systemd, the boot assessment committing B; then an
-upgrade whose health check fails on its new slot: the node goes back by itself and says why."""
+"""Scenarios 2 and 3 on one node running k3s (the stand-in from tests/k3s-standin, as k3s is not
+packaged here): an upgrade A->B over https (nginx on the host side of QEMU's user networking),
+the real reboot through systemd, the boot assessment committing B once k3s is ready; then an
+upgrade whose new slot's k3s never gets ready: the node goes back by itself and says why."""
+import json
+import time
+from pathlib import Path
+
+STANDIN = Path(__file__).resolve().parents[1] / "k3s-standin" / "k3s"
 
 HEALTH = """health:
   deadline: 20s
   interval: 1s
-  commands:
-    # Unhealthy only in slot A, and only once the test has planted the flag.
-    - "grep -qv ballast.slot=a /proc/cmdline || ! test -e /etc/e2e-unhealthy-a"
 """
+
+K3S = """#cloud-config
+k3s:
+  enabled: true
+  args:
+    - --node-label=site=e2e
+"""
+
+# Test-only: k3s in slot A is unready once the test has planted the flag (the stand-in reports
+# unready while its `unready` file exists).
+K3S_DROPIN = """[Service]
+ExecStartPre=/bin/sh -c 'mkdir -p /var/lib/rancher/k3s-standin; \
+  if grep -q ballast.slot=a /proc/cmdline && test -e /etc/e2e-unhealthy-a; \
+  then touch /var/lib/rancher/k3s-standin/unready; else rm -f /var/lib/rancher/k3s-standin/unready; fi'
+"""
+
+
+def k3s_main_pid(vm) -> int:
+    return int(vm.ssh("systemctl show -p MainPID --value k3s.service").stdout)
+
+
+def wait_k3s(vm, label: str, timeout: float = 120) -> dict:
+    """What the running k3s.service (systemd's main process, ready) received, once it has
+    `label`: the boot stage asks systemd for the (re)start and does not wait for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = vm.ssh("systemctl is-active -q k3s.service && "
+                   "cat /var/lib/rancher/k3s-standin/received.json", check=False)
+        got = json.loads(r.stdout) if r.returncode == 0 else {}
+        if got.get("effective", {}).get("node-label") == [label] and got["pid"] == k3s_main_pid(vm):
+            return got
+        assert time.monotonic() < deadline, f"k3s: {r.stdout}{r.stderr}\n{vm.tail()}"
+        time.sleep(1)
 
 
 def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web):
@@ -16,6 +52,28 @@ def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web):
     assert m["slot"] == "a" and m["failed"] == "none", (m, vm.tail())
     web.trust(vm, HEALTH)
     vm.ssh("echo before-upgrade > /var/lib/rancher/e2e && sync")
+
+    # k3s: the binary on persistent /usr/local, the config in /etc; the boot stage renders it and
+    # has systemd start k3s.service, whose readiness is then part of every boot assessment.
+    vm.ssh("cat > /usr/local/bin/k3s && chmod 755 /usr/local/bin/k3s", input=STANDIN.read_text())
+    vm.ssh("cat > /etc/ballast/config.d/50-k3s.yaml", input=K3S)
+    vm.ssh("mkdir -p /etc/systemd/system/k3s.service.d && cat > /etc/systemd/system/k3s.service.d/e2e.conf",
+           input=K3S_DROPIN)
+    vm.ssh("systemctl restart ballast-stage@boot.service")
+    got = wait_k3s(vm, "site=e2e")
+    assert got["role"] == "server", got
+    st = json.loads(vm.ssh("agentctl k3s status --json").stdout)
+    assert st["role"] == "server" and st["ready"], st
+    # A changed config restarts k3s through systemd once; the same config leaves it alone.
+    pid = got["pid"]
+    vm.ssh("cat > /etc/ballast/config.d/50-k3s.yaml", input=K3S.replace("site=e2e", "site=e2e-2"))
+    vm.ssh("systemctl restart ballast-stage@boot.service")
+    got = wait_k3s(vm, "site=e2e-2")
+    assert got["pid"] != pid, got
+    vm.ssh("systemctl restart ballast-stage@boot.service")
+    time.sleep(3)
+    assert k3s_main_pid(vm) == got["pid"]
+    assert vm.ssh("cat /var/lib/rancher/k3s-standin/starts.log").stdout.count("\n") == 2
 
     # 2: v2 over https into B; the agent reboots the node; B passes its health check: committed.
     r = vm.ssh(f"agentctl upgrade {web.bundle('2.0.0-e2e')}", check=False, timeout=600)
@@ -27,9 +85,16 @@ def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web):
     assert s["B"]["Version"] == "2.0.0-e2e" and s["B"]["State"] == "good" and s["B"]["Primary"], s
     assert s["A"]["State"] == "good"
     assert vm.ssh("cat /var/lib/rancher/e2e").stdout == "before-upgrade\n"
+    # k3s came up in B through systemd, with the config rendered there, and B was committed by an
+    # assessment that asked it (the agent publishes its verdict on the node object).
+    wait_k3s(vm, "site=e2e-2")
+    node = json.loads(vm.ssh("cat /var/lib/rancher/k3s-standin/node.json").stdout)
+    assert node["labels"]["ballast.io/slot"] == "B", node
+    health = json.loads(vm.ssh("ballast-agent health --json").stdout)
+    assert [c["name"] for c in health["health"]["checks"]] == ["k3s server ready"], health
 
-    # 3: v3 into A, whose health check fails there (the flag file names slot a): marked bad,
-    # back to B without anyone touching it; the failure is reported and v3 refused.
+    # 3: v3 into A, where k3s never gets ready (the flag file names slot a): marked bad, back to
+    # B without anyone touching it; the failure is reported and v3 refused.
     vm.ssh("touch /etc/e2e-unhealthy-a && sync")
     r = vm.ssh(f"agentctl upgrade {web.bundle('3.0.0-e2e')}", check=False, timeout=600)
     assert r.returncode in (0, 255), r.stdout + r.stderr
@@ -39,7 +104,7 @@ def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web):
     vm.wait_ssh()
     assert m["slot"] == "b", (m, vm.tail())
     st = vm.status()
-    assert "3.0.0-e2e" in st["LastError"], st
+    assert "3.0.0-e2e" in st["LastError"] and "k3s" in st["LastError"], st
     s = {x["Slot"]: x for x in st["Slots"]}
     assert s["A"]["State"] == "bad" and s["B"]["Primary"], s
     assert [v["Version"] for v in st["RefusedVersions"]] == ["3.0.0-e2e"]
