@@ -100,6 +100,9 @@ int main(int argc, char** argv) {
     install->add_option("--tpm2-device", inst.tpm2_device,
                         "TPM for install.encrypted_partitions, as a TCTI (default: agent.yaml "
                         "tpm.device, else /dev/tpmrm0)");
+    install->add_flag("--no-format", inst.no_format,
+                      "Into the disk's existing Ballast layout: no partitioning or formatting, "
+                      "persistent data kept (else install.no-format)");
     install->add_flag("--dry-run", inst.dry_run,
                       "Check everything and print the plan; write nothing");
     install->add_option("--efi-size", inst.efi_mib, "ESP size in MiB (default 64)");

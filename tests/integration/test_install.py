@@ -191,6 +191,63 @@ def test_install_safety(bins, signing_pki, images, tmp_path):
     assert r.returncode == 1 and "no device" in r.stderr
 
 
+def test_install_no_format_keeps_the_layout_oem_and_persistent_data(bins, signing_pki, images, tmp_path):
+    """install.no-format (Kairos): a reinstall into the existing layout, no partitioning or
+    formatting: persistent data and OEM files put there since are kept, slot A gets the new image."""
+    need_tool("sfdisk", "fdisk")
+    v1 = bundle(bins, signing_pki, images["v1"], tmp_path / "v1.tar")
+    v2_img = make_slot_image(tmp_path / "v2.sqfs", "2.0", extra_mb=3)
+    v2 = bundle(bins, signing_pki, v2_img, tmp_path / "v2.tar", version="2.0")
+    disk = new_disk(tmp_path / "disk.img")
+    (tmp_path / "c1").mkdir()
+    (tmp_path / "c1/node.yaml").write_text("#cloud-config\nhostname: edge-1\n")
+    args = lambda b, *more: ["install", "--device", str(disk), "--bundle", str(b), "--keyring", signing_pki["ca"], *more]
+    assert ctl(bins, None, *args(v1, "--config", str(tmp_path / "c1/node.yaml"))).returncode == 0
+    table = lambda d: subprocess.run(["sfdisk", "-J", str(d)], capture_output=True, text=True, check=True).stdout
+    before = table(disk)
+    start = {p["name"]: p["start"] * 512 for p in json.loads(before)["partitiontable"]["partitions"]}
+    at = lambda name: f"{disk}?offset={start[name]}"
+    debugfs = lambda *a: subprocess.run(["debugfs", *a], capture_output=True, text=True)
+    (tmp_path / "data").write_text("keep me\n")
+    run_ok(["debugfs", "-w", "-R", f"write {tmp_path / 'data'} data.txt", at("BALLAST_PERSISTENT")])
+    run_ok(["debugfs", "-w", "-R", f"write {tmp_path / 'data'} 90_later.yaml", at("BALLAST_OEM")])
+
+    # Not a Ballast disk: refused, nothing written.
+    blank = new_disk(tmp_path / "blank.img", 1024)
+    r = ctl(bins, None, "install", "--device", str(blank), "--bundle", str(v2), "--keyring", signing_pki["ca"],
+            "--no-format")
+    assert r.returncode == 1 and "no BALLAST_EFI partition (no-format installs into an existing" in r.stderr, r.stderr
+    assert open(blank, "rb").read(2 * MiB) == b"\0" * (2 * MiB)
+    # Encryption asked for on a plain persistent partition: refused before anything is written.
+    (tmp_path / "c3").mkdir()
+    (tmp_path / "c3/node.yaml").write_text("#cloud-config\ninstall:\n  no-format: true\n"
+                                           "  encrypted_partitions: [COS_PERSISTENT]\n")
+    r = ctl(bins, None, *args(v2, "--config", str(tmp_path / "c3/node.yaml")))
+    assert r.returncode == 1 and "BALLAST_PERSISTENT on " in r.stderr and "is not encrypted, and no-format keeps it" in r.stderr
+    # The dry run shows the kept layout.
+    r = ctl(bins, None, *args(v2, "--no-format", "--dry-run"))
+    assert r.returncode == 0 and "no-format: the partitions and filesystems are kept" in r.stdout, r.stdout + r.stderr
+
+    # The install block asks for it; no --force needed on this disk.
+    (tmp_path / "c2").mkdir()
+    (tmp_path / "c2/node.yaml").write_text("#cloud-config\nhostname: edge-2\ninstall:\n  no-format: true\n")
+    r = ctl(bins, None, *args(v2, "--config", str(tmp_path / "c2/node.yaml")))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert table(disk) == before
+    assert debugfs("-R", "cat /data.txt", at("BALLAST_PERSISTENT")).stdout == "keep me\n"
+    assert "hostname: edge-2" in debugfs("-R", "cat /10_node.yaml", at("BALLAST_OEM")).stdout
+    assert debugfs("-R", "cat /90_later.yaml", at("BALLAST_OEM")).stdout == "keep me\n"
+    img = v2_img.read_bytes()
+    with open(disk, "rb") as f:
+        f.seek(start["BALLAST_A"])
+        assert f.read(len(img)) == img
+    esp = f"{disk}@@{start['BALLAST_EFI']}"
+    env1 = subprocess.run(["mtype", "-i", esp, "::/grub/env1/grubenv"], capture_output=True,
+                          env=dict(os.environ, MTOOLS_SKIP_CHECK="1")).stdout
+    vars1 = dict(grubsim.env_parse(env1))
+    assert vars1["ballast_A_version"] == "2.0" and vars1["ballast_A_ok"] == "1" and vars1["ballast_B_ok"] == "0"
+
+
 def test_install_block_settings_and_after_actions(bins, signing_pki, images, tmp_path):
     b = bundle(bins, signing_pki, images["v1"], tmp_path / "v1")
     disk = new_disk(tmp_path / "disk.img")
@@ -360,6 +417,13 @@ def test_install_encrypts_the_persistent_partition(bins, signing_pki, images, tm
         assert "volume name:   BALLAST_PERSISTE\n" in run_ok(["dumpe2fs", "-h", str(plain)]).stdout
         # Nothing of the key on disk outside the keyslots: the plain text is not in the image.
         assert key.encode() not in disk.read_bytes()
+        # A no-format reinstall keeps the LUKS2 volume as it is, with no TPM needed.
+        r = ctl(bins, None, "install", "--device", str(disk), "--bundle", str(b), "--keyring", signing_pki["ca"],
+                "--config", str(cfg), "--no-format", "--tpm2-device", "swtpm:host=127.0.0.1,port=1")
+        assert r.returncode == 0 and "BALLAST_PERSISTENT: kept as it is (crypto_LUKS)" in r.stderr + r.stdout, r.stderr
+        with open(disk, "rb") as f:
+            f.seek(p["start"] * 512)
+            assert f.read(p["size"] * 512) == part
     finally:
         tpm.stop()
 

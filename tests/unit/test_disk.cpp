@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "ballast/boot/esp.hpp"
+#include "ballast/core/atomic_file.hpp"
 #include "ballast/core/process.hpp"
 #include "ballast/core/sha256.hpp"
 #include "ballast/disk/layout.hpp"
@@ -40,6 +41,72 @@ TEST_CASE("layout: fixed partition numbers, 1 MiB aligned, slots sized for the i
     o.disk_size = 4096 * kMiB;
     o.slot_mib = 100;
     CHECK(plan_layout(o).error().what().find("cannot hold") != std::string::npos);
+}
+
+TEST_CASE("layout: install.no-format takes the existing layout only when it is whole",
+          "[disk][layout]") {
+    LayoutOptions o;
+    o.disk_size = 2048 * kMiB;
+    o.image_size = 200 * kMiB;
+    auto plan = plan_layout(o);
+    REQUIRE(plan);
+    std::vector<FoundPartition> found;
+    for (const auto& p : *plan)
+        found.push_back({p.number, p.label, p.type, p.start, p.size, p.fs});
+    found[2].content = "squashfs";  // a slot holds whatever it was given
+    found[4].content = "crypto_LUKS";
+    auto ok = check_existing_layout(found, o.image_size);
+    REQUIRE(ok);
+    CHECK((*ok)[2].fs.empty());
+    CHECK((*ok)[4].fs == "crypto_LUKS");
+    CHECK((*ok)[3].start == (*plan)[3].start);
+
+    auto err = [&](std::vector<FoundPartition> f, uint64_t image = 200 * kMiB) {
+        auto r = check_existing_layout(f, image);
+        REQUIRE_FALSE(r);
+        return r.error().what();
+    };
+    CHECK(err({}) ==
+          "install.no-format: no BALLAST_EFI partition (no-format installs into an "
+          "existing Ballast layout; install without it to make one)");
+    auto f = found;
+    std::swap(f[2].label, f[3].label);
+    CHECK(err(f).find("BALLAST_A is partition 4, not 3") != std::string::npos);
+    f = found;
+    f[1].content = "";
+    CHECK(err(f).find("BALLAST_OEM holds no filesystem, not ext4") != std::string::npos);
+    f = found;
+    f[0].content = "ext4";
+    CHECK(err(f).find("BALLAST_EFI holds ext4, not vfat") != std::string::npos);
+    CHECK(err(found, 500 * kMiB) ==
+          "install.no-format: BALLAST_A is 400 MiB; the image needs 500 MiB");
+}
+
+TEST_CASE("ext4: a file put into a filesystem at an offset, replaced, read back", "[disk][ext4]") {
+    test::TempDir d;
+    const std::string img = (d / "disk.img").string();
+    ProcessOptions tr;
+    tr.argv = {"truncate", "-s", "20M", img};
+    REQUIRE(run_process(tr)->success());
+    REQUIRE(make_ext4(img, kMiB, 16 * kMiB, "T").has_value());
+    const std::string src = (d / "10_a.yaml").string();
+    REQUIRE(write_file_atomic(src, "one\n", {.mode = 0600}).has_value());
+    REQUIRE(ext4_put(img, kMiB, src, "10_a.yaml").has_value());
+    REQUIRE(write_file_atomic(src, "two\n", {.mode = 0600}).has_value());
+    REQUIRE(ext4_put(img, kMiB, src, "10_a.yaml").has_value());
+    ProcessOptions p;
+    p.argv = {"debugfs", "-R", "cat /10_a.yaml", img + "?offset=" + std::to_string(kMiB)};
+    auto r = run_process(p);
+    REQUIRE(r);
+    CHECK(r->out == "two\n");
+    p.argv[2] = "stat /10_a.yaml";
+    r = run_process(p);
+    REQUIRE(r);
+    CHECK(r->out.find("Mode:  0600") != std::string::npos);
+    CHECK(ext4_put(img, kMiB, src, "../x").error().what() ==
+          "ext4: '../x' is not a plain file name");
+    // Not an ext4 filesystem there: the read-back says so.
+    CHECK_FALSE(ext4_put(img, 0, src, "10_a.yaml"));
 }
 
 TEST_CASE("FAT: files read and rewritten in place on a real vfat filesystem", "[disk][fat]") {

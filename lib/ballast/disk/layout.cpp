@@ -1,5 +1,8 @@
 #include "ballast/disk/layout.hpp"
 
+#include <algorithm>
+#include <string_view>
+
 namespace ballast::disk {
 namespace {
 
@@ -48,6 +51,49 @@ Result<std::vector<PartitionPlan>> plan_layout(const LayoutOptions& o) {
     add(5, kPersistentLabel, kTypeLinux, "ext4",
         o.persistent_mib ? o.persistent_mib * kMiB : end - at);
     return p;
+}
+
+Result<std::vector<PartitionPlan>> check_existing_layout(const std::vector<FoundPartition>& found,
+                                                         uint64_t image_size) {
+    struct Want {
+        int number;
+        const char* label;
+        std::vector<std::string_view> content;  // empty: a raw slot, anything
+    };
+    const Want wants[] = {{1, kEfiLabel, {"vfat"}},
+                          {2, kOemLabel, {"ext4"}},
+                          {3, kSlotALabel, {}},
+                          {4, kSlotBLabel, {}},
+                          {5, kPersistentLabel, {"ext4", "crypto_LUKS"}}};
+    std::vector<PartitionPlan> out;
+    for (const auto& w : wants) {
+        auto it = std::find_if(found.begin(), found.end(),
+                               [&](const FoundPartition& f) { return f.label == w.label; });
+        if (it == found.end())
+            return fail(Errc::invalid_argument,
+                        "install.no-format: no {} partition (no-format installs into an existing "
+                        "Ballast layout; install without it to make one)",
+                        w.label);
+        if (it->number != w.number)
+            return fail(Errc::invalid_argument,
+                        "install.no-format: {} is partition {}, not {} (grub.cfg looks for it "
+                        "there)",
+                        w.label, it->number, w.number);
+        if (!w.content.empty() &&
+            std::find(w.content.begin(), w.content.end(), it->content) == w.content.end())
+            return fail(Errc::invalid_argument,
+                        "install.no-format: {} holds {}, not {} (no-format keeps filesystems as "
+                        "they are; install without it to make them)",
+                        w.label, it->content.empty() ? "no filesystem" : it->content,
+                        w.content.front());
+        if (w.content.empty() && it->size < image_size)
+            return fail(Errc::invalid_argument,
+                        "install.no-format: {} is {} MiB; the image needs {} MiB", w.label,
+                        it->size / kMiB, (image_size + kMiB - 1) / kMiB);
+        out.push_back({it->number, it->label, it->type, w.content.empty() ? "" : it->content,
+                       it->start, it->size});
+    }
+    return out;
 }
 
 }  // namespace ballast::disk

@@ -44,6 +44,20 @@ struct LayoutOptions {
 // Errc::invalid_argument naming what does not fit.
 [[nodiscard]] Result<std::vector<PartitionPlan>> plan_layout(const LayoutOptions& o);
 
+// install.no-format: a partition found on the disk, with what it holds ("vfat", "ext4",
+// "crypto_LUKS", "" when blank: libblkid's names).
+struct FoundPartition {
+    int number = 0;
+    std::string label, type;
+    uint64_t start = 0, size = 0;
+    std::string content;
+};
+// The existing Ballast layout as a plan, when every partition is where grub.cfg looks for it
+// and holds what it must (ESP vfat, OEM ext4, persistent ext4 or LUKS; slots big enough for
+// `image_size`); else Errc::invalid_argument naming the partition and what is wrong.
+[[nodiscard]] Result<std::vector<PartitionPlan>> check_existing_layout(
+    const std::vector<FoundPartition>& found, uint64_t image_size);
+
 // The slot size plan_layout chooses for an image.
 [[nodiscard]] uint64_t default_slot_size(uint64_t image_size);
 

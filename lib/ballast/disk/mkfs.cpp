@@ -1,5 +1,10 @@
 #include "ballast/disk/mkfs.hpp"
 
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+
+#include "ballast/core/atomic_file.hpp"
 #include "ballast/core/process.hpp"
 
 namespace ballast::disk {
@@ -75,6 +80,42 @@ Status fat_mkdir(const std::string& device, uint64_t offset, const std::string& 
 Status fat_put(const std::string& device, uint64_t offset, const std::string& src,
                const std::string& dst) {
     return run_tool({"mcopy", "-o", "-i", at(device, offset), src, "::" + dst}, "ESP: copy " + dst);
+}
+
+Status ext4_put(const std::string& device, uint64_t offset, const std::string& src,
+                const std::string& name) {
+    const auto plain = [](std::string_view s) {
+        return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || std::strchr("._+-", c);
+        });
+    };
+    if (!plain(name) || name[0] == '.')
+        return fail(Errc::invalid_argument, "ext4: '{}' is not a plain file name", name);
+    if (device.find('?') != std::string::npos || src.find_first_of(" \t\"'") != std::string::npos)
+        return fail(Errc::invalid_argument, "ext4: {} or {} cannot be passed to debugfs", device,
+                    src);
+    // debugfs takes the offset after '?' (e2fsprogs' unix I/O options); it exits 0 whatever a
+    // request did, so what it wrote is read back below instead of trusting its messages.
+    const std::string spec = device + "?offset=" + std::to_string(offset);
+    auto debugfs = [&](std::vector<std::string> argv) {
+        ProcessOptions p;
+        p.argv = {"debugfs"};
+        p.argv.insert(p.argv.end(), argv.begin(), argv.end());
+        p.argv.push_back(spec);
+        p.timeout = std::chrono::minutes(2);
+        return run_process(p);
+    };
+    auto want = BALLAST_TRY(read_file(src, 16u << 20));
+    if (auto r = debugfs({"-w", "-R", "rm /" + name}); !r)
+        return std::unexpected(std::move(r.error()).context("ext4: debugfs (install e2fsprogs)"));
+    if (auto r = debugfs({"-w", "-R", "write " + src + " /" + name}); !r)
+        return std::unexpected(std::move(r.error()).context("ext4: debugfs"));
+    auto got = debugfs({"-R", "cat /" + name});
+    if (!got) return std::unexpected(std::move(got.error()).context("ext4: debugfs"));
+    if (!got->success() || got->out != want)
+        return fail(Errc::io, "ext4: writing {} at offset {} of {} did not take ({})", name, offset,
+                    device, got->err.empty() ? "content differs" : got->err);
+    return {};
 }
 
 }  // namespace ballast::disk

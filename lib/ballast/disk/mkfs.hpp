@@ -21,5 +21,10 @@ namespace ballast::disk {
 [[nodiscard]] Status fat_mkdir(const std::string& device, uint64_t offset, const std::string& path);
 [[nodiscard]] Status fat_put(const std::string& device, uint64_t offset, const std::string& src,
                              const std::string& dst);
+// debugfs on the ext4 filesystem at `offset`: put `src` in its root folder as `name` (replacing
+// a file of that name; `src`'s mode is kept), read back and compared. Names are plain
+// ([A-Za-z0-9._+-]), as debugfs parses its requests.
+[[nodiscard]] Status ext4_put(const std::string& device, uint64_t offset, const std::string& src,
+                              const std::string& name);
 
 }  // namespace ballast::disk

@@ -74,7 +74,7 @@ nlohmann::json Report::to_json() const {
                          {"size", p.size}});
     nlohmann::json j = {{"device", device},   {"disk_size", disk_size},   {"dry_run", dry_run},
                         {"version", version}, {"compatible", compatible}, {"partitions", parts},
-                        {"after", after},     {"after_note", after_note}};
+                        {"after", after},     {"after_note", after_note}, {"no_format", no_format}};
     if (encryption)
         j["encryption"] = {{"partition", disk::kPersistentLabel},
                            {"tpm2_device", encryption->tpm2_device},
@@ -93,6 +93,10 @@ std::string Report::text() const {
     for (const auto& p : layout)
         out += fmt::format("  {} {:<19} {:>5} {:>10} at {}\n", p.number, p.label,
                            p.fs.empty() ? "raw" : p.fs, mib(p.size), mib(p.start));
+    if (no_format)
+        out +=
+            "  no-format: the partitions and filesystems are kept; OEM gets the config "
+            "files, persistent data is left alone\n";
     if (encryption)
         out += fmt::format("  {} is LUKS2{}, sealed to the TPM2 at {} (PCRs {})\n",
                            disk::kPersistentLabel,
@@ -151,11 +155,13 @@ Result<Report> run(const Options& o) {
     if (device.empty() || device == "auto")
         return fail(Errc::invalid_argument, "no device: give --device or install.device");
     const bool force = o.force || in.force;
+    const bool no_format = o.no_format || in.no_format;
     std::string after = o.after.value_or(in.poweroff ? "poweroff" : in.reboot ? "reboot" : "none");
     std::optional<crypt::Tpm2> tpm;
     crypt::PcrBank bank{};
     crypt::PcrMask pcrs = 0;
-    if (BALLAST_TRY(encrypts_persistent(in.encrypted_partitions))) {
+    const bool encrypt = BALLAST_TRY(encrypts_persistent(in.encrypted_partitions));
+    if (encrypt && !no_format) {
         // The TPM first: a node that cannot seal is refused before anything is written.
         bank = BALLAST_TRY_CTX(crypt::parse_pcr_bank(o.pcr_bank), "tpm.pcr_bank");
         pcrs = BALLAST_TRY_CTX(crypt::parse_pcr_list(o.pcrs), "tpm.pcrs");
@@ -185,7 +191,7 @@ Result<Report> run(const Options& o) {
     }());
     if (auto m = BALLAST_TRY(disk::mounted_at(device)))
         return fail(Errc::busy, "{} is in use: mounted at {}", device, *m);
-    if (auto content = BALLAST_TRY(disk::probe_content(device))) {
+    if (auto content = no_format ? std::nullopt : BALLAST_TRY(disk::probe_content(device))) {
         auto parts = disk::read_partitions(device);
         const bool ballast = parts && disk::find_label(*parts, disk::kSlotALabel);
         if (!force)
@@ -206,7 +212,23 @@ Result<Report> run(const Options& o) {
     Report rep;
     rep.device = device;
     rep.disk_size = disk_size;
-    rep.layout = BALLAST_TRY(disk::plan_layout(lo));
+    if (no_format) {
+        std::vector<disk::FoundPartition> found;
+        for (const auto& p : BALLAST_TRY(disk::read_partitions(device))) {
+            auto content = BALLAST_TRY(disk::probe_content(device, p.start, p.size));
+            found.push_back({p.number, p.label, p.type, p.start, p.size, content.value_or("")});
+        }
+        rep.layout = BALLAST_TRY_CTX(
+            disk::check_existing_layout(found, checked.manifest.image.size), "{}", device);
+        if (encrypt && rep.layout.back().fs != "crypto_LUKS")
+            return fail(Errc::invalid_argument,
+                        "install.encrypted_partitions: {} on {} is not encrypted, and no-format "
+                        "keeps it as it is",
+                        disk::kPersistentLabel, device);
+    } else {
+        rep.layout = BALLAST_TRY(disk::plan_layout(lo));
+    }
+    rep.no_format = no_format;
     rep.version = checked.manifest.version;
     rep.compatible = checked.manifest.compatible;
     rep.dry_run = o.dry_run;
@@ -233,15 +255,19 @@ Result<Report> run(const Options& o) {
     };
 
     // 5. Partitions and filesystems.
-    say("writing the partition table");
-    BALLAST_TRY(disk::write_gpt(device, rep.layout));
-    failpoint("install.partitioned");
+    if (!no_format) {
+        say("writing the partition table");
+        BALLAST_TRY(disk::write_gpt(device, rep.layout));
+        failpoint("install.partitioned");
+    }
     auto tmp = BALLAST_TRY(TempDir::make());
     const auto esp = part(disk::kEfiLabel), oem = part(disk::kOemLabel),
                a = part(disk::kSlotALabel), b = part(disk::kSlotBLabel),
                persistent = part(disk::kPersistentLabel);
-    say("formatting");
-    BALLAST_TRY(disk::make_vfat(device, esp.start, esp.size, disk::kEfiLabel));
+    if (!no_format) {
+        say("formatting");
+        BALLAST_TRY(disk::make_vfat(device, esp.start, esp.size, disk::kEfiLabel));
+    }
     const std::string oem_dir = tmp.path() + "/oem";
     std::filesystem::create_directories(oem_dir);
     for (size_t i = 0; i < o.config_files.size(); ++i) {
@@ -253,8 +279,20 @@ Result<Report> run(const Options& o) {
         auto text = BALLAST_TRY(read_file(o.config_files[i], 4u << 20));
         BALLAST_TRY(write_file_atomic(oem_dir + "/" + name, text, {.mode = 0600}));
     }
-    BALLAST_TRY(disk::make_ext4(device, oem.start, oem.size, disk::kOemLabel, oem_dir));
-    if (tpm) {
+    if (no_format) {
+        // The OEM's other files stay: a reinstall must not drop config put there since.
+        for (const auto& f : std::filesystem::directory_iterator(oem_dir)) {
+            say(fmt::format("{}: {}", disk::kOemLabel, f.path().filename().string()));
+            BALLAST_TRY_CTX(
+                disk::ext4_put(device, oem.start, f.path().string(), f.path().filename().string()),
+                "{}", disk::kOemLabel);
+        }
+    } else {
+        BALLAST_TRY(disk::make_ext4(device, oem.start, oem.size, disk::kOemLabel, oem_dir));
+    }
+    if (no_format) {
+        say(fmt::format("{}: kept as it is ({})", disk::kPersistentLabel, persistent.fs));
+    } else if (tpm) {
         say(fmt::format("encrypting {} (LUKS2, TPM2 at {})", disk::kPersistentLabel, tpm->tcti()));
         auto enc = BALLAST_TRY_CTX(
             crypt::make_encrypted_ext4(device, persistent.start, persistent.size,

@@ -21,6 +21,9 @@ struct Options {
     std::string keyring;                    // --keyring (else the running system's)
     std::vector<std::string> config_files;  // --config: read for install:, copied into OEM
     bool force = false, dry_run = false;    // --force or install.force
+    // --no-format or install.no-format: into the disk's existing Ballast layout, keeping every
+    // filesystem (OEM gets the config files, persistent data is left alone).
+    bool no_format = false;
     // --reboot / --poweroff / --no-reboot ("none"); else install.reboot / install.poweroff.
     std::optional<std::string> after;
     std::optional<uint64_t> efi_mib, oem_mib, slot_mib, persistent_mib;  // command line wins
@@ -35,7 +38,7 @@ struct Report {
     uint64_t disk_size = 0;
     std::vector<disk::PartitionPlan> layout;
     std::string version, compatible;
-    bool dry_run = false;
+    bool dry_run = false, no_format = false;
     // What the node does once installed: "reboot", "poweroff" or "none"; `after_note` says why
     // a requested action is not taken (an image file is never this machine's disk).
     std::string after = "none", after_note;
