@@ -31,10 +31,11 @@ def image():
             pytest.fail(f"{tool} is missing: packaging/deps.sh image installs {pkg}")
     out = build_dir() / "image"
     if os.environ.get("BALLAST_E2E_REUSE_IMAGE") != "1" or not (out / "disk.img").exists():
-        # The k3s stand-in (tests/k3s-standin) runs on Python, PyYAML and the openssl tool, which
-        # the image a user flashes does without: only this test image carries them.
-        r = subprocess.run([str(TOP / "packaging/image/build.sh"), "--out", str(out),
-                            "--extra-packages", "python3 python3-yaml openssl"],
+        # Only this test image carries what the image a user flashes does without: Python,
+        # PyYAML and the openssl tool for the k3s stand-in (tests/k3s-standin), and GRUB's EFI
+        # modules for `agentctl install` run on a node (test_encrypted_install.py).
+        r = subprocess.run([str(TOP / "packaging/image/build.sh"), "--out", str(out), "--extra-packages",
+                            "python3 python3-yaml openssl grub-efi-amd64-bin"],
                            capture_output=True, text=True)
         (build_dir() / "image-build.log").write_text(r.stdout + r.stderr)
         assert r.returncode == 0, "image build failed:\n" + (r.stdout + r.stderr)[-4000:]

@@ -45,6 +45,7 @@ class Vm:
         if self.tpm_state:
             self.tpm_state.mkdir()
         self.boots_seen = 0
+        self.extra_disks: list[Path] = []  # more virtio disks, after the boot disk
         subprocess.run(["cp", "--sparse=always", str(image_dir / "disk.img"), str(self.disk)], check=True)
         shutil.copy(OVMF / "OVMF_VARS_4M.fd", self.vars)
         os.chmod(self.key, 0o600)
@@ -73,6 +74,7 @@ class Vm:
                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF / 'OVMF_CODE_4M.fd'}",
                "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}",
                "-drive", f"file={self.disk},format=raw,if=virtio,cache=unsafe",
+               *[a for d in self.extra_disks for a in ("-drive", f"file={d},format=raw,if=virtio,cache=unsafe")],
                "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
                "-device", "virtio-net-pci,netdev=n0,romfile=",
                # append: one log across power cuts, so boots are counted, not overwritten.
@@ -96,6 +98,17 @@ class Vm:
             self.swtpm = None
 
     stop = power_cut
+
+    def wait_poweroff(self, timeout: float = 300):
+        """The guest powered itself off: QEMU and then swtpm exit."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"no power-off within {timeout} s; serial:\n{self.tail()}")
+        self.proc = None
+        if self.swtpm:
+            self.swtpm.wait(timeout=30)
+            self.swtpm = None
 
     # --- what the node says ------------------------------------------------------------------
     def serial(self) -> str:
@@ -126,12 +139,15 @@ class Vm:
         return "\n".join(self.serial().splitlines()[-n:])
 
     # --- commands ----------------------------------------------------------------------------
+    def _ssh_cmd(self, command: str) -> list[str]:
+        return ["ssh", "-q", "-i", str(self.key), "-p", str(self.port), "-o", "BatchMode=yes",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
+                "root@127.0.0.1", command]
+
     def ssh(self, command: str, check: bool = True, timeout: float = 120,
             input: str | None = None) -> subprocess.CompletedProcess:
-        cmd = ["ssh", "-q", "-i", str(self.key), "-p", str(self.port), "-o", "BatchMode=yes",
-               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-               "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
-               "root@127.0.0.1", command]
+        cmd = self._ssh_cmd(command)
         # Exit 255 is ssh's own failure (connection refused, dropped keep-alives on a loaded
         # host), never the command's: a command that must succeed gets two more tries.
         for attempt in range(3 if check else 1):
@@ -146,6 +162,12 @@ class Vm:
         if check and r.returncode != 0:
             raise AssertionError(f"ssh {command!r}: exit {r.returncode}\n{r.stdout}\n{r.stderr}")
         return r
+
+    def put(self, local: Path, remote: str):
+        """Copies a file into the node (over ssh's stdin: the image has no sftp server)."""
+        with open(local, "rb") as f:
+            r = subprocess.run(self._ssh_cmd(f"cat > {remote}"), stdin=f, capture_output=True, timeout=600)
+        assert r.returncode == 0, f"put {local} {remote}: exit {r.returncode}: {r.stderr.decode()}"
 
     def wait_ssh(self, timeout: float = 120):
         deadline = time.monotonic() + timeout

@@ -35,8 +35,10 @@ std::string at(const std::string& device, uint64_t offset) {
 Status make_vfat(const std::string& device, uint64_t offset, uint64_t size,
                  const std::string& label) {
     if (offset % 512 || size % 1024) return fail(Errc::invalid_argument, "vfat: unaligned range");
+    // -I: on a block device mkfs.vfat refuses a disk that has partitions, and the range given
+    // here is one of them, reached through the whole disk.
     return run_tool(
-        {"mkfs.vfat", "-F", "32", "-S", "512", "-s", "1", "-n", label,
+        {"mkfs.vfat", "-I", "-F", "32", "-S", "512", "-s", "1", "-n", label,
          "--offset=" + std::to_string(offset / 512), device, std::to_string(size / 1024)},
         "format " + label);
 }
