@@ -1,10 +1,14 @@
-"""Scenarios 2 and 3 on one node running k3s (the stand-in from tests/k3s-standin, as k3s is not
-packaged here): an upgrade A->B over https (nginx on the host side of QEMU's user networking),
-the real reboot through systemd, the boot assessment committing B once k3s is ready; then an
-upgrade whose new slot's k3s never gets ready: the node goes back by itself and says why."""
+"""Scenarios 2 and 3 on one node whose persistent partition is encrypted to its TPM (installed by
+a running node: encrypted.py) and which runs k3s (the stand-in from tests/k3s-standin, as k3s is
+not packaged here): an upgrade A->B over https (nginx on the host side of QEMU's user
+networking), the real reboot through systemd, the persistent partition unlocked by the TPM in the
+new slot, the boot assessment committing B once k3s is ready; then an upgrade whose new slot's
+k3s never gets ready: the node goes back by itself and says why."""
 import json
 import time
 from pathlib import Path
+
+from encrypted import assert_unlocked_by_tpm, boot_encrypted_node, boot_with_recovery_key
 
 STANDIN = Path(__file__).resolve().parents[1] / "k3s-standin" / "k3s"
 
@@ -47,8 +51,8 @@ def wait_k3s(vm, label: str, timeout: float = 120) -> dict:
         time.sleep(1)
 
 
-def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web):
-    m = vm.boot()
+def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web, image):
+    m, recovery_key = boot_encrypted_node(vm, image)
     assert m["slot"] == "a" and m["failed"] == "none", (m, vm.tail())
     web.trust(vm, HEALTH)
     vm.ssh("echo before-upgrade > /var/lib/rancher/e2e && sync")
@@ -85,6 +89,9 @@ def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web):
     assert s["B"]["Version"] == "2.0.0-e2e" and s["B"]["State"] == "good" and s["B"]["Primary"], s
     assert s["A"]["State"] == "good"
     assert vm.ssh("cat /var/lib/rancher/e2e").stdout == "before-upgrade\n"
+    # The new slot opened the persistent partition by the TPM too; once committed, only the
+    # keyslot for its own boot is left.
+    assert len([t for t in assert_unlocked_by_tpm(vm)["tokens"] if t["type"] == "systemd-tpm2"]) == 1
     # k3s came up in B through systemd, with the config rendered there, and B was committed by an
     # assessment that asked it (the agent publishes its verdict on the node object).
     wait_k3s(vm, "site=e2e-2")
@@ -103,6 +110,7 @@ def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web):
         m = vm.wait_boot(timeout=600)
     vm.wait_ssh()
     assert m["slot"] == "b", (m, vm.tail())
+    assert_unlocked_by_tpm(vm)
     st = vm.status()
     assert "3.0.0-e2e" in st["LastError"] and "k3s" in st["LastError"], st
     s = {x["Slot"]: x for x in st["Slots"]}
@@ -110,3 +118,9 @@ def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web):
     assert [v["Version"] for v in st["RefusedVersions"]] == ["3.0.0-e2e"]
     r = vm.ssh(f"agentctl upgrade {web.bundle('3.0.0-e2e')} --no-reboot", check=False)
     assert r.returncode == 1 and "--force" in r.stderr, r.stdout + r.stderr
+
+    # No TPM at the next boot: the console says why and asks for the recovery key; typed there,
+    # it opens the persistent partition and the node comes up on B with its data.
+    m = boot_with_recovery_key(vm, recovery_key)
+    assert m["slot"] == "b", (m, vm.tail())
+    assert vm.ssh("cat /var/lib/rancher/e2e").stdout == "before-upgrade\n"

@@ -36,6 +36,7 @@ class Vm:
         self.disk = work / f"{name}.img"
         self.vars = work / f"{name}-vars.fd"
         self.log = work / f"{name}-serial.log"
+        self.console = work / f"{name}-console.sock"
         self.key = image_dir / "pki" / "ssh"
         self.port = free_port()
         self.proc = None
@@ -77,8 +78,11 @@ class Vm:
                *[a for d in self.extra_disks for a in ("-drive", f"file={d},format=raw,if=virtio,cache=unsafe")],
                "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
                "-device", "virtio-net-pci,netdev=n0,romfile=",
-               # append: one log across power cuts, so boots are counted, not overwritten.
-               "-chardev", f"file,id=serial0,path={self.log},append=on", "-serial", "chardev:serial0",
+               # The console: logged (appended: one log across power cuts, so boots are counted,
+               # not overwritten) whether or not anyone is connected to the socket type() uses.
+               "-chardev", f"socket,id=serial0,path={self.console},server=on,wait=off,"
+                           f"logfile={self.log},logappend=on",
+               "-serial", "chardev:serial0",
                *tpm]
         self.log_offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab"):
@@ -134,6 +138,22 @@ class Vm:
                 raise AssertionError(f"QEMU exited ({self.proc.returncode}); serial:\n{self.tail()}")
             time.sleep(0.5)
         raise AssertionError(f"no boot marker within {timeout} s; serial:\n{self.tail()}")
+
+    def wait_serial(self, text: str, timeout: float = 300):
+        """Waits for `text` on the console, in this boot's part of the log."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log.read_bytes()[self.log_offset:].decode("utf-8", "replace"):
+            if time.monotonic() > deadline or (self.proc and self.proc.poll() is not None):
+                raise AssertionError(f"no {text!r} on the console within {timeout} s:\n{self.tail()}")
+            time.sleep(0.5)
+
+    def type(self, text: str):
+        """Types on the serial console. Connects only for this: a client that stopped reading
+        would stall the guest's console output."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(self.console))
+            s.sendall(text.encode())
+            time.sleep(0.5)
 
     def tail(self, n: int = 60) -> str:
         return "\n".join(self.serial().splitlines()[-n:])
