@@ -231,6 +231,13 @@ def test_install_no_format_keeps_the_layout_oem_and_persistent_data(bins, signin
     # The install block asks for it; no --force needed on this disk.
     (tmp_path / "c2").mkdir()
     (tmp_path / "c2/node.yaml").write_text("#cloud-config\nhostname: edge-2\ninstall:\n  no-format: true\n")
+    # Killed at each step of the slot write and at the end: the layout and the persistent data
+    # are untouched, and the same command run again (below) finishes the job.
+    for point in ("write.header-cleared", "write.body-written", "write.header-written", "install.done"):
+        r = ctl(bins, None, *args(v2, "--config", str(tmp_path / "c2/node.yaml")), env={"BALLAST_FAILPOINT": point})
+        assert r.returncode == -9, (point, r.stdout + r.stderr)
+        assert table(disk) == before, point
+        assert debugfs("-R", "cat /data.txt", at("BALLAST_PERSISTENT")).stdout == "keep me\n", point
     r = ctl(bins, None, *args(v2, "--config", str(tmp_path / "c2/node.yaml")))
     assert r.returncode == 0, r.stdout + r.stderr
     assert table(disk) == before
