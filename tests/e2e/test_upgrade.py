@@ -8,7 +8,9 @@ import json
 import time
 from pathlib import Path
 
-from encrypted import assert_unlocked_by_tpm, boot_encrypted_node, boot_with_recovery_key
+from conftest import build_dir
+from encrypted import (assert_crypttab_line, assert_unlocked_by_tpm, boot_encrypted_node,
+                       boot_with_recovery_key, change_pcr7, pcr7, unlock_benchmark)
 
 STANDIN = Path(__file__).resolve().parents[1] / "k3s-standin" / "k3s"
 
@@ -54,6 +56,12 @@ def wait_k3s(vm, label: str, timeout: float = 120) -> dict:
 def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web, image):
     m, recovery_key = boot_encrypted_node(vm, image)
     assert m["slot"] == "a" and m["failed"] == "none", (m, vm.tail())
+    assert_crypttab_line(vm)
+    bench = unlock_benchmark(vm, rounds=15)
+    out = build_dir() / "bench"
+    out.mkdir(exist_ok=True)
+    (out / "unlock-vm.json").write_text(json.dumps(bench, indent=1) + "\n")
+    print("unlock in the VM:", json.dumps(bench))
     web.trust(vm, HEALTH)
     vm.ssh("echo before-upgrade > /var/lib/rancher/e2e && sync")
 
@@ -119,8 +127,19 @@ def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web, image
     r = vm.ssh(f"agentctl upgrade {web.bundle('3.0.0-e2e')} --no-reboot", check=False)
     assert r.returncode == 1 and "--force" in r.stderr, r.stdout + r.stderr
 
-    # No TPM at the next boot: the console says why and asks for the recovery key; typed there,
-    # it opens the persistent partition and the node comes up on B with its data.
-    m = boot_with_recovery_key(vm, recovery_key)
+    # PCR 7 changes (a new Secure Boot db entry, as a firmware update brings): the TPM refuses,
+    # the console says why and asks for the recovery key; typed there, it opens the persistent
+    # partition and the node comes up on B with its data.
+    sealed_to = pcr7(vm)
+    change_pcr7(vm)
+    m = boot_with_recovery_key(vm, recovery_key, "do not match the sealed policy")
     assert m["slot"] == "b", (m, vm.tail())
+    assert pcr7(vm) != sealed_to
     assert vm.ssh("cat /var/lib/rancher/e2e").stdout == "before-upgrade\n"
+    # The operator reseals with the recovery key: the next boot opens it by the TPM again.
+    vm.ssh("cat > /run/rk", input=recovery_key + "\n")
+    vm.ssh("agentctl encrypt reseal --unlock-key-file /run/rk && rm /run/rk")
+    m = vm.reboot()
+    assert m["slot"] == "b" and m["failed"] == "none", (m, vm.tail())
+    st = assert_unlocked_by_tpm(vm)
+    assert len([t for t in st["tokens"] if t["type"] == "systemd-tpm2"]) == 1, st

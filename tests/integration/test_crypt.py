@@ -311,6 +311,27 @@ def test_changed_pcr7_falls_back_to_recovery_key(bins, tpm, volume):
     assert r.returncode == 0 and out["method"] == "tpm2"
 
 
+def test_no_tpm_names_it_and_the_recovery_key_opens(bins, tpm, volume, tmp_path):
+    """The node's TPM is gone (or the board was swapped): the default device is missing, which
+    the console names before it asks for the recovery key."""
+    if os.path.exists("/dev/tpmrm0"):
+        pytest.skip("this host has a TPM: the default device would be found")
+    img, key = volume
+    assert enroll(bins, img, tpm, key=key).returncode == 0
+    r = agentctl(bins, "--json", "encrypt", "recovery-key", "--device", str(img), "--tpm2-device",
+                 tpm.tcti)
+    assert r.returncode == 0, r.stderr
+    rk = json.loads(r.stdout)["recovery_key"]
+    settings = tmp_path / "agent.yaml"
+    settings.write_text("log_level: info\n")  # no tpm.device: the kernel's resource manager
+    r, out = agent_unlock(bins, img, "", config=settings)
+    assert r.returncode != 0 and out["ok"] is False
+    assert "no TPM2 found (no /dev/tpmrm0)" in r.stderr and "enter the recovery key" in r.stderr
+    r, out = agent_unlock(bins, img, "", config=settings, env={"PASSWORD": rk})
+    assert r.returncode == 0, r.stderr
+    assert out["method"] == "recovery-key"
+
+
 def test_pin_token(bins, tpm, volume):
     img, key = volume
     r = enroll(bins, img, tpm, "--pin", key=key, env={"NEWPIN": "2468"})
