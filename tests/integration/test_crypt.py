@@ -275,7 +275,8 @@ def test_systemd_cryptenroll_token_opens_with_ballast(bins, tpm, volume):
     assert [t["policy_satisfied"] for t in s["tokens"] if t["type"] == "systemd-tpm2"] == [True]
 
 
-def test_changed_pcr7_falls_back_to_recovery_key(bins, tpm, volume):
+def tpm_token_and_recovery_key(bins, tpm, volume) -> tuple[Path, str]:
+    """The volume with a PIN-less TPM2 token and a recovery key: (image, recovery key)."""
     img, key = volume
     assert enroll(bins, img, tpm, key=key).returncode == 0
     r = agentctl(bins, "--json", "encrypt", "recovery-key", "--device", str(img), "--tpm2-device",
@@ -283,6 +284,11 @@ def test_changed_pcr7_falls_back_to_recovery_key(bins, tpm, volume):
     assert r.returncode == 0, r.stderr
     rk = json.loads(r.stdout)["recovery_key"]
     assert re.fullmatch(r"([cbdefghijklnrtuv]{8}-){7}[cbdefghijklnrtuv]{8}", rk)
+    return img, rk
+
+
+def test_changed_pcr7_falls_back_to_recovery_key(bins, tpm, volume):
+    img, rk = tpm_token_and_recovery_key(bins, tpm, volume)
 
     tpm.extend(7, "b" * 64)
     counter = tpm.lockout_counter()
@@ -316,12 +322,7 @@ def test_no_tpm_names_it_and_the_recovery_key_opens(bins, tpm, volume, tmp_path)
     the console names before it asks for the recovery key."""
     if os.path.exists("/dev/tpmrm0"):
         pytest.skip("this host has a TPM: the default device would be found")
-    img, key = volume
-    assert enroll(bins, img, tpm, key=key).returncode == 0
-    r = agentctl(bins, "--json", "encrypt", "recovery-key", "--device", str(img), "--tpm2-device",
-                 tpm.tcti)
-    assert r.returncode == 0, r.stderr
-    rk = json.loads(r.stdout)["recovery_key"]
+    img, rk = tpm_token_and_recovery_key(bins, tpm, volume)
     settings = tmp_path / "agent.yaml"
     settings.write_text("log_level: info\n")  # no tpm.device: the kernel's resource manager
     r, out = agent_unlock(bins, img, "", config=settings)
