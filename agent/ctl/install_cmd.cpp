@@ -16,6 +16,7 @@ int cmd_install(const GlobalOptions& g, install::Options o) {
     if (!settings) return report_error(settings.error());
     if (o.tpm2_device.empty()) o.tpm2_device = settings->tpm.device;
     o.pcrs = settings->tpm.pcrs;
+    o.root = std::filesystem::absolute(g.root).string();
     o.pcr_bank = settings->tpm.pcr_bank;
     auto rep = install::run(o);
     if (!rep) return report_error(rep.error());

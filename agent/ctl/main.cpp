@@ -88,7 +88,10 @@ int main(int argc, char** argv) {
         app.add_subcommand("install", "Partition a disk or image file and install a bundle on it");
     install->add_option("--device", inst.device,
                         "Block device or image file (default: install.device)");
-    install->add_option("--bundle", inst.bundle, "Bundle folder or .tar")->required();
+    install->add_option("--bundle", inst.bundle, "Bundle folder or .tar (else install.source)");
+    install->add_flag("--auto", inst.auto_mode,
+                      "At boot (ballast-install.service): settings from this node's cloud-config; "
+                      "only if install.auto is true and the device holds no Ballast disk");
     install->add_option("--keyring", inst.keyring,
                         "Trusted certificates (PEM); default: the system's keyring");
     install

@@ -51,7 +51,7 @@ _agentctl() {
         COMPREPLY=($(compgen -W "--image --version --compatible --os-name --key --cert --chain -o --keyring $global_opts" -- "$cur"))
         [[ $cur != -* ]] && _filedir
     elif [[ $cmd == install ]]; then
-        COMPREPLY=($(compgen -W "--device --bundle --keyring --config --force --no-format --dry-run --reboot --poweroff --no-reboot --efi-size --oem-size --slot-size --persistent-size --tpm2-device $global_opts" -- "$cur"))
+        COMPREPLY=($(compgen -W "--device --bundle --auto --keyring --config --force --no-format --dry-run --reboot --poweroff --no-reboot --efi-size --oem-size --slot-size --persistent-size --tpm2-device $global_opts" -- "$cur"))
     elif [[ $cmd == encrypt ]]; then
         COMPREPLY=($(compgen -W "--device --tpm2-device --pcrs --pcr-bank --pin --unlock-key-file --replace $global_opts" -- "$cur"))
     elif [[ $cmd == upgrade ]]; then

@@ -450,3 +450,75 @@ def test_install_encryption_refusals(bins, signing_pki, images, tmp_path):
     # Refused before anything was written.
     with open(disk, "rb") as f:
         assert f.read(1 << 20) == b"\0" * (1 << 20)
+
+
+def test_install_auto(bins, signing_pki, images, tmp_path):
+    """install.auto: `agentctl install --auto` (ballast-install.service at boot) takes its settings
+    from the node's own cloud-config, installs only when install.auto is true and never over a
+    Ballast disk, and leaves the installed node's OEM saying install.auto: false."""
+    need_tool("sfdisk", "fdisk")
+    b = bundle(bins, signing_pki, images["v1"], tmp_path / "v1.tar")
+    disk = new_disk(tmp_path / "disk.img")
+    root = tmp_path / "root"
+    (root / "oem").mkdir(parents=True)
+    (root / "etc/ballast/config.d").mkdir(parents=True)
+    (root / "oem/10_site.yaml").write_text("#cloud-config\nhostname: edge-auto\n")
+    node = root / "etc/ballast/config.d/90-install.yaml"
+    auto = lambda r=root, *more: ctl(bins, None, "--root", str(r), *more, "install", "--auto",
+                                     "--keyring", signing_pki["ca"])
+    digest = lambda: hashlib.sha256(disk.read_bytes()).hexdigest()
+    blank = digest()
+
+    # Not asked for: nothing, exit 0, even when something else in the config is wrong (the boot
+    # stage reports that).
+    r = auto()
+    assert r.returncode == 0 and r.stdout == "install.auto: nothing to do: install.auto is not true\n", r
+    (root / "oem/20_broken.yaml").write_text("#cloud-config\nhostname: [\n")
+    r = auto()
+    assert r.returncode == 0 and "install.auto is not true" in r.stdout, r
+    # Asked for: the broken file stops it, named.
+    node.write_text(f"#cloud-config\ninstall:\n  auto: true\n  device: {disk}\n  source: {b}\n")
+    r = auto()
+    assert r.returncode == 1 and "20_broken.yaml:" in r.stderr, r.stderr
+    (root / "oem/20_broken.yaml").unlink()
+    # Asked for, but no bundle, or one Ballast cannot install: errors naming the key.
+    node.write_text(f"#cloud-config\ninstall:\n  auto: true\n  device: {disk}\n")
+    r = auto()
+    assert r.returncode == 1 and "no bundle: give --bundle or install.source" in r.stderr, r.stderr
+    node.write_text(f"#cloud-config\ninstall:\n  auto: true\n  device: {disk}\n  source: oci:quay.io/x\n")
+    r = auto()
+    assert r.returncode == 1 and f"{node.relative_to(root)}:5" in r.stderr and "absolute path of a bundle" in r.stderr, r.stderr
+    # A device holding something else is refused as by hand (install.force would erase it).
+    other = new_disk(tmp_path / "other.img", 64)
+    run_ok(["mkfs.ext4", "-q", "-F", str(other)])
+    node.write_text(f"#cloud-config\ninstall:\n  auto: true\n  device: {other}\n  source: file:{b}\n")
+    r = auto()
+    assert r.returncode == 1 and "is not empty" in r.stderr, r.stderr
+    assert digest() == blank
+
+    node.write_text(f"#cloud-config\ninstall:\n  auto: true\n  device: {disk}\n  source: file:{b}\n")
+    r = auto(root, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["version"] == "1.0"
+    # OEM: the node's files (not the image defaults), then the override.
+    parts = json.loads(subprocess.run(["sfdisk", "-J", str(disk)], capture_output=True, text=True,
+                                      check=True).stdout)["partitiontable"]["partitions"]
+    oem = f"{disk}?offset={[p['start'] for p in parts if p['name'] == 'BALLAST_OEM'][0] * 512}"
+    ls = subprocess.run(["debugfs", "-R", "ls -l /", oem], capture_output=True, text=True).stdout
+    names = sorted(w for w in ls.split() if w.endswith(".yaml"))
+    assert names == ["10_10_site.yaml", "20_90-install.yaml", "99_ballast-installed.yaml"], ls
+    installed = tmp_path / "installed"
+    (installed / "oem").mkdir(parents=True)
+    for n in names:
+        text = subprocess.run(["debugfs", "-R", f"cat /{n}", oem], capture_output=True, text=True).stdout
+        (installed / "oem" / n).write_text(text)
+    assert "hostname: edge-auto" in (installed / "oem/10_10_site.yaml").read_text()
+
+    # Again (the live medium boots again): the disk is a Ballast disk now, left alone.
+    installed_digest = digest()
+    r = auto()
+    assert r.returncode == 0 and f"nothing to do: {disk} already holds a Ballast disk" in r.stdout, r
+    assert digest() == installed_digest
+    # The installed node, booted with its own OEM: install.auto is off there.
+    r = auto(installed)
+    assert r.returncode == 0 and "install.auto is not true" in r.stdout, r

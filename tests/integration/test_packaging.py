@@ -48,6 +48,8 @@ def test_deb_contains_units_policy_man_pages(deb_root):
               "/lib/systemd/system/ballast-health.service",
               "/lib/systemd/system/multi-user.target.wants/ballast-health.service",
               "/lib/systemd/system/boot-complete.target.requires/ballast-health.service",
+              "/lib/systemd/system/ballast-install.service",
+              "/lib/systemd/system/multi-user.target.wants/ballast-install.service",
               "/usr/lib/dracut/modules.d/90ballast/module-setup.sh",
               "/usr/lib/dracut/modules.d/90ballast/ballast-mount.service",
               "/usr/lib/dracut/dracut.conf.d/90-ballast.conf"]:
@@ -109,6 +111,15 @@ def test_health_unit_verifies(bins, world_tmp):
                        env=dict(os.environ, SYSTEMD_UNIT_PATH=f"{world_tmp}:"))
     assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
     assert "Before=boot-complete.target" in unit and "RequiredBy=boot-complete.target" in unit
+
+
+def test_install_unit_verifies(bins, world_tmp):
+    need_tool("systemd-analyze", "systemd")
+    path, unit = built_unit("ballast-install.service", f"{bins['ctl']} install --auto", world_tmp)
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+    # The recovery key an encrypted install prints must not reach the journal.
+    assert "StandardOutput=tty" in unit and "TTYPath=/dev/console" in unit
 
 
 def test_stage_units_verify(bins, world_tmp):

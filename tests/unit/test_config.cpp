@@ -374,3 +374,20 @@ TEST_CASE("unsupported modules are errors, not silent", "[config][validate]") {
     CHECK(l.diags.error_count() == 2);
     CHECK(has_diag(l.diags, "packages: not supported by Ballast"));
 }
+
+TEST_CASE("install.source: a bundle path; Kairos' file: and dir: prefixes", "[config][install]") {
+    auto l =
+        load({{"/oem/i.yaml", "#cloud-config\ninstall:\n  auto: true\n  source: file:/b.tar\n"}});
+    CHECK(l.diags.error_count() == 0);
+    CHECK(l.config.install.auto_install);
+    CHECK(l.config.install.source == "/b.tar");
+    l = load({{"/oem/i.yaml", "#cloud-config\ninstall:\n  source: dir:/media/bundle\n"}});
+    CHECK(l.config.install.source == "/media/bundle");
+    for (const char* bad : {"oci:quay.io/os:1", "os.tar", "file:os.tar"}) {
+        l = load(
+            {{"/oem/i.yaml", std::string("#cloud-config\ninstall:\n  source: ") + bad + "\n"}});
+        CHECK(l.diags.error_count() == 1);
+        CHECK(has_diag(l.diags, "/oem/i.yaml:3"));
+        CHECK(has_diag(l.diags, "absolute path of a bundle"));
+    }
+}

@@ -809,6 +809,13 @@ void decode_blocks(const Node& blocks, DecodeContext& ctx, Config& cfg) {
             i.device.front() != '/')
             in.error("device", "expected auto or a device path such as /dev/vda");
         in.read("auto", i.auto_install);
+        if (in.read("source", i.source)) {
+            // Kairos' spelling of a local image; Ballast installs signed bundles only.
+            for (std::string_view pre : {"file:", "dir:"})
+                if (i.source.rfind(pre, 0) == 0) i.source.erase(0, pre.size());
+            if (i.source.empty() || i.source.front() != '/')
+                in.error("source", "expected the absolute path of a bundle (.tar or folder)");
+        }
         in.read("reboot", i.reboot);
         in.read("poweroff", i.poweroff);
         if (i.reboot && i.poweroff) in.error("poweroff", "reboot and poweroff cannot both be true");

@@ -137,6 +137,7 @@ struct Step {
 // Kairos `install:` block (validated; acted on by install).
 struct InstallSpec {
     std::string device;
+    std::string source;  // the bundle to install (Kairos' key; a path, file: or dir: allowed)
     bool auto_install = false, reboot = false, poweroff = false, no_format = false, force = false;
     std::vector<std::string> encrypted_partitions;
     std::map<std::string, uint32_t> partition_sizes_mib;  // oem, persistent, slot, efi

@@ -4,13 +4,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "ballast/boot/grub.hpp"
 #include "ballast/boot/state.hpp"
 #include "ballast/config/facts.hpp"
 #include "ballast/config/loader.hpp"
+#include "ballast/config/sources.hpp"
 #include "ballast/core/atomic_file.hpp"
+#include "ballast/core/cmdline.hpp"
 #include "ballast/core/failpoint.hpp"
 #include "ballast/core/fd.hpp"
 #include "ballast/core/process.hpp"
@@ -47,16 +50,72 @@ class TempDir {
 };
 
 Status run_stage(const std::string& stage, const Options& o) {
-    if (o.config_files.empty()) return {};
+    if (o.config_files.empty() && !o.auto_mode) return {};
     stages::RunRequest req;
     req.stage = stage;
     req.config_files = o.config_files;
-    req.node_sources = false;
+    req.node_sources = o.auto_mode;
+    if (o.auto_mode) req.config_root = RootPrefix(o.root);
     auto rep = BALLAST_TRY(stages::run(req));
     if (!rep.ok())
         return fail(Errc::failed, "the {} stage failed: {}", stage, rep.result.summary());
     return {};
 }
+
+// The cloud-config the settings come from: the --config files; with --auto, this node's own
+// sources and kernel command line before them.
+Result<std::vector<config::SourceFile>> settings_sources(const Options& o) {
+    std::vector<config::SourceFile> srcs;
+    if (o.auto_mode) {
+        config::Diagnostics diags;
+        auto cmdline = read_proc_cmdline();
+        srcs = BALLAST_TRY(config::collect_sources(RootPrefix(o.root),
+                                                   {.node_sources = true,
+                                                    .extra_files = o.config_files,
+                                                    .cmdline = cmdline ? *cmdline : ""},
+                                                   diags));
+        return srcs;
+    }
+    for (const auto& f : o.config_files) {
+        auto text = BALLAST_TRY_CTX(read_file(f, 4u << 20), "config");
+        auto kind = config::detect_kind(text, f);
+        srcs.push_back(
+            {f, text,
+             kind == config::SourceKind::no_header ? config::SourceKind::cloud_config : kind});
+    }
+    return srcs;
+}
+
+struct OemFile {
+    std::string name, text;
+};
+
+// What goes into the new OEM partition, in order: the files the settings came from (with
+// --auto, the node's own, less the image's defaults, which the slot has anyway, and the files
+// its loader ignored).
+std::vector<OemFile> oem_files_of(const Options& o, const std::vector<config::SourceFile>& srcs) {
+    std::vector<OemFile> out;
+    for (const auto& src : srcs) {
+        if (o.auto_mode && (src.name.empty() || src.name.front() != '/' ||
+                            src.name.rfind("/usr/lib/ballast/", 0) == 0 ||
+                            src.kind == config::SourceKind::no_header))
+            continue;
+        auto name = fmt::format("{:02}_{}", 10 * (out.size() + 1),
+                                std::filesystem::path(src.name).filename().string());
+        if (!name.ends_with(".yaml") && !name.ends_with(".yml")) name += ".yaml";
+        out.push_back({std::move(name), src.text});
+    }
+    return out;
+}
+
+// Last in OEM when the settings had install.auto: the installed node must not install itself
+// again at every boot (ballast-install.service reads the same files there).
+constexpr std::string_view kInstalledOverride =
+    "#cloud-config\n"
+    "# Written by agentctl install: the files before this one asked for install.auto, which\n"
+    "# installed this node. It is off here so that the node does not install itself again.\n"
+    "install:\n"
+    "  auto: false\n";
 
 std::string mib(uint64_t b) {
     return fmt::format("{} MiB", b / disk::kMiB);
@@ -65,6 +124,7 @@ std::string mib(uint64_t b) {
 }  // namespace
 
 nlohmann::json Report::to_json() const {
+    if (!skipped.empty()) return {{"skipped", skipped}};
     auto parts = nlohmann::json::array();
     for (const auto& p : layout)
         parts.push_back({{"number", p.number},
@@ -87,6 +147,7 @@ nlohmann::json Report::to_json() const {
 }
 
 std::string Report::text() const {
+    if (!skipped.empty()) return fmt::format("install.auto: nothing to do: {}\n", skipped);
     std::string out =
         fmt::format("{}{}: {} ({}), slot A: {} for {}\n", dry_run ? "plan for " : "installed ",
                     device, mib(disk_size), layout.size(), version, compatible);
@@ -131,29 +192,43 @@ Result<Report> run(const Options& o) {
     auto say = [&](const std::string& s) {
         if (o.say) o.say(s);
     };
-    // 1. Settings: the install: block of the given cloud-config, the command line winning.
+    // 1. Settings: the install: block of the cloud-config, the command line winning.
+    std::vector<config::SourceFile> srcs = BALLAST_TRY(settings_sources(o));
+    std::vector<OemFile> oem_files = oem_files_of(o, srcs);
     config::Config cfg;
-    if (!o.config_files.empty()) {
-        std::vector<config::SourceFile> srcs;
-        config::Diagnostics diags;
-        for (const auto& f : o.config_files) {
-            auto text = BALLAST_TRY_CTX(read_file(f, 4u << 20), "config");
-            auto kind = config::detect_kind(text, f);
-            srcs.push_back(
-                {f, text,
-                 kind == config::SourceKind::no_header ? config::SourceKind::cloud_config : kind});
-        }
+    if (!srcs.empty()) {
         auto facts = config::gather_facts(RootPrefix());
         auto loaded =
             config::load_sources(std::move(srcs), facts ? *facts : nlohmann::json::object());
+        // At boot (--auto) a mistake elsewhere in the node's config is the boot stage's to
+        // report; it only stops an install that was asked for, or might have been: a broken
+        // install: block is not read as "no install.auto".
+        if (o.auto_mode && !loaded.config.install.auto_install &&
+            !std::ranges::any_of(loaded.diags.items(), [](const config::Diagnostic& d) {
+                return d.severity == config::Severity::error && d.message.starts_with("install");
+            }))
+            return Report{.skipped = "install.auto is not true"};
         if (loaded.diags.has_errors())
             return fail(Errc::invalid_argument, "{}", loaded.diags.errors_text());
         cfg = std::move(loaded.config);
     }
     const auto& in = cfg.install;
+    if (o.auto_mode && !in.auto_install) return Report{.skipped = "install.auto is not true"};
     std::string device = !o.device.empty() ? o.device : in.device;
     if (device.empty() || device == "auto")
         return fail(Errc::invalid_argument, "no device: give --device or install.device");
+    if (o.auto_mode) {
+        // Never over a Ballast disk at boot: this node's own disk (its OEM still says auto),
+        // or one installed by an earlier boot. Reinstalling is done by hand.
+        auto parts = disk::read_partitions(device);
+        if (parts && disk::find_label(*parts, disk::kSlotALabel))
+            return Report{.skipped = fmt::format("{} already holds a Ballast disk", device)};
+    }
+    if (in.auto_install)
+        oem_files.push_back({"99_ballast-installed.yaml", std::string(kInstalledOverride)});
+    const std::string bundle_src = !o.bundle.empty() ? o.bundle : in.source;
+    if (bundle_src.empty())
+        return fail(Errc::invalid_argument, "no bundle: give --bundle or install.source");
     const bool force = o.force || in.force;
     const bool no_format = o.no_format || in.no_format;
     std::string after = o.after.value_or(in.poweroff ? "poweroff" : in.reboot ? "reboot" : "none");
@@ -176,9 +251,9 @@ Result<Report> run(const Options& o) {
 
     // 2. The bundle: signature, manifest, image present and sized. Nothing is written before.
     const std::string keyring = o.keyring.empty() ? update::default_keyring("/") : o.keyring;
-    auto bundle = BALLAST_TRY(update::Bundle::open(o.bundle));
+    auto bundle = BALLAST_TRY(update::Bundle::open(bundle_src));
     auto checked = BALLAST_TRY(update::check_bundle(bundle, keyring));
-    BALLAST_TRY(update::check_bootable(checked, o.bundle));
+    BALLAST_TRY(update::check_bootable(checked, bundle_src));
 
     // 3. The device: not mounted, blank unless --force.
     {
@@ -270,15 +345,8 @@ Result<Report> run(const Options& o) {
     }
     const std::string oem_dir = tmp.path() + "/oem";
     std::filesystem::create_directories(oem_dir);
-    for (size_t i = 0; i < o.config_files.size(); ++i) {
-        auto name = fmt::format("{:02}_{}", 10 * (i + 1),
-                                std::filesystem::path(o.config_files[i]).filename().string());
-        if (name.size() < 5 ||
-            (name.substr(name.size() - 5) != ".yaml" && name.substr(name.size() - 4) != ".yml"))
-            name += ".yaml";
-        auto text = BALLAST_TRY(read_file(o.config_files[i], 4u << 20));
-        BALLAST_TRY(write_file_atomic(oem_dir + "/" + name, text, {.mode = 0600}));
-    }
+    for (const auto& f : oem_files)
+        BALLAST_TRY(write_file_atomic(oem_dir + "/" + f.name, f.text, {.mode = 0600}));
     if (no_format) {
         // The OEM's other files stay: a reinstall must not drop config put there since.
         for (const auto& f : std::filesystem::directory_iterator(oem_dir)) {
@@ -373,7 +441,7 @@ Result<Report> run(const Options& o) {
 }
 
 Status finish(const Report& r) {
-    if (r.dry_run || r.after == "none") return {};
+    if (!r.skipped.empty() || r.dry_run || r.after == "none") return {};
     if (!systemd::running())
         return fail(Errc::unsupported, "cannot {}: systemd is not running here", r.after);
     auto m = BALLAST_TRY_CTX(systemd::Manager::connect(), "{}", r.after);

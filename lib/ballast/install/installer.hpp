@@ -17,7 +17,7 @@ namespace ballast::install {
 
 struct Options {
     std::string device;                     // --device (else install.device)
-    std::string bundle;                     // --bundle
+    std::string bundle;                     // --bundle (else install.source)
     std::string keyring;                    // --keyring (else the running system's)
     std::vector<std::string> config_files;  // --config: read for install:, copied into OEM
     bool force = false, dry_run = false;    // --force or install.force
@@ -31,9 +31,17 @@ struct Options {
     // For install.encrypted_partitions: the TPM (TCTI; "" = /dev/tpmrm0) and the policy.
     std::string tpm2_device, pcrs = "7", pcr_bank = "sha256";
     std::function<void(const std::string&)> say;  // progress lines
+    // --auto (ballast-install.service at boot): the settings are this node's own cloud-config
+    // (its sources under `root`, the kernel command line, then --config); nothing happens unless
+    // install.auto is true, nor when the device already holds a Ballast disk. The installed
+    // node's OEM gets those files and, last, install.auto: false, so it never installs itself.
+    bool auto_mode = false;
+    std::string root = "/";
 };
 
 struct Report {
+    // Set when --auto found nothing to do (why); everything else is then empty.
+    std::string skipped;
     std::string device;
     uint64_t disk_size = 0;
     std::vector<disk::PartitionPlan> layout;
