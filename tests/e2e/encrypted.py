@@ -60,7 +60,9 @@ def boot_encrypted_node(vm, image) -> tuple[dict, str]:
     vm.wait_poweroff(timeout=900)
     console = vm.serial()[since:]
     assert "encrypting BALLAST_PERSISTENT (LUKS2, TPM2 at " in console, vm.tail()
-    key = re.search(r"shown only this once:\s+([cbdefghijklnrtuv]{8}(?:-[cbdefghijklnrtuv]{8}){7})\n", console)
+    # systemd's "A start job is running" lines may land between the heading and the key.
+    key = re.search(r"shown only this once:.*?\b([cbdefghijklnrtuv]{8}(?:-[cbdefghijklnrtuv]{8}){7})\b", console,
+                    re.DOTALL)
     assert key, vm.tail()
     vm.boots_seen = len(vm.markers())  # that boot's marker, if it came before the power-off
 

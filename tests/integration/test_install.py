@@ -487,16 +487,32 @@ def test_install_auto(bins, signing_pki, images, tmp_path):
     assert r.returncode == 1 and "no bundle: give --bundle or install.source" in r.stderr, r.stderr
     node.write_text(f"#cloud-config\ninstall:\n  auto: true\n  device: {disk}\n  source: oci:quay.io/x\n")
     r = auto()
-    assert r.returncode == 1 and f"{node.relative_to(root)}:5" in r.stderr and "absolute path of a bundle" in r.stderr, r.stderr
+    assert r.returncode == 1 and "install.source: oci:quay.io/x is not the absolute path of a bundle" in r.stderr, r.stderr
+    # A file that says install.auto but is broken elsewhere is dropped whole: that stops the run
+    # rather than reading as "not asked for".
+    node.write_text(f"#cloud-config\ninstall:\n  auto: true\n  device: {disk}\n  source: {b}\nusers: 3\n")
+    r = auto()
+    assert r.returncode == 1 and f"{node.relative_to(root)}:6" in r.stderr, r.stderr
     # A device holding something else is refused as by hand (install.force would erase it).
     other = new_disk(tmp_path / "other.img", 64)
     run_ok(["mkfs.ext4", "-q", "-F", str(other)])
     node.write_text(f"#cloud-config\ninstall:\n  auto: true\n  device: {other}\n  source: file:{b}\n")
+    other_digest = hashlib.sha256(other.read_bytes()).hexdigest()
     r = auto()
     assert r.returncode == 1 and "is not empty" in r.stderr, r.stderr
-    assert digest() == blank
-
+    assert digest() == blank and hashlib.sha256(other.read_bytes()).hexdigest() == other_digest
+    # An install cut short (after the partition table, before the boot state, which comes
+    # last) is not erased unattended: it could as well be a node whose ESP broke.
     node.write_text(f"#cloud-config\ninstall:\n  auto: true\n  device: {disk}\n  source: file:{b}\n")
+    r = ctl(bins, None, "--root", str(root), "install", "--auto", "--keyring", signing_pki["ca"],
+            env={"BALLAST_FAILPOINT": "install.partitioned"})
+    assert r.returncode != 0
+    for _ in range(2):  # and never later either
+        r = auto()
+        assert r.returncode == 1 and "holds a Ballast layout but no boot state" in r.stderr, r.stderr
+    subprocess.run(["truncate", "-s", "0", str(disk)], check=True)
+    new_disk(disk)
+
     r = auto(root, "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["version"] == "1.0"
@@ -519,6 +535,11 @@ def test_install_auto(bins, signing_pki, images, tmp_path):
     r = auto()
     assert r.returncode == 0 and f"nothing to do: {disk} already holds a Ballast disk" in r.stdout, r
     assert digest() == installed_digest
-    # The installed node, booted with its own OEM: install.auto is off there.
+    # The installed node, booted with its own OEM: the marker stops it before any config is
+    # read, even when a later source (a datasource, config_url) says install.auto again.
+    (installed / "run/ballast/config.d").mkdir(parents=True)
+    (installed / "run/ballast/config.d/50-config-url.yaml").write_text(
+        node.read_text().replace(str(disk), str(tmp_path / "blank.img")))
     r = auto(installed)
-    assert r.returncode == 0 and "install.auto is not true" in r.stdout, r
+    assert r.returncode == 0 and "this node was installed by install.auto (/oem/99_ballast-installed.yaml)" in r.stdout, r
+    assert not (tmp_path / "blank.img").exists()

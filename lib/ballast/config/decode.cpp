@@ -810,11 +810,15 @@ void decode_blocks(const Node& blocks, DecodeContext& ctx, Config& cfg) {
             in.error("device", "expected auto or a device path such as /dev/vda");
         in.read("auto", i.auto_install);
         if (in.read("source", i.source)) {
-            // Kairos' spelling of a local image; Ballast installs signed bundles only.
+            // Kairos' spelling of a local image; Ballast installs signed bundles only. Only a
+            // warning here: Kairos configs carry oci: sources, and an error would drop the whole
+            // file (users, keys) at every boot; the installer refuses it if it has to use it.
             for (std::string_view pre : {"file:", "dir:"})
                 if (i.source.rfind(pre, 0) == 0) i.source.erase(0, pre.size());
             if (i.source.empty() || i.source.front() != '/')
-                in.error("source", "expected the absolute path of a bundle (.tar or folder)");
+                in.warning("source",
+                           "not the absolute path of a bundle (.tar or folder): install "
+                           "cannot use it");
         }
         in.read("reboot", i.reboot);
         in.read("poweroff", i.poweroff);

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <set>
 
+#include "ballast/boot/esp.hpp"
 #include "ballast/boot/grub.hpp"
 #include "ballast/boot/state.hpp"
 #include "ballast/config/facts.hpp"
@@ -94,16 +96,21 @@ struct OemFile {
 // --auto, the node's own, less the image's defaults, which the slot has anyway, and the files
 // its loader ignored).
 std::vector<OemFile> oem_files_of(const Options& o, const std::vector<config::SourceFile>& srcs) {
+    std::vector<const config::SourceFile*> kept;
+    for (const auto& src : srcs)
+        if (!o.auto_mode || (!src.name.empty() && src.name.front() == '/' &&
+                             src.name.rfind("/usr/lib/ballast/", 0) != 0 &&
+                             src.kind != config::SourceKind::no_header))
+            kept.push_back(&src);
+    // 10_, 20_, ...: with ten files or more every number gets three digits, so that the names
+    // still sort in this order.
+    const int width = kept.size() > 9 ? 3 : 2;
     std::vector<OemFile> out;
-    for (const auto& src : srcs) {
-        if (o.auto_mode && (src.name.empty() || src.name.front() != '/' ||
-                            src.name.rfind("/usr/lib/ballast/", 0) == 0 ||
-                            src.kind == config::SourceKind::no_header))
-            continue;
-        auto name = fmt::format("{:02}_{}", 10 * (out.size() + 1),
-                                std::filesystem::path(src.name).filename().string());
+    for (const auto* src : kept) {
+        auto name = fmt::format("{:0{}}_{}", 10 * (out.size() + 1), width,
+                                std::filesystem::path(src->name).filename().string());
         if (!name.ends_with(".yaml") && !name.ends_with(".yml")) name += ".yaml";
-        out.push_back({std::move(name), src.text});
+        out.push_back({std::move(name), src->text});
     }
     return out;
 }
@@ -116,6 +123,28 @@ constexpr std::string_view kInstalledOverride =
     "# installed this node. It is off here so that the node does not install itself again.\n"
     "install:\n"
     "  auto: false\n";
+
+constexpr std::string_view kInstalledMarker = "99_ballast-installed.yaml";
+
+// --auto's target. A finished Ballast disk (its ESP holds a boot state, which install writes
+// last) is left alone, with the reason. An unfinished one (a layout, no boot state) is not
+// erased unattended either: it may be a node whose ESP broke, with its data on it.
+Result<std::optional<std::string>> finished_ballast_disk(const std::string& device) {
+    auto parts = disk::read_partitions(device);
+    if (!parts || !disk::find_label(*parts, disk::kSlotALabel)) return std::nullopt;
+    bool state = false;
+    if (auto esp = disk::find_label(*parts, disk::kEfiLabel))
+        if (auto store = boot::FatEnvStore::open(device, esp->start, esp->size)) {
+            boot::GrubBootControl control(**store);
+            state = control.load(false).has_value();
+        }
+    if (!state)
+        return fail(Errc::exists,
+                    "{} holds a Ballast layout but no boot state (an unfinished install, or a "
+                    "damaged ESP): not erased unattended; run agentctl install --force by hand",
+                    device);
+    return fmt::format("{} already holds a Ballast disk", device);
+}
 
 std::string mib(uint64_t b) {
     return fmt::format("{} MiB", b / disk::kMiB);
@@ -193,19 +222,34 @@ Result<Report> run(const Options& o) {
         if (o.say) o.say(s);
     };
     // 1. Settings: the install: block of the cloud-config, the command line winning.
+    if (o.auto_mode) {
+        // Checked before any config: a later source (a datasource, config_url, the kernel
+        // command line) may say install.auto again at every boot of the installed node.
+        auto marker =
+            BALLAST_TRY(RootPrefix(o.root).resolve(fmt::format("/oem/{}", kInstalledMarker)));
+        std::error_code ec;
+        if (std::filesystem::exists(marker, ec))
+            return Report{.skipped =
+                              fmt::format("this node was installed by install.auto (/oem/{})",
+                                          kInstalledMarker)};
+    }
     std::vector<config::SourceFile> srcs = BALLAST_TRY(settings_sources(o));
     std::vector<OemFile> oem_files = oem_files_of(o, srcs);
+    // Files that hold an install: block: at boot, an error in one of them drops it whole, and
+    // with it perhaps install.auto; that must stop the run, not read as "not asked for".
+    std::set<std::string> install_files;
+    for (const auto& src : srcs)
+        if (src.text.find("install:") != std::string::npos) install_files.insert(src.name);
     config::Config cfg;
     if (!srcs.empty()) {
         auto facts = config::gather_facts(RootPrefix());
         auto loaded =
             config::load_sources(std::move(srcs), facts ? *facts : nlohmann::json::object());
-        // At boot (--auto) a mistake elsewhere in the node's config is the boot stage's to
-        // report; it only stops an install that was asked for, or might have been: a broken
-        // install: block is not read as "no install.auto".
+        // At boot (--auto) a mistake in a file without an install: block is the boot stage's
+        // to report.
         if (o.auto_mode && !loaded.config.install.auto_install &&
-            !std::ranges::any_of(loaded.diags.items(), [](const config::Diagnostic& d) {
-                return d.severity == config::Severity::error && d.message.starts_with("install");
+            !std::ranges::any_of(loaded.diags.items(), [&](const config::Diagnostic& d) {
+                return d.severity == config::Severity::error && install_files.count(d.pos.file);
             }))
             return Report{.skipped = "install.auto is not true"};
         if (loaded.diags.has_errors())
@@ -217,18 +261,17 @@ Result<Report> run(const Options& o) {
     std::string device = !o.device.empty() ? o.device : in.device;
     if (device.empty() || device == "auto")
         return fail(Errc::invalid_argument, "no device: give --device or install.device");
-    if (o.auto_mode) {
-        // Never over a Ballast disk at boot: this node's own disk (its OEM still says auto),
-        // or one installed by an earlier boot. Reinstalling is done by hand.
-        auto parts = disk::read_partitions(device);
-        if (parts && disk::find_label(*parts, disk::kSlotALabel))
-            return Report{.skipped = fmt::format("{} already holds a Ballast disk", device)};
-    }
+    if (o.auto_mode)
+        if (auto why = BALLAST_TRY(finished_ballast_disk(device))) return Report{.skipped = *why};
     if (in.auto_install)
-        oem_files.push_back({"99_ballast-installed.yaml", std::string(kInstalledOverride)});
+        oem_files.push_back({std::string(kInstalledMarker), std::string(kInstalledOverride)});
     const std::string bundle_src = !o.bundle.empty() ? o.bundle : in.source;
     if (bundle_src.empty())
         return fail(Errc::invalid_argument, "no bundle: give --bundle or install.source");
+    if (bundle_src.front() != '/' && o.bundle.empty())
+        return fail(Errc::invalid_argument,
+                    "install.source: {} is not the absolute path of a bundle (.tar or folder)",
+                    bundle_src);
     const bool force = o.force || in.force;
     const bool no_format = o.no_format || in.no_format;
     std::string after = o.after.value_or(in.poweroff ? "poweroff" : in.reboot ? "reboot" : "none");
