@@ -113,25 +113,19 @@ def change_pcr7(vm):
     vm.put(blob, f"/sys/firmware/efi/efivars/db-{DB}")
 
 
-def boot_with_recovery_key(vm, key: str, why: str, tpm: bool = True) -> dict:
-    """Powers the node off and boots it (with no TPM unless `tpm`): the initramfs says `why` on
-    the console and asks for the recovery key, which is typed there. The marker of that boot."""
+def boot_with_recovery_key(vm, key: str, why: str) -> dict:
+    """Powers the node off and boots it: the initramfs says `why` on the console and asks for
+    the recovery key, which is typed there. The marker of that boot."""
     vm.ssh("systemctl poweroff --no-block", check=False, timeout=30)
     vm.wait_poweroff()
-    tpm_state = vm.tpm_state
-    if not tpm:
-        vm.tpm_state = None
     since = len(vm.serial())
-    try:
-        vm.start()
-        vm.wait_serial(why)
-        vm.wait_serial("enter the recovery key to continue")
-        vm.wait_serial("Recovery key for ")
-        vm.type(key + "\n")
-        m = vm.wait_boot()
-        vm.wait_ssh()
-    finally:
-        vm.tpm_state = tpm_state
+    vm.start()
+    vm.wait_serial(why)
+    vm.wait_serial("enter the recovery key to continue")
+    vm.wait_serial("Recovery key for ")
+    vm.type(key + "\n")
+    m = vm.wait_boot()
+    vm.wait_ssh()
     assert m["mount"] == "ok" and m["persistent"] == "ext4", (m, vm.tail())
     assert json.loads(vm.ssh("cat /run/ballast/mount.json").stdout)["unlocked"] == "recovery-key"
     assert key not in vm.serial()[since:]  # not echoed (the install showed it, earlier)

@@ -246,13 +246,13 @@ Result<Report> run(const Options& o) {
         auto loaded =
             config::load_sources(std::move(srcs), facts ? *facts : nlohmann::json::object());
         // At boot (--auto) a mistake in a file without an install: block is the boot stage's
-        // to report.
-        if (o.auto_mode && !loaded.config.install.auto_install &&
-            !std::ranges::any_of(loaded.diags.items(), [&](const config::Diagnostic& d) {
+        // to report; install.auto off is then answered below.
+        const bool asked =
+            loaded.config.install.auto_install ||
+            std::ranges::any_of(loaded.diags.items(), [&](const config::Diagnostic& d) {
                 return d.severity == config::Severity::error && install_files.count(d.pos.file);
-            }))
-            return Report{.skipped = "install.auto is not true"};
-        if (loaded.diags.has_errors())
+            });
+        if (loaded.diags.has_errors() && (!o.auto_mode || asked))
             return fail(Errc::invalid_argument, "{}", loaded.diags.errors_text());
         cfg = std::move(loaded.config);
     }
