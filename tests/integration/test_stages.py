@@ -300,6 +300,11 @@ MALFORMED = {
                             "bad.yaml:2:11: template: unknown function 'truncate'"),
     "dotdot-escape": ("#cloud-config\nwrite_files:\n  - path: /etc/../../../tmp/ballast-escape\n    content: x\n",
                       "climbs above the root"),
+    # Found by the fuzzer: numbers too long for their type used to throw and abort the agent.
+    "template-number-too-long": ("#cloud-config\nhostname: x{{ trunc 99999999999999999999 .MachineID }}\n",
+                                 "bad.yaml:2:11: template: number 99999999999999999999 is out of range"),
+    "uid-too-long": ("#cloud-config\nusers:\n  - name: ops\n    uid: 99999999999999999999\n",
+                     "bad.yaml:4:10: users[0].uid: '99999999999999999999' is not a user id (0-4294967294)"),
 }
 
 
@@ -322,6 +327,22 @@ def test_malformed_input_fails_cleanly_and_writes_nothing(bins, node, tmp_path, 
     # validate says the same, offline.
     v = ctl(bins, None, "config", "validate", str(cfg))
     assert v.returncode == 1 and message in v.stdout
+
+
+def test_corrupt_passwd_line_is_an_error_not_a_crash(bins, node, tmp_path):
+    passwd = node / "etc/passwd"
+    passwd.write_text(passwd.read_text() + "ops:x:12ab:1000::/home/ops:/bin/sh\n")
+    before = passwd.read_bytes()
+    cfg = tmp_path / "u.yaml"
+    cfg.write_text("#cloud-config\nusers:\n  - name: ops\n    shell: /bin/sh\n"
+                   "write_files:\n  - path: /etc/owned\n    owner: ops\n    content: x\n")
+    r, rep = run_stage(bins, node, "boot", cfg)
+    assert r.returncode == 1, r.stdout + r.stderr
+    errs = [e for st in rep["steps"] for e in st.get("errors", [])]
+    assert "user ops: /etc/passwd has a bad uid '12ab'" in errs, errs
+    assert any("no user 'ops' on the node" in e for e in errs), errs
+    assert passwd.read_bytes() == before
+    assert not (node / "etc/owned").exists()
 
 
 def test_symlinks_cannot_lead_outside_the_root(bins, node, tmp_path):

@@ -238,6 +238,41 @@ TEST_CASE("template errors in a file name its line", "[config][template]") {
     CHECK(has_diag(l.diags, "/oem/t.yaml:5:11: template: unknown function 'nope'"));
 }
 
+// Found by the fuzzer: std::stoll threw on a long number and took the agent down.
+TEST_CASE("numbers out of range are errors, never exceptions", "[config][template][validate]") {
+    Position p{"/oem/n.yaml", 3, 0};
+    auto big = render_template("{{ trunc 99999999999999999999 .MachineID }}", kFacts, p);
+    REQUIRE_FALSE(big);
+    CHECK(big.error().what() ==
+          "/oem/n.yaml:3: template: number 99999999999999999999 is out of range");
+    CHECK(render_template("{{ trunc -9223372036854775808 .MachineID }}", kFacts, p).value() ==
+          "0123456789abcdef0123456789abcdef");
+
+    auto l = load({{"/oem/n.yaml",
+                    "#cloud-config\n"
+                    "hostname: x{{ trunc 123456789012345678901234567890 .MachineID }}\n"
+                    "users:\n"
+                    "  - name: a\n"
+                    "    uid: 99999999999999999999\n"
+                    "  - name: b\n"
+                    "    uid: 4294967295\n"
+                    "write_files:\n"
+                    "  - path: /etc/a\n"
+                    "    owner: 4294967296:0\n"
+                    "    permissions: 077777777777777777777777\n"}});
+    INFO(all_diags(l.diags));
+    CHECK(has_diag(l.diags,
+                   "/oem/n.yaml:2:11: template: number 123456789012345678901234567890 is "
+                   "out of range"));
+    CHECK(has_diag(l.diags,
+                   "/oem/n.yaml:5:10: users[0].uid: '99999999999999999999' is not a "
+                   "user id (0-4294967294)"));
+    CHECK(has_diag(l.diags, "/oem/n.yaml:7:10: users[1].uid: '4294967295' is not a user id"));
+    CHECK(has_diag(l.diags,
+                   "/oem/n.yaml:10:12: write_files[0].owner: id 4294967296 is out of range"));
+    CHECK(has_diag(l.diags, "write_files[0].permissions: expected a file mode"));
+}
+
 TEST_CASE("validation: types, unknown keys, did-you-mean, positions", "[config][validate]") {
     auto l = load({{"/oem/v.yaml",
                     "#cloud-config\n"

@@ -8,6 +8,7 @@
 #include "ballast/core/encoding.hpp"
 #include "ballast/core/root.hpp"
 #include "ballast/core/suggest.hpp"
+#include "ballast/core/text.hpp"
 
 namespace ballast::config {
 namespace {
@@ -88,23 +89,35 @@ std::string render(const Node& n, std::string text, DecodeContext& ctx) {
     return *r;
 }
 
+// A user or group id: 0 to 4294967294 ((uid_t)-1 means "no id" to chown and setuid).
+std::optional<uint32_t> parse_id(std::string_view s) {
+    auto v = parse_unsigned<uint32_t>(s);
+    if (!v || *v == UINT32_MAX) return std::nullopt;
+    return v;
+}
+
+bool all_decimal(std::string_view s) {
+    return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
 // A number ("0", 1000) is an id; anything else a name.
-OwnerRef owner_ref(const std::string& s) {
-    OwnerRef r;
-    if (!s.empty() &&
-        std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
-        s.size() < 11)
-        r.id = static_cast<uint32_t>(std::stoul(s));
+OwnerRef owner_ref(const MapReader& r, std::string_view key, const std::string& s) {
+    OwnerRef ref;
+    if (!all_decimal(s))
+        ref.name = s;
+    else if (auto id = parse_id(s))
+        ref.id = *id;
     else
-        r.name = s;
-    return r;
+        r.error(key, fmt::format("id {} is out of range (0-4294967294)", s));
+    return ref;
 }
 
 // "user:group" or "user" (cloud-init `owner`, yip `owner_string`).
-void owner_string(const std::string& s, OwnerRef& owner, OwnerRef& group) {
+void owner_string(const MapReader& r, std::string_view key, const std::string& s, OwnerRef& owner,
+                  OwnerRef& group) {
     auto colon = s.find(':');
-    owner = owner_ref(s.substr(0, colon));
-    if (colon != std::string::npos) group = owner_ref(s.substr(colon + 1));
+    owner = owner_ref(r, key, s.substr(0, colon));
+    if (colon != std::string::npos) group = owner_ref(r, key, s.substr(colon + 1));
 }
 
 Result<std::string> decode_encoding(const std::string& content, const std::string& enc) {
@@ -140,13 +153,13 @@ void read_ownership(const MapReader& r, OwnerRef& owner, OwnerRef& group) {
     std::string s;
     if (r.read("owner", s)) {
         if (s.find(':') != std::string::npos)
-            owner_string(s, owner, group);
+            owner_string(r, "owner", s, owner, group);
         else
-            owner = owner_ref(s);
+            owner = owner_ref(r, "owner", s);
     }
-    if (r.read("group", s)) group = owner_ref(s);
+    if (r.read("group", s)) group = owner_ref(r, "group", s);
     for (auto key : {"owner_string", "ownerstring"})
-        if (r.read(key, s)) owner_string(s, owner, group);
+        if (r.read(key, s)) owner_string(r, key, s, owner, group);
 }
 
 FileSpec decode_file_item(const Node& n, const std::string& where, DecodeContext& ctx) {
@@ -245,8 +258,8 @@ UserSpec decode_user(const Node& n, std::string name, const std::string& where,
     if (r.read("primary_group", s)) u.primary_group = s;
     if (r.read("uid", s)) {
         u.uid = s;
-        if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
-            r.error("uid", "expected a number");
+        if (!all_decimal(s) || !parse_id(s))
+            r.error("uid", fmt::format("'{}' is not a user id (0-4294967294)", s));
     }
     // cloud-init also accepts "a, b" for groups.
     const Node* g = r.get("groups");

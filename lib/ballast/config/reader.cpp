@@ -4,18 +4,9 @@
 
 #include "ballast/core/duration.hpp"
 #include "ballast/core/suggest.hpp"
+#include "ballast/core/text.hpp"
 
 namespace ballast::config {
-namespace {
-
-bool all_digits(std::string_view s, int base) {
-    if (s.empty()) return false;
-    return std::all_of(s.begin(), s.end(), [base](char c) {
-        return base == 8 ? (c >= '0' && c <= '7') : (c >= '0' && c <= '9');
-    });
-}
-
-}  // namespace
 
 std::optional<bool> yaml11_bool(const Node& n) {
     if (!n.is_scalar()) return std::nullopt;
@@ -33,19 +24,15 @@ std::optional<bool> yaml11_bool(const Node& n) {
 std::optional<uint32_t> parse_mode(const Node& n) {
     if (!n.is_scalar()) return std::nullopt;
     std::string_view s = n.scalar;
-    uint64_t v = 0;
-    if (s.size() > 2 && (s.substr(0, 2) == "0o" || s.substr(0, 2) == "0O")) {
-        if (!all_digits(s.substr(2), 8) || s.size() > 8) return std::nullopt;
-        v = std::stoull(std::string(s.substr(2)), nullptr, 8);
-    } else if (s.size() > 1 && s.front() == '0') {
-        if (!all_digits(s, 8) || s.size() > 8) return std::nullopt;
-        v = std::stoull(std::string(s), nullptr, 8);
-    } else {
-        if (!all_digits(s, 10) || s.size() > 6) return std::nullopt;
-        v = std::stoull(std::string(s), nullptr, 10);
-    }
-    if (v > 07777) return std::nullopt;
-    return static_cast<uint32_t>(v);
+    std::optional<uint32_t> v;
+    if (s.size() > 2 && (s.substr(0, 2) == "0o" || s.substr(0, 2) == "0O"))
+        v = parse_unsigned<uint32_t>(s.substr(2), 8);
+    else if (s.size() > 1 && s.front() == '0')
+        v = parse_unsigned<uint32_t>(s, 8);
+    else
+        v = parse_unsigned<uint32_t>(s, 10);
+    if (!v || *v > 07777) return std::nullopt;
+    return v;
 }
 
 MapReader::MapReader(const Node* node, Diagnostics& diags, std::string where)
@@ -129,12 +116,12 @@ bool MapReader::read(std::string_view key, bool& out) const {
 bool MapReader::read(std::string_view key, uint32_t& out, uint32_t min, uint32_t max) const {
     const Node* n = get(key);
     if (!n || n->is_null()) return false;
-    if (!n->is_scalar() || !all_digits(n->scalar, 10) || n->scalar.size() > 10 ||
-        std::stoull(n->scalar) < min || std::stoull(n->scalar) > max) {
+    auto v = n->is_scalar() ? parse_unsigned<uint32_t>(n->scalar) : std::nullopt;
+    if (!v || *v < min || *v > max) {
         error(key, fmt::format("expected a whole number from {} to {}", min, max));
         return false;
     }
-    out = static_cast<uint32_t>(std::stoull(n->scalar));
+    out = *v;
     return true;
 }
 

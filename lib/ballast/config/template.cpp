@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -159,9 +160,16 @@ class Evaluator {
             case Token::string:
                 ++p_;
                 return Value{json(t.text)};
-            case Token::number:
+            case Token::number: {
                 ++p_;
-                return Value{json(std::stoll(t.text))};
+                long long n = 0;
+                auto [end, ec] = std::from_chars(t.text.data(), t.text.data() + t.text.size(), n);
+                if (ec != std::errc() || end != t.text.data() + t.text.size()) {
+                    err.message = fmt::format("number {} is out of range", t.text);
+                    return std::nullopt;
+                }
+                return Value{json(n)};
+            }
             case Token::field:
                 ++p_;
                 return field(t.text, err);
@@ -296,7 +304,8 @@ class Evaluator {
             long long n = a[0].v.get<long long>();
             std::string str = s(1);
             if (n >= 0) return Value{json(str.substr(0, std::min<size_t>(str.size(), size_t(n))))};
-            size_t k = std::min<size_t>(str.size(), size_t(-n));
+            // -(n + 1) + 1: negating LLONG_MIN itself would overflow.
+            size_t k = std::min<size_t>(str.size(), size_t(-(n + 1)) + 1);
             return Value{json(str.substr(str.size() - k))};
         }
         if (fn == "upper" || fn == "lower" || fn == "title" || fn == "trim" || fn == "quote" ||

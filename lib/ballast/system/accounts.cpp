@@ -13,6 +13,7 @@
 
 #include "ballast/core/files.hpp"
 #include "ballast/core/secret.hpp"
+#include "ballast/core/text.hpp"
 
 namespace ballast::accounts {
 namespace {
@@ -29,10 +30,8 @@ std::vector<std::string> split(std::string_view s, char sep) {
     return out;
 }
 
-std::optional<unsigned long> number(const std::string& s) {
-    if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos)
-        return std::nullopt;
-    return std::stoul(s);
+std::optional<uint32_t> number(std::string_view s) {
+    return parse_unsigned<uint32_t>(s);
 }
 
 void parse_login_defs(std::string_view text, LoginDefs& d) {
@@ -186,6 +185,13 @@ std::optional<uid_t> Database::uid_of(std::string_view name) const {
     if (!l) return std::nullopt;
     auto n = number(l->fields[2]);
     return n ? std::optional<uid_t>(uid_t(*n)) : std::nullopt;
+}
+
+std::optional<gid_t> Database::primary_gid_of(std::string_view name) const {
+    const Line* l = passwd.find(name);
+    if (!l) return std::nullopt;
+    auto n = number(l->fields[3]);
+    return n ? std::optional<gid_t>(gid_t(*n)) : std::nullopt;
 }
 
 std::optional<gid_t> Database::gid_of(std::string_view name) const {

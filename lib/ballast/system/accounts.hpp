@@ -82,6 +82,8 @@ class Database {
 
     [[nodiscard]] std::optional<uid_t> uid_of(std::string_view name) const;
     [[nodiscard]] std::optional<gid_t> gid_of(std::string_view name) const;
+    // The primary group id in the user's passwd line.
+    [[nodiscard]] std::optional<gid_t> primary_gid_of(std::string_view name) const;
     [[nodiscard]] std::optional<uid_t> free_uid(bool system) const;
     [[nodiscard]] std::optional<gid_t> free_gid(bool system,
                                                 std::optional<gid_t> prefer = {}) const;

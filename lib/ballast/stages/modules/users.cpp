@@ -6,6 +6,7 @@
 #include <set>
 
 #include "ballast/core/files.hpp"
+#include "ballast/core/text.hpp"
 #include "ballast/stages/modules.hpp"
 #include "ballast/system/accounts.hpp"
 
@@ -22,13 +23,10 @@ struct Account {
 
 std::optional<Account> account_of(const Database& db, const std::string& name) {
     const auto* l = db.passwd.find(name);
-    if (!l) return std::nullopt;
-    try {
-        return Account{name, l->fields[5], uid_t(std::stoul(l->fields[2])),
-                       gid_t(std::stoul(l->fields[3]))};
-    } catch (...) {
-        return std::nullopt;
-    }
+    auto uid = db.uid_of(name);
+    auto gid = db.primary_gid_of(name);
+    if (!l || !uid || !gid) return std::nullopt;
+    return Account{name, l->fields[5], *uid, *gid};
 }
 
 // Copies /etc/skel into a new home (files and folders, modes kept, owned by the user).
@@ -154,7 +152,12 @@ bool apply_user(Database& db, const config::UserSpec& u, ModuleResult& r) {
     const bool create = pw == nullptr;
     uid_t uid;
     if (u.uid) {
-        uid = uid_t(std::stoul(*u.uid));
+        auto id = parse_unsigned<uint32_t>(*u.uid);
+        if (!id) {  // the decoder refuses these; a plan built by hand may not
+            r.error(fmt::format("user {}: '{}' is not a user id", u.name, *u.uid));
+            return false;
+        }
+        uid = *id;
         for (const auto& l : db.passwd.lines())
             if (l.name() != u.name && l.fields[2] == *u.uid) {
                 r.error(fmt::format("user {}: uid {} is taken by {}", u.name, uid, l.name()));
@@ -167,8 +170,11 @@ bool apply_user(Database& db, const config::UserSpec& u, ModuleResult& r) {
             return false;
         }
         uid = *free;
+    } else if (auto id = db.uid_of(u.name)) {
+        uid = *id;
     } else {
-        uid = uid_t(std::stoul(pw->fields[2]));
+        r.error(fmt::format("user {}: /etc/passwd has a bad uid '{}'", u.name, pw->fields[2]));
+        return false;
     }
     if (!create && u.uid && pw->fields[2] != *u.uid) {
         r.error(
@@ -191,8 +197,11 @@ bool apply_user(Database& db, const config::UserSpec& u, ModuleResult& r) {
             return false;
         }
         gid = *g;
+    } else if (auto id = db.primary_gid_of(u.name)) {
+        gid = *id;
     } else {
-        gid = gid_t(std::stoul(pw->fields[3]));
+        r.error(fmt::format("user {}: /etc/passwd has a bad gid '{}'", u.name, pw->fields[3]));
+        return false;
     }
     std::vector<std::string> fields =
         create ? std::vector<std::string>{u.name,
