@@ -1,5 +1,6 @@
 #include <cstdio>
 
+#include "ballast/core/json.hpp"
 #include "ballast/system/sdbus.hpp"
 #include "ctl.hpp"
 
@@ -22,7 +23,7 @@ Result<api::AgentClient> connect_agent(const GlobalOptions& g) {
 }
 
 void print_json(const nlohmann::json& j) {
-    std::printf("%s\n", j.dump(2).c_str());
+    std::printf("%s\n", json_text(j, 2).c_str());
 }
 
 }  // namespace ballast::ctl

@@ -5,6 +5,7 @@
 #include "ballast/config/loader.hpp"
 #include "ballast/core/atomic_file.hpp"
 #include "ballast/core/cmdline.hpp"
+#include "ballast/core/json.hpp"
 #include "ctl.hpp"
 
 namespace ballast::ctl {
@@ -25,7 +26,7 @@ void show_tree(const config::Node& n, int indent, std::string& out) {
     const std::string pad(size_t(indent) * 2, ' ');
     auto leaf = [](const config::Node& v) {
         std::string s = v.is_null() ? "null" : v.scalar;
-        if (s.find('\n') != std::string::npos) s = nlohmann::json(s).dump();
+        if (s.find('\n') != std::string::npos) s = json_text(nlohmann::json(s));
         return s + "    # " + config::to_string(v.pos);
     };
     if (n.is_mapping()) {

@@ -2,13 +2,17 @@
 // the running node; works offline for what needs no daemon.
 #include <signal.h>
 
+#include <cstdio>
+
 #include <CLI/CLI.hpp>
 
 #include "ballast/core/log.hpp"
 #include "ballast_config.h"
 #include "ctl.hpp"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
     using namespace ballast::ctl;
     ::signal(SIGPIPE, SIG_IGN);
     // Library logging (stages, libcryptsetup) to stderr, so stdout carries only the output
@@ -233,4 +237,16 @@ int main(int argc, char** argv) {
     if (mark_bad->parsed()) return cmd_mark(g, false, slot);
     if (stage_run->parsed()) return cmd_stage_run(g, stage_name, files, dry_run, verbose);
     return kExitUsage;
+}
+
+}  // namespace
+
+// A bug that throws ends here, with a message and EX_SOFTWARE, not in std::terminate's abort.
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "agentctl: internal error: %s\n", e.what());
+        return 70;
+    }
 }

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "ballast/core/json.hpp"
 #include "ballast/update/source.hpp"
 #include "ctl.hpp"
 
@@ -66,7 +67,7 @@ int cmd_upgrade(const GlobalOptions& g, const std::string& source, bool force, b
     auto res = client->upgrade(
         src, {{"Force", force}, {"NoReboot", no_reboot}}, [&](const nlohmann::json& p) {
             if (g.json) {
-                std::printf("%s\n", nlohmann::json{{"progress", p}}.dump().c_str());
+                std::printf("%s\n", json_text(nlohmann::json{{"progress", p}}).c_str());
                 std::fflush(stdout);
             } else if (tty) {
                 draw_bar(p);

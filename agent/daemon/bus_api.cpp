@@ -5,8 +5,10 @@
 #include <spdlog/spdlog.h>
 
 #include "ballast/api/names.hpp"
+#include "ballast/core/json.hpp"
 #include "ballast_config.h"
 #include "daemon.hpp"
+#include "guard.hpp"
 
 namespace ballast::agent {
 namespace {
@@ -52,7 +54,7 @@ int get_string(sd_bus*, const char*, const char*, const char* property, sd_bus_m
         value = d.disk();
     else if (p == "LogLevel")
         value = d.log_level();
-    return sd_bus_message_append_basic(reply, 's', value.c_str());
+    return sd_bus_message_append_basic(reply, 's', valid_utf8(value).c_str());
 }
 
 int set_log_level(sd_bus* bus, const char*, const char*, const char*, sd_bus_message* value,
@@ -197,33 +199,37 @@ int method_rollback(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) 
 
 const sd_bus_vtable kVtable[] = {
     SD_BUS_VTABLE_START(0),
-    SD_BUS_PROPERTY("Version", "s", get_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("BootedSlot", "s", get_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("Disk", "s", get_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("Operation", "s", get_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_PROPERTY("LastError", "s", get_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_WRITABLE_PROPERTY("LogLevel", "s", get_string, set_log_level, 0,
+    SD_BUS_PROPERTY("Version", "s", Guarded<get_string>::call, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("BootedSlot", "s", Guarded<get_string>::call, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("Disk", "s", Guarded<get_string>::call, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("Operation", "s", Guarded<get_string>::call, 0,
+                    SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_PROPERTY("LastError", "s", Guarded<get_string>::call, 0,
+                    SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_WRITABLE_PROPERTY("LogLevel", "s", Guarded<get_string>::call,
+                             Guarded<set_log_level>::call, 0,
                              SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE | SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("GetStatus", SD_BUS_NO_ARGS, SD_BUS_RESULT("a{sv}", status),
-                            method_get_status, SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_reload,
-                            SD_BUS_VTABLE_UNPRIVILEGED),
+                            Guarded<method_get_status>::call, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
+                            Guarded<method_reload>::call, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("RunStage", SD_BUS_ARGS("s", stage, "a{sv}", options),
-                            SD_BUS_RESULT("s", report), method_run_stage,
+                            SD_BUS_RESULT("s", report), Guarded<method_run_stage>::call,
                             SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_PROPERTY("Progress", "a{sv}", get_progress, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_PROPERTY("Progress", "a{sv}", Guarded<get_progress>::call, 0,
+                    SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     SD_BUS_METHOD_WITH_ARGS("Upgrade", SD_BUS_ARGS("s", source, "a{sv}", options),
-                            SD_BUS_RESULT("s", operation), method_upgrade,
+                            SD_BUS_RESULT("s", operation), Guarded<method_upgrade>::call,
                             SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("CheckHealth", SD_BUS_ARGS("a{sv}", options),
-                            SD_BUS_RESULT("s", report), method_check_health,
+                            SD_BUS_RESULT("s", report), Guarded<method_check_health>::call,
                             SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("MarkGood", SD_BUS_ARGS("s", slot), SD_BUS_RESULT("s", slot),
-                            method_mark_good, SD_BUS_VTABLE_UNPRIVILEGED),
+                            Guarded<method_mark_good>::call, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("MarkBad", SD_BUS_ARGS("s", slot), SD_BUS_RESULT("s", slot),
-                            method_mark_bad, SD_BUS_VTABLE_UNPRIVILEGED),
+                            Guarded<method_mark_bad>::call, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("Rollback", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("s", slot),
-                            method_rollback, SD_BUS_VTABLE_UNPRIVILEGED),
+                            Guarded<method_rollback>::call, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_SIGNAL_WITH_ARGS(
         "Progress",
         SD_BUS_ARGS("s", phase, "d", percent, "t", bytes, "t", total, "d", rate, "d", eta_seconds),

@@ -17,11 +17,13 @@
 #include "ballast/boot/disk_boot.hpp"
 #include "ballast/core/atomic_file.hpp"
 #include "ballast/core/cmdline.hpp"
+#include "ballast/core/json.hpp"
 #include "ballast/core/log.hpp"
 #include "ballast/disk/discover.hpp"
 #include "ballast/stages/names.hpp"
 #include "ballast_config.h"
 #include "bus_api.hpp"
+#include "guard.hpp"
 
 namespace ballast::agent {
 namespace {
@@ -39,7 +41,9 @@ int on_exit_signal(sd_event_source* s, const struct signalfd_siginfo* si, void*)
 
 int on_reload_signal(sd_event_source*, const struct signalfd_siginfo*, void* userdata) {
     auto* d = static_cast<Daemon*>(userdata);
-    if (auto r = d->reload(); !r) spdlog::error("reload: {}", r.error().what());
+    run_guarded("reload", [d] {
+        if (auto r = d->reload(); !r) spdlog::error("reload: {}", r.error().what());
+    });
     return 0;
 }
 
@@ -242,13 +246,13 @@ nlohmann::json Daemon::stage_summaries() const {
         if (!text) continue;
         auto j = nlohmann::json::parse(*text, nullptr, false);
         if (j.is_discarded() || !j.is_object()) continue;
-        out.push_back({{"Stage", j.value("stage", "")},
-                       {"StartedAt", j.value("started_at", "")},
-                       {"Changed", j.value("changed", 0)},
-                       {"Unchanged", j.value("unchanged", 0)},
-                       {"Skipped", j.value("skipped", 0)},
-                       {"Failed", j.value("failed", 0)},
-                       {"DurationMs", j.value("duration_ms", 0.0)}});
+        out.push_back({{"Stage", json_field<std::string>(j, "stage", "")},
+                       {"StartedAt", json_field<std::string>(j, "started_at", "")},
+                       {"Changed", json_field<int64_t>(j, "changed", 0)},
+                       {"Unchanged", json_field<int64_t>(j, "unchanged", 0)},
+                       {"Skipped", json_field<int64_t>(j, "skipped", 0)},
+                       {"Failed", json_field<int64_t>(j, "failed", 0)},
+                       {"DurationMs", json_field<double>(j, "duration_ms", 0.0)}});
     }
     return out;
 }
@@ -276,16 +280,17 @@ Status Daemon::run_stage(const std::string& stage, bool dry_run,
                                      {"error", fmt::format("the stage job ended with status {} "
                                                            "and no report",
                                                            exit_status)}};
-            const bool ok = res.value("ok", false);
+            const bool ok = json_field<bool>(res, "ok", false);
             std::string msg = res.contains("error")
-                                  ? res["error"].get<std::string>()
+                                  ? json_field<std::string>(res, "error", "(not a string)")
                                   : fmt::format("stage {}: {} changed, {} failed", stage,
-                                                res.value("changed", 0), res.value("failed", 0));
+                                                json_field<int64_t>(res, "changed", 0),
+                                                json_field<int64_t>(res, "failed", 0));
             if (!ok) set_last_error(msg);
             (void)sd_bus_emit_signal(bus_.get(), api::kObjectPath, api::kInterface, "JobFinished",
                                      "sbs", ("stage " + stage).c_str(), ok ? 1 : 0, msg.c_str());
             if (*reply_to) {
-                int r = sd_bus_reply_method_return(reply_to->get(), "s", res.dump().c_str());
+                int r = sd_bus_reply_method_return(reply_to->get(), "s", json_text(res).c_str());
                 if (r < 0)
                     spdlog::warn("reply to RunStage: {}", fail_errno(r, "").error().message());
             }
@@ -315,8 +320,10 @@ int Daemon::on_reconcile(sd_event_source*, uint64_t, void* userdata) {
         d->arm_reconcile(std::chrono::minutes(5));
         return 0;
     }
-    if (auto st = d->run_stage("reconcile", false, {}, nullptr); !st)
-        spdlog::error("reconcile: {}", st.error().what());
+    run_guarded("reconcile", [d] {
+        if (auto st = d->run_stage("reconcile", false, {}, nullptr); !st)
+            spdlog::error("reconcile: {}", st.error().what());
+    });
     d->arm_reconcile(d->settings_.reconcile.interval);
     return 0;
 }

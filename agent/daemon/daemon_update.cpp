@@ -5,6 +5,7 @@
 
 #include "ballast/api/names.hpp"
 #include "ballast/boot/disk_boot.hpp"
+#include "ballast/core/json.hpp"
 #include "ballast/system/http.hpp"
 #include "ballast/system/systemd.hpp"
 #include "ballast/update/slot_admin.hpp"
@@ -83,17 +84,17 @@ Status Daemon::start_upgrade(const std::string& source, bool force, bool reboot,
     BALLAST_TRY(jobs_.start(
         "upgrade", job_argv(std::move(tail)),
         [this, reboot](const nlohmann::json& report, int exit_status) {
-            const bool ok = report.is_object() && report.value("ok", false);
+            const bool ok = json_field<bool>(report, "ok", false);
             std::string msg;
-            const bool already = ok && report.value("already", false);
+            const bool already = ok && json_field<bool>(report, "already", false);
+            const auto version = json_field<std::string>(report, "version", "");
+            const auto target = json_field<std::string>(report, "target", "");
             if (already)
-                msg = fmt::format("already running {} (slot {})", report.value("version", ""),
-                                  report.value("target", ""));
+                msg = fmt::format("already running {} (slot {})", version, target);
             else if (ok)
-                msg = fmt::format("upgraded to {} in slot {}", report.value("version", ""),
-                                  report.value("target", ""));
+                msg = fmt::format("upgraded to {} in slot {}", version, target);
             else if (report.is_object() && report.contains("error"))
-                msg = "upgrade: " + report["error"].get<std::string>();
+                msg = "upgrade: " + json_field<std::string>(report, "error", "(not a string)");
             else
                 msg =
                     fmt::format("upgrade: the job ended with status {} and no report", exit_status);
@@ -124,8 +125,9 @@ Status Daemon::start_upgrade(const std::string& source, bool force, bool reboot,
 }
 
 void Daemon::on_upgrade_progress(const nlohmann::json& p) {
-    const std::string phase = p.value("phase", "");
-    const uint64_t done = p.value("done", uint64_t(0)), total = p.value("total", uint64_t(0));
+    const auto phase = json_field<std::string>(p, "phase", "");
+    const auto done = json_field<uint64_t>(p, "done", 0),
+               total = json_field<uint64_t>(p, "total", 0);
     const auto now = std::chrono::steady_clock::now();
     if (phase != progress_phase_) {
         progress_phase_ = phase;
@@ -157,20 +159,21 @@ Status Daemon::check_health(bool reboot, sd_bus_message* call) {
                                                                             "with status {} and "
                                                                             "no report",
                                                                             exit_status)}};
-            const bool ok = res.value("ok", false);
-            const std::string msg = res.contains("error") ? res["error"].get<std::string>()
-                                    : res.contains("message")
-                                        ? res["message"].get<std::string>()
-                                        : "health check: " + res.value("summary", std::string());
-            if (res.value("trial", false)) set_last_error(ok ? "" : msg);
+            const bool ok = json_field<bool>(res, "ok", false);
+            const std::string msg =
+                res.contains("error") ? json_field<std::string>(res, "error", "(not a string)")
+                : res.contains("message")
+                    ? json_field<std::string>(res, "message", "")
+                    : "health check: " + json_field<std::string>(res, "summary", "");
+            if (json_field<bool>(res, "trial", false)) set_last_error(ok ? "" : msg);
             (void)sd_bus_emit_signal(bus_.get(), api::kObjectPath, api::kInterface, "JobFinished",
                                      "sbs", "health", ok ? 1 : 0, msg.c_str());
             if (*reply_to) {
-                int r = sd_bus_reply_method_return(reply_to->get(), "s", res.dump().c_str());
+                int r = sd_bus_reply_method_return(reply_to->get(), "s", json_text(res).c_str());
                 if (r < 0)
                     spdlog::warn("reply to CheckHealth: {}", fail_errno(r, "").error().message());
             }
-            if (res.value("reboot", false)) {
+            if (json_field<bool>(res, "reboot", false)) {
                 if (reboot)
                     reboot_or_flag(msg);
                 else

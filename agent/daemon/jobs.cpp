@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "ballast/core/process.hpp"
+#include "guard.hpp"
 
 namespace ballast::agent {
 
@@ -70,7 +71,8 @@ int JobRunner::on_output(sd_event_source*, int fd, uint32_t, void* userdata) {
             self->scanned_ = nl + 1;
             if (!self->progress_ || line.find("\"progress\"") == std::string_view::npos) continue;
             auto j = nlohmann::json::parse(line, nullptr, false);
-            if (j.is_object() && j.contains("progress")) self->progress_(j["progress"]);
+            if (j.is_object() && j.contains("progress"))
+                run_guarded("job progress", [&] { self->progress_(j["progress"]); });
         }
         return 0;
     }
@@ -110,7 +112,7 @@ void JobRunner::maybe_finish() {
     progress_ = nullptr;
     pid_ = -1;
     operation_.clear();
-    if (done) done(report, exit_status_);
+    if (done) run_guarded("job report", [&] { done(report, exit_status_); });
     if (on_change_) on_change_();
 }
 

@@ -1,15 +1,16 @@
 // ballast-agent: the daemon (no sub-command), plus the one-shot modes (oneshot.hpp) that early
-// boot units and the daemon's jobs run. Exit codes: 0 success, 1 failure, 2 usage error.
+// boot units and the daemon's jobs run. Exit codes: 0 success, 1 failure, 2 usage error,
+// 70 internal error (a bug).
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <vector>
 
-#include <cstdio>
 #include <optional>
 #include <string>
 
@@ -24,7 +25,9 @@
 #include "jobs.hpp"
 #include "oneshot.hpp"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
     using namespace ballast;
     ::signal(SIGPIPE, SIG_IGN);
 
@@ -192,4 +195,16 @@ int main(int argc, char** argv) {
         return agent::kExitFailure;
     }
     return 0;
+}
+
+}  // namespace
+
+// A bug that throws ends here, with a message and EX_SOFTWARE, not in std::terminate's abort.
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "ballast-agent: internal error: %s\n", e.what());
+        return 70;
+    }
 }

@@ -16,6 +16,7 @@
 
 #include "ballast/core/atomic_file.hpp"
 #include "ballast/core/fd.hpp"
+#include "ballast/core/json.hpp"
 #include "ballast/mount/assemble.hpp"
 #include "ballast/stages/format.hpp"
 #include "ballast/stages/runner.hpp"
@@ -130,7 +131,7 @@ int run_mount_mode(const NodeOptions& node, const MountRequest& req, bool json) 
             nlohmann::json j = nlohmann::json::array();
             for (const auto& s : *steps)
                 j.push_back(s.to_json());
-            std::printf("%s\n", nlohmann::json{{"ok", true}, {"plan", j}}.dump(2).c_str());
+            std::printf("%s\n", json_text(nlohmann::json{{"ok", true}, {"plan", j}}, 2).c_str());
         } else {
             for (const auto& s : *steps)
                 std::printf("%s\n", s.describe().c_str());
@@ -181,10 +182,10 @@ int run_mount_mode(const NodeOptions& node, const MountRequest& req, bool json) 
     const bool ok =
         rep.ok() && stages_ok && !extra.contains("unlock_error") && !extra.contains("config_error");
     out["ok"] = ok;
-    if (auto st = write_file_atomic(layout.run_dir / "mount.json", out.dump(2) + "\n"); !st)
+    if (auto st = write_file_atomic(layout.run_dir / "mount.json", json_text(out, 2) + "\n"); !st)
         spdlog::warn("mount: record the report: {}", st.error().what());
     if (json) {
-        std::printf("%s\n", out.dump().c_str());
+        std::printf("%s\n", json_text(out).c_str());
     } else {
         for (const auto& e : rep.errors())
             std::fprintf(stderr, "ballast: mount: %s\n", e.c_str());

@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "ballast/core/json.hpp"
 #include "ballast/crypt/slot_keys.hpp"
 #include "ballast/health/checks.hpp"
 #include "ballast/k3s/readiness.hpp"
@@ -22,7 +23,7 @@ int report_failure(const char* what, const Error& e, bool json, nlohmann::json e
     if (json) {
         nlohmann::json j = {{"ok", false}, {"error", e.what()}};
         if (extra.is_object()) j.update(extra);
-        std::printf("%s\n", j.dump().c_str());
+        std::printf("%s\n", json_text(j).c_str());
     }
     return e.code() == Errc::invalid_argument ? kExitUsage : kExitFailure;
 }
@@ -100,7 +101,8 @@ int run_stage_mode(const NodeOptions& node, const std::string& stage,
     auto rep = stages::run(req);
     if (!rep) return report_failure("stage", rep.error(), json, {{"stage", stage}});
     auto j = rep->to_json();
-    std::fputs(json ? (j.dump(2) + "\n").c_str() : stages::format_report(j, false).c_str(), stdout);
+    std::fputs(json ? (json_text(j, 2) + "\n").c_str() : stages::format_report(j, false).c_str(),
+               stdout);
     return rep->ok() ? 0 : kExitFailure;
 }
 
@@ -146,8 +148,8 @@ int run_upgrade_mode(const NodeOptions& node, const update::UpgradeRequest& req,
         if (json) {
             std::printf(
                 "%s\n",
-                nlohmann::json{{"progress", {{"phase", phase}, {"done", done}, {"total", total}}}}
-                    .dump()
+                json_text(nlohmann::json{
+                              {"progress", {{"phase", phase}, {"done", done}, {"total", total}}}})
                     .c_str());
             std::fflush(stdout);
         } else if (new_phase || pct % 10 == 0) {
@@ -157,7 +159,7 @@ int run_upgrade_mode(const NodeOptions& node, const update::UpgradeRequest& req,
     auto r = update::upgrade(req, env, progress);
     if (!r) return report_failure("upgrade", r.error(), json);
     if (json)
-        std::printf("%s\n", r->to_json().dump().c_str());
+        std::printf("%s\n", json_text(r->to_json()).c_str());
     else if (r->already)
         std::printf("slot %s already runs %s; nothing to do\n",
                     std::string(boot::name(r->target)).c_str(), r->version.c_str());
@@ -201,7 +203,7 @@ int run_health_mode(const NodeOptions& node, bool json) {
     out["summary"] = rep.summary();
     if (*k3s_state) publish_node(node, disk, out);
     if (json)
-        std::printf("%s\n", out.dump().c_str());
+        std::printf("%s\n", json_text(out).c_str());
     else
         std::printf("health: %s (%s)\n", rep.ok ? "passed" : "FAILED", rep.summary().c_str());
     return rep.ok ? 0 : kExitFailure;

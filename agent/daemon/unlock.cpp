@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "ballast/core/json.hpp"
 #include "ballast/crypt/ask.hpp"
 #include "ballast/crypt/keys.hpp"
 #include "ballast/crypt/recovery_key.hpp"
@@ -97,14 +98,13 @@ int run_unlock_mode(const NodeOptions& node, const UnlockRequest& req, bool json
     spdlog::info("unlocked {} with {} (keyslot {}) in {} ms", req.device, opened->method,
                  opened->keyslot, ms);
     if (json)
-        std::printf("%s\n", nlohmann::json{{"ok", true},
-                                           {"device", req.device},
-                                           {"name", req.name},
-                                           {"method", opened->method},
-                                           {"keyslot", opened->keyslot},
-                                           {"tpm_commands", opened->tpm_commands},
-                                           {"ms", ms}}
-                                .dump()
+        std::printf("%s\n", json_text(nlohmann::json{{"ok", true},
+                                                     {"device", req.device},
+                                                     {"name", req.name},
+                                                     {"method", opened->method},
+                                                     {"keyslot", opened->keyslot},
+                                                     {"tpm_commands", opened->tpm_commands},
+                                                     {"ms", ms}})
                                 .c_str());
     return 0;
 }

@@ -7,6 +7,7 @@
 
 #include "ballast/config/agent_settings.hpp"
 #include "ballast/config/loader.hpp"
+#include "ballast/core/json.hpp"
 
 namespace {
 
@@ -31,7 +32,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const char* name : {"/oem/fuzz.yaml", "/var/lib/rancher/k3os/config.yaml"}) {
         std::vector<SourceFile> src{{name, text, detect_kind(text, name)}};
         auto loaded = load_sources(std::move(src), facts());
-        (void)tree_to_json(loaded.merged, true);
+        // As the stage report and `config show --json` print it: any bytes, never a throw.
+        (void)ballast::json_text(tree_to_json(loaded.merged, true), 2);
         for (const auto& d : loaded.diags.items())
             (void)d.text();
     }

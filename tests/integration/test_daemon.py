@@ -199,6 +199,32 @@ def test_settings_from_root_and_reload(bins, start_agent, world_tmp):
              "reload on SIGHUP")
 
 
+def test_damaged_files_never_take_the_daemon_down(bins, start_agent, world_tmp, nobody_ctl):
+    """Found by an audit: a stage report of the wrong shape made every GetStatus (allowed to any
+    user) abort the daemon, and an alias that contains itself in agent.yaml overflowed its stack
+    at the next reload."""
+    root = world_tmp / "damaged"
+    (root / "etc/ballast").mkdir(parents=True)
+    (root / "run/ballast/stages").mkdir(parents=True)
+    (root / "run/ballast/stages/boot.json").write_text('{"stage": 1, "changed": "many", "failed": [2]}')
+    (root / "run/ballast/stages/fs.json").write_bytes(b'{"stage": "fs\xff", "changed": 3}')
+    a = start_agent(root=root)
+    addr = a.bus.address
+    r = ctl(bins, addr, "status", "--json", nobody=True, ctl_path=nobody_ctl)
+    assert r.returncode == 0, r.stderr + a.output()
+    stages = json.loads(r.stdout)["Stages"]
+    assert {"Stage": "", "Changed": 0, "Failed": 0} == {k: stages[0][k] for k in ("Stage", "Changed", "Failed")}
+    settings = root / "etc/ballast/agent.yaml"
+    settings.write_text("log_level: &a [*a]\n")
+    r = ctl(bins, addr, "reload")
+    assert r.returncode == 1
+    assert f"{settings}:1:" in r.stderr and "nested more than 100 levels deep" in r.stderr, r.stderr
+    a.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert a.proc.poll() is None, a.output()
+    assert ctl(bins, addr, "status", "--json").returncode == 0
+
+
 def test_disk_option_is_reported(bins, start_agent, world_tmp):
     img = world_tmp / "disk.img"
     img.write_bytes(b"")

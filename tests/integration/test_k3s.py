@@ -221,6 +221,19 @@ def test_agent_without_server_is_an_error(make_node):
     assert not (n.root / "etc/rancher/k3s/config.yaml").exists()
 
 
+def test_damaged_state_file_is_an_error_not_a_crash(make_node):
+    """Found by an audit: a k3s.json field of the wrong type aborted `health`, so the boot's
+    health check could never finish."""
+    n = make_node("#cloud-config\nhostname: x\n")
+    state = n.root / "var/lib/ballast/k3s.json"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text('{"role": 5, "unit": ["k3s.service"]}')
+    r = n.agent("health", "--json")
+    assert r.returncode == 1, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert f'{state}: role: 5 is not "server" or "agent"' in out["error"], out
+
+
 def test_binary_artifact_from_https(make_node, nginx, test_pki):
     body = STANDIN.read_bytes()
     (nginx.docroot / "k3s").write_bytes(body)

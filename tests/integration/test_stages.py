@@ -345,6 +345,23 @@ def test_corrupt_passwd_line_is_an_error_not_a_crash(bins, node, tmp_path):
     assert not (node / "etc/owned").exists()
 
 
+def test_bytes_that_are_not_utf8_never_abort(bins, node, tmp_path):
+    """Found by an audit: JSON output threw on raw bytes from a YAML file and aborted the stage
+    job and agentctl; they now come out as U+FFFD."""
+    cfg = tmp_path / "bytes.yaml"
+    cfg.write_bytes(b"#cloud-config\nstages:\n  boot:\n    - name: caf\xe9\n      commands: [true]\n"
+                    b"hostnam\xff: x\n")
+    r = subprocess.run([bins["agent"], "stage", "boot", "--root", str(node), "--json", "--config", str(cfg)],
+                       capture_output=True, text=True, errors="replace", timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "caf\ufffd" in steps(json.loads(r.stdout))
+    assert json.loads((node / "run/ballast/stages/boot.json").read_text())["stage"] == "boot"
+    v = subprocess.run([bins["ctl"], "--json", "config", "validate", str(cfg)],
+                       capture_output=True, text=True, errors="replace", timeout=60)
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert any("hostnam\ufffd" in d["message"] for d in json.loads(v.stdout)["diagnostics"]), v.stdout
+
+
 def test_symlinks_cannot_lead_outside_the_root(bins, node, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()

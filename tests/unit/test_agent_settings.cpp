@@ -44,6 +44,22 @@ TEST_CASE("agent settings: YAML syntax errors have positions", "[config][setting
     CHECK(notmap.error().what() == "a.yaml:1:1: expected a mapping, found a list");
 }
 
+// An alias that contains itself overflowed the stack of the daemon at the next Reload.
+TEST_CASE("agent settings: aliases that recurse or explode are errors", "[config][settings]") {
+    auto cycle = parse_agent_settings("log_level: &a [*a]\n", "a.yaml");
+    REQUIRE_FALSE(cycle);
+    CHECK(cycle.error().what().find("nested more than 100 levels deep") != std::string::npos);
+    std::string bomb = "a: &a [x, x, x, x, x, x, x, x]\n";
+    for (char c = 'b'; c <= 'k'; ++c)
+        bomb += fmt::format("{}: &{} [*{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}]\n", c, c, char(c - 1),
+                            char(c - 1), char(c - 1), char(c - 1), char(c - 1), char(c - 1),
+                            char(c - 1), char(c - 1));
+    auto exploded = parse_agent_settings(bomb, "a.yaml");
+    REQUIRE_FALSE(exploded);
+    CHECK(exploded.error().what().find("more than 200000 values once aliases are expanded") !=
+          std::string::npos);
+}
+
 TEST_CASE("agent settings file: optional unless named", "[config][settings]") {
     test::TempDir t;
     CHECK(load_agent_settings(t / "none.yaml", false).value().log_level == "info");

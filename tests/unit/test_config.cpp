@@ -273,6 +273,14 @@ TEST_CASE("numbers out of range are errors, never exceptions", "[config][templat
     CHECK(has_diag(l.diags, "write_files[0].permissions: expected a file mode"));
 }
 
+TEST_CASE("an alias that contains itself is an error at its line", "[config][validate]") {
+    auto l = load({{"/oem/a.yaml", "#cloud-config\nhostname: x\nstages:\n  boot: &s [*s]\n"}});
+    INFO(all_diags(l.diags));
+    CHECK(has_diag(l.diags, "/oem/a.yaml:4:"));
+    CHECK(has_diag(l.diags, "nested more than 100 levels deep (an alias that contains itself?)"));
+    CHECK(l.config.stages.empty());
+}
+
 TEST_CASE("validation: types, unknown keys, did-you-mean, positions", "[config][validate]") {
     auto l = load({{"/oem/v.yaml",
                     "#cloud-config\n"

@@ -1,4 +1,5 @@
-// Small pure helpers of lib/core: secrets, durations, did-you-mean, kernel command line, slots.
+// Small pure helpers of lib/core: secrets, durations, did-you-mean, kernel command line, slots,
+// numbers and JSON from input.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -7,8 +8,10 @@
 #include "ballast/boot/slot.hpp"
 #include "ballast/core/cmdline.hpp"
 #include "ballast/core/duration.hpp"
+#include "ballast/core/json.hpp"
 #include "ballast/core/secret.hpp"
 #include "ballast/core/suggest.hpp"
+#include "ballast/core/text.hpp"
 #include "ballast/system/http.hpp"
 
 using namespace ballast;
@@ -86,4 +89,37 @@ TEST_CASE("URLs lose credentials and query strings in public messages", "[http][
           "'https://h/x?***' and \"https://***@b/c\"");
     CHECK(redact("no url here; /local/path.tar") == "no url here; /local/path.tar");
     CHECK(redact("https://h/p@q/r") == "https://h/p@q/r");  // '@' in the path is not userinfo
+}
+
+TEST_CASE("numbers from input: digits only, in range, never an exception", "[core][text]") {
+    CHECK(parse_unsigned<uint32_t>("0") == 0u);
+    CHECK(parse_unsigned<uint32_t>("4294967295") == 4294967295u);
+    CHECK_FALSE(parse_unsigned<uint32_t>("4294967296"));
+    CHECK_FALSE(parse_unsigned<uint32_t>("99999999999999999999999999"));
+    CHECK_FALSE(parse_unsigned<uint32_t>(""));
+    CHECK_FALSE(parse_unsigned<uint32_t>("-1"));
+    CHECK_FALSE(parse_unsigned<uint32_t>("+1"));
+    CHECK_FALSE(parse_unsigned<uint32_t>(" 1"));
+    CHECK_FALSE(parse_unsigned<uint32_t>("1x"));
+    CHECK(parse_unsigned<uint32_t>("0755", 8) == 0755u);
+    CHECK_FALSE(parse_unsigned<uint32_t>("08", 8));
+}
+
+TEST_CASE("JSON from input: fields by type, text from any bytes", "[core][json]") {
+    const auto j = nlohmann::json::parse(R"({"s": "x", "n": 5, "b": true, "o": {"s": 1}})");
+    CHECK(json_field<std::string>(j, "s", "-") == "x");
+    CHECK(json_field<std::string>(j, "n", "-") == "-");
+    CHECK(json_field<std::string>(j, "missing", "-") == "-");
+    CHECK(json_field<int64_t>(j, "n", 0) == 5);
+    CHECK(json_field<int64_t>(j, "s", 7) == 7);
+    CHECK(json_field<bool>(j, "b", false));
+    CHECK_FALSE(json_field<bool>(j, "n", false));
+    CHECK(json_field<std::string>(j["o"], "s", "-") == "-");
+    CHECK(json_field<std::string>(nlohmann::json(3), "s", "-") == "-");
+    CHECK(json_field<std::string>(nlohmann::json::array({1}), "s", "-") == "-");
+    CHECK(json_text(nlohmann::json{{"k", std::string("caf\xe9")}}) ==
+          "{\"k\":\"caf\xef\xbf\xbd\"}");
+    CHECK(json_text(nlohmann::json{{"k", 1}}, 1) == "{\n \"k\": 1\n}");
+    CHECK(valid_utf8("caf\xc3\xa9") == "caf\xc3\xa9");
+    CHECK(valid_utf8("caf\xe9!") == "caf\xef\xbf\xbd!");
 }

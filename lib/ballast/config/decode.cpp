@@ -83,7 +83,8 @@ std::string render(const Node& n, std::string text, DecodeContext& ctx) {
     if (!n.plain && n.scalar.find('\n') != std::string::npos) ++p.line;
     auto r = render_template(text, ctx.facts, p);
     if (!r) {
-        ctx.diags.error(n.pos, r.error().message().substr(r.error().message().find("template:")));
+        const auto& m = r.error().message();
+        ctx.diags.error(n.pos, m.substr(std::min(m.find("template:"), m.size())));
         return text;
     }
     return *r;

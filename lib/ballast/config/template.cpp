@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ballast/core/encoding.hpp"
+#include "ballast/core/json.hpp"
 
 namespace ballast::config {
 namespace {
@@ -117,7 +118,7 @@ std::string to_text(const json& v) {
     if (v.is_string()) return v.get<std::string>();
     if (v.is_null()) return "";
     if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
-    return v.dump();
+    return json_text(v);
 }
 
 bool truthy(const Value& v) {
@@ -313,14 +314,16 @@ class Evaluator {
             if (!need(fn, a, 1, err)) return std::nullopt;
             std::string str = s(0);
             if (fn == "upper")
-                std::transform(str.begin(), str.end(), str.begin(), ::toupper);
+                for (auto& c : str)
+                    c = char(std::toupper(static_cast<unsigned char>(c)));
             else if (fn == "lower")
-                std::transform(str.begin(), str.end(), str.begin(), ::tolower);
+                for (auto& c : str)
+                    c = char(std::tolower(static_cast<unsigned char>(c)));
             else if (fn == "title") {
                 bool start = true;
                 for (auto& c : str) {
                     if (start && std::isalpha(static_cast<unsigned char>(c)))
-                        c = char(std::toupper(c));
+                        c = char(std::toupper(static_cast<unsigned char>(c)));
                     start = std::isspace(static_cast<unsigned char>(c));
                 }
             } else if (fn == "trim") {

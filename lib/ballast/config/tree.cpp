@@ -10,7 +10,39 @@ Position pos_of(std::string_view file, const YAML::Mark& m) {
     return {std::string(file), m.line + 1, m.column + 1};
 }
 
-Node convert(const YAML::Node& y, std::string_view file, Diagnostics& diags) {
+// Aliases make the YAML a graph: "&a [*a]" contains itself and a few lines of aliases to
+// aliases expand to billions of nodes. No cloud-config comes near these limits.
+constexpr int kMaxDepth = 100;
+constexpr size_t kMaxNodes = 200000;
+
+struct Budget {
+    int depth = 0;
+    size_t nodes = 0;
+    bool exceeded = false;
+};
+
+Node convert(const YAML::Node& y, std::string_view file, Diagnostics& diags, Budget& budget);
+
+Node convert_within(const YAML::Node& y, std::string_view file, Diagnostics& diags,
+                    Budget& budget) {
+    if (budget.exceeded) return {};
+    if (budget.depth >= kMaxDepth || ++budget.nodes > kMaxNodes) {
+        budget.exceeded = true;
+        diags.error(pos_of(file, y.Mark()),
+                    budget.depth >= kMaxDepth
+                        ? fmt::format("nested more than {} levels deep (an alias that contains "
+                                      "itself?)",
+                                      kMaxDepth)
+                        : fmt::format("more than {} values once aliases are expanded", kMaxNodes));
+        return {};
+    }
+    ++budget.depth;
+    Node n = convert(y, file, diags, budget);
+    --budget.depth;
+    return n;
+}
+
+Node convert(const YAML::Node& y, std::string_view file, Diagnostics& diags, Budget& budget) {
     Node n;
     n.pos = pos_of(file, y.Mark());
     switch (y.Type()) {
@@ -27,7 +59,7 @@ Node convert(const YAML::Node& y, std::string_view file, Diagnostics& diags) {
         case YAML::NodeType::Sequence:
             n.kind = Node::Kind::sequence;
             for (const auto& item : y)
-                n.items.push_back(convert(item, file, diags));
+                n.items.push_back(convert_within(item, file, diags, budget));
             break;
         case YAML::NodeType::Map:
             n.kind = Node::Kind::mapping;
@@ -42,7 +74,7 @@ Node convert(const YAML::Node& y, std::string_view file, Diagnostics& diags) {
                     diags.error(kp, fmt::format("duplicate key '{}'", key));
                     continue;
                 }
-                n.entries.push_back({key, kp, convert(kv.second, file, diags)});
+                n.entries.push_back({key, kp, convert_within(kv.second, file, diags, budget)});
                 // "key:" with nothing after it: point at the key, not at the next token.
                 if (n.entries.back().value.is_null()) n.entries.back().value.pos = kp;
             }
@@ -86,7 +118,11 @@ Result<Node> parse_tree(std::string_view text, std::string_view file, Diagnostic
         diags.error(pos_of(file, e.mark), e.msg);
         return fail(Errc::parse, "{}: {}", to_string(pos_of(file, e.mark)), e.msg);
     }
-    Node n = convert(y, file, diags);
+    Budget budget;
+    Node n = convert_within(y, file, diags, budget);
+    if (budget.exceeded)
+        return fail(Errc::parse, "{}: {}", to_string(diags.items().back().pos),
+                    diags.items().back().message);
     if (n.pos.line == 0) n.pos = {std::string(file), 1, 1};
     return n;
 }

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ballast/core/encoding.hpp"
+#include "ballast/core/json.hpp"
 
 namespace ballast::crypt {
 namespace {
@@ -15,7 +16,7 @@ using Json = nlohmann::json;
 
 // Untrusted values quoted in errors stay short.
 std::string shown(const Json& v) {
-    auto text = v.dump();
+    auto text = json_text(v);
     return text.size() > 40 ? text.substr(0, 37) + "..." : text;
 }
 
@@ -239,7 +240,7 @@ std::string tpm2_token_json(const Tpm2Token& t) {
     j["tpm2-primary-alg"] = std::string(to_string(t.primary_alg));
     j["tpm2-policy-hash"] = to_hex(t.policy_hash);
     j["tpm2-pin"] = t.pin;
-    return j.dump();
+    return json_text(j);
 }
 
 Result<Tpm2Token> parse_tpm2_token(std::string_view json) {
@@ -260,7 +261,7 @@ std::string recovery_token_json(int keyslot) {
     nlohmann::ordered_json j;
     j["type"] = std::string(kRecoveryTokenType);
     j["keyslots"] = nlohmann::ordered_json::array({keyslot_text(keyslot)});
-    return j.dump();
+    return json_text(j);
 }
 
 Result<std::string> token_type(std::string_view json) {

@@ -38,7 +38,8 @@ Result<std::vector<PartitionInfo>> read_partitions(const std::string& device) {
     std::vector<PartitionInfo> out;
     if (!ls) return out;
     blkid_parttable tab = blkid_partlist_get_table(ls);
-    if (!tab || std::string_view(blkid_parttable_get_type(tab)) != "gpt") return out;
+    const char* type = tab ? blkid_parttable_get_type(tab) : nullptr;
+    if (!type || std::string_view(type) != "gpt") return out;
     const uint64_t sector = 512;
     const int n = blkid_partlist_numof_partitions(ls);
     for (int i = 0; i < n; ++i) {

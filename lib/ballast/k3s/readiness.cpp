@@ -4,6 +4,7 @@
 
 #include "ballast/core/encoding.hpp"
 #include "ballast/core/files.hpp"
+#include "ballast/core/json.hpp"
 #include "ballast/system/http.hpp"
 
 namespace ballast::k3s {
@@ -120,7 +121,7 @@ Readiness probe(const RootPrefix& root, const NodeState& state, std::chrono::mil
     const auto o = api_options(*kc, timeout);
     if (auto v = http::get_string(kc->server + "/version", o)) {
         auto j = nlohmann::json::parse(*v, nullptr, false);
-        if (j.is_object()) out.version = j.value("gitVersion", "");
+        out.version = json_field<std::string>(j, "gitVersion", "");
     }
     if (state.role == Role::server) {
         auto r = http::get_string(kc->server + "/readyz", o);
@@ -143,11 +144,15 @@ Readiness probe(const RootPrefix& root, const NodeState& state, std::chrono::mil
     }
     auto j = nlohmann::json::parse(*r, nullptr, false);
     std::string status = "Unknown", reason;
-    if (j.is_object() && j.contains("status") && j["status"].contains("conditions"))
-        for (const auto& c : j["status"]["conditions"])
-            if (c.value("type", "") == "Ready") {
-                status = c.value("status", "Unknown");
-                reason = c.value("reason", "");
+    const nlohmann::json* conditions = nullptr;
+    if (j.is_object() && j.contains("status") && j["status"].is_object() &&
+        j["status"].contains("conditions"))
+        conditions = &j["status"]["conditions"];
+    if (conditions && conditions->is_array())
+        for (const auto& c : *conditions)
+            if (json_field<std::string>(c, "type", "") == "Ready") {
+                status = json_field<std::string>(c, "status", "Unknown");
+                reason = json_field<std::string>(c, "reason", "");
             }
     out.ready = status == "True";
     out.detail = fmt::format("node {}: Ready={}{}", paths.node_name, status,
@@ -169,7 +174,7 @@ Status publish(const RootPrefix& root, const nlohmann::json& labels,
     o.method = "PATCH";
     o.content_type = "application/merge-patch+json";
     o.body =
-        nlohmann::json{{"metadata", {{"labels", labels}, {"annotations", annotations}}}}.dump();
+        json_text(nlohmann::json{{"metadata", {{"labels", labels}, {"annotations", annotations}}}});
     BALLAST_TRY_CTX(http::get_string(kc.server + "/api/v1/nodes/" + paths.node_name, o),
                     "label node {}", paths.node_name);
     return {};

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "ballast/config/diagnostics.hpp"
+#include "ballast/core/json.hpp"
 #include "ballast/k3s/flags.hpp"
 
 namespace ballast::k3s {
@@ -180,7 +181,7 @@ std::string yaml_scalar(const nlohmann::ordered_json& v) {
     if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
     // JSON string syntax is valid YAML and quotes everything that needs it; bytes that are not
     // UTF-8 (a templated DMI string) become U+FFFD rather than an exception.
-    return v.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+    return json_text(v);
 }
 
 }  // namespace

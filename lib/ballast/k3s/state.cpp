@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ballast/core/files.hpp"
+#include "ballast/core/json.hpp"
 
 namespace ballast::k3s {
 
@@ -12,7 +13,7 @@ Status save_state(const RootPrefix& root, const NodeState& s) {
                               {"server", s.server},
                               {"source", s.source},
                               {"binary", s.binary}};
-    const std::string text = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    const std::string text = json_text(j, 2) + "\n";
     auto cur = BALLAST_TRY(read_beneath(root, kStatePath));
     if (cur && *cur == text) return {};
     BALLAST_TRY(mkdirs_beneath(root, "/var/lib/ballast", 0700));
@@ -26,13 +27,15 @@ Result<std::optional<NodeState>> load_state(const RootPrefix& root) {
     const std::string where = root(kStatePath).string();
     if (!j.is_object()) return fail(Errc::parse, "{}: not a JSON object", where);
     NodeState s;
-    const std::string role = j.value("role", "");
+    const std::string role = json_field<std::string>(j, "role", "");
     s.role = role == "server" ? Role::server : role == "agent" ? Role::agent : Role::none;
-    if (s.role == Role::none) return fail(Errc::parse, "{}: role: '{}'", where, role);
-    s.unit = j.value("unit", "");
-    s.server = j.value("server", "");
-    s.source = j.value("source", "");
-    s.binary = j.value("binary", "");
+    if (s.role == Role::none)
+        return fail(Errc::parse, "{}: role: {} is not \"server\" or \"agent\"", where,
+                    j.contains("role") ? json_text(j["role"]) : "missing");
+    s.unit = json_field<std::string>(j, "unit", "");
+    s.server = json_field<std::string>(j, "server", "");
+    s.source = json_field<std::string>(j, "source", "");
+    s.binary = json_field<std::string>(j, "binary", "");
     return std::optional<NodeState>(s);
 }
 

@@ -7,6 +7,7 @@
 
 #include "ballast/core/duration.hpp"
 #include "ballast/core/files.hpp"
+#include "ballast/core/json.hpp"
 #include "ballast/core/log.hpp"
 #include "ballast/stages/modules.hpp"
 #include "ballast/stages/plan.hpp"
@@ -20,7 +21,7 @@ std::string fact(const StageContext& ctx, const char* a, const char* b) {
     const auto& v = ctx.facts;
     if (!v.contains("Values") || !v["Values"].contains(a) || !v["Values"][a].contains(b)) return "";
     const auto& x = v["Values"][a][b];
-    return x.is_string() ? x.get<std::string>() : x.dump();
+    return x.is_string() ? x.get<std::string>() : json_text(x);
 }
 
 // Go-regexp-like search (unanchored). An invalid pattern skips the step with the reason.
@@ -225,7 +226,7 @@ StageResult run_stage(const config::Config& cfg, std::string_view stage, StageCo
 Status record_result(const RootPrefix& root, const StageResult& result) {
     BALLAST_TRY(mkdirs_beneath(root, "/run/ballast/stages", 0755));
     return write_beneath(root, "/run/ballast/stages/" + result.stage + ".json",
-                         result.to_json().dump(2) + "\n", 0644);
+                         json_text(result.to_json(), 2) + "\n", 0644);
 }
 
 }  // namespace ballast::stages

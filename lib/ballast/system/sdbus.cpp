@@ -1,4 +1,5 @@
 #include "ballast/system/sdbus.hpp"
+#include "ballast/core/json.hpp"
 
 #include <cerrno>
 #include <cstdlib>
@@ -32,7 +33,7 @@ Result<nlohmann::json> read_array(sd_bus_message* m, const char* contents) {
             auto key = BALLAST_TRY(read_value(m));
             auto val = BALLAST_TRY(read_value(m));
             BALLAST_TRY(check(sd_bus_message_exit_container(m), "read dict entry"));
-            out[key.is_string() ? key.get<std::string>() : key.dump()] = std::move(val);
+            out[key.is_string() ? key.get<std::string>() : json_text(key)] = std::move(val);
         } else {
             out.push_back(BALLAST_TRY(read_value(m)));
         }
@@ -177,7 +178,7 @@ Status append_variant(sd_bus_message* m, const nlohmann::json& v) {
     int r;
     switch (v.type()) {
         case json::value_t::string:
-            r = sd_bus_message_append(m, "v", "s", v.get_ref<const std::string&>().c_str());
+            r = sd_bus_message_append(m, "v", "s", valid_utf8(v.get<std::string>()).c_str());
             break;
         case json::value_t::null:
             r = sd_bus_message_append(m, "v", "s", "");
@@ -217,7 +218,7 @@ Status append_variant(sd_bus_message* m, const nlohmann::json& v) {
                 BALLAST_TRY(check(sd_bus_message_open_container(m, 'a', "s"), "append array"));
                 for (const auto& e : v)
                     BALLAST_TRY(check(sd_bus_message_append_basic(
-                                          m, 's', e.get_ref<const std::string&>().c_str()),
+                                          m, 's', valid_utf8(e.get<std::string>()).c_str()),
                                       "append string"));
                 BALLAST_TRY(check(sd_bus_message_close_container(m), "append array"));
             } else {
@@ -240,7 +241,8 @@ Status append_dict(sd_bus_message* m, const nlohmann::json& object) {
     BALLAST_TRY(check(sd_bus_message_open_container(m, 'a', "{sv}"), "append dict"));
     for (const auto& [k, v] : object.items()) {
         BALLAST_TRY(check(sd_bus_message_open_container(m, 'e', "sv"), "append dict entry"));
-        BALLAST_TRY(check(sd_bus_message_append_basic(m, 's', k.c_str()), "append key"));
+        BALLAST_TRY(
+            check(sd_bus_message_append_basic(m, 's', valid_utf8(k).c_str()), "append key"));
         BALLAST_TRY(append_variant(m, v));
         BALLAST_TRY(check(sd_bus_message_close_container(m), "append dict entry"));
     }

@@ -4,6 +4,7 @@
 
 #include "ballast/core/atomic_file.hpp"
 #include "ballast/core/duration.hpp"
+#include "ballast/core/json.hpp"
 
 namespace ballast::update {
 namespace {
@@ -122,7 +123,7 @@ Status save_journal(const std::filesystem::path& path, Journal j) {
     j.updated = now_utc();
     std::error_code ec;
     std::filesystem::create_directories(path.parent_path(), ec);
-    return write_file_atomic(path, j.to_json().dump(2) + "\n");
+    return write_file_atomic(path, json_text(j.to_json(), 2) + "\n");
 }
 
 Result<std::vector<Refused>> load_refused(const std::filesystem::path& path) {
@@ -152,7 +153,7 @@ Status save_refused(const std::filesystem::path& path, const std::vector<Refused
         j.push_back({{"version", r.version}, {"reason", r.reason}, {"at", r.at}});
     std::error_code ec;
     std::filesystem::create_directories(path.parent_path(), ec);
-    return write_file_atomic(path, j.dump(2) + "\n");
+    return write_file_atomic(path, json_text(j, 2) + "\n");
 }
 }  // namespace
 

@@ -1,4 +1,5 @@
 #include "ballast/update/manifest.hpp"
+#include "ballast/core/json.hpp"
 
 #include <algorithm>
 #include <set>
@@ -27,7 +28,7 @@ nlohmann::json Manifest::to_json() const {
 }
 
 std::string serialize_manifest(const Manifest& m) {
-    return m.to_json().dump(2) + "\n";
+    return json_text(m.to_json(), 2) + "\n";
 }
 
 Result<Manifest> parse_manifest(std::string_view text) {
@@ -51,11 +52,12 @@ Result<Manifest> parse_manifest(std::string_view text) {
     Manifest m;
     if (!j.contains("format") || !j["format"].is_number_integer())
         return fail(Errc::parse, "manifest.json: 'format' must be a number");
-    m.format = j["format"].get<int>();
-    if (m.format != kManifestFormat)
+    // Compared as read: get<int>() would wrap 4294967297 to 1.
+    if (const auto format = j["format"].get<int64_t>(); format != kManifestFormat)
         return fail(Errc::unsupported,
-                    "manifest.json: format {} is not supported (this agent reads {})", m.format,
+                    "manifest.json: format {} is not supported (this agent reads {})", format,
                     kManifestFormat);
+    m.format = kManifestFormat;
     BALLAST_TRY(str(j, "os_name", 64, m.os_name));
     BALLAST_TRY(str(j, "version", 64, m.version));
     BALLAST_TRY(str(j, "compatible", 128, m.compatible));
