@@ -34,7 +34,7 @@ int reply_error(sd_bus_error* ret_error, const Error& e) {
         default:
             break;
     }
-    return sd_bus_error_set(ret_error, name, e.what().c_str());
+    return sd_bus_error_set(ret_error, name, valid_utf8(e.what()).c_str());
 }
 
 int get_string(sd_bus*, const char*, const char*, const char* property, sd_bus_message* reply,
@@ -92,7 +92,8 @@ int method_run_stage(sd_bus_message* m, void* userdata, sd_bus_error* ret_error)
     if (int r = sd_bus_message_read(m, "s", &stage); r < 0) return r;
     auto opts = sdbus::read_dict(m);
     if (!opts)
-        return sd_bus_error_set(ret_error, SD_BUS_ERROR_INVALID_ARGS, opts.error().what().c_str());
+        return sd_bus_error_set(ret_error, SD_BUS_ERROR_INVALID_ARGS,
+                                valid_utf8(opts.error().what()).c_str());
     bool dry_run = false;
     std::vector<std::string> files;
     for (const auto& [k, v] : opts->items()) {
@@ -135,7 +136,7 @@ Result<std::map<std::string, bool>> read_flags(sd_bus_message* m,
 }
 
 int invalid_args(sd_bus_error* ret_error, const Error& e) {
-    return sd_bus_error_set(ret_error, SD_BUS_ERROR_INVALID_ARGS, e.what().c_str());
+    return sd_bus_error_set(ret_error, SD_BUS_ERROR_INVALID_ARGS, valid_utf8(e.what()).c_str());
 }
 
 int get_progress(sd_bus*, const char*, const char*, const char*, sd_bus_message* reply,

@@ -287,8 +287,7 @@ Status Daemon::run_stage(const std::string& stage, bool dry_run,
                                                 json_field<int64_t>(res, "changed", 0),
                                                 json_field<int64_t>(res, "failed", 0));
             if (!ok) set_last_error(msg);
-            (void)sd_bus_emit_signal(bus_.get(), api::kObjectPath, api::kInterface, "JobFinished",
-                                     "sbs", ("stage " + stage).c_str(), ok ? 1 : 0, msg.c_str());
+            job_finished("stage " + stage, ok, msg);
             if (*reply_to) {
                 int r = sd_bus_reply_method_return(reply_to->get(), "s", json_text(res).c_str());
                 if (r < 0)
@@ -341,10 +340,17 @@ std::vector<std::string> Daemon::job_argv(std::vector<std::string> tail) const {
 }
 
 void Daemon::set_last_error(std::string message) {
+    message = valid_utf8(message);  // a D-Bus property: see valid_utf8()
     if (last_error_ == message) return;
     last_error_ = std::move(message);
     emit_changed("LastError");
     notify_status();
+}
+
+void Daemon::job_finished(const std::string& operation, bool ok, const std::string& message) {
+    if (!bus_) return;
+    (void)sd_bus_emit_signal(bus_.get(), api::kObjectPath, api::kInterface, "JobFinished", "sbs",
+                             operation.c_str(), ok ? 1 : 0, valid_utf8(message).c_str());
 }
 
 void Daemon::emit_changed(const char* property) {

@@ -78,6 +78,8 @@ class Daemon {
     void apply_settings(const config::AgentSettings& s);
     void emit_changed(const char* property);
     void set_last_error(std::string message);
+    // The JobFinished signal.
+    void job_finished(const std::string& operation, bool ok, const std::string& message);
     // The job command line: this program with the node's global options, then `tail`.
     [[nodiscard]] std::vector<std::string> job_argv(std::vector<std::string> tail) const;
     // What the last upgrade left behind, settled at start-up (update/slot_admin.hpp).

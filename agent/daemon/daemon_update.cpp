@@ -107,8 +107,7 @@ Status Daemon::start_upgrade(const std::string& source, bool force, bool reboot,
             else
                 set_last_error("");
             spdlog::log(ok ? spdlog::level::info : spdlog::level::err, "{}", msg);
-            (void)sd_bus_emit_signal(bus_.get(), api::kObjectPath, api::kInterface, "JobFinished",
-                                     "sbs", "upgrade", ok ? 1 : 0, msg.c_str());
+            job_finished("upgrade", ok, msg);
             if (ok && !already) {
                 if (reboot)
                     reboot_or_flag(msg);
@@ -143,7 +142,7 @@ void Daemon::on_upgrade_progress(const nlohmann::json& p) {
                  {"Total", total}, {"Rate", rate},   {"EtaSeconds", eta}};
     emit_changed("Progress");
     (void)sd_bus_emit_signal(bus_.get(), api::kObjectPath, api::kInterface, "Progress", "sdttdd",
-                             phase.c_str(), pct, done, total, rate, eta);
+                             valid_utf8(phase).c_str(), pct, done, total, rate, eta);
 }
 
 Status Daemon::check_health(bool reboot, sd_bus_message* call) {
@@ -166,8 +165,7 @@ Status Daemon::check_health(bool reboot, sd_bus_message* call) {
                     ? json_field<std::string>(res, "message", "")
                     : "health check: " + json_field<std::string>(res, "summary", "");
             if (json_field<bool>(res, "trial", false)) set_last_error(ok ? "" : msg);
-            (void)sd_bus_emit_signal(bus_.get(), api::kObjectPath, api::kInterface, "JobFinished",
-                                     "sbs", "health", ok ? 1 : 0, msg.c_str());
+            job_finished("health", ok, msg);
             if (*reply_to) {
                 int r = sd_bus_reply_method_return(reply_to->get(), "s", json_text(res).c_str());
                 if (r < 0)

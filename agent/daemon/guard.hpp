@@ -10,6 +10,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "ballast/core/json.hpp"
+
 namespace ballast::agent {
 
 // Runs `f` (returning void); an exception is logged with `what`.
@@ -36,7 +38,7 @@ struct Guarded<F> {
         } catch (const std::exception& e) {
             spdlog::error("D-Bus handler: internal error: {}", e.what());
             return sd_bus_error_setf(ret_error, SD_BUS_ERROR_FAILED, "internal error: %s",
-                                     e.what());
+                                     valid_utf8(e.what()).c_str());
         }
     }
 };

@@ -345,6 +345,20 @@ def test_corrupt_passwd_line_is_an_error_not_a_crash(bins, node, tmp_path):
     assert not (node / "etc/owned").exists()
 
 
+def test_uids_compare_as_numbers(bins, node, tmp_path):
+    passwd = node / "etc/passwd"
+    passwd.write_text(passwd.read_text() + "ops:x:1500:1500::/home/ops:/bin/sh\n")
+    cfg = tmp_path / "u.yaml"
+    cfg.write_text("#cloud-config\nusers:\n  - name: ops\n    uid: '01500'\n    shell: /bin/sh\n")
+    r, rep = run_stage(bins, node, "boot", cfg)
+    assert r.returncode == 0, r.stdout + r.stderr
+    cfg.write_text("#cloud-config\nusers:\n  - name: dup\n    uid: '1500'\n")
+    r, rep = run_stage(bins, node, "boot", cfg)
+    assert r.returncode == 1
+    errs = [e for st in rep["steps"] for e in st.get("errors", [])]
+    assert "user dup: uid 1500 is taken by ops" in errs, errs
+
+
 def test_bytes_that_are_not_utf8_never_abort(bins, node, tmp_path):
     """Found by an audit: JSON output threw on raw bytes from a YAML file and aborted the stage
     job and agentctl; they now come out as U+FFFD."""

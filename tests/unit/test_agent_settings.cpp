@@ -49,6 +49,11 @@ TEST_CASE("agent settings: aliases that recurse or explode are errors", "[config
     auto cycle = parse_agent_settings("log_level: &a [*a]\n", "a.yaml");
     REQUIRE_FALSE(cycle);
     CHECK(cycle.error().what().find("nested more than 100 levels deep") != std::string::npos);
+    // The limit's error is the one returned, not a later one from the same file.
+    auto then_dup = parse_agent_settings("log_level: &a [*a]\nx: 1\nx: 2\n", "a.yaml");
+    REQUIRE_FALSE(then_dup);
+    CHECK(then_dup.error().what().rfind("a.yaml:1:", 0) == 0);
+    CHECK(then_dup.error().what().find("nested more than 100") != std::string::npos);
     std::string bomb = "a: &a [x, x, x, x, x, x, x, x]\n";
     for (char c = 'b'; c <= 'k'; ++c)
         bomb += fmt::format("{}: &{} [*{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}]\n", c, c, char(c - 1),

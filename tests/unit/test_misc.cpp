@@ -122,4 +122,20 @@ TEST_CASE("JSON from input: fields by type, text from any bytes", "[core][json]"
     CHECK(json_text(nlohmann::json{{"k", 1}}, 1) == "{\n \"k\": 1\n}");
     CHECK(valid_utf8("caf\xc3\xa9") == "caf\xc3\xa9");
     CHECK(valid_utf8("caf\xe9!") == "caf\xef\xbf\xbd!");
+    const std::string fffd = "\xef\xbf\xbd";
+    CHECK(valid_utf8(std::string("a\0b", 3)) == "a" + fffd + "b");
+    CHECK(valid_utf8("\xef\xbf\xbe") == fffd);                    // U+FFFE
+    CHECK(valid_utf8("\xef\xb7\x90") == fffd);                    // U+FDD0
+    CHECK(valid_utf8("\xed\xa0\x80") == fffd);                    // a surrogate
+    CHECK(valid_utf8("\xc0\xaf") == fffd + fffd);                 // overlong '/'
+    CHECK(valid_utf8("\xf0\x9f\x98\x80") == "\xf0\x9f\x98\x80");  // U+1F600
+    CHECK(valid_utf8("\xf0\x9f") == fffd + fffd);                 // cut short
+    const auto n =
+        nlohmann::json::parse(R"({"big": 1e300, "neg": -1, "max": 18446744073709551615})");
+    CHECK(json_field<int64_t>(n, "big", 7) == 7);
+    CHECK(json_field<uint64_t>(n, "neg", 7) == 7);
+    CHECK(json_field<int64_t>(n, "neg", 7) == -1);
+    CHECK(json_field<int64_t>(n, "max", 7) == 7);
+    CHECK(json_field<uint64_t>(n, "max", 7) == 18446744073709551615u);
+    CHECK(json_field<double>(n, "neg", 0.5) == -1.0);
 }

@@ -84,7 +84,8 @@ std::string render(const Node& n, std::string text, DecodeContext& ctx) {
     auto r = render_template(text, ctx.facts, p);
     if (!r) {
         const auto& m = r.error().message();
-        ctx.diags.error(n.pos, m.substr(std::min(m.find("template:"), m.size())));
+        const auto at = m.find("template:");
+        ctx.diags.error(n.pos, at == std::string::npos ? m : m.substr(at));
         return text;
     }
     return *r;

@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <unordered_set>
+
 namespace ballast::config {
 namespace {
 
@@ -19,6 +21,8 @@ struct Budget {
     int depth = 0;
     size_t nodes = 0;
     bool exceeded = false;
+    Position where;  // of the limit's error, which parse_tree returns
+    std::string message;
 };
 
 Node convert(const YAML::Node& y, std::string_view file, Diagnostics& diags, Budget& budget);
@@ -28,12 +32,13 @@ Node convert_within(const YAML::Node& y, std::string_view file, Diagnostics& dia
     if (budget.exceeded) return {};
     if (budget.depth >= kMaxDepth || ++budget.nodes > kMaxNodes) {
         budget.exceeded = true;
-        diags.error(pos_of(file, y.Mark()),
-                    budget.depth >= kMaxDepth
-                        ? fmt::format("nested more than {} levels deep (an alias that contains "
-                                      "itself?)",
-                                      kMaxDepth)
-                        : fmt::format("more than {} values once aliases are expanded", kMaxNodes));
+        budget.where = pos_of(file, y.Mark());
+        budget.message =
+            budget.depth >= kMaxDepth
+                ? fmt::format("nested more than {} levels deep (an alias that contains itself?)",
+                              kMaxDepth)
+                : fmt::format("more than {} values once aliases are expanded", kMaxNodes);
+        diags.error(budget.where, budget.message);
         return {};
     }
     ++budget.depth;
@@ -61,8 +66,9 @@ Node convert(const YAML::Node& y, std::string_view file, Diagnostics& diags, Bud
             for (const auto& item : y)
                 n.items.push_back(convert_within(item, file, diags, budget));
             break;
-        case YAML::NodeType::Map:
+        case YAML::NodeType::Map: {
             n.kind = Node::Kind::mapping;
+            std::unordered_set<std::string> seen;
             for (const auto& kv : y) {
                 Position kp = pos_of(file, kv.first.Mark());
                 if (!kv.first.IsScalar()) {
@@ -70,7 +76,7 @@ Node convert(const YAML::Node& y, std::string_view file, Diagnostics& diags, Bud
                     continue;
                 }
                 const std::string& key = kv.first.Scalar();
-                if (n.find(key)) {
+                if (!seen.insert(key).second) {
                     diags.error(kp, fmt::format("duplicate key '{}'", key));
                     continue;
                 }
@@ -79,6 +85,7 @@ Node convert(const YAML::Node& y, std::string_view file, Diagnostics& diags, Bud
                 if (n.entries.back().value.is_null()) n.entries.back().value.pos = kp;
             }
             break;
+        }
     }
     return n;
 }
@@ -121,8 +128,7 @@ Result<Node> parse_tree(std::string_view text, std::string_view file, Diagnostic
     Budget budget;
     Node n = convert_within(y, file, diags, budget);
     if (budget.exceeded)
-        return fail(Errc::parse, "{}: {}", to_string(diags.items().back().pos),
-                    diags.items().back().message);
+        return fail(Errc::parse, "{}: {}", to_string(budget.where), budget.message);
     if (n.pos.line == 0) n.pos = {std::string(file), 1, 1};
     return n;
 }

@@ -4,7 +4,9 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <type_traits>
+#include <utility>
 
 namespace ballast {
 
@@ -15,11 +17,10 @@ template <class Json = nlohmann::json>
     return j.dump(indent, ' ', false, Json::error_handler_t::replace);
 }
 
-// `s` with every byte sequence that is not UTF-8 replaced by U+FFFD: D-Bus refuses such
-// strings, and one damaged field must not make a whole reply fail.
-[[nodiscard]] inline std::string valid_utf8(const std::string& s) {
-    return nlohmann::json::parse(json_text(nlohmann::json(s))).get<std::string>();
-}
+// `s` as a string D-Bus takes: every byte sequence that is not UTF-8, and every NUL,
+// surrogate or noncharacter (U+FDD0-U+FDEF, U+xFFFE, U+xFFFF), becomes U+FFFD. sd-bus refuses
+// a message with any of them, and one damaged field must not make a whole reply fail.
+[[nodiscard]] std::string valid_utf8(std::string_view s);
 
 // j[key] if `j` is an object holding a value of T's kind there, else `fallback`. Unlike
 // json::value(), a wrong type is not an exception.
@@ -32,8 +33,16 @@ template <class T>
         return it->is_string() ? it->template get<std::string>() : fallback;
     else if constexpr (std::is_same_v<T, bool>)
         return it->is_boolean() ? it->template get<bool>() : fallback;
-    else
+    else if constexpr (std::is_floating_point_v<T>)
         return it->is_number() ? it->template get<T>() : fallback;
+    else if (it->is_number_unsigned())  // what the parser gives any integer >= 0
+        return std::in_range<T>(it->template get<uint64_t>()) ? T(it->template get<uint64_t>())
+                                                              : fallback;
+    else if (it->is_number_integer())
+        return std::in_range<T>(it->template get<int64_t>()) ? T(it->template get<int64_t>())
+                                                             : fallback;
+    else
+        return fallback;
 }
 
 }  // namespace ballast

@@ -24,7 +24,12 @@ Result<ResolvedOwner> OwnerResolver::resolve(const config::OwnerRef& owner,
         r.uid = db.uid_of(owner.name);
         if (!r.uid) return fail(Errc::not_found, "no user '{}' on the node", owner.name);
         // "owner: user" without a group: the user's primary group, as chown user: does.
-        if (!group.set()) r.gid = db.primary_gid_of(owner.name);
+        if (!group.set()) {
+            r.gid = db.primary_gid_of(owner.name);
+            if (!r.gid)
+                return fail(Errc::parse, "user '{}': /etc/passwd has no valid primary group id",
+                            owner.name);
+        }
     }
     if (!group.name.empty()) {
         r.gid = db.gid_of(group.name);

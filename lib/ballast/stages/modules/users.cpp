@@ -159,7 +159,7 @@ bool apply_user(Database& db, const config::UserSpec& u, ModuleResult& r) {
         }
         uid = *id;
         for (const auto& l : db.passwd.lines())
-            if (l.name() != u.name && l.fields[2] == *u.uid) {
+            if (l.name() != u.name && parse_unsigned<uint32_t>(l.fields[2]) == id) {
                 r.error(fmt::format("user {}: uid {} is taken by {}", u.name, uid, l.name()));
                 return false;
             }
@@ -176,7 +176,7 @@ bool apply_user(Database& db, const config::UserSpec& u, ModuleResult& r) {
         r.error(fmt::format("user {}: /etc/passwd has a bad uid '{}'", u.name, pw->fields[2]));
         return false;
     }
-    if (!create && u.uid && pw->fields[2] != *u.uid) {
+    if (!create && u.uid && db.uid_of(u.name) != uid) {
         r.error(
             fmt::format("user {}: changing the uid of an existing user ({} -> {}) is not supported",
                         u.name, pw->fields[2], *u.uid));
