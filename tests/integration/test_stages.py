@@ -344,6 +344,17 @@ def test_corrupt_passwd_line_is_an_error_not_a_crash(bins, node, tmp_path):
     assert passwd.read_bytes() == before
     assert not (node / "etc/owned").exists()
 
+    # A damaged primary gid: the user module and the file owner both say so; nothing written.
+    passwd.write_text(before.decode().replace("ops:x:12ab:1000:", "ops:x:1600:9x:"))
+    before = passwd.read_bytes()
+    r, rep = run_stage(bins, node, "boot", cfg)
+    assert r.returncode == 1, r.stdout + r.stderr
+    errs = [e for st in rep["steps"] for e in st.get("errors", [])]
+    assert "user ops: /etc/passwd has a bad gid '9x'" in errs, errs
+    assert any("user 'ops': /etc/passwd has no valid primary group id" in e for e in errs), errs
+    assert passwd.read_bytes() == before
+    assert not (node / "etc/owned").exists()
+
 
 def test_uids_compare_as_numbers(bins, node, tmp_path):
     passwd = node / "etc/passwd"
