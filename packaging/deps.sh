@@ -1,12 +1,14 @@
 #!/bin/bash
 # Installs the Debian 12 packages Ballast needs. Idempotent: runs apt-get (and apt-get update)
-# only when something is missing. Usage: packaging/deps.sh [GROUP...]
+# only when something is missing. Usage: packaging/deps.sh [--list] [GROUP...]
+#   --list  print the groups' packages, one a line, and install nothing (tests/check_deps.py)
 #   build  compiler, meson, libraries, man page tool (default)
 #   test   tools the test layers run (dbus-daemon, setpriv, pytest, ...)
 #   deb    what `make deb` needs
 #   bench  the anchors the benchmarks compare against (RAUC, cloud-init, hyperfine; systemd's TPM2
 #          token plugin, swtpm and the pcap TCTI for the unlock benchmark)
-#   image  what packaging/image/ needs to build the OS image and boot it in QEMU
+#   image  what packaging/image/ needs to build the OS image and boot it in QEMU (the e2e layer)
+#   cache  ccache, which meson finds by itself: rebuilds of a clean checkout cost little
 set -euo pipefail
 
 declare -A GROUPS_PKGS=(
@@ -21,17 +23,27 @@ declare -A GROUPS_PKGS=(
            libtss2-tcti-pcap0 swtpm tpm2-tools cryptsetup-bin systemd"
   [image]="mmdebstrap squashfs-tools qemu-system-x86 ovmf openssl e2fsprogs dosfstools mtools fdisk
            grub-common grub-efi-amd64-bin openssh-client"
+  [cache]="ccache"
 )
 
+list=0
+if [ "${1:-}" = --list ]; then
+  list=1
+  shift
+fi
 groups=("$@")
 [ ${#groups[@]} -gt 0 ] || groups=(build)
 
 want=()
 for g in "${groups[@]}"; do
-  [ -n "${GROUPS_PKGS[$g]+x}" ] || { echo "deps.sh: unknown group '$g' (build test deb bench image)" >&2; exit 2; }
+  [ -n "${GROUPS_PKGS[$g]+x}" ] || { echo "deps.sh: unknown group '$g' (build test deb bench image cache)" >&2; exit 2; }
   # shellcheck disable=SC2206
   want+=(${GROUPS_PKGS[$g]})
 done
+if [ $list -eq 1 ]; then
+  printf '%s\n' "${want[@]}" | sort -u
+  exit 0
+fi
 
 missing=()
 for p in "${want[@]}"; do

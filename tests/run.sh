@@ -16,9 +16,12 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "tests/run.sh: the integration and e2e layers need root (private buses, setpriv, loop devices)" >&2
 fi
 
+# Each layer's wall time, for .ci/run's report: "layer seconds", one line a layer run.
+times=$results/times
 for layer in "$@"; do
   xml=$results/$layer.xml
   rm -f "$xml"
+  layer_start=$SECONDS
   case $layer in
     unit)
       echo "== unit tests (Catch2)"
@@ -59,6 +62,9 @@ for layer in "$@"; do
     echo '<testsuite tests="1" failures="1"><testcase classname="'"$layer"'" name="layer did not run"><failure message="no results"/></testcase></testsuite>' >"$xml"
   fi
   xmls+=("$xml")
+  grep -v "^$layer " "$times" 2>/dev/null >"$times.new"
+  printf '%-12s %5d s\n' "$layer" $((SECONDS - layer_start)) >>"$times.new"
+  mv "$times.new" "$times"
 done
 
 [ ${#xmls[@]} -gt 0 ] || { echo "0 passed, 0 failed"; exit 0; }

@@ -16,10 +16,12 @@ TOP = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def deb_root(tmp_path_factory):
-    """`make deb`, then the package unpacked into a folder."""
+    """`make deb` of the build tree the tests run (dpkg-buildpackage packaging it as built: one
+    compile serves the tests and the package), then the package unpacked into a folder."""
     need_tool("dpkg-buildpackage", "dpkg-dev")
     b = build_dir()
-    r = subprocess.run(["make", "-C", str(TOP), "deb", f"BUILD={b}"], capture_output=True, text=True)
+    r = subprocess.run(["make", "-C", str(TOP), "deb", f"BUILD={b}", "DEB_FROM_BUILD=1"],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     debs = sorted((b / "deb").glob("ballast_*.deb"))
     assert len(debs) == 1, debs
@@ -56,6 +58,28 @@ def test_deb_contains_units_policy_man_pages(deb_root):
         assert f in files, f"{f} missing from the package:\n{deb_root['listing']}"
     info = subprocess.run(["dpkg-deb", "-I", str(deb_root["deb"])], capture_output=True, text=True).stdout
     assert "libsystemd0" in info and "dbus" in info
+
+
+def build_id(path: Path) -> str:
+    """The GNU build-id note: kept by dh_strip, so it names the compile a packaged binary is from."""
+    out = subprocess.run(["readelf", "-n", str(path)], capture_output=True, text=True, check=True).stdout
+    m = re.search(r"Build ID: ([0-9a-f]+)", out)
+    assert m, out
+    return m.group(1)
+
+
+@pytest.mark.packaging
+def test_deb_holds_the_tested_binaries(deb_root, bins):
+    # The package is made from the tree the unit and integration tests ran, not from a second
+    # compile; stripped, but the same build.
+    for packaged, built in [("usr/sbin/ballast-agent", bins["agent"]), ("usr/bin/agentctl", bins["ctl"])]:
+        assert build_id(deb_root["root"] / packaged) == build_id(Path(built)), packaged
+    # Debian's hardening, from the project's own flags: full RELRO, PIE, stack protector.
+    agent = deb_root["root"] / "usr/sbin/ballast-agent"
+    dyn = subprocess.run(["readelf", "-d", "-h", str(agent)], capture_output=True, text=True, check=True).stdout
+    assert "BIND_NOW" in dyn and "DYN (Position-Independent Executable file)" in dyn, dyn
+    syms = subprocess.run(["readelf", "--dyn-syms", "-W", str(agent)], capture_output=True, text=True).stdout
+    assert "__stack_chk_fail" in syms, "no stack protector"
 
 
 @pytest.mark.packaging

@@ -34,7 +34,7 @@ std::string_view bytes(const Digest& d) {
 
 // Exactly one selection in `bank` with 3 bitmap bytes (24 PCRs, LSB of the first byte = PCR 0),
 // as systemd and tpm2-tools send it: the digest covers the selection bytes as sent.
-std::string pcr_selection(PcrBank bank, PcrMask mask) {
+std::string pcr_selection_bytes(PcrBank bank, PcrMask mask) {
     std::string out;
     put_be32(out, 1);
     put_be16(out, tpm_alg_id(bank));
@@ -78,7 +78,7 @@ Digest policy_pcr(const Digest& old, PcrBank bank, PcrMask mask,
     auto pcr_digest = values.digest();
     std::string command;
     put_be32(command, kCcPolicyPcr);
-    command += pcr_selection(bank, mask);
+    command += pcr_selection_bytes(bank, mask);
     Sha256 h;
     h.update(bytes(old));
     h.update(command);
