@@ -1,6 +1,7 @@
 """The e2e layer: real Ballast images in QEMU. One image, built once per run by
 packaging/image/build.sh into BUILD/image (reusing BUILD/deb's package, which the integration
 layer's packaging test makes; the base tree is cached in /var/cache/ballast/image)."""
+import fcntl
 import os
 import shutil
 import subprocess
@@ -22,14 +23,38 @@ def build_dir() -> Path:
     return Path(d).resolve()
 
 
+# tests/run.sh runs this layer on two workers (pytest-xdist, --dist loadgroup): the longest file
+# has one to itself, every other file shares the second, so that both finish about together
+# (xdist's file scheduling would hand one worker two files up front and leave the other idle).
+ALONE = ("test_upgrade.py",)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(name="alone" if item.path.name in ALONE else "shared"))
+
+
 @pytest.fixture(scope="session")
-def image():
-    """BUILD/image with disk.img, the bundle and pki/ (signing and ssh test keys)."""
+def image(testrun_uid):
+    """BUILD/image with disk.img, the bundle and pki/ (signing and ssh test keys). Built once a
+    run: the first worker to get the lock builds it, the others wait for it and take it."""
     for tool, pkg in [("qemu-system-x86_64", "qemu-system-x86"), ("ssh", "openssh-client"),
                       ("swtpm", "swtpm")]:
         if not shutil.which(tool):
             pytest.fail(f"{tool} is missing: packaging/deps.sh image installs {pkg}")
     out = build_dir() / "image"
+    stamp = build_dir() / "image.run"
+    with open(build_dir() / "image.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.exists() and stamp.read_text() == testrun_uid:
+            return out
+        stamp.unlink(missing_ok=True)
+        build_image(out)
+        stamp.write_text(testrun_uid)
+    return out
+
+
+def build_image(out: Path):
     if os.environ.get("BALLAST_E2E_REUSE_IMAGE") != "1" or not (out / "disk.img").exists():
         # Only this test image carries what the image a user flashes does without: Python,
         # PyYAML and the openssl tool for the k3s stand-in (tests/k3s-standin), and GRUB's EFI
@@ -39,7 +64,6 @@ def image():
                            capture_output=True, text=True)
         (build_dir() / "image-build.log").write_text(r.stdout + r.stderr)
         assert r.returncode == 0, "image build failed:\n" + (r.stdout + r.stderr)[-4000:]
-    return out
 
 
 @pytest.fixture

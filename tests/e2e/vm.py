@@ -71,7 +71,7 @@ class Vm:
         assert self.proc is None
         tpm = self._start_swtpm() if self.tpm_state else []
         cmd = ["qemu-system-x86_64", "-machine", "q35", *accel(), "-cpu", "max", "-m", "1024",
-               "-smp", "2", "-nodefaults", "-nographic", "-monitor", "none",
+               "-smp", os.environ.get("BALLAST_E2E_SMP", "2"), "-nodefaults", "-nographic", "-monitor", "none",
                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF / 'OVMF_CODE_4M.fd'}",
                "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}",
                "-drive", f"file={self.disk},format=raw,if=virtio,cache=unsafe",
