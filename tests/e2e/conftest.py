@@ -29,6 +29,7 @@ def build_dir() -> Path:
 ALONE = ("test_upgrade.py",)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks into the test ids
 def pytest_collection_modifyitems(items):
     for item in items:
         item.add_marker(pytest.mark.xdist_group(name="alone" if item.path.name in ALONE else "shared"))
