@@ -36,14 +36,10 @@ for layer in "$@"; do
       echo "== $layer tests (pytest)"
       marks=()
       [ -n "${PYTEST_MARKS:-}" ] && marks=(-m "$PYTEST_MARKS")
-      # e2e: two VMs at once, in the groups tests/e2e/conftest.py makes (E2E_JOBS=1: one by one),
-      # each with one vCPU: two 2-vCPU guests on 2 cores boot in 86-112 s, two 1-vCPU ones in 62 s
-      # (a descheduled vCPU holding a guest lock stalls the other; docs/performance.md, "Boot").
+      # e2e: two VMs at once, in the groups tests/e2e/conftest.py makes (E2E_JOBS=1: one by one;
+      # BALLAST_E2E_SMP: vCPUs a guest, 2 by default; docs/performance.md, "Two VMs at once").
       jobs=()
-      if [ "$layer" = e2e ] && [ "${E2E_JOBS:-2}" -gt 1 ]; then
-        jobs=(-n "${E2E_JOBS:-2}" --dist loadgroup)
-        export BALLAST_E2E_SMP=${BALLAST_E2E_SMP:-1}
-      fi
+      [ "$layer" = e2e ] && [ "${E2E_JOBS:-2}" -gt 1 ] && jobs=(-n "${E2E_JOBS:-2}" --dist loadgroup)
       (cd "$top" && /usr/bin/python3 -m pytest -p no:cacheprovider -q -rfE "$dir" \
          --junitxml="$xml" "${marks[@]}" "${jobs[@]}") || true
       ;;
