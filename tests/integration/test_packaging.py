@@ -225,3 +225,31 @@ def test_dbus_policy_file_reads_open_writes_root(bins, world_tmp, nobody_ctl):
         assert "not allowed to own org.ballast.Agent1" in r.stderr
     finally:
         b.stop()
+
+
+def test_deb_from_build_refuses_a_tree_it_cannot_package(tmp_path):
+    # Not a meson tree, and a tree configured for /usr/local: refused before BUILD/deb is touched.
+    need_tool("meson", "meson")
+    cases = [(tmp_path / "empty", "is not a configured meson build tree")]
+    cases[0][0].mkdir()
+    local = tmp_path / "local"
+    r = subprocess.run(["meson", "setup", str(local), "--prefix=/usr/local", "-Dtests=false"], cwd=TOP,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    cases.append((local, "was configured with prefix /usr/local, a package needs /usr"))
+    for tree, message in cases:
+        r = subprocess.run([str(TOP / "packaging/build-deb.sh"), "--from-build", str(tree)],
+                           capture_output=True, text=True)
+        assert r.returncode == 1 and message in r.stderr, r.stdout + r.stderr
+        assert not (tree / "deb").exists()
+
+
+def test_check_deps_names_a_package_make_test_would_not_install():
+    # The groups `make test` installed before this check existed: QEMU and ssh (the e2e layer)
+    # and dpkg-dev (the .deb) were missing from them.
+    r = subprocess.run([str(TOP / "tests/check_deps.py"), "build", "test"], capture_output=True, text=True)
+    assert r.returncode == 1, r.stdout + r.stderr
+    for pkg in ["qemu-system-x86", "openssh-client", "dpkg-dev"]:
+        assert f"check_deps: {pkg} is named by" in r.stderr, r.stderr
+    r = subprocess.run([str(TOP / "tests/check_deps.py"), "no-such-group"], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown group 'no-such-group'" in r.stderr, r.stderr
