@@ -12,9 +12,12 @@ check() {
 }
 
 depends() {
-    # dm: /dev/mapper and its udev rules for the unlocked partition; systemd-ask-password: the
-    # recovery-key prompt on the console when the TPM cannot open it.
-    echo systemd systemd-ask-password dm
+    # systemd-initrd: systemd finds and mounts the slot itself (root= through its fstab
+    # generator); the image leaves out dracut's shell hooks (dracut-systemd), which cost about
+    # 3 s of every boot under TCG (docs/performance.md). dm: /dev/mapper and its udev rules for
+    # the unlocked partition; systemd-ask-password: the recovery-key prompt on the console when
+    # the TPM cannot open it.
+    echo systemd-initrd systemd-ask-password dm
     return 0
 }
 
@@ -26,12 +29,20 @@ installkernel() {
 install() {
     inst_multiple ballast-agent cp chroot e2fsck
     # Loaded with dlopen() by ballast-agent, so dracut cannot find them through ldd itself:
-    # libcrypto (signatures, TPM sessions), libcryptsetup and tpm2-tss (unlock).
+    # libcrypto (signatures, TPM sessions), libcryptsetup and tpm2-tss (unlock), and what they
+    # link (dracut does not follow a library's own dependencies here: libcryptsetup's
+    # libjson-c and libargon2 used to come along only with dracut's crypt module). build.sh
+    # checks that every library in the initramfs resolves.
     local _arch=${DRACUT_ARCH:-$(uname -m)}
     inst_libdir_file {"$_arch/",}"libcrypto.so.*" {"$_arch/",}"libcryptsetup.so.*" \
+        {"$_arch/",}"libjson-c.so.*" {"$_arch/",}"libargon2.so.*" \
         {"$_arch/",}"libtss2-esys.so.*" {"$_arch/",}"libtss2-mu.so.*" {"$_arch/",}"libtss2-rc.so.*" \
         {"$_arch/",}"libtss2-sys.so.*" {"$_arch/",}"libtss2-tctildr.so.*" \
         {"$_arch/",}"libtss2-tcti-device.so.*" {"$_arch/",}"libtss2-tcti-swtpm.so.*"
+    # systemd's own emergency and rescue shells (dracut-systemd brought its own): a root that
+    # cannot be mounted still ends at a console login, as on any Debian system.
+    inst_multiple -o "$systemdsystemunitdir/emergency.service" "$systemdsystemunitdir/rescue.service" \
+        "$systemdutildir/systemd-sulogin-shell" sulogin
     inst_simple "$moddir/ballast-mount.service" "$systemdsystemunitdir/ballast-mount.service"
     $SYSTEMCTL -q --root "$initdir" add-wants initrd-fs.target ballast-mount.service
 }
