@@ -78,6 +78,8 @@ def vm(image, tmp_path):
     logs.mkdir(exist_ok=True)
     if v.log.exists():
         shutil.copy(v.log, logs / f"{tmp_path.name}.log")
+    if v.timeline.exists():
+        shutil.copy(v.timeline, logs / f"{tmp_path.name}.timeline.txt")
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,15 @@ built disk.img, so every test starts from a fresh install), swtpm as its TPM, us
 to a free local port, serial console to a log file. TCG (see accel()).
 
 Commands run over ssh as root with the image build's test key (OEM cloud-config puts it in
-root's authorized_keys). A reboot is a real one: QEMU keeps running and the guest comes back."""
+root's authorized_keys). A reboot is the guest's own, through systemd and the kernel, up to the
+reset; the reset then ends the QEMU process and a new one powers the node on again (start())."""
 import json
 import os
 import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -46,6 +48,14 @@ class Vm:
         if self.tpm_state:
             self.tpm_state.mkdir()
         self.boots_seen = 0
+        self.lock = threading.Lock()  # the supervisor's restarts against power_cut()
+        self.off = threading.Event()  # set while the node is off (power-off, cut, QEMU failure)
+        self.off.set()
+        self.exit_code = None
+        # Where a scenario's time goes (conftest.py keeps it with the serial log): host seconds
+        # since this node was made, for each power-on, boot marker and slow command.
+        self.t0 = time.monotonic()
+        self.timeline = work / f"{name}-timeline.txt"
         self.extra_disks: list[Path] = []  # more virtio disks, after the boot disk
         subprocess.run(["cp", "--sparse=always", str(image_dir / "disk.img"), str(self.disk)], check=True)
         shutil.copy(OVMF / "OVMF_VARS_4M.fd", self.vars)
@@ -68,18 +78,30 @@ class Vm:
                 "-device", "tpm-tis,tpmdev=tpm0"]
 
     def start(self):
+        """Powers the node on. A reset by the guest (a reboot, a kernel panic) ends the QEMU
+        process (-no-reboot) and the supervisor starts a new one at once: to the node that is a
+        power cycle right after its reset, and QEMU 7.2 under TCG ran a guest at half speed after
+        an in-process reset (66-83 s against 44 s from `systemctl reboot` to the next marker,
+        docs/performance.md)."""
         assert self.proc is None
+        self.off.clear()
+        self._launch()
+        threading.Thread(target=self._supervise, daemon=True).start()
+
+    def _launch(self):
         tpm = self._start_swtpm() if self.tpm_state else []
         cmd = ["qemu-system-x86_64", "-machine", "q35", *accel(), "-cpu", "max", "-m", "1024",
                "-smp", os.environ.get("BALLAST_E2E_SMP", "2"), "-nodefaults", "-nographic", "-monitor", "none",
+               "-no-reboot",
                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF / 'OVMF_CODE_4M.fd'}",
                "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}",
                "-drive", f"file={self.disk},format=raw,if=virtio,cache=unsafe",
                *[a for d in self.extra_disks for a in ("-drive", f"file={d},format=raw,if=virtio,cache=unsafe")],
                "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
                "-device", "virtio-net-pci,netdev=n0,romfile=",
-               # The console: logged (appended: one log across power cuts, so boots are counted,
-               # not overwritten) whether or not anyone is connected to the socket type() uses.
+               # The console: logged (appended: one log across power cycles, so boots are
+               # counted, not overwritten) whether or not anyone is connected to the socket
+               # type() uses.
                "-chardev", f"socket,id=serial0,path={self.console},server=on,wait=off,"
                            f"logfile={self.log},logappend=on",
                "-serial", "chardev:serial0",
@@ -87,32 +109,58 @@ class Vm:
         self.log_offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab"):
             pass
+        self.note("power on")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=open(self.work / "qemu.err", "ab"))
 
+    def _supervise(self):
+        """Restarts QEMU when the guest reset itself; marks the node off when it powered itself
+        off (the kernel's "reboot: Power down" on the console) or QEMU failed."""
+        while True:
+            proc = self.proc
+            rc = proc.wait()
+            with self.lock:
+                if self.proc is not proc:  # power_cut() took it
+                    return
+                if self.swtpm:
+                    self.swtpm.wait(timeout=30)  # --terminate: it ends with its QEMU
+                    self.swtpm = None
+                console = self.log.read_bytes()[self.log_offset:]
+                if rc == 0 and b"reboot: Power down" not in console:
+                    self.note("guest reset: new QEMU process")
+                    self._launch()
+                    continue
+                self.note("powered off" if rc == 0 else f"QEMU exited ({rc})")
+                self.exit_code = rc
+                self.proc = None
+                self.off.set()
+                return
+
     def power_cut(self):
         """Pulls the plug: no shutdown, no sync."""
-        if self.proc:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-        if self.swtpm:
-            self.swtpm.kill()
-            self.swtpm.wait()
-            self.swtpm = None
+        with self.lock:
+            if self.proc:
+                self.note("power cut")
+                self.proc.kill()
+                self.proc.wait()
+                self.proc = None
+            if self.swtpm:
+                self.swtpm.kill()
+                self.swtpm.wait()
+                self.swtpm = None
+            self.off.set()
 
     stop = power_cut
 
     def wait_poweroff(self, timeout: float = 300):
-        """The guest powered itself off: QEMU and then swtpm exit."""
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        """The guest powered itself off (resets on the way are power cycles, see start())."""
+        if not self.off.wait(timeout):
             raise AssertionError(f"no power-off within {timeout} s; serial:\n{self.tail()}")
-        self.proc = None
-        if self.swtpm:
-            self.swtpm.wait(timeout=30)
-            self.swtpm = None
+        assert self.exit_code == 0, f"QEMU exited ({self.exit_code}); serial:\n{self.tail()}"
+
+    def note(self, what: str):
+        with open(self.timeline, "a") as f:
+            f.write(f"{time.monotonic() - self.t0:7.1f} {what}\n")
 
     # --- what the node says ------------------------------------------------------------------
     def serial(self) -> str:
@@ -133,9 +181,10 @@ class Vm:
             ms = self.markers()
             if len(ms) >= want:
                 self.boots_seen = len(ms)
+                self.note(f"boot marker {want}: slot={ms[want - 1].get('slot')}")
                 return ms[want - 1]
-            if self.proc and self.proc.poll() is not None:
-                raise AssertionError(f"QEMU exited ({self.proc.returncode}); serial:\n{self.tail()}")
+            if self.off.is_set():
+                raise AssertionError(f"the node is off (QEMU exit {self.exit_code}); serial:\n{self.tail()}")
             time.sleep(0.5)
         raise AssertionError(f"no boot marker within {timeout} s; serial:\n{self.tail()}")
 
@@ -143,7 +192,7 @@ class Vm:
         """Waits for `text` on the console, in this boot's part of the log."""
         deadline = time.monotonic() + timeout
         while text not in self.log.read_bytes()[self.log_offset:].decode("utf-8", "replace"):
-            if time.monotonic() > deadline or (self.proc and self.proc.poll() is not None):
+            if time.monotonic() > deadline or self.off.is_set():
                 raise AssertionError(f"no {text!r} on the console within {timeout} s:\n{self.tail()}")
             time.sleep(0.5)
 
@@ -172,7 +221,10 @@ class Vm:
         # host), never the command's: a command that must succeed gets two more tries.
         for attempt in range(3 if check else 1):
             try:
+                t = time.monotonic()
                 r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
+                if time.monotonic() - t > 5:
+                    self.note(f"ssh {time.monotonic() - t:.0f} s: {command[:80]}")
             except subprocess.TimeoutExpired as e:
                 # A session a reboot cut can outlive the guest; report it as a failed command.
                 r = subprocess.CompletedProcess(cmd, 124, str(e.stdout or ""), f"timed out after {timeout} s")
