@@ -36,10 +36,13 @@ for layer in "$@"; do
       echo "== $layer tests (pytest)"
       marks=()
       [ -n "${PYTEST_MARKS:-}" ] && marks=(-m "$PYTEST_MARKS")
-      # e2e: two VMs at once, in the groups tests/e2e/conftest.py makes (E2E_JOBS=1: one by one;
-      # BALLAST_E2E_SMP: vCPUs a guest, 2 by default; docs/performance.md, "Two VMs at once").
+      # e2e: two VMs at once, in the groups tests/e2e/conftest.py makes (E2E_JOBS=1: one by one),
+      # each with the host's cores shared out (BALLAST_E2E_SMP overrides): on 2 cores, one vCPU
+      # a guest, 805 s for the layer against 1080 s with two (docs/performance.md).
       jobs=()
       [ "$layer" = e2e ] && [ "${E2E_JOBS:-2}" -gt 1 ] && jobs=(-n "${E2E_JOBS:-2}" --dist loadgroup)
+      smp=$(( $(nproc) / ${E2E_JOBS:-2} ))
+      export BALLAST_E2E_SMP=${BALLAST_E2E_SMP:-$(( smp > 0 ? smp : 1 ))}
       (cd "$top" && /usr/bin/python3 -m pytest -p no:cacheprovider -q -rfE "$dir" \
          --junitxml="$xml" "${marks[@]}" "${jobs[@]}") || true
       ;;

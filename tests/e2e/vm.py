@@ -85,6 +85,7 @@ class Vm:
         docs/performance.md)."""
         assert self.proc is None
         self.off.clear()
+        self.exit_code = None
         self._launch()
         threading.Thread(target=self._supervise, daemon=True).start()
 
@@ -123,13 +124,21 @@ class Vm:
                 if self.proc is not proc:  # power_cut() took it
                     return
                 if self.swtpm:
-                    self.swtpm.wait(timeout=30)  # --terminate: it ends with its QEMU
+                    try:
+                        self.swtpm.wait(timeout=30)  # --terminate: it ends with its QEMU
+                    except subprocess.TimeoutExpired:
+                        self.swtpm.kill()
+                        self.swtpm.wait()
                     self.swtpm = None
                 console = self.log.read_bytes()[self.log_offset:]
                 if rc == 0 and b"reboot: Power down" not in console:
                     self.note("guest reset: new QEMU process")
-                    self._launch()
-                    continue
+                    try:
+                        self._launch()
+                        continue
+                    except Exception as e:  # a waiter then fails at once, with the reason
+                        self.note(f"restart failed: {e}")
+                        rc = -1
                 self.note("powered off" if rc == 0 else f"QEMU exited ({rc})")
                 self.exit_code = rc
                 self.proc = None
