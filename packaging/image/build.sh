@@ -190,7 +190,7 @@ san_raid="lpfc qla2xxx bfa qla4xxx csiostor qedf qedi libfc libfcoe fcoe fnic bn
           cxgb3i cxgb4i libcxgbi snic scsi_debug iscsi_tcp libiscsi libiscsi_tcp scsi_transport_fc
           scsi_transport_iscsi bcache raid456 raid10 raid1 raid0 linear dm_raid md_mod"
 # dracut modules: no splash; none of dracut's shell hooks (dracut-systemd: dracut-cmdline,
-# -initqueue, -pre-pivot... about 3 s of each boot under TCG), since systemd in the initramfs mounts
+# -initqueue, -pre-pivot... about 4.5 s of each boot under TCG), since systemd in the initramfs mounts
 # root= itself and ballast-agent mount does the rest; and nothing for roots a node never has
 # (NFS-style /usr, hibernation, NVDIMM, virtiofs, dracut's overlay root, FC LUN masking) or for
 # dracut's own unlocking (crypt: ballast-agent unlocks).
@@ -211,26 +211,13 @@ if grep -q "falling back" "$out/dracut.log"; then
   echo "build.sh: dracut did not use zstd (is zstd in packages.list?)" >&2
   exit 1
 fi
-# Every program and library in the initramfs must find its libraries there: ballast-agent loads
-# some with dlopen(), which dracut cannot see (a gap shows only at the first encrypted boot).
+# Every program and library in the initramfs must find its libraries there (check-initrd-libs.sh).
 in_root sh -c 'rm -rf /tmp/initrd && mkdir /tmp/initrd && cd /tmp/initrd &&
   /usr/lib/dracut/skipcpio /boot/initrd.img | zstd -dcq | cpio -id --quiet'
 unresolved=0
-while IFS= read -r -d '' f; do
-  [ "$(head -c4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ] || continue
-  # dracut installs every NSS module; hesiod's needs libresolv, and nothing here resolves names.
-  case $f in */libnss_hesiod.so*) continue ;; esac
-  # --list exits non-zero on a static program (nothing to resolve) and on a library that lacks
-  # one (naming it). systemd's private libraries find each other through their RUNPATH, which
-  # --list does not apply to the object it lists.
-  missing=$({ chroot "$root/tmp/initrd" /lib64/ld-linux-x86-64.so.2 --library-path /usr/lib/x86_64-linux-gnu/systemd \
-              --list "${f#"$root/tmp/initrd"}" 2>&1 || true; } |
-            awk '/not found/ {print $1} /error while loading shared libraries/ {sub(/.*libraries: /, ""); sub(/:.*/, ""); print}' |
-            tr '\n' ' ')
-  [ -z "$missing" ] || { echo "build.sh: initramfs: ${f#"$root/tmp/initrd"} needs $missing" >&2; unresolved=1; }
-done < <(find "$root/tmp/initrd" -type f \( -perm -u+x -o -name '*.so*' \) -print0)
+"$here/check-initrd-libs.sh" "$root/tmp/initrd" || unresolved=1
 rm -rf "$root/tmp/initrd"
-[ "$unresolved" = 0 ] || exit 1
+[ "$unresolved" = 0 ] || { echo "build.sh: the initramfs lacks libraries (above)" >&2; exit 1; }
 step "dracut"
 cleanup
 mv "$root/boot/vmlinuz-$kver" "$root/boot/vmlinuz"

@@ -14,7 +14,7 @@ check() {
 depends() {
     # systemd-initrd: systemd finds and mounts the slot itself (root= through its fstab
     # generator); the image leaves out dracut's shell hooks (dracut-systemd), which cost about
-    # 3 s of every boot under TCG (docs/performance.md). dm: /dev/mapper and its udev rules for
+    # 4.5 s of every boot under TCG (docs/performance.md). dm: /dev/mapper and its udev rules for
     # the unlocked partition; systemd-ask-password: the recovery-key prompt on the console when
     # the TPM cannot open it.
     echo systemd-initrd systemd-ask-password dm
@@ -31,8 +31,8 @@ install() {
     # Loaded with dlopen() by ballast-agent, so dracut cannot find them through ldd itself:
     # libcrypto (signatures, TPM sessions), libcryptsetup and tpm2-tss (unlock), and what they
     # link (dracut does not follow a library's own dependencies here: libcryptsetup's
-    # libjson-c and libargon2 used to come along only with dracut's crypt module). build.sh
-    # checks that every library in the initramfs resolves.
+    # libjson-c and libargon2 used to come along only with dracut's crypt module). packaging/image/
+    # check-initrd-libs.sh checks that every library in the initramfs resolves.
     local _arch=${DRACUT_ARCH:-$(uname -m)}
     inst_libdir_file {"$_arch/",}"libcrypto.so.*" {"$_arch/",}"libcryptsetup.so.*" \
         {"$_arch/",}"libjson-c.so.*" {"$_arch/",}"libargon2.so.*" \
