@@ -14,12 +14,11 @@
 #include <spdlog/spdlog.h>
 
 #include "ballast/api/names.hpp"
-#include "ballast/boot/disk_boot.hpp"
 #include "ballast/core/atomic_file.hpp"
 #include "ballast/core/cmdline.hpp"
 #include "ballast/core/json.hpp"
 #include "ballast/core/log.hpp"
-#include "ballast/disk/discover.hpp"
+#include "ballast/ops/report.hpp"
 #include "ballast/stages/names.hpp"
 #include "ballast_config.h"
 #include "bus_api.hpp"
@@ -69,8 +68,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonOptions opts) {
         config::load_agent_settings(d->opts_.node.settings_path, d->opts_.node.settings_explicit));
     d->apply_settings(settings);
 
-    if (auto s = resolve_booted(d->opts_.node)) d->booted_slot_ = boot::name(*s);
-    d->disk_ = resolve_disk(d->opts_.node, settings);
+    if (auto s = ops::resolve_booted(d->opts_.node)) d->booted_slot_ = ops::name(*s);
+    d->disk_ = ops::resolve_disk(d->opts_.node, settings);
     if (d->disk_.empty()) spdlog::info("no Ballast disk found; slot operations are unavailable");
 
     BALLAST_TRY(d->take_lock());
@@ -215,21 +214,8 @@ nlohmann::json Daemon::status() const {
         {"Stages", stage_summaries()},
     };
     add_upgrade_status(s);
-    // The slots, read from the disk's boot control on every call: GRUB changes it at boot and
-    // operators may run agentctl offline; the two small reads cost nothing.
-    if (!disk_.empty()) {
-        auto db = boot::DiskBoot::open(disk_);
-        auto st =
-            db ? db->control().load(false) : Result<boot::BootState>(std::unexpected(db.error()));
-        if (st) {
-            std::optional<boot::Slot> booted;
-            if (!booted_slot_.empty()) booted = *boot::parse_slot(booted_slot_);
-            s["Slots"] = boot::slots_json(*st, booted);
-            s["PrimarySlot"] = std::string(boot::name(st->primary()));
-        } else {
-            s["BootControlError"] = st.error().what();
-        }
-    }
+    // Read from the disk's boot control on every call: the two small reads cost nothing.
+    ops::add_slots_status(slots_env(), s);
     return s;
 }
 
@@ -272,14 +258,8 @@ Status Daemon::run_stage(const std::string& stage, bool dry_run,
     return jobs_.start(
         "stage " + stage, std::move(argv),
         [this, reply_to, stage](const nlohmann::json& report, int exit_status) {
-            nlohmann::json res =
-                report.is_object()
-                    ? report
-                    : nlohmann::json{{"ok", false},
-                                     {"stage", stage},
-                                     {"error", fmt::format("the stage job ended with status {} "
-                                                           "and no report",
-                                                           exit_status)}};
+            const auto res =
+                ops::job_report(report, exit_status, "the stage job", {{"stage", stage}});
             const bool ok = json_field<bool>(res, "ok", false);
             std::string msg = res.contains("error")
                                   ? json_field<std::string>(res, "error", "(not a string)")

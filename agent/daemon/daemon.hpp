@@ -10,19 +10,20 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ballast/boot/slot.hpp"
 #include "ballast/config/agent_settings.hpp"
 #include "ballast/core/fd.hpp"
 #include "ballast/core/result.hpp"
 #include "ballast/core/root.hpp"
+#include "ballast/ops/node.hpp"
+#include "ballast/ops/progress.hpp"
+#include "ballast/ops/slots.hpp"
 #include "ballast/system/sdbus.hpp"
 #include "jobs.hpp"
-#include "node.hpp"
 
 namespace ballast::agent {
 
 struct DaemonOptions {
-    NodeOptions node;
+    ops::NodeOptions node;
     std::optional<std::string> bus_address;
     std::optional<std::string> log_level;  // --log-level wins over agent.yaml
 };
@@ -88,7 +89,8 @@ class Daemon {
     // Reboots through systemd when this is the running system; otherwise records that a reboot
     // is needed (sandboxes, --root).
     void reboot_or_flag(const std::string& why);
-    [[nodiscard]] Result<boot::Slot> booted() const;
+    [[nodiscard]] Result<ops::Slot> booted() const;
+    [[nodiscard]] ops::SlotsEnv slots_env() const;
     // RebootRequired, Progress, Upgrade (the journal) and RefusedVersions for GetStatus.
     void add_upgrade_status(nlohmann::json& s) const;
     void notify_status();
@@ -101,9 +103,7 @@ class Daemon {
     std::string last_error_;
     std::string disk_;
     nlohmann::json progress_ = nlohmann::json::object();
-    std::string progress_phase_;
-    std::chrono::steady_clock::time_point phase_t0_;
-    uint64_t phase_bytes0_ = 0;
+    ops::ProgressMeter progress_meter_;
     bool reboot_required_ = false;
     UniqueFd lock_fd_;
     sdbus::Event event_;

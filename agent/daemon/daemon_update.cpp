@@ -4,68 +4,64 @@
 #include <spdlog/spdlog.h>
 
 #include "ballast/api/names.hpp"
-#include "ballast/boot/disk_boot.hpp"
 #include "ballast/core/json.hpp"
+#include "ballast/ops/health.hpp"
+#include "ballast/ops/report.hpp"
+#include "ballast/ops/slots.hpp"
+#include "ballast/ops/upgrade.hpp"
 #include "ballast/system/http.hpp"
 #include "ballast/system/systemd.hpp"
-#include "ballast/update/slot_admin.hpp"
-#include "ballast/update/upgrade.hpp"
 #include "daemon.hpp"
 
 namespace ballast::agent {
 
-Result<boot::Slot> Daemon::booted() const {
+Result<ops::Slot> Daemon::booted() const {
     if (booted_slot_.empty())
         return fail(Errc::unavailable,
                     "the booted slot is unknown (no ballast.slot= on the kernel command line)");
-    return boot::parse_slot(booted_slot_);
+    return ops::parse_slot(booted_slot_);
+}
+
+ops::SlotsEnv Daemon::slots_env() const {
+    std::optional<ops::Slot> b;
+    if (auto s = booted()) b = *s;
+    return {disk_, b, ops::state_dir(opts_.node)};
 }
 
 void Daemon::settle_last_upgrade() {
     if (disk_.empty() || booted_slot_.empty()) return;
-    auto db = boot::DiskBoot::open(disk_);
-    if (!db) {
-        spdlog::warn("settle the last upgrade: {}", db.error().what());
+    auto a = ops::settle(slots_env());
+    if (!a) {
+        set_last_error("settle the last upgrade: " + a.error().what());
         return;
     }
-    const auto sdir = state_dir(opts_.node);
-    update::SlotEnv env{&*db, *booted(), sdir};
-    auto info = update::settle(env);
-    if (!info) {
-        set_last_error("settle the last upgrade: " + info.error().what());
-        return;
-    }
-    switch (info->what) {
-        case update::Outcome::failed:
-            set_last_error(info->message);
+    using K = ops::SettleAction::Kind;
+    switch (a->kind) {
+        case K::unreadable:
+            spdlog::warn("{}", a->message);
             break;
-        case update::Outcome::resume_write: {
-            auto j = update::load_journal(update::journal_path(sdir));
-            if (!j || !*j) break;
-            if ((*j)->target == *booted()) {  // never write the booted slot (I1)
-                set_last_error(info->message + "; not resumed: slot " +
-                               std::string(boot::name((*j)->target)) + " is the booted slot");
-                break;
-            }
-            spdlog::warn("{}: starting it again from {}", info->message, (*j)->source);
-            auto st = start_upgrade((*j)->source, (*j)->force, (*j)->reboot, (*j)->manifest_sha256);
+        case K::failed:
+            set_last_error(a->message);
+            break;
+        case K::resume: {
+            const auto& j = *a->journal;
+            spdlog::warn("{}: starting it again from {}", a->message, j.source);
+            auto st = start_upgrade(j.source, j.force, j.reboot, j.manifest_sha256);
             if (!st) set_last_error("resume the upgrade: " + st.error().what());
             break;
         }
-        case update::Outcome::awaiting_reboot: {
-            spdlog::info("{}", info->message);
-            // The caller's choice survives a restart between activation and the reboot.
-            auto j = update::load_journal(update::journal_path(sdir));
-            if (j && *j && (*j)->reboot)
-                reboot_or_flag(info->message);
-            else
-                reboot_required_ = true;
+        case K::reboot:
+            spdlog::info("{}", a->message);
+            reboot_or_flag(a->message);
             break;
-        }
-        case update::Outcome::on_trial:
-            spdlog::info("{}; waiting for the health check", info->message);
+        case K::flag_reboot:
+            spdlog::info("{}", a->message);
+            reboot_required_ = true;
             break;
-        default:
+        case K::wait_health:
+            spdlog::info("{}; waiting for the health check", a->message);
+            break;
+        case K::none:
             break;
     }
 }
@@ -74,9 +70,7 @@ Status Daemon::start_upgrade(const std::string& source, bool force, bool reboot,
                              std::optional<std::string> expect_manifest) {
     if (disk_.empty()) return fail(Errc::unavailable, "no Ballast disk: nothing to upgrade");
     BALLAST_TRY(booted());
-    if (source.empty() || (!update::is_url(source) && source.front() != '/'))
-        return fail(Errc::invalid_argument,
-                    "source '{}': expected an absolute path or an https:// URL", source);
+    BALLAST_TRY(ops::check_source(source));
     std::vector<std::string> tail = {"upgrade", source, "--json"};
     if (force) tail.push_back("--force");
     if (!reboot) tail.push_back("--no-reboot");
@@ -84,31 +78,16 @@ Status Daemon::start_upgrade(const std::string& source, bool force, bool reboot,
     BALLAST_TRY(jobs_.start(
         "upgrade", job_argv(std::move(tail)),
         [this, reboot](const nlohmann::json& report, int exit_status) {
-            const bool ok = json_field<bool>(report, "ok", false);
-            std::string msg;
-            const bool already = ok && json_field<bool>(report, "already", false);
-            const auto version = json_field<std::string>(report, "version", "");
-            const auto target = json_field<std::string>(report, "target", "");
-            if (already)
-                msg = fmt::format("already running {} (slot {})", version, target);
-            else if (ok)
-                msg = fmt::format("upgraded to {} in slot {}", version, target);
-            else if (report.is_object() && report.contains("error"))
-                msg = "upgrade: " + json_field<std::string>(report, "error", "(not a string)");
-            else
-                msg =
-                    fmt::format("upgrade: the job ended with status {} and no report", exit_status);
-            msg = http::redact(msg);  // LastError and the signal are for everyone
+            const auto r =
+                ops::UpgradeReport::from_json(ops::job_report(report, exit_status, "the job"));
+            const std::string msg = r.message();
             progress_ = nlohmann::json::object();
-            progress_phase_.clear();
+            progress_meter_ = {};
             emit_changed("Progress");
-            if (!ok)
-                set_last_error(msg);
-            else
-                set_last_error("");
-            spdlog::log(ok ? spdlog::level::info : spdlog::level::err, "{}", msg);
-            job_finished("upgrade", ok, msg);
-            if (ok && !already) {
+            set_last_error(r.ok ? "" : msg);
+            spdlog::log(r.ok ? spdlog::level::info : spdlog::level::err, "{}", msg);
+            job_finished("upgrade", r.ok, msg);
+            if (r.ok && !r.result.already) {
                 if (reboot)
                     reboot_or_flag(msg);
                 else
@@ -116,33 +95,19 @@ Status Daemon::start_upgrade(const std::string& source, bool force, bool reboot,
             }
         },
         [this](const nlohmann::json& p) { on_upgrade_progress(p); }));
-    progress_ = {{"Phase", "starting"}, {"Percent", 0.0}, {"Bytes", 0},
-                 {"Total", 0},          {"Rate", 0.0},    {"EtaSeconds", -1.0}};
+    progress_ = ops::ProgressSample::starting().to_json();
     emit_changed("Progress");
     spdlog::info("upgrade from {} started{}", http::redact(source), force ? " (forced)" : "");
     return {};
 }
 
 void Daemon::on_upgrade_progress(const nlohmann::json& p) {
-    const auto phase = json_field<std::string>(p, "phase", "");
-    const auto done = json_field<uint64_t>(p, "done", 0),
-               total = json_field<uint64_t>(p, "total", 0);
-    const auto now = std::chrono::steady_clock::now();
-    if (phase != progress_phase_) {
-        progress_phase_ = phase;
-        phase_t0_ = now;
-        phase_bytes0_ = done;
-    }
-    const double secs = std::chrono::duration<double>(now - phase_t0_).count();
-    const double rate =
-        secs > 0.2 && done > phase_bytes0_ ? double(done - phase_bytes0_) / secs : 0;
-    const double pct = total ? 100.0 * double(done) / double(total) : 0;
-    const double eta = rate > 0 && total >= done ? double(total - done) / rate : -1;
-    progress_ = {{"Phase", phase}, {"Percent", pct}, {"Bytes", done},
-                 {"Total", total}, {"Rate", rate},   {"EtaSeconds", eta}};
+    const auto sample = progress_meter_.update(ops::ProgressLine::from_json(p), ops::Clock::now());
+    progress_ = sample.to_json();
     emit_changed("Progress");
     (void)sd_bus_emit_signal(bus_.get(), api::kObjectPath, api::kInterface, "Progress", "sdttdd",
-                             valid_utf8(phase).c_str(), pct, done, total, rate, eta);
+                             valid_utf8(sample.phase).c_str(), sample.percent, sample.bytes,
+                             sample.total, sample.rate, sample.eta);
 }
 
 Status Daemon::check_health(bool reboot, sd_bus_message* call) {
@@ -151,27 +116,17 @@ Status Daemon::check_health(bool reboot, sd_bus_message* call) {
     return jobs_.start(
         "health", job_argv({"health", "--json"}),
         [this, reply_to, reboot](const nlohmann::json& report, int exit_status) {
-            nlohmann::json res = report.is_object()
-                                     ? report
-                                     : nlohmann::json{{"ok", false},
-                                                      {"error", fmt::format("the health job ended "
-                                                                            "with status {} and "
-                                                                            "no report",
-                                                                            exit_status)}};
-            const bool ok = json_field<bool>(res, "ok", false);
-            const std::string msg =
-                res.contains("error") ? json_field<std::string>(res, "error", "(not a string)")
-                : res.contains("message")
-                    ? json_field<std::string>(res, "message", "")
-                    : "health check: " + json_field<std::string>(res, "summary", "");
-            if (json_field<bool>(res, "trial", false)) set_last_error(ok ? "" : msg);
-            job_finished("health", ok, msg);
+            const auto res = ops::job_report(report, exit_status, "the health job");
+            const auto r = ops::HealthReport::from_json(res);
+            const std::string msg = r.message_line();
+            if (r.trial) set_last_error(r.ok ? "" : msg);
+            job_finished("health", r.ok, msg);
             if (*reply_to) {
-                int r = sd_bus_reply_method_return(reply_to->get(), "s", json_text(res).c_str());
-                if (r < 0)
-                    spdlog::warn("reply to CheckHealth: {}", fail_errno(r, "").error().message());
+                int rc = sd_bus_reply_method_return(reply_to->get(), "s", json_text(res).c_str());
+                if (rc < 0)
+                    spdlog::warn("reply to CheckHealth: {}", fail_errno(rc, "").error().message());
             }
-            if (json_field<bool>(res, "reboot", false)) {
+            if (r.reboot) {
                 if (reboot)
                     reboot_or_flag(msg);
                 else
@@ -185,17 +140,13 @@ Result<std::string> Daemon::mark_slot(bool good, const std::string& slot) {
         return fail(Errc::busy, "busy: '{}' is running; try again when it has finished",
                     jobs_.operation());
     if (disk_.empty()) return fail(Errc::unavailable, "no Ballast disk");
-    std::optional<boot::Slot> which;
-    if (!slot.empty()) which = BALLAST_TRY(boot::parse_slot(slot));
-    auto db = BALLAST_TRY(boot::DiskBoot::open(disk_));
-    std::optional<boot::Slot> b;
-    if (auto s = booted()) b = *s;
-    update::SlotEnv env{&db, b, state_dir(opts_.node)};
-    auto done = good ? update::mark_good(env, which) : update::mark_bad(env, which);
+    std::optional<ops::Slot> which;
+    if (!slot.empty()) which = BALLAST_TRY(ops::parse_slot(slot));
+    auto done = ops::mark(slots_env(), good, which);
     if (!done)
         return std::unexpected(std::move(done.error()).context(good ? "mark-good" : "mark-bad"));
-    spdlog::info("slot {} marked {} by an operator", boot::name(*done), good ? "good" : "bad");
-    return std::string(boot::name(*done));
+    spdlog::info("slot {} marked {} by an operator", ops::name(*done), good ? "good" : "bad");
+    return std::string(ops::name(*done));
 }
 
 Result<std::string> Daemon::rollback(bool reboot) {
@@ -203,18 +154,16 @@ Result<std::string> Daemon::rollback(bool reboot) {
         return fail(Errc::busy, "busy: '{}' is running; try again when it has finished",
                     jobs_.operation());
     if (disk_.empty()) return fail(Errc::unavailable, "no Ballast disk");
-    auto db = BALLAST_TRY(boot::DiskBoot::open(disk_));
-    const auto b = BALLAST_TRY(booted());
-    update::SlotEnv env{&db, b, state_dir(opts_.node)};
-    auto to = update::rollback(env);
+    BALLAST_TRY(booted());
+    auto to = ops::rollback(slots_env());
     if (!to) return std::unexpected(std::move(to.error()).context("rollback"));
-    const std::string msg = fmt::format("rolled back: slot {} is primary", boot::name(*to));
+    const std::string msg = fmt::format("rolled back: slot {} is primary", ops::name(*to));
     spdlog::info("{}", msg);
     if (reboot)
         reboot_or_flag(msg);
     else
         reboot_required_ = true;
-    return std::string(boot::name(*to));
+    return std::string(ops::name(*to));
 }
 
 void Daemon::reboot_or_flag(const std::string& why) {
@@ -237,26 +186,7 @@ void Daemon::reboot_or_flag(const std::string& why) {
 void Daemon::add_upgrade_status(nlohmann::json& s) const {
     s["RebootRequired"] = reboot_required_;
     if (!progress_.empty()) s["Progress"] = progress_;
-    const auto sdir = state_dir(opts_.node);
-    if (auto j = update::load_journal(update::journal_path(sdir)); j && *j) {
-        const auto& u = **j;
-        s["Upgrade"] = {{"State", std::string(update::name(u.state))},
-                        {"Version", u.version},
-                        {"FromVersion", u.from_version},
-                        {"Target", std::string(boot::name(u.target))},
-                        {"Source", http::redact(u.source)},
-                        {"Started", u.started},
-                        {"Updated", u.updated},
-                        {"Error", http::redact(u.error)}};
-    } else if (!j) {
-        s["UpgradeJournalError"] = j.error().what();
-    }
-    if (auto r = update::load_refused(update::refused_path(sdir)); r && !r->empty()) {
-        auto arr = nlohmann::json::array();
-        for (const auto& x : *r)
-            arr.push_back({{"Version", x.version}, {"Reason", x.reason}, {"At", x.at}});
-        s["RefusedVersions"] = arr;
-    }
+    ops::add_journal_status(ops::state_dir(opts_.node), s);
 }
 
 }  // namespace ballast::agent

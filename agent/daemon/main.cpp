@@ -74,7 +74,7 @@ int run(int argc, char** argv) {
 
     auto* upgrade_cmd = app.add_subcommand(
         "upgrade", "Write a bundle into the other slot and activate it (the daemon's upgrade job)");
-    update::UpgradeRequest upgrade_req;
+    ops::UpgradeRequest upgrade_req;
     std::string expect;
     upgrade_cmd->add_option("SOURCE", upgrade_req.source, "Bundle folder, .tar or https:// URL")
         ->required();
@@ -94,7 +94,7 @@ int run(int argc, char** argv) {
 
     auto* unlock_cmd = app.add_subcommand(
         "unlock", "Open the encrypted persistent partition: TPM2 first, else the recovery key");
-    agent::UnlockRequest unlock_req;
+    ops::UnlockRequest unlock_req;
     unlock_cmd->add_option("--device", unlock_req.device, "LUKS2 partition or image file")
         ->required()
         ->option_text("PATH");
@@ -110,7 +110,7 @@ int run(int argc, char** argv) {
 
     auto* mount_cmd = app.add_subcommand(
         "mount", "Initramfs: assemble the immutable root on the read-only slot (overlays, binds)");
-    agent::MountRequest mount_req;
+    ops::MountRequest mount_req;
     bool no_stages = false;
     mount_cmd
         ->add_option("--sysroot", mount_req.sysroot,
@@ -154,7 +154,7 @@ int run(int argc, char** argv) {
         ::unsetenv(agent::kJobParentEnv);
     }
 
-    agent::NodeOptions node;
+    ops::NodeOptions node;
     node.root = RootPrefix(std::filesystem::absolute(root));
     node.disk = disk;
     if (!config_file.empty()) {
@@ -163,7 +163,7 @@ int run(int argc, char** argv) {
     } else {
         node.settings_path = node.root(config::kDefaultAgentSettingsPath);
     }
-    if (!booted_slot.empty()) node.booted_slot = *boot::parse_slot(booted_slot);
+    if (!booted_slot.empty()) node.booted_slot = *ops::parse_slot(booted_slot);
 
     if (stage_cmd->parsed())
         return agent::run_stage_mode(node, stage_name, stage_configs, dry_run, json);

@@ -24,5 +24,8 @@ class TempDir {
 
 void write_text(const std::filesystem::path& p, const std::string& text);
 [[nodiscard]] std::string read_text(const std::filesystem::path& p);
+[[nodiscard]] inline bool contains(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
 
 }  // namespace ballast::test

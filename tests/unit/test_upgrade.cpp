@@ -544,7 +544,7 @@ class TestDisk {
     boot::DiskBoot& boot() { return *boot_; }
     boot::BootState state() { return boot_->control().load().value(); }
     void set(const boot::BootState& s) { REQUIRE(boot_->control().save(s)); }
-    SlotEnv env(std::optional<Slot> booted) { return {&*boot_, booted, dir_ / "state"}; }
+    SlotEnv env(std::optional<Slot> booted) { return {&boot_->control(), booted, dir_ / "state"}; }
     std::filesystem::path journal() const { return journal_path(dir_ / "state"); }
     // Boot control `s`, a journal in `state`, then settle() as booted from `booted`.
     std::optional<OutcomeInfo> settle_from(const boot::BootState& s, JobState state, Slot booted) {
@@ -571,8 +571,11 @@ JobState journal_state(const std::filesystem::path& p) {
 TEST_CASE("slot admin: a disk image opens and keeps its boot state", "[update][slot_admin]") {
     TestDisk d(kInstalled);
     CHECK(d.state() == kInstalled);
-    CHECK(d.boot().slot_partition(Slot::A).label == "BALLAST_A");
-    CHECK(d.boot().slot_partition(Slot::B).start == 42 * disk::kMiB);
+    CHECK(d.boot().control().backend() == "grub");
+    CHECK(d.boot().slots().at(Slot::A).start == 41 * disk::kMiB);
+    CHECK(d.boot().slots().at(Slot::B).start == 42 * disk::kMiB);
+    CHECK(d.boot().slots().at(Slot::B).size == 1 * disk::kMiB);
+    CHECK(d.boot().slots().at(Slot::B).path == d.boot().disk());
     d.set(activated_b());
     auto again = boot::DiskBoot::open(d.boot().disk());
     REQUIRE(again);
@@ -838,8 +841,6 @@ TEST_CASE("slot admin: operator mark-good, mark-bad, rollback", "[update][slot_a
 
 namespace {
 
-using config::AgentSettings;
-
 health::UnitState units(std::map<std::string, std::string> states) {
     return [states](const std::string& unit) -> Result<std::string> {
         auto it = states.find(unit);
@@ -848,11 +849,10 @@ health::UnitState units(std::map<std::string, std::string> states) {
     };
 }
 
-AgentSettings::Health health_of(
-    std::vector<std::string> u, std::vector<std::string> c,
-    std::chrono::milliseconds deadline = std::chrono::seconds(5),
-    std::chrono::milliseconds interval = std::chrono::milliseconds(50)) {
-    AgentSettings::Health h;
+health::Settings health_of(std::vector<std::string> u, std::vector<std::string> c,
+                           std::chrono::milliseconds deadline = std::chrono::seconds(5),
+                           std::chrono::milliseconds interval = std::chrono::milliseconds(50)) {
+    health::Settings h;
     h.units = std::move(u);
     h.commands = std::move(c);
     h.deadline = deadline;
@@ -904,7 +904,7 @@ TEST_CASE("health: assess passes at once, or repeats rounds until the deadline",
         CHECK(j["checks"][0] == json{{"name", "unit a.service"}, {"ok", true}, {"detail", ""}});
     }
     SECTION("an empty health config passes") {
-        auto rep = health::assess(AgentSettings::Health{}, units({}));
+        auto rep = health::assess(health::Settings{}, units({}));
         CHECK(rep.ok);
         CHECK(rep.rounds == 1);
         CHECK(rep.checks.empty());

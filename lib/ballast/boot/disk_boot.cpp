@@ -1,5 +1,7 @@
 #include "ballast/boot/disk_boot.hpp"
 
+#include "ballast/disk/partition.hpp"
+
 namespace ballast::boot {
 
 Result<DiskBoot> DiskBoot::open(const std::string& disk_path) {
@@ -12,8 +14,7 @@ Result<DiskBoot> DiskBoot::open(const std::string& disk_path) {
     if (!esp || !a || !b)
         return fail(Errc::not_found, "{}: not a Ballast disk (no {}, {} and {} partitions)",
                     disk_path, disk::kEfiLabel, disk::kSlotALabel, disk::kSlotBLabel);
-    d.a_ = *a;
-    d.b_ = *b;
+    d.slots_ = {{disk_path, a->start, a->size}, {disk_path, b->start, b->size}};
     d.store_ = BALLAST_TRY(FatEnvStore::open(disk_path, esp->start, esp->size));
     d.control_ = std::make_unique<GrubBootControl>(*d.store_);
     return d;

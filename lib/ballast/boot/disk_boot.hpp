@@ -1,4 +1,5 @@
-// The boot state of a Ballast disk: its partitions and the GRUB boot control on its ESP.
+// A Ballast disk's boot side: its slot partitions and the boot control on its ESP (GRUB's, the
+// one backend so far).
 #pragma once
 
 #include <memory>
@@ -8,9 +9,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ballast/boot/control.hpp"
 #include "ballast/boot/esp.hpp"
 #include "ballast/boot/grub.hpp"
-#include "ballast/disk/partition.hpp"
 
 namespace ballast::boot {
 
@@ -18,17 +19,15 @@ class DiskBoot {
   public:
     // Reads the GPT of `disk` (device or image file) and opens the ESP's boot control.
     [[nodiscard]] static Result<DiskBoot> open(const std::string& disk);
-    [[nodiscard]] GrubBootControl& control() { return *control_; }
-    [[nodiscard]] const disk::PartitionInfo& slot_partition(Slot s) const {
-        return s == Slot::A ? a_ : b_;
-    }
+    [[nodiscard]] BootControl& control() { return *control_; }
+    [[nodiscard]] const SlotDevices& slots() const { return slots_; }
     [[nodiscard]] const std::string& disk() const { return disk_; }
 
   private:
     std::string disk_;
-    disk::PartitionInfo a_, b_;
+    SlotDevices slots_;
     std::unique_ptr<FatEnvStore> store_;
-    std::unique_ptr<GrubBootControl> control_;
+    std::unique_ptr<BootControl> control_;
 };
 
 // The slots as GetStatus reports them: [{Slot, State, Version, Tries, Primary, LastGood, Booted}].

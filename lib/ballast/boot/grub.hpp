@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "ballast/boot/control.hpp"
 #include "ballast/boot/state.hpp"
 #include "ballast/core/result.hpp"
 
@@ -28,17 +29,18 @@ class EnvStore {
     [[nodiscard]] virtual Status write(int copy, std::string_view block) = 0;
 };
 
-class GrubBootControl {
+class GrubBootControl final : public BootControl {
   public:
     explicit GrubBootControl(EnvStore& store) : store_(store) {}
 
-    // The current state; repairs a locked or damaged copy from the other one (unless `repair`
-    // is false: status readers only look). Errc::parse when neither copy is usable.
-    [[nodiscard]] Result<BootState> load(bool repair = true);
+    [[nodiscard]] std::string_view backend() const override { return "grub"; }
+    // Repairs a locked or damaged copy from the other one (unless `repair` is false).
+    // Errc::parse when neither copy is usable.
+    [[nodiscard]] Result<BootState> load(bool repair = true) override;
     // Stores `s` with the two-copy protocol.
-    [[nodiscard]] Status save(const BootState& s);
-    // Writes both copies from scratch (install), copy 2 then copy 1.
-    [[nodiscard]] Status initialize(const BootState& s);
+    [[nodiscard]] Status save(const BootState& s) override;
+    // Writes both copies from scratch, copy 2 then copy 1.
+    [[nodiscard]] Status initialize(const BootState& s) override;
 
   private:
     [[nodiscard]] Status write_copy(int copy, const std::string& locked,

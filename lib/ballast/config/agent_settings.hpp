@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "ballast/core/result.hpp"
+#include "ballast/crypt/settings.hpp"
+#include "ballast/health/settings.hpp"
 #include "ballast/mount/layout.hpp"
 
 namespace ballast::config {
@@ -33,36 +35,15 @@ struct AgentSettings {
         std::string keyring;  // empty: /etc/ballast/keyring.pem, else the image's
         uint32_t tries = 3;   // boots a new slot gets to come up healthy (1..9)
     } update;
-    // Boot assessment: what must hold, within `deadline`, for a slot on trial to be committed.
-    struct Health {
-        std::vector<std::string> units;     // must be active
-        std::vector<std::string> commands;  // must exit 0 (run by /bin/sh -c, as written)
-        std::chrono::milliseconds deadline{std::chrono::minutes(5)};
-        std::chrono::milliseconds interval{std::chrono::seconds(5)};  // between failed rounds
-    } health;
+    health::Settings health;  // boot assessment
     struct K3s {
         // The k3s binary when the image ships none: fetched to /usr/local/bin/k3s (persistent).
         std::string binary_url, binary_sha256;
         // How long one readiness probe may take (the health deadline bounds them all).
         std::chrono::milliseconds readiness_deadline{std::chrono::seconds(10)};
     } k3s;
-    // TPM2 sealing of the encrypted partitions' keys.
-    struct Tpm {
-        std::string device;      // TCTI (device:/dev/tpmrm0, swtpm:...); empty: /dev/tpmrm0
-        std::string pcrs = "7";  // bound PCRs, "7" or "7,14"
-        std::string pcr_bank = "sha256";
-        std::string recovery_key_command;  // gets a new recovery key on stdin (sh -c, as written)
-        // The LUKS2 partition upgrades keep TPM2 tokens for (absent or not LUKS2: none).
-        std::string encrypted_device = "/dev/disk/by-partlabel/BALLAST_PERSISTENT";
-    } tpm;
-    // The immutable root the initramfs assembles (`ballast-agent mount`, mount/layout.hpp).
-    struct Mount {
-        std::string device = "/dev/disk/by-partlabel/BALLAST_PERSISTENT";
-        std::string oem_device = "/dev/disk/by-partlabel/BALLAST_OEM";  // "": no /oem
-        mount::EtcMode etc = mount::EtcMode::persistent;                // where /etc changes go
-        std::vector<std::string> persistent_paths = mount::default_persistent_paths();
-        std::chrono::milliseconds device_timeout{std::chrono::seconds(30)};  // udev may be late
-    } mount;
+    crypt::TpmSettings tpm;  // TPM2 sealing of the encrypted partitions' keys
+    mount::Settings mount;   // the immutable root the initramfs assembles
 };
 
 // Parses settings text. Every problem is reported, one "file:line:col: message" per line.

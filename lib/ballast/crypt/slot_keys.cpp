@@ -48,8 +48,8 @@ std::optional<int> token_for_now(const Luks& luks, const KeyPolicy& p, Current& 
 
 }  // namespace
 
-Result<std::optional<KeyPolicy>> key_policy(const config::AgentSettings& s) {
-    const std::string& dev = s.tpm.encrypted_device;
+Result<std::optional<KeyPolicy>> key_policy(const TpmSettings& tpm) {
+    const std::string& dev = tpm.encrypted_device;
     std::error_code ec;
     if (dev.empty() || !std::filesystem::exists(dev, ec)) return std::nullopt;
     auto luks = Luks::open(dev);
@@ -59,9 +59,9 @@ Result<std::optional<KeyPolicy>> key_policy(const config::AgentSettings& s) {
     }
     KeyPolicy p;
     p.device = dev;
-    p.tcti = s.tpm.device;
-    p.bank = BALLAST_TRY_CTX(parse_pcr_bank(s.tpm.pcr_bank), "tpm.pcr_bank");
-    p.pcrs = BALLAST_TRY_CTX(parse_pcr_list(s.tpm.pcrs), "tpm.pcrs");
+    p.tcti = tpm.device;
+    p.bank = BALLAST_TRY_CTX(parse_pcr_bank(tpm.pcr_bank), "tpm.pcr_bank");
+    p.pcrs = BALLAST_TRY_CTX(parse_pcr_list(tpm.pcrs), "tpm.pcrs");
     return p;
 }
 

@@ -10,9 +10,9 @@
 #include <optional>
 #include <string>
 
-#include "ballast/config/agent_settings.hpp"
 #include "ballast/core/result.hpp"
 #include "ballast/crypt/pcr.hpp"
+#include "ballast/crypt/settings.hpp"
 
 namespace ballast::crypt {
 
@@ -24,7 +24,7 @@ struct KeyPolicy {
 };
 
 // From agent.yaml; nullopt when the node has no LUKS2 partition at tpm.encrypted_device.
-[[nodiscard]] Result<std::optional<KeyPolicy>> key_policy(const config::AgentSettings& s);
+[[nodiscard]] Result<std::optional<KeyPolicy>> key_policy(const TpmSettings& tpm);
 
 // Before activation: a token the next boot's PCRs satisfy, enrolled if missing (the volume key
 // comes from a token the current PCRs satisfy). Returns what was done, for the log.

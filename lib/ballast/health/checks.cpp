@@ -31,8 +31,8 @@ nlohmann::json Report::to_json() const {
             {"checks", list}};
 }
 
-std::vector<CheckResult> run_round(const config::AgentSettings::Health& h,
-                                   const UnitState& unit_state, std::chrono::milliseconds time_left,
+std::vector<CheckResult> run_round(const health::Settings& h, const UnitState& unit_state,
+                                   std::chrono::milliseconds time_left,
                                    const std::vector<Probe>& probes) {
     std::vector<CheckResult> out;
     for (const auto& u : h.units) {
@@ -71,7 +71,7 @@ std::vector<CheckResult> run_round(const config::AgentSettings::Health& h,
     return out;
 }
 
-Report assess(const config::AgentSettings::Health& h, const UnitState& unit_state,
+Report assess(const health::Settings& h, const UnitState& unit_state,
               const std::vector<Probe>& probes) {
     using Clock = std::chrono::steady_clock;
     const auto start = Clock::now();

@@ -11,8 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ballast/config/agent_settings.hpp"
 #include "ballast/core/result.hpp"
+#include "ballast/health/settings.hpp"
 
 namespace ballast::health {
 
@@ -38,12 +38,12 @@ using UnitState = std::function<Result<std::string>(const std::string& unit)>;
 // A check that is not in agent.yaml (k3s readiness when this node runs k3s).
 using Probe = std::function<CheckResult(std::chrono::milliseconds time_left)>;
 
-[[nodiscard]] std::vector<CheckResult> run_round(const config::AgentSettings::Health& h,
+[[nodiscard]] std::vector<CheckResult> run_round(const health::Settings& h,
                                                  const UnitState& unit_state,
                                                  std::chrono::milliseconds time_left,
                                                  const std::vector<Probe>& probes = {});
 
-[[nodiscard]] Report assess(const config::AgentSettings::Health& h, const UnitState& unit_state,
+[[nodiscard]] Report assess(const health::Settings& h, const UnitState& unit_state,
                             const std::vector<Probe>& probes = {});
 
 // systemd's view of a unit; an error when systemd is not running here.

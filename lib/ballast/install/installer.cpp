@@ -58,10 +58,7 @@ Status run_stage(const std::string& stage, const Options& o) {
     req.config_files = o.config_files;
     req.node_sources = o.auto_mode;
     if (o.auto_mode) req.config_root = RootPrefix(o.root);
-    auto rep = BALLAST_TRY(stages::run(req));
-    if (!rep.ok())
-        return fail(Errc::failed, "the {} stage failed: {}", stage, rep.result.summary());
-    return {};
+    return stages::run_or_fail(req);
 }
 
 // The cloud-config the settings come from: the --config files; with --auto, this node's own

@@ -15,6 +15,7 @@
 // (Kairos's `a-b.bind` encoding maps /a-b and /a/b to one folder); nested paths are refused.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -31,6 +32,15 @@ enum class EtcMode { persistent, tmpfs };
 
 // Kairos's list, minus what the /etc overlay already keeps, plus Ballast's own state.
 [[nodiscard]] const std::vector<std::string>& default_persistent_paths();
+
+// agent.yaml `mount:` (composed by config::AgentSettings).
+struct Settings {
+    std::string device = "/dev/disk/by-partlabel/BALLAST_PERSISTENT";
+    std::string oem_device = "/dev/disk/by-partlabel/BALLAST_OEM";  // "": no /oem
+    EtcMode etc = EtcMode::persistent;                              // where /etc changes go
+    std::vector<std::string> persistent_paths = default_persistent_paths();
+    std::chrono::milliseconds device_timeout{std::chrono::seconds(30)};  // udev may be late
+};
 
 // One persistent path: absolute, normalised ("/var/log", no "..", "." or "//"), and not a place
 // the layout owns or the kernel fills (/, /etc, /tmp, /oem, /proc, /sys, /dev, /run, /boot, /usr

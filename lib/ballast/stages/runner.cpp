@@ -32,6 +32,13 @@ void apply_settings(RunRequest& req, const config::AgentSettings& s) {
     req.k3s_binary_sha256 = s.k3s.binary_sha256;
 }
 
+Status run_or_fail(const RunRequest& req) {
+    auto rep = BALLAST_TRY_CTX(run(req), "{} stage", req.stage);
+    if (!rep.ok())
+        return fail(Errc::failed, "the {} stage failed: {}", req.stage, rep.result.summary());
+    return {};
+}
+
 Result<RunReport> run(const RunRequest& req) {
     BALLAST_TRY(check_stage_name(req.stage));
     using Clock = std::chrono::steady_clock;

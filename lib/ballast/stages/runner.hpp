@@ -39,6 +39,10 @@ struct RunReport {
 
 [[nodiscard]] Result<RunReport> run(const RunRequest& req);
 
+// run(), where a failed step or a config error is an error too: "the <stage> stage failed: ...".
+// For callers that stop on a failed stage (install, upgrade) and report nothing else of it.
+[[nodiscard]] Status run_or_fail(const RunRequest& req);
+
 // What agent.yaml says about stage runs (https CA and proxy, the k3s artifact), into `req`.
 void apply_settings(RunRequest& req, const config::AgentSettings& s);
 

@@ -8,7 +8,7 @@ namespace ballast::update {
 namespace {
 
 Result<boot::Slot> need_booted(const SlotEnv& env) {
-    if (!env.disk) return fail(Errc::unavailable, "no Ballast disk");
+    if (!env.control) return fail(Errc::unavailable, "no Ballast disk");
     if (!env.booted)
         return fail(Errc::unavailable,
                     "the booted slot is unknown (no ballast.slot= on the kernel command line)");
@@ -26,7 +26,7 @@ Status set_journal(const SlotEnv& env, Journal j, JobState state, std::string er
 Result<OutcomeInfo> settle(const SlotEnv& env) {
     const boot::Slot booted = BALLAST_TRY(need_booted(env));
     auto j = BALLAST_TRY(load_journal(journal_path(env.state_dir)));
-    auto& control = env.disk->control();
+    auto& control = *env.control;
     auto state = BALLAST_TRY_CTX(control.load(), "boot control");
     auto info = assess_outcome(j, state, booted);
     if (info.what == Outcome::activated) {
@@ -67,7 +67,7 @@ Result<OutcomeInfo> settle(const SlotEnv& env) {
 
 Result<Verdict> record_health(const SlotEnv& env, bool passed, const std::string& why) {
     const boot::Slot booted = BALLAST_TRY(need_booted(env));
-    auto& control = env.disk->control();
+    auto& control = *env.control;
     auto state = BALLAST_TRY_CTX(control.load(), "boot control");
     if (!state.at(booted).trial) return Verdict{};
     auto j = BALLAST_TRY(load_journal(journal_path(env.state_dir)));
@@ -94,9 +94,9 @@ Result<Verdict> record_health(const SlotEnv& env, bool passed, const std::string
 }
 
 Result<boot::Slot> mark_good(const SlotEnv& env, std::optional<boot::Slot> slot) {
-    if (!env.disk) return fail(Errc::unavailable, "no Ballast disk");
+    if (!env.control) return fail(Errc::unavailable, "no Ballast disk");
     if (!slot) slot = BALLAST_TRY(need_booted(env));
-    auto& control = env.disk->control();
+    auto& control = *env.control;
     auto state = BALLAST_TRY_CTX(control.load(), "boot control");
     auto next = BALLAST_TRY(boot::mark_good(state, *slot));
     // The booted slot marked good is a commit: it goes first in order as well.
@@ -109,9 +109,9 @@ Result<boot::Slot> mark_good(const SlotEnv& env, std::optional<boot::Slot> slot)
 }
 
 Result<boot::Slot> mark_bad(const SlotEnv& env, std::optional<boot::Slot> slot) {
-    if (!env.disk) return fail(Errc::unavailable, "no Ballast disk");
+    if (!env.control) return fail(Errc::unavailable, "no Ballast disk");
     if (!slot) slot = BALLAST_TRY(need_booted(env));
-    auto& control = env.disk->control();
+    auto& control = *env.control;
     auto state = BALLAST_TRY_CTX(control.load(), "boot control");
     auto next = BALLAST_TRY(boot::mark_bad(state, *slot));
     BALLAST_TRY(control.save(next));
@@ -128,7 +128,7 @@ Result<boot::Slot> mark_bad(const SlotEnv& env, std::optional<boot::Slot> slot) 
 
 Result<boot::Slot> rollback(const SlotEnv& env) {
     const boot::Slot booted = BALLAST_TRY(need_booted(env));
-    auto& control = env.disk->control();
+    auto& control = *env.control;
     auto state = BALLAST_TRY_CTX(control.load(), "boot control");
     auto next = BALLAST_TRY(boot::rollback(state, booted));
     BALLAST_TRY(control.save(next));

@@ -8,13 +8,13 @@
 #include <optional>
 #include <string>
 
-#include "ballast/boot/disk_boot.hpp"
+#include "ballast/boot/control.hpp"
 #include "ballast/update/outcome.hpp"
 
 namespace ballast::update {
 
 struct SlotEnv {
-    boot::DiskBoot* disk = nullptr;
+    boot::BootControl* control = nullptr;  // null: no Ballast disk
     std::optional<boot::Slot> booted;
     std::filesystem::path state_dir;
 };

@@ -14,7 +14,6 @@
 #include "ballast/core/duration.hpp"
 #include "ballast/core/failpoint.hpp"
 #include "ballast/core/fd.hpp"
-#include "ballast/stages/runner.hpp"
 
 namespace ballast::update {
 namespace {
@@ -22,15 +21,7 @@ namespace {
 constexpr uint64_t kJournalEvery = 256u << 20;  // bytes between journal updates while writing
 
 Status run_stage(const std::string& stage, const UpgradeEnv& env) {
-    if (!env.run_stages) return {};
-    stages::RunRequest req;
-    req.stage = stage;
-    req.root = env.root;
-    req.http = env.source.http;
-    auto rep = BALLAST_TRY_CTX(stages::run(req), "{} stage", stage);
-    if (!rep.ok())
-        return fail(Errc::failed, "the {} stage failed: {}", stage, rep.result.summary());
-    return {};
+    return env.run_stage ? env.run_stage(stage) : Status{};
 }
 
 // Hooks that must succeed before a new slot may be activated.
@@ -95,18 +86,19 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
     auto say = [&](std::string_view phase, uint64_t done, uint64_t total) {
         if (progress) progress(phase, done, total);
     };
-    if (!env.disk) return fail(Errc::unavailable, "no Ballast disk: nothing to upgrade");
+    if (!env.control) return fail(Errc::unavailable, "no Ballast disk: nothing to upgrade");
     if (!env.booted)
         return fail(Errc::unavailable,
                     "the booted slot is unknown (no ballast.slot= on the kernel command line); "
                     "refusing to pick a target");
     const boot::Slot booted = *env.booted, target = boot::other(booted);
-    auto& control = env.disk->control();
+    auto& control = *env.control;
     const auto lock = BALLAST_TRY(lock_upgrades(env.state_dir));
 
     // 1. Checks. Nothing is written until all have passed.
     say("checking", 0, 0);
-    auto src = BALLAST_TRY(open_source(req.source, env.source));
+    auto src = BALLAST_TRY(env.open ? env.open(req.source, env.source)
+                                    : open_source(req.source, env.source));
     const auto& m = src.checked.manifest;
     if (req.expect_manifest_sha256 && *req.expect_manifest_sha256 != src.checked.manifest_sha256)
         return fail(Errc::verification,
@@ -122,7 +114,7 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
                     "{}: the bundle is for '{}', this node is '{}'; refusing", req.source,
                     m.compatible, env.compatible);
     BALLAST_TRY(check_bootable(src.checked, req.source));
-    const auto& part = env.disk->slot_partition(target);
+    const auto& part = env.slots.at(target);
     if (m.image.size > part.size)
         return fail(Errc::invalid_argument, "the image ({} bytes) does not fit slot {} ({} bytes)",
                     m.image.size, boot::name(target), part.size);
@@ -194,7 +186,7 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
     std::mutex jm;
     std::atomic<uint64_t> bytes_written{0};
     uint64_t next_journal = kJournalEvery;
-    auto written = write_image(*reader, m.image.size, m.image.sha256, env.disk->disk(), part.start,
+    auto written = write_image(*reader, m.image.size, m.image.sha256, part.path, part.start,
                                part.size, [&](WritePhase ph, uint64_t done, uint64_t total) {
                                    // Read-back runs alongside the write; it is reported as its own
                                    // phase once the write is complete, so each phase's rate and ETA

@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ballast/boot/disk_boot.hpp"
+#include "ballast/boot/control.hpp"
 #include "ballast/core/root.hpp"
 #include "ballast/update/journal.hpp"
 #include "ballast/update/source.hpp"
@@ -33,17 +33,21 @@ struct UpgradeRequest {
 };
 
 struct UpgradeEnv {
-    boot::DiskBoot* disk = nullptr;  // boot control and the slot partitions
+    boot::BootControl* control = nullptr;  // null: no Ballast disk
+    boot::SlotDevices slots;               // where each slot's image is written
     std::optional<boot::Slot> booted;
     std::filesystem::path state_dir;  // /var/lib/ballast, under the node root
     SourceOptions source;
     std::string compatible;  // this node's
     int tries = 3;
-    RootPrefix root;  // for the before-/after-upgrade stages
-    bool run_stages = true;
+    // Runs the before-upgrade and after-upgrade stages (stages::run_or_fail on a node); a failure
+    // stops the upgrade. Empty: no stages.
+    std::function<Status(const std::string& stage)> run_stage;
     // Runs after the after-upgrade stage, before activation: the TPM2 keys for the new slot's
     // boot (crypt/slot_keys.hpp). A failure stops the upgrade with the target left bad.
     std::function<Status()> key_hook;
+    // Opens the bundle; empty: update::open_source. Unit tests hand in a bundle from memory.
+    std::function<Result<OpenedSource>(const std::string&, const SourceOptions&)> open;
 };
 
 struct UpgradeResult {

@@ -1,19 +1,20 @@
-// What the daemon and its one-shot modes agree on about this node: its settings, its disk, the
-// slot it booted from, its state folder.
+// The node an operation acts on, resolved the same way by the daemon and every one-shot mode of
+// ballast-agent: its root, settings, disk, the slot it booted from and its state folder.
 #pragma once
 
 #include <filesystem>
 #include <optional>
 #include <string>
 
+#include "ballast/boot/disk_boot.hpp"
 #include "ballast/boot/slot.hpp"
 #include "ballast/config/agent_settings.hpp"
 #include "ballast/core/root.hpp"
-#include "ballast/update/upgrade.hpp"
+#include "ballast/update/source.hpp"
 
-namespace ballast::agent {
+namespace ballast::ops {
 
-// Global options of ballast-agent, as given.
+// ballast-agent's global options, as given.
 struct NodeOptions {
     RootPrefix root;
     std::string disk;  // --disk; empty: agent.yaml, then PARTLABEL discovery
@@ -31,5 +32,19 @@ struct NodeOptions {
 // Where bundles come from and whom they must be signed by (agent.yaml, then the defaults).
 [[nodiscard]] update::SourceOptions source_options(const NodeOptions& o,
                                                    const config::AgentSettings& s);
+[[nodiscard]] Result<config::AgentSettings> load_settings(const NodeOptions& o);
 
-}  // namespace ballast::agent
+// A node with its settings loaded and its disk and booted slot resolved.
+struct Node {
+    NodeOptions options;
+    config::AgentSettings settings;
+    std::string disk;  // empty: no Ballast disk
+    std::optional<boot::Slot> booted;
+    std::filesystem::path state_dir;
+
+    [[nodiscard]] static Result<Node> open(const NodeOptions& o);
+    // The disk's boot side; Errc::unavailable when the node has no Ballast disk.
+    [[nodiscard]] Result<boot::DiskBoot> open_boot() const;
+};
+
+}  // namespace ballast::ops

@@ -1,4 +1,4 @@
-#include "node.hpp"
+#include "ballast/ops/node.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -7,7 +7,7 @@
 #include "ballast/disk/layout.hpp"
 #include "ballast/update/bundle.hpp"
 
-namespace ballast::agent {
+namespace ballast::ops {
 
 std::string resolve_disk(const NodeOptions& o, const config::AgentSettings& s) {
     if (!o.disk.empty()) return o.disk;
@@ -37,4 +37,23 @@ update::SourceOptions source_options(const NodeOptions& o, const config::AgentSe
     return so;
 }
 
-}  // namespace ballast::agent
+Result<config::AgentSettings> load_settings(const NodeOptions& o) {
+    return config::load_agent_settings(o.settings_path, o.settings_explicit);
+}
+
+Result<Node> Node::open(const NodeOptions& o) {
+    Node n;
+    n.options = o;
+    n.settings = BALLAST_TRY(load_settings(o));
+    n.disk = resolve_disk(o, n.settings);
+    n.booted = resolve_booted(o);
+    n.state_dir = ops::state_dir(o);
+    return n;
+}
+
+Result<boot::DiskBoot> Node::open_boot() const {
+    if (disk.empty()) return fail(Errc::unavailable, "no Ballast disk found");
+    return boot::DiskBoot::open(disk);
+}
+
+}  // namespace ballast::ops

@@ -1,0 +1,18 @@
+// TPM2 sealing of the encrypted partitions' keys (agent.yaml `tpm:`). Owned here, composed by
+// config::AgentSettings, so crypt never includes config.
+#pragma once
+
+#include <string>
+
+namespace ballast::crypt {
+
+struct TpmSettings {
+    std::string device;      // TCTI (device:/dev/tpmrm0, swtpm:...); empty: /dev/tpmrm0
+    std::string pcrs = "7";  // bound PCRs, "7" or "7,14"
+    std::string pcr_bank = "sha256";
+    std::string recovery_key_command;  // gets a new recovery key on stdin (sh -c, as written)
+    // The LUKS2 partition upgrades keep TPM2 tokens for (absent or not LUKS2: none).
+    std::string encrypted_device = "/dev/disk/by-partlabel/BALLAST_PERSISTENT";
+};
+
+}  // namespace ballast::crypt

@@ -1,0 +1,204 @@
+#include "ballast/ops/mount.hpp"
+
+#include <sys/mount.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "ballast/core/atomic_file.hpp"
+#include "ballast/core/json.hpp"
+#include "ballast/disk/partition.hpp"
+#include "ballast/ops/unlock.hpp"
+#include "ballast/stages/format.hpp"
+#include "ballast/stages/runner.hpp"
+
+namespace ballast::ops {
+namespace {
+
+namespace fs = std::filesystem;
+
+// /dev, /proc, /sys and /run of the initramfs, bound into the new root for as long as this
+// lives (the chrooted stage); detached on the way out.
+class ApiMounts {
+  public:
+    explicit ApiMounts(const fs::path& root) {
+        for (const char* d : {"dev", "proc", "sys", "run"}) {
+            const auto at = root / d;
+            // Slave copies: the initramfs's / is shared, and detaching a shared copy would
+            // propagate and unmount the originals too (/run/ballast/persistent, /dev/pts, ...).
+            // (Left bound, not detached, if it cannot be made a slave.)
+            if (::mount((std::string("/") + d).c_str(), at.c_str(), nullptr, MS_BIND | MS_REC,
+                        nullptr) == 0) {
+                if (::mount(nullptr, at.c_str(), nullptr, MS_SLAVE | MS_REC, nullptr) == 0)
+                    done_.push_back(at);
+                else
+                    spdlog::warn("mount: make {} a slave: {}", at.string(), std::strerror(errno));
+            } else
+                spdlog::warn("mount: bind /{} into {} for the initramfs stage: {}", d,
+                             root.string(), std::strerror(errno));
+        }
+    }
+    ~ApiMounts() {
+        for (auto it = done_.rbegin(); it != done_.rend(); ++it)
+            if (::umount2(it->c_str(), MNT_DETACH) != 0)
+                spdlog::warn("mount: detach {}: {}", it->string(), std::strerror(errno));
+    }
+    ApiMounts(const ApiMounts&) = delete;
+    ApiMounts& operator=(const ApiMounts&) = delete;
+
+  private:
+    std::vector<fs::path> done_;
+};
+
+class SystemMountIo final : public MountIo {
+  public:
+    SystemMountIo(const NodeOptions& node, const RootPrefix& sysroot,
+                  const config::AgentSettings& settings)
+        : node_(node), sysroot_(sysroot), settings_(settings) {}
+
+    bool wait_for(const std::string& path, std::chrono::milliseconds timeout) override {
+        const auto until = std::chrono::steady_clock::now() + timeout;
+        std::error_code ec;
+        while (!fs::exists(path, ec)) {
+            if (std::chrono::steady_clock::now() >= until) return false;
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        return true;
+    }
+    Result<std::optional<std::string>> probe(const std::string& device) override {
+        return disk::probe_content(device);
+    }
+    Result<std::string> unlock(const std::string& device, const std::string& name) override {
+        auto r = BALLAST_TRY(ops::unlock(settings_, {device, name, {}}));
+        return r.method;
+    }
+    Status assemble(const std::vector<mount::Step>& steps, mount::Step::Phase phase,
+                    mount::Report& report) override {
+        return mount::assemble(steps, phase, report);
+    }
+    bool run_stage(const char* stage) override {
+        // rootfs acts on the initramfs, initramfs on the assembled root, which needs the kernel's
+        // and the initramfs's /dev, /proc, /sys and /run while it runs (commands use /dev/null).
+        // The config always comes from the slot.
+        const bool chrooted = std::strcmp(stage, "initramfs") == 0;
+        std::optional<ApiMounts> api;
+        if (chrooted) api.emplace(sysroot_.base());
+        stages::RunRequest r;
+        r.stage = stage;
+        r.root = chrooted ? sysroot_ : node_.root;
+        r.config_root = sysroot_;
+        stages::apply_settings(r, settings_);
+        auto rep = stages::run(r);
+        if (!rep) {
+            spdlog::error("stage {}: {}", stage, rep.error().what());
+            return false;
+        }
+        if (!rep->result.steps.empty())
+            std::fputs(stages::format_report(rep->to_json(), false).c_str(), stderr);
+        return rep->ok();
+    }
+
+  private:
+    const NodeOptions& node_;
+    RootPrefix sysroot_;
+    const config::AgentSettings& settings_;
+};
+
+}  // namespace
+
+bool MountReport::ok() const {
+    return mounts.ok() && stages_ok && !unlock_error && !config_error;
+}
+
+nlohmann::json MountReport::to_json() const {
+    auto out = mounts.to_json();
+    if (unlocked) out["unlocked"] = *unlocked;
+    if (unlock_error) out["unlock_error"] = *unlock_error;
+    if (config_error) out["config_error"] = *config_error;
+    out["stages_ok"] = stages_ok;
+    out["ok"] = ok();
+    return out;
+}
+
+Result<std::vector<mount::Step>> mount_plan(const MountRequest& req,
+                                            const config::AgentSettings& s) {
+    return mount::plan(layout_of(req, s));
+}
+
+mount::Layout layout_of(const MountRequest& req, const config::AgentSettings& s) {
+    mount::Layout layout;
+    layout.sysroot = fs::absolute(req.sysroot);
+    layout.run_dir = fs::absolute(req.run_dir);
+    layout.persistent_device = req.device.empty() ? s.mount.device : req.device;
+    layout.oem_device = s.mount.oem_device;
+    layout.etc = s.mount.etc;
+    layout.persistent_paths = s.mount.persistent_paths;
+    return layout;
+}
+
+Result<MountReport> assemble_root(mount::Layout layout, const mount::Settings& settings,
+                                  bool stages, MountIo& io) {
+    BALLAST_TRY(mount::plan(layout));  // a layout that cannot be planned stops here, untouched
+    MountReport rep;
+    std::string& device = layout.persistent_device;
+    std::string blocked;
+    if (!io.wait_for(device, settings.device_timeout)) {
+        blocked = fmt::format("{} did not appear within {} s", device,
+                              settings.device_timeout.count() / 1000);
+    } else if (auto content = io.probe(device); content && *content == "crypto_LUKS") {
+        const std::string name(kPersistentMapperName);
+        if (auto method = io.unlock(device, name)) {
+            rep.unlocked = *method;
+            device = "/dev/mapper/" + name;
+        } else {
+            blocked = "still locked: " + method.error().what();
+            rep.unlock_error = method.error().what();
+        }
+    }
+    // OEM is optional, but a link udev makes a moment late must not cost the node its config.
+    if (!layout.oem_device.empty())
+        (void)io.wait_for(layout.oem_device, std::min<std::chrono::milliseconds>(
+                                                 settings.device_timeout, std::chrono::seconds(5)));
+    auto steps = BALLAST_TRY(mount::plan(layout));
+    steps.front().blocked = blocked;
+    BALLAST_TRY(io.assemble(steps, mount::Step::Phase::storage, rep.mounts));
+    // rootfs: with the storage mounted (it sees /oem), before the node's paths.
+    if (stages) rep.stages_ok = io.run_stage("rootfs");
+    BALLAST_TRY(io.assemble(steps, mount::Step::Phase::root, rep.mounts));
+    if (stages) rep.stages_ok = io.run_stage("initramfs") && rep.stages_ok;
+    return rep;
+}
+
+Result<MountSettings> mount_settings(const NodeOptions& node, const RootPrefix& sysroot,
+                                     bool dry_run) {
+    const auto path =
+        node.settings_explicit ? node.settings_path : sysroot(config::kDefaultAgentSettingsPath);
+    auto settings = config::load_agent_settings(path, node.settings_explicit);
+    if (settings) return MountSettings{std::move(*settings), std::nullopt};
+    if (dry_run) return std::unexpected(settings.error());
+    spdlog::error("mount: {}; assembling the default layout", settings.error().what());
+    std::fprintf(stderr, "ballast: mount: %s\nballast: mount: using the default layout\n",
+                 settings.error().what().c_str());
+    return MountSettings{config::AgentSettings{}, settings.error().what()};
+}
+
+Result<MountReport> mount_root(const NodeOptions& node, const MountRequest& req,
+                               const MountSettings& ms) {
+    const RootPrefix sysroot(fs::absolute(req.sysroot));
+    SystemMountIo io(node, sysroot, ms.settings);
+    const auto layout = layout_of(req, ms.settings);
+    auto rep = BALLAST_TRY(assemble_root(layout, ms.settings.mount, req.stages, io));
+    rep.config_error = ms.error;
+    if (auto st =
+            write_file_atomic(layout.run_dir / "mount.json", json_text(rep.to_json(), 2) + "\n");
+        !st)
+        spdlog::warn("mount: record the report: {}", st.error().what());
+    return rep;
+}
+
+}  // namespace ballast::ops

@@ -1,0 +1,65 @@
+// What the daemon does to boot control in its own process, each one write: settling the last
+// upgrade at start-up, the operator's mark-good, mark-bad and rollback; and what GetStatus shows
+// of the slots and the journal. Each call opens the disk's boot control anew: GRUB changes it at
+// boot, and operators may run agentctl offline.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "ballast/boot/slot.hpp"
+#include "ballast/core/result.hpp"
+#include "ballast/update/journal.hpp"
+#include "ballast/update/outcome.hpp"
+
+namespace ballast::ops {
+
+// The slot vocabulary, for callers that reach boot control only through ops (the daemon).
+using boot::name;
+using boot::parse_slot;
+using boot::Slot;
+
+struct SlotsEnv {
+    std::string disk;  // empty: no Ballast disk
+    std::optional<boot::Slot> booted;
+    std::filesystem::path state_dir;
+};
+
+// What the daemon does next about the last upgrade (settle() says what happened since).
+struct SettleAction {
+    enum class Kind {
+        none,
+        unreadable,   // boot control could not be opened: log `message`, change nothing
+        failed,       // report `message` as the last error
+        resume,       // start the upgrade in `journal` again (a write was cut)
+        reboot,       // staged, and the caller wanted the reboot: reboot now
+        flag_reboot,  // staged with --no-reboot: say a reboot is required
+        wait_health,  // on trial: the health check will commit or fail it
+    } kind = Kind::none;
+    std::string message;
+    std::optional<update::Journal> journal;
+};
+
+// Pure: the action for what assess/settle found, given the journal and the booted slot. A write
+// is never resumed into the booted slot (I1).
+[[nodiscard]] SettleAction settle_action(const update::OutcomeInfo& info,
+                                         const std::optional<update::Journal>& journal,
+                                         boot::Slot booted);
+
+// Records what happened since the last upgrade (update::settle) and says what to do next.
+[[nodiscard]] Result<SettleAction> settle(const SlotsEnv& env);
+
+// Operator actions; `slot` empty: the booted slot. Each returns the slot acted on.
+[[nodiscard]] Result<boot::Slot> mark(const SlotsEnv& env, bool good,
+                                      std::optional<boot::Slot> slot);
+[[nodiscard]] Result<boot::Slot> rollback(const SlotsEnv& env);
+
+// GetStatus: Slots and PrimarySlot (or BootControlError); Upgrade (the journal, credentials
+// redacted) or UpgradeJournalError; RefusedVersions.
+void add_slots_status(const SlotsEnv& env, nlohmann::json& status);
+void add_journal_status(const std::filesystem::path& state_dir, nlohmann::json& status);
+
+}  // namespace ballast::ops
