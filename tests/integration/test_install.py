@@ -501,17 +501,19 @@ def test_install_auto(bins, signing_pki, images, tmp_path):
     r = auto()
     assert r.returncode == 1 and "is not empty" in r.stderr, r.stderr
     assert digest() == blank and hashlib.sha256(other.read_bytes()).hexdigest() == other_digest
-    # An install cut short (after the partition table, before the boot state, which comes
-    # last) is not erased unattended: it could as well be a node whose ESP broke.
+    # An install cut short (after the partition table; after GRUB and the boot-state copies,
+    # still locked, before the boot state, which comes last) is not erased unattended: it could
+    # as well be a node whose ESP broke.
     node.write_text(f"#cloud-config\ninstall:\n  auto: true\n  device: {disk}\n  source: file:{b}\n")
-    r = ctl(bins, None, "--root", str(root), "install", "--auto", "--keyring", signing_pki["ca"],
-            env={"BALLAST_FAILPOINT": "install.partitioned"})
-    assert r.returncode != 0
-    for _ in range(2):  # and never later either
-        r = auto()
-        assert r.returncode == 1 and "holds a Ballast layout but no boot state" in r.stderr, r.stderr
-    subprocess.run(["truncate", "-s", "0", str(disk)], check=True)
-    new_disk(disk)
+    for point in ("install.partitioned", "install.boot-files"):
+        r = ctl(bins, None, "--root", str(root), "install", "--auto", "--keyring", signing_pki["ca"],
+                env={"BALLAST_FAILPOINT": point})
+        assert r.returncode != 0
+        for _ in range(2):  # and never later either
+            r = auto()
+            assert r.returncode == 1 and "holds a Ballast layout but no boot state" in r.stderr, (point, r.stderr)
+        subprocess.run(["truncate", "-s", "0", str(disk)], check=True)
+        new_disk(disk)
 
     r = auto(root, "--json")
     assert r.returncode == 0, r.stderr

@@ -6,10 +6,11 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <set>
 
-#include "ballast/boot/esp.hpp"
-#include "ballast/boot/grub.hpp"
+#include "ballast/boot/disk_boot.hpp"
 #include "ballast/boot/state.hpp"
 #include "ballast/config/facts.hpp"
 #include "ballast/config/loader.hpp"
@@ -129,13 +130,8 @@ constexpr std::string_view kInstalledMarker = "99_ballast-installed.yaml";
 Result<std::optional<std::string>> finished_ballast_disk(const std::string& device) {
     auto parts = disk::read_partitions(device);
     if (!parts || !disk::find_label(*parts, disk::kSlotALabel)) return std::nullopt;
-    bool state = false;
-    if (auto esp = disk::find_label(*parts, disk::kEfiLabel))
-        if (auto store = boot::FatEnvStore::open(device, esp->start, esp->size)) {
-            boot::GrubBootControl control(**store);
-            state = control.load(false).has_value();
-        }
-    if (!state)
+    auto disk_boot = boot::DiskBoot::open(device);
+    if (!disk_boot || !disk_boot->control().load(false))
         return fail(Errc::exists,
                     "{} holds a Ballast layout but no boot state (an unfinished install, or a "
                     "damaged ESP): not erased unattended; run agentctl install --force by hand",
@@ -196,6 +192,8 @@ std::string Report::text() const {
 
 namespace {
 
+using Say = std::function<void(const std::string&)>;
+
 // install.encrypted_partitions: the persistent partition (Kairos spells it COS_PERSISTENT).
 // OEM holds the cloud-config read before anything could be unlocked: it stays plain.
 Result<bool> encrypts_persistent(const std::vector<std::string>& parts) {
@@ -212,182 +210,214 @@ Result<bool> encrypts_persistent(const std::vector<std::string>& parts) {
     return persistent;
 }
 
-}  // namespace
+// What this run does: the command line over the cloud-config's install: block.
+struct Settings {
+    std::string skipped;  // --auto with nothing to do: why (nothing else is set)
+    std::string device, bundle, after;
+    bool force = false, no_format = false, encrypt = false;
+    std::map<std::string, uint32_t> sizes_mib;  // install.partition_sizes_mib
+    std::vector<OemFile> oem_files;
+};
 
-Result<Report> run(const Options& o) {
-    auto say = [&](const std::string& s) {
-        if (o.say) o.say(s);
-    };
-    // 1. Settings: the install: block of the cloud-config, the command line winning.
-    if (o.auto_mode) {
-        // Checked before any config: a later source (a datasource, config_url, the kernel
-        // command line) may say install.auto again at every boot of the installed node.
-        auto marker =
-            BALLAST_TRY(RootPrefix(o.root).resolve(fmt::format("/oem/{}", kInstalledMarker)));
-        std::error_code ec;
-        if (std::filesystem::exists(marker, ec))
-            return Report{.skipped =
-                              fmt::format("this node was installed by install.auto (/oem/{})",
-                                          kInstalledMarker)};
-    }
-    std::vector<config::SourceFile> srcs = BALLAST_TRY(settings_sources(o));
-    std::vector<OemFile> oem_files = oem_files_of(o, srcs);
+// --auto on a node install.auto already installed: checked before any config, since a later
+// source (a datasource, config_url, the kernel command line) may say install.auto again at
+// every boot of the installed node.
+Result<std::optional<std::string>> installed_by_auto(const Options& o) {
+    auto marker = BALLAST_TRY(RootPrefix(o.root).resolve(fmt::format("/oem/{}", kInstalledMarker)));
+    std::error_code ec;
+    if (!std::filesystem::exists(marker, ec)) return std::nullopt;
+    return fmt::format("this node was installed by install.auto (/oem/{})", kInstalledMarker);
+}
+
+// The install: block of the cloud-config (empty without sources).
+Result<config::InstallSpec> install_block(const Options& o, std::vector<config::SourceFile> srcs) {
+    if (srcs.empty()) return config::InstallSpec{};
     // Files that hold an install: block: at boot, an error in one of them drops it whole, and
     // with it perhaps install.auto; that must stop the run, not read as "not asked for".
     std::set<std::string> install_files;
     for (const auto& src : srcs)
         if (src.text.find("install:") != std::string::npos) install_files.insert(src.name);
-    config::Config cfg;
-    if (!srcs.empty()) {
-        auto facts = config::gather_facts(RootPrefix());
-        auto loaded =
-            config::load_sources(std::move(srcs), facts ? *facts : nlohmann::json::object());
-        // At boot (--auto) a mistake in a file without an install: block is the boot stage's
-        // to report; install.auto off is then answered below.
-        const bool asked =
-            loaded.config.install.auto_install ||
-            std::ranges::any_of(loaded.diags.items(), [&](const config::Diagnostic& d) {
-                return d.severity == config::Severity::error && install_files.count(d.pos.file);
-            });
-        if (loaded.diags.has_errors() && (!o.auto_mode || asked))
-            return fail(Errc::invalid_argument, "{}", loaded.diags.errors_text());
-        cfg = std::move(loaded.config);
-    }
-    const auto& in = cfg.install;
-    if (o.auto_mode && !in.auto_install) return Report{.skipped = "install.auto is not true"};
-    std::string device = !o.device.empty() ? o.device : in.device;
-    if (device.empty() || device == "auto")
+    auto facts = config::gather_facts(RootPrefix());
+    auto loaded = config::load_sources(std::move(srcs), facts ? *facts : nlohmann::json::object());
+    // At boot (--auto) a mistake in a file without an install: block is the boot stage's to
+    // report; install.auto off is then answered by the caller.
+    const bool asked =
+        loaded.config.install.auto_install ||
+        std::ranges::any_of(loaded.diags.items(), [&](const config::Diagnostic& d) {
+            return d.severity == config::Severity::error && install_files.count(d.pos.file);
+        });
+    if (loaded.diags.has_errors() && (!o.auto_mode || asked))
+        return fail(Errc::invalid_argument, "{}", loaded.diags.errors_text());
+    return std::move(loaded.config.install);
+}
+
+// 1. Settings.
+Result<Settings> resolve(const Options& o) {
+    Settings s;
+    if (o.auto_mode)
+        if (auto why = BALLAST_TRY(installed_by_auto(o))) return Settings{.skipped = *why};
+    auto srcs = BALLAST_TRY(settings_sources(o));
+    s.oem_files = oem_files_of(o, srcs);
+    const auto in = BALLAST_TRY(install_block(o, std::move(srcs)));
+    if (o.auto_mode && !in.auto_install) return Settings{.skipped = "install.auto is not true"};
+    s.device = !o.device.empty() ? o.device : in.device;
+    if (s.device.empty() || s.device == "auto")
         return fail(Errc::invalid_argument, "no device: give --device or install.device");
     if (o.auto_mode)
-        if (auto why = BALLAST_TRY(finished_ballast_disk(device))) return Report{.skipped = *why};
+        if (auto why = BALLAST_TRY(finished_ballast_disk(s.device)))
+            return Settings{.skipped = *why};
     if (in.auto_install)
-        oem_files.push_back({std::string(kInstalledMarker), std::string(kInstalledOverride)});
-    const std::string bundle_src = !o.bundle.empty() ? o.bundle : in.source;
-    if (bundle_src.empty())
+        s.oem_files.push_back({std::string(kInstalledMarker), std::string(kInstalledOverride)});
+    s.bundle = !o.bundle.empty() ? o.bundle : in.source;
+    if (s.bundle.empty())
         return fail(Errc::invalid_argument, "no bundle: give --bundle or install.source");
-    if (bundle_src.front() != '/' && o.bundle.empty())
+    if (s.bundle.front() != '/' && o.bundle.empty())
         return fail(Errc::invalid_argument,
                     "install.source: {} is not the absolute path of a bundle (.tar or folder)",
-                    bundle_src);
-    const bool force = o.force || in.force;
-    const bool no_format = o.no_format || in.no_format;
-    std::string after = o.after.value_or(in.poweroff ? "poweroff" : in.reboot ? "reboot" : "none");
-    std::optional<crypt::Tpm2> tpm;
-    crypt::PcrBank bank{};
-    crypt::PcrMask pcrs = 0;
-    const bool encrypt = BALLAST_TRY(encrypts_persistent(in.encrypted_partitions));
-    if (encrypt && !no_format) {
-        // The TPM first: a node that cannot seal is refused before anything is written.
-        bank = BALLAST_TRY_CTX(crypt::parse_pcr_bank(o.pcr_bank), "tpm.pcr_bank");
-        pcrs = BALLAST_TRY_CTX(crypt::parse_pcr_list(o.pcrs), "tpm.pcrs");
-        tpm = BALLAST_TRY_CTX(crypt::Tpm2::open(o.tpm2_device),
-                              "install.encrypted_partitions needs a TPM2");
+                    s.bundle);
+    s.force = o.force || in.force;
+    s.no_format = o.no_format || in.no_format;
+    s.after = o.after.value_or(in.poweroff ? "poweroff" : in.reboot ? "reboot" : "none");
+    s.encrypt = BALLAST_TRY(encrypts_persistent(in.encrypted_partitions));
+    s.sizes_mib = in.partition_sizes_mib;
+    return s;
+}
+
+struct Sealing {
+    crypt::Tpm2 tpm;
+    crypt::PcrBank bank;
+    crypt::PcrMask pcrs;
+};
+
+// The TPM before anything else: a node that cannot seal is refused before anything is written.
+Result<std::optional<Sealing>> open_sealing(const Options& o, const Settings& s) {
+    if (!s.encrypt || s.no_format) return std::nullopt;
+    auto bank = BALLAST_TRY_CTX(crypt::parse_pcr_bank(o.pcr_bank), "tpm.pcr_bank");
+    auto pcrs = BALLAST_TRY_CTX(crypt::parse_pcr_list(o.pcrs), "tpm.pcrs");
+    auto tpm = BALLAST_TRY_CTX(crypt::Tpm2::open(o.tpm2_device),
+                               "install.encrypted_partitions needs a TPM2");
+    return Sealing{std::move(tpm), bank, pcrs};
+}
+
+// 3. The device: not mounted, blank unless --force. Its size.
+Result<uint64_t> check_device(const Settings& s, const Say& say) {
+    const uint64_t size = BALLAST_TRY([&]() -> Result<uint64_t> {
+        UniqueFd fd(::open(s.device.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd) return fail_errno(errno, s.device);
+        return disk::device_size(fd.get(), s.device);
+    }());
+    if (auto m = BALLAST_TRY(disk::mounted_at(s.device)))
+        return fail(Errc::busy, "{} is in use: mounted at {}", s.device, *m);
+    if (s.no_format) return size;
+    if (auto content = BALLAST_TRY(disk::probe_content(s.device))) {
+        auto parts = disk::read_partitions(s.device);
+        const std::string what =
+            parts && disk::find_label(*parts, disk::kSlotALabel) ? "a Ballast disk" : *content;
+        if (!s.force)
+            return fail(Errc::exists, "{} is not empty ({}); add --force to erase it", s.device,
+                        what == "a Ballast disk" ? "already a Ballast disk" : "it holds " + what);
+        say(fmt::format("{}: erasing {} (--force)", s.device, what));
     }
+    return size;
+}
+
+// 4. The plan: the partitions (new, or the ones kept with no-format) and what follows.
+Result<Report> plan(const Options& o, const Settings& s, const update::Checked& checked,
+                    uint64_t disk_size, const std::optional<Sealing>& seal) {
     auto size_of = [&](const std::optional<uint64_t>& cli, const char* key, uint64_t def) {
         if (cli) return *cli;
-        auto it = in.partition_sizes_mib.find(key);
-        return it != in.partition_sizes_mib.end() && it->second ? uint64_t(it->second) : def;
+        auto it = s.sizes_mib.find(key);
+        return it != s.sizes_mib.end() && it->second ? uint64_t(it->second) : def;
     };
-
-    // 2. The bundle: signature, manifest, image present and sized. Nothing is written before.
-    const std::string keyring = o.keyring.empty() ? update::default_keyring("/") : o.keyring;
-    auto bundle = BALLAST_TRY(update::Bundle::open(bundle_src));
-    auto checked = BALLAST_TRY(update::check_bundle(bundle, keyring));
-    BALLAST_TRY(update::check_bootable(checked, bundle_src));
-
-    // 3. The device: not mounted, blank unless --force.
-    {
-        UniqueFd fd(::open(device.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!fd) return fail_errno(errno, device);
-    }
-    const uint64_t disk_size = BALLAST_TRY([&]() -> Result<uint64_t> {
-        UniqueFd fd(::open(device.c_str(), O_RDONLY | O_CLOEXEC));
-        return disk::device_size(fd.get(), device);
-    }());
-    if (auto m = BALLAST_TRY(disk::mounted_at(device)))
-        return fail(Errc::busy, "{} is in use: mounted at {}", device, *m);
-    if (auto content = no_format ? std::nullopt : BALLAST_TRY(disk::probe_content(device))) {
-        auto parts = disk::read_partitions(device);
-        const bool ballast = parts && disk::find_label(*parts, disk::kSlotALabel);
-        if (!force)
-            return fail(Errc::exists, "{} is not empty ({}{}); add --force to erase it", device,
-                        ballast ? "already a Ballast disk" : "it holds " + *content,
-                        ballast ? "" : "");
-        say(fmt::format("{}: erasing {} (--force)", device, ballast ? "a Ballast disk" : *content));
-    }
-
-    // 4. The plan.
-    disk::LayoutOptions lo;
-    lo.disk_size = disk_size;
-    lo.image_size = checked.manifest.image.size;
-    lo.efi_mib = size_of(o.efi_mib, "efi", 64);
-    lo.oem_mib = size_of(o.oem_mib, "oem", 64);
-    lo.slot_mib = size_of(o.slot_mib, "slot", 0);
-    lo.persistent_mib = size_of(o.persistent_mib, "persistent", 0);
     Report rep;
-    rep.device = device;
+    rep.device = s.device;
     rep.disk_size = disk_size;
-    if (no_format) {
+    if (s.no_format) {
         std::vector<disk::FoundPartition> found;
-        for (const auto& p : BALLAST_TRY(disk::read_partitions(device))) {
-            auto content = BALLAST_TRY(disk::probe_content(device, p.start, p.size));
+        for (const auto& p : BALLAST_TRY(disk::read_partitions(s.device))) {
+            auto content = BALLAST_TRY(disk::probe_content(s.device, p.start, p.size));
             found.push_back({p.number, p.label, p.type, p.start, p.size, content.value_or("")});
         }
         rep.layout = BALLAST_TRY_CTX(
-            disk::check_existing_layout(found, checked.manifest.image.size), "{}", device);
-        if (encrypt && rep.layout.back().fs != "crypto_LUKS")
+            disk::check_existing_layout(found, checked.manifest.image.size), "{}", s.device);
+        if (s.encrypt && rep.layout.back().fs != "crypto_LUKS")
             return fail(Errc::invalid_argument,
                         "install.encrypted_partitions: {} on {} is not encrypted, and no-format "
                         "keeps it as it is",
-                        disk::kPersistentLabel, device);
+                        disk::kPersistentLabel, s.device);
     } else {
+        disk::LayoutOptions lo;
+        lo.disk_size = disk_size;
+        lo.image_size = checked.manifest.image.size;
+        lo.efi_mib = size_of(o.efi_mib, "efi", 64);
+        lo.oem_mib = size_of(o.oem_mib, "oem", 64);
+        lo.slot_mib = size_of(o.slot_mib, "slot", 0);
+        lo.persistent_mib = size_of(o.persistent_mib, "persistent", 0);
         rep.layout = BALLAST_TRY(disk::plan_layout(lo));
     }
-    rep.no_format = no_format;
+    rep.no_format = s.no_format;
     rep.version = checked.manifest.version;
     rep.compatible = checked.manifest.compatible;
     rep.dry_run = o.dry_run;
-    rep.after = after;
-    if (tpm) rep.encryption = Report::Encryption{tpm->tcti(), crypt::format_pcr_list(pcrs)};
-    if (after != "none") {
-        struct stat st {};
-        if (::stat(device.c_str(), &st) == 0 && !S_ISBLK(st.st_mode)) {
-            rep.after_note = fmt::format(
-                "not going to {}: {} is an image file, not this "
-                "machine's disk",
-                after, device);
-            rep.after = "none";
-        }
+    rep.after = s.after;
+    if (seal)
+        rep.encryption = Report::Encryption{seal->tpm.tcti(), crypt::format_pcr_list(seal->pcrs)};
+    struct stat st {};
+    if (s.after != "none" && ::stat(s.device.c_str(), &st) == 0 && !S_ISBLK(st.st_mode)) {
+        rep.after_note = fmt::format(
+            "not going to {}: {} is an image file, not this machine's disk", s.after, s.device);
+        rep.after = "none";
     }
-    if (o.dry_run) return rep;
+    return rep;
+}
 
-    BALLAST_TRY(run_stage("before-install", o));
-    // Every label is in the plan by construction.
-    auto part = [&](const char* label) -> const disk::PartitionPlan& {
-        for (const auto& p : rep.layout)
-            if (p.label == label) return p;
-        std::abort();
-    };
+// Every label is in the plan by construction.
+const disk::PartitionPlan& part(const Report& rep, std::string_view label) {
+    for (const auto& p : rep.layout)
+        if (p.label == label) return p;
+    std::abort();
+}
 
-    // 5. Partitions and filesystems.
-    if (!no_format) {
+// The persistent partition: plain ext4, or LUKS2 sealed to the TPM with a recovery key.
+Status format_persistent(const std::string& device, const disk::PartitionPlan& persistent,
+                         std::optional<Sealing>& seal, const std::string& tmp, Report& rep,
+                         const Say& say) {
+    if (!seal)
+        return disk::make_ext4(device, persistent.start, persistent.size, disk::kPersistentLabel);
+    say(fmt::format("encrypting {} (LUKS2, TPM2 at {})", disk::kPersistentLabel, seal->tpm.tcti()));
+    auto enc = BALLAST_TRY_CTX(
+        crypt::make_encrypted_ext4(device, persistent.start, persistent.size,
+                                   disk::kPersistentLabel, seal->tpm, seal->bank, seal->pcrs, tmp),
+        "encrypt {}", disk::kPersistentLabel);
+    rep.encryption->uuid = enc.uuid;
+    rep.encryption->tpm2_keyslot = enc.tpm.keyslot;
+    rep.encryption->recovery_keyslot = enc.recovery.keyslot;
+    rep.encryption->recovery_key = std::move(enc.recovery.key);
+    return {};
+}
+
+// 5. Partitions and filesystems: GPT, ESP, OEM (with the cloud-config), persistent (encrypted
+// when asked), slot B blank. With no-format OEM's files are put in, slot B is blanked, and the
+// rest stays.
+Status write_filesystems(const Settings& s, std::optional<Sealing>& seal, const std::string& tmp,
+                         Report& rep, const Say& say) {
+    const std::string& device = s.device;
+    if (!s.no_format) {
         say("writing the partition table");
         BALLAST_TRY(disk::write_gpt(device, rep.layout));
         failpoint("install.partitioned");
     }
-    auto tmp = BALLAST_TRY(TempDir::make());
-    const auto esp = part(disk::kEfiLabel), oem = part(disk::kOemLabel),
-               a = part(disk::kSlotALabel), b = part(disk::kSlotBLabel),
-               persistent = part(disk::kPersistentLabel);
-    if (!no_format) {
+    const auto &esp = part(rep, disk::kEfiLabel), &oem = part(rep, disk::kOemLabel),
+               &b = part(rep, disk::kSlotBLabel), &persistent = part(rep, disk::kPersistentLabel);
+    if (!s.no_format) {
         say("formatting");
         BALLAST_TRY(disk::make_vfat(device, esp.start, esp.size, disk::kEfiLabel));
     }
-    const std::string oem_dir = tmp.path() + "/oem";
+    const std::string oem_dir = tmp + "/oem";
     std::filesystem::create_directories(oem_dir);
-    for (const auto& f : oem_files)
+    for (const auto& f : s.oem_files)
         BALLAST_TRY(write_file_atomic(oem_dir + "/" + f.name, f.text, {.mode = 0600}));
-    if (no_format) {
+    if (s.no_format) {
         // The OEM's other files stay: a reinstall must not drop config put there since.
         for (const auto& f : std::filesystem::directory_iterator(oem_dir)) {
             say(fmt::format("{}: {}", disk::kOemLabel, f.path().filename().string()));
@@ -395,86 +425,105 @@ Result<Report> run(const Options& o) {
                 disk::ext4_put(device, oem.start, f.path().string(), f.path().filename().string()),
                 "{}", disk::kOemLabel);
         }
+        say(fmt::format("{}: kept as it is ({})", disk::kPersistentLabel, persistent.fs));
     } else {
         BALLAST_TRY(disk::make_ext4(device, oem.start, oem.size, disk::kOemLabel, oem_dir));
+        BALLAST_TRY(format_persistent(device, persistent, seal, tmp, rep, say));
     }
-    if (no_format) {
-        say(fmt::format("{}: kept as it is ({})", disk::kPersistentLabel, persistent.fs));
-    } else if (tpm) {
-        say(fmt::format("encrypting {} (LUKS2, TPM2 at {})", disk::kPersistentLabel, tpm->tcti()));
-        auto enc = BALLAST_TRY_CTX(
-            crypt::make_encrypted_ext4(device, persistent.start, persistent.size,
-                                       disk::kPersistentLabel, *tpm, bank, pcrs, tmp.path()),
-            "encrypt {}", disk::kPersistentLabel);
-        rep.encryption->uuid = enc.uuid;
-        rep.encryption->tpm2_keyslot = enc.tpm.keyslot;
-        rep.encryption->recovery_keyslot = enc.recovery.keyslot;
-        rep.encryption->recovery_key = std::move(enc.recovery.key);
-    } else {
-        BALLAST_TRY(
-            disk::make_ext4(device, persistent.start, persistent.size, disk::kPersistentLabel));
-    }
-    {
-        // Slot B is empty: nothing that looks like a filesystem may be left there.
-        auto rb = BALLAST_TRY(
-            disk::ByteRange::open(device, b.start, b.size, disk::ByteRange::Mode::write));
-        std::string zero(update::kHeaderSize, '\0');
-        BALLAST_TRY(rb.write_at(zero.data(), zero.size(), 0));
-        BALLAST_TRY(rb.sync());
-    }
+    // Slot B is empty: nothing that looks like a filesystem may be left there.
+    auto rb =
+        BALLAST_TRY(disk::ByteRange::open(device, b.start, b.size, disk::ByteRange::Mode::write));
+    const std::string zero(update::kHeaderSize, '\0');
+    BALLAST_TRY(rb.write_at(zero.data(), zero.size(), 0));
+    return rb.sync();
+}
 
-    // 6. The image into slot A, verified (the upgrade path's writer).
+// 6. The image into slot A, verified (the upgrade path's writer).
+Status write_slot_a(const std::string& device, const disk::PartitionPlan& a,
+                    const update::Checked& checked, const Say& say) {
     say(fmt::format("writing {} {} into slot A", checked.manifest.os_name,
                     checked.manifest.version));
     auto reader = BALLAST_TRY(
         update::file_reader(checked.image.path, checked.image.offset, checked.image.size));
     int last = -1;
+    auto progress = [&](update::WritePhase ph, uint64_t done, uint64_t total) {
+        int pct = int(done * 100 / std::max<uint64_t>(total, 1));
+        int key = int(ph) * 1000 + pct / 25;
+        if (key == last) return;
+        last = key;
+        say(fmt::format("  {} {}%",
+                        ph == update::WritePhase::reading_back ? "verifying" : "writing", pct));
+    };
     BALLAST_TRY_CTX(
-        update::write_image(
-            reader, checked.manifest.image.size, checked.manifest.image.sha256, device, a.start,
-            a.size,
-            [&](update::WritePhase ph, uint64_t done, uint64_t total) {
-                int pct = int(done * 100 / std::max<uint64_t>(total, 1));
-                int key = int(ph) * 1000 + pct / 25;
-                if (key == last) return;
-                last = key;
-                say(fmt::format("  {} {}%",
-                                ph == update::WritePhase::reading_back ? "verifying" : "writing",
-                                pct));
-            }),
+        update::write_image(reader, checked.manifest.image.size, checked.manifest.image.sha256,
+                            device, a.start, a.size, progress),
         "slot A");
+    return {};
+}
 
-    // 7. GRUB and the boot state.
+// 7. GRUB onto the ESP, with both boot-state copies present but locked (no boot state yet:
+// an install cut here reads as unfinished), then the boot state through the boot control, the
+// install's last write.
+Status install_boot(const Options& o, const std::string& device, const disk::PartitionPlan& esp,
+                    const std::string& version, const std::string& tmp, const Say& say) {
     say("installing GRUB");
-    const std::string efi = tmp.path() + "/BOOTX64.EFI";
-    {
-        ProcessOptions p;
-        p.argv = {"grub-mkimage", "-O",      "x86_64-efi", "-p",     "/grub",      "-d",
-                  o.grub_modules, "-o",      efi,          "normal", "part_gpt",   "fat",
-                  "ext2",         "squash4", "gzio",       "xzio",   "zstd",       "loadenv",
-                  "regexp",       "test",    "linux",      "echo",   "configfile", "serial",
-                  "terminal",     "tpm",     "true"};
-        p.timeout = std::chrono::minutes(2);
-        auto r = run_process(p);
-        if (!r)
-            return std::unexpected(
-                std::move(r.error()).context("grub-mkimage (install grub-efi-amd64-bin)"));
-        if (!r->success()) return fail(Errc::failed, "grub-mkimage {}: {}", r->describe(), r->err);
-    }
-    BALLAST_TRY(write_file_atomic(tmp.path() + "/grub.cfg", std::string(grub_cfg())));
-    const auto initial = boot::initial_state(boot::Slot::A, checked.manifest.version);
-    const auto env = BALLAST_TRY(boot::grubenv::serialize(boot::to_vars(initial)));
-    BALLAST_TRY(write_file_atomic(tmp.path() + "/grubenv", env));
+    const std::string efi = tmp + "/BOOTX64.EFI";
+    ProcessOptions p;
+    p.argv = {"grub-mkimage", "-O",      "x86_64-efi", "-p",     "/grub",      "-d",
+              o.grub_modules, "-o",      efi,          "normal", "part_gpt",   "fat",
+              "ext2",         "squash4", "gzio",       "xzio",   "zstd",       "loadenv",
+              "regexp",       "test",    "linux",      "echo",   "configfile", "serial",
+              "terminal",     "tpm",     "true"};
+    p.timeout = std::chrono::minutes(2);
+    auto r = run_process(p);
+    if (!r)
+        return std::unexpected(
+            std::move(r.error()).context("grub-mkimage (install grub-efi-amd64-bin)"));
+    if (!r->success()) return fail(Errc::failed, "grub-mkimage {}: {}", r->describe(), r->err);
+    const auto initial = boot::initial_state(boot::Slot::A, version);
+    BALLAST_TRY(write_file_atomic(tmp + "/grub.cfg", std::string(grub_cfg())));
+    const auto locked = BALLAST_TRY(boot::grubenv::serialize(boot::to_vars(initial, true)));
+    BALLAST_TRY(write_file_atomic(tmp + "/grubenv", locked));
     for (const char* d : {"/EFI/BOOT", "/grub/env1", "/grub/env2"})
         BALLAST_TRY(disk::fat_mkdir(device, esp.start, d));
     BALLAST_TRY(disk::fat_put(device, esp.start, efi, "/EFI/BOOT/BOOTX64.EFI"));
-    BALLAST_TRY(disk::fat_put(device, esp.start, tmp.path() + "/grub.cfg", "/grub/grub.cfg"));
-    BALLAST_TRY(disk::fat_put(device, esp.start, tmp.path() + "/grubenv", boot::kEnvCopy2));
-    BALLAST_TRY(disk::fat_put(device, esp.start, tmp.path() + "/grubenv", boot::kEnvCopy1));
-    {
-        UniqueFd fd(::open(device.c_str(), O_RDWR | O_CLOEXEC));
-        if (!fd || ::fsync(fd.get()) < 0) return fail_errno(errno, "sync " + device);
-    }
+    BALLAST_TRY(disk::fat_put(device, esp.start, tmp + "/grub.cfg", "/grub/grub.cfg"));
+    BALLAST_TRY(disk::fat_put(device, esp.start, tmp + "/grubenv", boot::kEnvCopy2));
+    BALLAST_TRY(disk::fat_put(device, esp.start, tmp + "/grubenv", boot::kEnvCopy1));
+    failpoint("install.boot-files");
+    auto disk_boot = BALLAST_TRY(boot::DiskBoot::open(device));
+    BALLAST_TRY_CTX(disk_boot.control().initialize(initial), "boot state");
+    UniqueFd fd(::open(device.c_str(), O_RDWR | O_CLOEXEC));
+    if (!fd || ::fsync(fd.get()) < 0) return fail_errno(errno, "sync " + device);
+    return {};
+}
+
+}  // namespace
+
+Result<Report> run(const Options& o) {
+    const Say say = [&](const std::string& line) {
+        if (o.say) o.say(line);
+    };
+    // 1. Settings, and the TPM when the persistent partition is to be encrypted.
+    const Settings s = BALLAST_TRY(resolve(o));
+    if (!s.skipped.empty()) return Report{.skipped = s.skipped};
+    auto seal = BALLAST_TRY(open_sealing(o, s));
+    // 2. The bundle: signature, manifest, image present and sized. Nothing is written before.
+    const std::string keyring = o.keyring.empty() ? update::default_keyring("/") : o.keyring;
+    auto bundle = BALLAST_TRY(update::Bundle::open(s.bundle));
+    auto checked = BALLAST_TRY(update::check_bundle(bundle, keyring));
+    BALLAST_TRY(update::check_bootable(checked, s.bundle));
+    // 3. and 4.
+    const uint64_t disk_size = BALLAST_TRY(check_device(s, say));
+    auto rep = BALLAST_TRY(plan(o, s, checked, disk_size, seal));
+    if (o.dry_run) return rep;
+
+    BALLAST_TRY(run_stage("before-install", o));
+    auto tmp = BALLAST_TRY(TempDir::make());
+    BALLAST_TRY(write_filesystems(s, seal, tmp.path(), rep, say));
+    BALLAST_TRY(write_slot_a(s.device, part(rep, disk::kSlotALabel), checked, say));
+    BALLAST_TRY(install_boot(o, s.device, part(rep, disk::kEfiLabel), checked.manifest.version,
+                             tmp.path(), say));
     failpoint("install.done");
     BALLAST_TRY(run_stage("after-install", o));
     return rep;
