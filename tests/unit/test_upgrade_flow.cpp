@@ -41,14 +41,14 @@ struct MemoryBundle {
         manifest.os_name = "ballast-os";
         manifest.version = "2.0";
         manifest.compatible = "test-amd64";
-        manifest.image = {"rootfs.img", bytes.size(), sha256_hex(bytes), "squashfs"};
+        manifest.image = {"rootfs.img", bytes.size(), sha256_hex(bytes).value(), "squashfs"};
         manifest.created = "2026-12-04T00:00:00Z";
     }
     OpenedSource open(const std::string& where) const {
         OpenedSource o;
         o.where = where;
         o.checked.manifest = manifest;
-        o.checked.manifest_sha256 = sha256_hex(serialize_manifest(manifest));
+        o.checked.manifest_sha256 = sha256_hex(serialize_manifest(manifest)).value();
         o.checked.signer = {"/CN=test signer", "Dec  4 00:00:00 2036 GMT"};
         o.open_image = [this]() -> Result<ImageReader> {
             auto pos = std::make_shared<size_t>(0);
@@ -163,7 +163,7 @@ TEST_CASE("upgrade flow: the write order, over a boot control in memory", "[upda
     CHECK(j->state == JobState::staged);
     CHECK(j->target == Slot::B);
     CHECK(j->bytes_done == n.bundle.bytes.size());
-    CHECK(j->manifest_sha256 == sha256_hex(serialize_manifest(n.bundle.manifest)));
+    CHECK(j->manifest_sha256 == sha256_hex(serialize_manifest(n.bundle.manifest)).value());
     // before-upgrade before anything is written; after-upgrade and the keys before activation.
     CHECK(hooks == std::vector<std::string>{"before-upgrade after 0 writes",
                                             "after-upgrade after 1 writes", "keys after 1 writes"});

@@ -1,7 +1,6 @@
 #include "ballast/core/openssl.hpp"
 
 #include <mutex>
-#include <stdexcept>
 
 namespace ballast::ossl {
 
@@ -15,12 +14,6 @@ Result<const Api*> api() {
     });
     if (!loaded) return std::unexpected(loaded.error());
     return &a;
-}
-
-const Api& required() {
-    auto a = api();
-    if (!a) throw std::runtime_error(a.error().what());
-    return **a;
 }
 
 std::string errors(const Api& a) {

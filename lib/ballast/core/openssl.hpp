@@ -81,9 +81,6 @@ struct Api {
 
 // The table, loaded once; Errc::unsupported naming the package when libcrypto.so.3 is missing.
 [[nodiscard]] Result<const Api*> api();
-// The table where hashing is never optional (a node without libssl3 is broken): throws
-// std::runtime_error with api()'s message instead.
-[[nodiscard]] const Api& required();
 
 // The reasons OpenSSL queued, joined ("...; ..."), and the queue cleared.
 [[nodiscard]] std::string errors(const Api& a);

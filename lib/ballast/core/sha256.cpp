@@ -14,7 +14,12 @@ struct Sha256::Impl {
     ~Impl() { a.EVP_MD_CTX_free(ctx); }
 };
 
-Sha256::Sha256() : impl_(std::make_unique<Impl>(ossl::required())) {}
+Result<Sha256> Sha256::make() {
+    const auto* api = BALLAST_TRY(ossl::api());
+    return Sha256(std::make_unique<Impl>(*api));
+}
+
+Sha256::Sha256(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Sha256::~Sha256() = default;
 Sha256::Sha256(Sha256&&) noexcept = default;
 Sha256& Sha256::operator=(Sha256&&) noexcept = default;
@@ -35,14 +40,14 @@ std::string Sha256::hex() {
     return to_hex(md);
 }
 
-std::string sha256_hex(std::string_view data) {
-    Sha256 h;
+Result<std::string> sha256_hex(std::string_view data) {
+    auto h = BALLAST_TRY(Sha256::make());
     h.update(data);
     return h.hex();
 }
 
-std::array<uint8_t, 32> sha256_digest(std::string_view data) {
-    Sha256 h;
+Result<std::array<uint8_t, 32>> sha256_digest(std::string_view data) {
+    auto h = BALLAST_TRY(Sha256::make());
     h.update(data);
     return h.digest();
 }

@@ -14,7 +14,8 @@ namespace ballast {
 
 class Sha256 {
   public:
-    Sha256();
+    // Errc::unsupported naming the package when libcrypto.so.3 cannot be loaded.
+    [[nodiscard]] static Result<Sha256> make();
     ~Sha256();
     Sha256(Sha256&&) noexcept;
     Sha256& operator=(Sha256&&) noexcept;
@@ -30,10 +31,11 @@ class Sha256 {
 
   private:
     struct Impl;
+    explicit Sha256(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };
 
-[[nodiscard]] std::string sha256_hex(std::string_view data);
-[[nodiscard]] std::array<uint8_t, 32> sha256_digest(std::string_view data);
+[[nodiscard]] Result<std::string> sha256_hex(std::string_view data);
+[[nodiscard]] Result<std::array<uint8_t, 32>> sha256_digest(std::string_view data);
 
 }  // namespace ballast

@@ -96,7 +96,7 @@ std::vector<ParsedToken> tpm2_tokens(const Luks& luks) {
 Result<Enrolled> enroll_tpm2(Luks& luks, const SecretBytes& volume_key, Tpm2& tpm, PcrBank bank,
                              PcrMask pcrs, std::optional<std::string_view> pin) {
     std::optional<std::string> pin_auth;
-    if (pin) pin_auth = pin_auth_value(*pin, std::nullopt);
+    if (pin) pin_auth = BALLAST_TRY(pin_auth_value(*pin, std::nullopt));
     SecretBytes secret = BALLAST_TRY(random_secret(32));
     Sealed sealed = BALLAST_TRY(tpm.seal(secret.span(), bank, pcrs, pin_auth));
     // Same policy already enrolled (systemd's search_policy_hash) and still unsealing with this
@@ -128,7 +128,8 @@ Result<Enrolled> enroll_tpm2(Luks& luks, const SecretBytes& volume_key, Tpm2& tp
 
     SecretBytes pass = passphrase_of(secret);
     token.keyslot = BALLAST_TRY(luks.add_keyslot(volume_key, as_view(pass)));
-    auto id = luks.add_token(tpm2_token_json(token));
+    auto text = tpm2_token_json(token);
+    auto id = text ? luks.add_token(*text) : Result<int>(std::unexpected(text.error()));
     if (!id) {
         // systemd 252 leaves the keyslot behind here; an orphan slot nobody can open is noise.
         if (auto st = luks.destroy_keyslot(token.keyslot); !st)
@@ -151,7 +152,8 @@ Result<RecoveryKey> enroll_recovery_key(Luks& luks, const SecretBytes& volume_ke
     RecoveryKey out;
     out.key = BALLAST_TRY(make_recovery_key());
     out.keyslot = BALLAST_TRY(luks.add_keyslot(volume_key, out.key));
-    if (auto id = luks.add_token(recovery_token_json(out.keyslot)); !id) {
+    auto text = recovery_token_json(out.keyslot);
+    if (auto id = text ? luks.add_token(*text) : Result<int>(std::unexpected(text.error())); !id) {
         (void)luks.destroy_keyslot(out.keyslot);
         return std::unexpected(std::move(id).error());
     }
@@ -189,8 +191,13 @@ Result<Unlocked> unlock_tpm2(Luks& luks, Tpm2& tpm,
                 reasons.push_back(fmt::format("token {}: needs a PIN", info.id));
                 continue;
             }
-            pin_auth = pin_auth_value(
+            auto auth = pin_auth_value(
                 *pin, token->salt ? std::optional<std::string_view>(*token->salt) : std::nullopt);
+            if (!auth) {
+                reasons.push_back(fmt::format("token {}: {}", info.id, auth.error().what()));
+                continue;
+            }
+            pin_auth = std::move(*auth);
         }
         auto secret = tpm.unseal(sealed_object(*token), pin_auth);
         if (!secret) {

@@ -2,7 +2,6 @@
 
 #include <climits>
 #include <cstring>
-#include <stdexcept>
 
 #include "ballast/core/encoding.hpp"
 #include "ballast/core/openssl.hpp"
@@ -44,18 +43,20 @@ std::string pcr_selection_bytes(PcrBank bank, PcrMask mask) {
     return out;
 }
 
-void require(bool ok, const char* what) {
-    if (!ok) throw std::invalid_argument(what);
+Status require(bool ok, const char* what) {
+    if (!ok) return fail(Errc::invalid_argument, "{}", what);
+    return {};
 }
 
-std::array<uint8_t, 32> pbkdf2_sha256(std::string_view pin, std::string_view salt) {
-    require(pin.size() <= INT_MAX && salt.size() <= INT_MAX, "pin_auth_value: input too large");
-    const auto& a = ossl::required();
+Result<std::array<uint8_t, 32>> pbkdf2_sha256(std::string_view pin, std::string_view salt) {
+    BALLAST_TRY(require(pin.size() <= INT_MAX && salt.size() <= INT_MAX,
+                        "pin_auth_value: input too large"));
+    const auto& a = *BALLAST_TRY(ossl::api());
     std::array<uint8_t, 32> key{};
     if (a.PKCS5_PBKDF2_HMAC(pin.data(), int(pin.size()),
                             reinterpret_cast<const unsigned char*>(salt.data()), int(salt.size()),
                             kPinPbkdf2Iterations, a.EVP_sha256(), int(key.size()), key.data()) != 1)
-        throw std::runtime_error("PBKDF2-HMAC-SHA256: " + ossl::errors(a));
+        return fail(Errc::failed, "PBKDF2-HMAC-SHA256: {}", ossl::errors(a));
     return key;
 }
 
@@ -65,44 +66,46 @@ std::string as_string(const std::array<uint8_t, 32>& d) {
 
 }  // namespace
 
-Digest policy_pcr(const Digest& old, PcrBank bank, PcrMask mask,
-                  std::span<const std::string> values_ascending) {
-    require((mask & ~kAllPcrs) == 0, "policy_pcr: PCR mask has bits above PCR 23");
-    require(values_ascending.size() == size_t(std::popcount(mask)),
-            "policy_pcr: one value per selected PCR is needed");
-    Sha256 values;
+Result<Digest> policy_pcr(const Digest& old, PcrBank bank, PcrMask mask,
+                          std::span<const std::string> values_ascending) {
+    BALLAST_TRY(require((mask & ~kAllPcrs) == 0, "policy_pcr: PCR mask has bits above PCR 23"));
+    BALLAST_TRY(require(values_ascending.size() == size_t(std::popcount(mask)),
+                        "policy_pcr: one value per selected PCR is needed"));
+    auto values = BALLAST_TRY(Sha256::make());
     for (const auto& v : values_ascending) {
-        require(v.size() == digest_size(bank), "policy_pcr: PCR value size does not match bank");
+        BALLAST_TRY(require(v.size() == digest_size(bank),
+                            "policy_pcr: PCR value size does not match bank"));
         values.update(v);
     }
     auto pcr_digest = values.digest();
     std::string command;
     put_be32(command, kCcPolicyPcr);
     command += pcr_selection_bytes(bank, mask);
-    Sha256 h;
+    auto h = BALLAST_TRY(Sha256::make());
     h.update(bytes(old));
     h.update(command);
     h.update(bytes(pcr_digest));
     return h.digest();
 }
 
-Digest policy_auth_value(const Digest& old) {
+Result<Digest> policy_auth_value(const Digest& old) {
     std::string command;
     put_be32(command, kCcPolicyAuthValue);
-    Sha256 h;
+    auto h = BALLAST_TRY(Sha256::make());
     h.update(bytes(old));
     h.update(command);
     return h.digest();
 }
 
-Digest predict_policy(PcrBank bank, PcrMask mask, std::span<const std::string> values, bool pin) {
+Result<Digest> predict_policy(PcrBank bank, PcrMask mask, std::span<const std::string> values,
+                              bool pin) {
     Digest d{};
     // PolicyPCR with an empty selection would still change the digest; systemd skips it.
     if (mask != 0)
-        d = policy_pcr(d, bank, mask, values);
+        d = BALLAST_TRY(policy_pcr(d, bank, mask, values));
     else
-        require(values.empty(), "predict_policy: PCR values given without PCRs");
-    if (pin) d = policy_auth_value(d);
+        BALLAST_TRY(require(values.empty(), "predict_policy: PCR values given without PCRs"));
+    if (pin) d = BALLAST_TRY(policy_auth_value(d));
     return d;
 }
 
@@ -112,14 +115,14 @@ Digest predict_policy(PcrBank bank, PcrMask mask, std::span<const std::string> v
 // replace the PIN with base64mem() of that key (standard alphabet, '=' padding, no newline) when
 // the token has a salt, and tpm2_seal/tpm2_unseal then set the authValue to SHA256 of the PIN
 // string they are given (hash_pin).
-std::string pin_auth_value(std::string_view pin, std::optional<std::string_view> salt) {
-    if (!salt) return as_string(sha256_digest(pin));
-    auto key = pbkdf2_sha256(pin, *salt);
+Result<std::string> pin_auth_value(std::string_view pin, std::optional<std::string_view> salt) {
+    if (!salt) return as_string(BALLAST_TRY(sha256_digest(pin)));
+    auto key = BALLAST_TRY(pbkdf2_sha256(pin, *salt));
     auto encoded = base64_encode(bytes(key));
-    auto auth = as_string(sha256_digest(encoded));
+    auto digest = sha256_digest(encoded);
     ::explicit_bzero(key.data(), key.size());
     ::explicit_bzero(encoded.data(), encoded.size());
-    return auth;
+    return as_string(BALLAST_TRY(std::move(digest)));
 }
 
 }  // namespace ballast::crypt

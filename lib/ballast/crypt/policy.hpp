@@ -8,28 +8,29 @@
 #include <string>
 #include <string_view>
 
+#include "ballast/core/result.hpp"
 #include "ballast/crypt/pcr.hpp"
 
 namespace ballast::crypt {
 
 // TPM2_PolicyPCR: SHA256(old || TPM_CC_PolicyPCR || TPML_PCR_SELECTION || SHA256(values)).
 // `values_ascending` holds the raw value of each PCR of `mask`, lowest PCR first. A count or a
-// size that does not match, or a bit above PCR 23, is a caller's bug and throws
-// std::invalid_argument rather than yield a digest that binds to something else.
-[[nodiscard]] Digest policy_pcr(const Digest& old, PcrBank bank, PcrMask mask,
-                                std::span<const std::string> values_ascending);
+// size that does not match, or a bit above PCR 23, is Errc::invalid_argument rather than a
+// digest that binds to something else.
+[[nodiscard]] Result<Digest> policy_pcr(const Digest& old, PcrBank bank, PcrMask mask,
+                                        std::span<const std::string> values_ascending);
 // TPM2_PolicyAuthValue: SHA256(old || TPM_CC_PolicyAuthValue).
-[[nodiscard]] Digest policy_auth_value(const Digest& old);
+[[nodiscard]] Result<Digest> policy_auth_value(const Digest& old);
 // The digest systemd 252 seals to: from 32 zero bytes, PolicyPCR when `mask` is not empty, then
 // PolicyAuthValue when there is a PIN. `values` as for policy_pcr (empty when `mask` is).
-[[nodiscard]] Digest predict_policy(PcrBank bank, PcrMask mask, std::span<const std::string> values,
-                                    bool pin);
+[[nodiscard]] Result<Digest> predict_policy(PcrBank bank, PcrMask mask,
+                                            std::span<const std::string> values, bool pin);
 
 // The sealed object's authValue for `pin` (32 raw bytes; a secret).
 // Without salt (systemd 252, and what Ballast writes): SHA256(pin).
 // With the token's tpm2_salt (systemd 253+): SHA256(base64(PBKDF2-HMAC-SHA256(pin, salt, 10000
 // iterations, 32 bytes))), base64 standard with padding, as a 44-character string.
-[[nodiscard]] std::string pin_auth_value(std::string_view pin,
-                                         std::optional<std::string_view> salt);
+[[nodiscard]] Result<std::string> pin_auth_value(std::string_view pin,
+                                                 std::optional<std::string_view> salt);
 
 }  // namespace ballast::crypt

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
@@ -154,10 +153,9 @@ Status check_known_fields(const Json& token) {
     return {};
 }
 
-std::string keyslot_text(int keyslot) {
+Result<std::string> keyslot_text(int keyslot) {
     if (keyslot < 0 || keyslot >= kMaxKeyslots)
-        throw std::invalid_argument("LUKS2 token: keyslot " + std::to_string(keyslot) +
-                                    " is not 0-31");
+        return fail(Errc::invalid_argument, "LUKS2 token: keyslot {} is not 0-31", keyslot);
     return std::to_string(keyslot);
 }
 
@@ -224,16 +222,16 @@ Result<PrimaryAlg> parse_primary_alg(std::string_view name) {
                 name);
 }
 
-std::string tpm2_token_json(const Tpm2Token& t) {
+Result<std::string> tpm2_token_json(const Tpm2Token& t) {
     if (t.salt || t.srk || t.signed_policy)
-        throw std::invalid_argument(
-            "tpm2_token_json: tpm2_salt, tpm2_srk and tpm2_pubkey are not written: systemd 252 "
-            "would not unlock the token");
-    if (t.blob.empty()) throw std::invalid_argument("tpm2_token_json: empty blob");
+        return fail(Errc::invalid_argument,
+                    "tpm2_token_json: tpm2_salt, tpm2_srk and tpm2_pubkey are not written: systemd "
+                    "252 would not unlock the token");
+    if (t.blob.empty()) return fail(Errc::invalid_argument, "tpm2_token_json: empty blob");
     // ordered_json keeps systemd's field order, so the text matches what systemd writes.
     nlohmann::ordered_json j;
     j["type"] = std::string(kTpm2TokenType);
-    j["keyslots"] = nlohmann::ordered_json::array({keyslot_text(t.keyslot)});
+    j["keyslots"] = nlohmann::ordered_json::array({BALLAST_TRY(keyslot_text(t.keyslot))});
     j["tpm2-blob"] = base64_encode(t.blob);
     j["tpm2-pcrs"] = pcr_indices(t.pcrs);
     j["tpm2-pcr-bank"] = std::string(to_string(t.bank.value_or(PcrBank::sha256)));
@@ -257,10 +255,10 @@ Result<Tpm2Token> parse_tpm2_token(std::string_view json) {
     return t;
 }
 
-std::string recovery_token_json(int keyslot) {
+Result<std::string> recovery_token_json(int keyslot) {
     nlohmann::ordered_json j;
     j["type"] = std::string(kRecoveryTokenType);
-    j["keyslots"] = nlohmann::ordered_json::array({keyslot_text(keyslot)});
+    j["keyslots"] = nlohmann::ordered_json::array({BALLAST_TRY(keyslot_text(keyslot))});
     return json_text(j);
 }
 

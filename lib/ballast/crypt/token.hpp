@@ -40,8 +40,8 @@ struct Tpm2Token {
 // The token as systemd 252 writes it, compact and in its field order: type, keyslots, tpm2-blob,
 // tpm2-pcrs, tpm2-pcr-bank (sha256 when `bank` is absent), tpm2-primary-alg, tpm2-policy-hash,
 // tpm2-pin. A token 252 could not unlock (salt, srk or signed policy set), an empty blob or a
-// keyslot outside 0-31 is a caller's bug and throws std::invalid_argument.
-[[nodiscard]] std::string tpm2_token_json(const Tpm2Token& token);
+// keyslot outside 0-31 is Errc::invalid_argument.
+[[nodiscard]] Result<std::string> tpm2_token_json(const Tpm2Token& token);
 
 // Strict: every field is checked and errors name it ("tpm2-pcrs: 24 is not a PCR (0-23)").
 // Errc::parse for a malformed token; Errc::unsupported for what newer systemd writes and Ballast
@@ -50,9 +50,8 @@ struct Tpm2Token {
 // tpm2-policy-hash given as an array of exactly one shard (systemd 257+) is read like the string.
 [[nodiscard]] Result<Tpm2Token> parse_tpm2_token(std::string_view json);
 
-// {"type":"systemd-recovery","keyslots":["N"]}; a keyslot outside 0-31 throws
-// std::invalid_argument.
-[[nodiscard]] std::string recovery_token_json(int keyslot);
+// {"type":"systemd-recovery","keyslots":["N"]}; a keyslot outside 0-31 is Errc::invalid_argument.
+[[nodiscard]] Result<std::string> recovery_token_json(int keyslot);
 
 // The "type" of any LUKS2 token.
 [[nodiscard]] Result<std::string> token_type(std::string_view json);

@@ -234,7 +234,7 @@ Result<Checked> check_parts(
     Checked c;
     c.signer = BALLAST_TRY_CTX(verify(*manifest_text, *sig, keyring_pem), "{}", where);
     c.manifest = BALLAST_TRY_CTX(parse_manifest(*manifest_text), "{}", where);
-    c.manifest_sha256 = sha256_hex(*manifest_text);
+    c.manifest_sha256 = BALLAST_TRY(sha256_hex(*manifest_text));
     auto img = member(c.manifest.image.file);
     if (!img)
         return fail(Errc::invalid_argument, "{}: the image {} named by the manifest is missing",
@@ -272,7 +272,7 @@ Status verify_image(const Checked& c, const std::function<void(uint64_t, uint64_
     UniqueFd fd(::open(c.image.path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return fail_errno(errno, c.image.path);
     ::posix_fadvise(fd.get(), off_t(c.image.offset), off_t(c.image.size), POSIX_FADV_SEQUENTIAL);
-    Sha256 h;
+    auto h = BALLAST_TRY(Sha256::make());
     std::vector<uint8_t> buf(4u << 20);
     uint64_t done = 0;
     while (done < c.image.size) {
@@ -310,7 +310,7 @@ Result<Manifest> create_bundle(const CreateOptions& o) {
     m.image.fstype = type;
     m.created = now_utc();
     {
-        Sha256 h;
+        auto h = BALLAST_TRY(Sha256::make());
         std::vector<uint8_t> buf(4u << 20);
         for (uint64_t done = 0; done < m.image.size;) {
             ssize_t r = ::pread(img.get(), buf.data(), buf.size(), off_t(done));

@@ -183,7 +183,7 @@ Result<WriteStats> write_image(const ImageReader& source, uint64_t size, const s
         free_q.push(i);
     std::vector<int> pending(kBuffers, 0);  // the hasher and the checker release each buffer
     std::mutex pm;
-    Sha256 hash;
+    auto hash = BALLAST_TRY(Sha256::make());
     FirstError io_error;
     auto release = [&](int i) {
         std::lock_guard l(pm);

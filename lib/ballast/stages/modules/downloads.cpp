@@ -22,6 +22,11 @@ void downloads(const config::Step& s, StageContext& ctx, ModuleResult& r) {
             r.error(cur.error().what());
             continue;
         }
+        auto h = Sha256::make();
+        if (!h) {
+            r.error(h.error().what());
+            continue;
+        }
         if (*cur && !d.sha256.empty() && sha256_hex(**cur) == d.sha256) {
             auto changed = ensure_file(ctx.root, d.path, **cur, mode, owner->uid, owner->gid);
             if (!changed)
@@ -40,12 +45,11 @@ void downloads(const config::Step& s, StageContext& ctx, ModuleResult& r) {
             r.error(w.error().what());
             continue;
         }
-        Sha256 h;
         std::string body;  // kept only to compare with the current file when no sha256 is given
         http::Options opts = ctx.http;
         if (d.timeout.count()) opts.timeout = d.timeout;
         auto got = http::get(d.url, opts, [&](std::span<const char> chunk) -> Status {
-            h.update(std::string_view(chunk.data(), chunk.size()));
+            h->update(std::string_view(chunk.data(), chunk.size()));
             if (d.sha256.empty()) body.append(chunk.data(), chunk.size());
             return w->write(std::string_view(chunk.data(), chunk.size()));
         });
@@ -53,7 +57,7 @@ void downloads(const config::Step& s, StageContext& ctx, ModuleResult& r) {
             r.error(got.error().what());
             continue;
         }
-        std::string digest = h.hex();
+        std::string digest = h->hex();
         if (!d.sha256.empty() && digest != d.sha256) {
             r.error(fmt::format("{}: sha256 {} does not match the expected {}; file not written",
                                 d.url, digest, d.sha256));
