@@ -80,31 +80,18 @@ nlohmann::json UpgradeResult::to_json() const {
             {"already", already}};
 }
 
-Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
-                              const UpgradeProgress& progress) {
-    const auto t0 = std::chrono::steady_clock::now();
-    auto say = [&](std::string_view phase, uint64_t done, uint64_t total) {
-        if (progress) progress(phase, done, total);
-    };
-    if (!env.control) return fail(Errc::unavailable, "no Ballast disk: nothing to upgrade");
-    if (!env.booted)
-        return fail(Errc::unavailable,
-                    "the booted slot is unknown (no ballast.slot= on the kernel command line); "
-                    "refusing to pick a target");
-    const boot::Slot booted = *env.booted, target = boot::other(booted);
-    auto& control = *env.control;
-    const auto lock = BALLAST_TRY(lock_upgrades(env.state_dir));
+namespace {
 
-    // 1. Checks. Nothing is written until all have passed.
-    say("checking", 0, 0);
-    auto src = BALLAST_TRY(env.open ? env.open(req.source, env.source)
-                                    : open_source(req.source, env.source));
-    const auto& m = src.checked.manifest;
-    if (req.expect_manifest_sha256 && *req.expect_manifest_sha256 != src.checked.manifest_sha256)
+// The bundle against this node: unchanged since an interrupted write, made for this node, one
+// GRUB can boot, and small enough for the target slot.
+Status check_bundle_fits(const UpgradeRequest& req, const UpgradeEnv& env, const Checked& checked,
+                         boot::Slot target) {
+    const auto& m = checked.manifest;
+    if (req.expect_manifest_sha256 && *req.expect_manifest_sha256 != checked.manifest_sha256)
         return fail(Errc::verification,
                     "{}: the bundle changed since the interrupted write (manifest sha256 {} "
                     "instead of {})",
-                    req.source, src.checked.manifest_sha256, *req.expect_manifest_sha256);
+                    req.source, checked.manifest_sha256, *req.expect_manifest_sha256);
     if (env.compatible.empty())
         return fail(Errc::invalid_argument,
                     "this node's compatible string is unknown: set update.compatible in "
@@ -113,12 +100,20 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
         return fail(Errc::invalid_argument,
                     "{}: the bundle is for '{}', this node is '{}'; refusing", req.source,
                     m.compatible, env.compatible);
-    BALLAST_TRY(check_bootable(src.checked, req.source));
+    BALLAST_TRY(check_bootable(checked, req.source));
     const auto& part = env.slots.at(target);
     if (m.image.size > part.size)
         return fail(Errc::invalid_argument, "the image ({} bytes) does not fit slot {} ({} bytes)",
                     m.image.size, boot::name(target), part.size);
-    auto state = BALLAST_TRY_CTX(control.load(), "boot control");
+    return {};
+}
+
+// What the boot state allows: the booted slot good (I1: the target is then not the only
+// fallback) and not on trial (I4). A result when the version already runs there: nothing to do.
+Result<std::optional<UpgradeResult>> check_boot_state(const UpgradeRequest& req,
+                                                      const boot::BootState& state,
+                                                      boot::Slot booted, const Manifest& m) {
+    const boot::Slot target = boot::other(booted);
     if (state.at(booted).ok && state.at(booted).version == m.version && !req.force) {
         UpgradeResult r;
         r.version = r.from_version = m.version;
@@ -139,16 +134,97 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
                     "slot {} is on trial: it must pass its health check (or be marked good) "
                     "before slot {} may be overwritten",
                     boot::name(booted), boot::name(target));
-    const auto refused_file = refused_path(env.state_dir);
+    return std::nullopt;
+}
+
+// A version that failed on this node is refused, unless forced (it is then forgotten).
+Status check_refused(const std::filesystem::path& state_dir, const Manifest& m, bool force) {
+    const auto refused_file = refused_path(state_dir);
     for (const auto& r : BALLAST_TRY(load_refused(refused_file))) {
         if (r.version != m.version) continue;
-        if (!req.force)
+        if (!force)
             return fail(Errc::invalid_argument,
                         "version {} failed on this node ({}, {}); refusing it (agentctl upgrade "
                         "--force tries it again)",
                         m.version, r.reason, r.at);
         BALLAST_TRY(remove_refused(refused_file, m.version));
     }
+    return {};
+}
+
+Journal new_journal(const UpgradeRequest& req, const UpgradeEnv& env, const Checked& checked,
+                    const boot::BootState& state, boot::Slot booted) {
+    Journal j;
+    j.state = JobState::writing;
+    j.target = boot::other(booted);
+    j.from = booted;
+    j.source = req.source;
+    j.version = checked.manifest.version;
+    j.from_version = state.at(booted).version;
+    j.manifest_sha256 = checked.manifest_sha256;
+    j.tries = env.tries;
+    j.force = req.force;
+    j.reboot = req.reboot;
+    j.started = now_utc();
+    return j;
+}
+
+// Steps 4-5 into the target, with progress and the journal's byte count every kJournalEvery.
+Status write_target(ImageReader& reader, const Manifest& m, const boot::SlotDevice& part,
+                    Journal& j, const std::filesystem::path& jpath, const UpgradeProgress& say) {
+    std::mutex jm;
+    std::atomic<uint64_t> bytes_written{0};
+    uint64_t next_journal = kJournalEvery;
+    auto progress = [&](WritePhase ph, uint64_t done, uint64_t total) {
+        // Read-back runs alongside the write; it is reported as its own phase once the write is
+        // complete, so each phase's rate and ETA mean one thing. The header's write is not a
+        // phase of its own.
+        if (ph == WritePhase::reading_back) {
+            if (bytes_written.load() >= total) say("verifying", done, total);
+            return;
+        }
+        if (ph != WritePhase::writing) return;
+        bytes_written.store(done);
+        say("writing", done, total);
+        if (done * 2 >= total) failpoint("upgrade.half-written");
+        std::lock_guard l(jm);
+        if (done < next_journal) return;
+        next_journal = done + kJournalEvery;
+        j.bytes_done = done;
+        if (auto st = save_journal(jpath, j); !st) spdlog::warn("journal: {}", st.error().what());
+    };
+    BALLAST_TRY(write_image(reader, m.image.size, m.image.sha256, part.path, part.start, part.size,
+                            progress));
+    j.bytes_done = m.image.size;
+    return {};
+}
+
+}  // namespace
+
+Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
+                              const UpgradeProgress& progress) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const UpgradeProgress say = [&](std::string_view phase, uint64_t done, uint64_t total) {
+        if (progress) progress(phase, done, total);
+    };
+    if (!env.control) return fail(Errc::unavailable, "no Ballast disk: nothing to upgrade");
+    if (!env.booted)
+        return fail(Errc::unavailable,
+                    "the booted slot is unknown (no ballast.slot= on the kernel command line); "
+                    "refusing to pick a target");
+    const boot::Slot booted = *env.booted, target = boot::other(booted);
+    auto& control = *env.control;
+    const auto lock = BALLAST_TRY(lock_upgrades(env.state_dir));
+
+    // 1. Checks. Nothing is written until all have passed.
+    say("checking", 0, 0);
+    auto src = BALLAST_TRY(env.open ? env.open(req.source, env.source)
+                                    : open_source(req.source, env.source));
+    const auto& m = src.checked.manifest;
+    BALLAST_TRY(check_bundle_fits(req, env, src.checked, target));
+    auto state = BALLAST_TRY_CTX(control.load(), "boot control");
+    if (auto already = BALLAST_TRY(check_boot_state(req, state, booted, m))) return *already;
+    BALLAST_TRY(check_refused(env.state_dir, m, req.force));
     failpoint("upgrade.checked");
     BALLAST_TRY(run_stage("before-upgrade", env));
 
@@ -157,72 +233,36 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
     BALLAST_TRY_CTX(control.save(state), "mark slot {} bad", boot::name(target));
     failpoint("upgrade.target-bad");
 
-    // 3. The journal.
-    Journal j;
-    j.state = JobState::writing;
-    j.target = target;
-    j.from = booted;
-    j.source = req.source;
-    j.version = m.version;
-    j.from_version = state.at(booted).version;
-    j.manifest_sha256 = src.checked.manifest_sha256;
-    j.tries = env.tries;
-    j.force = req.force;
-    j.reboot = req.reboot;
-    j.started = now_utc();
+    // 3. The journal. From here on a failure is recorded in it.
+    Journal j = new_journal(req, env, src.checked, state, booted);
     const auto jpath = journal_path(env.state_dir);
     BALLAST_TRY_CTX(save_journal(jpath, j), "journal");
     failpoint("upgrade.journaled");
-    auto failed = [&](const Error& e) -> Error {
+    auto failed = [&](Error e) -> std::unexpected<Error> {
         j.state = JobState::failed;
         j.error = fmt::format("upgrade to {}: {}", m.version, e.what());
         if (auto st = save_journal(jpath, j); !st) spdlog::error("journal: {}", st.error().what());
-        return e;
+        return std::unexpected(std::move(e));
     };
 
     // 4-5. Stream, hash, header last, read back.
     auto reader = src.open_image();
-    if (!reader) return std::unexpected(failed(reader.error()));
-    std::mutex jm;
-    std::atomic<uint64_t> bytes_written{0};
-    uint64_t next_journal = kJournalEvery;
-    auto written = write_image(*reader, m.image.size, m.image.sha256, part.path, part.start,
-                               part.size, [&](WritePhase ph, uint64_t done, uint64_t total) {
-                                   // Read-back runs alongside the write; it is reported as its own
-                                   // phase once the write is complete, so each phase's rate and ETA
-                                   // mean one thing. The header's write is not a phase of its own.
-                                   if (ph == WritePhase::reading_back) {
-                                       if (bytes_written.load() >= total)
-                                           say("verifying", done, total);
-                                       return;
-                                   }
-                                   if (ph != WritePhase::writing) return;
-                                   bytes_written.store(done);
-                                   say("writing", done, total);
-                                   if (done * 2 >= total) failpoint("upgrade.half-written");
-                                   std::lock_guard l(jm);
-                                   if (done < next_journal) return;
-                                   next_journal = done + kJournalEvery;
-                                   j.bytes_done = done;
-                                   if (auto st = save_journal(jpath, j); !st)
-                                       spdlog::warn("journal: {}", st.error().what());
-                               });
-    if (!written)
-        return std::unexpected(failed(
-            std::move(written.error()).context(fmt::format("write slot {}", boot::name(target)))));
-    j.bytes_done = m.image.size;
+    if (!reader) return failed(reader.error());
+    if (auto st = write_target(*reader, m, env.slots.at(target), j, jpath, say); !st)
+        return failed(
+            std::move(st.error()).context(fmt::format("write slot {}", boot::name(target))));
 
     // 6. Post-install hooks; a failure leaves the target bad.
-    if (auto st = post_install_hooks(env); !st) return std::unexpected(failed(st.error()));
+    if (auto st = post_install_hooks(env); !st) return failed(st.error());
     failpoint("upgrade.post-install");
 
     // 7. Activate: one write (I3), then the journal.
     say("activating", m.image.size, m.image.size);
     state = BALLAST_TRY(control.load());
     auto active = boot::activate(state, target, env.tries, m.version, booted);
-    if (!active) return std::unexpected(failed(active.error()));
+    if (!active) return failed(active.error());
     if (auto st = control.save(*active); !st)
-        return std::unexpected(failed(std::move(st.error()).context("activate")));
+        return failed(std::move(st.error()).context("activate"));
     failpoint("upgrade.activated");
     j.state = JobState::staged;
     BALLAST_TRY_CTX(save_journal(jpath, j), "journal");
