@@ -6,6 +6,7 @@
 #include <array>
 
 #include "ballast/boot/slot.hpp"
+#include "ballast/config/model.hpp"
 #include "ballast/core/cmdline.hpp"
 #include "ballast/core/duration.hpp"
 #include "ballast/core/json.hpp"
@@ -103,6 +104,30 @@ TEST_CASE("numbers from input: digits only, in range, never an exception", "[cor
     CHECK_FALSE(parse_unsigned<uint32_t>("1x"));
     CHECK(parse_unsigned<uint32_t>("0755", 8) == 0755u);
     CHECK_FALSE(parse_unsigned<uint32_t>("08", 8));
+}
+
+TEST_CASE("the shared input checks", "[core][text]") {
+    CHECK(is_absolute_path("/dev/vda"));
+    CHECK_FALSE(is_absolute_path(""));
+    CHECK_FALSE(is_absolute_path("dev/vda"));
+    const std::string digest(64, 'a');
+    CHECK(is_sha256_hex(digest));
+    CHECK(is_sha256_hex("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"));
+    CHECK_FALSE(is_sha256_hex(std::string(64, 'A')));  // callers lower-case where they accept it
+    CHECK_FALSE(is_sha256_hex(std::string(63, 'a')));
+    CHECK_FALSE(is_sha256_hex(std::string(63, 'a') + "g"));
+    CHECK(is_https_url("https://example.com/x"));
+    CHECK_FALSE(is_https_url("http://example.com/x"));
+    CHECK(is_http_url("http://example.com/x"));
+    CHECK(is_http_url("https://example.com/x"));
+    CHECK_FALSE(is_http_url("ftp://example.com/x"));
+    CHECK_FALSE(is_http_url("HTTPS://example.com"));
+    // The decoder and the users module ask the same question: plain http is a key, not a fetch.
+    CHECK(config::is_remote_key("github:octocat"));
+    CHECK(config::is_remote_key("gitlab:someone"));
+    CHECK(config::is_remote_key("https://keys.example.com/me.keys"));
+    CHECK_FALSE(config::is_remote_key("http://keys.example.com/me.keys"));
+    CHECK_FALSE(config::is_remote_key("ssh-ed25519 AAAAC3Nza me@host"));
 }
 
 TEST_CASE("JSON from input: fields by type, text from any bytes", "[core][json]") {

@@ -7,6 +7,7 @@
 #include "ballast/config/tree.hpp"
 #include "ballast/core/atomic_file.hpp"
 #include "ballast/core/log.hpp"
+#include "ballast/core/text.hpp"
 #include "ballast/crypt/pcr.hpp"
 
 namespace ballast::config {
@@ -23,7 +24,7 @@ Result<AgentSettings> parse_agent_settings(std::string_view text, std::string_vi
     if (top.read("log_level", s.log_level))
         if (auto lvl = log::parse_level(s.log_level); !lvl)
             top.error("log_level", lvl.error().message());
-    if (top.read("disk", s.disk) && (s.disk.empty() || s.disk.front() != '/'))
+    if (top.read("disk", s.disk) && !is_absolute_path(s.disk))
         top.error("disk", "expected an absolute path");
 
     auto rec = top.sub("reconcile");
@@ -34,16 +35,14 @@ Result<AgentSettings> parse_agent_settings(std::string_view text, std::string_vi
         rec.error("interval", "must be 0 (never) or at least 1m");
     auto http = top.sub("http");
     http.check_keys({"ca_file", "proxy"}, Severity::error);
-    if (http.read("ca_file", s.http.ca_file) &&
-        (s.http.ca_file.empty() || s.http.ca_file.front() != '/'))
+    if (http.read("ca_file", s.http.ca_file) && !is_absolute_path(s.http.ca_file))
         http.error("ca_file", "expected an absolute path");
     http.read("proxy", s.http.proxy);
 
     auto up = top.sub("update");
     up.check_keys({"compatible", "keyring", "tries"}, Severity::error);
     up.read("compatible", s.update.compatible);
-    if (up.read("keyring", s.update.keyring) &&
-        (s.update.keyring.empty() || s.update.keyring.front() != '/'))
+    if (up.read("keyring", s.update.keyring) && !is_absolute_path(s.update.keyring))
         up.error("keyring", "expected an absolute path");
     up.read("tries", s.update.tries, 1, 9);
 
@@ -62,18 +61,16 @@ Result<AgentSettings> parse_agent_settings(std::string_view text, std::string_vi
     k.read("binary_url", s.k3s.binary_url);
     k.read("binary_sha256", s.k3s.binary_sha256);
     k.read("readiness_deadline", s.k3s.readiness_deadline);
-    if (!s.k3s.binary_url.empty() && s.k3s.binary_url.rfind("https://", 0) != 0)
+    if (!s.k3s.binary_url.empty() && !is_https_url(s.k3s.binary_url))
         k.error("binary_url", "expected an https:// URL");
-    if (!s.k3s.binary_url.empty() &&
-        (s.k3s.binary_sha256.size() != 64 ||
-         s.k3s.binary_sha256.find_first_not_of("0123456789abcdef") != std::string::npos))
+    if (!s.k3s.binary_url.empty() && !is_sha256_hex(s.k3s.binary_sha256))
         k.error("binary_sha256", "a k3s artifact needs its sha256 (64 lower-case hex digits)");
 
     auto t = top.sub("tpm");
     t.check_keys({"device", "pcrs", "pcr_bank", "recovery_key_command", "encrypted_device"},
                  Severity::error);
     if (t.read("encrypted_device", s.tpm.encrypted_device) &&
-        (s.tpm.encrypted_device.empty() || s.tpm.encrypted_device.front() != '/'))
+        !is_absolute_path(s.tpm.encrypted_device))
         t.error("encrypted_device", "expected an absolute path");
     if (t.read("device", s.tpm.device) && s.tpm.device.find(':') == std::string::npos &&
         s.tpm.device != "auto")
@@ -88,10 +85,10 @@ Result<AgentSettings> parse_agent_settings(std::string_view text, std::string_vi
     auto m = top.sub("mount");
     m.check_keys({"device", "oem_device", "etc", "persistent_paths", "device_timeout"},
                  Severity::error);
-    if (m.read("device", s.mount.device) && (s.mount.device.empty() || s.mount.device[0] != '/'))
+    if (m.read("device", s.mount.device) && !is_absolute_path(s.mount.device))
         m.error("device", "expected an absolute path");
     if (m.read("oem_device", s.mount.oem_device) && !s.mount.oem_device.empty() &&
-        s.mount.oem_device[0] != '/')
+        !is_absolute_path(s.mount.oem_device))
         m.error("oem_device", "expected an absolute path, or \"\" for no /oem");
     if (std::string etc; m.read("etc", etc)) {
         if (etc == "persistent")

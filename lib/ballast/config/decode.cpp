@@ -140,7 +140,7 @@ bool check_abs_path(const MapReader& r, std::string_view key, const std::string&
             r.diags().error(r.node()->pos, fmt::format("{}: '{}' is required", r.where(), key));
         return false;
     }
-    if (path.front() != '/') {
+    if (!is_absolute_path(path)) {
         r.error(key, fmt::format("'{}' is not an absolute path", path));
         return false;
     }
@@ -214,23 +214,17 @@ DownloadSpec decode_download_item(const Node& n, const std::string& where, Decod
     r.read("url", d.url);
     if (d.url.empty())
         ctx.diags.error(n.pos, where + ": 'url' is required");
-    else if (d.url.rfind("https://", 0) != 0 && d.url.rfind("http://", 0) != 0)
+    else if (!is_http_url(d.url))
         r.error("url", "only http:// and https:// URLs are supported");
     r.read("sha256", d.sha256);
     std::transform(d.sha256.begin(), d.sha256.end(), d.sha256.begin(), ::tolower);
-    if (!d.sha256.empty() && (d.sha256.size() != 64 ||
-                              d.sha256.find_first_not_of("0123456789abcdef") != std::string::npos))
+    if (!d.sha256.empty() && !is_sha256_hex(d.sha256))
         r.error("sha256", "expected 64 hexadecimal digits");
     r.read_mode("permissions", d.mode);
     read_ownership(r, d.owner, d.group);
     uint32_t t = 0;
     if (r.read("timeout", t, 0, 86400)) d.timeout = std::chrono::seconds(t);
     return d;
-}
-
-// `keys` entries: plain keys, or github:USER / gitlab:USER.
-bool is_remote_key(std::string_view k) {
-    return k.rfind("github:", 0) == 0 || k.rfind("gitlab:", 0) == 0 || k.rfind("https://", 0) == 0;
 }
 
 UserSpec decode_user(const Node& n, std::string name, const std::string& where,
@@ -652,7 +646,7 @@ void decode_cloud_init(const Node& tree, const std::string& file, DecodeContext&
         std::vector<std::string> devices;
         gr.read("devices", devices);
         for (const auto& d : devices)
-            if (d.empty() || d.front() != '/')
+            if (!is_absolute_path(d))
                 gr.error("devices", fmt::format("'{}' is not an absolute path", d));
     }
 }
@@ -776,7 +770,7 @@ void decode_file(const SourceFile& src, const Node& tree, DecodeContext& ctx, Co
 void decode_blocks(const Node& blocks, DecodeContext& ctx, Config& cfg) {
     MapReader top(&blocks, ctx.diags, "");
     if (top.read("config_url", cfg.config_url)) {
-        if (cfg.config_url.rfind("https://", 0) != 0 && cfg.config_url.rfind("http://", 0) != 0) {
+        if (!is_http_url(cfg.config_url)) {
             top.error("config_url", "expected an http:// or https:// URL");
         } else {
             // Fetched once the network is up, before the network stage's own steps; the config
@@ -820,8 +814,7 @@ void decode_blocks(const Node& blocks, DecodeContext& ctx, Config& cfg) {
                       Severity::warning);
         auto& i = cfg.install;
         in.read("device", i.device);
-        if (!i.device.empty() && i.device != "auto" && i.device.rfind("/dev/", 0) != 0 &&
-            i.device.front() != '/')
+        if (!i.device.empty() && i.device != "auto" && !is_absolute_path(i.device))
             in.error("device", "expected auto or a device path such as /dev/vda");
         in.read("auto", i.auto_install);
         if (in.read("source", i.source)) {
@@ -830,7 +823,7 @@ void decode_blocks(const Node& blocks, DecodeContext& ctx, Config& cfg) {
             // file (users, keys) at every boot; the installer refuses it if it has to use it.
             for (std::string_view pre : {"file:", "dir:"})
                 if (i.source.rfind(pre, 0) == 0) i.source.erase(0, pre.size());
-            if (i.source.empty() || i.source.front() != '/')
+            if (!is_absolute_path(i.source))
                 in.warning("source",
                            "not the absolute path of a bundle (.tar or folder): install "
                            "cannot use it");

@@ -7,10 +7,12 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ballast/config/diagnostics.hpp"
 #include "ballast/config/tree.hpp"
+#include "ballast/core/text.hpp"
 
 namespace ballast::config {
 
@@ -57,6 +59,13 @@ struct UserSpec {
     bool no_create_home = false;
     bool system = false;
 };
+
+// An ssh_authorized_keys entry fetched once the network is up: github:USER, gitlab:USER or an
+// https:// URL. Not plain http://: anyone on the path could add a login key. Anything else is
+// the key itself.
+[[nodiscard]] inline bool is_remote_key(std::string_view k) noexcept {
+    return k.starts_with("github:") || k.starts_with("gitlab:") || is_https_url(k);
+}
 
 struct UnitOverride {
     std::string service, name, content;

@@ -1,4 +1,5 @@
 #include "ballast/core/root.hpp"
+#include "ballast/core/text.hpp"
 
 #include <linux/openat2.h>
 #include <sys/syscall.h>
@@ -18,7 +19,7 @@ RootPrefix::RootPrefix(std::filesystem::path base) : base_(base.lexically_normal
 }
 
 Result<std::string> RootPrefix::normalize(std::string_view node_path) {
-    if (node_path.empty() || node_path.front() != '/')
+    if (!is_absolute_path(node_path))
         return fail(Errc::invalid_argument, "{}: not an absolute path", node_path);
     if (node_path.find('\0') != std::string_view::npos)
         return fail(Errc::invalid_argument, "path contains a NUL byte");

@@ -30,4 +30,20 @@ template <std::unsigned_integral T>
     return v;
 }
 
+// The checks input values share; each caller words its own message (naming the field).
+[[nodiscard]] inline bool is_absolute_path(std::string_view s) noexcept {
+    return !s.empty() && s.front() == '/';
+}
+// 64 lower-case hex digits: a SHA-256 digest as manifests, sha256sum and Ballast write it.
+[[nodiscard]] inline bool is_sha256_hex(std::string_view s) noexcept {
+    return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+[[nodiscard]] inline bool is_https_url(std::string_view s) noexcept {
+    return s.starts_with("https://");
+}
+// http:// or https://: where plain http is acceptable because a digest or signature is checked.
+[[nodiscard]] inline bool is_http_url(std::string_view s) noexcept {
+    return is_https_url(s) || s.starts_with("http://");
+}
+
 }  // namespace ballast

@@ -20,6 +20,7 @@
 #include "ballast/core/failpoint.hpp"
 #include "ballast/core/fd.hpp"
 #include "ballast/core/process.hpp"
+#include "ballast/core/text.hpp"
 #include "ballast/crypt/encrypted_fs.hpp"
 #include "ballast/disk/mkfs.hpp"
 #include "ballast/disk/partition.hpp"
@@ -271,7 +272,7 @@ Result<Settings> resolve(const Options& o) {
     s.bundle = !o.bundle.empty() ? o.bundle : in.source;
     if (s.bundle.empty())
         return fail(Errc::invalid_argument, "no bundle: give --bundle or install.source");
-    if (s.bundle.front() != '/' && o.bundle.empty())
+    if (!is_absolute_path(s.bundle) && o.bundle.empty())
         return fail(Errc::invalid_argument,
                     "install.source: {} is not the absolute path of a bundle (.tar or folder)",
                     s.bundle);

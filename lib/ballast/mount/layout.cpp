@@ -1,4 +1,5 @@
 #include "ballast/mount/layout.hpp"
+#include "ballast/core/text.hpp"
 
 #include <algorithm>
 #include <array>
@@ -50,7 +51,7 @@ const std::vector<std::string>& default_persistent_paths() {
 }
 
 Status check_persistent_path(std::string_view path) {
-    if (path.empty() || path.front() != '/')
+    if (!is_absolute_path(path))
         return fail(Errc::invalid_argument, "'{}': expected an absolute path", path);
     if (path == "/") return fail(Errc::invalid_argument, "'/': the root is the read-only slot");
     if (path.back() == '/') return fail(Errc::invalid_argument, "'{}': no trailing '/'", path);

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "ballast/core/json.hpp"
+#include "ballast/core/text.hpp"
 #include "ballast/crypt/slot_keys.hpp"
 #include "ballast/stages/runner.hpp"
 #include "ballast/system/http.hpp"
@@ -10,7 +11,7 @@
 namespace ballast::ops {
 
 Status check_source(const std::string& source) {
-    if (source.empty() || (!update::is_url(source) && source.front() != '/'))
+    if (!update::is_url(source) && !is_absolute_path(source))
         return fail(Errc::invalid_argument,
                     "source '{}': expected an absolute path or an https:// URL", source);
     return {};

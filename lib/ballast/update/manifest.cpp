@@ -1,5 +1,6 @@
 #include "ballast/update/manifest.hpp"
 #include "ballast/core/json.hpp"
+#include "ballast/core/text.hpp"
 
 #include <algorithm>
 #include <set>
@@ -77,8 +78,7 @@ Result<Manifest> parse_manifest(std::string_view text) {
         return fail(Errc::parse, "manifest.json: image.size must be a positive number");
     m.image.size = i["size"].get<uint64_t>();
     BALLAST_TRY(str(i, "sha256", 64, m.image.sha256));
-    if (m.image.sha256.size() != 64 ||
-        m.image.sha256.find_first_not_of("0123456789abcdef") != std::string::npos)
+    if (!is_sha256_hex(m.image.sha256))
         return fail(Errc::parse, "manifest.json: image.sha256 must be 64 lower-case hex digits");
     BALLAST_TRY(str(i, "fstype", 16, m.image.fstype));
     if (m.image.fstype != "squashfs" && m.image.fstype != "erofs")

@@ -1,4 +1,5 @@
 #include "ballast/update/source.hpp"
+#include "ballast/core/text.hpp"
 
 #include <condition_variable>
 #include <cstring>
@@ -199,7 +200,7 @@ Result<OpenedSource> open_remote(const std::string& url, const SourceOptions& o)
 }  // namespace
 
 bool is_url(const std::string& source) {
-    return source.rfind("https://", 0) == 0 || source.rfind("http://", 0) == 0;
+    return is_http_url(source);
 }
 
 Result<OpenedSource> open_source(const std::string& source, const SourceOptions& o) {

@@ -61,11 +61,6 @@ Result<bool> ensure_home(const RootPrefix& root, const Account& a, mode_t mode) 
     return true;
 }
 
-bool is_remote(const std::string& k) {
-    return k.rfind("github:", 0) == 0 || k.rfind("gitlab:", 0) == 0 ||
-           k.rfind("https://", 0) == 0 || k.rfind("http://", 0) == 0;
-}
-
 // Keys behind github:USER, gitlab:USER or a URL.
 Result<std::vector<std::string>> fetch_keys(const std::string& ref, const StageContext& ctx) {
     std::string url = ref;
@@ -286,7 +281,7 @@ void users(const config::Step& s, StageContext& ctx, ModuleResult& r) {
         }
         std::vector<std::string> local;
         for (const auto& k : u->ssh_authorized_keys)
-            if (!is_remote(k))
+            if (!config::is_remote_key(k))
                 local.push_back(k);
             else
                 r.error(
@@ -314,7 +309,7 @@ void authorized_keys(const config::Step& s, StageContext& ctx, ModuleResult& r) 
         }
         std::vector<std::string> keys;
         for (const auto& k : refs) {
-            if (!is_remote(k)) {
+            if (!config::is_remote_key(k)) {
                 keys.push_back(k);
                 continue;
             }
