@@ -3,6 +3,8 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <functional>
+#include <memory>
 
 #include <CLI/CLI.hpp>
 
@@ -12,18 +14,19 @@
 
 namespace {
 
-int run(int argc, char** argv) {
-    using namespace ballast::ctl;
-    ::signal(SIGPIPE, SIG_IGN);
-    // Library logging (stages, libcryptsetup) to stderr, so stdout carries only the output
-    // (--json documents stay parseable); warnings and errors only, progress comes from `say`.
-    ballast::log::init("agentctl", spdlog::level::warn, ballast::log::Target::stderr_text);
+using namespace ballast::ctl;
 
-    CLI::App app{"Control the Ballast agent on this node", "agentctl"};
-    app.require_subcommand(1);
-    app.fallthrough();  // global options may follow the sub-command
+// What the parsed sub-command runs. Each builder below keeps its options in storage its
+// callbacks own, and sets the action when its sub-command is parsed.
+using Action = std::function<int()>;
+
+template <class T>
+std::shared_ptr<T> options() {
+    return std::make_shared<T>();
+}
+
+void add_global_options(CLI::App& app, GlobalOptions& g) {
     app.set_version_flag("--version", BALLAST_VERSION);
-    GlobalOptions g;
     app.add_option(
            "--bus-address", g.bus_address,
            "D-Bus address of the agent (default: $BALLAST_BUS_ADDRESS, else the system bus)")
@@ -31,63 +34,97 @@ int run(int argc, char** argv) {
     app.add_flag("--json", g.json, "Machine-readable JSON output");
     app.add_option("--root", g.root, "Node root for commands that work without the daemon")
         ->option_text("DIR");
+}
 
-    auto* status = app.add_subcommand("status", "Show the agent's and the slots' state");
-    auto* version = app.add_subcommand("version", "Show the versions of agentctl and the agent");
-    std::string level;
+void add_agent_commands(CLI::App& app, const GlobalOptions& g, Action& action) {
+    app.add_subcommand("status", "Show the agent's and the slots' state")->callback([&] {
+        action = [&] { return cmd_status(g); };
+    });
+    app.add_subcommand("version", "Show the versions of agentctl and the agent")->callback([&] {
+        action = [&] { return cmd_version(g); };
+    });
+    auto level = options<std::string>();
     auto* log_level = app.add_subcommand("log-level", "Show or set the agent's log level");
-    log_level->add_option("LEVEL", level, "trace, debug, info, warning, error, critical or off");
-    auto* reload = app.add_subcommand("reload", "Re-read /etc/ballast/agent.yaml");
+    log_level->add_option("LEVEL", *level, "trace, debug, info, warning, error, critical or off");
+    log_level->callback([&, level] { action = [&, level] { return cmd_log_level(g, *level); }; });
+    app.add_subcommand("reload", "Re-read /etc/ballast/agent.yaml")->callback([&] {
+        action = [&] { return cmd_reload(g); };
+    });
+}
 
+void add_config_commands(CLI::App& app, const GlobalOptions& g, Action& action) {
     auto* config =
         app.add_subcommand("config", "Check and show cloud-config (works without the daemon)");
     config->require_subcommand(1);
-    std::vector<std::string> files;
-    bool strict = false;
+    struct Opts {
+        std::vector<std::string> files;
+        bool strict = false;
+    };
+    auto o = options<Opts>();
     auto* validate =
         config->add_subcommand("validate", "Check cloud-config files; errors as file:line:col");
-    validate->add_option("FILE", files, "Files to check, merged as a node would")->required();
-    validate->add_flag("--strict", strict,
+    validate->add_option("FILE", o->files, "Files to check, merged as a node would")->required();
+    validate->add_flag("--strict", o->strict,
                        "Treat warnings (unknown keys, missing header) as errors");
+    validate->callback(
+        [&, o] { action = [&, o] { return cmd_config_validate(g, o->files, o->strict); }; });
     auto* show = config->add_subcommand(
         "show", "Print the node's effective merged config with each value's source");
-    show->add_option("--config", files, "Extra file, read after the node's sources (repeatable)")
+    show->add_option("--config", o->files, "Extra file, read after the node's sources (repeatable)")
         ->option_text("FILE");
+    show->callback([&, o] { action = [&, o] { return cmd_config_show(g, o->files); }; });
+}
 
+void add_bundle_commands(CLI::App& app, const GlobalOptions& g, Action& action) {
     auto* bundle =
         app.add_subcommand("bundle", "Create, verify and inspect update bundles (offline)");
     bundle->require_subcommand(1);
-    ballast::update::CreateOptions create;
+    auto create = options<ballast::update::CreateOptions>();
     auto* bcreate =
         bundle->add_subcommand("create", "Sign a squashfs/erofs root image into a bundle");
     bcreate
-        ->add_option("--image", create.image,
+        ->add_option("--image", create->image,
                      "squashfs or erofs root image with /boot/vmlinuz, /boot/initrd.img")
         ->required()
         ->check(CLI::ExistingFile);
-    bcreate->add_option("--version", create.version, "Version of the image")->required();
-    bcreate->add_option("--compatible", create.compatible, "Compatible string the node must have")
+    bcreate->add_option("--version", create->version, "Version of the image")->required();
+    bcreate->add_option("--compatible", create->compatible, "Compatible string the node must have")
         ->required();
-    bcreate->add_option("--os-name", create.os_name, "OS name (default ballast-os)");
-    bcreate->add_option("--key", create.key, "Signing key (PEM)")
+    bcreate->add_option("--os-name", create->os_name, "OS name (default ballast-os)");
+    bcreate->add_option("--key", create->key, "Signing key (PEM)")
         ->required()
         ->check(CLI::ExistingFile);
-    bcreate->add_option("--cert", create.cert, "Signing certificate (PEM)")
+    bcreate->add_option("--cert", create->cert, "Signing certificate (PEM)")
         ->required()
         ->check(CLI::ExistingFile);
-    bcreate->add_option("--chain", create.chain, "Intermediate certificates (PEM)")
+    bcreate->add_option("--chain", create->chain, "Intermediate certificates (PEM)")
         ->check(CLI::ExistingFile);
-    bcreate->add_option("-o,--output", create.out, "Bundle folder, or a .tar file")->required();
-    std::string bundle_src, keyring;
+    bcreate->add_option("-o,--output", create->out, "Bundle folder, or a .tar file")->required();
+    bcreate->callback(
+        [&, create] { action = [&, create] { return cmd_bundle_create(g, *create); }; });
+    struct Opts {
+        std::string src, keyring;
+    };
+    auto o = options<Opts>();
     auto* bverify =
         bundle->add_subcommand("verify", "Check a bundle's signature, manifest and image");
-    bverify->add_option("SRC", bundle_src, "Bundle folder or .tar")->required();
-    bverify->add_option("--keyring", keyring,
+    bverify->add_option("SRC", o->src, "Bundle folder or .tar")->required();
+    bverify->add_option("--keyring", o->keyring,
                         "Trusted certificates (PEM); default: the system's keyring");
+    bverify->callback(
+        [&, o] { action = [&, o] { return cmd_bundle_verify(g, o->src, o->keyring); }; });
     auto* binspect = bundle->add_subcommand("inspect", "Show a bundle's manifest (no checks)");
-    binspect->add_option("SRC", bundle_src, "Bundle folder or .tar")->required();
+    binspect->add_option("SRC", o->src, "Bundle folder or .tar")->required();
+    binspect->callback([&, o] { action = [&, o] { return cmd_bundle_inspect(g, o->src); }; });
+}
 
-    ballast::install::Options inst;
+void add_install_command(CLI::App& app, const GlobalOptions& g, Action& action) {
+    struct Opts {
+        ballast::install::Options inst;
+        bool reboot = false, poweroff = false, no_reboot = false;
+    };
+    auto o = options<Opts>();
+    auto& inst = o->inst;
     auto* install =
         app.add_subcommand("install", "Partition a disk or image file and install a bundle on it");
     install->add_option("--device", inst.device,
@@ -118,71 +155,103 @@ int run(int argc, char** argv) {
                         "Slot size in MiB (default: twice the image, at least 256)");
     install->add_option("--persistent-size", inst.persistent_mib,
                         "Persistent partition size in MiB (default: the rest)");
-    bool reboot = false, poweroff = false, no_reboot = false;
     auto* o_reboot =
-        install->add_flag("--reboot", reboot, "Reboot when installed (else install.reboot)");
-    auto* o_poweroff = install->add_flag("--poweroff", poweroff,
+        install->add_flag("--reboot", o->reboot, "Reboot when installed (else install.reboot)");
+    auto* o_poweroff = install->add_flag("--poweroff", o->poweroff,
                                          "Power off when installed (else install.poweroff)");
     install
-        ->add_flag("--no-reboot", no_reboot,
+        ->add_flag("--no-reboot", o->no_reboot,
                    "Neither reboot nor power off, whatever the config says")
         ->excludes(o_reboot)
         ->excludes(o_poweroff);
     o_reboot->excludes(o_poweroff);
+    install->callback([&, o] {
+        action = [&, o] {
+            if (o->reboot || o->poweroff || o->no_reboot)
+                o->inst.after = o->reboot ? "reboot" : o->poweroff ? "poweroff" : "none";
+            return cmd_install(g, o->inst);
+        };
+    });
+}
 
+void add_stage_commands(CLI::App& app, const GlobalOptions& g, Action& action) {
     auto* stage = app.add_subcommand("stage", "Cloud-config stages");
     stage->require_subcommand(1);
-    std::string stage_name;
-    bool dry_run = false, verbose = false;
-    auto* stage_run =
+    struct Opts {
+        std::string name;
+        std::vector<std::string> files;
+        bool dry_run = false, verbose = false;
+    };
+    auto o = options<Opts>();
+    auto* run =
         stage->add_subcommand("run", "Run a stage now (through the agent when it is running)");
-    stage_run
-        ->add_option("NAME", stage_name,
-                     "rootfs, initramfs, fs, boot, network, reconcile, or a custom name")
+    run->add_option("NAME", o->name,
+                    "rootfs, initramfs, fs, boot, network, reconcile, or a custom name")
         ->required();
-    stage_run
-        ->add_option("--config", files, "Extra file, read after the node's sources (repeatable)")
+    run->add_option("--config", o->files, "Extra file, read after the node's sources (repeatable)")
         ->option_text("FILE");
-    stage_run->add_flag("--dry-run", dry_run, "Print the plan; change nothing");
-    stage_run->add_flag("-v,--verbose", verbose, "Also list unchanged steps and notes");
+    run->add_flag("--dry-run", o->dry_run, "Print the plan; change nothing");
+    run->add_flag("-v,--verbose", o->verbose, "Also list unchanged steps and notes");
+    run->callback([&, o] {
+        action = [&, o] { return cmd_stage_run(g, o->name, o->files, o->dry_run, o->verbose); };
+    });
+}
 
-    std::string source, slot;
-    bool force = false, no_reboot_op = false;
+void add_slot_commands(CLI::App& app, const GlobalOptions& g, Action& action) {
+    struct Opts {
+        std::string source, slot;
+        bool force = false, no_reboot = false;
+    };
+    auto o = options<Opts>();
     auto* upgrade = app.add_subcommand(
         "upgrade", "Write a bundle into the other slot, activate it on trial and reboot");
-    upgrade->add_option("SOURCE", source, "Bundle folder, .tar, or https:// URL of a .tar")
+    upgrade->add_option("SOURCE", o->source, "Bundle folder, .tar, or https:// URL of a .tar")
         ->required();
-    upgrade->add_flag("--force", force, "Accept a version that failed on this node before");
-    upgrade->add_flag("--no-reboot", no_reboot_op, "Do not reboot; the new slot boots next time");
+    upgrade->add_flag("--force", o->force, "Accept a version that failed on this node before");
+    upgrade->add_flag("--no-reboot", o->no_reboot, "Do not reboot; the new slot boots next time");
+    upgrade->callback(
+        [&, o] { action = [&, o] { return cmd_upgrade(g, o->source, o->force, o->no_reboot); }; });
     auto* health = app.add_subcommand(
         "health", "Run the boot assessment: commit a slot on trial, or mark it bad and reboot");
-    health->add_flag("--no-reboot", no_reboot_op, "Do not reboot when the slot on trial fails");
+    health->add_flag("--no-reboot", o->no_reboot, "Do not reboot when the slot on trial fails");
+    health->callback([&, o] { action = [&, o] { return cmd_health(g, o->no_reboot); }; });
     auto* rollback =
         app.add_subcommand("rollback", "Make the other (good) slot primary, persistently");
-    rollback->add_flag("--no-reboot", no_reboot_op, "Do not reboot into it now");
-    auto* mark_good = app.add_subcommand("mark-good", "Mark a slot good (default: the booted one)");
-    mark_good->add_option("SLOT", slot, "A or B")->check(CLI::IsMember({"A", "B"}));
-    auto* mark_bad = app.add_subcommand("mark-bad", "Mark a slot bad (default: the booted one)");
-    mark_bad->add_option("SLOT", slot, "A or B")->check(CLI::IsMember({"A", "B"}));
+    rollback->add_flag("--no-reboot", o->no_reboot, "Do not reboot into it now");
+    rollback->callback([&, o] { action = [&, o] { return cmd_rollback(g, o->no_reboot); }; });
+    for (bool good : {true, false}) {
+        auto* mark = app.add_subcommand(good ? "mark-good" : "mark-bad",
+                                        good ? "Mark a slot good (default: the booted one)"
+                                             : "Mark a slot bad (default: the booted one)");
+        mark->add_option("SLOT", o->slot, "A or B")->check(CLI::IsMember({"A", "B"}));
+        mark->callback(
+            [&, o, good] { action = [&, o, good] { return cmd_mark(g, good, o->slot); }; });
+    }
+}
 
+void add_k3s_commands(CLI::App& app, const GlobalOptions& g, Action& action) {
     auto* k3s = app.add_subcommand("k3s", "k3s on this node");
     k3s->require_subcommand(1);
-    auto* k3s_status = k3s->add_subcommand(
-        "status", "Role, server, version, readiness and the rendered config (secrets redacted)");
+    k3s->add_subcommand(
+           "status", "Role, server, version, readiness and the rendered config (secrets redacted)")
+        ->callback([&] { action = [&] { return cmd_k3s_status(g); }; });
+}
 
+void add_encrypt_commands(CLI::App& app, const GlobalOptions& g, Action& action) {
     auto* encrypt = app.add_subcommand(
         "encrypt", "Keyslots of the encrypted persistent partition (on the node, as root)");
     encrypt->require_subcommand(1);
-    EncryptOptions enc;
-    std::string encrypt_verb;
-    auto device_opts = [&](CLI::App* c) {
+    auto enc = options<EncryptOptions>();
+    auto device_opts = [&, enc](CLI::App* c) {
         c->add_option(
-            "--device", enc.device,
+            "--device", enc->device,
             "LUKS2 device or image file (default " + std::string(kPersistentDevice) + ")");
-        c->add_option("--tpm2-device", enc.tpm2_device,
+        c->add_option("--tpm2-device", enc->tpm2_device,
                       "TPM as a TCTI: device:/dev/tpmrm0, swtpm:host=H,port=P (default: "
                       "agent.yaml tpm.device, else /dev/tpmrm0)");
-        c->callback([&, c] { encrypt_verb = c->get_name(); });
+        c->callback([&, enc, c] {
+            action = [&, enc, verb = c->get_name()] { return cmd_encrypt(g, verb, *enc); };
+        });
         return c;
     };
     device_opts(encrypt->add_subcommand(
@@ -192,51 +261,49 @@ int run(int argc, char** argv) {
                                         "Seal to the current PCRs and drop the TPM2 keyslots "
                                         "this replaces"}}) {
         auto* c = device_opts(encrypt->add_subcommand(name, help));
-        c->add_option("--pcrs", enc.pcrs, "PCRs to bind, e.g. 7 or 7,14 (default agent.yaml)");
-        c->add_option("--pcr-bank", enc.pcr_bank, "sha1, sha256, sha384, sha512 (default sha256)");
-        c->add_flag("--pin", enc.pin, "Also require a PIN (NEWPIN or asked on the terminal)");
-        c->add_option("--unlock-key-file", enc.unlock_key_file,
+        c->add_option("--pcrs", enc->pcrs, "PCRs to bind, e.g. 7 or 7,14 (default agent.yaml)");
+        c->add_option("--pcr-bank", enc->pcr_bank, "sha1, sha256, sha384, sha512 (default sha256)");
+        c->add_flag("--pin", enc->pin, "Also require a PIN (NEWPIN or asked on the terminal)");
+        c->add_option("--unlock-key-file", enc->unlock_key_file,
                       "Recovery key or passphrase to open the volume (default: the TPM)");
     }
     auto* rk = device_opts(
         encrypt->add_subcommand("recovery-key", "Add a new recovery key and show it once"));
-    rk->add_option("--unlock-key-file", enc.unlock_key_file,
+    rk->add_option("--unlock-key-file", enc->unlock_key_file,
                    "Recovery key or passphrase to open the volume (default: the TPM)");
-    rk->add_flag("--replace", enc.replace, "Remove the other recovery keys afterwards");
+    rk->add_flag("--replace", enc->replace, "Remove the other recovery keys afterwards");
     auto* wipe = device_opts(encrypt->add_subcommand(
         "wipe-slot", "Remove a keyslot (never the last recovery or passphrase slot)"));
-    wipe->add_option("slot", enc.slot, "Keyslot number")->required()->check(CLI::Range(0, 31));
+    wipe->add_option("slot", enc->slot, "Keyslot number")->required()->check(CLI::Range(0, 31));
+}
 
+int run(int argc, char** argv) {
+    ::signal(SIGPIPE, SIG_IGN);
+    // Library logging (stages, libcryptsetup) to stderr, so stdout carries only the output
+    // (--json documents stay parseable); warnings and errors only, progress comes from `say`.
+    ballast::log::init("agentctl", spdlog::level::warn, ballast::log::Target::stderr_text);
+
+    CLI::App app{"Control the Ballast agent on this node", "agentctl"};
+    app.require_subcommand(1);
+    app.fallthrough();  // global options may follow the sub-command
+    GlobalOptions g;
+    Action action;
+    add_global_options(app, g);
+    add_agent_commands(app, g, action);
+    add_config_commands(app, g, action);
+    add_bundle_commands(app, g, action);
+    add_install_command(app, g, action);
+    add_stage_commands(app, g, action);
+    add_slot_commands(app, g, action);
+    add_k3s_commands(app, g, action);
+    add_encrypt_commands(app, g, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         int rc = app.exit(e);
         return rc == 0 ? kExitOk : kExitUsage;
     }
-
-    if (status->parsed()) return cmd_status(g);
-    if (version->parsed()) return cmd_version(g);
-    if (log_level->parsed()) return cmd_log_level(g, level);
-    if (reload->parsed()) return cmd_reload(g);
-    if (install->parsed()) {
-        if (reboot || poweroff || no_reboot)
-            inst.after = reboot ? "reboot" : poweroff ? "poweroff" : "none";
-        return cmd_install(g, inst);
-    }
-    if (bcreate->parsed()) return cmd_bundle_create(g, create);
-    if (bverify->parsed()) return cmd_bundle_verify(g, bundle_src, keyring);
-    if (binspect->parsed()) return cmd_bundle_inspect(g, bundle_src);
-    if (validate->parsed()) return cmd_config_validate(g, files, strict);
-    if (show->parsed()) return cmd_config_show(g, files);
-    if (k3s_status->parsed()) return cmd_k3s_status(g);
-    if (!encrypt_verb.empty()) return cmd_encrypt(g, encrypt_verb, enc);
-    if (upgrade->parsed()) return cmd_upgrade(g, source, force, no_reboot_op);
-    if (health->parsed()) return cmd_health(g, no_reboot_op);
-    if (rollback->parsed()) return cmd_rollback(g, no_reboot_op);
-    if (mark_good->parsed()) return cmd_mark(g, true, slot);
-    if (mark_bad->parsed()) return cmd_mark(g, false, slot);
-    if (stage_run->parsed()) return cmd_stage_run(g, stage_name, files, dry_run, verbose);
-    return kExitUsage;
+    return action ? action() : kExitUsage;
 }
 
 }  // namespace
