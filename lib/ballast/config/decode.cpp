@@ -767,14 +767,15 @@ void decode_file(const SourceFile& src, const Node& tree, DecodeContext& ctx, Co
         merge_tree(blocks, mine);
 }
 
-void decode_blocks(const Node& blocks, DecodeContext& ctx, Config& cfg) {
-    MapReader top(&blocks, ctx.diags, "");
+namespace {
+
+// config_url: fetched once the network is up, before the network stage's own steps; the config
+// it brings applies from the next stage on (Kairos fetches it the same way).
+void decode_config_url(MapReader& top, Config& cfg) {
     if (top.read("config_url", cfg.config_url)) {
         if (!is_http_url(cfg.config_url)) {
             top.error("config_url", "expected an http:// or https:// URL");
         } else {
-            // Fetched once the network is up, before the network stage's own steps; the config
-            // it brings applies from the next stage on (Kairos fetches it the same way).
             Step s = synthetic("config_url", "network.before", top.pos("config_url"));
             s.id = "config_url";
             s.datasource.providers = {"config_url"};
@@ -783,78 +784,79 @@ void decode_blocks(const Node& blocks, DecodeContext& ctx, Config& cfg) {
             list.insert(list.begin(), std::move(s));
         }
     }
-    top.read("strict", cfg.strict);
-    bool debug = false;
-    top.read("debug", debug);
-    {
-        auto in = top.sub("install");
-        in.check_keys({"device",
-                       "auto",
-                       "reboot",
-                       "poweroff",
-                       "no-format",
-                       "no_format",
-                       "force",
-                       "encrypted_partitions",
-                       "partitions",
-                       "grub_options",
-                       "env",
-                       "source",
-                       "bind_mounts",
-                       "ephemeral_mounts",
-                       "extra-partitions",
-                       "system",
-                       "passive",
-                       "recovery-system",
-                       "nousers",
-                       "skip_copy_kcrypt_plugin",
-                       "bundles",
-                       "grub-entry-name",
-                       "extra-dirs-rootfs"},
-                      Severity::warning);
-        auto& i = cfg.install;
-        in.read("device", i.device);
-        if (!i.device.empty() && i.device != "auto" && !is_absolute_path(i.device))
-            in.error("device", "expected auto or a device path such as /dev/vda");
-        in.read("auto", i.auto_install);
-        if (in.read("source", i.source)) {
-            // Kairos' spelling of a local image; Ballast installs signed bundles only. Only a
-            // warning here: Kairos configs carry oci: sources, and an error would drop the whole
-            // file (users, keys) at every boot; the installer refuses it if it has to use it.
-            for (std::string_view pre : {"file:", "dir:"})
-                if (i.source.rfind(pre, 0) == 0) i.source.erase(0, pre.size());
-            if (!is_absolute_path(i.source))
-                in.warning("source",
-                           "not the absolute path of a bundle (.tar or folder): install "
-                           "cannot use it");
-        }
-        in.read("reboot", i.reboot);
-        in.read("poweroff", i.poweroff);
-        if (i.reboot && i.poweroff) in.error("poweroff", "reboot and poweroff cannot both be true");
-        in.read("no-format", i.no_format);
-        in.read("no_format", i.no_format);
-        in.read("force", i.force);
-        in.read("encrypted_partitions", i.encrypted_partitions);
-        static const std::set<std::string> known_parts = {"BALLAST_PERSISTENT", "COS_PERSISTENT",
-                                                          "BALLAST_OEM", "COS_OEM"};
-        for (auto& p : i.encrypted_partitions)
-            if (!known_parts.count(p))
-                in.warning(
-                    "encrypted_partitions",
-                    fmt::format("'{}' is not a Ballast partition (BALLAST_PERSISTENT, BALLAST_OEM)",
-                                p));
-        auto parts = in.sub("partitions");
-        parts.check_keys({"oem", "persistent", "state", "recovery", "efi", "slot"},
-                         Severity::warning);
-        if (parts.node() && parts.node()->is_mapping())
-            for (const auto& e : parts.node()->entries) {
-                auto pr = parts.sub(e.key);
-                pr.check_keys({"size", "fs", "label", "partition_label", "name", "flags", "uuid"},
-                              Severity::warning);
-                uint32_t size = 0;
-                if (pr.read("size", size, 0, 16u << 20)) i.partition_sizes_mib[e.key] = size;
-            }
+}
+
+// install: Kairos' keys are all known; those Ballast does not use are accepted silently.
+void decode_install(MapReader& top, Config& cfg) {
+    auto in = top.sub("install");
+    in.check_keys({"device",
+                   "auto",
+                   "reboot",
+                   "poweroff",
+                   "no-format",
+                   "no_format",
+                   "force",
+                   "encrypted_partitions",
+                   "partitions",
+                   "grub_options",
+                   "env",
+                   "source",
+                   "bind_mounts",
+                   "ephemeral_mounts",
+                   "extra-partitions",
+                   "system",
+                   "passive",
+                   "recovery-system",
+                   "nousers",
+                   "skip_copy_kcrypt_plugin",
+                   "bundles",
+                   "grub-entry-name",
+                   "extra-dirs-rootfs"},
+                  Severity::warning);
+    auto& i = cfg.install;
+    in.read("device", i.device);
+    if (!i.device.empty() && i.device != "auto" && !is_absolute_path(i.device))
+        in.error("device", "expected auto or a device path such as /dev/vda");
+    in.read("auto", i.auto_install);
+    if (in.read("source", i.source)) {
+        // Kairos' spelling of a local image; Ballast installs signed bundles only. Only a
+        // warning here: Kairos configs carry oci: sources, and an error would drop the whole
+        // file (users, keys) at every boot; the installer refuses it if it has to use it.
+        for (std::string_view pre : {"file:", "dir:"})
+            if (i.source.rfind(pre, 0) == 0) i.source.erase(0, pre.size());
+        if (!is_absolute_path(i.source))
+            in.warning("source",
+                       "not the absolute path of a bundle (.tar or folder): install "
+                       "cannot use it");
     }
+    in.read("reboot", i.reboot);
+    in.read("poweroff", i.poweroff);
+    if (i.reboot && i.poweroff) in.error("poweroff", "reboot and poweroff cannot both be true");
+    in.read("no-format", i.no_format);
+    in.read("no_format", i.no_format);
+    in.read("force", i.force);
+    in.read("encrypted_partitions", i.encrypted_partitions);
+    static const std::set<std::string> known_parts = {"BALLAST_PERSISTENT", "COS_PERSISTENT",
+                                                      "BALLAST_OEM", "COS_OEM"};
+    for (auto& p : i.encrypted_partitions)
+        if (!known_parts.count(p))
+            in.warning("encrypted_partitions",
+                       fmt::format(
+                           "'{}' is not a Ballast partition (BALLAST_PERSISTENT, BALLAST_OEM)", p));
+    auto parts = in.sub("partitions");
+    parts.check_keys({"oem", "persistent", "state", "recovery", "efi", "slot"}, Severity::warning);
+    if (parts.node() && parts.node()->is_mapping())
+        for (const auto& e : parts.node()->entries) {
+            auto pr = parts.sub(e.key);
+            pr.check_keys({"size", "fs", "label", "partition_label", "name", "flags", "uuid"},
+                          Severity::warning);
+            uint32_t size = 0;
+            if (pr.read("size", size, 0, 16u << 20)) i.partition_sizes_mib[e.key] = size;
+        }
+}
+
+// k3s: and k3s-agent: (Kairos).
+void decode_k3s_blocks(MapReader& top, Config& cfg) {
     for (auto [key, spec] :
          {std::pair<const char*, K3sSpec*>{"k3s", &cfg.k3s}, {"k3s-agent", &cfg.k3s_agent}}) {
         auto kr = top.sub(key);
@@ -873,46 +875,62 @@ void decode_blocks(const Node& blocks, DecodeContext& ctx, Config& cfg) {
     }
     if (cfg.k3s.enabled && cfg.k3s_agent.enabled)
         top.error("k3s-agent", "k3s and k3s-agent cannot both be enabled on one node");
-    {
-        auto kv = top.sub("kubevip");
-        if (kv.node() && !kv.node()->is_null()) {
-            kv.check_keys({"eip", "interface", "enable", "enabled", "version", "manifest_url",
-                           "static_pod", "args"},
-                          Severity::warning);
-            auto& v = cfg.kubevip;
-            v.present = true;
-            bool b = false;
-            if (kv.read("enable", b) || kv.read("enabled", b)) v.enable = b;
-            kv.read("eip", v.eip);
-            kv.read("interface", v.interface_name);
-            kv.read("version", v.version);
-            kv.read("manifest_url", v.manifest_url);
-            kv.read("static_pod", v.static_pod);
-            kv.read("args", v.args);
-            if (v.enabled() && v.eip.empty())
-                kv.error("eip", "kube-vip needs an eip (the virtual IP)");
-            if (!v.eip.empty() &&
-                v.eip.find_first_not_of("0123456789.:abcdefABCDEF") != std::string::npos)
-                kv.error("eip", fmt::format("'{}' is not an IP address", v.eip));
-        }
+}
+
+void decode_kubevip(MapReader& top, Config& cfg) {
+    auto kv = top.sub("kubevip");
+    if (kv.node() && !kv.node()->is_null()) {
+        kv.check_keys({"eip", "interface", "enable", "enabled", "version", "manifest_url",
+                       "static_pod", "args"},
+                      Severity::warning);
+        auto& v = cfg.kubevip;
+        v.present = true;
+        bool b = false;
+        if (kv.read("enable", b) || kv.read("enabled", b)) v.enable = b;
+        kv.read("eip", v.eip);
+        kv.read("interface", v.interface_name);
+        kv.read("version", v.version);
+        kv.read("manifest_url", v.manifest_url);
+        kv.read("static_pod", v.static_pod);
+        kv.read("args", v.args);
+        if (v.enabled() && v.eip.empty()) kv.error("eip", "kube-vip needs an eip (the virtual IP)");
+        if (!v.eip.empty() &&
+            v.eip.find_first_not_of("0123456789.:abcdefABCDEF") != std::string::npos)
+            kv.error("eip", fmt::format("'{}' is not an IP address", v.eip));
     }
-    {
-        auto p = top.sub("p2p");
-        if (p.node() && !p.node()->is_null()) {
-            p.check_keys({"network_token", "network_id", "role", "dns", "loglevel", "minimum_nodes",
-                          "disable_dht", "dynamic_roles", "distribution", "vpn", "auto"},
-                         Severity::warning);
-            cfg.p2p.present = true;
-            p.read("network_token", cfg.p2p.network_token);
-            p.read("network_id", cfg.p2p.network_id);
-            p.read("role", cfg.p2p.role);
-            if (!cfg.p2p.role.empty() && cfg.p2p.role != "master" && cfg.p2p.role != "worker")
-                p.error("role", "expected master, worker or empty (automatic)");
-            p.warning("network_token",
-                      "p2p (edgevpn) networking is not supported by Ballast; the block is "
-                      "validated only");
-        }
+}
+
+// p2p: (Kairos' edgevpn) is validated only.
+void decode_p2p(MapReader& top, Config& cfg) {
+    auto p = top.sub("p2p");
+    if (p.node() && !p.node()->is_null()) {
+        p.check_keys({"network_token", "network_id", "role", "dns", "loglevel", "minimum_nodes",
+                      "disable_dht", "dynamic_roles", "distribution", "vpn", "auto"},
+                     Severity::warning);
+        cfg.p2p.present = true;
+        p.read("network_token", cfg.p2p.network_token);
+        p.read("network_id", cfg.p2p.network_id);
+        p.read("role", cfg.p2p.role);
+        if (!cfg.p2p.role.empty() && cfg.p2p.role != "master" && cfg.p2p.role != "worker")
+            p.error("role", "expected master, worker or empty (automatic)");
+        p.warning("network_token",
+                  "p2p (edgevpn) networking is not supported by Ballast; the block is "
+                  "validated only");
     }
+}
+
+}  // namespace
+
+void decode_blocks(const Node& blocks, DecodeContext& ctx, Config& cfg) {
+    MapReader top(&blocks, ctx.diags, "");
+    decode_config_url(top, cfg);
+    top.read("strict", cfg.strict);
+    bool debug = false;
+    top.read("debug", debug);
+    decode_install(top, cfg);
+    decode_k3s_blocks(top, cfg);
+    decode_kubevip(top, cfg);
+    decode_p2p(top, cfg);
 }
 
 void check_config(const Config& cfg, Diagnostics& diags) {
