@@ -2,7 +2,10 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
+
+#include "ballast/health/checks.hpp"
 
 namespace ballast::test {
 
@@ -26,6 +29,15 @@ void write_text(const std::filesystem::path& p, const std::string& text);
 [[nodiscard]] std::string read_text(const std::filesystem::path& p);
 [[nodiscard]] inline bool contains(const std::string& text, const std::string& part) {
     return text.find(part) != std::string::npos;
+}
+
+// Units in these states for the health checks; any other unit is not loaded.
+[[nodiscard]] inline health::UnitState unit_states(std::map<std::string, std::string> states) {
+    return [states](const std::string& unit) -> Result<std::string> {
+        auto it = states.find(unit);
+        if (it == states.end()) return fail(Errc::not_found, "unit {} is not loaded", unit);
+        return it->second;
+    };
 }
 
 }  // namespace ballast::test

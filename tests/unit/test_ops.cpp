@@ -138,14 +138,6 @@ TEST_CASE("ops upgrade: sources the job accepts", "[ops][upgrade]") {
 
 namespace {
 
-health::UnitState units(std::map<std::string, std::string> states) {
-    return [states](const std::string& unit) -> Result<std::string> {
-        auto it = states.find(unit);
-        if (it == states.end()) return fail(Errc::not_found, "unit {} is not loaded", unit);
-        return it->second;
-    };
-}
-
 health::Probe probe(std::string name, bool ok) {
     return [name, ok](std::chrono::milliseconds) {
         return health::CheckResult{name, ok, ok ? "" : "not ready"};
@@ -169,7 +161,7 @@ health::Settings quick(std::vector<std::string> units) {
 
 TEST_CASE("ops health: a node without a disk only checks", "[ops][health]") {
     ops::HealthEnv env;
-    env.unit_state = units({{"a.service", "active"}});
+    env.unit_state = test::unit_states({{"a.service", "active"}});
     env.probes = {probe("k3s server ready", true)};
     auto r = ops::verdict(quick({"a.service"}), env);
     CHECK(r.ok);
@@ -201,7 +193,7 @@ TEST_CASE("ops health: a slot on trial is committed or marked bad", "[ops][healt
     };
 
     SECTION("passing: committed, stale keys dropped, published") {
-        env.unit_state = units({{"k3s.service", "active"}});
+        env.unit_state = test::unit_states({{"k3s.service", "active"}});
         env.probes = {probe("k3s server ready", true)};
         auto r = ops::verdict(quick({"k3s.service"}), env);
         CHECK(r.ok);
@@ -223,7 +215,7 @@ TEST_CASE("ops health: a slot on trial is committed or marked bad", "[ops][healt
         CHECK(back.to_json() == j);
     }
     SECTION("a probe failing: marked bad, a reboot asked for, the version refused") {
-        env.unit_state = units({{"k3s.service", "active"}});
+        env.unit_state = test::unit_states({{"k3s.service", "active"}});
         env.probes = {probe("k3s server ready", false)};
         auto r = ops::verdict(quick({"k3s.service"}), env);
         CHECK_FALSE(r.ok);
@@ -242,7 +234,7 @@ TEST_CASE("ops health: a slot on trial is committed or marked bad", "[ops][healt
         CHECK(refused[0].version == "2.0");
     }
     SECTION("the verdict cannot be stored: an error, not a pass") {
-        env.unit_state = units({});
+        env.unit_state = test::unit_states({});
         control.fail_save_number = 1;
         auto r = ops::verdict(quick({}), env);
         CHECK_FALSE(r.ok);
@@ -257,7 +249,7 @@ TEST_CASE("ops health: a slot on trial is committed or marked bad", "[ops][healt
     }
     SECTION("a committed slot is left alone") {
         control = test::MemoryBootControl(boot::commit(on_trial_b(), Slot::B).value());
-        env.unit_state = units({});
+        env.unit_state = test::unit_states({});
         auto r = ops::verdict(quick({"gone.service"}), env);
         CHECK_FALSE(r.ok);
         CHECK_FALSE(r.trial);

@@ -841,14 +841,6 @@ TEST_CASE("slot admin: operator mark-good, mark-bad, rollback", "[update][slot_a
 
 namespace {
 
-health::UnitState units(std::map<std::string, std::string> states) {
-    return [states](const std::string& unit) -> Result<std::string> {
-        auto it = states.find(unit);
-        if (it == states.end()) return fail(Errc::not_found, "unit {} is not loaded", unit);
-        return it->second;
-    };
-}
-
 health::Settings health_of(std::vector<std::string> u, std::vector<std::string> c,
                            std::chrono::milliseconds deadline = std::chrono::seconds(5),
                            std::chrono::milliseconds interval = std::chrono::milliseconds(50)) {
@@ -865,8 +857,9 @@ health::Settings health_of(std::vector<std::string> u, std::vector<std::string> 
 TEST_CASE("health: one round of units and commands", "[health]") {
     auto h = health_of({"k3s.service", "broken.service", "gone.service"},
                        {"true", "false", "echo oops >&2; exit 3", "echo fine"});
-    auto r = health::run_round(h, units({{"k3s.service", "active"}, {"broken.service", "failed"}}),
-                               std::chrono::seconds(5));
+    auto r = health::run_round(
+        h, test::unit_states({{"k3s.service", "active"}, {"broken.service", "failed"}}),
+        std::chrono::seconds(5));
     REQUIRE(r.size() == 7);
     CHECK(r[0].name == "unit k3s.service");
     CHECK(r[0].ok);
@@ -890,8 +883,8 @@ TEST_CASE("health: one round of units and commands", "[health]") {
 
 TEST_CASE("health: assess passes at once, or repeats rounds until the deadline", "[health]") {
     SECTION("all pass in the first round") {
-        auto rep =
-            health::assess(health_of({"a.service"}, {"true"}), units({{"a.service", "active"}}));
+        auto rep = health::assess(health_of({"a.service"}, {"true"}),
+                                  test::unit_states({{"a.service", "active"}}));
         CHECK(rep.ok);
         CHECK(rep.rounds == 1);
         CHECK(rep.checks.size() == 2);
@@ -904,7 +897,7 @@ TEST_CASE("health: assess passes at once, or repeats rounds until the deadline",
         CHECK(j["checks"][0] == json{{"name", "unit a.service"}, {"ok", true}, {"detail", ""}});
     }
     SECTION("an empty health config passes") {
-        auto rep = health::assess(health::Settings{}, units({}));
+        auto rep = health::assess(health::Settings{}, test::unit_states({}));
         CHECK(rep.ok);
         CHECK(rep.rounds == 1);
         CHECK(rep.checks.empty());
@@ -924,7 +917,7 @@ TEST_CASE("health: assess passes at once, or repeats rounds until the deadline",
         auto rep =
             health::assess(health_of({"k3s.service"}, {"echo oops >&2; exit 3", "true"},
                                      std::chrono::milliseconds(300), std::chrono::milliseconds(50)),
-                           units({{"k3s.service", "failed"}}));
+                           test::unit_states({{"k3s.service", "failed"}}));
         CHECK_FALSE(rep.ok);
         CHECK(rep.rounds >= 2);
         CHECK(rep.checks.size() == 3);
@@ -951,7 +944,7 @@ TEST_CASE("health: assess passes at once, or repeats rounds until the deadline",
     SECTION("an interval past the deadline: one round") {
         auto rep = health::assess(
             health_of({"x.service"}, {}, std::chrono::milliseconds(300), std::chrono::seconds(10)),
-            units({{"x.service", "inactive"}}));
+            test::unit_states({{"x.service", "inactive"}}));
         CHECK_FALSE(rep.ok);
         CHECK(rep.rounds == 1);
         CHECK(rep.summary() == "unit x.service: is inactive");
@@ -961,7 +954,7 @@ TEST_CASE("health: assess passes at once, or repeats rounds until the deadline",
 TEST_CASE("health: long stderr is cut, trailing newlines dropped", "[health]") {
     auto r = health::run_round(health_of({}, {"printf 'first line\\nsecond line\\n\\n' >&2; exit 2",
                                               "head -c 5000 /dev/zero | tr '\\0' x >&2; exit 1"}),
-                               units({}), std::chrono::seconds(5));
+                               test::unit_states({}), std::chrono::seconds(5));
     REQUIRE(r.size() == 2);
     CHECK(r[0].detail == "exited with status 2: first line\nsecond line");
     CHECK(r[1].detail == "exited with status 1: " + std::string(300, 'x'));
