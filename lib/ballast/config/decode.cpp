@@ -948,4 +948,8 @@ void check_config(const Config& cfg, Diagnostics& diags) {
     }
 }
 
+std::span<const std::string_view> step_keys() {
+    return kStepKeys;
+}
+
 }  // namespace ballast::config

@@ -2,6 +2,9 @@
 // order and ids), then the Kairos blocks of all files are merged and decoded once.
 #pragma once
 
+#include <span>
+#include <string_view>
+
 #include <nlohmann/json.hpp>
 
 #include "ballast/config/diagnostics.hpp"
@@ -26,6 +29,9 @@ void decode_blocks(const Node& blocks, DecodeContext& ctx, Config& cfg);
 
 // Cross-checks once everything is loaded: `after` names existing steps of the same stage.
 void check_config(const Config& cfg, Diagnostics& diags);
+
+// The keys a step may have (yip's plus Ballast's); stages/step_modules.hpp acts on them.
+[[nodiscard]] std::span<const std::string_view> step_keys();
 
 // Stage names Ballast knows (custom names are allowed too).
 [[nodiscard]] bool is_known_stage(std::string_view name);

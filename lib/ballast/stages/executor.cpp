@@ -1,7 +1,6 @@
 #include "ballast/stages/executor.hpp"
 
 #include <ctime>
-#include <regex>
 
 #include <spdlog/spdlog.h>
 
@@ -9,92 +8,15 @@
 #include "ballast/core/files.hpp"
 #include "ballast/core/json.hpp"
 #include "ballast/core/log.hpp"
+#include "ballast/stages/conditions.hpp"
 #include "ballast/stages/modules.hpp"
 #include "ballast/stages/plan.hpp"
+#include "ballast/stages/step_modules.hpp"
 
 namespace ballast::stages {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string fact(const StageContext& ctx, const char* a, const char* b) {
-    const auto& v = ctx.facts;
-    if (!v.contains("Values") || !v["Values"].contains(a) || !v["Values"][a].contains(b)) return "";
-    const auto& x = v["Values"][a][b];
-    return x.is_string() ? x.get<std::string>() : json_text(x);
-}
-
-// Go-regexp-like search (unanchored). An invalid pattern skips the step with the reason.
-std::optional<std::string> regex_mismatch(const std::string& pattern, const std::string& value,
-                                          const char* what) {
-    try {
-        if (std::regex_search(value, std::regex(pattern))) return std::nullopt;
-        return fmt::format("{} '{}' does not match /{}/", what, value, pattern);
-    } catch (const std::regex_error&) {
-        return fmt::format("invalid {} pattern /{}/", what, pattern);
-    }
-}
-
-// Why the step is skipped, or nullopt to run it. yip's order: node, if, only_os,
-// only_os_version, only_arch, only_service_manager, if_files.
-std::optional<std::string> skip_reason(const config::Step& s, StageContext& ctx) {
-    if (!s.node.empty()) {
-        std::string host = ctx.facts.value("Hostname", "");
-        if (auto m = regex_mismatch(s.node, host, "hostname")) return m;
-    }
-    if (!s.if_cmd.empty()) {
-        auto r = run_shell(ctx, s.if_cmd, {{}, std::chrono::seconds(60), s.id});
-        if (!r) return "if: " + r.error().what();
-        if (!r->success()) return fmt::format("if: '{}' {}", s.if_cmd, r->describe());
-    }
-    if (!s.only_os.empty())
-        if (auto m = regex_mismatch(s.only_os, fact(ctx, "os", "name"), "OS")) return m;
-    if (!s.only_os_version.empty())
-        if (auto m = regex_mismatch(s.only_os_version, fact(ctx, "os", "version"), "OS version"))
-            return m;
-    if (!s.only_arch.empty())
-        if (auto m =
-                regex_mismatch(s.only_arch, ctx.facts["Values"].value("arch", ""), "architecture"))
-            return m;
-    if (!s.only_service_manager.empty()) {
-        auto exists = [&](const char* p) {
-            auto st = stat_beneath(ctx.root, p);
-            return st && st->has_value();
-        };
-        bool systemd = exists("/usr/bin/systemctl") || exists("/bin/systemctl") ||
-                       exists("/usr/sbin/systemctl");
-        bool openrc =
-            exists("/sbin/openrc") || exists("/usr/sbin/openrc") || exists("/usr/bin/openrc");
-        std::string have = systemd && !openrc   ? "systemd"
-                           : openrc && !systemd ? "openrc"
-                                                : "unknown";
-        if (have != s.only_service_manager)
-            return fmt::format("service manager is {}, not {}", have, s.only_service_manager);
-    }
-    auto exists = [&](const std::string& p) {
-        auto st = stat_beneath(ctx.root, p);
-        return st && st->has_value();
-    };
-    for (const auto& f : s.if_files.all)
-        if (!exists(f)) return "if_files.all: " + f + " does not exist";
-    if (!s.if_files.any.empty() &&
-        std::none_of(s.if_files.any.begin(), s.if_files.any.end(), exists))
-        return "if_files.any: none of the files exists";
-    for (const auto& f : s.if_files.none)
-        if (exists(f)) return "if_files.none: " + f + " exists";
-    return std::nullopt;
-}
-
-using ModuleFn = void (*)(const config::Step&, StageContext&, ModuleResult&);
-
-// yip's plugin order (git, layout, packages are not run here).
-constexpr ModuleFn kModules[] = {
-    modules::dns,        modules::downloads, modules::ensure_entities, modules::directories,
-    modules::files,      modules::commands,  modules::delete_entities, modules::hostname,
-    modules::sysctl,     modules::users,     modules::authorized_keys, modules::kernel_modules,
-    modules::timesyncd,  modules::systemctl, modules::environment,     modules::systemd_firstboot,
-    modules::datasource,
-};
 
 // What the modules did becomes the step's result and status.
 void take_result(StepResult& r, ModuleResult&& m) {
@@ -139,9 +61,8 @@ StepResult run_step(const config::Step& s, StageContext& ctx) {
         r.reason = *why;
     } else {
         ModuleResult m;
-        for (auto fn : kModules)
-            fn(s, ctx, m);
-        if (s.has_layout) m.note("layout: applied by `agentctl install`, not by stages");
+        for (const auto& module : step_modules())
+            module.apply(s, ctx, m);
         take_result(r, std::move(m));
     }
     r.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);

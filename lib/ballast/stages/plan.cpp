@@ -1,5 +1,8 @@
 #include "ballast/stages/plan.hpp"
 
+#include "ballast/stages/conditions.hpp"
+#include "ballast/stages/step_modules.hpp"
+
 #include <fmt/format.h>
 
 namespace ballast::stages {
@@ -60,52 +63,10 @@ Plan plan_stage(const config::Config& cfg, std::string_view stage) {
 
 std::vector<std::string> describe_step(const config::Step& s) {
     std::vector<std::string> d;
-    auto mode = [](const std::optional<uint32_t>& m, uint32_t def) {
-        return fmt::format("{:04o}", m.value_or(def));
-    };
-    if (!s.node.empty()) d.push_back("only on hosts matching /" + s.node + "/");
-    if (!s.if_cmd.empty()) d.push_back("only if: " + s.if_cmd);
-    if (!s.only_os.empty()) d.push_back("only on OS /" + s.only_os + "/");
-    if (!s.only_arch.empty()) d.push_back("only on arch /" + s.only_arch + "/");
-    if (!s.dns.nameservers.empty()) d.push_back("write " + s.dns.path);
-    for (const auto& x : s.downloads)
-        d.push_back(fmt::format("download {} to {}", x.url, x.path));
-    for (const auto& x : s.ensure_entities)
-        d.push_back("ensure entity in " + (x.path.empty() ? std::string("accounts") : x.path));
-    for (const auto& x : s.directories)
-        d.push_back(fmt::format("directory {} ({})", x.path, mode(x.mode, 0755)));
-    for (const auto& x : s.files)
-        d.push_back(fmt::format("{} {} ({})", x.append ? "append to" : "write", x.path,
-                                mode(x.mode, 0644)));
-    for (const auto& x : s.commands)
-        d.push_back("run: " + x.text);
-    for (const auto& x : s.delete_entities)
-        d.push_back("delete entity in " + (x.path.empty() ? std::string("accounts") : x.path));
-    if (!s.hostname.empty()) d.push_back("hostname " + s.hostname);
-    for (const auto& [k, v] : s.sysctl)
-        d.push_back(fmt::format("sysctl {}={}", k, v));
-    for (const auto& u : s.users)
-        d.push_back("user " + u.name);
-    for (const auto& [u, keys] : s.authorized_keys)
-        d.push_back(fmt::format("{} ssh key(s) for {}", keys.size(), u));
-    for (const auto& m : s.modules)
-        d.push_back("load module " + m);
-    if (!s.timesyncd.empty()) d.push_back("timesyncd settings");
-    for (const auto& u : s.systemctl.enable)
-        d.push_back("enable " + u);
-    for (const auto& u : s.systemctl.disable)
-        d.push_back("disable " + u);
-    for (const auto& u : s.systemctl.mask)
-        d.push_back("mask " + u);
-    for (const auto& u : s.systemctl.start)
-        d.push_back("start " + u);
-    for (const auto& o : s.systemctl.overrides)
-        d.push_back("override for " + o.service);
-    if (!s.environment.empty()) d.push_back("environment in " + s.environment_file);
-    if (!s.systemd_firstboot.empty()) d.push_back("systemd-firstboot");
-    for (const auto& p : s.datasource.providers)
-        d.push_back("datasource " + p);
-    if (s.has_layout) d.push_back("layout (applied by install)");
+    for (const auto& c : conditions())
+        if (c.set(s)) d.push_back(c.describe(s));
+    for (const auto& m : step_modules())
+        m.describe(s, d);
     return d;
 }
 
