@@ -296,3 +296,22 @@ def test_check_initrd_libs_names_a_missing_library_and_passes_a_complete_tree(tm
 
     r = subprocess.run([str(check), str(tmp_path / "none")], capture_output=True, text=True)
     assert r.returncode == 1 and "no /lib64/ld-linux-x86-64.so.2" in r.stderr, r.stderr
+
+
+def test_check_dracut_log_refuses_a_compressor_fallback(tmp_path):
+    """packaging/image/check-dracut-log.sh (build.sh runs it on dracut's log): dracut 059's own
+    line for a compressor it cannot run fails the build; a log without it passes."""
+    check = TOP / "packaging/image/check-dracut-log.sh"
+    log = tmp_path / "dracut.log"
+    clean = "dracut: *** Including module: ballast ***\ndracut: *** Creating initramfs image file '/boot/initrd.img' done ***\n"
+    log.write_text(clean)
+    r = subprocess.run([str(check), str(log)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    # The message as dracut 059 (Debian 12) logs it, from dracut.sh's derror.
+    log.write_text(clean + "dracut[E]: Cannot execute compression command 'zstd', falling back to default\n")
+    r = subprocess.run([str(check), str(log)], capture_output=True, text=True)
+    assert r.returncode == 1, r.stderr
+    assert "Cannot execute compression command 'zstd'" in r.stderr and "is zstd in packages.list?" in r.stderr, r.stderr
+    r = subprocess.run([str(check), str(tmp_path / "missing.log")], capture_output=True, text=True)
+    assert r.returncode == 1 and "cannot read" in r.stderr, r.stderr
+
