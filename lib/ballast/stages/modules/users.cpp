@@ -142,60 +142,86 @@ std::string shadow_hash(const config::UserSpec& u, const std::string& current, M
 }
 
 // Creates or updates one user in `db` (not yet saved). Returns false on an error.
+// The user's uid: the one asked for (free, and unchanged for an existing user), the existing
+// one, or the next free one for a new user.
+Result<uid_t> pick_uid(Database& db, const config::UserSpec& u, const accounts::Line* pw) {
+    if (u.uid) {
+        auto id = parse_unsigned<uint32_t>(*u.uid);
+        if (!id)  // the decoder refuses these; a plan built by hand may not
+            return fail(Errc::invalid_argument, "user {}: '{}' is not a user id", u.name, *u.uid);
+        for (const auto& l : db.passwd.lines())
+            if (l.name() != u.name && parse_unsigned<uint32_t>(l.fields[2]) == id)
+                return fail(Errc::exists, "user {}: uid {} is taken by {}", u.name, *id, l.name());
+        if (pw && db.uid_of(u.name) != *id)
+            return fail(Errc::unsupported,
+                        "user {}: changing the uid of an existing user ({} -> {}) is not supported",
+                        u.name, pw->fields[2], *u.uid);
+        return uid_t(*id);
+    }
+    if (!pw) {
+        auto free = db.free_uid(u.system);
+        if (!free) return fail(Errc::failed, "user {}: no free user id", u.name);
+        return *free;
+    }
+    if (auto id = db.uid_of(u.name)) return *id;
+    return fail(Errc::parse, "user {}: /etc/passwd has a bad uid '{}'", u.name, pw->fields[2]);
+}
+
+// The primary group: the one asked for, a new one named after a new user, or the existing one.
+Result<gid_t> pick_gid(Database& db, const config::UserSpec& u, const accounts::Line* pw,
+                       uid_t uid) {
+    if (u.primary_group || !pw) {
+        auto g = u.primary_group ? db.add_group(*u.primary_group, u.system)
+                                 : db.add_group(u.name, u.system, gid_t(uid));
+        if (!g) return fail(Errc::failed, "user {}: {}", u.name, g.error().what());
+        return *g;
+    }
+    if (auto id = db.primary_gid_of(u.name)) return *id;
+    return fail(Errc::parse, "user {}: /etc/passwd has a bad gid '{}'", u.name, pw->fields[3]);
+}
+
+// The shadow entry (where the node has /etc/shadow, or the user has none yet): the password as
+// asked, its change date when it changes.
+void set_shadow(Database& db, const config::UserSpec& u, ModuleResult& r) {
+    const auto* sh = db.shadow.find(u.name);
+    if (!db.shadow.exists() && sh) return;
+    std::vector<std::string> sf =
+        sh ? sh->fields
+           : std::vector<std::string>{u.name, "!",     std::to_string(accounts::days_since_epoch()),
+                                      "0",    "99999", "7",
+                                      "",     "",      ""};
+    std::string want = shadow_hash(u, sf[1], r);
+    if (want != sf[1]) {
+        sf[1] = want;
+        if (sh) sf[2] = std::to_string(accounts::days_since_epoch());
+    }
+    db.shadow.upsert({sf});
+}
+
+// The supplementary groups, made when missing.
+void join_groups(Database& db, const config::UserSpec& u, ModuleResult& r) {
+    for (const auto& g : u.groups) {
+        if (!db.gid_of(g)) {
+            if (auto made = db.add_group(g, false); !made) {
+                r.error("user " + u.name + ": group " + g + ": " + made.error().what());
+                continue;
+            }
+        }
+        db.add_member(g, u.name);
+    }
+}
+
 bool apply_user(Database& db, const config::UserSpec& u, ModuleResult& r) {
     auto* pw = db.passwd.find(u.name);
     const bool create = pw == nullptr;
-    uid_t uid;
-    if (u.uid) {
-        auto id = parse_unsigned<uint32_t>(*u.uid);
-        if (!id) {  // the decoder refuses these; a plan built by hand may not
-            r.error(fmt::format("user {}: '{}' is not a user id", u.name, *u.uid));
-            return false;
-        }
-        uid = *id;
-        for (const auto& l : db.passwd.lines())
-            if (l.name() != u.name && parse_unsigned<uint32_t>(l.fields[2]) == id) {
-                r.error(fmt::format("user {}: uid {} is taken by {}", u.name, uid, l.name()));
-                return false;
-            }
-    } else if (create) {
-        auto free = db.free_uid(u.system);
-        if (!free) {
-            r.error("user " + u.name + ": no free user id");
-            return false;
-        }
-        uid = *free;
-    } else if (auto id = db.uid_of(u.name)) {
-        uid = *id;
-    } else {
-        r.error(fmt::format("user {}: /etc/passwd has a bad uid '{}'", u.name, pw->fields[2]));
+    auto uid = pick_uid(db, u, pw);
+    if (!uid) {
+        r.error(uid.error().what());
         return false;
     }
-    if (!create && u.uid && db.uid_of(u.name) != uid) {
-        r.error(
-            fmt::format("user {}: changing the uid of an existing user ({} -> {}) is not supported",
-                        u.name, pw->fields[2], *u.uid));
-        return false;
-    }
-    gid_t gid;
-    if (u.primary_group) {
-        auto g = db.add_group(*u.primary_group, u.system);
-        if (!g) {
-            r.error("user " + u.name + ": " + g.error().what());
-            return false;
-        }
-        gid = *g;
-    } else if (create) {
-        auto g = db.add_group(u.name, u.system, gid_t(uid));
-        if (!g) {
-            r.error("user " + u.name + ": " + g.error().what());
-            return false;
-        }
-        gid = *g;
-    } else if (auto id = db.primary_gid_of(u.name)) {
-        gid = *id;
-    } else {
-        r.error(fmt::format("user {}: /etc/passwd has a bad gid '{}'", u.name, pw->fields[3]));
+    auto gid = pick_gid(db, u, pw, *uid);
+    if (!gid) {
+        r.error(gid.error().what());
         return false;
     }
     std::vector<std::string> fields =
@@ -207,37 +233,14 @@ bool apply_user(Database& db, const config::UserSpec& u, ModuleResult& r) {
                                           db.defs.home_base + "/" + u.name,
                                           db.defs.default_shell}
                : pw->fields;
-    fields[2] = std::to_string(uid);
-    fields[3] = std::to_string(gid);
+    fields[2] = std::to_string(*uid);
+    fields[3] = std::to_string(*gid);
     if (u.gecos) fields[4] = *u.gecos;
     if (u.homedir) fields[5] = *u.homedir;
     if (u.shell) fields[6] = *u.shell;
     db.passwd.upsert({fields});
-
-    const auto* sh = db.shadow.find(u.name);
-    if (db.shadow.exists() || !sh) {
-        std::vector<std::string> sf =
-            sh ? sh->fields
-               : std::vector<std::string>{
-                     u.name, "!",     std::to_string(accounts::days_since_epoch()),
-                     "0",    "99999", "7",
-                     "",     "",      ""};
-        std::string want = shadow_hash(u, sf[1], r);
-        if (want != sf[1]) {
-            sf[1] = want;
-            if (sh) sf[2] = std::to_string(accounts::days_since_epoch());
-        }
-        db.shadow.upsert({sf});
-    }
-    for (const auto& g : u.groups) {
-        if (!db.gid_of(g)) {
-            if (auto made = db.add_group(g, false); !made) {
-                r.error("user " + u.name + ": group " + g + ": " + made.error().what());
-                continue;
-            }
-        }
-        db.add_member(g, u.name);
-    }
+    set_shadow(db, u, r);
+    join_groups(db, u, r);
     return true;
 }
 
