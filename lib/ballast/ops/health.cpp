@@ -21,10 +21,9 @@ bool alnum(char c) {
 }
 
 // Best effort: the slot, version and last upgrade on the Node object, for `kubectl get nodes`.
-void publish_node(const Node& node, const HealthReport& rep, boot::BootControl* control,
-                  HealthReport& out) {
+void publish_node(const Node& node, boot::BootControl* control, HealthReport& out) {
     nlohmann::json labels = {{"ballast.io/managed", "true"}};
-    nlohmann::json annotations = {{"ballast.io/health", rep.summary}};
+    nlohmann::json annotations = {{"ballast.io/health", out.summary}};
     if (node.booted) labels["ballast.io/slot"] = std::string(boot::name(*node.booted));
     if (node.booted && control)
         if (auto st = control->load(false))
@@ -171,9 +170,7 @@ Result<HealthReport> check_health(const Node& node) {
     }
     env.drop_stale_keys = [&node] { return drop_stale_keys(node.settings); };
     if (k3s_state)
-        env.publish = [&node, &env](HealthReport& out) {
-            publish_node(node, out, env.control, out);
-        };
+        env.publish = [&node, &env](HealthReport& out) { publish_node(node, env.control, out); };
     return verdict(node.settings.health, env);
 }
 
