@@ -1,8 +1,11 @@
-// config validate / config show: offline, no daemon needed.
+// config validate / show / schema: offline, no daemon needed.
 #include <cstdio>
 
+#include "ballast/config/agent_settings.hpp"
+#include "ballast/config/decode.hpp"
 #include "ballast/config/facts.hpp"
 #include "ballast/config/loader.hpp"
+#include "ballast/config/schema.hpp"
 #include "ballast/core/atomic_file.hpp"
 #include "ballast/core/cmdline.hpp"
 #include "ballast/core/json.hpp"
@@ -132,6 +135,15 @@ int cmd_config_show(const GlobalOptions& g, const std::vector<std::string>& file
     if (!loaded->merged.is_null()) show_tree(loaded->merged, 0, out);
     std::fputs(out.c_str(), stdout);
     return loaded->diags.has_errors() ? kExitFailure : kExitOk;
+}
+
+int cmd_config_schema(bool agent_settings) {
+    const auto blocks =
+        agent_settings ? config::agent_settings_blocks() : config::cloud_config_blocks();
+    print_json(config::json_schema(
+        blocks, agent_settings ? "https://ballast.invalid/schema/agent.json"
+                               : "https://ballast.invalid/schema/cloud-config.json"));
+    return kExitOk;
 }
 
 }  // namespace ballast::ctl

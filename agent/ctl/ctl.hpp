@@ -48,6 +48,8 @@ void print_json(const nlohmann::json& j);
 [[nodiscard]] int cmd_config_validate(const GlobalOptions& g, const std::vector<std::string>& files,
                                       bool strict);
 [[nodiscard]] int cmd_config_show(const GlobalOptions& g, const std::vector<std::string>& files);
+// JSON Schema of cloud-config (or of agent.yaml), generated from the decoders' tables.
+[[nodiscard]] int cmd_config_schema(bool agent_settings);
 [[nodiscard]] int cmd_upgrade(const GlobalOptions& g, const std::string& source, bool force,
                               bool no_reboot);
 [[nodiscard]] int cmd_health(const GlobalOptions& g, bool no_reboot);

@@ -73,6 +73,11 @@ void add_config_commands(CLI::App& app, const GlobalOptions& g, Action& action) 
     show->add_option("--config", o->files, "Extra file, read after the node's sources (repeatable)")
         ->option_text("FILE");
     show->callback([&, o] { action = [&, o] { return cmd_config_show(g, o->files); }; });
+    auto* schema = config->add_subcommand(
+        "schema", "Print the JSON Schema of cloud-config files (for editors), from the decoder");
+    auto agent = options<bool>();
+    schema->add_flag("--agent-settings", *agent, "The schema of agent.yaml instead");
+    schema->callback([&, agent] { action = [agent] { return cmd_config_schema(*agent); }; });
 }
 
 void add_bundle_commands(CLI::App& app, const GlobalOptions& g, Action& action) {

@@ -30,7 +30,7 @@ _agentctl() {
 
     case $prev in
         --config) _filedir '@(yaml|yml)'; return ;;
-        config) COMPREPLY=($(compgen -W "validate show" -- "$cur")); return ;;
+        config) COMPREPLY=($(compgen -W "validate show schema" -- "$cur")); return ;;
         stage) COMPREPLY=($(compgen -W "run" -- "$cur")); return ;;
         bundle) COMPREPLY=($(compgen -W "create verify inspect" -- "$cur")); return ;;
         run) COMPREPLY=($(compgen -W "rootfs initramfs fs boot network reconcile" -- "$cur")); return ;;
@@ -45,7 +45,7 @@ _agentctl() {
     if [[ -z $cmd ]]; then
         COMPREPLY=($(compgen -W "$commands $global_opts" -- "$cur"))
     elif [[ $cmd == config ]]; then
-        COMPREPLY=($(compgen -W "validate show --strict --config $global_opts" -- "$cur"))
+        COMPREPLY=($(compgen -W "validate show schema --strict --config --agent-settings $global_opts" -- "$cur"))
         [[ $cur != -* ]] && _filedir '@(yaml|yml)'
     elif [[ $cmd == bundle ]]; then
         COMPREPLY=($(compgen -W "--image --version --compatible --os-name --key --cert --chain -o --keyring $global_opts" -- "$cur"))

@@ -43,6 +43,7 @@ def test_deb_contains_units_policy_man_pages(deb_root):
               "/usr/lib/tmpfiles.d/ballast.conf",
               "/usr/share/man/man8/ballast-agent.8.gz", "/usr/share/man/man8/agentctl.8.gz",
               "/usr/share/bash-completion/completions/agentctl",
+              "/usr/share/ballast/cloud-config.schema.json",
               "/lib/systemd/system/ballast-stage@.service",
               "/lib/systemd/system/ballast-stage@boot.service.d/10-order.conf",
               "/lib/systemd/system/sysinit.target.wants/ballast-stage@fs.service",

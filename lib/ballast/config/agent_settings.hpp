@@ -16,6 +16,8 @@
 
 namespace ballast::config {
 
+struct BlockInfo;  // config/fields.hpp
+
 inline constexpr std::string_view kDefaultAgentSettingsPath = "/etc/ballast/agent.yaml";
 
 struct AgentSettings {
@@ -49,6 +51,9 @@ struct AgentSettings {
 // Parses settings text. Every problem is reported, one "file:line:col: message" per line.
 [[nodiscard]] Result<AgentSettings> parse_agent_settings(std::string_view text,
                                                          std::string_view file_name);
+
+// Every block agent.yaml may hold, the top level first (for the schema).
+[[nodiscard]] std::vector<BlockInfo> agent_settings_blocks();
 
 // Loads a settings file. A missing file yields the defaults when `must_exist` is false.
 [[nodiscard]] Result<AgentSettings> load_agent_settings(const std::filesystem::path& path,

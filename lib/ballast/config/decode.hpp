@@ -2,22 +2,18 @@
 // order and ids), then the Kairos blocks of all files are merged and decoded once.
 #pragma once
 
-#include <span>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "ballast/config/diagnostics.hpp"
+#include "ballast/config/fields.hpp"
 #include "ballast/config/model.hpp"
 #include "ballast/config/sources.hpp"
 #include "ballast/config/tree.hpp"
 
 namespace ballast::config {
-
-struct DecodeContext {
-    const nlohmann::json& facts;  // template data
-    Diagnostics& diags;
-};
 
 // Adds the file's steps to `cfg.stages` (stages: blocks, cloud-init keys and k3OS keys mapped to
 // stages) and merges its Kairos blocks (install, k3s, ...) into `blocks`.
@@ -31,7 +27,10 @@ void decode_blocks(const Node& blocks, DecodeContext& ctx, Config& cfg);
 void check_config(const Config& cfg, Diagnostics& diags);
 
 // The keys a step may have (yip's plus Ballast's); stages/step_modules.hpp acts on them.
-[[nodiscard]] std::span<const std::string_view> step_keys();
+[[nodiscard]] std::vector<std::string_view> step_keys();
+
+// Every block a cloud-config file may hold, the top level first (for the schema).
+[[nodiscard]] std::vector<BlockInfo> cloud_config_blocks();
 
 // Stage names Ballast knows (custom names are allowed too).
 [[nodiscard]] bool is_known_stage(std::string_view name);
