@@ -149,37 +149,91 @@ Result<Spawned> spawn_process(const ProcessOptions& o, SpawnIo io) {
     return sp;
 }
 
-Result<ProcessResult> run_process(const ProcessOptions& o) {
-    auto sp = BALLAST_TRY(spawn_process(o));
-    const pid_t pid = sp.pid;
-    UniqueFd& in_w = sp.stdin_w;
-    UniqueFd& out_r = sp.stdout_r;
-    UniqueFd& err_r = sp.stderr_r;
+namespace {
 
-    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-    if (!pidfd) {
-        int e = errno;
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, nullptr, 0);
-        return fail_errno(e, "pidfd_open");
+constexpr auto kNever = Clock::time_point::max();
+
+// One child from spawn to reaping: feeds its stdin, captures its output, enforces the timeout
+// (SIGTERM to the whole group, SIGKILL after the grace) and drains the pipes after it exits.
+class Supervision {
+  public:
+    Supervision(const ProcessOptions& o, Spawned sp) : o_(o), sp_(std::move(sp)) {
+        pending_input_ = o.input;
+        if (pending_input_.empty())
+            sp_.stdin_w.reset();
+        else
+            ::fcntl(sp_.stdin_w.get(), F_SETFL, O_NONBLOCK);
+        if (o.timeout.count() > 0) timeout_at_ = Clock::now() + o.timeout;
     }
 
-    ProcessResult res;
-    LineSplitter lines;
-    std::string_view pending_input = o.input;
-    if (pending_input.empty())
-        in_w.reset();
-    else
-        ::fcntl(in_w.get(), F_SETFL, O_NONBLOCK);
+    [[nodiscard]] Result<ProcessResult> run() {
+        pidfd_ = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, sp_.pid, 0)));
+        if (!pidfd_) return kill_and_fail(errno, "pidfd_open");
+        // After exit a backgrounded grandchild may still hold the pipes open: drain them only
+        // until the grace runs out.
+        while (!exited_ || ((sp_.stdout_r || sp_.stderr_r) && Clock::now() < drain_until_))
+            if (auto st = step(); !st) return std::unexpected(st.error());
+        if (o_.on_line) lines_.finish(o_.on_line);
+        return reap();
+    }
 
-    constexpr auto never = Clock::time_point::max();
-    const auto now0 = Clock::now();
-    const auto timeout_at = o.timeout.count() > 0 ? now0 + o.timeout : never;
-    auto kill_at = never;      // SIGKILL follows an unanswered SIGTERM
-    auto drain_until = never;  // after exit: a backgrounded grandchild may hold the pipes open
-    bool exited = false;
+  private:
+    Result<ProcessResult> kill_and_fail(int e, std::string_view what) {
+        ::kill(-sp_.pid, SIGKILL);
+        ::waitpid(sp_.pid, nullptr, 0);
+        return fail_errno(e, std::string(what));
+    }
 
-    auto drain = [&](const pollfd& p, UniqueFd& fd, std::string& sink, bool is_err) {
+    // One poll round: wait for output, input room, exit or the next deadline; then act on it.
+    [[nodiscard]] Status step() {
+        std::array<pollfd, 4> pfd{};
+        nfds_t n = 0;
+        int idx_out = -1, idx_err = -1, idx_in = -1, idx_pid = -1;
+        auto add = [&](const UniqueFd& fd, short events) {
+            pfd[n] = {fd.get(), events, 0};
+            return static_cast<int>(n++);
+        };
+        if (sp_.stdout_r) idx_out = add(sp_.stdout_r, POLLIN);
+        if (sp_.stderr_r) idx_err = add(sp_.stderr_r, POLLIN);
+        if (sp_.stdin_w) idx_in = add(sp_.stdin_w, POLLOUT);
+        if (!exited_) idx_pid = add(pidfd_, POLLIN);
+        if (::poll(pfd.data(), n, wait_ms()) < 0 && errno != EINTR) {
+            auto r = kill_and_fail(errno, "poll");
+            return std::unexpected(r.error());
+        }
+        const auto now = Clock::now();
+        enforce_deadlines(now);
+        if (idx_out >= 0) drain(pfd[idx_out], sp_.stdout_r, res_.out, false);
+        if (idx_err >= 0) drain(pfd[idx_err], sp_.stderr_r, res_.err, true);
+        if (idx_in >= 0 && (pfd[idx_in].revents & (POLLOUT | POLLERR | POLLHUP))) feed_input();
+        if (idx_pid >= 0 && (pfd[idx_pid].revents & POLLIN)) {
+            exited_ = true;
+            drain_until_ = now + o_.kill_grace;
+        }
+        return {};
+    }
+
+    [[nodiscard]] int wait_ms() const {
+        auto next = std::min({exited_ || res_.timed_out ? kNever : timeout_at_,
+                              exited_ ? kNever : kill_at_, drain_until_});
+        if (next == kNever) return -1;
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
+        return left.count() < 0 ? 0 : static_cast<int>(left.count()) + 1;
+    }
+
+    void enforce_deadlines(Clock::time_point now) {
+        if (!exited_ && !res_.timed_out && now >= timeout_at_) {
+            // Whole process group: a timed-out shell script must not leave orphans behind.
+            ::kill(-sp_.pid, SIGTERM);
+            res_.timed_out = true;
+            kill_at_ = now + o_.kill_grace;
+        } else if (!exited_ && now >= kill_at_) {
+            ::kill(-sp_.pid, SIGKILL);
+            kill_at_ = kNever;
+        }
+    }
+
+    void drain(const pollfd& p, UniqueFd& fd, std::string& sink, bool is_err) {
         if (!(p.revents & (POLLIN | POLLHUP | POLLERR))) return;
         char buf[8192];
         ssize_t r = ::read(fd.get(), buf, sizeof buf);
@@ -189,64 +243,45 @@ Result<ProcessResult> run_process(const ProcessOptions& o) {
             return;
         }
         std::string_view chunk(buf, static_cast<size_t>(r));
-        if (sink.size() < o.max_capture) sink.append(chunk.substr(0, o.max_capture - sink.size()));
-        if (o.on_line) lines.feed(chunk, is_err, o.on_line);
-    };
-
-    while (!exited || ((out_r || err_r) && Clock::now() < drain_until)) {
-        std::array<pollfd, 4> pfd{};
-        nfds_t n = 0;
-        int idx_out = -1, idx_err = -1, idx_in = -1, idx_pid = -1;
-        if (out_r) idx_out = static_cast<int>(n), pfd[n++] = {out_r.get(), POLLIN, 0};
-        if (err_r) idx_err = static_cast<int>(n), pfd[n++] = {err_r.get(), POLLIN, 0};
-        if (in_w) idx_in = static_cast<int>(n), pfd[n++] = {in_w.get(), POLLOUT, 0};
-        if (!exited) idx_pid = static_cast<int>(n), pfd[n++] = {pidfd.get(), POLLIN, 0};
-
-        auto next = std::min(
-            {exited || res.timed_out ? never : timeout_at, exited ? never : kill_at, drain_until});
-        int wait_ms = -1;
-        if (next != never) {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
-            wait_ms = left.count() < 0 ? 0 : static_cast<int>(left.count()) + 1;
-        }
-        if (::poll(pfd.data(), n, wait_ms) < 0 && errno != EINTR) {
-            int e = errno;
-            ::kill(-pid, SIGKILL);
-            ::waitpid(pid, nullptr, 0);
-            return fail_errno(e, "poll");
-        }
-        const auto now = Clock::now();
-        if (!exited && !res.timed_out && now >= timeout_at) {
-            // Whole process group: a timed-out shell script must not leave orphans behind.
-            ::kill(-pid, SIGTERM);
-            res.timed_out = true;
-            kill_at = now + o.kill_grace;
-        } else if (!exited && now >= kill_at) {
-            ::kill(-pid, SIGKILL);
-            kill_at = never;
-        }
-        if (idx_out >= 0) drain(pfd[idx_out], out_r, res.out, false);
-        if (idx_err >= 0) drain(pfd[idx_err], err_r, res.err, true);
-        if (idx_in >= 0 && (pfd[idx_in].revents & (POLLOUT | POLLERR | POLLHUP))) {
-            ssize_t w = ::write(in_w.get(), pending_input.data(), pending_input.size());
-            if (w < 0 && errno != EAGAIN && errno != EINTR) in_w.reset();  // EPIPE: child gone
-            if (w > 0) pending_input.remove_prefix(static_cast<size_t>(w));
-            if (pending_input.empty()) in_w.reset();
-        }
-        if (idx_pid >= 0 && (pfd[idx_pid].revents & POLLIN)) {
-            exited = true;
-            drain_until = now + o.kill_grace;
-        }
+        if (sink.size() < o_.max_capture)
+            sink.append(chunk.substr(0, o_.max_capture - sink.size()));
+        if (o_.on_line) lines_.feed(chunk, is_err, o_.on_line);
     }
-    if (o.on_line) lines.finish(o.on_line);
 
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) return fail_errno(errno, "waitpid");
+    void feed_input() {
+        auto& in = sp_.stdin_w;
+        ssize_t w = ::write(in.get(), pending_input_.data(), pending_input_.size());
+        if (w < 0 && errno != EAGAIN && errno != EINTR) in.reset();  // EPIPE: child gone
+        if (w > 0) pending_input_.remove_prefix(static_cast<size_t>(w));
+        if (pending_input_.empty()) in.reset();
     }
-    if (WIFEXITED(status)) res.exit_code = WEXITSTATUS(status);
-    if (WIFSIGNALED(status)) res.signal = WTERMSIG(status);
-    return res;
+
+    [[nodiscard]] Result<ProcessResult> reap() {
+        int status = 0;
+        while (::waitpid(sp_.pid, &status, 0) < 0)
+            if (errno != EINTR) return fail_errno(errno, "waitpid");
+        if (WIFEXITED(status)) res_.exit_code = WEXITSTATUS(status);
+        if (WIFSIGNALED(status)) res_.signal = WTERMSIG(status);
+        return std::move(res_);
+    }
+
+    const ProcessOptions& o_;
+    Spawned sp_;
+    UniqueFd pidfd_;
+    ProcessResult res_;
+    LineSplitter lines_;
+    std::string_view pending_input_;
+    Clock::time_point timeout_at_ = kNever;
+    Clock::time_point kill_at_ = kNever;      // SIGKILL follows an unanswered SIGTERM
+    Clock::time_point drain_until_ = kNever;  // set when the child exits
+    bool exited_ = false;
+};
+
+}  // namespace
+
+Result<ProcessResult> run_process(const ProcessOptions& o) {
+    auto sp = BALLAST_TRY(spawn_process(o));
+    return Supervision(o, std::move(sp)).run();
 }
 
 }  // namespace ballast
