@@ -171,6 +171,12 @@ in_root systemctl enable ballast-agent.service ballast-smoke.service systemd-net
   >>"$out/dpkg.log" 2>&1
 # e2fsprogs' scrubbing of LVM snapshots: a node has no LVM, and it cost 4 s of every boot's CPU.
 in_root systemctl disable e2scrub_reap.service e2scrub_all.timer >>"$out/dpkg.log" 2>&1
+# systemd loads these modules early at every boot, one modprobe process each, although the kernel
+# loads fuse and loop by itself when /dev/fuse or /dev/loop-control is first opened, and the image
+# has no GPU drivers for drm. (configfs stays: without its early load /sys/kernel/config is never
+# mounted; efi_pstore stays: it keeps a panic's log in an EFI variable.) docs/performance.md.
+in_root systemctl mask modprobe@drm.service modprobe@fuse.service modprobe@loop.service \
+  >>"$out/dpkg.log" 2>&1
 
 # Kernel modules no edge node here needs (sound, GPUs, wireless, media, ...): tens of MiB.
 kver=$(find "$root/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n1)
