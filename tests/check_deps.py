@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Proves, before anything is built, that `make test` installs what its layers need on a machine
 with nothing installed by hand: every package a test names as the source of a tool it runs
-(`need_tool("tool", "package")`, the e2e layer's `(tool, package)` lists) must be in the
+(`need_tool("tool", "package")`, the e2e layer's `(tool, package)` lists), and the Debian package of
+every Python module a test imports that is neither the standard library's nor the tests' own
+(`import yaml`: python3-yaml, Debian's naming), must be in the
 packaging/deps.sh groups `make test` installs, or be one every Debian system has (Essential, or
 of priority required: debootstrap's minimal set).
 
@@ -17,18 +19,26 @@ NEED_TOOL = re.compile(r'need_tool\(\s*"([^"]+)"\s*,\s*"([^"]+)"\s*\)')
 # e2e conftest: `for tool, pkg in [("qemu-system-x86_64", "qemu-system-x86"), ...]:`
 PAIR_LIST = re.compile(r'for tool, pkg in \[(.*?)\]:', re.DOTALL)
 PAIR = re.compile(r'\(\s*"([^"]+)"\s*,\s*"([^"]+)"\s*\)')
+IMPORT = re.compile(r'^\s*(?:import\s+([A-Za-z_]\w*)[\w.]*(?:\s+as\s+\w+)?\s*(?:#.*)?$'
+                    r'|from\s+([A-Za-z_]\w*)[\w.]*\s+import\s)', re.MULTILINE)
+# Modules whose Debian package is not python3-<module>.
+PYTHON_PACKAGES = {"xdist": "python3-pytest-xdist"}
 
 
 def named_packages() -> dict[str, set[str]]:
     """package -> the test files that name it."""
     out: dict[str, set[str]] = {}
-    for path in sorted((TOP / "tests").rglob("*.py")):
+    sources = sorted((TOP / "tests").rglob("*.py"))
+    own = {p.stem for p in sources}
+    for path in sources:
         if path == Path(__file__).resolve():
             continue
         text = path.read_text()
         pairs = NEED_TOOL.findall(text)
         for block in PAIR_LIST.findall(text):
             pairs += PAIR.findall(block)
+        for module in {a or b for a, b in IMPORT.findall(text)} - own - set(sys.stdlib_module_names):
+            pairs.append((module, PYTHON_PACKAGES.get(module, f"python3-{module}")))
         for _tool, pkg in pairs:
             out.setdefault(pkg, set()).add(str(path.relative_to(TOP)))
     return out

@@ -252,6 +252,11 @@ def test_check_deps_names_a_package_make_test_would_not_install():
     assert r.returncode == 1, r.stdout + r.stderr
     for pkg in ["qemu-system-x86", "openssh-client", "dpkg-dev"]:
         assert f"check_deps: {pkg} is named by" in r.stderr, r.stderr
+    # Python modules the tests import: the build group alone has none of their packages.
+    r = subprocess.run([str(TOP / "tests/check_deps.py"), "build"], capture_output=True, text=True)
+    assert r.returncode == 1, r.stdout + r.stderr
+    for pkg in ["python3-yaml", "python3-jsonschema", "python3-pytest"]:
+        assert f"check_deps: {pkg} is named by" in r.stderr, r.stderr
     r = subprocess.run([str(TOP / "tests/check_deps.py"), "no-such-group"], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown group 'no-such-group'" in r.stderr, r.stderr
 
