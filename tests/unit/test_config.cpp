@@ -182,6 +182,31 @@ TEST_CASE("files merge: maps deep-merge, step lists append in file order", "[con
     CHECK(shown["k3s"]["enabled"]["source"] == "/oem/10.yaml:2:16");
 }
 
+TEST_CASE("templates: every function of the table", "[config][template]") {
+    Position p{"f.yaml", 3, 1};
+    auto r = [&](const char* t) { return render_template(t, kFacts, p).value(); };
+    CHECK(r("{{ upper \"aB\" }}|{{ lower \"aB\" }}|{{ title \"ab cd\" }}") == "AB|ab|Ab Cd");
+    CHECK(r("[{{ trim \"  x \" }}]{{ squote \"a\" }}{{ quote \"a\\\"b\" }}") == "[x]'a'\"a\\\"b\"");
+    CHECK(r("{{ b64enc \"hi\" }} {{ b64dec \"aGk=\" }} {{ toString 12 }}") == "aGk= hi 12");
+    CHECK(r("{{ trimPrefix \"ab\" \"abc\" }} {{ trimSuffix \"bc\" \"abc\" }}") == "c a");
+    CHECK(r("{{ contains \"b\" \"abc\" }} {{ hasPrefix \"b\" \"abc\" }} {{ hasSuffix \"c\" \"abc\" "
+            "}}") == "true false true");
+    CHECK(r("{{ replace \"\" \"x\" \"ab\" }}") == "ab");
+    CHECK(render_template("{{ b64dec \"!\" }}", kFacts, p)
+              .error()
+              .what()
+              .starts_with("f.yaml:3: template: b64dec: "));
+    CHECK(render_template("{{ join \",\" \"a\" }}", kFacts, p).error().what() ==
+          "f.yaml:3: template: join: the second argument must be a list");
+    CHECK(render_template("{{ index .Hostname }}", kFacts, p).error().what() ==
+          "f.yaml:3: template: index: expects a collection and at least one key");
+    CHECK(render_template("{{ upper \"a\" \"b\" }}", kFacts, p).error().what() ==
+          "f.yaml:3: template: upper: expects 1 argument, got 2");
+    // A missing field is named before the function is looked up, as before the table.
+    CHECK(render_template("{{ nope .Values.x }}", kFacts, p).error().what() ==
+          "f.yaml:3: template: no field .Values.x in the node facts");
+}
+
 TEST_CASE("templates: node facts, functions, errors with positions", "[config][template]") {
     Position p{"f.yaml", 3, 1};
     CHECK(render_template("metal-{{ trunc 4 .MachineID }}", kFacts, p).value() == "metal-0123");

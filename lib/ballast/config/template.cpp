@@ -131,6 +131,211 @@ bool truthy(const Value& v) {
     return !j.empty();
 }
 
+// The template functions (Sprig's, as Kairos configs use them), one entry per name.
+using Args = std::vector<Value>;
+
+std::optional<Value> fail_with(EvalError& err, std::string message) {
+    err.message = std::move(message);
+    return std::nullopt;
+}
+
+std::optional<Value> text(std::string s) {
+    return Value{json(std::move(s))};
+}
+
+bool ends_with(const std::string& s, const std::string& x) {
+    return s.size() >= x.size() && s.compare(s.size() - x.size(), x.size(), x) == 0;
+}
+
+std::optional<Value> fn_default(Args& a, EvalError& err) {
+    // Only the value defaulted from may be missing, not the default itself.
+    if (a[0].missing)
+        return fail_with(err, fmt::format("no field {} in the node facts", a[0].missing_field));
+    return truthy(a[1]) ? Value{a[1].v} : Value{a[0].v};
+}
+
+std::optional<Value> fn_trunc(Args& a, EvalError& err) {
+    if (!a[0].v.is_number_integer()) return fail_with(err, "trunc: the length must be a number");
+    long long n = a[0].v.get<long long>();
+    std::string str = to_text(a[1].v);
+    if (n >= 0) return text(str.substr(0, std::min<size_t>(str.size(), size_t(n))));
+    // -(n + 1) + 1: negating LLONG_MIN itself would overflow.
+    size_t k = std::min<size_t>(str.size(), size_t(-(n + 1)) + 1);
+    return text(str.substr(str.size() - k));
+}
+
+template <int (*Map)(int)>
+std::optional<Value> fn_map_chars(Args& a, EvalError&) {
+    std::string str = to_text(a[0].v);
+    for (auto& c : str)
+        c = char(Map(static_cast<unsigned char>(c)));
+    return text(std::move(str));
+}
+
+int to_upper(int c) {
+    return std::toupper(c);
+}
+int to_lower(int c) {
+    return std::tolower(c);
+}
+
+std::optional<Value> fn_title(Args& a, EvalError&) {
+    std::string str = to_text(a[0].v);
+    bool start = true;
+    for (auto& c : str) {
+        if (start && std::isalpha(static_cast<unsigned char>(c)))
+            c = char(std::toupper(static_cast<unsigned char>(c)));
+        start = std::isspace(static_cast<unsigned char>(c));
+    }
+    return text(std::move(str));
+}
+
+std::optional<Value> fn_trim(Args& a, EvalError&) {
+    std::string str = to_text(a[0].v);
+    auto b = str.find_first_not_of(" \t\r\n");
+    auto e = str.find_last_not_of(" \t\r\n");
+    return text(b == std::string::npos ? "" : str.substr(b, e - b + 1));
+}
+
+std::optional<Value> fn_quote(Args& a, EvalError&) {
+    std::string q = "\"";
+    for (char c : to_text(a[0].v)) {
+        if (c == '"' || c == '\\') q += '\\';
+        if (c == '\n') {
+            q += "\\n";
+            continue;
+        }
+        q += c;
+    }
+    return text(q + "\"");
+}
+
+std::optional<Value> fn_squote(Args& a, EvalError&) {
+    return text("'" + to_text(a[0].v) + "'");
+}
+
+std::optional<Value> fn_b64enc(Args& a, EvalError&) {
+    return text(base64_encode(to_text(a[0].v)));
+}
+
+std::optional<Value> fn_b64dec(Args& a, EvalError& err) {
+    auto dec = base64_decode(to_text(a[0].v));
+    if (!dec) return fail_with(err, "b64dec: " + dec.error().message());
+    return text(std::move(*dec));
+}
+
+std::optional<Value> fn_to_string(Args& a, EvalError&) {
+    return text(to_text(a[0].v));
+}
+
+std::optional<Value> fn_replace(Args& a, EvalError&) {
+    std::string from = to_text(a[0].v), to = to_text(a[1].v), str = to_text(a[2].v);
+    if (from.empty()) return text(std::move(str));
+    std::string out;
+    size_t i = 0, j;
+    while ((j = str.find(from, i)) != std::string::npos) {
+        out += str.substr(i, j - i) + to;
+        i = j + from.size();
+    }
+    return text(out + str.substr(i));
+}
+
+std::optional<Value> fn_trim_prefix(Args& a, EvalError&) {
+    std::string x = to_text(a[0].v), str = to_text(a[1].v);
+    return text(str.rfind(x, 0) == 0 ? str.substr(x.size()) : str);
+}
+
+std::optional<Value> fn_trim_suffix(Args& a, EvalError&) {
+    std::string x = to_text(a[0].v), str = to_text(a[1].v);
+    return text(ends_with(str, x) ? str.substr(0, str.size() - x.size()) : str);
+}
+
+std::optional<Value> fn_contains(Args& a, EvalError&) {
+    return Value{json(to_text(a[1].v).find(to_text(a[0].v)) != std::string::npos)};
+}
+
+std::optional<Value> fn_has_prefix(Args& a, EvalError&) {
+    return Value{json(to_text(a[1].v).rfind(to_text(a[0].v), 0) == 0)};
+}
+
+std::optional<Value> fn_has_suffix(Args& a, EvalError&) {
+    return Value{json(ends_with(to_text(a[1].v), to_text(a[0].v)))};
+}
+
+std::optional<Value> fn_join(Args& a, EvalError& err) {
+    if (!a[1].v.is_array()) return fail_with(err, "join: the second argument must be a list");
+    std::string out;
+    for (size_t i = 0; i < a[1].v.size(); ++i)
+        out += (i ? to_text(a[0].v) : "") + to_text(a[1].v[i]);
+    return text(std::move(out));
+}
+
+std::optional<Value> fn_index(Args& a, EvalError& err) {
+    if (a.size() < 2) return fail_with(err, "index: expects a collection and at least one key");
+    json cur = a[0].v;
+    for (size_t i = 1; i < a.size(); ++i) {
+        if (cur.is_array() && a[i].v.is_number_integer()) {
+            auto k = a[i].v.get<long long>();
+            if (k < 0 || size_t(k) >= cur.size())
+                return fail_with(err, fmt::format("index: {} is out of range", k));
+            cur = cur[size_t(k)];
+        } else if (cur.is_object() && a[i].v.is_string()) {
+            auto k = a[i].v.get<std::string>();
+            if (!cur.contains(k)) return fail_with(err, fmt::format("index: no key '{}'", k));
+            cur = cur[k];
+        } else {
+            return fail_with(err, "index: cannot index this value");
+        }
+    }
+    return Value{cur};
+}
+
+struct Function {
+    std::string_view name;
+    int args;         // how many; -1: the function checks (index takes a key path)
+    bool missing_ok;  // a missing field may be an argument (default's first)
+    std::optional<Value> (*call)(Args&, EvalError&);
+};
+
+constexpr Function kFunctions[] = {
+    {"default", 2, true, &fn_default},
+    {"trunc", 2, false, &fn_trunc},
+    {"upper", 1, false, &fn_map_chars<&to_upper>},
+    {"lower", 1, false, &fn_map_chars<&to_lower>},
+    {"title", 1, false, &fn_title},
+    {"trim", 1, false, &fn_trim},
+    {"quote", 1, false, &fn_quote},
+    {"squote", 1, false, &fn_squote},
+    {"b64enc", 1, false, &fn_b64enc},
+    {"b64dec", 1, false, &fn_b64dec},
+    {"toString", 1, false, &fn_to_string},
+    {"replace", 3, false, &fn_replace},
+    {"trimPrefix", 2, false, &fn_trim_prefix},
+    {"trimSuffix", 2, false, &fn_trim_suffix},
+    {"contains", 2, false, &fn_contains},
+    {"hasPrefix", 2, false, &fn_has_prefix},
+    {"hasSuffix", 2, false, &fn_has_suffix},
+    {"join", 2, false, &fn_join},
+    {"index", -1, false, &fn_index},
+};
+
+std::optional<Value> call_function(const std::string& name, Args& a, EvalError& err) {
+    const auto* f = std::find_if(std::begin(kFunctions), std::end(kFunctions),
+                                 [&](const Function& x) { return x.name == name; });
+    const bool known = f != std::end(kFunctions);
+    // Values other than `default`'s fallback must exist.
+    if (!known || !f->missing_ok)
+        for (const auto& v : a)
+            if (v.missing)
+                return fail_with(err,
+                                 fmt::format("no field {} in the node facts", v.missing_field));
+    if (!known) return fail_with(err, fmt::format("unknown function '{}'", name));
+    if (f->args >= 0 && a.size() != size_t(f->args))
+        return fail_with(err, fmt::format("{}: expects {} argument{}, got {}", name, f->args,
+                                          f->args == 1 ? "" : "s", a.size()));
+    return f->call(a, err);
+}
+
 class Evaluator {
   public:
     Evaluator(const std::vector<Token>& t, const json& data) : t_(t), data_(data) {}
@@ -251,7 +456,7 @@ class Evaluator {
                 args.push_back(std::move(*a));
             }
             if (piped) args.push_back(*piped);
-            return call(fn, args, err);
+            return call_function(fn, args, err);
         }
         if (piped) {
             err.message = "a pipeline stage must be a function call";
@@ -263,169 +468,6 @@ class Evaluator {
             return std::nullopt;
         }
         return v;
-    }
-
-    static bool need(const std::string& fn, const std::vector<Value>& a, size_t n, EvalError& err) {
-        if (a.size() != n) {
-            err.message = fmt::format("{}: expects {} argument{}, got {}", fn, n, n == 1 ? "" : "s",
-                                      a.size());
-            return false;
-        }
-        return true;
-    }
-
-    // Values other than `default`'s fallback must exist.
-    static bool present(const std::vector<Value>& a, EvalError& err) {
-        for (const auto& v : a)
-            if (v.missing) {
-                err.message = fmt::format("no field {} in the node facts", v.missing_field);
-                return false;
-            }
-        return true;
-    }
-
-    std::optional<Value> call(const std::string& fn, std::vector<Value>& a, EvalError& err) {
-        auto s = [&](size_t i) { return to_text(a[i].v); };
-        if (fn == "default") {
-            if (!need(fn, a, 2, err)) return std::nullopt;
-            // Only the value defaulted from may be missing, not the default itself.
-            if (a[0].missing) {
-                err.message = fmt::format("no field {} in the node facts", a[0].missing_field);
-                return std::nullopt;
-            }
-            return truthy(a[1]) ? Value{a[1].v} : Value{a[0].v};
-        }
-        if (!present(a, err)) return std::nullopt;
-        if (fn == "trunc") {
-            if (!need(fn, a, 2, err)) return std::nullopt;
-            if (!a[0].v.is_number_integer()) {
-                err.message = "trunc: the length must be a number";
-                return std::nullopt;
-            }
-            long long n = a[0].v.get<long long>();
-            std::string str = s(1);
-            if (n >= 0) return Value{json(str.substr(0, std::min<size_t>(str.size(), size_t(n))))};
-            // -(n + 1) + 1: negating LLONG_MIN itself would overflow.
-            size_t k = std::min<size_t>(str.size(), size_t(-(n + 1)) + 1);
-            return Value{json(str.substr(str.size() - k))};
-        }
-        if (fn == "upper" || fn == "lower" || fn == "title" || fn == "trim" || fn == "quote" ||
-            fn == "squote" || fn == "b64enc" || fn == "b64dec" || fn == "toString") {
-            if (!need(fn, a, 1, err)) return std::nullopt;
-            std::string str = s(0);
-            if (fn == "upper")
-                for (auto& c : str)
-                    c = char(std::toupper(static_cast<unsigned char>(c)));
-            else if (fn == "lower")
-                for (auto& c : str)
-                    c = char(std::tolower(static_cast<unsigned char>(c)));
-            else if (fn == "title") {
-                bool start = true;
-                for (auto& c : str) {
-                    if (start && std::isalpha(static_cast<unsigned char>(c)))
-                        c = char(std::toupper(static_cast<unsigned char>(c)));
-                    start = std::isspace(static_cast<unsigned char>(c));
-                }
-            } else if (fn == "trim") {
-                auto b = str.find_first_not_of(" \t\r\n");
-                auto e = str.find_last_not_of(" \t\r\n");
-                str = b == std::string::npos ? "" : str.substr(b, e - b + 1);
-            } else if (fn == "quote") {
-                std::string q = "\"";
-                for (char c : str) {
-                    if (c == '"' || c == '\\') q += '\\';
-                    if (c == '\n') {
-                        q += "\\n";
-                        continue;
-                    }
-                    q += c;
-                }
-                str = q + "\"";
-            } else if (fn == "squote") {
-                str = "'" + str + "'";
-            } else if (fn == "b64enc") {
-                str = base64_encode(str);
-            } else if (fn == "b64dec") {
-                auto dec = base64_decode(str);
-                if (!dec) {
-                    err.message = "b64dec: " + dec.error().message();
-                    return std::nullopt;
-                }
-                str = *dec;
-            }
-            return Value{json(str)};
-        }
-        if (fn == "replace") {
-            if (!need(fn, a, 3, err)) return std::nullopt;
-            std::string from = s(0), to = s(1), str = s(2);
-            if (from.empty()) return Value{json(str)};
-            std::string out;
-            size_t i = 0, j;
-            while ((j = str.find(from, i)) != std::string::npos) {
-                out += str.substr(i, j - i) + to;
-                i = j + from.size();
-            }
-            return Value{json(out + str.substr(i))};
-        }
-        if (fn == "trimPrefix" || fn == "trimSuffix") {
-            if (!need(fn, a, 2, err)) return std::nullopt;
-            std::string x = s(0), str = s(1);
-            if (fn == "trimPrefix" && str.rfind(x, 0) == 0) str = str.substr(x.size());
-            if (fn == "trimSuffix" && str.size() >= x.size() &&
-                str.compare(str.size() - x.size(), x.size(), x) == 0)
-                str = str.substr(0, str.size() - x.size());
-            return Value{json(str)};
-        }
-        if (fn == "contains" || fn == "hasPrefix" || fn == "hasSuffix") {
-            if (!need(fn, a, 2, err)) return std::nullopt;
-            std::string x = s(0), str = s(1);
-            bool r = fn == "contains"    ? str.find(x) != std::string::npos
-                     : fn == "hasPrefix" ? str.rfind(x, 0) == 0
-                                         : str.size() >= x.size() &&
-                                               str.compare(str.size() - x.size(), x.size(), x) == 0;
-            return Value{json(r)};
-        }
-        if (fn == "join") {
-            if (!need(fn, a, 2, err)) return std::nullopt;
-            if (!a[1].v.is_array()) {
-                err.message = "join: the second argument must be a list";
-                return std::nullopt;
-            }
-            std::string out;
-            for (size_t i = 0; i < a[1].v.size(); ++i)
-                out += (i ? s(0) : "") + to_text(a[1].v[i]);
-            return Value{json(out)};
-        }
-        if (fn == "index") {
-            if (a.size() < 2) {
-                err.message = "index: expects a collection and at least one key";
-                return std::nullopt;
-            }
-            json cur = a[0].v;
-            for (size_t i = 1; i < a.size(); ++i) {
-                if (cur.is_array() && a[i].v.is_number_integer()) {
-                    auto k = a[i].v.get<long long>();
-                    if (k < 0 || size_t(k) >= cur.size()) {
-                        err.message = fmt::format("index: {} is out of range", k);
-                        return std::nullopt;
-                    }
-                    cur = cur[size_t(k)];
-                } else if (cur.is_object() && a[i].v.is_string()) {
-                    auto k = a[i].v.get<std::string>();
-                    if (!cur.contains(k)) {
-                        err.message = fmt::format("index: no key '{}'", k);
-                        return std::nullopt;
-                    }
-                    cur = cur[k];
-                } else {
-                    err.message = "index: cannot index this value";
-                    return std::nullopt;
-                }
-            }
-            return Value{cur};
-        }
-        err.message = fmt::format("unknown function '{}'", fn);
-        return std::nullopt;
     }
 
     static constexpr int kMaxDepth = 64;
