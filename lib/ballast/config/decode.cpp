@@ -108,7 +108,6 @@ bool check_abs_path(const MapReader& r, std::string_view key, const std::string&
 
 using K = FieldKind;
 
-// Fields every table may share.
 struct Ignored {};  // the model of a block Ballast validates and does not use
 
 template <class T, size_t... N>
@@ -522,11 +521,6 @@ void step_users(const MapReader& r, std::string_view key, Step& s, DecodeContext
     if (const Node* u = r.get(key)) s.users = decode_users(*u, r.field(key), ctx);
 }
 
-void unit_override(const MapReader& r, std::string_view, UnitOverride& u, DecodeContext&) {
-    if (u.service.empty() || u.content.empty())
-        r.diags().error(r.node()->pos, r.where() + ": 'service' and 'content' are required");
-}
-
 constexpr Field<UnitOverride> kOverrideFields[] = {
     {{"service", K::string, "the unit to override"}, &read::value<&UnitOverride::service>},
     {{"name", K::string, "drop-in file name (default override.conf)"},
@@ -540,7 +534,8 @@ UnitOverride decode_override(const Node& n, const std::string& where, DecodeCont
     UnitOverride u;
     MapReader r(&n, ctx.diags, where);
     kOverride.decode(r, u, ctx);
-    unit_override(r, "", u, ctx);
+    if (u.service.empty() || u.content.empty())
+        ctx.diags.error(n.pos, where + ": 'service' and 'content' are required");
     return u;
 }
 
