@@ -10,7 +10,14 @@ def main(paths):
     passed = failed = 0
     failures = []
     for path in paths:
-        root = ET.parse(path).getroot()
+        # A layer that did not get as far as writing its results (a build that failed, an
+        # unexpanded glob) is a failure, not a crash of the summary.
+        try:
+            root = ET.parse(path).getroot()
+        except (OSError, ET.ParseError) as e:
+            failed += 1
+            failures.append(f"  FAILED {path}: no test results ({e.__class__.__name__})")
+            continue
         for case in root.iter("testcase"):
             name = f"{case.get('classname', '')}::{case.get('name', '')}"
             bad = [c for c in case if c.tag in ("failure", "error", "skipped")]

@@ -139,7 +139,7 @@ std::optional<Value> fail_with(EvalError& err, std::string message) {
     return std::nullopt;
 }
 
-std::optional<Value> text(std::string s) {
+std::optional<Value> string_value(std::string s) {
     return Value{json(std::move(s))};
 }
 
@@ -158,10 +158,10 @@ std::optional<Value> fn_trunc(Args& a, EvalError& err) {
     if (!a[0].v.is_number_integer()) return fail_with(err, "trunc: the length must be a number");
     long long n = a[0].v.get<long long>();
     std::string str = to_text(a[1].v);
-    if (n >= 0) return text(str.substr(0, std::min<size_t>(str.size(), size_t(n))));
+    if (n >= 0) return string_value(str.substr(0, std::min<size_t>(str.size(), size_t(n))));
     // -(n + 1) + 1: negating LLONG_MIN itself would overflow.
     size_t k = std::min<size_t>(str.size(), size_t(-(n + 1)) + 1);
-    return text(str.substr(str.size() - k));
+    return string_value(str.substr(str.size() - k));
 }
 
 template <int (*Map)(int)>
@@ -169,7 +169,7 @@ std::optional<Value> fn_map_chars(Args& a, EvalError&) {
     std::string str = to_text(a[0].v);
     for (auto& c : str)
         c = char(Map(static_cast<unsigned char>(c)));
-    return text(std::move(str));
+    return string_value(std::move(str));
 }
 
 int to_upper(int c) {
@@ -187,14 +187,14 @@ std::optional<Value> fn_title(Args& a, EvalError&) {
             c = char(std::toupper(static_cast<unsigned char>(c)));
         start = std::isspace(static_cast<unsigned char>(c));
     }
-    return text(std::move(str));
+    return string_value(std::move(str));
 }
 
 std::optional<Value> fn_trim(Args& a, EvalError&) {
     std::string str = to_text(a[0].v);
     auto b = str.find_first_not_of(" \t\r\n");
     auto e = str.find_last_not_of(" \t\r\n");
-    return text(b == std::string::npos ? "" : str.substr(b, e - b + 1));
+    return string_value(b == std::string::npos ? "" : str.substr(b, e - b + 1));
 }
 
 std::optional<Value> fn_quote(Args& a, EvalError&) {
@@ -207,47 +207,47 @@ std::optional<Value> fn_quote(Args& a, EvalError&) {
         }
         q += c;
     }
-    return text(q + "\"");
+    return string_value(q + "\"");
 }
 
 std::optional<Value> fn_squote(Args& a, EvalError&) {
-    return text("'" + to_text(a[0].v) + "'");
+    return string_value("'" + to_text(a[0].v) + "'");
 }
 
 std::optional<Value> fn_b64enc(Args& a, EvalError&) {
-    return text(base64_encode(to_text(a[0].v)));
+    return string_value(base64_encode(to_text(a[0].v)));
 }
 
 std::optional<Value> fn_b64dec(Args& a, EvalError& err) {
     auto dec = base64_decode(to_text(a[0].v));
     if (!dec) return fail_with(err, "b64dec: " + dec.error().message());
-    return text(std::move(*dec));
+    return string_value(std::move(*dec));
 }
 
 std::optional<Value> fn_to_string(Args& a, EvalError&) {
-    return text(to_text(a[0].v));
+    return string_value(to_text(a[0].v));
 }
 
 std::optional<Value> fn_replace(Args& a, EvalError&) {
     std::string from = to_text(a[0].v), to = to_text(a[1].v), str = to_text(a[2].v);
-    if (from.empty()) return text(std::move(str));
+    if (from.empty()) return string_value(std::move(str));
     std::string out;
     size_t i = 0, j;
     while ((j = str.find(from, i)) != std::string::npos) {
         out += str.substr(i, j - i) + to;
         i = j + from.size();
     }
-    return text(out + str.substr(i));
+    return string_value(out + str.substr(i));
 }
 
 std::optional<Value> fn_trim_prefix(Args& a, EvalError&) {
     std::string x = to_text(a[0].v), str = to_text(a[1].v);
-    return text(str.rfind(x, 0) == 0 ? str.substr(x.size()) : str);
+    return string_value(str.rfind(x, 0) == 0 ? str.substr(x.size()) : str);
 }
 
 std::optional<Value> fn_trim_suffix(Args& a, EvalError&) {
     std::string x = to_text(a[0].v), str = to_text(a[1].v);
-    return text(ends_with(str, x) ? str.substr(0, str.size() - x.size()) : str);
+    return string_value(ends_with(str, x) ? str.substr(0, str.size() - x.size()) : str);
 }
 
 std::optional<Value> fn_contains(Args& a, EvalError&) {
@@ -267,7 +267,7 @@ std::optional<Value> fn_join(Args& a, EvalError& err) {
     std::string out;
     for (size_t i = 0; i < a[1].v.size(); ++i)
         out += (i ? to_text(a[0].v) : "") + to_text(a[1].v[i]);
-    return text(std::move(out));
+    return string_value(std::move(out));
 }
 
 std::optional<Value> fn_index(Args& a, EvalError& err) {
