@@ -177,6 +177,23 @@ in_root systemctl disable e2scrub_reap.service e2scrub_all.timer >>"$out/dpkg.lo
 # mounted; efi_pstore stays: it keeps a panic's log in an EFI variable.) docs/performance.md.
 in_root systemctl mask modprobe@drm.service modprobe@fuse.service modprobe@loop.service \
   >>"$out/dpkg.log" 2>&1
+# Generators systemd runs before it starts anything, at every boot, for what a node never has:
+# hibernation, integritytab, veritytab (the verity root hash is Ballast's own parameter, so
+# systemd never opens a slot), offline system updates, rc.local and SysV scripts (every script in
+# the image has a native unit), and GPT type auto-discovery (it would mount an ESP or a "home"
+# partition it finds; Ballast names its partitions by label). fstab, crypttab, getty, debug-shell
+# and systemd.run= stay.
+mkdir -p "$root/etc/systemd/system-generators"
+for g in gpt-auto hibernate-resume integritysetup veritysetup system-update rc-local sysv; do
+  ln -sfn /dev/null "$root/etc/systemd/system-generators/systemd-$g-generator"
+done
+# udev's hardware database without the vendor and model names (PCI, USB, SDIO, Bluetooth, ACPI,
+# MAC OUI): udev only shows them (ID_VENDOR_FROM_DATABASE, ...), and their lookups read about
+# 5 MiB of a 12 MiB hwdb.bin out of the compressed root at every boot. What configures hardware
+# (keyboard maps, sensors, autosuspend, input, DMI fixes, interface names) stays.
+rm -f "$root"/usr/lib/udev/hwdb.d/20-{OUI,acpi-vendor,bluetooth-vendor-product}.hwdb \
+      "$root"/usr/lib/udev/hwdb.d/20-{pci,usb,sdio}-vendor-model.hwdb
+in_root systemd-hwdb update --usr >>"$out/dpkg.log" 2>&1
 
 # Kernel modules no edge node here needs (sound, GPUs, wireless, media, ...): tens of MiB.
 kver=$(find "$root/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n1)
