@@ -178,8 +178,8 @@ in_root systemctl disable e2scrub_reap.service e2scrub_all.timer >>"$out/dpkg.lo
 in_root systemctl mask modprobe@drm.service modprobe@fuse.service modprobe@loop.service \
   >>"$out/dpkg.log" 2>&1
 # Generators systemd runs before it starts anything, at every boot, for what a node never has:
-# hibernation, integritytab, veritytab (the verity root hash is Ballast's own parameter, so
-# systemd never opens a slot), offline system updates, rc.local and SysV scripts (every script in
+# hibernation, integritytab, veritytab (Ballast opens its slots itself, in the initramfs, and
+# these mask only the booted system's generators), offline system updates, rc.local and SysV scripts (every script in
 # the image has a native unit), and GPT type auto-discovery (it would mount an ESP or a "home"
 # partition it finds; Ballast names its partitions by label). fstab, crypttab, getty, debug-shell
 # and systemd.run= stay.
