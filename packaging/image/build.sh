@@ -208,9 +208,10 @@ say "initramfs: dracut for $kver"
 # SAS/RAID HBAs, USB, SD/eMMC, virtio), but only the filesystems the initramfs mounts (slot:
 # squashfs or erofs; persistent and OEM: ext4; /etc: overlay) and none of the SAN and software
 # RAID drivers no Ballast node boots through: GRUB reads it and the kernel unpacks it at every
-# boot (40 MiB before, 13.6 s of GRUB under TCG; docs/performance.md, "Boot").
+# boot (40 MiB before, 13.6 s of GRUB under TCG; docs/performance.md, "Boot"). scsi_transport_fc
+# stays: Hyper-V's storage driver (hv_storvsc) needs it.
 san_raid="lpfc qla2xxx bfa qla4xxx csiostor qedf qedi libfc libfcoe fcoe fnic bnx2fc bnx2i be2iscsi
-          cxgb3i cxgb4i libcxgbi snic scsi_debug iscsi_tcp libiscsi libiscsi_tcp scsi_transport_fc
+          cxgb3i cxgb4i libcxgbi snic scsi_debug iscsi_tcp libiscsi libiscsi_tcp mptfc
           scsi_transport_iscsi bcache raid456 raid10 raid1 raid0 linear dm_raid md_mod"
 # dracut modules: no splash; none of dracut's shell hooks (dracut-systemd: dracut-cmdline,
 # -initqueue, -pre-pivot... about 4.5 s of each boot under TCG), since systemd in the initramfs mounts
@@ -219,10 +220,33 @@ san_raid="lpfc qla2xxx bfa qla4xxx csiostor qedf qedi libfc libfcoe fcoe fnic bn
 # dracut's own unlocking (crypt: ballast-agent unlocks).
 omit_modules="plymouth dracut-systemd rootfs-block crypt usrmount resume nvdimm virtiofs overlay-root
               lunmask terminfo qemu"
+# dracut's generic module set also takes whole driver folders the initramfs never loads from:
+# vendor HID drivers (the recovery-key prompt needs a plain keyboard: hid_generic, usbhid and
+# atkbd stay), watchdogs (nothing arms one before the real root), USB-C port managers, flash
+# translation layers, PCMCIA (sockets and cards), FireWire, parallel ports, laptop platform drivers, crypto offload
+# engines (dm-crypt runs on the CPU's AES instructions; one of them drags in a 1.5 MiB Chelsio NIC
+# driver), SCSI targets, Ceph, DLM; and block and device-mapper targets no root or persistent
+# partition is ever on. About a third of the modules' 47 MiB (docs/performance.md, "Boot").
+mods_in() {  # module names (dracut spells them with "_") of every module under these folders
+  local d
+  for d in "$@"; do
+    [ -d "$kmods/$d" ] && find "$kmods/$d" -name '*.ko*' -printf '%f\n'
+  done | sed 's/\.ko.*$//; s/-/_/g'
+}
+unneeded_mods="$(mods_in drivers/hid | grep -vxE 'hid|hid_generic|usbhid')
+  $(mods_in drivers/watchdog drivers/usb/typec drivers/mtd drivers/pcmcia drivers/firewire \
+            drivers/parport drivers/memstick drivers/platform drivers/crypto drivers/target \
+            drivers/net net/ceph fs/dlm)
+  $(mods_in drivers/scsi/pcmcia) pata_pcmcia sdricoh_cs serial_cs parkbd
+  aoe nbd rbd drbd null_blk floppy mei
+  dm_cache dm_cache_smq dm_era dm_delay dm_flakey dm_log dm_log_userspace dm_log_writes dm_switch
+  dm_thin_pool dm_unstripe dm_writecache dm_zoned dm_zero dm_snapshot dm_mirror dm_region_hash
+  dm_multipath dm_queue_length dm_round_robin dm_service_time dm_bio_prison dm_persistent_data
+  faulty multipath md_cluster"
 in_root dracut --force --no-hostonly --no-hostonly-cmdline --kver "$kver" \
   --add-drivers "virtio_blk virtio_pci virtio_scsi squashfs overlay ext4 vfat" \
   --filesystems "squashfs erofs ext4 overlay vfat nls_cp437 nls_iso8859_1" \
-  --omit-drivers "$(echo $san_raid)" --compress zstd \
+  --omit-drivers "$(echo $san_raid $unneeded_mods)" --compress zstd \
   --add ballast --omit "$(echo $omit_modules)" /boot/initrd.img >"$out/dracut.log" 2>&1 || {
   tail -n 30 "$out/dracut.log" >&2
   echo "build.sh: dracut failed; log in $out/dracut.log" >&2
@@ -233,10 +257,12 @@ in_root dracut --force --no-hostonly --no-hostonly-cmdline --kver "$kver" \
 # Every program and library in the initramfs must find its libraries there (check-initrd-libs.sh).
 in_root sh -c 'rm -rf /tmp/initrd && mkdir /tmp/initrd && cd /tmp/initrd &&
   /usr/lib/dracut/skipcpio /boot/initrd.img | zstd -dcq | cpio -id --quiet'
+# So must every kernel module find the modules it depends on (check-initrd-mods.sh).
 unresolved=0
 "$here/check-initrd-libs.sh" "$root/tmp/initrd" || unresolved=1
+"$here/check-initrd-mods.sh" "$root/tmp/initrd" "$root/lib/modules/$kver" || unresolved=1
 rm -rf "$root/tmp/initrd"
-[ "$unresolved" = 0 ] || { echo "build.sh: the initramfs lacks libraries (above)" >&2; exit 1; }
+[ "$unresolved" = 0 ] || { echo "build.sh: the initramfs lacks libraries or modules (above)" >&2; exit 1; }
 step "dracut"
 cleanup
 mv "$root/boot/vmlinuz-$kver" "$root/boot/vmlinuz"

@@ -304,6 +304,41 @@ def test_check_initrd_libs_names_a_missing_library_and_passes_a_complete_tree(tm
     assert r.returncode == 1 and "no /lib64/ld-linux-x86-64.so.2" in r.stderr, r.stderr
 
 
+def test_check_initrd_mods_names_a_missing_dependency_and_passes_a_complete_tree(tmp_path):
+    """packaging/image/check-initrd-mods.sh (build.sh runs it on every initramfs): a module in the
+    initramfs whose dependency, by the kernel's full modules.dep, is not in the initramfs is named,
+    with the exit status 1, even when the initramfs's own modules.dep (made by dracut's depmod,
+    which drops what is missing) does not list it; modules not in the initramfs are not checked;
+    the complete tree passes; a missing modules.dep is refused. The trees are left as they were."""
+    check = TOP / "packaging/image/check-initrd-mods.sh"
+    initrd = tmp_path / "initrd"
+    inside = initrd / "usr/lib/modules/6.1.0-test"
+    full = tmp_path / "root/usr/lib/modules/6.1.0-test"
+    for mod in ["kernel/drivers/scsi/sd_mod.ko", "kernel/drivers/scsi/scsi_common.ko"]:
+        (inside / mod).parent.mkdir(parents=True, exist_ok=True)
+        (inside / mod).write_bytes(b"")
+    (inside / "modules.dep").write_text(
+        "kernel/drivers/scsi/scsi_common.ko:\nkernel/drivers/scsi/sd_mod.ko: kernel/drivers/scsi/scsi_common.ko\n")
+    full.mkdir(parents=True)
+    (full / "modules.dep").write_text(
+        "kernel/drivers/scsi/scsi_common.ko:\n"
+        "kernel/drivers/scsi/sd_mod.ko: kernel/drivers/scsi/scsi_mod.ko kernel/drivers/scsi/scsi_common.ko\n"
+        "kernel/drivers/input/serio/parkbd.ko: kernel/drivers/parport/parport.ko\n")
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    r = subprocess.run([str(check), str(initrd), str(full)], capture_output=True, text=True)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stderr == ("initramfs: kernel/drivers/scsi/sd_mod.ko needs kernel/drivers/scsi/scsi_mod.ko, "
+                        "which is not there\n"), r.stderr
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+    (inside / "kernel/drivers/scsi/scsi_mod.ko").write_bytes(b"")
+    r = subprocess.run([str(check), str(initrd), str(full)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+    r = subprocess.run([str(check), str(initrd), str(tmp_path / "none")], capture_output=True, text=True)
+    assert r.returncode == 1 and "none/modules.dep: no such file" in r.stderr, r.stderr
+
+
 def test_check_dracut_log_refuses_a_compressor_fallback(tmp_path):
     """packaging/image/check-dracut-log.sh (build.sh runs it on dracut's log): dracut 059's own
     line for a compressor it cannot run fails the build; a log without it passes."""
