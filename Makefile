@@ -16,7 +16,7 @@ TEST_DEPS = build test deb image cache
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 
-.PHONY: all build deps deps-test deps-check check test test-unit test-integration test-e2e demo demo-sandbox deb image vm bench fuzz format clean
+.PHONY: all build deps deps-test deps-check check test test-unit test-integration test-e2e demo demo-sandbox deb image vm bench fuzz fuzz-build format clean
 
 all: build
 
@@ -80,10 +80,13 @@ vm:
 	[ -f $(IMAGE_OUT)/disk.img ] || packaging/image/build.sh --out $(IMAGE_OUT)
 	packaging/image/boot-smoke.sh --interactive $(IMAGE_OUT)/disk.img
 
-# libFuzzer over the config loader, built with clang-16 in build-fuzz.
-fuzz: deps-test
+# libFuzzer over the config loader, built with clang-16 in build-fuzz (`make fuzz-build` only
+# compiles it: CI builds it beside `make test`).
+fuzz-build: deps-test
 	[ -f build-fuzz/build.ninja ] || CXX="ccache clang++-16" meson setup build-fuzz -Dfuzz=true
 	ninja -C build-fuzz
+
+fuzz: fuzz-build
 	tests/run.sh build-fuzz fuzz
 
 bench: deps-test $(BUILD)/build.ninja
