@@ -67,19 +67,58 @@ def build_image(out: Path):
         assert r.returncode == 0, "image build failed:\n" + (r.stdout + r.stderr)[-4000:]
 
 
+# Every node has a blank second disk: the encrypted install (encrypted.py) installs onto it, and a
+# resumed node (booted, below) must have the devices its saved state has.
+SPARE_DISK = "1200M"
+
+
+def keep_logs(v, name: str):
+    """The node's serial log and timeline next to the results (BUILD/e2e-logs)."""
+    logs = build_dir() / "e2e-logs"
+    logs.mkdir(exist_ok=True)
+    if v.log.exists():
+        shutil.copy(v.log, logs / f"{name}.log")
+    if v.timeline.exists():
+        shutil.copy(v.timeline, logs / f"{name}.timeline.txt")
+
+
+@pytest.fixture(scope="session")
+def booted(image, testrun_uid):
+    """A fresh node right after its first boot, saved whole (Vm.save): the scenarios resume it
+    (Vm.resume) in a few seconds instead of each booting a fresh node, about a minute under TCG.
+    That first boot is real and checked by test_first_boot.py; each scenario gets its own copy of
+    the disks, TPM and variables. Made once a run, by the first worker that needs it, while the
+    other waits (alone, its one boot gets the host's CPU to itself)."""
+    from vm import Vm
+    d = build_dir() / "booted"
+    stamp = build_dir() / "booted.run"
+    with open(build_dir() / "booted.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.exists() and stamp.read_text() == testrun_uid:
+            return d / "saved"
+        stamp.unlink(missing_ok=True)
+        shutil.rmtree(d, ignore_errors=True)
+        (d / "node").mkdir(parents=True)
+        v = Vm(image, d / "node")
+        v.extra_disks = [d / "node" / "spare.img"]
+        subprocess.run(["truncate", "-s", SPARE_DISK, str(v.extra_disks[0])], check=True)
+        try:
+            v.boot()
+            v.save(d / "saved")
+        finally:
+            v.power_cut()
+            keep_logs(v, "booted")
+        stamp.write_text(testrun_uid)
+    return d / "saved"
+
+
 @pytest.fixture
 def vm(image, tmp_path):
     from vm import Vm
     v = Vm(image, tmp_path)
     yield v
     v.power_cut()
-    # Keep the serial log of a failed test next to the results.
-    logs = build_dir() / "e2e-logs"
-    logs.mkdir(exist_ok=True)
-    if v.log.exists():
-        shutil.copy(v.log, logs / f"{tmp_path.name}.log")
-    if v.timeline.exists():
-        shutil.copy(v.timeline, logs / f"{tmp_path.name}.timeline.txt")
+    keep_logs(v, tmp_path.name)
 
 
 @pytest.fixture(scope="session")

@@ -41,13 +41,11 @@ def assert_unlocked_by_tpm(vm):
     return st
 
 
-def boot_encrypted_node(vm, image) -> tuple[dict, str]:
-    """Boots `vm` from its disk, installs onto a second one, then boots that one: its marker and
-    the recovery key the install showed."""
-    target = vm.work / "target.img"
-    subprocess.run(["truncate", "-s", "1200M", str(target)], check=True)
-    vm.extra_disks = [target]
-    m = vm.boot()
+def boot_encrypted_node(vm, image, booted) -> tuple[dict, str]:
+    """Resumes the fresh node `booted` (conftest.py) in `vm`, installs onto its blank second disk,
+    then boots that one: its marker and the recovery key the install showed."""
+    m = vm.resume(booted)
+    target = vm.extra_disks[0]
     assert m["slot"] == "a" and m["failed"] == "none", (m, vm.tail())
     bundle = sorted(image.glob("ballast-*.tar"))[0]
     vm.ssh("mkdir -p /usr/local/e2e")  # persistent: /var is in RAM

@@ -1,6 +1,7 @@
 """Scenarios 4-6: the new slot never comes up, whatever the reason, and the node ends up on the
 old one by itself. 4: the new slot's kernel panics (no usable initramfs); 5: power cut in the
-middle of the image write; 6: power cut after activation, before the commit, every time."""
+middle of the image write; 6: power cut after activation, before the commit, every time. Each
+starts from the fresh node after its first boot, resumed (conftest.py, booted)."""
 import hashlib
 import shutil
 import subprocess
@@ -25,8 +26,8 @@ def wait_serial(vm, text: str, after: int, timeout: float = 300) -> int:
     raise AssertionError(f"{text!r} not on the console within {timeout} s:\n{vm.tail()}")
 
 
-def test_power_cut_after_activation_every_time_falls_back(vm, web):
-    vm.boot()
+def test_power_cut_after_activation_every_time_falls_back(vm, web, booted):
+    vm.resume(booted)
     web.trust(vm)
     r = vm.ssh(f"agentctl upgrade --no-reboot {web.bundle('6.0.0-e2e')}", timeout=600)
     assert "6.0.0-e2e" in r.stdout
@@ -46,7 +47,7 @@ def test_power_cut_after_activation_every_time_falls_back(vm, web):
     assert vm.slots()["B"]["State"] == "bad"
 
 
-def test_kernel_panic_in_new_slot_falls_back(vm, web, tmp_path):
+def test_kernel_panic_in_new_slot_falls_back(vm, web, booted, tmp_path):
     # A slot image whose kernel finds no initramfs: it cannot mount its root and panics
     # (panic=10 on GRUB's command line reboots it).
     tree = tmp_path / "broken"
@@ -55,7 +56,7 @@ def test_kernel_panic_in_new_slot_falls_back(vm, web, tmp_path):
     (tree / "boot" / "initrd.img").write_bytes(b"\0" * 4096)
     sq = tmp_path / "broken.sqfs"
     subprocess.run(["mksquashfs", str(tree), str(sq), "-comp", "xz", "-quiet", "-no-progress"], check=True)
-    vm.boot()
+    vm.resume(booted)
     web.trust(vm)
     vm.ssh(f"agentctl upgrade --no-reboot {web.bundle('4.0.0-broken', squashfs=sq)}", timeout=600)
     vm.ssh("systemctl reboot --no-block", check=False, timeout=30)
@@ -70,11 +71,11 @@ def test_kernel_panic_in_new_slot_falls_back(vm, web, tmp_path):
     assert vm.slots()["B"]["State"] == "bad"
 
 
-def test_power_cut_during_write_boots_old_slot_and_retry_succeeds(vm, web):
+def test_power_cut_during_write_boots_old_slot_and_retry_succeeds(vm, web, booted):
     sqfs = web.image / "rootfs.sqfs"
     size = sqfs.stat().st_size
     url = web.bundle("5.0.0-e2e", slow=True)
-    vm.boot()
+    vm.resume(booted)
     web.trust(vm)
     a_before = slot_sha256(vm, "A", size)
     assert a_before == hashlib.sha256(sqfs.read_bytes()).hexdigest()

@@ -1,14 +1,16 @@
 """Scenario 1: first boot and the immutable root. The OEM cloud-config is applied, / is the
 read-only slot, /etc changes and the persistent paths survive a reboot, /var and /tmp do not,
-and the node made its own SSH host keys and machine id once."""
+and the node made its own SSH host keys and machine id once. The first boot is the one the saved
+node made (conftest.py, booted: a fresh copy of the image's disk, booted once and saved); this
+resumes it and checks what that boot did, then reboots it for real."""
 
 STATE = ("cat /etc/hostname; cat /etc/machine-id; ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | "
          "cut -d' ' -f2; cat /etc/e2e-etc /var/lib/rancher/e2e /root/e2e /var/log/e2e 2>&1; "
          "ls /var/e2e-ram /tmp/e2e-ram 2>&1")
 
 
-def test_first_boot_applies_oem_and_keeps_persistent_state(vm):
-    m = vm.boot()
+def test_first_boot_applies_oem_and_keeps_persistent_state(vm, booted):
+    m = vm.resume(booted)
     assert m["root"] == "squashfs" and m["ro"] == "yes", m
     assert m["etc"] == "overlay" and m["persistent"] == "ext4" and m["mount"] == "ok", m
     assert m["agent"] == "active" and m["failed"] == "none", (m, vm.tail())

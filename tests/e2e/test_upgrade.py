@@ -8,9 +8,8 @@ import json
 import time
 from pathlib import Path
 
-from conftest import build_dir
 from encrypted import (assert_crypttab_line, assert_unlocked_by_tpm, boot_encrypted_node,
-                       boot_with_recovery_key, change_pcr7, pcr7, unlock_benchmark)
+                       boot_with_recovery_key, change_pcr7, pcr7)
 
 STANDIN = Path(__file__).resolve().parents[1] / "k3s-standin" / "k3s"
 
@@ -53,15 +52,10 @@ def wait_k3s(vm, label: str, timeout: float = 120) -> dict:
         time.sleep(1)
 
 
-def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web, image):
-    m, recovery_key = boot_encrypted_node(vm, image)
+def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web, image, booted):
+    m, recovery_key = boot_encrypted_node(vm, image, booted)
     assert m["slot"] == "a" and m["failed"] == "none", (m, vm.tail())
     assert_crypttab_line(vm)
-    bench = unlock_benchmark(vm, rounds=15)
-    out = build_dir() / "bench"
-    out.mkdir(exist_ok=True)
-    (out / "unlock-vm.json").write_text(json.dumps(bench, indent=1) + "\n")
-    print("unlock in the VM:", json.dumps(bench))
     web.trust(vm, HEALTH)
     vm.ssh("echo before-upgrade > /var/lib/rancher/e2e && sync")
 

@@ -1,6 +1,7 @@
 """A Ballast node in QEMU for the end-to-end tests: q35, OVMF, virtio disk (a sparse copy of the
 built disk.img, so every test starts from a fresh install), swtpm as its TPM, user networking with ssh forwarded
-to a free local port, serial console to a log file. TCG (see accel()).
+to a free local port, serial console to a log file. TCG (see accel()). A booted node can be
+saved whole and resumed in a few seconds (save(), resume()) instead of booted again.
 
 Commands run over ssh as root with the image build's test key (OEM cloud-config puts it in
 root's authorized_keys). A reboot is the guest's own, through systemd and the kernel, up to the
@@ -8,6 +9,7 @@ reset; the reset then ends the QEMU process and a new one powers the node on aga
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -23,6 +25,33 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def qmp(sock: Path, *commands, timeout: float = 30) -> list[dict]:
+    """Runs QMP commands (names, or dicts with arguments) on QEMU's control socket; their returns."""
+    deadline = time.monotonic() + timeout
+    while True:  # the socket appears a moment after QEMU starts
+        try:
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(str(sock))
+            break
+        except OSError:
+            s.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    with s, s.makefile("rw") as f:
+        f.readline()  # the greeting
+        out = []
+        for c in ("qmp_capabilities", *commands):
+            f.write(json.dumps({"execute": c} if isinstance(c, str) else c) + "\n")
+            f.flush()
+            while "event" in (r := json.loads(f.readline())):
+                pass
+            if "error" in r:
+                raise AssertionError(f"QMP {c}: {r['error']}")
+            out.append(r["return"])
+    return out[1:]
 
 
 def accel() -> list[str]:
@@ -57,6 +86,8 @@ class Vm:
         self.t0 = time.monotonic()
         self.timeline = work / f"{name}-timeline.txt"
         self.extra_disks: list[Path] = []  # more virtio disks, after the boot disk
+        self.qmp_sock = work / f"{name}-qmp.sock"
+        self.incoming: Path | None = None  # a saved state (save()) the next launch resumes
         subprocess.run(["cp", "--sparse=always", str(image_dir / "disk.img"), str(self.disk)], check=True)
         shutil.copy(OVMF / "OVMF_VARS_4M.fd", self.vars)
         os.chmod(self.key, 0o600)
@@ -93,7 +124,7 @@ class Vm:
         tpm = self._start_swtpm() if self.tpm_state else []
         cmd = ["qemu-system-x86_64", "-machine", "q35", *accel(), "-cpu", "max", "-m", "1024",
                "-smp", os.environ.get("BALLAST_E2E_SMP", "2"), "-nodefaults", "-nographic", "-monitor", "none",
-               "-no-reboot",
+               "-qmp", f"unix:{self.qmp_sock},server=on,wait=off", "-no-reboot",
                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF / 'OVMF_CODE_4M.fd'}",
                "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}",
                "-drive", f"file={self.disk},format=raw,if=virtio,cache=unsafe",
@@ -107,6 +138,9 @@ class Vm:
                            f"logfile={self.log},logappend=on",
                "-serial", "chardev:serial0",
                *tpm]
+        if self.incoming:
+            cmd += ["-incoming", f"exec:cat {shlex.quote(str(self.incoming))}"]
+            self.incoming = None
         self.log_offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab"):
             pass
@@ -160,6 +194,55 @@ class Vm:
             self.off.set()
 
     stop = power_cut
+
+    def _wait_migration(self, timeout: float = 300):
+        deadline = time.monotonic() + timeout
+        while (st := qmp(self.qmp_sock, "query-migrate")[0].get("status")) != "completed":
+            assert st not in ("failed", "cancelled") and time.monotonic() < deadline, f"migration: {st}"
+            time.sleep(0.2)
+
+    def save(self, dest: Path):
+        """Saves the running node whole into `dest` and powers it off: RAM and devices through
+        QEMU's migration to a file (the TPM's volatile state travels in it: QEMU's tpm-emulator
+        asks swtpm for it), the disks, firmware variables, swtpm's folder and the console log as
+        they were at that instant. A scenario that needs a booted fresh node resumes it (resume())
+        in seconds instead of booting one, about a minute under TCG."""
+        dest.mkdir(parents=True)
+        self.ssh("sync")
+        qmp(self.qmp_sock, "stop")
+        to_file = f"exec:cat > {shlex.quote(str(dest / 'state.bin'))}"
+        qmp(self.qmp_sock, {"execute": "migrate", "arguments": {"uri": to_file}})
+        self._wait_migration()
+        for i, d in enumerate([self.disk, *self.extra_disks]):
+            subprocess.run(["cp", "--sparse=always", str(d), str(dest / f"disk{i}.img")], check=True)
+        shutil.copy(self.vars, dest / "vars.fd")
+        shutil.copytree(self.tpm_state, dest / "tpm")
+        shutil.copy(self.log, dest / "serial.log")
+        self.note(f"saved ({(dest / 'state.bin').stat().st_size >> 20} MiB of state)")
+        self.power_cut()
+
+    def resume(self, saved: Path) -> dict:
+        """Makes this node the one save() left in `saved` (its own copies of the disks, variables,
+        TPM and console log) and resumes it where it stood; the marker of its last boot."""
+        assert self.proc is None and self.tpm_state
+        disks = sorted(saved.glob("disk*.img"))
+        self.extra_disks = [self.work / f"{self.disk.stem}-disk{i}.img" for i in range(1, len(disks))]
+        for src, dst in zip(disks, [self.disk, *self.extra_disks]):
+            subprocess.run(["cp", "--sparse=always", str(src), str(dst)], check=True)
+        shutil.copy(saved / "vars.fd", self.vars)
+        shutil.rmtree(self.tpm_state)
+        shutil.copytree(saved / "tpm", self.tpm_state)
+        shutil.copy(saved / "serial.log", self.log)
+        self.boots_seen = len(self.markers())
+        self.incoming = saved / "state.bin"
+        self.start()
+        self._wait_migration()
+        qmp(self.qmp_sock, "cont")  # saved while stopped: it comes back stopped
+        self.wait_ssh()
+        # Its clock stood still while it was saved: set it, as NTP would.
+        self.ssh(f"date -s @{time.time():.3f} >/dev/null")
+        self.note("resumed")
+        return self.markers()[-1]
 
     def wait_poweroff(self, timeout: float = 300):
         """The guest powered itself off (resets on the way are power cycles, see start())."""
