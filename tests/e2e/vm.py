@@ -197,7 +197,13 @@ class Vm:
 
     def _wait_migration(self, timeout: float = 300):
         deadline = time.monotonic() + timeout
-        while (st := qmp(self.qmp_sock, "query-migrate")[0].get("status")) != "completed":
+        while True:
+            # Resuming, QEMU exits when the state does not fit its devices: say why.
+            assert not self.off.is_set(), \
+                f"QEMU exited ({self.exit_code}): {(self.work / 'qemu.err').read_text()[-2000:]}"
+            st = qmp(self.qmp_sock, "query-migrate")[0].get("status")
+            if st == "completed":
+                return
             assert st not in ("failed", "cancelled") and time.monotonic() < deadline, f"migration: {st}"
             time.sleep(0.2)
 
