@@ -87,15 +87,20 @@ def booted(image, testrun_uid):
     """A fresh node right after its first boot, saved whole (Vm.save): the scenarios resume it
     (Vm.resume) in a few seconds instead of each booting a fresh node, about a minute under TCG.
     That first boot is real and checked by test_first_boot.py; each scenario gets its own copy of
-    the disks, TPM and variables. Made once a run, by the first worker that needs it, while the
-    other waits (alone, its one boot gets the host's CPU to itself)."""
+    the disks, TPM and variables (the copies share its machine id and host keys; a scenario that
+    compares nodes boots its own). Made once a run, by the first worker that needs it, while the
+    other waits; if that boot fails, every scenario that needs it fails with its reason."""
     from vm import Vm
     d = build_dir() / "booted"
     stamp = build_dir() / "booted.run"
     with open(build_dir() / "booted.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if stamp.exists() and stamp.read_text() == testrun_uid:
+        done = stamp.read_text() if stamp.exists() else ""
+        if done == testrun_uid:
             return d / "saved"
+        if done.startswith(f"{testrun_uid} failed: "):
+            pytest.fail(f"the saved fresh node could not be made ({done.split(': ', 1)[1]}); "
+                        "BUILD/e2e-logs/booted.log")
         stamp.unlink(missing_ok=True)
         shutil.rmtree(d, ignore_errors=True)
         (d / "node").mkdir(parents=True)
@@ -105,9 +110,13 @@ def booted(image, testrun_uid):
         try:
             v.boot()
             v.save(d / "saved")
+        except Exception as e:
+            stamp.write_text(f"{testrun_uid} failed: {(str(e).splitlines() or [repr(e)])[0][:300]}")
+            raise
         finally:
             v.power_cut()
             keep_logs(v, "booted")
+            shutil.rmtree(d / "node", ignore_errors=True)  # its disks are copied in saved/
         stamp.write_text(testrun_uid)
     return d / "saved"
 

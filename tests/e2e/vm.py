@@ -1,5 +1,5 @@
 """A Ballast node in QEMU for the end-to-end tests: q35, OVMF, virtio disk (a sparse copy of the
-built disk.img, so every test starts from a fresh install), swtpm as its TPM, user networking with ssh forwarded
+built disk.img, or of a saved node: see resume()), swtpm as its TPM, user networking with ssh forwarded
 to a free local port, serial console to a log file. TCG (see accel()). A booted node can be
 saved whole and resumed in a few seconds (save(), resume()) instead of booted again.
 
@@ -28,7 +28,8 @@ def free_port() -> int:
 
 
 def qmp(sock: Path, *commands, timeout: float = 30) -> list[dict]:
-    """Runs QMP commands (names, or dicts with arguments) on QEMU's control socket; their returns."""
+    """Runs QMP commands (names, or dicts with arguments) on QEMU's control socket; their returns.
+    OSError when QEMU is not there or goes away (the caller knows why: its qemu.err)."""
     deadline = time.monotonic() + timeout
     while True:  # the socket appears a moment after QEMU starts
         try:
@@ -40,13 +41,20 @@ def qmp(sock: Path, *commands, timeout: float = 30) -> list[dict]:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+    def reply(f) -> dict:
+        line = f.readline()
+        if not line:
+            raise ConnectionError("QEMU closed its QMP socket")
+        return json.loads(line)
+
+    s.settimeout(timeout)  # a wedged QEMU fails the test rather than hanging it
     with s, s.makefile("rw") as f:
-        f.readline()  # the greeting
+        reply(f)  # the greeting
         out = []
         for c in ("qmp_capabilities", *commands):
             f.write(json.dumps({"execute": c} if isinstance(c, str) else c) + "\n")
             f.flush()
-            while "event" in (r := json.loads(f.readline())):
+            while "event" in (r := reply(f)):
                 pass
             if "error" in r:
                 raise AssertionError(f"QMP {c}: {r['error']}")
@@ -131,6 +139,9 @@ class Vm:
                *[a for d in self.extra_disks for a in ("-drive", f"file={d},format=raw,if=virtio,cache=unsafe")],
                "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
                "-device", "virtio-net-pci,netdev=n0,romfile=",
+               # A new generation ID at every start: a resumed guest (resume()) reseeds its random
+               # state instead of drawing what the saved node and its other copies draw.
+               "-device", "vmgenid",
                # The console: logged (appended: one log across power cycles, so boots are
                # counted, not overwritten) whether or not anyone is connected to the socket
                # type() uses.
@@ -198,13 +209,17 @@ class Vm:
     def _wait_migration(self, timeout: float = 300):
         deadline = time.monotonic() + timeout
         while True:
-            # Resuming, QEMU exits when the state does not fit its devices: say why.
-            assert not self.off.is_set(), \
-                f"QEMU exited ({self.exit_code}): {(self.work / 'qemu.err').read_text()[-2000:]}"
-            st = qmp(self.qmp_sock, "query-migrate")[0].get("status")
-            if st == "completed":
+            try:
+                st = qmp(self.qmp_sock, "query-migrate")[0]
+            except OSError:
+                # Resuming, QEMU exits when the state does not fit its devices: say why.
+                self.off.wait(35)
+                raise AssertionError(f"QEMU exited ({self.exit_code}): "
+                                     f"{(self.work / 'qemu.err').read_text()[-2000:]}") from None
+            if st.get("status") == "completed":
                 return
-            assert st not in ("failed", "cancelled") and time.monotonic() < deadline, f"migration: {st}"
+            assert st.get("status") not in ("failed", "cancelled") and time.monotonic() < deadline, \
+                f"migration: {st}"
             time.sleep(0.2)
 
     def save(self, dest: Path):
@@ -216,9 +231,15 @@ class Vm:
         dest.mkdir(parents=True)
         self.ssh("sync")
         qmp(self.qmp_sock, "stop")
-        to_file = f"exec:cat > {shlex.quote(str(dest / 'state.bin'))}"
-        qmp(self.qmp_sock, {"execute": "migrate", "arguments": {"uri": to_file}})
+        # QEMU reports completion before its `cat` has exited: the name appears only when the file
+        # is whole.
+        part, state = (shlex.quote(str(dest / n)) for n in ("state.part", "state.bin"))
+        qmp(self.qmp_sock, {"execute": "migrate", "arguments": {"uri": f"exec:cat > {part} && mv {part} {state}"}})
         self._wait_migration()
+        deadline = time.monotonic() + 60
+        while not (dest / "state.bin").exists():
+            assert time.monotonic() < deadline, "the saved state was never written whole"
+            time.sleep(0.1)
         for i, d in enumerate([self.disk, *self.extra_disks]):
             subprocess.run(["cp", "--sparse=always", str(d), str(dest / f"disk{i}.img")], check=True)
         shutil.copy(self.vars, dest / "vars.fd")
@@ -231,7 +252,8 @@ class Vm:
         """Makes this node the one save() left in `saved` (its own copies of the disks, variables,
         TPM and console log) and resumes it where it stood; the marker of its last boot."""
         assert self.proc is None and self.tpm_state
-        disks = sorted(saved.glob("disk*.img"))
+        disks = sorted(saved.glob("disk*.img"), key=lambda p: int(p.stem[4:]))
+        assert (saved / "state.bin").exists() and disks, f"no saved node in {saved}"
         self.extra_disks = [self.work / f"{self.disk.stem}-disk{i}.img" for i in range(1, len(disks))]
         for src, dst in zip(disks, [self.disk, *self.extra_disks]):
             subprocess.run(["cp", "--sparse=always", str(src), str(dst)], check=True)
