@@ -47,20 +47,33 @@ for layer in "$@"; do
          --junitxml="$xml" "${marks[@]}" "${jobs[@]}") || true
       ;;
     fuzz)
-      # libFuzzer over the config loader (build with `make fuzz`); FUZZ_SECONDS, default 60.
+      # libFuzzer over each parser of untrusted input (build with `make fuzz`): the config loader
+      # and the chunk index. FUZZ_SECONDS (default 60) is shared out: three quarters to the
+      # config loader, whose input space is by far the larger.
       secs=${FUZZ_SECONDS:-60}
-      echo "== fuzz: fuzz-config for ${secs}s"
-      corpus=$build/fuzz-corpus
-      mkdir -p "$corpus" "$build/fuzz-artifacts"
-      start=$(date +%s)
-      if "$build/tests/fuzz/fuzz-config" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 \
-           -artifact_prefix="$build/fuzz-artifacts/" "$corpus" "$top/tests/fuzz/corpus" >"$build/fuzz.log" 2>&1; then
-        echo "<testsuite tests=\"1\" failures=\"0\"><testcase classname=\"fuzz\" name=\"fuzz-config ${secs}s\" time=\"$(($(date +%s) - start))\"/></testsuite>" >"$xml"
-        tail -n 1 "$build/fuzz.log"
-      else
-        tail -n 30 "$build/fuzz.log"
-        echo "<testsuite tests=\"1\" failures=\"1\"><testcase classname=\"fuzz\" name=\"fuzz-config ${secs}s\"><failure message=\"crash or sanitizer report; see $build/fuzz.log and $build/fuzz-artifacts\"/></testcase></testsuite>" >"$xml"
-      fi
+      mkdir -p "$build/fuzz-artifacts"
+      cases=""
+      failed=0
+      for target in config:$((secs * 3 / 4)) chunk-index:$((secs - secs * 3 / 4)); do
+        name=fuzz-${target%%:*}
+        t=${target##*:}
+        echo "== fuzz: $name for ${t}s"
+        corpus=$build/fuzz-corpus/${target%%:*}
+        seeds=$top/tests/fuzz/corpus/${target%%:*}
+        mkdir -p "$corpus"
+        start=$(date +%s)
+        log=$build/$name.log
+        if "$build/tests/fuzz/$name" -max_total_time="$t" -timeout=20 -rss_limit_mb=2048 \
+             -artifact_prefix="$build/fuzz-artifacts/$name-" "$corpus" "$seeds" >"$log" 2>&1; then
+          cases+="<testcase classname=\"fuzz\" name=\"$name ${t}s\" time=\"$(($(date +%s) - start))\"/>"
+          tail -n 1 "$log"
+        else
+          tail -n 30 "$log"
+          failed=$((failed + 1))
+          cases+="<testcase classname=\"fuzz\" name=\"$name ${t}s\"><failure message=\"crash or sanitizer report; see $log and $build/fuzz-artifacts\"/></testcase>"
+        fi
+      done
+      echo "<testsuite tests=\"2\" failures=\"$failed\">$cases</testsuite>" >"$xml"
       ;;
     *) echo "tests/run.sh: unknown layer '$layer' (unit, integration, e2e, fuzz)" >&2; exit 2 ;;
   esac

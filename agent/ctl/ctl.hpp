@@ -43,6 +43,11 @@ void print_json(const nlohmann::json& j);
 [[nodiscard]] int cmd_bundle_create(const GlobalOptions& g, const update::CreateOptions& o);
 [[nodiscard]] int cmd_bundle_verify(const GlobalOptions& g, const std::string& src,
                                     const std::string& keyring);
+[[nodiscard]] int cmd_bundle_export(const GlobalOptions& g, const std::string& src,
+                                    const std::string& layout, const std::string& tag);
+[[nodiscard]] int cmd_bundle_push(const GlobalOptions& g, const std::string& src,
+                                  const std::string& ref, const std::string& auth_file,
+                                  const std::string& ca_file);
 [[nodiscard]] int cmd_bundle_inspect(const GlobalOptions& g, const std::string& src);
 [[nodiscard]] int cmd_install(const GlobalOptions& g, install::Options o);
 [[nodiscard]] int cmd_config_validate(const GlobalOptions& g, const std::vector<std::string>& files,

@@ -105,6 +105,8 @@ void add_bundle_commands(CLI::App& app, const GlobalOptions& g, Action& action) 
     bcreate->add_option("--chain", create->chain, "Intermediate certificates (PEM)")
         ->check(CLI::ExistingFile);
     bcreate->add_option("-o,--output", create->out, "Bundle folder, or a .tar file")->required();
+    bcreate->add_flag("--no-index", create->no_index,
+                      "Leave out the chunk index (for agents that predate it; no delta fetch)");
     bcreate->callback(
         [&, create] { action = [&, create] { return cmd_bundle_create(g, *create); }; });
     struct Opts {
@@ -118,6 +120,34 @@ void add_bundle_commands(CLI::App& app, const GlobalOptions& g, Action& action) 
                         "Trusted certificates (PEM); default: the system's keyring");
     bverify->callback(
         [&, o] { action = [&, o] { return cmd_bundle_verify(g, o->src, o->keyring); }; });
+    struct ExportOpts {
+        std::string src, layout, tag;
+    };
+    auto e = options<ExportOpts>();
+    auto* bexport = bundle->add_subcommand(
+        "export", "Write a bundle as an OCI image layout (for skopeo copy oci:DIR:TAG ...)");
+    bexport->add_option("SRC", e->src, "Bundle folder or .tar")->required();
+    bexport->add_option("--oci-layout", e->layout, "Layout folder (made if missing)")->required();
+    bexport->add_option("--tag", e->tag, "Tag in the layout (default: the bundle's version)");
+    bexport->callback(
+        [&, e] { action = [&, e] { return cmd_bundle_export(g, e->src, e->layout, e->tag); }; });
+    struct PushOpts {
+        std::string src, ref, auth_file, ca_file;
+    };
+    auto p = options<PushOpts>();
+    auto* bpush =
+        bundle->add_subcommand("push", "Upload a bundle to an OCI registry as one artifact");
+    bpush->add_option("SRC", p->src, "Bundle folder or .tar")->required();
+    bpush->add_option("REF", p->ref, "REGISTRY/REPOSITORY:TAG")->required();
+    bpush
+        ->add_option("--auth-file", p->auth_file,
+                     "Credentials (containers-auth.json / ~/.docker/config.json format)")
+        ->check(CLI::ExistingFile);
+    bpush->add_option("--ca-file", p->ca_file, "CA certificates (PEM) to trust for the registry")
+        ->check(CLI::ExistingFile);
+    bpush->callback([&, p] {
+        action = [&, p] { return cmd_bundle_push(g, p->src, p->ref, p->auth_file, p->ca_file); };
+    });
     auto* binspect = bundle->add_subcommand("inspect", "Show a bundle's manifest (no checks)");
     binspect->add_option("SRC", o->src, "Bundle folder or .tar")->required();
     binspect->callback([&, o] { action = [&, o] { return cmd_bundle_inspect(g, o->src); }; });

@@ -46,7 +46,25 @@ def test_bundle_create_verify_inspect_folder_and_tar(bins, signing_pki, images, 
         j = json.loads(ctl(bins, None, "--json", "bundle", "inspect", str(out)).stdout)
         assert j["manifest"]["image"]["sha256"] == hashlib.sha256(images["v1"].read_bytes()).hexdigest()
         assert j["manifest"]["image"]["fstype"] == "squashfs" and j["signed"]
+        assert "chunks indexed" in r.stdout
+        idx = j["manifest"]["index"]
+        assert idx["file"] == "rootfs.bcidx" and idx["size"] > 48
+    # The index after the image: an https source reads the signed parts from the first 64 KiB.
     names = subprocess.run(["tar", "tf", str(tmp_path / "b.tar")], capture_output=True, text=True).stdout.split()
+    assert names == ["manifest.json", "manifest.json.sig", "rootfs.img", "rootfs.bcidx"]
+    folder = tmp_path / "b"
+    assert hashlib.sha256((folder / "rootfs.bcidx").read_bytes()).hexdigest() == idx["sha256"]
+    # Without an index, for agents that predate it.
+    for out in (tmp_path / "noidx", tmp_path / "noidx.tar"):
+        r = ctl(bins, None, "bundle", "create", "--image", str(images["v1"]), "--version", "1.0", "--compatible",
+                "ballast-test-amd64", "--key", signing_pki["signer"]["key"], "--cert", signing_pki["signer"]["cert"],
+                "-o", str(out), "--no-index")
+        assert r.returncode == 0, r.stderr
+        r = ctl(bins, None, "bundle", "verify", str(out), "--keyring", signing_pki["ca"])
+        assert r.returncode == 0 and "chunks indexed" not in r.stdout, r.stderr
+        assert "index:      none" in ctl(bins, None, "bundle", "inspect", str(out)).stdout
+    assert not (tmp_path / "noidx" / "rootfs.bcidx").exists()
+    names = subprocess.run(["tar", "tf", str(tmp_path / "noidx.tar")], capture_output=True, text=True).stdout.split()
     assert names == ["manifest.json", "manifest.json.sig", "rootfs.img"]
     # Without a chain to the usage checks: a signer with no EKU but digitalSignature is fine.
     bundle(bins, signing_pki, images["v1"], tmp_path / "plain", signer="plain")
@@ -97,6 +115,19 @@ def bad_bundles(bins, pki, images, tmp):
     (b / "rootfs.img").unlink()
     (b / "rootfs.img").write_bytes(bytes(data))
     cases["hash mismatch"] = (b, "does not match the manifest's")
+    b = bundle(bins, pki, images["v1"], tmp / "noindex")
+    (b / "rootfs.bcidx").unlink()
+    cases["missing index"] = (b, "the chunk index rootfs.bcidx named by the manifest is missing")
+    b = bundle(bins, pki, images["v1"], tmp / "longindex")
+    size = (b / "rootfs.bcidx").stat().st_size
+    with open(b / "rootfs.bcidx", "ab") as f:
+        f.write(b"\0" * 36)
+    cases["index size"] = (b, f"rootfs.bcidx is {size + 36} bytes, the manifest says {size}")
+    b = bundle(bins, pki, images["v1"], tmp / "badindex")
+    data = bytearray((b / "rootfs.bcidx").read_bytes())
+    data[60] ^= 0xFF
+    (b / "rootfs.bcidx").write_bytes(bytes(data))
+    cases["tampered index"] = (b, "rootfs.bcidx sha256")
     b = bundle(bins, pki, images["v1"], tmp / "truncated.tar")
     with open(b, "r+b") as f:
         f.truncate(os.path.getsize(b) - 20000)
@@ -110,6 +141,9 @@ def test_every_bad_bundle_fails_with_its_own_message(bins, signing_pki, images, 
         r = ctl(bins, None, "bundle", "verify", str(b), "--keyring", signing_pki["ca"])
         assert r.returncode == 1, name
         assert message in r.stderr, f"{name}: {r.stderr}"
+    # With an index, verify also names where the image differs.
+    assert "(first difference in chunk " in ctl(bins, None, "bundle", "verify", str(cases["hash mismatch"][0]),
+                                                "--keyring", signing_pki["ca"]).stderr
     messages = [m for _, m in cases.values()]
     assert len(set(messages)) == len(messages)
 

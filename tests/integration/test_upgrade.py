@@ -9,6 +9,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tarfile
 import sys
 import time
 from pathlib import Path
@@ -279,7 +280,9 @@ def test_refusals_change_nothing(node, bundles, bins, signing_pki, tmp_path):
     # A tampered image: the hash check fails while writing; B stays bad, A untouched.
     bad = tmp_path / "bad.tar"
     data = bytearray(other.read_bytes())
-    data[-20000] ^= 0xFF
+    with tarfile.open(other) as t:
+        image = t.getmember("rootfs.img")
+    data[image.offset_data + image.size // 2] ^= 0xFF
     bad.write_bytes(bytes(data))
     for src, msg in cases.items():
         r, _ = upgrade(node, src)

@@ -205,4 +205,43 @@ TEST_CASE("manifest: strict parsing", "[update][manifest]") {
     j["format"] = 2;
     CHECK(update::parse_manifest(j.dump()).error().code() == Errc::unsupported);
     CHECK_FALSE(update::parse_manifest("not json"));
+    CHECK_FALSE(back->index);
+}
+
+TEST_CASE("manifest: the chunk index is optional and checked like the image",
+          "[update][manifest]") {
+    update::Manifest m;
+    m.os_name = "ballast-os";
+    m.version = "1.2.0";
+    m.compatible = "ballast-amd64";
+    m.image = {"rootfs.img", 1234, std::string(64, 'a'), "squashfs"};
+    m.index = update::Manifest::Index{"rootfs.bcidx", 84, std::string(64, 'b')};
+    m.created = "2026-11-28T00:00:00Z";
+    auto back = update::parse_manifest(update::serialize_manifest(m));
+    REQUIRE(back);
+    REQUIRE(back->index);
+    CHECK(back->index->file == "rootfs.bcidx");
+    CHECK(back->to_json() == m.to_json());
+    using nlohmann::json;
+    auto refuse = [&](auto edit, const std::string& message) {
+        auto j = m.to_json();
+        edit(j);
+        auto r = update::parse_manifest(j.dump());
+        REQUIRE_FALSE(r);
+        CHECK(r.error().what() == message);
+    };
+    refuse([](json& j) { j["index"] = "rootfs.bcidx"; },
+           "manifest.json: 'index' must be an object");
+    refuse([](json& j) { j["index"]["chunker"] = 1; },
+           "manifest.json: unknown field 'index.chunker'");
+    refuse([](json& j) { j["index"]["file"] = "a/b"; },
+           "manifest.json: index.file 'a/b' must be a plain file name");
+    refuse([](json& j) { j["index"]["file"] = "rootfs.img"; },
+           "manifest.json: index.file 'rootfs.img' is the image's name");
+    refuse([](json& j) { j["index"]["size"] = 0; },
+           "manifest.json: index.size must be a positive number");
+    refuse([](json& j) { j["index"]["sha256"] = "B"; },
+           "manifest.json: index.sha256 must be 64 lower-case hex digits");
+    refuse([](json& j) { j["index"].erase("sha256"); },
+           "manifest.json: 'sha256' must be a printable string of at most 64 characters");
 }

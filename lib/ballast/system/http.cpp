@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 
 #include <cctype>
+#include <memory>
 #include <mutex>
 #include <optional>
 
@@ -67,6 +68,9 @@ struct Transfer {
     long status = 0;
     bool complete = false;  // the limit was reached: the transfer was stopped on purpose
     std::optional<Error> error;
+    std::map<std::string, std::string>* headers = nullptr;  // request(): the final response's
+    std::string* error_body = nullptr;  // request(): a non-2xx body, or the body without a sink
+    bool body_to_sink = true;
 };
 
 uint64_t parse_u64(std::string_view s) {
@@ -86,7 +90,22 @@ size_t on_header(char* ptr, size_t size, size_t n, void* user) {
         auto sp = h.find(' ');
         t->status = sp == std::string_view::npos ? 0 : long(parse_u64(h.substr(sp + 1)));
         t->total = 0;
+        if (t->headers) t->headers->clear();
         return size * n;
+    }
+    if (t->headers) {
+        const auto colon = h.find(':');
+        if (colon != std::string_view::npos) {
+            std::string name(h.substr(0, colon));
+            for (auto& ch : name)
+                ch = char(std::tolower(static_cast<unsigned char>(ch)));
+            auto v = h.substr(colon + 1);
+            while (!v.empty() && (v.front() == ' ' || v.front() == '\t'))
+                v.remove_prefix(1);
+            while (!v.empty() && (v.back() == '\r' || v.back() == '\n' || v.back() == ' '))
+                v.remove_suffix(1);
+            (*t->headers)[name] = std::string(v);
+        }
     }
     auto starts = [&](std::string_view k) {
         if (h.size() < k.size()) return false;
@@ -109,6 +128,15 @@ size_t on_header(char* ptr, size_t size, size_t n, void* user) {
 size_t on_data(char* ptr, size_t size, size_t n, void* user) {
     auto* t = static_cast<Transfer*>(user);
     size_t len = size * n;
+    if (t->error_body && (!t->body_to_sink || t->status < 200 || t->status > 299)) {
+        if (t->error_body->size() + len > t->max_size) {
+            t->error = Error(Errc::invalid_argument,
+                             fmt::format("a reply larger than {} bytes", t->max_size));
+            return 0;
+        }
+        t->error_body->append(ptr, len);
+        return len;
+    }
     if (t->status == 200 && t->skip > 0) {
         const size_t drop = size_t(std::min<uint64_t>(t->skip, len));
         t->skip -= drop;
@@ -137,26 +165,39 @@ size_t on_data(char* ptr, size_t size, size_t n, void* user) {
 
 }  // namespace
 
-Result<Response> get(const std::string& url, const Options& opts,
-                     const std::function<Status(std::span<const char>)>& sink) {
+namespace {
+
+// A libcurl handle set up as every request wants it, freed with its header list.
+struct Handle {
+    const Curl* c;
+    CURL* h;
+    curl_slist* headers = nullptr;
+    char errbuf[CURL_ERROR_SIZE] = {};
+    Handle(const Curl* curl, CURL* handle) : c(curl), h(handle) {}
+    ~Handle() {
+        c->easy_cleanup(h);
+        if (headers) c->slist_free_all(headers);
+    }
+    Handle(const Handle&) = delete;
+    Handle& operator=(const Handle&) = delete;
+    void header(const std::string& line) { headers = c->slist_append(headers, line.c_str()); }
+};
+
+Result<std::unique_ptr<Handle>> open_handle(const std::string& url, const Options& opts,
+                                            Transfer& t, bool follow) {
     const Curl* c = BALLAST_TRY(load_curl());
     CURL* h = c->easy_init();
     if (!h) return fail(Errc::failed, "{}: curl_easy_init failed", url);
-    Transfer t{&sink, opts.max_size};
-    t.skip = opts.resume_from;
-    t.limit = opts.range_length;
-    char errbuf[CURL_ERROR_SIZE] = {};
+    auto hd = std::make_unique<Handle>(c, h);
     c->easy_setopt(h, CURLOPT_URL, url.c_str());
-    c->easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    c->easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+    c->easy_setopt(h, CURLOPT_ERRORBUFFER, hd->errbuf);
+    c->easy_setopt(h, CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
     c->easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
     c->easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     c->easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     c->easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
     c->easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
     c->easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    // Status >= 400 fails before any body reaches the sink (no error page written to a file).
-    c->easy_setopt(h, CURLOPT_FAILONERROR, 1L);
     c->easy_setopt(h, CURLOPT_CONNECTTIMEOUT, long(opts.connect_timeout.count()));
     if (opts.timeout.count() > 0) c->easy_setopt(h, CURLOPT_TIMEOUT, long(opts.timeout.count()));
     // A stalled link is an error after 30 s below 1 byte/s: flaky edge links resume instead.
@@ -177,6 +218,51 @@ Result<Response> get(const std::string& url, const Options& opts,
     blob(CURLOPT_SSLCERT_BLOB, opts.client_cert_pem);
     blob(CURLOPT_SSLKEY_BLOB, opts.client_key_pem);
     if (!opts.client_cert_pem.empty()) c->easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
+    c->easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    c->easy_setopt(h, CURLOPT_HEADERDATA, &t);
+    c->easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    c->easy_setopt(h, CURLOPT_WRITEDATA, &t);
+    return hd;
+}
+
+Error transport_error(CURLcode rc, const std::string& url, const std::string& err) {
+    const Errc code = rc == CURLE_OPERATION_TIMEDOUT ? Errc::timeout
+                      : (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+                         rc == CURLE_COULDNT_RESOLVE_PROXY)
+                          ? Errc::unavailable
+                      : (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE)
+                          ? Errc::verification
+                          : Errc::io;
+    return Error(code, fmt::format("{}: {}", url, err));
+}
+
+struct Upload {
+    const Request* req;
+    std::optional<Error> error;
+};
+
+size_t on_read(char* buf, size_t size, size_t n, void* user) {
+    auto* u = static_cast<Upload*>(user);
+    auto r = u->req->upload(buf, size * n);
+    if (!r) {
+        u->error = r.error();
+        return CURL_READFUNC_ABORT;
+    }
+    return *r;
+}
+
+}  // namespace
+
+Result<Response> get(const std::string& url, const Options& opts,
+                     const std::function<Status(std::span<const char>)>& sink) {
+    Transfer t{&sink, opts.max_size};
+    t.skip = opts.resume_from;
+    t.limit = opts.range_length;
+    auto hd = BALLAST_TRY(open_handle(url, opts, t, true));
+    const Curl* c = hd->c;
+    CURL* h = hd->h;
+    // Status >= 400 fails before any body reaches the sink (no error page written to a file).
+    c->easy_setopt(h, CURLOPT_FAILONERROR, 1L);
     std::string range;
     if (opts.range_length)
         range = fmt::format("{}-{}", opts.resume_from, opts.resume_from + opts.range_length - 1);
@@ -184,43 +270,68 @@ Result<Response> get(const std::string& url, const Options& opts,
         range = fmt::format("{}-", opts.resume_from);
     if (!range.empty()) c->easy_setopt(h, CURLOPT_RANGE, range.c_str());
     // A request with a body (PATCH of a Kubernetes object); GET otherwise.
-    curl_slist* headers = nullptr;
     if (!opts.method.empty()) {
         c->easy_setopt(h, CURLOPT_CUSTOMREQUEST, opts.method.c_str());
         c->easy_setopt(h, CURLOPT_POSTFIELDS, opts.body.c_str());
         c->easy_setopt(h, CURLOPT_POSTFIELDSIZE, long(opts.body.size()));
         if (!opts.content_type.empty()) {
-            const std::string ct = "Content-Type: " + opts.content_type;
-            headers = c->slist_append(headers, ct.c_str());
-            c->easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+            hd->header("Content-Type: " + opts.content_type);
+            c->easy_setopt(h, CURLOPT_HTTPHEADER, hd->headers);
         }
     }
-    c->easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    c->easy_setopt(h, CURLOPT_HEADERDATA, &t);
-    c->easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-    c->easy_setopt(h, CURLOPT_WRITEDATA, &t);
     CURLcode rc = c->easy_perform(h);
     long status = 0;
     c->easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    std::string err = errbuf[0] ? errbuf : c->easy_strerror(rc);
-    c->easy_cleanup(h);
-    if (headers) c->slist_free_all(headers);
+    const std::string err = hd->errbuf[0] ? hd->errbuf : c->easy_strerror(rc);
+    hd.reset();
     if (t.error) return std::unexpected(std::move(*t.error).context(url));
     if (t.complete) return Response{status, t.bytes, t.total};
     if (rc == CURLE_HTTP_RETURNED_ERROR || status >= 400)
         return fail(status == 404 ? Errc::not_found : Errc::unavailable, "{}: HTTP status {}", url,
                     status);
-    if (rc != CURLE_OK) {
-        Errc code = rc == CURLE_OPERATION_TIMEDOUT ? Errc::timeout
-                    : (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
-                       rc == CURLE_COULDNT_RESOLVE_PROXY)
-                        ? Errc::unavailable
-                    : (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE)
-                        ? Errc::verification
-                        : Errc::io;
-        return std::unexpected(Error(code, fmt::format("{}: {}", url, err)));
-    }
+    if (rc != CURLE_OK) return std::unexpected(transport_error(rc, url, err));
     return Response{status, t.bytes, t.total};
+}
+
+Result<Reply> request(const std::string& url, const Options& opts, const Request& req,
+                      const std::function<Status(std::span<const char>)>& sink) {
+    Reply reply;
+    const std::function<Status(std::span<const char>)> none;
+    Transfer t{sink ? &sink : &none, opts.max_size ? opts.max_size : (64u << 10)};
+    t.headers = &reply.headers;
+    t.error_body = &reply.body;
+    t.body_to_sink = bool(sink);
+    auto hd = BALLAST_TRY(open_handle(url, opts, t, req.follow_redirects));
+    const Curl* c = hd->c;
+    CURL* h = hd->h;
+    Upload up{&req, std::nullopt};
+    if (req.method == "HEAD") {
+        c->easy_setopt(h, CURLOPT_NOBODY, 1L);
+    } else if (req.upload) {
+        c->easy_setopt(h, CURLOPT_UPLOAD, 1L);
+        c->easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+        c->easy_setopt(h, CURLOPT_READDATA, &up);
+        c->easy_setopt(h, CURLOPT_INFILESIZE_LARGE, curl_off_t(req.upload_size));
+        if (req.method != "PUT") c->easy_setopt(h, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+        // No "Expect: 100-continue" round trip before each upload.
+        hd->header("Expect:");
+    } else if (req.method != "GET") {
+        c->easy_setopt(h, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+        c->easy_setopt(h, CURLOPT_POSTFIELDS, req.body.c_str());
+        c->easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(req.body.size()));
+    }
+    for (const auto& line : req.headers)
+        hd->header(line);
+    if (hd->headers) c->easy_setopt(h, CURLOPT_HTTPHEADER, hd->headers);
+    CURLcode rc = c->easy_perform(h);
+    c->easy_getinfo(h, CURLINFO_RESPONSE_CODE, &reply.status);
+    const std::string err = hd->errbuf[0] ? hd->errbuf : c->easy_strerror(rc);
+    hd.reset();
+    if (up.error) return std::unexpected(std::move(*up.error).context(url));
+    if (t.error) return std::unexpected(std::move(*t.error).context(url));
+    if (rc != CURLE_OK) return std::unexpected(transport_error(rc, url, err));
+    reply.bytes = t.bytes;
+    return reply;
 }
 
 std::string redact(std::string_view text) {

@@ -5,8 +5,10 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "ballast/core/result.hpp"
 
@@ -40,6 +42,34 @@ struct Response {
 // naming the status; TLS is always verified.
 [[nodiscard]] Result<Response> get(const std::string& url, const Options& opts,
                                    const std::function<Status(std::span<const char>)>& sink);
+
+// A request whose answer the caller reads whatever its status (registry APIs: a 401 carries the
+// challenge, a 202 the upload's Location), with headers both ways and a streamed upload.
+struct Request {
+    std::string method = "GET";        // "HEAD" sends no body back
+    std::vector<std::string> headers;  // "Name: value"
+    // The body: `body`, or `upload_size` bytes from `upload(buf, n)` (streamed: a slot image
+    // does not fit in memory), which returns the bytes it put in `buf` (0 only at the end).
+    std::string body;
+    std::function<Result<size_t>(char* buf, size_t n)> upload;
+    uint64_t upload_size = 0;
+    // libcurl never sends a custom Authorization header to another host on a redirect.
+    bool follow_redirects = true;
+};
+
+struct Reply {
+    long status = 0;
+    // The final response's headers, names in lower case (the last one of a repeated name).
+    std::map<std::string, std::string> headers;
+    // The body when no sink is given, or when the status is not 2xx (bounded by max_size, else
+    // 64 KiB: error documents).
+    std::string body;
+    uint64_t bytes = 0;  // delivered to the sink
+};
+
+// Transport failures (DNS, TLS, timeouts, a sink's error) are errors; any HTTP status is a Reply.
+[[nodiscard]] Result<Reply> request(const std::string& url, const Options& opts, const Request& req,
+                                    const std::function<Status(std::span<const char>)>& sink = {});
 
 // `text` with every URL's credentials ("user:pass@") and query string ("?X-Amz-Signature=...")
 // replaced by "***": for messages anyone may read (status, node annotations).

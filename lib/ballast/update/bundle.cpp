@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ballast/core/atomic_file.hpp"
+#include "ballast/core/copy.hpp"
 #include "ballast/core/duration.hpp"
 #include "ballast/core/fd.hpp"
 #include "ballast/core/process.hpp"
@@ -122,22 +123,34 @@ std::string tar_header(const std::string& name, uint64_t size) {
     return h;
 }
 
-Status copy_range(int in, uint64_t size, int out, const std::string& what) {
-    std::vector<char> buf(4u << 20);
-    uint64_t done = 0;
-    while (done < size) {
-        size_t n = size_t(std::min<uint64_t>(buf.size(), size - done));
-        ssize_t r = ::pread(in, buf.data(), n, off_t(done));
-        if (r <= 0) return fail_errno(r < 0 ? errno : EIO, what);
-        size_t w = 0;
-        while (w < size_t(r)) {
-            ssize_t x = ::write(out, buf.data() + w, size_t(r) - w);
-            if (x < 0) return fail_errno(errno, what);
-            w += size_t(x);
-        }
-        done += uint64_t(r);
-    }
-    return {};
+// The chunk index the signed manifest names: its size and digest against the manifest, then its
+// structure and the image size it describes.
+Result<ChunkIndex> read_index(const Bundle& b, const Manifest& manifest) {
+    const auto& want = *manifest.index;
+    auto m = b.member(want.file);
+    if (!m)
+        return fail(Errc::invalid_argument,
+                    "{}: the chunk index {} named by the manifest is missing", b.path(), want.file);
+    if (m->size != want.size)
+        return fail(Errc::verification, "{}: {} is {} bytes, the manifest says {}", b.path(),
+                    want.file, m->size, want.size);
+    if (m->size > kMaxIndexSize)
+        return fail(Errc::verification, "{}: {} is {} bytes, more than an index may have", b.path(),
+                    want.file, m->size);
+    UniqueFd fd(::open(m->path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return fail_errno(errno, m->path);
+    std::string data(m->size, '\0');
+    if (::pread(fd.get(), data.data(), m->size, off_t(m->offset)) != ssize_t(m->size))
+        return fail_errno(errno, m->path);
+    if (const auto got = BALLAST_TRY(sha256_hex(data)); got != want.sha256)
+        return fail(Errc::verification, "{}: {} sha256 {} does not match the manifest's {}",
+                    b.path(), want.file, got, want.sha256);
+    auto idx = BALLAST_TRY(parse_index(data, fmt::format("{}: {}", b.path(), want.file)));
+    if (idx.image_size != manifest.image.size)
+        return fail(Errc::verification,
+                    "{}: {} describes an image of {} bytes, the manifest's is {}", b.path(),
+                    want.file, idx.image_size, manifest.image.size);
+    return idx;
 }
 
 }  // namespace
@@ -249,14 +262,25 @@ Result<Checked> check_parts(
     return c;
 }
 
+Result<Manifest> read_manifest(const Bundle& b) {
+    const auto text = BALLAST_TRY(b.read_small(kManifestName));
+    if (!text)
+        return fail(Errc::invalid_argument, "{}: not a bundle (no {})", b.path(), kManifestName);
+    return BALLAST_TRY_CTX(parse_manifest(*text), "{}", b.path());
+}
+
 Result<Checked> check_bundle(const Bundle& b, const std::string& keyring_pem) {
     auto manifest_text = BALLAST_TRY(b.read_small(kManifestName));
     if (!manifest_text)
         return fail(Errc::invalid_argument, "{}: not a bundle (no {})", b.path(), kManifestName);
     auto sig = BALLAST_TRY(b.read_small(kSignatureName));
-    return check_parts(
+    auto c = BALLAST_TRY(check_parts(
         b.path(), manifest_text, sig, [&](const std::string& n) { return b.member(n); },
-        keyring_pem);
+        keyring_pem));
+    // Only a local bundle is held whole: an https source reads the tar's first bytes, before
+    // the index.
+    if (c.manifest.index) c.index = BALLAST_TRY(read_index(b, c.manifest));
+    return c;
 }
 
 Status check_bootable(const Checked& c, const std::string& where) {
@@ -268,11 +292,17 @@ Status check_bootable(const Checked& c, const std::string& where) {
     return {};
 }
 
-Status verify_image(const Checked& c, const std::function<void(uint64_t, uint64_t)>& progress) {
+Status verify_image(const Checked& c, const std::function<void(uint64_t, uint64_t)>& progress,
+                    const ChunkIndex* index) {
     UniqueFd fd(::open(c.image.path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return fail_errno(errno, c.image.path);
     ::posix_fadvise(fd.get(), off_t(c.image.offset), off_t(c.image.size), POSIX_FADV_SEQUENTIAL);
     auto h = BALLAST_TRY(Sha256::make());
+    // The chunk being hashed, when an index is checked too, and the first that differed.
+    size_t chunk = 0;
+    uint64_t chunk_done = 0;
+    std::optional<size_t> bad;
+    auto ch = BALLAST_TRY(Sha256::make());
     std::vector<uint8_t> buf(4u << 20);
     uint64_t done = 0;
     while (done < c.image.size) {
@@ -281,14 +311,35 @@ Status verify_image(const Checked& c, const std::function<void(uint64_t, uint64_
         if (r < 0) return fail_errno(errno, c.image.path);
         if (r == 0)
             return fail(Errc::verification, "{}: truncated image at {} bytes", c.image.path, done);
-        h.update(std::span<const uint8_t>(buf.data(), size_t(r)));
+        std::span<const uint8_t> got(buf.data(), size_t(r));
+        h.update(got);
+        while (index && !got.empty() && chunk < index->chunks.size()) {
+            const auto& want = index->chunks[chunk];
+            const size_t k = size_t(std::min<uint64_t>(got.size(), want.length - chunk_done));
+            ch.update(got.first(k));
+            got = got.subspan(k);
+            chunk_done += k;
+            if (chunk_done < want.length) continue;
+            if (ch.digest() != want.sha256 && !bad) bad = chunk;
+            ch = BALLAST_TRY(Sha256::make());
+            ++chunk;
+            chunk_done = 0;
+        }
         done += uint64_t(r);
         if (progress) progress(done, c.image.size);
     }
+    auto where = [&] {
+        const auto& k = index->chunks[*bad];
+        return fmt::format("chunk {}, bytes {}..{}", *bad, k.offset, k.offset + k.length);
+    };
     auto digest = h.hex();
     if (digest != c.manifest.image.sha256)
-        return fail(Errc::verification, "image sha256 {} does not match the manifest's {}", digest,
-                    c.manifest.image.sha256);
+        return fail(Errc::verification, "image sha256 {} does not match the manifest's {}{}",
+                    digest, c.manifest.image.sha256,
+                    bad ? fmt::format(" (first difference in {})", where()) : "");
+    if (bad)
+        return fail(Errc::verification, "the chunk index does not describe the image ({} differs)",
+                    where());
     return {};
 }
 
@@ -309,17 +360,27 @@ Result<Manifest> create_bundle(const CreateOptions& o) {
     m.image.size = uint64_t(st.st_size);
     m.image.fstype = type;
     m.created = now_utc();
-    {
-        auto h = BALLAST_TRY(Sha256::make());
+    // One pass: the whole image's digest and, unless refused, its chunk index.
+    auto h = BALLAST_TRY(Sha256::make());
+    auto read = [&](uint64_t off, uint8_t* buf, size_t n) -> Result<size_t> {
+        ssize_t r = ::pread(img.get(), buf, n, off_t(off));
+        if (r < 0) return fail_errno(errno, o.image);
+        h.update(std::span<const uint8_t>(buf, size_t(r)));
+        return size_t(r);
+    };
+    std::string index;
+    if (o.no_index) {
         std::vector<uint8_t> buf(4u << 20);
         for (uint64_t done = 0; done < m.image.size;) {
-            ssize_t r = ::pread(img.get(), buf.data(), buf.size(), off_t(done));
-            if (r <= 0) return fail_errno(r < 0 ? errno : EIO, o.image);
-            h.update(std::span<const uint8_t>(buf.data(), size_t(r)));
-            done += uint64_t(r);
+            const size_t r = BALLAST_TRY(read(done, buf.data(), buf.size()));
+            if (r == 0) return fail_errno(EIO, o.image);
+            done += r;
         }
-        m.image.sha256 = h.hex();
+    } else {
+        index = serialize_index(BALLAST_TRY_CTX(build_index(m.image.size, read), "{}", o.image));
+        m.index = Manifest::Index{kIndexName, index.size(), BALLAST_TRY(sha256_hex(index))};
     }
+    m.image.sha256 = h.hex();
     const std::string manifest = serialize_manifest(m);
     // The manifest must parse back: what is signed is what a node accepts.
     BALLAST_TRY(parse_manifest(manifest));
@@ -329,6 +390,12 @@ Result<Manifest> create_bundle(const CreateOptions& o) {
         std::error_code ec;
         std::filesystem::create_directories(o.out, ec);
         if (ec) return fail_errno(ec.value(), o.out);
+        // The index before the manifest that names it.
+        const auto index_path = std::filesystem::path(o.out) / kIndexName;
+        if (m.index)
+            BALLAST_TRY(write_file_atomic(index_path, index));
+        else
+            std::filesystem::remove(index_path, ec);
         BALLAST_TRY(write_file_atomic(std::filesystem::path(o.out) / kManifestName, manifest));
         BALLAST_TRY(write_file_atomic(std::filesystem::path(o.out) / kSignatureName, sig));
         auto dst = std::filesystem::path(o.out) / m.image.file;
@@ -338,7 +405,7 @@ Result<Manifest> create_bundle(const CreateOptions& o) {
             const std::string tmp = dst.string() + ".tmp";
             UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
             if (!out) return fail_errno(errno, tmp);
-            BALLAST_TRY(copy_range(img.get(), m.image.size, out.get(), tmp));
+            BALLAST_TRY(copy_bytes(img.get(), 0, m.image.size, out.get(), tmp));
             if (::fsync(out.get()) < 0 || ::rename(tmp.c_str(), dst.c_str()) < 0)
                 return fail_errno(errno, dst.string());
         }
@@ -363,8 +430,13 @@ Result<Manifest> create_bundle(const CreateOptions& o) {
         BALLAST_TRY(pad(data->size()));
     }
     BALLAST_TRY(put(tar_header(m.image.file, m.image.size)));
-    BALLAST_TRY(copy_range(img.get(), m.image.size, out.get(), tmp));
+    BALLAST_TRY(copy_bytes(img.get(), 0, m.image.size, out.get(), tmp));
     BALLAST_TRY(pad(m.image.size));
+    if (m.index) {
+        BALLAST_TRY(put(tar_header(kIndexName, index.size())));
+        BALLAST_TRY(put(index));
+        BALLAST_TRY(pad(index.size()));
+    }
     BALLAST_TRY(put(std::string(2 * kBlock, '\0')));
     if (::fsync(out.get()) < 0 || ::rename(tmp.c_str(), o.out.c_str()) < 0)
         return fail_errno(errno, o.out);

@@ -1,6 +1,7 @@
-// Bundles on local storage: a folder holding manifest.json, manifest.json.sig and the image, or
-// the same three as members of an uncompressed tar (in that order). The image is read where it
-// lies (an offset in the tar), never copied.
+// Bundles on local storage: a folder holding manifest.json, manifest.json.sig, the image and its
+// chunk index (rootfs.bcidx), or the same as members of an uncompressed tar (in that order: the
+// index after the image, so that the first 64 KiB still hold what an https source reads first).
+// The image is read where it lies (an offset in the tar), never copied.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include <string>
 
 #include "ballast/core/result.hpp"
+#include "ballast/update/chunk_index.hpp"
 #include "ballast/update/manifest.hpp"
 #include "ballast/update/signature.hpp"
 
@@ -57,7 +59,13 @@ struct Checked {
     std::string manifest_sha256;  // of the signed manifest's bytes: names the bundle in journals
     Signer signer;
     Bundle::Member image;
+    // The chunk index the manifest names, checked against it (digest, size, structure, image
+    // size). Read by check_bundle() only: an https source does not fetch it.
+    std::optional<ChunkIndex> index;
 };
+
+// The manifest as the bundle holds it, parsed but not verified (inspecting, publishing).
+[[nodiscard]] Result<Manifest> read_manifest(const Bundle& b);
 
 // The checks of check_bundle() over parts found anywhere (a local bundle, a remote tar's first
 // bytes): `member(name)` locates a member.
@@ -68,21 +76,27 @@ struct Checked {
     const std::string& keyring_pem);
 
 // Signature (tampering, trust, dates, usage), then the manifest, then the image's presence and
-// size. Each failure has its own message (unsigned, untrusted, expired, tampered, truncated).
+// size, then the chunk index. Each failure has its own message (unsigned, untrusted, expired,
+// tampered, truncated).
 [[nodiscard]] Result<Checked> check_bundle(const Bundle& b, const std::string& keyring_pem);
 
 // The slot image must be one our GRUB can read the kernel from (squashfs; GRUB 2.06 in Debian 12
 // has no erofs). `where` names the bundle in the message.
 [[nodiscard]] Status check_bootable(const Checked& c, const std::string& where);
 
-// Streams the image and compares its SHA-256 with the manifest. `progress(done, total)`.
+// Streams the image and compares its SHA-256 with the manifest; with an index, also each chunk's
+// SHA-256 with the index (the index must describe this image). `progress(done, total)`.
 [[nodiscard]] Status verify_image(const Checked& c,
-                                  const std::function<void(uint64_t, uint64_t)>& progress = {});
+                                  const std::function<void(uint64_t, uint64_t)>& progress = {},
+                                  const ChunkIndex* index = nullptr);
 
 struct CreateOptions {
     std::string image, version, compatible, os_name = "ballast-os";
     std::string key, cert, chain;
     std::string out;  // a folder, or a .tar file
+    // Without a chunk index the bundle installs on agents older than the index, which refuse
+    // a manifest naming one; it cannot be fetched as a delta.
+    bool no_index = false;
 };
 // Checks the image (squashfs or erofs with /boot/vmlinuz and /boot/initrd.img), hashes it, writes
 // and signs the manifest, and lays the bundle out. Returns the manifest.

@@ -16,16 +16,19 @@ bool printable(const std::string& s, size_t max) {
 }  // namespace
 
 nlohmann::json Manifest::to_json() const {
-    return {{"format", format},
-            {"os_name", os_name},
-            {"version", version},
-            {"compatible", compatible},
-            {"image",
-             {{"file", image.file},
-              {"size", image.size},
-              {"sha256", image.sha256},
-              {"fstype", image.fstype}}},
-            {"created", created}};
+    nlohmann::json j = {{"format", format},
+                        {"os_name", os_name},
+                        {"version", version},
+                        {"compatible", compatible},
+                        {"image",
+                         {{"file", image.file},
+                          {"size", image.size},
+                          {"sha256", image.sha256},
+                          {"fstype", image.fstype}}},
+                        {"created", created}};
+    if (index)
+        j["index"] = {{"file", index->file}, {"size", index->size}, {"sha256", index->sha256}};
+    return j;
 }
 
 std::string serialize_manifest(const Manifest& m) {
@@ -36,8 +39,8 @@ Result<Manifest> parse_manifest(std::string_view text) {
     auto j = nlohmann::json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object())
         return fail(Errc::parse, "manifest.json is not a JSON object");
-    static const std::set<std::string> top = {"format",     "os_name", "version",
-                                              "compatible", "image",   "created"};
+    static const std::set<std::string> top = {"format", "os_name", "version", "compatible",
+                                              "image",  "index",   "created"};
     static const std::set<std::string> img = {"file", "size", "sha256", "fstype"};
     for (const auto& [k, v] : j.items())
         if (!top.count(k)) return fail(Errc::parse, "manifest.json: unknown field '{}'", k);
@@ -68,22 +71,42 @@ Result<Manifest> parse_manifest(std::string_view text) {
     const auto& i = j["image"];
     for (const auto& [k, v] : i.items())
         if (!img.count(k)) return fail(Errc::parse, "manifest.json: unknown field 'image.{}'", k);
-    BALLAST_TRY(str(i, "file", 128, m.image.file));
-    if (m.image.file.find('/') != std::string::npos || m.image.file == "." ||
-        m.image.file == ".." || m.image.file == "manifest.json" ||
-        m.image.file == "manifest.json.sig")
-        return fail(Errc::parse, "manifest.json: image.file '{}' must be a plain file name",
-                    m.image.file);
-    if (!i.contains("size") || !i["size"].is_number_unsigned() || i["size"].get<uint64_t>() == 0)
-        return fail(Errc::parse, "manifest.json: image.size must be a positive number");
-    m.image.size = i["size"].get<uint64_t>();
-    BALLAST_TRY(str(i, "sha256", 64, m.image.sha256));
-    if (!is_sha256_hex(m.image.sha256))
-        return fail(Errc::parse, "manifest.json: image.sha256 must be 64 lower-case hex digits");
+    // A member of the bundle: a plain file name, a size and a digest.
+    auto member = [&](const nlohmann::json& o, const char* what, std::string& file, uint64_t& size,
+                      std::string& sha256) -> Status {
+        BALLAST_TRY(str(o, "file", 128, file));
+        if (file.find('/') != std::string::npos || file == "." || file == ".." ||
+            file == "manifest.json" || file == "manifest.json.sig")
+            return fail(Errc::parse, "manifest.json: {}.file '{}' must be a plain file name", what,
+                        file);
+        if (!o.contains("size") || !o["size"].is_number_unsigned() ||
+            o["size"].get<uint64_t>() == 0)
+            return fail(Errc::parse, "manifest.json: {}.size must be a positive number", what);
+        size = o["size"].get<uint64_t>();
+        BALLAST_TRY(str(o, "sha256", 64, sha256));
+        if (!is_sha256_hex(sha256))
+            return fail(Errc::parse, "manifest.json: {}.sha256 must be 64 lower-case hex digits",
+                        what);
+        return {};
+    };
+    BALLAST_TRY(member(i, "image", m.image.file, m.image.size, m.image.sha256));
     BALLAST_TRY(str(i, "fstype", 16, m.image.fstype));
     if (m.image.fstype != "squashfs" && m.image.fstype != "erofs")
         return fail(Errc::parse, "manifest.json: image.fstype '{}' is not squashfs or erofs",
                     m.image.fstype);
+    if (j.contains("index")) {
+        const auto& x = j["index"];
+        if (!x.is_object()) return fail(Errc::parse, "manifest.json: 'index' must be an object");
+        for (const auto& [k, v] : x.items())
+            if (k != "file" && k != "size" && k != "sha256")
+                return fail(Errc::parse, "manifest.json: unknown field 'index.{}'", k);
+        Manifest::Index idx;
+        BALLAST_TRY(member(x, "index", idx.file, idx.size, idx.sha256));
+        if (idx.file == m.image.file)
+            return fail(Errc::parse, "manifest.json: index.file '{}' is the image's name",
+                        idx.file);
+        m.index = std::move(idx);
+    }
     return m;
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -24,6 +25,14 @@ struct Manifest {
         std::string sha256;  // lower-case hex
         std::string fstype;  // "squashfs" or "erofs"
     } image;
+    // The image's chunk index (update/chunk_index.hpp), for delta downloads. Optional: bundles
+    // made with `--no-index` (for agents older than the index) have none.
+    struct Index {
+        std::string file;  // member name ("rootfs.bcidx")
+        uint64_t size = 0;
+        std::string sha256;
+    };
+    std::optional<Index> index;
     std::string created;  // ISO 8601 UTC
 
     [[nodiscard]] nlohmann::json to_json() const;

@@ -29,6 +29,18 @@ def make_pki(d: Path, ips=("127.0.0.1",)) -> Path:
     return d
 
 
+def wait_listening(port: int, proc, timeout: float = 20) -> bool:
+    """Whether `proc` came to listen on 127.0.0.1:`port` before it exited or `timeout` passed."""
+    def up():
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    deadline = time.monotonic() + timeout
+    while not up() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return proc.poll() is None and up()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -74,14 +86,7 @@ http {{
         self.proc = subprocess.Popen(["nginx", "-c", str(self.dir / "nginx.conf"), "-p", str(self.dir)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-        def up():
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", self.port)) == 0
-
-        deadline = time.monotonic() + 20
-        while not up() and self.proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if self.proc.poll() is not None or not up():
+        if not wait_listening(self.port, self.proc):
             raise RuntimeError("nginx did not start: " + self.proc.stderr.read().decode())
 
     def stop(self):

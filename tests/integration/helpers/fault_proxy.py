@@ -1,0 +1,94 @@
+"""A fault-injecting https reverse proxy in front of a registry, for the faults a real link and a
+real registry produce: a connection dropped in the middle of an upload (after the registry got
+part of it), and a 401 in the middle of a transfer (a token that expired). Requests are
+forwarded with their Host header, so the registry's Location headers point back at the proxy.
+`faults` is consumed in order, one per matching request of 64 KiB or more; `log` records
+(method, path, status), -1 for a dropped connection."""
+import http.client
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from tls import free_port
+
+
+class FaultProxy:
+    def __init__(self, upstream_port: int, pki: Path):
+        self.faults: list[tuple[str, str]] = []  # (method, "drop-half" | "401" | "pass")
+        self.log: list[tuple[str, str, int]] = []
+        self.challenge = ""  # the registry's, replayed by an injected 401
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        upstream_ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def forward(self, method, body, headers):
+                conn = http.client.HTTPSConnection("127.0.0.1", upstream_port, context=upstream_ctx, timeout=30)
+                conn.request(method, self.path, body=body, headers=headers)
+                return conn, conn.getresponse()
+
+            def handle_any(self):
+                method = self.command
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("content-length", "connection")}
+                fault = None
+                # Faults hit uploads of real size only (the image), not the 2-byte config.
+                if proxy.faults and proxy.faults[0][0] == method and length >= 64 * 1024:
+                    fault = proxy.faults.pop(0)[1]
+                if fault == "pass":
+                    fault = None
+                if fault == "401":
+                    proxy.log.append((method, self.path, 401))
+                    msg = b'{"errors":[{"code":"UNAUTHORIZED","message":"token expired"}]}'
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", proxy.challenge)
+                    self.send_header("Content-Length", str(len(msg)))
+                    self.end_headers()
+                    self.wfile.write(msg)
+                    return
+                if fault == "drop-half" and body:
+                    # The registry gets the first half, the client a dropped connection.
+                    half = body[: len(body) // 2]
+                    start = int(self.headers.get("Content-Range", "0-0").split("-")[0])
+                    headers["Content-Range"] = f"{start}-{start + len(half) - 1}"
+                    conn, up = self.forward(method, half, headers)
+                    up.read()
+                    conn.close()
+                    proxy.log.append((method, self.path, -1))
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                conn, up = self.forward(method, body, headers)
+                data = up.read()
+                proxy.log.append((method, self.path, up.status))
+                if up.status == 401:
+                    proxy.challenge = up.getheader("WWW-Authenticate")
+                self.send_response(up.status)
+                for k, v in up.getheaders():
+                    if k.lower() not in ("content-length", "connection", "transfer-encoding", "date", "server"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if method != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(pki / "server.pem"), str(pki / "server.key"))
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
