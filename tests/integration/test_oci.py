@@ -334,3 +334,22 @@ def test_push_resumes_after_a_401_and_starts_over_after_a_cut_piece(bins, signin
             assert token_registry[1].issued >= 2  # a new token after the 401
     finally:
         proxy.stop()
+
+
+def test_credentials_never_go_to_a_host_the_registry_names(bins, signing_pki, image, private_registry, test_pki,
+                                                           tmp_path):
+    from fault_proxy import FaultProxy
+    reg = private_registry
+    proxy = FaultProxy(reg.port, test_pki)
+    try:
+        b = bundle(bins, signing_pki, image, tmp_path / "b")
+        auth_file = reg.auth_file(tmp_path / "auth.json", "edge", "s3cret-Pw", key=proxy.host)
+        proxy.faults = [("POST", "foreign-location")]
+        r = push(bins, b, f"{proxy.host}/edge/elsewhere:1.0", "--auth-file", str(auth_file),
+                 "--ca-file", str(test_pki / "ca.pem"))
+        assert r.returncode == 1, r.stderr
+        assert ("the registry names another host for the next request; its credentials are not sent there: "
+                "https://127.0.0.2:9/v2/edge/elsewhere/blobs/uploads/") in r.stderr
+        assert "s3cret-Pw" not in r.stderr
+    finally:
+        proxy.stop()

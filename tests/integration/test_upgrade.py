@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Nginx, ctl, make_slot_image, need_tool, wait_for
+from conftest import Nginx, ctl, make_slot_image, need_tool, run_ok, wait_for
 
 TOP = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TOP / "tests" / "integration" / "helpers"))
@@ -50,7 +50,7 @@ class Node:
     """An installed image-file disk, its root folder, and helpers to play boots."""
 
     def __init__(self, bins, pki, bundles, tmp: Path, start_agent, health_cmd=None, extra_settings="",
-                 slot_mb=64):
+                 slot_mb=64, update_settings=""):
         need_tool("mtype", "mtools")
         self.bins, self.start_agent, self.tmp = bins, start_agent, tmp
         self.disk = tmp / "disk.img"
@@ -68,7 +68,7 @@ class Node:
         self.flag.touch()
         check = health_cmd or f"test -e {self.flag}"
         (self.root / "etc/ballast/agent.yaml").write_text(
-            f"update:\n  compatible: {COMPATIBLE}\nhealth:\n  commands: ['{check}']\n"
+            f"update:\n  compatible: {COMPATIBLE}\n{update_settings}health:\n  commands: ['{check}']\n"
             f"  deadline: 2s\n  interval: 500ms\n{extra_settings}")
         self.agent = None
 
@@ -672,3 +672,133 @@ def test_tpm2_pin_tokens_and_plain_volumes_let_the_upgrade_through(bins, signing
     finally:
         n.stop(signal.SIGKILL)
         tpm.stop()
+
+
+# --- OCI registries -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def registry(bins, signing_pki, bundles, tmp_path_factory, test_pki):
+    """docker-registry (TLS, htpasswd) holding v2 as edge/os:2.0, pushed by `agentctl bundle push`."""
+    need_tool("docker-registry", "docker-registry")
+    from registry import Registry
+    d = tmp_path_factory.mktemp("registry")
+    try:
+        reg = Registry(d, test_pki, users={"node": "n0de-Pw"})
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    reg.auth = reg.auth_file(d / "auth.json", "node", "n0de-Pw")
+    r = ctl(bins, None, "--json", "bundle", "push", str(bundles["2.0"]["tar"]), f"{reg.host}/edge/os:2.0",
+            "--auth-file", str(reg.auth), "--ca-file", str(test_pki / "ca.pem"))
+    assert r.returncode == 0, r.stderr
+    reg.v2_digest = json.loads(r.stdout)["digest"]
+    yield reg
+    reg.stop()
+
+
+def oci_node(bins, signing_pki, bundles, tmp_path, start_agent, test_pki, auth):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    n = Node(bins, signing_pki, bundles, tmp_path, start_agent,
+             extra_settings=f"http:\n  ca_file: {test_pki / 'ca.pem'}\n",
+             update_settings="  registry_auth: /etc/ballast/registry-auth.json\n")
+    shutil.copy(auth, n.root / "etc/ballast/registry-auth.json")
+    return n
+
+
+def test_oci_upgrade_by_tag_and_by_digest(bins, signing_pki, bundles, tmp_path, start_agent, test_pki, registry):
+    n = oci_node(bins, signing_pki, bundles, tmp_path, start_agent, test_pki, registry.auth)
+    try:
+        n.start("A")
+        before = n.env_files()
+        # A digest the registry does not hold: refused before anything is written.
+        r, _ = upgrade(n, f"oci://{registry.host}/edge/os@sha256:{'0' * 64}")
+        assert r.returncode != 0 and "no such tag or manifest" in r.stderr, r.stderr
+        r, _ = upgrade(n, f"oci://{registry.host}/edge/os:9.9")
+        assert r.returncode != 0 and "no such tag or manifest" in r.stderr, r.stderr
+        assert n.env_files() == before
+        r, lines = upgrade(n, f"oci://{registry.host}/edge/os@{registry.v2_digest}")
+        assert r.returncode == 0, r.stderr + n.agent.output()
+        img = bundles["2.0"]["image"].read_bytes()
+        assert n.slot_bytes("B", len(img)) == img and n.decide() == "B"
+        assert "n0de-Pw" not in n.agent.output()
+    finally:
+        n.stop(signal.SIGKILL)
+    # By tag, on a fresh node.
+    n = oci_node(bins, signing_pki, bundles, tmp_path / "tag", start_agent, test_pki, registry.auth)
+    try:
+        n.start("A")
+        r, lines = upgrade(n, f"oci://{registry.host}/edge/os:2.0")
+        assert r.returncode == 0, r.stderr + n.agent.output()
+        img = bundles["2.0"]["image"].read_bytes()
+        assert n.slot_bytes("B", len(img)) == img and n.decide() == "B"
+    finally:
+        n.stop(signal.SIGKILL)
+
+
+def test_oci_download_cut_and_resumed(bins, signing_pki, bundles, tmp_path, start_agent, test_pki, registry):
+    from fault_proxy import FaultProxy
+    proxy = FaultProxy(registry.port, test_pki)
+    auth = registry.auth_file(tmp_path / "proxy-auth.json", "node", "n0de-Pw", key=proxy.host)
+    n = oci_node(bins, signing_pki, bundles, tmp_path, start_agent, test_pki, auth)
+    try:
+        n.start("A")
+        proxy.faults = [("GET", "drop-half")]
+        r, _ = upgrade(n, f"oci://{proxy.host}/edge/os:2.0")
+        assert r.returncode == 0, r.stderr + n.agent.output()
+        assert not proxy.faults and "resuming at byte" in n.agent.output()
+        # The image came in two requests: the first cut, the second a range from where it stopped.
+        image_gets = [i for i, (m, p, _) in enumerate(proxy.log) if m == "GET" and p.endswith(
+            json.loads((bundles["2.0"]["dir"] / "manifest.json").read_text())["image"]["sha256"])]
+        assert [proxy.log[i][2] for i in image_gets] == [-1, 206]
+        assert proxy.ranges[image_gets[1]].startswith("bytes=") and not proxy.ranges[image_gets[1]].startswith("bytes=0-")
+        img = bundles["2.0"]["image"].read_bytes()
+        assert n.slot_bytes("B", len(img)) == img and n.decide() == "B"
+    finally:
+        n.stop(signal.SIGKILL)
+        proxy.stop()
+
+
+def test_oci_registry_lies_leave_the_node_untouched(bins, signing_pki, bundles, tmp_path, start_agent, test_pki,
+                                                    registry):
+    """An artifact whose signed manifest is v3's but whose image layer is v2's, and one that is not
+    a Ballast artifact: refused before the first byte, boot state as it was."""
+    need_tool("skopeo", "skopeo")
+    import hashlib
+    layout = tmp_path / "layout"
+    r = ctl(bins, None, "--json", "bundle", "export", str(bundles["2.0"]["dir"]), "--oci-layout", str(layout))
+    assert r.returncode == 0, r.stderr
+    v3 = tmp_path / "layout3"
+    assert ctl(bins, None, "bundle", "export", str(bundles["3.0"]["dir"]), "--oci-layout", str(v3)).returncode == 0
+    blobs = layout / "blobs" / "sha256"
+    for p in (v3 / "blobs" / "sha256").iterdir():
+        shutil.copy(p, blobs / p.name)
+    index = json.loads((layout / "index.json").read_text())
+    m2 = json.loads((blobs / index["manifests"][0]["digest"][7:]).read_text())
+    m3 = json.loads((blobs / json.loads((v3 / "index.json").read_text())["manifests"][0]["digest"][7:]).read_text())
+
+    def add(tag, manifest):
+        raw = json.dumps(manifest).encode()
+        digest = hashlib.sha256(raw).hexdigest()
+        (blobs / digest).write_bytes(raw)
+        index["manifests"].append({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                   "digest": "sha256:" + digest, "size": len(raw),
+                                   "annotations": {"org.opencontainers.image.ref.name": tag}})
+        (layout / "index.json").write_text(json.dumps(index))
+        run_ok(["skopeo", "copy", "--dest-creds", "node:n0de-Pw", "--dest-cert-dir", str(registry.cert_dir),
+                f"oci:{layout}:{tag}", f"docker://{registry.host}/edge/os:{tag}"])
+
+    swapped = dict(m2, layers=m3["layers"][:3] + m2["layers"][3:])  # v3's signed parts, v2's image
+    add("swapped", swapped)
+    add("foreign", dict(m2, artifactType="application/vnd.example.other"))
+    n = oci_node(bins, signing_pki, bundles, tmp_path / "node", start_agent, test_pki, registry.auth)
+    try:
+        n.start("A")
+        before = n.env_files()
+        r, _ = upgrade(n, f"oci://{registry.host}/edge/os:swapped")
+        # The signed manifest (v3's) names an image of another size than the layer's (v2's).
+        v3_size = json.loads((bundles["3.0"]["dir"] / "manifest.json").read_text())["image"]["size"]
+        assert r.returncode != 0 and f"more than the {v3_size} the manifest says" in r.stderr, r.stderr
+        r, _ = upgrade(n, f"oci://{registry.host}/edge/os:foreign")
+        assert r.returncode != 0 and "not a Ballast OS artifact" in r.stderr, r.stderr
+        assert n.env_files() == before and n.slots()["B"]["State"] != "bad"
+    finally:
+        n.stop(signal.SIGKILL)

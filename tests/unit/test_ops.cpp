@@ -130,7 +130,8 @@ TEST_CASE("ops upgrade: sources the job accepts", "[ops][upgrade]") {
         auto st = ops::check_source(bad);
         REQUIRE_FALSE(st);
         CHECK(st.error().code() == Errc::invalid_argument);
-        CHECK(test::contains(st.error().what(), "expected an absolute path or an https:// URL"));
+        CHECK(test::contains(st.error().what(),
+                             "expected an absolute path, an https:// URL or an oci://"));
     }
 }
 

@@ -47,6 +47,9 @@ constexpr Field<Update> kUpdateFields[] = {
      &read::value<&Update::compatible>},
     {{"keyring", K::string, "trusted signers (default /etc/ballast/keyring.pem, else the image's)"},
      &read::checked<&Update::keyring, &absolute_path>},
+    {{"registry_auth", K::string,
+      "credentials for oci:// sources (containers-auth.json / ~/.docker/config.json format)"},
+     &read::checked<&Update::registry_auth, &absolute_path>},
     {{"tries", K::integer, "boots a new slot gets to come up healthy (1-9)"},
      &read::number<&Update::tries, 1, 9>},
 };

@@ -35,7 +35,9 @@ struct AgentSettings {
         // What bundles must say to be accepted; empty: /usr/lib/ballast/compatible of the image.
         std::string compatible;
         std::string keyring;  // empty: /etc/ballast/keyring.pem, else the image's
-        uint32_t tries = 3;   // boots a new slot gets to come up healthy (1..9)
+        // Credentials for oci:// sources (containers-auth.json format); empty: none.
+        std::string registry_auth;
+        uint32_t tries = 3;  // boots a new slot gets to come up healthy (1..9)
     } update;
     health::Settings health;  // boot assessment
     struct K3s {

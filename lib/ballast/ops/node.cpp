@@ -32,6 +32,7 @@ update::SourceOptions source_options(const NodeOptions& o, const config::AgentSe
     update::SourceOptions so;
     so.keyring = !s.update.keyring.empty() ? o.root(s.update.keyring).string()
                                            : update::default_keyring(o.root.base().string());
+    if (!s.update.registry_auth.empty()) so.registry_auth = o.root(s.update.registry_auth).string();
     so.http.ca_file = s.http.ca_file;
     so.http.proxy = s.http.proxy;
     return so;

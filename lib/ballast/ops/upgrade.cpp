@@ -13,7 +13,9 @@ namespace ballast::ops {
 Status check_source(const std::string& source) {
     if (!update::is_url(source) && !is_absolute_path(source))
         return fail(Errc::invalid_argument,
-                    "source '{}': expected an absolute path or an https:// URL", source);
+                    "source '{}': expected an absolute path, an https:// URL or an "
+                    "oci://REGISTRY/REPO:TAG reference",
+                    source);
     return {};
 }
 

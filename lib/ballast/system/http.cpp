@@ -70,6 +70,7 @@ struct Transfer {
     std::optional<Error> error;
     std::map<std::string, std::string>* headers = nullptr;  // request(): the final response's
     std::string* error_body = nullptr;  // request(): a non-2xx body, or the body without a sink
+    uint64_t error_body_max = 0;
     bool body_to_sink = true;
 };
 
@@ -129,9 +130,9 @@ size_t on_data(char* ptr, size_t size, size_t n, void* user) {
     auto* t = static_cast<Transfer*>(user);
     size_t len = size * n;
     if (t->error_body && (!t->body_to_sink || t->status < 200 || t->status > 299)) {
-        if (t->error_body->size() + len > t->max_size) {
+        if (t->error_body->size() + len > t->error_body_max) {
             t->error = Error(Errc::invalid_argument,
-                             fmt::format("a reply larger than {} bytes", t->max_size));
+                             fmt::format("a reply larger than {} bytes", t->error_body_max));
             return 0;
         }
         t->error_body->append(ptr, len);
@@ -236,6 +237,13 @@ Error transport_error(CURLcode rc, const std::string& url, const std::string& er
     return Error(code, fmt::format("{}: {}", url, err));
 }
 
+// libcurl's CURLOPT_RANGE value: "from-last", "from-", or none.
+std::string range_header(uint64_t from, uint64_t length) {
+    if (length) return fmt::format("{}-{}", from, from + length - 1);
+    if (from) return fmt::format("{}-", from);
+    return {};
+}
+
 struct Upload {
     const Request* req;
     std::optional<Error> error;
@@ -263,11 +271,7 @@ Result<Response> get(const std::string& url, const Options& opts,
     CURL* h = hd->h;
     // Status >= 400 fails before any body reaches the sink (no error page written to a file).
     c->easy_setopt(h, CURLOPT_FAILONERROR, 1L);
-    std::string range;
-    if (opts.range_length)
-        range = fmt::format("{}-{}", opts.resume_from, opts.resume_from + opts.range_length - 1);
-    else if (opts.resume_from)
-        range = fmt::format("{}-", opts.resume_from);
+    const std::string range = range_header(opts.resume_from, opts.range_length);
     if (!range.empty()) c->easy_setopt(h, CURLOPT_RANGE, range.c_str());
     // A request with a body (PATCH of a Kubernetes object); GET otherwise.
     if (!opts.method.empty()) {
@@ -297,13 +301,18 @@ Result<Reply> request(const std::string& url, const Options& opts, const Request
                       const std::function<Status(std::span<const char>)>& sink) {
     Reply reply;
     const std::function<Status(std::span<const char>)> none;
-    Transfer t{sink ? &sink : &none, opts.max_size ? opts.max_size : (64u << 10)};
+    Transfer t{sink ? &sink : &none, opts.max_size};
     t.headers = &reply.headers;
     t.error_body = &reply.body;
+    t.error_body_max = req.max_body ? req.max_body : (64u << 10);
     t.body_to_sink = bool(sink);
+    t.skip = req.range_from;
+    t.limit = req.range_length;
     auto hd = BALLAST_TRY(open_handle(url, opts, t, req.follow_redirects));
     const Curl* c = hd->c;
     CURL* h = hd->h;
+    const std::string range = range_header(req.range_from, req.range_length);
+    if (!range.empty()) c->easy_setopt(h, CURLOPT_RANGE, range.c_str());
     Upload up{&req, std::nullopt};
     if (req.method == "HEAD") {
         c->easy_setopt(h, CURLOPT_NOBODY, 1L);
@@ -329,8 +338,9 @@ Result<Reply> request(const std::string& url, const Options& opts, const Request
     hd.reset();
     if (up.error) return std::unexpected(std::move(*up.error).context(url));
     if (t.error) return std::unexpected(std::move(*t.error).context(url));
-    if (rc != CURLE_OK) return std::unexpected(transport_error(rc, url, err));
     reply.bytes = t.bytes;
+    if (t.complete) return reply;  // stopped on purpose at the range's end
+    if (rc != CURLE_OK) return std::unexpected(transport_error(rc, url, err));
     return reply;
 }
 

@@ -55,14 +55,19 @@ struct Request {
     uint64_t upload_size = 0;
     // libcurl never sends a custom Authorization header to another host on a redirect.
     bool follow_redirects = true;
+    // A range of the body, as Options::resume_from and range_length (a 200 that ignores the
+    // range is cut to it here too).
+    uint64_t range_from = 0, range_length = 0;
+    // The most a body kept in Reply::body may hold (no sink, or an error document); 0: 64 KiB.
+    uint64_t max_body = 0;
 };
 
 struct Reply {
     long status = 0;
     // The final response's headers, names in lower case (the last one of a repeated name).
     std::map<std::string, std::string> headers;
-    // The body when no sink is given, or when the status is not 2xx (bounded by max_size, else
-    // 64 KiB: error documents).
+    // The body when no sink is given, or when the status is not 2xx (bounded by
+    // Request::max_body). A sink's bytes are bounded by Options::max_size only.
     std::string body;
     uint64_t bytes = 0;  // delivered to the sink
 };

@@ -49,4 +49,9 @@ struct Descriptor {
 [[nodiscard]] std::string artifact_manifest(const Manifest& m,
                                             const std::vector<Descriptor>& layers);
 
+// The layers of an artifact manifest a registry sent, checked: schemaVersion 2, the image
+// manifest media type, Ballast's artifactType, and per layer a media type, a sha256 digest, a
+// size and a title, titles unique. At most 4 MiB (distribution's own limit) and 64 layers.
+[[nodiscard]] Result<std::vector<Descriptor>> parse_artifact_manifest(std::string_view bytes);
+
 }  // namespace ballast::update::oci

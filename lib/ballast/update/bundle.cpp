@@ -140,8 +140,11 @@ Result<ChunkIndex> read_index(const Bundle& b, const Manifest& manifest) {
     UniqueFd fd(::open(m->path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return fail_errno(errno, m->path);
     std::string data(m->size, '\0');
-    if (::pread(fd.get(), data.data(), m->size, off_t(m->offset)) != ssize_t(m->size))
-        return fail_errno(errno, m->path);
+    const ssize_t r = ::pread(fd.get(), data.data(), m->size, off_t(m->offset));
+    if (r < 0) return fail_errno(errno, m->path);
+    if (r != ssize_t(m->size))
+        return fail(Errc::io, "{}: {} ends after {} of its {} bytes", b.path(), want.file, r,
+                    m->size);
     if (const auto got = BALLAST_TRY(sha256_hex(data)); got != want.sha256)
         return fail(Errc::verification, "{}: {} sha256 {} does not match the manifest's {}",
                     b.path(), want.file, got, want.sha256);

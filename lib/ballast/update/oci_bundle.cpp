@@ -183,7 +183,7 @@ Result<ExportResult> export_layout(const Bundle& b, const std::string& dir,
 Result<PushResult> push_bundle(const Bundle& b, Client& client,
                                const std::function<void(const PushProgress&)>& progress) {
     const auto& ref = client.reference();
-    if (ref.tag.empty())
+    if (ref.tag.empty() || !ref.digest.empty())
         return fail(Errc::invalid_argument, "{}: name a tag to push to, not a digest", ref.str());
     const auto a = BALLAST_TRY(bundle_artifact(b));
     PushResult out;

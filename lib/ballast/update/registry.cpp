@@ -1,6 +1,7 @@
 #include "ballast/update/registry.hpp"
 
 #include <cctype>
+#include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
@@ -280,6 +281,9 @@ Result<std::string> Client::fetch_token(const Challenge& c, bool push) {
     url += "scope=" + url_encode(fmt::format("repository:{}:{}", ref_.repository,
                                              push ? "pull,push" : "pull"));
     http::Request req;
+    // The token service gets the Basic credentials (as Docker's client sends them, to the realm
+    // the registry names); never to where it might redirect.
+    req.follow_redirects = false;
     if (cred_)
         req.headers.push_back("Authorization: Basic " +
                               base64_encode(cred_->username + ":" + cred_->password));
@@ -308,6 +312,14 @@ Result<std::string> Client::fetch_token(const Challenge& c, bool push) {
 Result<http::Reply> Client::call(const std::string& path_or_url, http::Request req, bool push,
                                  const std::function<Status(std::span<const char>)>& sink) {
     const std::string url = url_for(path_or_url);
+    // A URL the registry handed out (an upload's Location) may name any host: the registry's
+    // credentials go only to its own origin, over https.
+    const std::string origin = ref_.base_url() + "/";
+    if (url.compare(0, origin.size(), origin) != 0)
+        return fail(Errc::verification,
+                    "{}: the registry names another host for the next request; its credentials "
+                    "are not sent there: {}",
+                    ref_.registry, http::redact(url));
     for (int attempt = 0;; ++attempt) {
         http::Request r = req;
         if (!authorization_.empty() && (authorization_push_ || !push))
@@ -366,6 +378,9 @@ Status Client::push_blob(const std::string& digest, uint64_t size,
     };
     std::string location = BALLAST_TRY(start());
     uint64_t offset = 0;
+    // Failures count until the upload gets further than it ever was: a fault that recurs at the
+    // same byte (after a restart from 0) ends the push instead of looping.
+    uint64_t furthest = 0;
     int failures = 0;
     auto wait = std::chrono::milliseconds(500);
     while (offset < size) {
@@ -375,46 +390,63 @@ Status Client::push_blob(const std::string& digest, uint64_t size,
         req.headers = {"Content-Type: application/octet-stream",
                        fmt::format("Content-Range: {}-{}", offset, offset + n - 1)};
         uint64_t sent = 0;
+        std::optional<Error> local;  // reading our own file failed: no retry helps
         req.upload_size = n;
         req.upload = [&, base = offset](char* buf, size_t len) -> Result<size_t> {
             const size_t k = size_t(std::min<uint64_t>(len, n - sent));
             if (k == 0) return size_t(0);
-            const size_t got = BALLAST_TRY(read(base + sent, buf, k));
-            sent += got;
-            return got;
+            auto got = read(base + sent, buf, k);
+            if (!got) {
+                local = got.error();
+                return std::unexpected(got.error());
+            }
+            sent += *got;
+            return *got;
         };
         auto r = call(location, req, true);
+        if (local) return std::unexpected(std::move(*local));
+        // Refused credentials and a registry pointing elsewhere are not link trouble.
+        if (!r &&
+            (r.error().code() == Errc::verification || r.error().code() == Errc::permission_denied))
+            return std::unexpected(r.error());
         if (r && r->status == 202 && r->headers.count("location")) {
             location = url_for(r->headers["location"]);
             offset += n;
-            failures = 0;
+            if (offset > furthest) {
+                furthest = offset;
+                failures = 0;
+                wait = std::chrono::milliseconds(500);
+            }
             if (progress) progress(offset, size);
             continue;
         }
         const std::string why = r ? describe(*r) : r.error().what();
         if (++failures > 5)
-            return fail(Errc::unavailable, "{}: uploading {} failed at byte {}: {}", ref_.registry,
-                        digest, offset, why);
+            return fail(Errc::unavailable, "{}: uploading {} failed {} times, last at byte {}: {}",
+                        ref_.registry, digest, failures, offset, why);
         spdlog::warn("push: {}: {} at byte {}; asking the registry where the upload stands",
-                     digest.substr(0, 19), why, offset);
+                     digest.substr(0, 19), http::redact(why), offset);
         std::this_thread::sleep_for(wait);
         wait = std::min<std::chrono::milliseconds>(wait * 2, std::chrono::seconds(10));
-        // Where the registry stands: "Range: 0-<last byte>", or no upload at all any more.
+        // Where the registry stands: "Range: 0-<last byte>"; with no upload any more, no Range,
+        // or "0-0" (an empty upload and a one-byte one look the same), a new upload from 0.
         http::Request status;
         auto st = call(location, status, true);
+        std::optional<uint64_t> stands;
         if (st && st->status == 204) {
-            if (st->headers.count("location")) location = url_for(st->headers["location"]);
             const auto range = st->headers["range"];
-            const auto dash = range.find('-');
-            offset = dash == std::string::npos
-                         ? 0
-                         : std::strtoull(range.c_str() + dash + 1, nullptr, 10) + 1;
-        } else {
-            location = BALLAST_TRY(start());
-            offset = 0;
+            uint64_t last = 0;
+            const char* b = range.c_str() + std::min<size_t>(range.size(), 2);
+            const auto [end, ec] = std::from_chars(b, range.c_str() + range.size(), last);
+            if (range.rfind("0-", 0) == 0 && ec == std::errc() &&
+                end == range.c_str() + range.size() && last > 0 && last < size) {
+                stands = last + 1;
+                if (st->headers.count("location")) location = url_for(st->headers["location"]);
+            }
         }
-        // "0-0" is both an empty upload and a one-byte one: start over rather than guess.
-        if (offset == 1) {
+        if (stands) {
+            offset = *stands;
+        } else {
             location = BALLAST_TRY(start());
             offset = 0;
         }

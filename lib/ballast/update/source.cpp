@@ -1,5 +1,9 @@
 #include "ballast/update/source.hpp"
+#include "ballast/core/atomic_file.hpp"
+#include "ballast/core/sha256.hpp"
 #include "ballast/core/text.hpp"
+#include "ballast/update/artifact.hpp"
+#include "ballast/update/registry.hpp"
 
 #include <condition_variable>
 #include <cstring>
@@ -21,12 +25,21 @@ bool transient(const Error& e) {
     return e.code() == Errc::io || e.code() == Errc::timeout || e.code() == Errc::unavailable;
 }
 
-// Bytes [start, start+length) of a URL, downloaded on a thread and handed to the reader in
-// order. A failed attempt resumes where the last one stopped.
+// Bytes [from, from+length) of a remote object into `sink`, in one request (an https URL, a
+// registry blob); returns when the request ends, whatever it delivered.
+using Fetch = std::function<Status(uint64_t from, uint64_t length,
+                                   const std::function<Status(std::span<const char>)>& sink)>;
+
+// Bytes [start, start+length) of a remote object, downloaded on a thread and handed to the
+// reader in order. A failed attempt resumes where the last one stopped.
 class HttpStream {
   public:
-    HttpStream(std::string url, uint64_t start, uint64_t length, SourceOptions o)
-        : url_(std::move(url)), start_(start), length_(length), o_(std::move(o)) {
+    HttpStream(std::string what, Fetch fetch, uint64_t start, uint64_t length, SourceOptions o)
+        : url_(std::move(what)),
+          fetch_(std::move(fetch)),
+          start_(start),
+          length_(length),
+          o_(std::move(o)) {
         thread_ = std::thread([this] { download(); });
     }
     ~HttpStream() {
@@ -71,20 +84,18 @@ class HttpStream {
         auto wait = o_.backoff;
         std::optional<Error> last;
         while (received < length_) {
-            http::Options h = o_.http;
-            h.resume_from = start_ + received;
-            h.range_length = length_ - received;
             const uint64_t before = received;
-            auto r = http::get(url_, h, [&](std::span<const char> d) -> Status {
-                std::unique_lock l(m_);
-                cv_.wait(l, [&] { return buffered_ < kMaxBuffered || stop_; });
-                if (stop_) return fail(Errc::cancelled, "download stopped");
-                chunks_.emplace_back(d.begin(), d.end());
-                buffered_ += d.size();
-                received += d.size();
-                cv_.notify_all();
-                return {};
-            });
+            auto r = fetch_(start_ + received, length_ - received,
+                            [&](std::span<const char> d) -> Status {
+                                std::unique_lock l(m_);
+                                cv_.wait(l, [&] { return buffered_ < kMaxBuffered || stop_; });
+                                if (stop_) return fail(Errc::cancelled, "download stopped");
+                                chunks_.emplace_back(d.begin(), d.end());
+                                buffered_ += d.size();
+                                received += d.size();
+                                cv_.notify_all();
+                                return {};
+                            });
             if (r && received >= length_) break;
             {
                 std::lock_guard l(m_);
@@ -119,6 +130,7 @@ class HttpStream {
     }
 
     std::string url_;
+    Fetch fetch_;
     uint64_t start_, length_;
     SourceOptions o_;
     std::mutex m_;
@@ -190,8 +202,110 @@ Result<OpenedSource> open_remote(const std::string& url, const SourceOptions& o)
         },
         o.keyring));
     const auto img = out.checked.image;
-    out.open_image = [url, img, o]() -> Result<ImageReader> {
-        auto stream = std::make_shared<HttpStream>(url, img.offset, img.size, o);
+    Fetch fetch = [url, o](uint64_t from, uint64_t length,
+                           const std::function<Status(std::span<const char>)>& sink) -> Status {
+        http::Options range = o.http;
+        range.resume_from = from;
+        range.range_length = length;
+        BALLAST_TRY(http::get(url, range, sink));
+        return {};
+    };
+    out.open_image = [url, fetch, img, o]() -> Result<ImageReader> {
+        auto stream = std::make_shared<HttpStream>(url, fetch, img.offset, img.size, o);
+        return ImageReader([stream](uint8_t* buf, size_t n) { return stream->read(buf, n); });
+    };
+    return out;
+}
+
+// The artifact's small blobs (manifest, signature) whole, checked against their digests.
+Result<std::string> small_blob(oci::Client& client, const oci::Descriptor& d) {
+    if (d.size > (1u << 20))
+        return fail(Errc::invalid_argument, "{} is {} bytes in the registry, more than 1 MiB",
+                    d.title, d.size);
+    http::Request get;
+    get.max_body = 1u << 20;
+    auto r = BALLAST_TRY_CTX(client.call("blobs/" + d.digest, get), "{}", d.title);
+    if (r.status != 200)
+        return fail(Errc::unavailable, "{}: fetching {}: HTTP {}", client.reference().registry,
+                    d.title, r.status);
+    if (r.body.size() != d.size || "sha256:" + BALLAST_TRY(sha256_hex(r.body)) != d.digest)
+        return fail(Errc::verification, "{}: the registry sent a {} that does not match its digest",
+                    client.reference().registry, d.title);
+    return std::move(r.body);
+}
+
+Result<OpenedSource> open_oci(const std::string& source, const SourceOptions& o) {
+    const auto ref = BALLAST_TRY(oci::parse_reference(source));
+    std::optional<oci::Credential> cred;
+    if (!o.registry_auth.empty()) {
+        const auto text = BALLAST_TRY(read_file(o.registry_auth, 1u << 20));
+        cred = oci::find_credential(BALLAST_TRY(oci::parse_auths(text, o.registry_auth)), ref);
+    }
+    auto client = std::make_shared<oci::Client>(ref, cred, o.http);
+
+    // The tag is resolved once; everything after goes by digest.
+    http::Request req;
+    req.headers = {std::string("Accept: ") + oci::kImageManifestType};
+    req.max_body = 4u << 20;  // distribution's own limit for manifests
+    const std::string wanted = ref.digest.empty() ? ref.tag : ref.digest;
+    auto r = BALLAST_TRY(client->call("manifests/" + wanted, req));
+    if (r.status == 404)
+        return fail(Errc::not_found, "{}: no such tag or manifest in the registry", ref.str());
+    if (r.status != 200)
+        return fail(Errc::unavailable, "{}: fetching the manifest: HTTP {}", ref.str(), r.status);
+    const std::string digest = "sha256:" + BALLAST_TRY(sha256_hex(r.body));
+    if (!ref.digest.empty() && digest != ref.digest)
+        return fail(Errc::verification,
+                    "{}: the registry sent a manifest whose digest is {}, not the one asked for",
+                    ref.str(), digest);
+    const auto layers = BALLAST_TRY_CTX(oci::parse_artifact_manifest(r.body), "{}", ref.str());
+    auto layer = [&](const std::string& title) -> std::optional<oci::Descriptor> {
+        for (const auto& l : layers)
+            if (l.title == title) return l;
+        return std::nullopt;
+    };
+    const std::string where = fmt::format("oci://{}/{}@{}", ref.registry, ref.repository, digest);
+    std::optional<std::string> manifest, sig;
+    if (auto l = layer(kManifestName)) manifest = BALLAST_TRY(small_blob(*client, *l));
+    if (auto l = layer(kSignatureName)) sig = BALLAST_TRY(small_blob(*client, *l));
+    OpenedSource out;
+    out.where = where;
+    out.remote = true;
+    // From here the signed manifest is the root of trust.
+    out.checked = BALLAST_TRY(check_parts(
+        where, manifest, sig,
+        [&](const std::string& n) -> std::optional<Bundle::Member> {
+            auto l = layer(n);
+            if (!l) return std::nullopt;
+            return Bundle::Member{"blobs/" + l->digest, 0, l->size};
+        },
+        o.keyring));
+    const auto& m = out.checked.manifest;
+    const auto image = *layer(m.image.file);
+    if (image.digest != "sha256:" + m.image.sha256)
+        return fail(Errc::verification, "{}: the image layer is {}, the signed manifest says {}",
+                    where, image.digest, m.image.sha256);
+    if (m.index) {
+        const auto idx = layer(m.index->file);
+        if (!idx || idx->digest != "sha256:" + m.index->sha256 || idx->size != m.index->size)
+            return fail(Errc::verification,
+                        "{}: the chunk index layer does not match the signed manifest's", where);
+    }
+    Fetch fetch = [client, image](
+                      uint64_t from, uint64_t length,
+                      const std::function<Status(std::span<const char>)>& sink) -> Status {
+        http::Request get;
+        get.range_from = from;
+        get.range_length = length;
+        const auto reply = BALLAST_TRY(client->call("blobs/" + image.digest, get, false, sink));
+        if (reply.status != 206 && reply.status != 200)
+            return fail(reply.status == 404 ? Errc::not_found : Errc::unavailable,
+                        "{}: blob {}: HTTP {}", client->reference().registry, image.digest,
+                        reply.status);
+        return {};
+    };
+    out.open_image = [where, fetch, image, o]() -> Result<ImageReader> {
+        auto stream = std::make_shared<HttpStream>(where, fetch, 0, image.size, o);
         return ImageReader([stream](uint8_t* buf, size_t n) { return stream->read(buf, n); });
     };
     return out;
@@ -200,13 +314,14 @@ Result<OpenedSource> open_remote(const std::string& url, const SourceOptions& o)
 }  // namespace
 
 bool is_url(const std::string& source) {
-    return is_http_url(source);
+    return is_http_url(source) || source.rfind("oci://", 0) == 0;
 }
 
 Result<OpenedSource> open_source(const std::string& source, const SourceOptions& o) {
     if (source.rfind("http://", 0) == 0)
         return fail(Errc::invalid_argument,
                     "{}: plain http is refused; bundles are fetched over https only", source);
+    if (source.rfind("oci://", 0) == 0) return open_oci(source, o);
     return is_url(source) ? open_remote(source, o) : open_local(source, o);
 }
 

@@ -1,4 +1,6 @@
-// Where an upgrade's bundle comes from: a local folder or tar, or the https:// URL of a tar.
+// Where an upgrade's bundle comes from: a local folder or tar, the https:// URL of a tar, or an
+// oci://REGISTRY/REPO:TAG (or @sha256:…) artifact (update/artifact.hpp; the tag is resolved once,
+// then everything goes by digest, and the signed manifest is checked before any image byte).
 // Opening checks the signature and the manifest from the small members only (for a URL: one
 // range request for the tar's first 64 KiB); the image is streamed later, straight into the
 // slot, with no temporary copy. Over https a dropped connection is resumed with a range request
@@ -18,6 +20,8 @@ namespace ballast::update {
 
 struct SourceOptions {
     std::string keyring;  // trusted certificates (PEM)
+    // Registry credentials (containers-auth.json format) for oci:// sources; empty: none.
+    std::string registry_auth;
     http::Options http;
     // Consecutive failed attempts (no byte received) before an https download gives up, and the
     // first wait between them (doubled each time, at most 30 s).

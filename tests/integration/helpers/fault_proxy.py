@@ -15,9 +15,10 @@ from tls import free_port
 
 class FaultProxy:
     def __init__(self, upstream_port: int, pki: Path):
-        self.faults: list[tuple[str, str]] = []  # (method, "drop-half" | "401" | "pass")
+        self.faults: list[tuple[str, str]] = []  # (method, "drop-half" | "401" | "pass" | "foreign-location")
         self.log: list[tuple[str, str, int]] = []
         self.challenge = ""  # the registry's, replayed by an injected 401
+        self.ranges: list[str] = []  # each forwarded request's Range header
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         upstream_ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
@@ -42,6 +43,9 @@ class FaultProxy:
                 fault = None
                 # Faults hit uploads of real size only (the image), not the 2-byte config.
                 if proxy.faults and proxy.faults[0][0] == method and length >= 64 * 1024:
+                    fault = proxy.faults.pop(0)[1]
+                # An upload whose Location names another host (always the first POST).
+                if proxy.faults and proxy.faults[0] == ("POST", "foreign-location") and method == "POST":
                     fault = proxy.faults.pop(0)[1]
                 if fault == "pass":
                     fault = None
@@ -69,11 +73,30 @@ class FaultProxy:
                 conn, up = self.forward(method, body, headers)
                 data = up.read()
                 proxy.log.append((method, self.path, up.status))
+                proxy.ranges.append(headers.get("Range", ""))
+                if method == "GET" and proxy.faults[:1] == [("GET", "drop-half")] and len(data) >= 64 * 1024:
+                    # A download of real size: half the body, then the connection is gone.
+                    proxy.faults.pop(0)
+                    self.send_response(up.status)
+                    for k, v in up.getheaders():
+                        if k.lower() in ("content-type", "content-range", "docker-content-digest"):
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    proxy.log[-1] = (method, self.path, -1)
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    conn.close()
+                    return
                 if up.status == 401:
                     proxy.challenge = up.getheader("WWW-Authenticate")
                 self.send_response(up.status)
                 for k, v in up.getheaders():
                     if k.lower() not in ("content-length", "connection", "transfer-encoding", "date", "server"):
+                        if fault == "foreign-location" and k.lower() == "location":
+                            v = "https://127.0.0.2:9" + v[v.index("/v2/"):]
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
