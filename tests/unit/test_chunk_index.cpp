@@ -1,5 +1,6 @@
 // The chunk index: content-defined cuts (an edit moves only the chunks around it), the bounds on
-// chunk lengths, the binary format round trip, and every refusal of the parser.
+// chunk lengths, the binary format round trip, every refusal of the parser; and the delta
+// planner over indexes.
 #include <catch2/catch.hpp>
 
 #include <random>
@@ -9,6 +10,7 @@
 #include "ballast/core/sha256.hpp"
 #include "ballast/update/bundle.hpp"
 #include "ballast/update/chunk_index.hpp"
+#include "ballast/update/delta_plan.hpp"
 #include "helpers.hpp"
 
 // Named one by one: the unit tests build in unity groups, where a using-directive would reach
@@ -225,4 +227,145 @@ TEST_CASE("verifying an image against its index names the chunk that differs") {
     r = verify_image(c, {}, &idx);
     REQUIRE_FALSE(r);
     CHECK(r.error().what().find("(first difference in chunk 2, bytes") != std::string::npos);
+}
+
+namespace {
+
+using ballast::update::plan_delta;
+using ballast::update::PlanOptions;
+using ballast::update::Seed;
+
+// An index of chunks of `len` bytes whose ids are the given labels.
+ChunkIndex labelled(const std::vector<int>& labels, uint32_t len = 1000) {
+    ChunkIndex idx;
+    idx.params = {100, 500, 2000};
+    for (int l : labels) {
+        ballast::update::Chunk c;
+        c.offset = idx.image_size;
+        c.length = len;
+        c.sha256.fill(uint8_t(l));
+        idx.chunks.push_back(c);
+        idx.image_size += len;
+    }
+    return idx;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "delta plan: what is held is copied or left in place, the rest fetched in merged ranges") {
+    const auto want = labelled({1, 2, 3, 4, 5, 6, 7, 8, 9, 10});
+    // The booted slot holds 1-5 and 9-10 (at other offsets); the target holds 1 and 2 in place.
+    const auto booted = labelled({0, 9, 10, 1, 2, 3, 4, 5});
+    const auto target = labelled({1, 2, 99, 99});
+    const Seed seeds[] = {{&target, true}, {&booted, false}};
+    const auto p = plan_delta(want, seeds);
+    CHECK(p.in_place == std::vector<size_t>{0, 1});
+    REQUIRE(p.copies.size() == 5);  // 3, 4, 5 and 9, 10 from the booted slot
+    CHECK(p.copies[0].chunk == 2);
+    CHECK(p.copies[0].seed == 1);
+    CHECK(p.copies[0].from == 5000);
+    REQUIRE(p.fetches.size() == 1);  // 6, 7, 8 in one request
+    CHECK(p.fetches[0].offset == 5000);
+    CHECK(p.fetches[0].length == 3000);
+    CHECK(p.fetches[0].first == 5);
+    CHECK(p.fetches[0].count == 3);
+    CHECK(p.fetch_bytes == 3000);
+    CHECK(p.copy_bytes == 5000);
+    CHECK(p.in_place_bytes == 2000);
+    CHECK_FALSE(p.full);
+}
+
+TEST_CASE("delta plan: close neighbours are merged, bytes between them fetched too") {
+    // 1 and 3 are missing, 2 between them is held: a 1000-byte gap.
+    const auto want = labelled({1, 2, 3, 4, 5, 6, 7, 8, 9, 10});
+    const auto booted = labelled({2, 4, 5, 6, 7, 8, 9, 10});
+    const Seed seeds[] = {{&booted, false}};
+    auto p = plan_delta(want, seeds, PlanOptions{.merge_gap = 1001});
+    REQUIRE(p.fetches.size() == 1);
+    CHECK(p.fetches[0].count == 3);
+    CHECK(p.fetch_bytes == 3000);
+    CHECK(p.copies.size() == 7);  // chunk 2 comes with the fetch
+    p = plan_delta(want, seeds, PlanOptions{.merge_gap = 1000});
+    CHECK(p.fetches.size() == 2);
+    CHECK(p.fetch_bytes == 2000);
+    CHECK(p.copies.size() == 8);
+}
+
+TEST_CASE("delta plan: at most max_requests ranges, merged across the smallest gaps") {
+    // Missing every other chunk, and one far gap: 1 _ 3 _ 5 _ 7 then 20.
+    std::vector<int> labels;
+    for (int i = 1; i <= 20; ++i)
+        labels.push_back(i);
+    const auto want = labelled(labels);
+    std::vector<int> held;
+    for (int i = 1; i <= 20; ++i)
+        if (!(i == 1 || i == 3 || i == 5 || i == 7 || i == 20)) held.push_back(i);
+    const auto booted = labelled(held);
+    const Seed seeds[] = {{&booted, false}};
+    auto p = plan_delta(want, seeds, PlanOptions{.merge_gap = 0, .max_requests = 2});
+    REQUIRE(p.fetches.size() == 2);
+    CHECK(p.fetches[0].first == 0);
+    CHECK(p.fetches[0].count == 7);  // 1..7 with the held 2, 4, 6
+    CHECK(p.fetches[1].first == 19);
+    CHECK(p.fetch_bytes == 8000);
+    p = plan_delta(want, seeds, PlanOptions{.merge_gap = 0, .max_requests = 256});
+    CHECK(p.fetches.size() == 5);
+    CHECK(p.fetch_bytes == 5000);
+}
+
+TEST_CASE("delta plan: with little held, the full download is planned") {
+    const auto want = labelled({1, 2, 3, 4, 5, 6, 7, 8, 9, 10});
+    const auto booted = labelled({1, 2, 3, 4});
+    const Seed seeds[] = {{&booted, false}};
+    auto p = plan_delta(want, seeds);
+    CHECK(p.fetch_bytes == 6000);
+    CHECK(p.full);
+    CHECK_FALSE(plan_delta(want, seeds, PlanOptions{.full_above = 0.7}).full);
+    // Nothing held at all, no seeds.
+    p = plan_delta(want, {});
+    CHECK(p.fetch_bytes == want.image_size);
+    CHECK(p.fetches.size() == 1);
+    CHECK(p.full);
+    // A chunk that occurs twice in the image (runs of zeros) is fetched where it is missing,
+    // and a held one serves every place it occurs.
+    const auto zeros = labelled({0, 0, 0, 1});
+    const auto with_zero = labelled({0});
+    const Seed z[] = {{&with_zero, false}};
+    p = plan_delta(zeros, z);
+    CHECK(p.copies.size() == 3);
+    CHECK(p.fetch_bytes == 1000);
+}
+
+TEST_CASE("delta plan: every wanted chunk is placed exactly once, whatever the input") {
+    std::mt19937 rng(7);
+    for (int round = 0; round < 200; ++round) {
+        auto pick = [&](size_t n) {
+            std::vector<int> v(n);
+            for (auto& x : v)
+                x = int(rng() % 12);
+            return v;
+        };
+        const auto want = labelled(pick(1 + rng() % 40));
+        const auto booted = labelled(pick(rng() % 30));
+        const auto target = labelled(pick(rng() % 30));
+        const Seed seeds[] = {{&target, true}, {&booted, false}};
+        const auto p = plan_delta(
+            want, seeds, PlanOptions{.merge_gap = rng() % 3000, .max_requests = 1 + rng() % 5});
+        std::vector<int> placed(want.chunks.size(), 0);
+        for (size_t i : p.in_place)
+            ++placed[i];
+        for (const auto& c : p.copies)
+            ++placed[c.chunk];
+        uint64_t bytes = 0;
+        for (const auto& f : p.fetches) {
+            bytes += f.length;
+            CHECK(f.offset == want.chunks[f.first].offset);
+            for (size_t k = f.first; k < f.first + f.count; ++k)
+                ++placed[k];
+        }
+        CHECK(p.fetches.size() <= 5);
+        CHECK(bytes == p.fetch_bytes);
+        CHECK(std::all_of(placed.begin(), placed.end(), [](int n) { return n == 1; }));
+    }
 }
