@@ -802,3 +802,76 @@ def test_oci_registry_lies_leave_the_node_untouched(bins, signing_pki, bundles, 
         assert n.env_files() == before and n.slots()["B"]["State"] != "bad"
     finally:
         n.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def delta_bundles(bins, signing_pki, tmp_path_factory):
+    """v1 and v2 sharing a 14 MiB payload; v2 adds a 256 KiB file and changes os-release."""
+    d = tmp_path_factory.mktemp("delta")
+    payload = os.urandom(14 << 20)
+    out = {}
+    for v in ("1.0", "2.0"):
+        src = d / f"v{v}.d"
+        (src / "boot").mkdir(parents=True)
+        (src / "etc").mkdir()
+        (src / "boot" / "vmlinuz").write_bytes(b"kernel")
+        (src / "boot" / "initrd.img").write_bytes(b"initrd")
+        (src / "etc" / "os-release").write_text(f'ID=ballast\nVERSION_ID="{v}"\n')
+        (src / "payload").write_bytes(payload)
+        if v == "2.0":
+            (src / "new-file").write_bytes(os.urandom(256 << 10))
+        img = d / f"v{v}.sqfs"
+        run_ok(["mksquashfs", str(src), str(img), "-quiet", "-noappend", "-no-progress"])
+        out[v] = {"image": img, "tar": make_bundle(bins, signing_pki, img, d / f"v{v}.tar", v),
+                  "dir": make_bundle(bins, signing_pki, img, d / f"v{v}", v)}
+    return out
+
+
+def delta_node(bins, signing_pki, delta_bundles, tmp_path, start_agent, test_pki, registry, proxy):
+    r = ctl(bins, None, "bundle", "push", str(delta_bundles["2.0"]["tar"]), f"{registry.host}/edge/delta:2.0",
+            "--auth-file", str(registry.auth), "--ca-file", str(test_pki / "ca.pem"))
+    assert r.returncode == 0, r.stderr
+    auth = registry.auth_file(tmp_path / "proxy-auth.json", "node", "n0de-Pw", key=proxy.host)
+    return oci_node(bins, signing_pki, delta_bundles, tmp_path / "node", start_agent, test_pki, auth)
+
+
+def test_oci_delta_fetches_only_what_the_booted_slot_lacks(bins, signing_pki, delta_bundles, tmp_path, start_agent,
+                                                           test_pki, registry):
+    from fault_proxy import FaultProxy
+    proxy = FaultProxy(registry.port, test_pki)
+    n = delta_node(bins, signing_pki, delta_bundles, tmp_path, start_agent, test_pki, registry, proxy)
+    try:
+        n.start("A")
+        r, _ = upgrade(n, f"oci://{proxy.host}/edge/delta:2.0")
+        assert r.returncode == 0, r.stderr + n.agent.output()
+        img = delta_bundles["2.0"]["image"].read_bytes()
+        assert n.slot_bytes("B", len(img)) == img and n.decide() == "B"
+        assert "delta: fetching" in n.agent.output()
+        sha = json.loads((delta_bundles["2.0"]["dir"] / "manifest.json").read_text())["image"]["sha256"]
+        gets = [i for i, (m, p, _) in enumerate(proxy.log) if m == "GET" and p.endswith(sha)]
+        fetched = sum(proxy.sizes[i] for i in gets)
+        # Every image request a single range; well under a quarter of the image on the wire.
+        assert gets and all(proxy.ranges[i].startswith("bytes=") and "," not in proxy.ranges[i] for i in gets)
+        assert fetched < len(img) // 4, (fetched, len(img))
+    finally:
+        n.stop(signal.SIGKILL)
+        proxy.stop()
+
+
+def test_oci_delta_chunk_that_lies_stops_the_upgrade(bins, signing_pki, delta_bundles, tmp_path, start_agent,
+                                                      test_pki, registry):
+    from fault_proxy import FaultProxy
+    proxy = FaultProxy(registry.port, test_pki)
+    n = delta_node(bins, signing_pki, delta_bundles, tmp_path, start_agent, test_pki, registry, proxy)
+    try:
+        n.start("A")
+        a_hash = n.slot_hash("A")
+        proxy.faults = [("GET", "corrupt")]
+        r, _ = upgrade(n, f"oci://{proxy.host}/edge/delta:2.0")
+        assert r.returncode != 0 and "does not match the signed chunk index" in r.stderr, r.stderr
+        assert "from the registry" in r.stderr
+        assert n.decide() == "A" and n.slot_hash("A") == a_hash
+        assert n.slots()["B"]["State"] in ("bad", "empty")
+    finally:
+        n.stop(signal.SIGKILL)
+        proxy.stop()

@@ -1,13 +1,21 @@
 #include "ballast/update/source.hpp"
 #include "ballast/core/atomic_file.hpp"
+#include "ballast/core/fd.hpp"
 #include "ballast/core/sha256.hpp"
 #include "ballast/core/text.hpp"
 #include "ballast/update/artifact.hpp"
+#include "ballast/update/chunk_index.hpp"
+#include "ballast/update/delta_plan.hpp"
 #include "ballast/update/registry.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <climits>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -217,6 +225,126 @@ Result<OpenedSource> open_remote(const std::string& url, const SourceOptions& o)
     return out;
 }
 
+// The new image, chunk by chunk, as the delta plan says: copied from the booted slot or fetched
+// in the plan's ranges; every chunk's SHA-256 checked against the signed index before a byte of
+// it is handed on. The writer then checks the whole image as for any source.
+class DeltaReader {
+  public:
+    DeltaReader(std::string where, ChunkIndex want, DeltaPlan plan, boot::SlotDevice seed,
+                Fetch fetch, SourceOptions o)
+        : where_(std::move(where)),
+          want_(std::move(want)),
+          plan_(std::move(plan)),
+          seed_(std::move(seed)),
+          fetch_(std::move(fetch)),
+          o_(std::move(o)),
+          copy_from_(want_.chunks.size()) {
+        for (const auto& c : plan_.copies)
+            copy_from_[c.chunk] = c.from;
+    }
+
+    Result<size_t> read(uint8_t* buf, size_t n) {
+        if (pos_ == chunk_.size()) {
+            if (next_ == want_.chunks.size()) return size_t(0);
+            BALLAST_TRY(load(next_++));
+        }
+        const size_t k = std::min(n, chunk_.size() - pos_);
+        std::memcpy(buf, chunk_.data() + pos_, k);
+        pos_ += k;
+        return k;
+    }
+
+  private:
+    Status load(size_t i) {
+        const auto& c = want_.chunks[i];
+        chunk_.resize(c.length);
+        pos_ = 0;
+        const char* from = "the registry";
+        if (copy_from_[i]) {
+            from = "the booted slot";
+            if (!seed_fd_) {
+                seed_fd_ = UniqueFd(::open(seed_.path.c_str(), O_RDONLY | O_CLOEXEC));
+                if (!seed_fd_) return fail_errno(errno, seed_.path);
+            }
+            const ssize_t r = ::pread(seed_fd_.get(), chunk_.data(), c.length,
+                                      off_t(seed_.start + *copy_from_[i]));
+            if (r != ssize_t(c.length)) return fail_errno(r < 0 ? errno : EIO, seed_.path);
+        } else {
+            // The fetch range holding chunk i: ranges and chunks both go in image order.
+            while (range_ < plan_.fetches.size() &&
+                   i >= plan_.fetches[range_].first + plan_.fetches[range_].count)
+                ++range_;
+            if (range_ == plan_.fetches.size() || i < plan_.fetches[range_].first)
+                return fail(Errc::failed, "{}: chunk {} has no source in the plan", where_, i);
+            const auto& f = plan_.fetches[range_];
+            if (stream_range_ != range_) {
+                stream_.reset();
+                stream_ = std::make_unique<HttpStream>(where_, fetch_, f.offset, f.length, o_);
+                stream_range_ = range_;
+                ++requests_;
+            }
+            // Bytes of the range before this chunk (held chunks merged into it) are skipped.
+            while (stream_pos_[range_] < c.offset - f.offset) {
+                uint8_t skip[65536];
+                const size_t want = size_t(
+                    std::min<uint64_t>(sizeof skip, c.offset - f.offset - stream_pos_[range_]));
+                const size_t got = BALLAST_TRY(stream_->read(skip, want));
+                if (got == 0) return fail(Errc::io, "{}: a range ended early", where_);
+                stream_pos_[range_] += got;
+            }
+            for (size_t done = 0; done < c.length;) {
+                const size_t got = BALLAST_TRY(stream_->read(
+                    reinterpret_cast<uint8_t*>(chunk_.data()) + done, c.length - done));
+                if (got == 0) return fail(Errc::io, "{}: a range ended early", where_);
+                done += got;
+                stream_pos_[range_] += got;
+            }
+        }
+        const auto got = BALLAST_TRY(sha256_digest(std::string_view(chunk_.data(), chunk_.size())));
+        if (got != c.sha256)
+            return fail(Errc::verification,
+                        "{}: chunk {} (bytes {}..{}) from {} does not match the signed chunk index",
+                        where_, i, c.offset, c.offset + c.length, from);
+        return {};
+    }
+
+    std::string where_;
+    ChunkIndex want_;
+    DeltaPlan plan_;
+    boot::SlotDevice seed_;
+    Fetch fetch_;
+    SourceOptions o_;
+    std::vector<std::optional<uint64_t>> copy_from_;
+    UniqueFd seed_fd_;
+    std::unique_ptr<HttpStream> stream_;
+    size_t range_ = 0, stream_range_ = SIZE_MAX, requests_ = 0;
+    std::map<size_t, uint64_t> stream_pos_;  // bytes read of each range's stream
+    std::string chunk_;                      // the current chunk, checked
+    size_t pos_ = 0, next_ = 0;
+};
+
+// The chunks the booted slot holds: its squashfs image (its superblock says how long), chunked
+// as the new index was. Nothing (no seed) when the slot holds no squashfs.
+std::optional<ChunkIndex> seed_index(const boot::SlotDevice& seed, const ChunkParams& p) {
+    UniqueFd fd(::open(seed.path.c_str(), O_RDONLY | O_CLOEXEC));
+    uint8_t sb[48];
+    if (!fd || ::pread(fd.get(), sb, sizeof sb, off_t(seed.start)) != ssize_t(sizeof sb) ||
+        std::memcmp(sb, "hsqs", 4) != 0)
+        return std::nullopt;
+    uint64_t used = 0;
+    for (int i = 7; i >= 0; --i)
+        used = (used << 8) | sb[40 + i];
+    // mksquashfs pads the file to 4 KiB, and the published image was chunked with the padding.
+    const uint64_t length = std::min<uint64_t>((used + 4095) / 4096 * 4096, seed.size);
+    if (used == 0) return std::nullopt;
+    auto idx = index_file(seed.path, seed.start, length, p);
+    if (!idx) {
+        spdlog::warn("delta: indexing the booted slot: {}", idx.error().what());
+        return std::nullopt;
+    }
+    return std::move(*idx);
+}
+
 // The artifact's small blobs (manifest, signature) whole, checked against their digests.
 Result<std::string> small_blob(oci::Client& client, const oci::Descriptor& d) {
     if (d.size > (1u << 20))
@@ -307,6 +435,40 @@ Result<OpenedSource> open_oci(const std::string& source, const SourceOptions& o)
     out.open_image = [where, fetch, image, o]() -> Result<ImageReader> {
         auto stream = std::make_shared<HttpStream>(where, fetch, 0, image.size, o);
         return ImageReader([stream](uint8_t* buf, size_t n) { return stream->read(buf, n); });
+    };
+    // A delta: the signed index, the booted slot's chunks, and a plan of what to fetch.
+    if (!m.index || !o.seed) return out;
+    const auto idx_layer = *layer(m.index->file);
+    http::Request get;
+    get.max_body = kMaxIndexSize;
+    auto ir = BALLAST_TRY_CTX(client->call("blobs/" + idx_layer.digest, get), "chunk index");
+    if (ir.status != 200 || "sha256:" + BALLAST_TRY(sha256_hex(ir.body)) != idx_layer.digest)
+        return fail(Errc::verification,
+                    "{}: the registry sent a chunk index that does not match "
+                    "the signed manifest (HTTP {})",
+                    where, ir.status);
+    auto want = BALLAST_TRY(parse_index(ir.body, where + " " + m.index->file));
+    if (want.image_size != m.image.size)
+        return fail(Errc::verification, "{}: the chunk index describes {} bytes, the image is {}",
+                    where, want.image_size, m.image.size);
+    const auto have = seed_index(*o.seed, want.params);
+    if (!have) {
+        spdlog::info("delta: the booted slot holds no squashfs to reuse; fetching the whole image");
+        return out;
+    }
+    const Seed seeds[] = {{&*have, false}};
+    auto plan = plan_delta(want, seeds);
+    if (plan.full) {
+        spdlog::info("delta: {} of {} bytes would be fetched; fetching the whole image instead",
+                     plan.fetch_bytes, m.image.size);
+        return out;
+    }
+    spdlog::info("delta: fetching {} of {} bytes in {} requests, {} bytes from the booted slot",
+                 plan.fetch_bytes, m.image.size, plan.fetches.size(), plan.copy_bytes);
+    out.download_bytes = plan.fetch_bytes;
+    out.open_image = [where, fetch, want, plan, seed = *o.seed, o]() -> Result<ImageReader> {
+        auto reader = std::make_shared<DeltaReader>(where, want, plan, seed, fetch, o);
+        return ImageReader([reader](uint8_t* buf, size_t n) { return reader->read(buf, n); });
     };
     return out;
 }

@@ -9,8 +9,10 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 
+#include "ballast/boot/control.hpp"
 #include "ballast/core/result.hpp"
 #include "ballast/system/http.hpp"
 #include "ballast/update/bundle.hpp"
@@ -22,6 +24,9 @@ struct SourceOptions {
     std::string keyring;  // trusted certificates (PEM)
     // Registry credentials (containers-auth.json format) for oci:// sources; empty: none.
     std::string registry_auth;
+    // The booted slot: an oci:// source with a chunk index fetches only the chunks this slot
+    // does not hold (update/delta_plan.hpp), and copies the rest from it, each re-hashed.
+    std::optional<boot::SlotDevice> seed;
     http::Options http;
     // Consecutive failed attempts (no byte received) before an https download gives up, and the
     // first wait between them (doubled each time, at most 30 s).
@@ -33,6 +38,8 @@ struct OpenedSource {
     std::string where;  // the source as given
     bool remote = false;
     Checked checked;
+    // What the download will fetch: the whole image, or a delta's planned bytes.
+    std::optional<uint64_t> download_bytes;
     // A reader over the image, from its first byte (each call starts a new stream).
     std::function<Result<ImageReader>()> open_image;
 };

@@ -218,8 +218,9 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
 
     // 1. Checks. Nothing is written until all have passed.
     say("checking", 0, 0);
-    auto src = BALLAST_TRY(env.open ? env.open(req.source, env.source)
-                                    : open_source(req.source, env.source));
+    SourceOptions so = env.source;
+    so.seed = env.slots.at(booted);  // chunks a delta download can reuse
+    auto src = BALLAST_TRY(env.open ? env.open(req.source, so) : open_source(req.source, so));
     const auto& m = src.checked.manifest;
     BALLAST_TRY(check_bundle_fits(req, env, src.checked, target));
     auto state = BALLAST_TRY_CTX(control.load(), "boot control");

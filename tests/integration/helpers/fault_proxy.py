@@ -15,10 +15,12 @@ from tls import free_port
 
 class FaultProxy:
     def __init__(self, upstream_port: int, pki: Path):
-        self.faults: list[tuple[str, str]] = []  # (method, "drop-half" | "401" | "pass" | "foreign-location")
+        # (method, "drop-half" | "401" | "pass" | "foreign-location" | "corrupt")
+        self.faults: list[tuple[str, str]] = []
         self.log: list[tuple[str, str, int]] = []
         self.challenge = ""  # the registry's, replayed by an injected 401
         self.ranges: list[str] = []  # each forwarded request's Range header
+        self.sizes: list[int] = []  # each forwarded answer's body length
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         upstream_ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
@@ -74,6 +76,11 @@ class FaultProxy:
                 data = up.read()
                 proxy.log.append((method, self.path, up.status))
                 proxy.ranges.append(headers.get("Range", ""))
+                proxy.sizes.append(len(data))
+                if method == "GET" and proxy.faults[:1] == [("GET", "corrupt")] and "Range" in headers:
+                    # A range of a blob with one byte changed: a registry that lies.
+                    proxy.faults.pop(0)
+                    data = data[:-1] + bytes([data[-1] ^ 0xFF])
                 if method == "GET" and proxy.faults[:1] == [("GET", "drop-half")] and len(data) >= 64 * 1024:
                     # A download of real size: half the body, then the connection is gone.
                     proxy.faults.pop(0)
