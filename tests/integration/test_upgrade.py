@@ -875,3 +875,24 @@ def test_oci_delta_chunk_that_lies_stops_the_upgrade(bins, signing_pki, delta_bu
     finally:
         n.stop(signal.SIGKILL)
         proxy.stop()
+
+
+def test_oci_delta_through_a_cache_that_ignores_ranges(bins, signing_pki, delta_bundles, tmp_path, start_agent,
+                                                       test_pki, registry):
+    from fault_proxy import FaultProxy
+    proxy = FaultProxy(registry.port, test_pki)
+    proxy.ignore_ranges = True
+    n = delta_node(bins, signing_pki, delta_bundles, tmp_path, start_agent, test_pki, registry, proxy)
+    try:
+        n.start("A")
+        r, _ = upgrade(n, f"oci://{proxy.host}/edge/delta:2.0")
+        assert r.returncode == 0, r.stderr + n.agent.output()
+        assert "answers ranges with the whole image" in n.agent.output()
+        img = delta_bundles["2.0"]["image"].read_bytes()
+        assert n.slot_bytes("B", len(img)) == img and n.decide() == "B"
+        # One range request answered whole, then one stream for the rest: not one per range.
+        sha = json.loads((delta_bundles["2.0"]["dir"] / "manifest.json").read_text())["image"]["sha256"]
+        assert len([1 for m, p, _ in proxy.log if m == "GET" and p.endswith(sha)]) <= 2
+    finally:
+        n.stop(signal.SIGKILL)
+        proxy.stop()

@@ -11,11 +11,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <climits>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -230,13 +230,16 @@ Result<OpenedSource> open_remote(const std::string& url, const SourceOptions& o)
 // it is handed on. The writer then checks the whole image as for any source.
 class DeltaReader {
   public:
+    // `ranges_ignored` is set by `fetch` when the server answered a range with the whole blob
+    // (a pull-through cache on a miss does): from then on the rest comes in one stream.
     DeltaReader(std::string where, ChunkIndex want, DeltaPlan plan, boot::SlotDevice seed,
-                Fetch fetch, SourceOptions o)
+                Fetch fetch, std::shared_ptr<std::atomic<bool>> ranges_ignored, SourceOptions o)
         : where_(std::move(where)),
           want_(std::move(want)),
           plan_(std::move(plan)),
           seed_(std::move(seed)),
           fetch_(std::move(fetch)),
+          ranges_ignored_(std::move(ranges_ignored)),
           o_(std::move(o)),
           copy_from_(want_.chunks.size()) {
         for (const auto& c : plan_.copies)
@@ -260,7 +263,17 @@ class DeltaReader {
         chunk_.resize(c.length);
         pos_ = 0;
         const char* from = "the registry";
-        if (copy_from_[i]) {
+        if (!whole_ && ranges_ignored_->load()) {
+            spdlog::warn(
+                "delta: the registry answers ranges with the whole image (a "
+                "pull-through cache?); the rest of the image comes in one stream");
+            whole_ = true;
+            stream_ = std::make_unique<HttpStream>(where_, fetch_, c.offset,
+                                                   want_.image_size - c.offset, o_);
+        }
+        if (whole_) {
+            BALLAST_TRY(read_stream(chunk_.data(), c.length));
+        } else if (copy_from_[i]) {
             from = "the booted slot";
             if (!seed_fd_) {
                 seed_fd_ = UniqueFd(::open(seed_.path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -278,27 +291,14 @@ class DeltaReader {
                 return fail(Errc::failed, "{}: chunk {} has no source in the plan", where_, i);
             const auto& f = plan_.fetches[range_];
             if (stream_range_ != range_) {
-                stream_.reset();
                 stream_ = std::make_unique<HttpStream>(where_, fetch_, f.offset, f.length, o_);
                 stream_range_ = range_;
-                ++requests_;
+                stream_pos_ = 0;
             }
-            // Bytes of the range before this chunk (held chunks merged into it) are skipped.
-            while (stream_pos_[range_] < c.offset - f.offset) {
-                uint8_t skip[65536];
-                const size_t want = size_t(
-                    std::min<uint64_t>(sizeof skip, c.offset - f.offset - stream_pos_[range_]));
-                const size_t got = BALLAST_TRY(stream_->read(skip, want));
-                if (got == 0) return fail(Errc::io, "{}: a range ended early", where_);
-                stream_pos_[range_] += got;
-            }
-            for (size_t done = 0; done < c.length;) {
-                const size_t got = BALLAST_TRY(stream_->read(
-                    reinterpret_cast<uint8_t*>(chunk_.data()) + done, c.length - done));
-                if (got == 0) return fail(Errc::io, "{}: a range ended early", where_);
-                done += got;
-                stream_pos_[range_] += got;
-            }
+            // Bytes of the range before this chunk (held chunks merged into it) are dropped.
+            std::string skip(size_t(c.offset - f.offset - stream_pos_), '\0');
+            BALLAST_TRY(read_stream(skip.data(), skip.size()));
+            BALLAST_TRY(read_stream(chunk_.data(), c.length));
         }
         const auto got = BALLAST_TRY(sha256_digest(std::string_view(chunk_.data(), chunk_.size())));
         if (got != c.sha256)
@@ -308,18 +308,32 @@ class DeltaReader {
         return {};
     }
 
+    // Exactly `n` bytes of the current stream.
+    Status read_stream(char* buf, size_t n) {
+        for (size_t done = 0; done < n;) {
+            const size_t got =
+                BALLAST_TRY(stream_->read(reinterpret_cast<uint8_t*>(buf) + done, n - done));
+            if (got == 0) return fail(Errc::io, "{}: a range ended early", where_);
+            done += got;
+            stream_pos_ += got;
+        }
+        return {};
+    }
+
     std::string where_;
     ChunkIndex want_;
     DeltaPlan plan_;
     boot::SlotDevice seed_;
     Fetch fetch_;
+    std::shared_ptr<std::atomic<bool>> ranges_ignored_;
     SourceOptions o_;
     std::vector<std::optional<uint64_t>> copy_from_;
     UniqueFd seed_fd_;
     std::unique_ptr<HttpStream> stream_;
-    size_t range_ = 0, stream_range_ = SIZE_MAX, requests_ = 0;
-    std::map<size_t, uint64_t> stream_pos_;  // bytes read of each range's stream
-    std::string chunk_;                      // the current chunk, checked
+    size_t range_ = 0, stream_range_ = SIZE_MAX;
+    uint64_t stream_pos_ = 0;  // bytes read of the current stream
+    bool whole_ = false;       // the rest of the image from one stream
+    std::string chunk_;        // the current chunk, checked
     size_t pos_ = 0, next_ = 0;
 };
 
@@ -419,13 +433,16 @@ Result<OpenedSource> open_oci(const std::string& source, const SourceOptions& o)
             return fail(Errc::verification,
                         "{}: the chunk index layer does not match the signed manifest's", where);
     }
-    Fetch fetch = [client, image](
+    auto ranges_ignored = std::make_shared<std::atomic<bool>>(false);
+    Fetch fetch = [client, image, ranges_ignored](
                       uint64_t from, uint64_t length,
                       const std::function<Status(std::span<const char>)>& sink) -> Status {
         http::Request get;
         get.range_from = from;
         get.range_length = length;
         const auto reply = BALLAST_TRY(client->call("blobs/" + image.digest, get, false, sink));
+        // The bytes were cut to the range (http::request), but the whole blob came down.
+        if (reply.status == 200 && (from > 0 || length < image.size)) ranges_ignored->store(true);
         if (reply.status != 206 && reply.status != 200)
             return fail(reply.status == 404 ? Errc::not_found : Errc::unavailable,
                         "{}: blob {}: HTTP {}", client->reference().registry, image.digest,
@@ -466,8 +483,10 @@ Result<OpenedSource> open_oci(const std::string& source, const SourceOptions& o)
     spdlog::info("delta: fetching {} of {} bytes in {} requests, {} bytes from the booted slot",
                  plan.fetch_bytes, m.image.size, plan.fetches.size(), plan.copy_bytes);
     out.download_bytes = plan.fetch_bytes;
-    out.open_image = [where, fetch, want, plan, seed = *o.seed, o]() -> Result<ImageReader> {
-        auto reader = std::make_shared<DeltaReader>(where, want, plan, seed, fetch, o);
+    out.open_image = [where, fetch, want, plan, seed = *o.seed, ranges_ignored,
+                      o]() -> Result<ImageReader> {
+        auto reader =
+            std::make_shared<DeltaReader>(where, want, plan, seed, fetch, ranges_ignored, o);
         return ImageReader([reader](uint8_t* buf, size_t n) { return reader->read(buf, n); });
     };
     return out;

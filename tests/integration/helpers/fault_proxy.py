@@ -21,6 +21,8 @@ class FaultProxy:
         self.challenge = ""  # the registry's, replayed by an injected 401
         self.ranges: list[str] = []  # each forwarded request's Range header
         self.sizes: list[int] = []  # each forwarded answer's body length
+        # Like a pull-through cache on a miss: every GET answered whole (200), Range ignored.
+        self.ignore_ranges = False
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         upstream_ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
@@ -72,6 +74,8 @@ class FaultProxy:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
+                if proxy.ignore_ranges:
+                    headers.pop("Range", None)
                 conn, up = self.forward(method, body, headers)
                 data = up.read()
                 proxy.log.append((method, self.path, up.status))
