@@ -827,72 +827,61 @@ def delta_bundles(bins, signing_pki, tmp_path_factory):
     return out
 
 
-def delta_node(bins, signing_pki, delta_bundles, tmp_path, start_agent, test_pki, registry, proxy):
+@pytest.fixture
+def delta_env(bins, signing_pki, delta_bundles, tmp_path, start_agent, test_pki, registry):
+    """A node booted from v1 of the delta pair, a fault proxy in front of the registry holding v2,
+    and v2's reference through the proxy."""
+    from fault_proxy import FaultProxy
     r = ctl(bins, None, "bundle", "push", str(delta_bundles["2.0"]["tar"]), f"{registry.host}/edge/delta:2.0",
             "--auth-file", str(registry.auth), "--ca-file", str(test_pki / "ca.pem"))
     assert r.returncode == 0, r.stderr
+    proxy = FaultProxy(registry.port, test_pki)
     auth = registry.auth_file(tmp_path / "proxy-auth.json", "node", "n0de-Pw", key=proxy.host)
-    return oci_node(bins, signing_pki, delta_bundles, tmp_path / "node", start_agent, test_pki, auth)
+    n = oci_node(bins, signing_pki, delta_bundles, tmp_path / "node", start_agent, test_pki, auth)
+    n.start("A")
+    yield n, proxy, f"oci://{proxy.host}/edge/delta:2.0"
+    n.stop(signal.SIGKILL)
+    proxy.stop()
 
 
-def test_oci_delta_fetches_only_what_the_booted_slot_lacks(bins, signing_pki, delta_bundles, tmp_path, start_agent,
-                                                           test_pki, registry):
-    from fault_proxy import FaultProxy
-    proxy = FaultProxy(registry.port, test_pki)
-    n = delta_node(bins, signing_pki, delta_bundles, tmp_path, start_agent, test_pki, registry, proxy)
-    try:
-        n.start("A")
-        r, _ = upgrade(n, f"oci://{proxy.host}/edge/delta:2.0")
-        assert r.returncode == 0, r.stderr + n.agent.output()
-        img = delta_bundles["2.0"]["image"].read_bytes()
-        assert n.slot_bytes("B", len(img)) == img and n.decide() == "B"
-        assert "delta: fetching" in n.agent.output()
-        sha = json.loads((delta_bundles["2.0"]["dir"] / "manifest.json").read_text())["image"]["sha256"]
-        gets = [i for i, (m, p, _) in enumerate(proxy.log) if m == "GET" and p.endswith(sha)]
-        fetched = sum(proxy.sizes[i] for i in gets)
-        # Every image request a single range; well under a quarter of the image on the wire.
-        assert gets and all(proxy.ranges[i].startswith("bytes=") and "," not in proxy.ranges[i] for i in gets)
-        assert fetched < len(img) // 4, (fetched, len(img))
-    finally:
-        n.stop(signal.SIGKILL)
-        proxy.stop()
+def image_requests(proxy, bundle):
+    """Indexes in proxy.log of the GETs of `bundle`'s image blob."""
+    sha = json.loads((bundle["dir"] / "manifest.json").read_text())["image"]["sha256"]
+    return [i for i, (m, p, _) in enumerate(proxy.log) if m == "GET" and p.endswith(sha)]
 
 
-def test_oci_delta_chunk_that_lies_stops_the_upgrade(bins, signing_pki, delta_bundles, tmp_path, start_agent,
-                                                      test_pki, registry):
-    from fault_proxy import FaultProxy
-    proxy = FaultProxy(registry.port, test_pki)
-    n = delta_node(bins, signing_pki, delta_bundles, tmp_path, start_agent, test_pki, registry, proxy)
-    try:
-        n.start("A")
-        a_hash = n.slot_hash("A")
-        proxy.faults = [("GET", "corrupt")]
-        r, _ = upgrade(n, f"oci://{proxy.host}/edge/delta:2.0")
-        assert r.returncode != 0 and "does not match the signed chunk index" in r.stderr, r.stderr
-        assert "from the registry" in r.stderr
-        assert n.decide() == "A" and n.slot_hash("A") == a_hash
-        assert n.slots()["B"]["State"] in ("bad", "empty")
-    finally:
-        n.stop(signal.SIGKILL)
-        proxy.stop()
+def test_oci_delta_fetches_only_what_the_booted_slot_lacks(delta_env, delta_bundles):
+    n, proxy, ref = delta_env
+    r, _ = upgrade(n, ref)
+    assert r.returncode == 0, r.stderr + n.agent.output()
+    img = delta_bundles["2.0"]["image"].read_bytes()
+    assert n.slot_bytes("B", len(img)) == img and n.decide() == "B"
+    assert "delta: fetching" in n.agent.output()
+    gets = image_requests(proxy, delta_bundles["2.0"])
+    fetched = sum(proxy.sizes[i] for i in gets)
+    # Every image request a single range; well under a quarter of the image on the wire.
+    assert gets and all(proxy.ranges[i].startswith("bytes=") and "," not in proxy.ranges[i] for i in gets)
+    assert fetched < len(img) // 4, (fetched, len(img))
 
 
-def test_oci_delta_through_a_cache_that_ignores_ranges(bins, signing_pki, delta_bundles, tmp_path, start_agent,
-                                                       test_pki, registry):
-    from fault_proxy import FaultProxy
-    proxy = FaultProxy(registry.port, test_pki)
+def test_oci_delta_chunk_that_lies_stops_the_upgrade(delta_env):
+    n, proxy, ref = delta_env
+    a_hash = n.slot_hash("A")
+    proxy.faults = [("GET", "corrupt")]
+    r, _ = upgrade(n, ref)
+    assert r.returncode != 0 and "does not match the signed chunk index" in r.stderr, r.stderr
+    assert "from the registry" in r.stderr
+    assert n.decide() == "A" and n.slot_hash("A") == a_hash
+    assert n.slots()["B"]["State"] in ("bad", "empty")
+
+
+def test_oci_delta_through_a_cache_that_ignores_ranges(delta_env, delta_bundles):
+    n, proxy, ref = delta_env
     proxy.ignore_ranges = True
-    n = delta_node(bins, signing_pki, delta_bundles, tmp_path, start_agent, test_pki, registry, proxy)
-    try:
-        n.start("A")
-        r, _ = upgrade(n, f"oci://{proxy.host}/edge/delta:2.0")
-        assert r.returncode == 0, r.stderr + n.agent.output()
-        assert "answers ranges with the whole image" in n.agent.output()
-        img = delta_bundles["2.0"]["image"].read_bytes()
-        assert n.slot_bytes("B", len(img)) == img and n.decide() == "B"
-        # One range request answered whole, then one stream for the rest: not one per range.
-        sha = json.loads((delta_bundles["2.0"]["dir"] / "manifest.json").read_text())["image"]["sha256"]
-        assert len([1 for m, p, _ in proxy.log if m == "GET" and p.endswith(sha)]) <= 2
-    finally:
-        n.stop(signal.SIGKILL)
-        proxy.stop()
+    r, _ = upgrade(n, ref)
+    assert r.returncode == 0, r.stderr + n.agent.output()
+    assert "answers ranges with the whole image" in n.agent.output()
+    img = delta_bundles["2.0"]["image"].read_bytes()
+    assert n.slot_bytes("B", len(img)) == img and n.decide() == "B"
+    # One range request answered whole, then one stream for the rest: not one per range.
+    assert len(image_requests(proxy, delta_bundles["2.0"])) <= 2
