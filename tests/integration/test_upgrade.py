@@ -852,11 +852,12 @@ def image_requests(proxy, bundle):
 
 def test_oci_delta_fetches_only_what_the_booted_slot_lacks(delta_env, delta_bundles):
     n, proxy, ref = delta_env
-    r, _ = upgrade(n, ref)
+    r, lines = upgrade(n, ref)
     assert r.returncode == 0, r.stderr + n.agent.output()
     img = delta_bundles["2.0"]["image"].read_bytes()
     assert n.slot_bytes("B", len(img)) == img and n.decide() == "B"
     assert "delta: fetching" in n.agent.output()
+    assert f"of {len(img)} bytes downloaded)" in lines[-1]["message"], lines[-1]
     gets = image_requests(proxy, delta_bundles["2.0"])
     fetched = sum(proxy.sizes[i] for i in gets)
     # Every image request a single range; well under a quarter of the image on the wire.

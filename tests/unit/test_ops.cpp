@@ -111,6 +111,11 @@ TEST_CASE("ops upgrade: the job's report as the daemon reads it", "[ops][upgrade
     CHECK(back.result.bytes == 5'000'000'000ull);
     CHECK(back.result.to_json() == r.to_json());
     CHECK(back.message() == "upgraded to 2.0 in slot B");
+    // A delta names what it fetched; a full download does not repeat the size.
+    r.downloaded = 120'000'000ull;
+    back = ops::UpgradeReport::from_json(r.to_json());
+    CHECK(back.result.downloaded == 120'000'000ull);
+    CHECK(back.message() == "upgraded to 2.0 in slot B (120000000 of 5000000000 bytes downloaded)");
     back.result.already = true;
     CHECK(back.message() == "already running 2.0 (slot B)");
     auto failed = ops::UpgradeReport::from_json(

@@ -61,6 +61,7 @@ UpgradeReport UpgradeReport::from_json(const nlohmann::json& report) {
     if (auto t = boot::parse_slot(json_field<std::string>(report, "target", "")))
         r.result.target = *t;
     r.result.bytes = json_field<uint64_t>(report, "bytes", 0);
+    r.result.downloaded = json_field<uint64_t>(report, "downloaded", 0);
     r.result.seconds = json_field<double>(report, "seconds", 0.0);
     return r;
 }
@@ -71,8 +72,11 @@ std::string UpgradeReport::message() const {
     if (result.already)
         return http::redact(
             fmt::format("already running {} (slot {})", result.version, boot::name(result.target)));
-    return http::redact(
-        fmt::format("upgraded to {} in slot {}", result.version, boot::name(result.target)));
+    std::string text =
+        fmt::format("upgraded to {} in slot {}", result.version, boot::name(result.target));
+    if (result.downloaded > 0 && result.downloaded < result.bytes)
+        text += fmt::format(" ({} of {} bytes downloaded)", result.downloaded, result.bytes);
+    return http::redact(text);
 }
 
 }  // namespace ballast::ops

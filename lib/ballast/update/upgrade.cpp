@@ -76,6 +76,7 @@ nlohmann::json UpgradeResult::to_json() const {
             {"source", where},
             {"target", boot::name(target)},
             {"bytes", bytes},
+            {"downloaded", downloaded},
             {"seconds", seconds},
             {"already", already}};
 }
@@ -275,6 +276,7 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
     r.where = req.source;
     r.target = target;
     r.bytes = m.image.size;
+    r.downloaded = src.remote ? src.download_bytes.value_or(m.image.size) : 0;
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return r;
 }

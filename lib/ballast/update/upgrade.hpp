@@ -54,6 +54,9 @@ struct UpgradeResult {
     std::string version, from_version, where;
     boot::Slot target = boot::Slot::B;
     uint64_t bytes = 0;
+    // Bytes fetched over the network: the image's for an https bundle, the planned chunks for an
+    // oci:// delta, 0 for a local bundle.
+    uint64_t downloaded = 0;
     double seconds = 0;
     // The booted slot already runs this version: nothing was written (fleet jobs re-run after
     // the reboot they caused, and must then succeed without a second upgrade).
