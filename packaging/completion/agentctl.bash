@@ -11,6 +11,10 @@ _agentctl() {
         --root) _filedir -d; return ;;
         --device) _filedir; return ;;
         --bundle|-o|--output) _filedir; return ;;
+        --oci-layout) _filedir -d; return ;;
+        --auth-file) _filedir json; return ;;
+        --ca-file) _filedir pem; return ;;
+        --tag) return ;;
         --image) _filedir '@(sqfs|squashfs|erofs|img)'; return ;;
         --key|--cert|--chain|--keyring) _filedir pem; return ;;
         --version|--compatible|--os-name|--efi-size|--oem-size|--slot-size|--persistent-size) return ;;
@@ -32,7 +36,7 @@ _agentctl() {
         --config) _filedir '@(yaml|yml)'; return ;;
         config) COMPREPLY=($(compgen -W "validate show schema" -- "$cur")); return ;;
         stage) COMPREPLY=($(compgen -W "run" -- "$cur")); return ;;
-        bundle) COMPREPLY=($(compgen -W "create verify inspect" -- "$cur")); return ;;
+        bundle) COMPREPLY=($(compgen -W "create verify export push inspect" -- "$cur")); return ;;
         run) COMPREPLY=($(compgen -W "rootfs initramfs fs boot network reconcile" -- "$cur")); return ;;
         validate) _filedir '@(yaml|yml)'; return ;;
         mark-good|mark-bad) COMPREPLY=($(compgen -W "A B" -- "$cur")); return ;;
@@ -48,7 +52,7 @@ _agentctl() {
         COMPREPLY=($(compgen -W "validate show schema --strict --config --agent-settings $global_opts" -- "$cur"))
         [[ $cur != -* ]] && _filedir '@(yaml|yml)'
     elif [[ $cmd == bundle ]]; then
-        COMPREPLY=($(compgen -W "--image --version --compatible --os-name --key --cert --chain -o --keyring $global_opts" -- "$cur"))
+        COMPREPLY=($(compgen -W "--image --version --compatible --os-name --key --cert --chain -o --no-index --keyring --oci-layout --tag --auth-file --ca-file $global_opts" -- "$cur"))
         [[ $cur != -* ]] && _filedir
     elif [[ $cmd == install ]]; then
         COMPREPLY=($(compgen -W "--device --bundle --auto --keyring --config --force --no-format --dry-run --reboot --poweroff --no-reboot --efi-size --oem-size --slot-size --persistent-size --tpm2-device $global_opts" -- "$cur"))

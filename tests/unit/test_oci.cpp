@@ -137,3 +137,42 @@ TEST_CASE("auth challenges") {
     CHECK_FALSE(parse_challenge(R"(Bearer service="x")"));
     CHECK_FALSE(parse_challenge(R"(Bearer realm="open)"));
 }
+
+TEST_CASE("artifact manifests from a registry are checked before anything is fetched") {
+    using ballast::update::oci::parse_artifact_manifest;
+    const Descriptor man{"application/vnd.ballast.manifest.v1+json",
+                         "sha256:" + std::string(64, 'c'), 400, "manifest.json"};
+    const Descriptor sig{"application/vnd.ballast.manifest.sig.v1+cms",
+                         "sha256:" + std::string(64, 'd'), 800, "manifest.json.sig"};
+    const auto m = release(true);
+    const auto good = nlohmann::json::parse(artifact_manifest(m, bundle_layers(m, man, sig)));
+    auto layers = parse_artifact_manifest(good.dump());
+    REQUIRE(layers);
+    REQUIRE(layers->size() == 4);
+    CHECK((*layers)[3].title == "rootfs.img");
+    CHECK((*layers)[3].size == 1000);
+    auto refuse = [&](auto edit, const std::string& part) {
+        auto j = good;
+        edit(j);
+        auto r = parse_artifact_manifest(j.dump());
+        REQUIRE_FALSE(r);
+        INFO(r.error().what());
+        CHECK(r.error().what().find(part) != std::string::npos);
+    };
+    using nlohmann::json;
+    refuse([](json& j) { j = json::array(); }, "not a JSON object");
+    refuse([](json& j) { j["schemaVersion"] = 1; }, "schemaVersion is not 2");
+    refuse([](json& j) { j["mediaType"] = "application/vnd.oci.image.index.v1+json"; },
+           "not an OCI image manifest");
+    refuse([](json& j) { j.erase("artifactType"); }, "not a Ballast OS artifact");
+    refuse([](json& j) { j["layers"] = json::object(); }, "layers must be an array");
+    refuse([](json& j) { j["layers"][1]["annotations"].erase("org.opencontainers.image.title"); },
+           "layer 1 of the OCI manifest has no mediaType or no title");
+    refuse([](json& j) { j["layers"][2]["digest"] = "sha512:abc"; }, "has no sha256 digest");
+    refuse(
+        [](json& j) {
+            j["layers"][2]["annotations"]["org.opencontainers.image.title"] = "rootfs.img";
+        },
+        "two layers of the OCI manifest are titled rootfs.img");
+    CHECK_FALSE(parse_artifact_manifest(std::string((4u << 20) + 1, ' ')));
+}

@@ -295,9 +295,13 @@ class DeltaReader {
                 stream_range_ = range_;
                 stream_pos_ = 0;
             }
-            // Bytes of the range before this chunk (held chunks merged into it) are dropped.
-            std::string skip(size_t(c.offset - f.offset - stream_pos_), '\0');
-            BALLAST_TRY(read_stream(skip.data(), skip.size()));
+            // Bytes of the range before this chunk (held chunks merged into it) are dropped, in
+            // pieces: merging across the widest gaps can leave megabytes between two chunks.
+            char skip[65536];
+            while (stream_pos_ < c.offset - f.offset)
+                BALLAST_TRY(read_stream(
+                    skip,
+                    size_t(std::min<uint64_t>(sizeof skip, c.offset - f.offset - stream_pos_))));
             BALLAST_TRY(read_stream(chunk_.data(), c.length));
         }
         const auto got = BALLAST_TRY(sha256_digest(std::string_view(chunk_.data(), chunk_.size())));
@@ -468,25 +472,32 @@ Result<OpenedSource> open_oci(const std::string& source, const SourceOptions& o)
     if (want.image_size != m.image.size)
         return fail(Errc::verification, "{}: the chunk index describes {} bytes, the image is {}",
                     where, want.image_size, m.image.size);
-    const auto have = seed_index(*o.seed, want.params);
-    if (!have) {
-        spdlog::info("delta: the booted slot holds no squashfs to reuse; fetching the whole image");
-        return out;
-    }
-    const Seed seeds[] = {{&*have, false}};
-    auto plan = plan_delta(want, seeds);
-    if (plan.full) {
-        spdlog::info("delta: {} of {} bytes would be fetched; fetching the whole image instead",
-                     plan.fetch_bytes, m.image.size);
-        return out;
-    }
-    spdlog::info("delta: fetching {} of {} bytes in {} requests, {} bytes from the booted slot",
-                 plan.fetch_bytes, m.image.size, plan.fetches.size(), plan.copy_bytes);
-    out.download_bytes = plan.fetch_bytes;
-    out.open_image = [where, fetch, want, plan, seed = *o.seed, ranges_ignored,
+    // The booted slot is read and planned against only when the image is about to be written:
+    // a re-run that finds the version already booted, or a refused bundle, costs no slot read.
+    auto planned = std::make_shared<uint64_t>(m.image.size);
+    out.download_bytes = planned;
+    out.open_image = [where, fetch, full = out.open_image, want = std::move(want),
+                      size = m.image.size, seed = *o.seed, ranges_ignored, planned,
                       o]() -> Result<ImageReader> {
-        auto reader =
-            std::make_shared<DeltaReader>(where, want, plan, seed, fetch, ranges_ignored, o);
+        const auto have = seed_index(seed, want.params);
+        if (!have) {
+            spdlog::info(
+                "delta: the booted slot holds no squashfs to reuse; fetching the whole "
+                "image");
+            return full();
+        }
+        const Seed seeds[] = {{&*have, false}};
+        auto plan = plan_delta(want, seeds);
+        if (plan.full) {
+            spdlog::info("delta: {} of {} bytes would be fetched; fetching the whole image instead",
+                         plan.fetch_bytes, size);
+            return full();
+        }
+        spdlog::info("delta: fetching {} of {} bytes in {} requests, {} bytes from the booted slot",
+                     plan.fetch_bytes, size, plan.fetches.size(), plan.copy_bytes);
+        *planned = plan.fetch_bytes;
+        auto reader = std::make_shared<DeltaReader>(where, want, std::move(plan), seed, fetch,
+                                                    ranges_ignored, o);
         return ImageReader([reader](uint8_t* buf, size_t n) { return reader->read(buf, n); });
     };
     return out;

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -38,8 +39,9 @@ struct OpenedSource {
     std::string where;  // the source as given
     bool remote = false;
     Checked checked;
-    // What the download will fetch: the whole image, or a delta's planned bytes.
-    std::optional<uint64_t> download_bytes;
+    // What the download fetched, once the image was opened: an oci:// delta's planned bytes,
+    // else the whole image. Null for sources that do not say (a local bundle, an https tar).
+    std::shared_ptr<uint64_t> download_bytes;
     // A reader over the image, from its first byte (each call starts a new stream).
     std::function<Result<ImageReader>()> open_image;
 };

@@ -276,7 +276,7 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
     r.where = req.source;
     r.target = target;
     r.bytes = m.image.size;
-    r.downloaded = src.remote ? src.download_bytes.value_or(m.image.size) : 0;
+    r.downloaded = !src.remote ? 0 : src.download_bytes ? *src.download_bytes : m.image.size;
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return r;
 }
