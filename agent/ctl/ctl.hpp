@@ -55,8 +55,11 @@ void print_json(const nlohmann::json& j);
 [[nodiscard]] int cmd_config_show(const GlobalOptions& g, const std::vector<std::string>& files);
 // JSON Schema of cloud-config (or of agent.yaml), generated from the decoders' tables.
 [[nodiscard]] int cmd_config_schema(bool agent_settings);
-[[nodiscard]] int cmd_upgrade(const GlobalOptions& g, const std::string& source, bool force,
-                              bool no_reboot);
+struct UpgradeFlags {
+    bool force = false, no_reboot = false, dry_run = false;
+};
+[[nodiscard]] int cmd_upgrade(const GlobalOptions& g, const std::string& source,
+                              const UpgradeFlags& f);
 [[nodiscard]] int cmd_health(const GlobalOptions& g, bool no_reboot);
 [[nodiscard]] int cmd_rollback(const GlobalOptions& g, bool no_reboot);
 [[nodiscard]] int cmd_mark(const GlobalOptions& g, bool good, const std::string& slot);

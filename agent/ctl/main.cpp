@@ -235,17 +235,26 @@ void add_stage_commands(CLI::App& app, const GlobalOptions& g, Action& action) {
 void add_slot_commands(CLI::App& app, const GlobalOptions& g, Action& action) {
     struct Opts {
         std::string source, slot;
-        bool force = false, no_reboot = false;
+        bool force = false, no_reboot = false, dry_run = false;
     };
     auto o = options<Opts>();
     auto* upgrade = app.add_subcommand(
         "upgrade", "Write a bundle into the other slot, activate it on trial and reboot");
-    upgrade->add_option("SOURCE", o->source, "Bundle folder, .tar, or https:// URL of a .tar")
+    upgrade
+        ->add_option("SOURCE", o->source,
+                     "Bundle folder, .tar, https:// URL of a .tar, or oci://REGISTRY/REPO:TAG")
         ->required();
     upgrade->add_flag("--force", o->force, "Accept a version that failed on this node before");
     upgrade->add_flag("--no-reboot", o->no_reboot, "Do not reboot; the new slot boots next time");
-    upgrade->callback(
-        [&, o] { action = [&, o] { return cmd_upgrade(g, o->source, o->force, o->no_reboot); }; });
+    upgrade->add_flag("--dry-run", o->dry_run,
+                      "Check the bundle and say how many bytes it would download; write nothing");
+    upgrade->callback([&, o] {
+        action = [&, o] {
+            return cmd_upgrade(
+                g, o->source,
+                {.force = o->force, .no_reboot = o->no_reboot, .dry_run = o->dry_run});
+        };
+    });
     auto* health = app.add_subcommand(
         "health", "Run the boot assessment: commit a slot on trial, or mark it bad and reboot");
     health->add_flag("--no-reboot", o->no_reboot, "Do not reboot when the slot on trial fails");

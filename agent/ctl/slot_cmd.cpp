@@ -49,7 +49,7 @@ void draw_bar(const nlohmann::json& p) {
 
 }  // namespace
 
-int cmd_upgrade(const GlobalOptions& g, const std::string& source, bool force, bool no_reboot) {
+int cmd_upgrade(const GlobalOptions& g, const std::string& source, const UpgradeFlags& f) {
     std::string src = source;
     if (!update::is_url(src)) {
         std::error_code ec;
@@ -65,7 +65,8 @@ int cmd_upgrade(const GlobalOptions& g, const std::string& source, bool force, b
     const bool tty = !g.json && ::isatty(STDOUT_FILENO);
     bool drawn = false;
     auto res = client->upgrade(
-        src, {{"Force", force}, {"NoReboot", no_reboot}}, [&](const nlohmann::json& p) {
+        src, {{"Force", f.force}, {"NoReboot", f.no_reboot}, {"DryRun", f.dry_run}},
+        [&](const nlohmann::json& p) {
             if (g.json) {
                 std::printf("%s\n", json_text(nlohmann::json{{"progress", p}}).c_str());
                 std::fflush(stdout);
@@ -84,9 +85,11 @@ int cmd_upgrade(const GlobalOptions& g, const std::string& source, bool force, b
     } else if (!g.json) {
         if (msg.rfind("already", 0) == 0)
             std::printf("%s; nothing to do\n", msg.c_str());
+        else if (f.dry_run)
+            std::printf("%s\n", msg.c_str());
         else
             std::printf("%s; %s\n", msg.c_str(),
-                        no_reboot ? "it boots on trial at the next reboot" : "rebooting into it");
+                        f.no_reboot ? "it boots on trial at the next reboot" : "rebooting into it");
     }
     return ok ? kExitOk : kExitFailure;
 }

@@ -146,17 +146,21 @@ int get_progress(sd_bus*, const char*, const char*, const char*, sd_bus_message*
     return 0;
 }
 
-// Upgrade(s source, a{sv} options) -> s. Options: Force (b), NoReboot (b). Returns when the job
-// has started; Progress signals follow and JobFinished("upgrade", ...) ends it.
+// Upgrade(s source, a{sv} options) -> s. Options: Force (b), NoReboot (b), DryRun (b: check and
+// plan the download, write nothing). Returns when the job has started; Progress signals follow
+// and JobFinished("upgrade", ...) ends it.
 int method_upgrade(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
     if (int r = require_root(m, ret_error); r < 0) return r;
     const char* source = nullptr;
     if (int r = sd_bus_message_read(m, "s", &source); r < 0) return r;
-    auto flags = read_flags(m, {"Force", "NoReboot"});
+    auto flags = read_flags(m, {"Force", "NoReboot", "DryRun"});
     if (!flags) return invalid_args(ret_error, flags.error());
-    if (auto st =
-            daemon_of(userdata).start_upgrade(source, (*flags)["Force"], !(*flags)["NoReboot"]);
-        !st)
+    ops::UpgradeRequest req;
+    req.source = source;
+    req.force = (*flags)["Force"];
+    req.reboot = !(*flags)["NoReboot"];
+    req.dry_run = (*flags)["DryRun"];
+    if (auto st = daemon_of(userdata).start_upgrade(req); !st)
         return reply_error(ret_error, st.error());
     return sd_bus_reply_method_return(m, "s", "upgrade");
 }

@@ -17,6 +17,7 @@
 #include "ballast/ops/node.hpp"
 #include "ballast/ops/progress.hpp"
 #include "ballast/ops/slots.hpp"
+#include "ballast/ops/upgrade.hpp"
 #include "ballast/system/sdbus.hpp"
 #include "jobs.hpp"
 
@@ -58,8 +59,8 @@ class Daemon {
     [[nodiscard]] nlohmann::json stage_summaries() const;
 
     // Starts an upgrade job; returns at once (progress and the end come as signals).
-    [[nodiscard]] Status start_upgrade(const std::string& source, bool force, bool reboot,
-                                       std::optional<std::string> expect_manifest = {});
+    // A dry run only plans: its end is reported, nothing reboots.
+    [[nodiscard]] Status start_upgrade(const ops::UpgradeRequest& req);
     // Runs the boot assessment as the one job; `call` gets the report as its reply. A slot on
     // trial that fails is marked bad and, unless `reboot` is false, the node reboots.
     [[nodiscard]] Status check_health(bool reboot, sd_bus_message* call);

@@ -46,7 +46,12 @@ void Daemon::settle_last_upgrade() {
         case K::resume: {
             const auto& j = *a->journal;
             spdlog::warn("{}: starting it again from {}", a->message, j.source);
-            auto st = start_upgrade(j.source, j.force, j.reboot, j.manifest_sha256);
+            ops::UpgradeRequest req;
+            req.source = j.source;
+            req.force = j.force;
+            req.reboot = j.reboot;
+            req.expect_manifest_sha256 = j.manifest_sha256;
+            auto st = start_upgrade(req);
             if (!st) set_last_error("resume the upgrade: " + st.error().what());
             break;
         }
@@ -66,18 +71,19 @@ void Daemon::settle_last_upgrade() {
     }
 }
 
-Status Daemon::start_upgrade(const std::string& source, bool force, bool reboot,
-                             std::optional<std::string> expect_manifest) {
+Status Daemon::start_upgrade(const ops::UpgradeRequest& req) {
     if (disk_.empty()) return fail(Errc::unavailable, "no Ballast disk: nothing to upgrade");
     BALLAST_TRY(booted());
-    BALLAST_TRY(ops::check_source(source));
-    std::vector<std::string> tail = {"upgrade", source, "--json"};
-    if (force) tail.push_back("--force");
-    if (!reboot) tail.push_back("--no-reboot");
-    if (expect_manifest) tail.insert(tail.end(), {"--expect-manifest", *expect_manifest});
+    BALLAST_TRY(ops::check_source(req.source));
+    std::vector<std::string> tail = {"upgrade", req.source, "--json"};
+    if (req.force) tail.push_back("--force");
+    if (!req.reboot) tail.push_back("--no-reboot");
+    if (req.dry_run) tail.push_back("--dry-run");
+    if (req.expect_manifest_sha256)
+        tail.insert(tail.end(), {"--expect-manifest", *req.expect_manifest_sha256});
     BALLAST_TRY(jobs_.start(
         "upgrade", job_argv(std::move(tail)),
-        [this, reboot](const nlohmann::json& report, int exit_status) {
+        [this, reboot = req.reboot](const nlohmann::json& report, int exit_status) {
             const auto r =
                 ops::UpgradeReport::from_json(ops::job_report(report, exit_status, "the job"));
             const std::string msg = r.message();
@@ -87,7 +93,7 @@ Status Daemon::start_upgrade(const std::string& source, bool force, bool reboot,
             set_last_error(r.ok ? "" : msg);
             spdlog::log(r.ok ? spdlog::level::info : spdlog::level::err, "{}", msg);
             job_finished("upgrade", r.ok, msg);
-            if (r.ok && !r.result.already) {
+            if (r.ok && !r.result.already && !r.result.dry_run) {
                 if (reboot)
                     reboot_or_flag(msg);
                 else
@@ -97,7 +103,8 @@ Status Daemon::start_upgrade(const std::string& source, bool force, bool reboot,
         [this](const nlohmann::json& p) { on_upgrade_progress(p); }));
     progress_ = ops::ProgressSample::starting().to_json();
     emit_changed("Progress");
-    spdlog::info("upgrade from {} started{}", http::redact(source), force ? " (forced)" : "");
+    spdlog::info("upgrade from {} started{}{}", http::redact(req.source),
+                 req.force ? " (forced)" : "", req.dry_run ? " (dry run)" : "");
     return {};
 }
 

@@ -97,6 +97,8 @@ void add_upgrade_command(CLI::App& app, CommandLine& c) {
         ->add_option("--expect-manifest", c.expect,
                      "Resuming: the bundle's manifest must have this SHA-256")
         ->option_text("SHA256");
+    c.upgrade->add_flag("--dry-run", c.upgrade_req.dry_run,
+                        "Check the bundle and plan the download; write nothing");
     c.upgrade->add_flag("--json", c.json, "Progress and report as JSON lines");
 }
 

@@ -60,6 +60,10 @@ int run_upgrade_mode(const ops::NodeOptions& options, const ops::UpgradeRequest&
     if (!r) return report_failure("upgrade", r.error(), json);
     if (json)
         std::printf("%s\n", json_text(r->to_json()).c_str());
+    else if (r->dry_run)
+        std::printf("dry run: %s to %s in slot %s: %s\n", r->from_version.c_str(),
+                    r->version.c_str(), std::string(ops::name(r->target)).c_str(),
+                    update::describe(r->plan).c_str());
     else if (r->already)
         std::printf("slot %s already runs %s; nothing to do\n",
                     std::string(ops::name(r->target)).c_str(), r->version.c_str());

@@ -59,7 +59,7 @@ _agentctl() {
     elif [[ $cmd == encrypt ]]; then
         COMPREPLY=($(compgen -W "--device --tpm2-device --pcrs --pcr-bank --pin --unlock-key-file --replace $global_opts" -- "$cur"))
     elif [[ $cmd == upgrade ]]; then
-        COMPREPLY=($(compgen -W "--force --no-reboot $global_opts" -- "$cur"))
+        COMPREPLY=($(compgen -W "--force --no-reboot --dry-run $global_opts" -- "$cur"))
         [[ $cur != -* ]] && _filedir '@(tar)'
     elif [[ $cmd == health || $cmd == rollback ]]; then
         COMPREPLY=($(compgen -W "--no-reboot $global_opts" -- "$cur"))

@@ -856,8 +856,14 @@ def test_oci_delta_fetches_only_what_the_booted_slot_lacks(delta_env, delta_bund
     assert r.returncode == 0, r.stderr + n.agent.output()
     img = delta_bundles["2.0"]["image"].read_bytes()
     assert n.slot_bytes("B", len(img)) == img and n.decide() == "B"
-    assert "delta: fetching" in n.agent.output()
+    assert "range requests;" in n.agent.output()
     assert f"of {len(img)} bytes downloaded)" in lines[-1]["message"], lines[-1]
+    # Progress of a delta counts the bytes downloaded, against the figure planned.
+    downloading = [l["progress"] for l in lines if l.get("progress", {}).get("phase") == "downloading"]
+    assert downloading and downloading[-1]["total"] < len(img) // 4, downloading[-1:]
+    # The index of what slot B now holds is kept for the next delta.
+    assert (n.root / "var/lib/ballast/slot-index/B.bcidx").read_bytes() == \
+        (delta_bundles["2.0"]["dir"] / "rootfs.bcidx").read_bytes()
     gets = image_requests(proxy, delta_bundles["2.0"])
     fetched = sum(proxy.sizes[i] for i in gets)
     # Every image request a single range; well under a quarter of the image on the wire.
@@ -886,3 +892,53 @@ def test_oci_delta_through_a_cache_that_ignores_ranges(delta_env, delta_bundles)
     assert n.slot_bytes("B", len(img)) == img and n.decide() == "B"
     # One range request answered whole, then one stream for the rest: not one per range.
     assert len(image_requests(proxy, delta_bundles["2.0"])) <= 2
+
+
+def planned(output, nth=-1):
+    """(to fetch, copied, in place) from the agent's 'N of M bytes to download' log lines."""
+    import re
+    found = re.findall(r"(\d+) of \d+ bytes to download in \d+ range requests; (\d+) bytes copied from the "
+                       r"booted slot, (\d+) already in place", output)
+    assert found, output
+    return tuple(int(x) for x in found[nth])
+
+
+def test_oci_delta_dry_run_says_what_it_would_fetch(delta_env, delta_bundles):
+    n, proxy, ref = delta_env
+    before, b_hash = n.env_files(), n.slot_hash("B")
+    r = n.ctl("upgrade", "--dry-run", ref)
+    assert r.returncode == 0, r.stderr + n.agent.output()
+    img = delta_bundles["2.0"]["image"].read_bytes()
+    assert "dry run: would upgrade from 1.0 to 2.0 in slot B" in r.stdout, r.stdout
+    fetch, copied, in_place = planned(n.agent.output())
+    assert f"{fetch} of {len(img)} bytes to download" in r.stdout and in_place == 0
+    assert 0 < fetch < len(img) // 4 and fetch + copied >= len(img) - 65536
+    # Nothing written, nothing journaled, no byte of the image fetched.
+    assert n.env_files() == before and n.slot_hash("B") == b_hash and n.journal() is None
+    assert not image_requests(proxy, delta_bundles["2.0"]) and n.status()["Operation"] == "idle"
+    assert not n.status()["RebootRequired"]
+    # The upgrade then downloads what the dry run said.
+    r, lines = upgrade(n, ref)
+    assert r.returncode == 0, r.stderr
+    assert f"({fetch} of {len(img)} bytes downloaded)" in lines[-1]["message"], lines[-1]
+
+
+def test_oci_delta_killed_mid_write_resumes_from_the_target(delta_env, delta_bundles):
+    """kill -9 at half the write: the restarted daemon re-plans, keeps what is already correct in
+    slot B, and fetches only what is still missing."""
+    n, proxy, ref = delta_env
+    n.stop(signal.SIGKILL)
+    n.start("A", env={"BALLAST_FAILPOINT": "upgrade.half-written"})
+    r, _ = upgrade(n, ref)
+    assert r.returncode != 0
+    first_fetch, _, _ = planned(n.agent.output())
+    n.stop(signal.SIGKILL)
+    assert n.journal()["state"] == "writing" and n.decide() == "A"
+    n.start("A")
+    n.wait_idle(90)
+    assert n.journal()["state"] == "staged", n.agent.output()
+    fetch, copied, in_place = planned(n.agent.output())
+    # v2's new file lies early in the image: written before the kill, it is not fetched again.
+    assert in_place > 256 << 10 and fetch < first_fetch, (first_fetch, fetch, in_place)
+    img = delta_bundles["2.0"]["image"].read_bytes()
+    assert n.slot_bytes("B", len(img)) == img and n.decide() == "B"

@@ -276,6 +276,17 @@ TEST_CASE(
     CHECK_FALSE(p.full);
 }
 
+TEST_CASE("delta plan: a chunk the target holds elsewhere is fetched, not copied from it") {
+    const auto want = labelled({1, 2, 3});
+    const auto target = labelled({3, 2, 1});  // 2 in place; 1 and 3 only at other offsets
+    const Seed seeds[] = {{&target, true}};
+    const auto p = plan_delta(want, seeds, PlanOptions{.merge_gap = 0, .full_above = 1.0});
+    CHECK(p.in_place == std::vector<size_t>{1});
+    CHECK(p.copies.empty());
+    CHECK(p.fetches.size() == 2);
+    CHECK(p.fetch_bytes == 2000);
+}
+
 TEST_CASE("delta plan: close neighbours are merged, bytes between them fetched too") {
     // 1 and 3 are missing, 2 between them is held: a 1000-byte gap.
     const auto want = labelled({1, 2, 3, 4, 5, 6, 7, 8, 9, 10});
@@ -366,6 +377,9 @@ TEST_CASE("delta plan: every wanted chunk is placed exactly once, whatever the i
         }
         CHECK(p.fetches.size() <= 5);
         CHECK(bytes == p.fetch_bytes);
+        // Never copied from the target, which is overwritten as the image is written.
+        CHECK(std::all_of(p.copies.begin(), p.copies.end(),
+                          [](const ballast::update::CopyOp& c) { return c.seed == 1; }));
         CHECK(std::all_of(placed.begin(), placed.end(), [](int n) { return n == 1; }));
     }
 }

@@ -63,6 +63,17 @@ UpgradeReport UpgradeReport::from_json(const nlohmann::json& report) {
     r.result.bytes = json_field<uint64_t>(report, "bytes", 0);
     r.result.downloaded = json_field<uint64_t>(report, "downloaded", 0);
     r.result.seconds = json_field<double>(report, "seconds", 0.0);
+    r.result.dry_run = json_field<bool>(report, "dry_run", false);
+    if (auto p = report.find("plan"); p != report.end() && p->is_object()) {
+        auto& plan = r.result.plan;
+        plan.image = r.result.bytes;
+        plan.delta = json_field<bool>(*p, "delta", false);
+        plan.fetch = json_field<uint64_t>(*p, "fetch", 0);
+        plan.requests = json_field<uint64_t>(*p, "requests", 0);
+        plan.copy = json_field<uint64_t>(*p, "copy", 0);
+        plan.in_place = json_field<uint64_t>(*p, "in_place", 0);
+        plan.why = json_field<std::string>(*p, "why", "");
+    }
     return r;
 }
 
@@ -72,6 +83,10 @@ std::string UpgradeReport::message() const {
     if (result.already)
         return http::redact(
             fmt::format("already running {} (slot {})", result.version, boot::name(result.target)));
+    if (result.dry_run)
+        return http::redact(fmt::format("dry run: would upgrade from {} to {} in slot {}: {}",
+                                        result.from_version, result.version,
+                                        boot::name(result.target), update::describe(result.plan)));
     std::string text =
         fmt::format("upgraded to {} in slot {}", result.version, boot::name(result.target));
     if (result.downloaded > 0 && result.downloaded < result.bytes)

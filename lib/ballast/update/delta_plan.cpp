@@ -26,10 +26,13 @@ struct Where {
 DeltaPlan plan_delta(const ChunkIndex& want, std::span<const Seed> seeds, const PlanOptions& o) {
     DeltaPlan plan;
     // Every chunk a seed holds, by id: the first place found wins (seeds in the caller's order).
+    // Never the target's: it is overwritten in image order, so a chunk read from it elsewhere
+    // than its own place could already be gone.
     std::unordered_map<ChunkId, Where, IdHash> held;
     for (size_t s = 0; s < seeds.size(); ++s)
-        for (const auto& c : seeds[s].index->chunks)
-            held.emplace(c.sha256, Where{s, c.offset, c.length});
+        if (!seeds[s].is_target)
+            for (const auto& c : seeds[s].index->chunks)
+                held.emplace(c.sha256, Where{s, c.offset, c.length});
     // The target's chunks by offset, for "already in place".
     std::unordered_map<uint64_t, const Chunk*> target_at;
     for (const auto& s : seeds)

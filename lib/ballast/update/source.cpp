@@ -26,129 +26,30 @@
 namespace ballast::update {
 namespace {
 
-constexpr uint64_t kPrefix = 64 * 1024;     // holds the tar headers, manifest and signature
-constexpr size_t kMaxBuffered = 16u << 20;  // between the download and the slot writer
-
-bool transient(const Error& e) {
-    return e.code() == Errc::io || e.code() == Errc::timeout || e.code() == Errc::unavailable;
+constexpr uint64_t kPrefix = 64 * 1024;  // holds the tar headers, manifest and signature
+// Counts what `fetch` delivers into the source's meter.
+Fetch metered(Fetch fetch, std::shared_ptr<DownloadMeter> meter) {
+    return [fetch = std::move(fetch), meter = std::move(meter)](
+               uint64_t from, uint64_t length,
+               const std::function<Status(std::span<const char>)>& sink) -> Status {
+        return fetch(from, length, [&](std::span<const char> d) -> Status {
+            meter->done += d.size();
+            return sink(d);
+        });
+    };
 }
 
-// Bytes [from, from+length) of a remote object into `sink`, in one request (an https URL, a
-// registry blob); returns when the request ends, whatever it delivered.
-using Fetch = std::function<Status(uint64_t from, uint64_t length,
-                                   const std::function<Status(std::span<const char>)>& sink)>;
-
-// Bytes [start, start+length) of a remote object, downloaded on a thread and handed to the
-// reader in order. A failed attempt resumes where the last one stopped.
-class HttpStream {
-  public:
-    HttpStream(std::string what, Fetch fetch, uint64_t start, uint64_t length, SourceOptions o)
-        : url_(std::move(what)),
-          fetch_(std::move(fetch)),
-          start_(start),
-          length_(length),
-          o_(std::move(o)) {
-        thread_ = std::thread([this] { download(); });
-    }
-    ~HttpStream() {
-        {
-            std::lock_guard l(m_);
-            stop_ = true;
-        }
-        cv_.notify_all();
-        thread_.join();
-    }
-    HttpStream(const HttpStream&) = delete;
-    HttpStream& operator=(const HttpStream&) = delete;
-
-    Result<size_t> read(uint8_t* buf, size_t n) {
-        std::unique_lock l(m_);
-        cv_.wait(l, [&] { return !chunks_.empty() || done_; });
-        if (chunks_.empty()) {
-            if (error_) return std::unexpected(*error_);
-            return size_t(0);
-        }
-        size_t got = 0;
-        while (got < n && !chunks_.empty()) {
-            auto& c = chunks_.front();
-            size_t k = std::min(n - got, c.size() - front_used_);
-            std::memcpy(buf + got, c.data() + front_used_, k);
-            got += k;
-            front_used_ += k;
-            if (front_used_ == c.size()) {
-                buffered_ -= c.size();
-                chunks_.pop_front();
-                front_used_ = 0;
-            }
-        }
-        cv_.notify_all();
-        return got;
-    }
-
-  private:
-    void download() {
-        uint64_t received = 0;
-        int failures = 0;
-        auto wait = o_.backoff;
-        std::optional<Error> last;
-        while (received < length_) {
-            const uint64_t before = received;
-            auto r = fetch_(start_ + received, length_ - received,
-                            [&](std::span<const char> d) -> Status {
-                                std::unique_lock l(m_);
-                                cv_.wait(l, [&] { return buffered_ < kMaxBuffered || stop_; });
-                                if (stop_) return fail(Errc::cancelled, "download stopped");
-                                chunks_.emplace_back(d.begin(), d.end());
-                                buffered_ += d.size();
-                                received += d.size();
-                                cv_.notify_all();
-                                return {};
-                            });
-            if (r && received >= length_) break;
-            {
-                std::lock_guard l(m_);
-                if (stop_) break;
-            }
-            if (r) {
-                last = Error(Errc::io, fmt::format("{}: the server closed the transfer after {} "
-                                                   "of {} bytes",
-                                                   url_, received, length_));
-            } else {
-                last = r.error();
-                if (!transient(*last)) break;
-            }
-            if (received > before) {
-                failures = 0;
-                wait = o_.backoff;
-            }
-            if (++failures > o_.retries) break;
-            spdlog::warn("download: {}; resuming at byte {} in {} ms", last->what(), received,
-                         wait.count());
-            std::unique_lock l(m_);
-            if (cv_.wait_for(l, wait, [&] { return stop_; })) break;
-            wait = std::min<std::chrono::milliseconds>(wait * 2, std::chrono::seconds(30));
-        }
-        std::lock_guard l(m_);
-        if (received < length_ && !stop_)
-            error_ = last ? std::move(*last).context(
-                                fmt::format("download ({} of {} bytes)", received, length_))
-                          : Error(Errc::io, "download stopped");
-        done_ = true;
-        cv_.notify_all();
-    }
-
-    std::string url_;
-    Fetch fetch_;
-    uint64_t start_, length_;
-    SourceOptions o_;
-    std::mutex m_;
-    std::condition_variable cv_;
-    std::deque<std::vector<char>> chunks_;
-    size_t front_used_ = 0, buffered_ = 0;
-    bool done_ = false, stop_ = false;
-    std::optional<Error> error_;
-    std::thread thread_;
-};
+// The plan of a source that is read whole.
+std::function<Result<DownloadPlan>(const Holdings&)> whole_plan(uint64_t size, bool remote,
+                                                                std::string why) {
+    return [size, remote, why = std::move(why)](const Holdings&) -> Result<DownloadPlan> {
+        DownloadPlan p;
+        p.image = size;
+        p.fetch = remote ? size : 0;
+        p.why = why;
+        return p;
+    };
+}
 
 Result<OpenedSource> open_local(const std::string& source, const SourceOptions& o) {
     auto bundle = BALLAST_TRY(Bundle::open(source));
@@ -157,6 +58,7 @@ Result<OpenedSource> open_local(const std::string& source, const SourceOptions& 
     out.checked = BALLAST_TRY(check_bundle(bundle, o.keyring));
     const auto img = out.checked.image;
     out.open_image = [img]() { return file_reader(img.path, img.offset, img.size); };
+    out.plan = whole_plan(img.size, false, "a local bundle");
     return out;
 }
 
@@ -177,9 +79,9 @@ Result<OpenedSource> open_remote(const std::string& url, const SourceOptions& o)
             resp = *r;
             break;
         }
-        if (!transient(r.error()) || attempt >= o.retries)
+        if (!transient(r.error()) || attempt >= o.retry.retries)
             return std::unexpected(std::move(r.error()).context("bundle"));
-        std::this_thread::sleep_for(o.backoff);
+        std::this_thread::sleep_for(o.retry.backoff);
     }
     const uint64_t total = resp.total ? resp.total : prefix.size();
     auto members =
@@ -210,157 +112,22 @@ Result<OpenedSource> open_remote(const std::string& url, const SourceOptions& o)
         },
         o.keyring));
     const auto img = out.checked.image;
-    Fetch fetch = [url, o](uint64_t from, uint64_t length,
-                           const std::function<Status(std::span<const char>)>& sink) -> Status {
-        http::Options range = o.http;
-        range.resume_from = from;
-        range.range_length = length;
-        BALLAST_TRY(http::get(url, range, sink));
-        return {};
-    };
-    out.open_image = [url, fetch, img, o]() -> Result<ImageReader> {
-        auto stream = std::make_shared<HttpStream>(url, fetch, img.offset, img.size, o);
+    Fetch fetch = metered(
+        [url, http = o.http](uint64_t from, uint64_t length,
+                             const std::function<Status(std::span<const char>)>& sink) -> Status {
+            http::Options range = http;
+            range.resume_from = from;
+            range.range_length = length;
+            BALLAST_TRY(http::get(url, range, sink));
+            return {};
+        },
+        out.meter);
+    out.open_image = [url, fetch, img, retry = o.retry]() -> Result<ImageReader> {
+        auto stream = std::make_shared<HttpStream>(url, fetch, img.offset, img.size, retry);
         return ImageReader([stream](uint8_t* buf, size_t n) { return stream->read(buf, n); });
     };
+    out.plan = whole_plan(img.size, true, "an https bundle is fetched whole");
     return out;
-}
-
-// The new image, chunk by chunk, as the delta plan says: copied from the booted slot or fetched
-// in the plan's ranges; every chunk's SHA-256 checked against the signed index before a byte of
-// it is handed on. The writer then checks the whole image as for any source.
-class DeltaReader {
-  public:
-    // `ranges_ignored` is set by `fetch` when the server answered a range with the whole blob
-    // (a pull-through cache on a miss does): from then on the rest comes in one stream.
-    DeltaReader(std::string where, ChunkIndex want, DeltaPlan plan, boot::SlotDevice seed,
-                Fetch fetch, std::shared_ptr<std::atomic<bool>> ranges_ignored, SourceOptions o)
-        : where_(std::move(where)),
-          want_(std::move(want)),
-          plan_(std::move(plan)),
-          seed_(std::move(seed)),
-          fetch_(std::move(fetch)),
-          ranges_ignored_(std::move(ranges_ignored)),
-          o_(std::move(o)),
-          copy_from_(want_.chunks.size()) {
-        for (const auto& c : plan_.copies)
-            copy_from_[c.chunk] = c.from;
-    }
-
-    Result<size_t> read(uint8_t* buf, size_t n) {
-        if (pos_ == chunk_.size()) {
-            if (next_ == want_.chunks.size()) return size_t(0);
-            BALLAST_TRY(load(next_++));
-        }
-        const size_t k = std::min(n, chunk_.size() - pos_);
-        std::memcpy(buf, chunk_.data() + pos_, k);
-        pos_ += k;
-        return k;
-    }
-
-  private:
-    Status load(size_t i) {
-        const auto& c = want_.chunks[i];
-        chunk_.resize(c.length);
-        pos_ = 0;
-        const char* from = "the registry";
-        if (!whole_ && ranges_ignored_->load()) {
-            spdlog::warn(
-                "delta: the registry answers ranges with the whole image (a "
-                "pull-through cache?); the rest of the image comes in one stream");
-            whole_ = true;
-            stream_ = std::make_unique<HttpStream>(where_, fetch_, c.offset,
-                                                   want_.image_size - c.offset, o_);
-        }
-        if (whole_) {
-            BALLAST_TRY(read_stream(chunk_.data(), c.length));
-        } else if (copy_from_[i]) {
-            from = "the booted slot";
-            if (!seed_fd_) {
-                seed_fd_ = UniqueFd(::open(seed_.path.c_str(), O_RDONLY | O_CLOEXEC));
-                if (!seed_fd_) return fail_errno(errno, seed_.path);
-            }
-            const ssize_t r = ::pread(seed_fd_.get(), chunk_.data(), c.length,
-                                      off_t(seed_.start + *copy_from_[i]));
-            if (r != ssize_t(c.length)) return fail_errno(r < 0 ? errno : EIO, seed_.path);
-        } else {
-            // The fetch range holding chunk i: ranges and chunks both go in image order.
-            while (range_ < plan_.fetches.size() &&
-                   i >= plan_.fetches[range_].first + plan_.fetches[range_].count)
-                ++range_;
-            if (range_ == plan_.fetches.size() || i < plan_.fetches[range_].first)
-                return fail(Errc::failed, "{}: chunk {} has no source in the plan", where_, i);
-            const auto& f = plan_.fetches[range_];
-            if (stream_range_ != range_) {
-                stream_ = std::make_unique<HttpStream>(where_, fetch_, f.offset, f.length, o_);
-                stream_range_ = range_;
-                stream_pos_ = 0;
-            }
-            // Bytes of the range before this chunk (held chunks merged into it) are dropped, in
-            // pieces: merging across the widest gaps can leave megabytes between two chunks.
-            char skip[65536];
-            while (stream_pos_ < c.offset - f.offset)
-                BALLAST_TRY(read_stream(
-                    skip,
-                    size_t(std::min<uint64_t>(sizeof skip, c.offset - f.offset - stream_pos_))));
-            BALLAST_TRY(read_stream(chunk_.data(), c.length));
-        }
-        const auto got = BALLAST_TRY(sha256_digest(std::string_view(chunk_.data(), chunk_.size())));
-        if (got != c.sha256)
-            return fail(Errc::verification,
-                        "{}: chunk {} (bytes {}..{}) from {} does not match the signed chunk index",
-                        where_, i, c.offset, c.offset + c.length, from);
-        return {};
-    }
-
-    // Exactly `n` bytes of the current stream.
-    Status read_stream(char* buf, size_t n) {
-        for (size_t done = 0; done < n;) {
-            const size_t got =
-                BALLAST_TRY(stream_->read(reinterpret_cast<uint8_t*>(buf) + done, n - done));
-            if (got == 0) return fail(Errc::io, "{}: a range ended early", where_);
-            done += got;
-            stream_pos_ += got;
-        }
-        return {};
-    }
-
-    std::string where_;
-    ChunkIndex want_;
-    DeltaPlan plan_;
-    boot::SlotDevice seed_;
-    Fetch fetch_;
-    std::shared_ptr<std::atomic<bool>> ranges_ignored_;
-    SourceOptions o_;
-    std::vector<std::optional<uint64_t>> copy_from_;
-    UniqueFd seed_fd_;
-    std::unique_ptr<HttpStream> stream_;
-    size_t range_ = 0, stream_range_ = SIZE_MAX;
-    uint64_t stream_pos_ = 0;  // bytes read of the current stream
-    bool whole_ = false;       // the rest of the image from one stream
-    std::string chunk_;        // the current chunk, checked
-    size_t pos_ = 0, next_ = 0;
-};
-
-// The chunks the booted slot holds: its squashfs image (its superblock says how long), chunked
-// as the new index was. Nothing (no seed) when the slot holds no squashfs.
-std::optional<ChunkIndex> seed_index(const boot::SlotDevice& seed, const ChunkParams& p) {
-    UniqueFd fd(::open(seed.path.c_str(), O_RDONLY | O_CLOEXEC));
-    uint8_t sb[48];
-    if (!fd || ::pread(fd.get(), sb, sizeof sb, off_t(seed.start)) != ssize_t(sizeof sb) ||
-        std::memcmp(sb, "hsqs", 4) != 0)
-        return std::nullopt;
-    uint64_t used = 0;
-    for (int i = 7; i >= 0; --i)
-        used = (used << 8) | sb[40 + i];
-    // mksquashfs pads the file to 4 KiB, and the published image was chunked with the padding.
-    const uint64_t length = std::min<uint64_t>((used + 4095) / 4096 * 4096, seed.size);
-    if (used == 0) return std::nullopt;
-    auto idx = index_file(seed.path, seed.start, length, p);
-    if (!idx) {
-        spdlog::warn("delta: indexing the booted slot: {}", idx.error().what());
-        return std::nullopt;
-    }
-    return std::move(*idx);
 }
 
 // The artifact's small blobs (manifest, signature) whole, checked against their digests.
@@ -438,27 +205,36 @@ Result<OpenedSource> open_oci(const std::string& source, const SourceOptions& o)
                         "{}: the chunk index layer does not match the signed manifest's", where);
     }
     auto ranges_ignored = std::make_shared<std::atomic<bool>>(false);
-    Fetch fetch = [client, image, ranges_ignored](
-                      uint64_t from, uint64_t length,
-                      const std::function<Status(std::span<const char>)>& sink) -> Status {
-        http::Request get;
-        get.range_from = from;
-        get.range_length = length;
-        const auto reply = BALLAST_TRY(client->call("blobs/" + image.digest, get, false, sink));
-        // The bytes were cut to the range (http::request), but the whole blob came down.
-        if (reply.status == 200 && (from > 0 || length < image.size)) ranges_ignored->store(true);
-        if (reply.status != 206 && reply.status != 200)
-            return fail(reply.status == 404 ? Errc::not_found : Errc::unavailable,
-                        "{}: blob {}: HTTP {}", client->reference().registry, image.digest,
-                        reply.status);
-        return {};
-    };
-    out.open_image = [where, fetch, image, o]() -> Result<ImageReader> {
-        auto stream = std::make_shared<HttpStream>(where, fetch, 0, image.size, o);
+    Fetch fetch = metered(
+        [client, image, ranges_ignored](
+            uint64_t from, uint64_t length,
+            const std::function<Status(std::span<const char>)>& sink) -> Status {
+            http::Request get;
+            get.range_from = from;
+            get.range_length = length;
+            const auto reply = BALLAST_TRY(client->call("blobs/" + image.digest, get, false, sink));
+            // The bytes were cut to the range (http::request), but the whole blob came down.
+            if (reply.status == 200 && (from > 0 || length < image.size))
+                ranges_ignored->store(true);
+            if (reply.status != 206 && reply.status != 200)
+                return fail(reply.status == 404 ? Errc::not_found : Errc::unavailable,
+                            "{}: blob {}: HTTP {}", client->reference().registry, image.digest,
+                            reply.status);
+            return {};
+        },
+        out.meter);
+    auto whole = [where, fetch, image, retry = o.retry]() -> Result<ImageReader> {
+        auto stream = std::make_shared<HttpStream>(where, fetch, 0, image.size, retry);
         return ImageReader([stream](uint8_t* buf, size_t n) { return stream->read(buf, n); });
     };
-    // A delta: the signed index, the booted slot's chunks, and a plan of what to fetch.
-    if (!m.index || !o.seed) return out;
+    out.open_image = whole;
+    if (!m.index) {
+        out.plan = whole_plan(image.size, true, "the artifact has no chunk index");
+        return out;
+    }
+    // The signed index: checked here, with the rest of the bundle; the slots are read and
+    // planned against only when asked (a re-run that finds the version already booted, or a
+    // refused bundle, costs no slot read).
     const auto idx_layer = *layer(m.index->file);
     http::Request get;
     get.max_body = kMaxIndexSize;
@@ -472,38 +248,48 @@ Result<OpenedSource> open_oci(const std::string& source, const SourceOptions& o)
     if (want.image_size != m.image.size)
         return fail(Errc::verification, "{}: the chunk index describes {} bytes, the image is {}",
                     where, want.image_size, m.image.size);
-    // The booted slot is read and planned against only when the image is about to be written:
-    // a re-run that finds the version already booted, or a refused bundle, costs no slot read.
-    auto planned = std::make_shared<uint64_t>(m.image.size);
-    out.download_bytes = planned;
-    out.open_image = [where, fetch, full = out.open_image, want = std::move(want),
-                      size = m.image.size, seed = *o.seed, ranges_ignored, planned,
-                      o]() -> Result<ImageReader> {
-        const auto have = seed_index(seed, want.params);
-        if (!have) {
-            spdlog::info(
-                "delta: the booted slot holds no squashfs to reuse; fetching the whole "
-                "image");
-            return full();
+    out.checked.index = want;
+    // What open_image follows: set by the last plan.
+    auto chosen = std::make_shared<std::function<Result<ImageReader>()>>(whole);
+    out.open_image = [chosen]() { return (*chosen)(); };
+    out.plan = [where, fetch, whole, want = std::move(want), ranges_ignored, chosen,
+                retry = o.retry](const Holdings& h) -> Result<DownloadPlan> {
+        DownloadPlan p;
+        p.image = p.fetch = want.image_size;
+        *chosen = whole;
+        if (!h.booted && !h.target) {
+            p.why = "the node holds no slot to reuse";
+            return p;
         }
-        const Seed seeds[] = {{&*have, false}};
-        auto plan = plan_delta(want, seeds);
+        auto d = std::make_shared<PreparedDelta>(BALLAST_TRY(prepare_delta(want, h)));
+        const auto& plan = d->plan;
         if (plan.full) {
-            spdlog::info("delta: {} of {} bytes would be fetched; fetching the whole image instead",
-                         plan.fetch_bytes, size);
-            return full();
+            p.why = fmt::format("a delta would fetch {} of {} bytes", plan.fetch_bytes,
+                                want.image_size);
+            return p;
         }
-        spdlog::info("delta: fetching {} of {} bytes in {} requests, {} bytes from the booted slot",
-                     plan.fetch_bytes, size, plan.fetches.size(), plan.copy_bytes);
-        *planned = plan.fetch_bytes;
-        auto reader = std::make_shared<DeltaReader>(where, want, std::move(plan), seed, fetch,
-                                                    ranges_ignored, o);
-        return ImageReader([reader](uint8_t* buf, size_t n) { return reader->read(buf, n); });
+        p.delta = true;
+        p.fetch = plan.fetch_bytes;
+        p.requests = plan.fetches.size();
+        p.copy = plan.copy_bytes;
+        p.in_place = plan.in_place_bytes;
+        *chosen = [d, h, remote = DeltaRemote{where, fetch, ranges_ignored, retry}]()
+            -> Result<ImageReader> { return delta_reader(d, h, remote); };
+        return p;
     };
     return out;
 }
 
 }  // namespace
+
+std::string describe(const DownloadPlan& p) {
+    if (p.fetch == 0) return "nothing to download (a local bundle)";
+    if (!p.delta) return fmt::format("{} bytes to download, the whole image ({})", p.fetch, p.why);
+    return fmt::format(
+        "{} of {} bytes to download in {} range requests; {} bytes copied from the booted slot, "
+        "{} already in place",
+        p.fetch, p.image, p.requests, p.copy, p.in_place);
+}
 
 bool is_url(const std::string& source) {
     return is_http_url(source) || source.rfind("oci://", 0) == 0;

@@ -78,7 +78,15 @@ nlohmann::json UpgradeResult::to_json() const {
             {"bytes", bytes},
             {"downloaded", downloaded},
             {"seconds", seconds},
-            {"already", already}};
+            {"already", already},
+            {"dry_run", dry_run},
+            {"plan",
+             {{"delta", plan.delta},
+              {"fetch", plan.fetch},
+              {"requests", plan.requests},
+              {"copy", plan.copy},
+              {"in_place", plan.in_place},
+              {"why", plan.why}}}};
 }
 
 namespace {
@@ -170,9 +178,45 @@ Journal new_journal(const UpgradeRequest& req, const UpgradeEnv& env, const Chec
     return j;
 }
 
+// What the node holds that a delta download may reuse: the booted slot (and the index kept
+// when it was written); the target too when an interrupted write of this very bundle left part
+// of it there (hashing the target costs a read of the image's size, worth it only then).
+Holdings holdings(const UpgradeEnv& env, const Checked& checked, boot::Slot booted,
+                  const std::optional<Journal>& previous) {
+    Holdings h;
+    h.booted = env.slots.at(booted);
+    h.booted_index = kept_index_path(env.state_dir, booted);
+    const boot::Slot target = boot::other(booted);
+    if (previous && previous->manifest_sha256 == checked.manifest_sha256 &&
+        previous->target == target &&
+        (previous->state == JobState::writing || previous->state == JobState::failed))
+        h.target = env.slots.at(target);
+    return h;
+}
+
+Result<DownloadPlan> plan_download(const OpenedSource& src, const Holdings& held) {
+    if (src.plan) return src.plan(held);
+    DownloadPlan p;  // a source that does not plan is read whole
+    p.image = src.checked.manifest.image.size;
+    p.fetch = src.remote ? p.image : 0;
+    return p;
+}
+
+// The index of what a slot holds, kept for the next delta (a hint: every chunk is re-hashed
+// when read). Losing it costs a recomputation, so a failure to keep it is only a warning.
+void keep_index(const std::filesystem::path& path, const ChunkIndex& idx) {
+    std::error_code ec;
+    std::filesystem::create_directories(path.parent_path(), ec);
+    Status st = ec ? fail_errno(ec.value(), path.parent_path().string())
+                   : write_file_atomic(path, serialize_index(idx), {.mode = 0600});
+    if (!st) spdlog::warn("keep the slot's chunk index: {}", st.error().what());
+}
+
 // Steps 4-5 into the target, with progress and the journal's byte count every kJournalEvery.
+// A delta reports its progress in bytes downloaded of those planned.
 Status write_target(ImageReader& reader, const Manifest& m, const boot::SlotDevice& part,
-                    Journal& j, const std::filesystem::path& jpath, const UpgradeProgress& say) {
+                    Journal& j, const std::filesystem::path& jpath, const UpgradeProgress& say,
+                    const DownloadPlan& plan, const DownloadMeter& meter) {
     std::mutex jm;
     std::atomic<uint64_t> bytes_written{0};
     uint64_t next_journal = kJournalEvery;
@@ -186,7 +230,10 @@ Status write_target(ImageReader& reader, const Manifest& m, const boot::SlotDevi
         }
         if (ph != WritePhase::writing) return;
         bytes_written.store(done);
-        say("writing", done, total);
+        if (plan.delta)
+            say("downloading", std::min(meter.done.load(), plan.fetch), plan.fetch);
+        else
+            say("writing", done, total);
         if (done * 2 >= total) failpoint("upgrade.half-written");
         std::lock_guard l(jm);
         if (done < next_journal) return;
@@ -219,14 +266,31 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
 
     // 1. Checks. Nothing is written until all have passed.
     say("checking", 0, 0);
-    SourceOptions so = env.source;
-    so.seed = env.slots.at(booted);  // chunks a delta download can reuse
-    auto src = BALLAST_TRY(env.open ? env.open(req.source, so) : open_source(req.source, so));
+    auto src = BALLAST_TRY(env.open ? env.open(req.source, env.source)
+                                    : open_source(req.source, env.source));
     const auto& m = src.checked.manifest;
     BALLAST_TRY(check_bundle_fits(req, env, src.checked, target));
     auto state = BALLAST_TRY_CTX(control.load(), "boot control");
     if (auto already = BALLAST_TRY(check_boot_state(req, state, booted, m))) return *already;
     BALLAST_TRY(check_refused(env.state_dir, m, req.force));
+    const auto jpath = journal_path(env.state_dir);
+    auto previous = load_journal(jpath);
+    if (!previous) spdlog::warn("{}", previous.error().what());
+    const auto held = holdings(env, src.checked, booted, previous ? *previous : std::nullopt);
+    if (req.dry_run) {
+        UpgradeResult r;
+        r.version = m.version;
+        r.from_version = state.at(booted).version;
+        r.where = req.source;
+        r.target = target;
+        r.bytes = m.image.size;
+        r.plan = BALLAST_TRY_CTX(plan_download(src, held), "plan the download");
+        r.downloaded = r.plan.fetch;
+        r.dry_run = true;
+        spdlog::info("dry run: {} to {} in slot {}: {}", r.from_version, m.version,
+                     boot::name(target), describe(r.plan));
+        return r;
+    }
     failpoint("upgrade.checked");
     BALLAST_TRY(run_stage("before-upgrade", env));
 
@@ -237,7 +301,6 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
 
     // 3. The journal. From here on a failure is recorded in it.
     Journal j = new_journal(req, env, src.checked, state, booted);
-    const auto jpath = journal_path(env.state_dir);
     BALLAST_TRY_CTX(save_journal(jpath, j), "journal");
     failpoint("upgrade.journaled");
     auto failed = [&](Error e) -> std::unexpected<Error> {
@@ -247,12 +310,23 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
         return std::unexpected(std::move(e));
     };
 
-    // 4-5. Stream, hash, header last, read back.
+    // The target's kept index goes before its first byte does.
+    const auto kept = kept_index_path(env.state_dir, target);
+    if (std::error_code ec; !std::filesystem::remove(kept, ec) && ec)
+        return failed(fail_errno(ec.value(), "remove " + kept.string()).error());
+
+    // 4-5. Plan the download, then stream, hash, header last, read back.
+    auto plan = plan_download(src, held);
+    if (!plan) return failed(std::move(plan.error()).context("plan the download"));
+    spdlog::info("upgrade to {}: {}", m.version, describe(*plan));
+    if (plan->delta) say("downloading", 0, plan->fetch);
     auto reader = src.open_image();
     if (!reader) return failed(reader.error());
-    if (auto st = write_target(*reader, m, env.slots.at(target), j, jpath, say); !st)
+    if (auto st = write_target(*reader, m, env.slots.at(target), j, jpath, say, *plan, *src.meter);
+        !st)
         return failed(
             std::move(st.error()).context(fmt::format("write slot {}", boot::name(target))));
+    if (src.checked.index) keep_index(kept, *src.checked.index);
 
     // 6. Post-install hooks; a failure leaves the target bad.
     if (auto st = post_install_hooks(env); !st) return failed(st.error());
@@ -276,7 +350,8 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
     r.where = req.source;
     r.target = target;
     r.bytes = m.image.size;
-    r.downloaded = !src.remote ? 0 : src.download_bytes ? *src.download_bytes : m.image.size;
+    r.plan = *plan;
+    r.downloaded = src.meter->done.load();
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return r;
 }

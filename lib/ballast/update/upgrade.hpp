@@ -30,6 +30,9 @@ struct UpgradeRequest {
     bool reboot = true;  // recorded in the journal: a resumed upgrade keeps the caller's choice
     // Resuming an interrupted write: the bundle must still be the one the journal names.
     std::optional<std::string> expect_manifest_sha256;
+    // Check the bundle and plan the download (how many bytes, from where), then stop: nothing
+    // is written, no stage runs.
+    bool dry_run = false;
 };
 
 struct UpgradeEnv {
@@ -54,9 +57,10 @@ struct UpgradeResult {
     std::string version, from_version, where;
     boot::Slot target = boot::Slot::B;
     uint64_t bytes = 0;
-    // Bytes fetched over the network: the image's for an https bundle, the planned chunks for an
-    // oci:// delta, 0 for a local bundle.
+    // Bytes fetched over the network (for a dry run: to be fetched), 0 for a local bundle.
     uint64_t downloaded = 0;
+    DownloadPlan plan;     // what the download was planned to be
+    bool dry_run = false;  // planned only: nothing was written
     double seconds = 0;
     // The booted slot already runs this version: nothing was written (fleet jobs re-run after
     // the reboot they caused, and must then succeed without a second upgrade).
@@ -64,7 +68,8 @@ struct UpgradeResult {
     [[nodiscard]] nlohmann::json to_json() const;
 };
 
-// phase: "checking", "writing", "verifying", "activating"; done/total in bytes.
+// phase: "checking", "downloading" (a delta: bytes fetched of those planned), "writing",
+// "verifying", "activating"; done/total in bytes.
 using UpgradeProgress = std::function<void(std::string_view phase, uint64_t done, uint64_t total)>;
 
 [[nodiscard]] Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
