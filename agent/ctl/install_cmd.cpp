@@ -18,6 +18,11 @@ int cmd_install(const GlobalOptions& g, install::Options o) {
     o.pcrs = settings->tpm.pcrs;
     o.root = std::filesystem::absolute(g.root).string();
     o.pcr_bank = settings->tpm.pcr_bank;
+    // A remote bundle: the credentials and TLS settings of this machine's agent.yaml.
+    if (!settings->update.registry_auth.empty())
+        o.registry_auth = root(settings->update.registry_auth).string();
+    o.http.ca_file = settings->http.ca_file;
+    o.http.proxy = settings->http.proxy;
     auto rep = install::run(o);
     if (!rep) return report_error(rep.error());
     if (g.json)

@@ -164,7 +164,9 @@ void add_install_command(CLI::App& app, const GlobalOptions& g, Action& action) 
         app.add_subcommand("install", "Partition a disk or image file and install a bundle on it");
     install->add_option("--device", inst.device,
                         "Block device or image file (default: install.device)");
-    install->add_option("--bundle", inst.bundle, "Bundle folder or .tar (else install.source)");
+    install->add_option("--bundle", inst.bundle,
+                        "Bundle folder or .tar, https:// URL, or oci://REGISTRY/REPO:TAG (else "
+                        "install.source)");
     install->add_flag("--auto", inst.auto_mode,
                       "At boot (ballast-install.service): settings from this node's cloud-config; "
                       "only if install.auto is true and the device holds no Ballast disk");

@@ -519,9 +519,9 @@ def test_install_auto(bins, signing_pki, images, tmp_path):
     node.write_text(f"#cloud-config\ninstall:\n  auto: true\n  device: {disk}\n")
     r = auto()
     assert r.returncode == 1 and "no bundle: give --bundle or install.source" in r.stderr, r.stderr
-    node.write_text(f"#cloud-config\ninstall:\n  auto: true\n  device: {disk}\n  source: oci:quay.io/x\n")
+    node.write_text(f"#cloud-config\ninstall:\n  auto: true\n  device: {disk}\n  source: ftp://h/x.tar\n")
     r = auto()
-    assert r.returncode == 1 and "install.source: oci:quay.io/x is not the absolute path of a bundle" in r.stderr, r.stderr
+    assert r.returncode == 1 and "install.source: ftp://h/x.tar is not the absolute path of a bundle" in r.stderr, r.stderr
     # A file that says install.auto but is broken elsewhere is dropped whole: that stops the run
     # rather than reading as "not asked for".
     node.write_text(f"#cloud-config\ninstall:\n  auto: true\n  device: {disk}\n  source: {b}\nusers: 3\n")

@@ -804,6 +804,41 @@ def test_oci_registry_lies_leave_the_node_untouched(bins, signing_pki, bundles, 
         n.stop(signal.SIGKILL)
 
 
+def test_install_from_an_oci_reference(bins, signing_pki, bundles, tmp_path, test_pki, registry):
+    """install.source in Kairos' oci: spelling: the bundle is checked from the registry before
+    anything is written, then streamed into slot A; bad credentials change nothing."""
+    root = tmp_path / "root"
+    (root / "etc/ballast").mkdir(parents=True)
+    shutil.copy(registry.auth, root / "etc/ballast/registry-auth.json")
+    (root / "etc/ballast/agent.yaml").write_text(
+        f"update:\n  registry_auth: /etc/ballast/registry-auth.json\nhttp:\n  ca_file: {test_pki / 'ca.pem'}\n")
+    cfg = tmp_path / "install.yaml"
+    cfg.write_text(f"#cloud-config\ninstall:\n  source: oci:{registry.host}/edge/os:2.0\n")
+    disk = tmp_path / "disk.img"
+    subprocess.run(["truncate", "-s", "512M", str(disk)], check=True)
+
+    def install():
+        return ctl(bins, None, "--root", str(root), "install", "--device", str(disk), "--config", str(cfg),
+                   "--keyring", signing_pki["ca"], "--slot-size", "64", "--no-reboot")
+    registry.auth_file(root / "etc/ballast/registry-auth.json", "node", "wrong")
+    r = install()
+    assert r.returncode != 0 and "401" in r.stderr, r.stderr
+    with open(disk, "rb") as f:
+        assert not any(f.read(4 << 20))  # no partition table: nothing written
+    assert "wrong" not in r.stderr + r.stdout
+    shutil.copy(registry.auth, root / "etc/ballast/registry-auth.json")
+    r = install()
+    assert r.returncode == 0, r.stderr
+    assert f"from oci://{registry.host}/edge/os@sha256:" in r.stderr, r.stderr
+    parts = json.loads(subprocess.run(["sfdisk", "-J", str(disk)], capture_output=True, text=True,
+                                      check=True).stdout)["partitiontable"]["partitions"]
+    start = next(p["start"] * 512 for p in parts if p["name"] == "BALLAST_A")
+    img = bundles["2.0"]["image"].read_bytes()
+    with open(disk, "rb") as f:
+        f.seek(start)
+        assert f.read(len(img)) == img
+
+
 @pytest.fixture(scope="module")
 def delta_bundles(bins, signing_pki, tmp_path_factory):
     """v1 and v2 sharing a 14 MiB payload; v2 adds a 256 KiB file and changes os-release."""

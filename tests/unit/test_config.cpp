@@ -451,14 +451,24 @@ TEST_CASE("install.source: a bundle path; Kairos' file: and dir: prefixes", "[co
     CHECK(l.config.install.source == "/b.tar");
     l = load({{"/oem/i.yaml", "#cloud-config\ninstall:\n  source: dir:/media/bundle\n"}});
     CHECK(l.config.install.source == "/media/bundle");
-    // Kairos configs carry oci: sources: a warning, so the file's other settings still apply
-    // (the installer refuses such a source when it has to use it).
-    for (const char* bad : {"oci:quay.io/os:1", "os.tar", "file:os.tar"}) {
+    // Kairos' registry spellings become Ballast's oci:// references; https:// URLs stay.
+    for (auto [given, want] : {std::pair{"oci:quay.io/os:1", "oci://quay.io/os:1"},
+                               {"docker:reg.local/os@sha256:ab", "oci://reg.local/os@sha256:ab"},
+                               {"oci://reg.local/os:2", "oci://reg.local/os:2"},
+                               {"https://h/os.tar", "https://h/os.tar"}}) {
+        l = load(
+            {{"/oem/i.yaml", std::string("#cloud-config\ninstall:\n  source: ") + given + "\n"}});
+        CHECK(l.diags.items().empty());
+        CHECK(l.config.install.source == want);
+    }
+    // Anything else: a warning, so the file's other settings still apply (the installer
+    // refuses such a source when it has to use it).
+    for (const char* bad : {"ftp://h/os.tar", "os.tar", "file:os.tar"}) {
         l = load({{"/oem/i.yaml", std::string("#cloud-config\ninstall:\n  source: ") + bad +
                                       "\nhostname: kept\n"}});
         CHECK(l.diags.error_count() == 0);
         CHECK(has_diag(l.diags, "/oem/i.yaml:3"));
-        CHECK(has_diag(l.diags, "warning: install.source: not the absolute path of a bundle"));
+        CHECK(has_diag(l.diags, "warning: install.source: not a bundle Ballast can install"));
         CHECK(step_named(l.config, "initramfs", "hostname").hostname == "kept");
     }
 }

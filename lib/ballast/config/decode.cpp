@@ -713,13 +713,19 @@ void install_device(const MapReader& r, std::string_view key, InstallSpec& i, De
 
 void install_source(const MapReader& r, std::string_view key, InstallSpec& i, DecodeContext&) {
     if (!r.read(key, i.source)) return;
-    // Kairos' spelling of a local image; Ballast installs signed bundles only. Only a warning
-    // here: Kairos configs carry oci: sources, and an error would drop the whole file (users,
-    // keys) at every boot; the installer refuses it if it has to use it.
+    // Kairos' spellings: file: and dir: for a local bundle, oci: and docker: for a registry
+    // reference (Ballast's oci://). Only a warning for anything else: an error would drop the
+    // whole file (users, keys) at every boot; the installer refuses it if it has to use it.
     for (std::string_view pre : {"file:", "dir:"})
         if (i.source.rfind(pre, 0) == 0) i.source.erase(0, pre.size());
-    if (!is_absolute_path(i.source))
-        r.warning(key, "not the absolute path of a bundle (.tar or folder): install cannot use it");
+    for (std::string_view pre : {"oci:", "docker:"})
+        if (i.source.rfind(pre, 0) == 0 && i.source.rfind("oci://", 0) != 0)
+            i.source = "oci://" + i.source.substr(pre.size());
+    const bool remote = i.source.rfind("oci://", 0) == 0 || i.source.rfind("https://", 0) == 0;
+    if (!is_absolute_path(i.source) && !remote)
+        r.warning(key,
+                  "not a bundle Ballast can install (an absolute path of a .tar or folder, an "
+                  "https:// URL, or oci:REGISTRY/REPO:TAG): install cannot use it");
 }
 
 void install_poweroff(const MapReader& r, std::string_view key, InstallSpec& i, DecodeContext&) {
@@ -781,7 +787,9 @@ constexpr Field<InstallSpec> kInstallFields[] = {
     {{"device", K::string, "auto, or the disk to install to (/dev/vda)"}, &install_device},
     {{"auto", K::boolean, "install at first boot without asking"},
      &read::value<&InstallSpec::auto_install>},
-    {{"source", K::string, "the bundle to install (a path; file: and dir: accepted)"},
+    {{"source", K::string,
+      "the bundle to install: a path (file: and dir: accepted), an https:// URL, or an OCI "
+      "reference (oci:REGISTRY/REPO:TAG or @sha256:...; docker: accepted)"},
      &install_source},
     {{"reboot", K::boolean, "reboot when done"}, &read::value<&InstallSpec::reboot>},
     {{"poweroff", K::boolean, "power off when done"}, &install_poweroff},

@@ -28,6 +28,7 @@
 #include "ballast/stages/runner.hpp"
 #include "ballast/system/systemd.hpp"
 #include "ballast/update/bundle.hpp"
+#include "ballast/update/source.hpp"
 #include "ballast/update/writer.hpp"
 
 namespace ballast::install {
@@ -272,9 +273,10 @@ Result<Settings> resolve(const Options& o) {
     s.bundle = !o.bundle.empty() ? o.bundle : in.source;
     if (s.bundle.empty())
         return fail(Errc::invalid_argument, "no bundle: give --bundle or install.source");
-    if (!is_absolute_path(s.bundle) && o.bundle.empty())
+    if (!is_absolute_path(s.bundle) && !update::is_url(s.bundle) && o.bundle.empty())
         return fail(Errc::invalid_argument,
-                    "install.source: {} is not the absolute path of a bundle (.tar or folder)",
+                    "install.source: {} is not the absolute path of a bundle (.tar or folder), an "
+                    "https:// URL or an oci: reference",
                     s.bundle);
     s.force = o.force || in.force;
     s.no_format = o.no_format || in.no_format;
@@ -439,13 +441,14 @@ Status write_filesystems(const Settings& s, std::optional<Sealing>& seal, const 
     return rb.sync();
 }
 
-// 6. The image into slot A, verified (the upgrade path's writer).
+// 6. The image into slot A, verified (the upgrade path's writer), streamed from wherever the
+// bundle is.
 Status write_slot_a(const std::string& device, const disk::PartitionPlan& a,
-                    const update::Checked& checked, const Say& say) {
-    say(fmt::format("writing {} {} into slot A", checked.manifest.os_name,
-                    checked.manifest.version));
-    auto reader = BALLAST_TRY(
-        update::file_reader(checked.image.path, checked.image.offset, checked.image.size));
+                    const update::OpenedSource& src, const Say& say) {
+    const auto& checked = src.checked;
+    say(fmt::format("writing {} {} into slot A{}", checked.manifest.os_name,
+                    checked.manifest.version, src.remote ? " from " + src.where : ""));
+    auto reader = BALLAST_TRY(src.open_image());
     int last = -1;
     auto progress = [&](update::WritePhase ph, uint64_t done, uint64_t total) {
         int pct = int(done * 100 / std::max<uint64_t>(total, 1));
@@ -510,9 +513,12 @@ Result<Report> run(const Options& o) {
     if (!s.skipped.empty()) return Report{.skipped = s.skipped};
     auto seal = BALLAST_TRY(open_sealing(o, s));
     // 2. The bundle: signature, manifest, image present and sized. Nothing is written before.
-    const std::string keyring = o.keyring.empty() ? update::default_keyring("/") : o.keyring;
-    auto bundle = BALLAST_TRY(update::Bundle::open(s.bundle));
-    auto checked = BALLAST_TRY(update::check_bundle(bundle, keyring));
+    update::SourceOptions so;
+    so.keyring = o.keyring.empty() ? update::default_keyring("/") : o.keyring;
+    so.registry_auth = o.registry_auth;
+    so.http = o.http;
+    const auto src = BALLAST_TRY(update::open_source(s.bundle, so));
+    const auto& checked = src.checked;
     BALLAST_TRY(update::check_bootable(checked, s.bundle));
     // 3. and 4.
     const uint64_t disk_size = BALLAST_TRY(check_device(s, say));
@@ -522,7 +528,7 @@ Result<Report> run(const Options& o) {
     BALLAST_TRY(run_stage("before-install", o));
     auto tmp = BALLAST_TRY(TempDir::make());
     BALLAST_TRY(write_filesystems(s, seal, tmp.path(), rep, say));
-    BALLAST_TRY(write_slot_a(s.device, part(rep, disk::kSlotALabel), checked, say));
+    BALLAST_TRY(write_slot_a(s.device, part(rep, disk::kSlotALabel), src, say));
     BALLAST_TRY(install_boot(o, s.device, part(rep, disk::kEfiLabel), checked.manifest.version,
                              tmp.path(), say));
     failpoint("install.done");

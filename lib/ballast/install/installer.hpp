@@ -12,13 +12,20 @@
 
 #include "ballast/core/result.hpp"
 #include "ballast/disk/layout.hpp"
+#include "ballast/system/http.hpp"
 
 namespace ballast::install {
 
 struct Options {
-    std::string device;                     // --device (else install.device)
-    std::string bundle;                     // --bundle (else install.source)
-    std::string keyring;                    // --keyring (else the running system's)
+    std::string device;  // --device (else install.device)
+    // --bundle (else install.source): a bundle folder or .tar, the https:// URL of a .tar, or an
+    // oci://REGISTRY/REPO:TAG (install.source also takes Kairos' oci: and docker: spellings).
+    std::string bundle;
+    std::string keyring;  // --keyring (else the running system's)
+    // For a remote bundle: registry credentials (containers-auth.json; "" none), and TLS and
+    // proxy settings (the running system's agent.yaml).
+    std::string registry_auth;
+    http::Options http;
     std::vector<std::string> config_files;  // --config: read for install:, copied into OEM
     bool force = false, dry_run = false;    // --force or install.force
     // --no-format or install.no-format: into the disk's existing Ballast layout, keeping every
