@@ -253,13 +253,15 @@ def test_binary_artifact_from_https(make_node, nginx, test_pki):
 
 def test_fleet_plan_and_rbac_are_well_formed():
     import yaml
-    plan = yaml.safe_load((TOP / "packaging/kubernetes/plan.yaml").read_text())
-    assert plan["apiVersion"] == "upgrade.cattle.io/v1" and plan["kind"] == "Plan"
-    spec = plan["spec"]
-    assert spec["concurrency"] == 1 and spec["cordon"] is True
-    assert spec["upgrade"]["command"] == ["chroot", "/host"]
-    assert spec["upgrade"]["args"][:2] == ["agentctl", "upgrade"]
-    assert "$(SYSTEM_UPGRADE_PLAN_LATEST_VERSION)" in spec["upgrade"]["args"][2]
+    for name, scheme in (("plan.yaml", "https://"), ("plan-oci.yaml", "oci://")):
+        plan = yaml.safe_load((TOP / "packaging/kubernetes" / name).read_text())
+        assert plan["apiVersion"] == "upgrade.cattle.io/v1" and plan["kind"] == "Plan"
+        spec = plan["spec"]
+        assert spec["concurrency"] == 1 and spec["cordon"] is True
+        assert spec["upgrade"]["command"] == ["chroot", "/host"]
+        assert spec["upgrade"]["args"][:2] == ["agentctl", "upgrade"]
+        source = spec["upgrade"]["args"][2]
+        assert source.startswith(scheme) and "$(SYSTEM_UPGRADE_PLAN_LATEST_VERSION)" in source
     docs = list(yaml.safe_load_all((TOP / "packaging/kubernetes/rbac.yaml").read_text()))
     kinds = {d["kind"]: d for d in docs}
     assert set(kinds) == {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
