@@ -977,3 +977,69 @@ def test_oci_delta_killed_mid_write_resumes_from_the_target(delta_env, delta_bun
     assert in_place > 256 << 10 and fetch < first_fetch, (first_fetch, fetch, in_place)
     img = delta_bundles["2.0"]["image"].read_bytes()
     assert n.slot_bytes("B", len(img)) == img and n.decide() == "B"
+
+
+@pytest.mark.parametrize("status", [416, 501])
+def test_oci_delta_when_ranges_are_refused(delta_env, delta_bundles, status):
+    """A server that does no ranges (416 or 501): one plain GET of the whole blob instead."""
+    n, proxy, ref = delta_env
+    proxy.refuse_ranges = status
+    r, _ = upgrade(n, ref)
+    assert r.returncode == 0, r.stderr + n.agent.output()
+    assert f"HTTP {status} to a range request" in n.agent.output()
+    img = delta_bundles["2.0"]["image"].read_bytes()
+    assert n.slot_bytes("B", len(img)) == img and n.decide() == "B"
+    gets = image_requests(proxy, delta_bundles["2.0"])
+    assert [proxy.log[i][2] for i in gets] == [status, 200] and proxy.ranges[gets[1]] == ""
+
+
+def test_oci_registry_lies_about_a_delta(delta_env, delta_bundles):
+    """A truncated image blob: found while writing, the upgrade fails with slot A and the boot
+    order as they were. A chunk index that does not match its digest, a manifest that is not the
+    one whose digest was asked for: refused before anything is written."""
+    import hashlib
+    n, proxy, ref = delta_env
+    a_hash = n.slot_hash("A")
+    img = delta_bundles["2.0"]["image"].read_bytes()
+    proxy.truncate_at = len(img) - 100_000
+    r, _ = upgrade(n, ref)
+    assert r.returncode != 0 and "HTTP 416 to a range request" in r.stderr, r.stderr + n.agent.output()
+    assert "shorter than its digest's" in r.stderr
+    assert n.decide() == "A" and n.slot_hash("A") == a_hash
+    proxy.truncate_at = None
+    before = n.env_files()
+
+    idx = hashlib.sha256((delta_bundles["2.0"]["dir"] / "rootfs.bcidx").read_bytes()).hexdigest()
+    proxy.corrupt_path = idx
+    r, _ = upgrade(n, ref)
+    assert r.returncode != 0 and "chunk index that does not match the signed manifest" in r.stderr, r.stderr
+    proxy.corrupt_path = None
+
+    proxy.manifest_body = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'
+    r, _ = upgrade(n, ref.replace(":2.0", "@sha256:" + "1" * 64))
+    assert r.returncode != 0 and "not the one asked for" in r.stderr, r.stderr
+    assert n.env_files() == before and n.slot_hash("A") == a_hash
+
+
+def test_oci_delta_through_a_pull_through_cache(bins, delta_env, delta_bundles, tmp_path, test_pki):
+    """Debian's docker-registry as a pull-through cache of another: on a miss it answers a range
+    with the whole blob (200); the node notices and takes the rest in one stream."""
+    from registry import Registry
+    n, _, _ = delta_env
+    try:
+        origin = Registry(tmp_path / "origin", test_pki)
+        cache = Registry(tmp_path / "cache", test_pki, upstream=origin.host)
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    try:
+        r = ctl(bins, None, "bundle", "push", str(delta_bundles["2.0"]["tar"]), f"{origin.host}/edge/delta:2.0",
+                "--ca-file", str(test_pki / "ca.pem"))
+        assert r.returncode == 0, r.stderr
+        r, _ = upgrade(n, f"oci://{cache.host}/edge/delta:2.0")
+        assert r.returncode == 0, r.stderr + n.agent.output()
+        img = delta_bundles["2.0"]["image"].read_bytes()
+        assert n.slot_bytes("B", len(img)) == img and n.decide() == "B"
+        assert "answers ranges with the whole image" in n.agent.output()
+    finally:
+        cache.stop()
+        origin.stop()

@@ -73,18 +73,24 @@ struct Blob {
     int requests = 0;
     uint64_t sent = 0;
     bool corrupt = false;
+    bool refuse_ranges = false;  // a server that answers ranges with 416
+    std::shared_ptr<std::atomic<bool>> ranges_ignored = std::make_shared<std::atomic<bool>>(false);
     DeltaRemote remote() {
         DeltaRemote r;
         r.where = "blob";
         r.fetch = [this](uint64_t from, uint64_t length,
                          const std::function<Status(std::span<const char>)>& sink) -> Status {
             ++requests;
+            if (refuse_ranges && (from > 0 || length < bytes.size())) {
+                ranges_ignored->store(true);
+                return ballast::fail(ballast::Errc::unsupported, "HTTP 416 to a range request");
+            }
             sent += length;
             std::string part = bytes.substr(size_t(from), size_t(length));
             if (corrupt) part[part.size() / 2] ^= 1;
             return sink(part);
         };
-        r.ranges_ignored = std::make_shared<std::atomic<bool>>(false);
+        r.ranges_ignored = ranges_ignored;
         r.retry = {0, std::chrono::milliseconds(1)};
         return r;
     }
@@ -216,4 +222,20 @@ TEST_CASE("delta source: a slot with no squashfs is no seed; a lying registry is
     CHECK(got.error().code() == ballast::Errc::verification);
     CHECK_THAT(got.error().what(),
                Catch::Contains("from the registry does not match the signed chunk index"));
+}
+
+TEST_CASE("delta source: a server that refuses ranges gets one plain request for the whole blob") {
+    TempDir dir;
+    const auto v1 = fake_squashfs(1), v2 = next_release(v1);
+    Holdings h;
+    h.booted = slot_file(dir / "a.img", v1);
+    auto d = prepare_delta(index_of(v2), h);
+    REQUIRE(d);
+    Blob blob{v2};
+    blob.refuse_ranges = true;
+    auto got = read_all(std::make_shared<PreparedDelta>(*d), h, blob);
+    REQUIRE(got);
+    CHECK(*got == v2);
+    CHECK(blob.requests == 2);  // the refused range, then the whole blob
+    CHECK(blob.sent == v2.size());
 }

@@ -156,9 +156,7 @@ class DeltaReader {
             spdlog::warn(
                 "delta: the registry answers ranges with the whole image (a pull-through "
                 "cache?); the rest of the image comes in one stream");
-            whole_ = true;
-            stream_ = std::make_unique<HttpStream>(r_.where, r_.fetch, c.offset,
-                                                   d_->want.image_size - c.offset, r_.retry);
+            BALLAST_TRY(go_whole(c.offset));
         }
         if (whole_) {
             BALLAST_TRY(read_stream(chunk_.data(), c.length));
@@ -198,14 +196,36 @@ class DeltaReader {
             stream_range_ = range_;
             stream_pos_ = 0;
         }
-        // Bytes of the range before this chunk (held chunks merged into it) are dropped, in
-        // pieces: merging across the widest gaps can leave megabytes between two chunks.
-        char skip[65536];
-        while (stream_pos_ < c.offset - f.offset)
-            BALLAST_TRY(read_stream(
-                skip, size_t(std::min<uint64_t>(sizeof skip, c.offset - f.offset - stream_pos_))));
-        BALLAST_TRY(read_stream(chunk_.data(), c.length));
+        auto st = skip_to(c.offset - f.offset);
+        if (st) st = read_stream(chunk_.data(), c.length);
+        if (!st && r_.ranges_ignored->load()) {
+            // 416 or 501: ranges refused. The whole blob, then, from its first byte.
+            spdlog::warn("delta: {}; the rest of the image comes in one stream", st.error().what());
+            BALLAST_TRY(go_whole(c.offset));
+            st = read_stream(chunk_.data(), c.length);
+        }
+        BALLAST_TRY(std::move(st));
         return check(i, "the registry");
+    }
+
+    // From here on every chunk comes from one plain GET of the whole blob, whose bytes before
+    // `offset` are dropped: a server that does no ranges is asked for none.
+    Status go_whole(uint64_t offset) {
+        whole_ = true;
+        stream_ =
+            std::make_unique<HttpStream>(r_.where, r_.fetch, 0, d_->want.image_size, r_.retry);
+        stream_pos_ = 0;
+        return skip_to(offset);
+    }
+
+    // Drops the current stream's bytes up to `pos` (held chunks merged into a range, or the
+    // image before the first chunk of a whole stream), in pieces: that can be megabytes.
+    Status skip_to(uint64_t pos) {
+        char skip[65536];
+        while (stream_pos_ < pos)
+            BALLAST_TRY(
+                read_stream(skip, size_t(std::min<uint64_t>(sizeof skip, pos - stream_pos_))));
+        return {};
     }
 
     Status check(size_t i, const char* from) {

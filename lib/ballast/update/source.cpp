@@ -209,13 +209,25 @@ Result<OpenedSource> open_oci(const std::string& source, const SourceOptions& o)
         [client, image, ranges_ignored](
             uint64_t from, uint64_t length,
             const std::function<Status(std::span<const char>)>& sink) -> Status {
+            // The whole blob is a plain GET (what a cache that does no ranges answers anyway);
+            // anything less, a single range.
+            const bool ranged = from > 0 || length < image.size;
             http::Request get;
-            get.range_from = from;
-            get.range_length = length;
+            if (ranged) {
+                get.range_from = from;
+                get.range_length = length;
+            }
             const auto reply = BALLAST_TRY(client->call("blobs/" + image.digest, get, false, sink));
             // The bytes were cut to the range (http::request), but the whole blob came down.
-            if (reply.status == 200 && (from > 0 || length < image.size))
+            if (reply.status == 200 && ranged) ranges_ignored->store(true);
+            if ((reply.status == 416 || reply.status == 501) && ranged) {
                 ranges_ignored->store(true);
+                return fail(Errc::unsupported,
+                            "{}: blob {}: HTTP {} to a range request (bytes {}..{}): the registry "
+                            "does no ranges, or holds a blob shorter than its digest's",
+                            client->reference().registry, image.digest, reply.status, from,
+                            from + length);
+            }
             if (reply.status != 206 && reply.status != 200)
                 return fail(reply.status == 404 ? Errc::not_found : Errc::unavailable,
                             "{}: blob {}: HTTP {}", client->reference().registry, image.digest,

@@ -23,6 +23,13 @@ class FaultProxy:
         self.sizes: list[int] = []  # each forwarded answer's body length
         # Like a pull-through cache on a miss: every GET answered whole (200), Range ignored.
         self.ignore_ranges = False
+        # Like a server that does not do ranges: a GET with a Range header gets this status.
+        self.refuse_ranges: int | None = None
+        # Registries that lie: blobs cut to this many bytes (ranges past it: 416), any GET whose
+        # path ends with `corrupt_path` with one byte changed, manifests replaced by this body.
+        self.truncate_at: int | None = None
+        self.corrupt_path: str | None = None
+        self.manifest_body: bytes | None = None
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         upstream_ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
@@ -76,8 +83,12 @@ class FaultProxy:
                     return
                 if proxy.ignore_ranges:
                     headers.pop("Range", None)
+                if method == "GET" and self.lie(headers):
+                    return
                 conn, up = self.forward(method, body, headers)
                 data = up.read()
+                if method == "GET" and proxy.corrupt_path and self.path.endswith(proxy.corrupt_path):
+                    data = data[:-1] + bytes([data[-1] ^ 0xFF])
                 proxy.log.append((method, self.path, up.status))
                 proxy.ranges.append(headers.get("Range", ""))
                 proxy.sizes.append(len(data))
@@ -114,6 +125,47 @@ class FaultProxy:
                 if method != "HEAD":
                     self.wfile.write(data)
                 conn.close()
+
+            def answer(self, status, data, extra=()):
+                proxy.log.append(("GET", self.path, status))
+                proxy.ranges.append(self.headers.get("Range", ""))
+                proxy.sizes.append(len(data))
+                self.send_response(status)
+                for k, v in extra:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def lie(self, headers):
+                """Answers the GET itself when a refusal or a lie is set up for it."""
+                rng = headers.get("Range", "")
+                if proxy.refuse_ranges and rng:
+                    self.answer(proxy.refuse_ranges, b"")
+                    return True
+                if proxy.manifest_body is not None and "/manifests/" in self.path:
+                    self.answer(200, proxy.manifest_body,
+                                [("Content-Type", "application/vnd.oci.image.manifest.v1+json")])
+                    return True
+                if proxy.truncate_at is not None and "/blobs/" in self.path:
+                    conn, up = self.forward("GET", None, {k: v for k, v in headers.items() if k != "Range"})
+                    whole = up.read()
+                    conn.close()
+                    if len(whole) <= proxy.truncate_at:
+                        return False
+                    blob = whole[:proxy.truncate_at]
+                    if not rng:
+                        self.answer(200, blob)
+                        return True
+                    first, _, last = rng[len("bytes="):].partition("-")
+                    first, last = int(first), int(last) if last else len(blob) - 1
+                    if first >= len(blob):
+                        self.answer(416, b"", [("Content-Range", f"bytes */{len(blob)}")])
+                    else:
+                        last = min(last, len(blob) - 1)
+                        self.answer(206, blob[first:last + 1], [("Content-Range", f"bytes {first}-{last}/{len(blob)}")])
+                    return True
+                return False
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
 

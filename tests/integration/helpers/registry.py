@@ -3,6 +3,7 @@ and filesystem storage, and optionally htpasswd Basic auth: the real registry th
 and pull from. Raises RuntimeError on failure; the fixtures turn that into a test failure."""
 import base64
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -10,8 +11,11 @@ from tls import free_port, wait_listening
 
 
 class Registry:
-    def __init__(self, directory: Path, pki: Path, users: dict[str, str] | None = None, auth: str = ""):
-        """`users`: htpasswd Basic auth; `auth`: another auth section (a token service's)."""
+    def __init__(self, directory: Path, pki: Path, users: dict[str, str] | None = None, auth: str = "",
+                 upstream: str | None = None):
+        """`users`: htpasswd Basic auth; `auth`: another auth section (a token service's);
+        `upstream` (host): a pull-through cache of that registry (one without auth: the cache in
+        distribution 2.8 sends its credentials to token services only)."""
         self.dir = directory
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -27,17 +31,25 @@ storage:
     rootdirectory: {directory}/data
   delete:
     enabled: true
-{auth or self._auth(directory, users)}http:
+{auth or self._auth(directory, users)}{self._proxy(upstream)}http:
   addr: {self.host}
   tls:
     certificate: {pki}/server.pem
     key: {pki}/server.key
 """)
         self.log = open(directory / "registry.log", "w")
+        # Go reads SSL_CERT_FILE: a cache trusts the upstream's test certificate.
+        env = dict(os.environ, SSL_CERT_FILE=str(pki / "ca.pem"))
         self.proc = subprocess.Popen(["docker-registry", "serve", str(directory / "config.yml")],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
         if not wait_listening(self.port, self.proc):
             raise RuntimeError("docker-registry did not start: " + (directory / "registry.log").read_text())
+
+    @staticmethod
+    def _proxy(upstream):
+        if not upstream:
+            return ""
+        return f"proxy:\n  remoteurl: https://{upstream}\n"
 
     @staticmethod
     def _auth(directory: Path, users):
