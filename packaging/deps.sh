@@ -5,7 +5,7 @@
 #   build  compiler, meson, libraries, man page tool (default)
 #   test   tools the test layers run (dbus-daemon, setpriv, pytest, ...)
 #   deb    what `make deb` needs
-#   bench  the anchors the benchmarks compare against (RAUC, cloud-init, hyperfine; systemd's TPM2
+#   bench  the anchors the benchmarks compare against (RAUC, casync, cloud-init, hyperfine; systemd's TPM2
 #          token plugin, swtpm and the pcap TCTI for the unlock benchmark)
 #   image  what packaging/image/ needs to build the OS image and boot it in QEMU (the e2e layer)
 #   cache  ccache, which meson finds by itself: rebuilds of a clean checkout cost little
@@ -20,7 +20,7 @@ declare -A GROUPS_PKGS=(
           erofs-utils fdisk grub-common grub-efi-amd64-bin swtpm swtpm-tools tpm2-tools cryptsetup-bin
           skopeo docker-registry python3-jwt python3-cryptography"
   [deb]="dpkg-dev debhelper fakeroot"
-  [bench]="rauc rauc-service hyperfine procps cloud-init openssh-client time gcc libcryptsetup-dev
+  [bench]="rauc rauc-service casync hyperfine procps cloud-init openssh-client time gcc libcryptsetup-dev
            libtss2-tcti-pcap0 swtpm tpm2-tools cryptsetup-bin systemd"
   [image]="mmdebstrap squashfs-tools qemu-system-x86 ovmf openssl e2fsprogs dosfstools mtools fdisk
            grub-common grub-efi-amd64-bin openssh-client"
