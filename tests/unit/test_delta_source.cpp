@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "ballast/core/atomic_file.hpp"
 #include "ballast/update/delta_source.hpp"
@@ -67,30 +68,44 @@ ballast::boot::SlotDevice slot_file(const std::filesystem::path& path, const std
     return {path.string(), 4096, 2 * kSize};
 }
 
-// The image blob, served by range from memory; counts requests and bytes, can lie.
+// The image blob, served by range from memory (requests may come from several threads); counts
+// requests, bytes and how many were in flight at once; can lie.
 struct Blob {
     std::string bytes;
-    int requests = 0;
-    uint64_t sent = 0;
+    std::atomic<int> requests{0}, active{0}, most_active{0};
+    std::atomic<uint64_t> sent{0};
     bool corrupt = false;
     bool refuse_ranges = false;  // a server that answers ranges with 416
-    std::shared_ptr<std::atomic<bool>> ranges_ignored = std::make_shared<std::atomic<bool>>(false);
+    std::shared_ptr<ballast::update::RangeSupport> ranges =
+        std::make_shared<ballast::update::RangeSupport>();
     DeltaRemote remote() {
         DeltaRemote r;
         r.where = "blob";
         r.fetch = [this](uint64_t from, uint64_t length,
                          const std::function<Status(std::span<const char>)>& sink) -> Status {
             ++requests;
-            if (refuse_ranges && (from > 0 || length < bytes.size())) {
-                ranges_ignored->store(true);
+            const bool ranged = from > 0 || length < bytes.size();
+            if (refuse_ranges && ranged) {
+                ranges->ignored.store(true);
                 return ballast::fail(ballast::Errc::unsupported, "HTTP 416 to a range request");
             }
+            // Once ranges are known to work, a request waits (at most 2 s) for another to be in
+            // flight beside it: the reader must have asked for the next ranges ahead.
+            const bool known = ranges->honoured.load();
+            const int now = ++active;
+            for (int m = most_active.load(); now > m && !most_active.compare_exchange_weak(m, now);)
+                ;
+            for (int i = 0; known && most_active.load() < 2 && i < 200; ++i)
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            if (ranged) ranges->honoured.store(true);
             sent += length;
             std::string part = bytes.substr(size_t(from), size_t(length));
             if (corrupt) part[part.size() / 2] ^= 1;
-            return sink(part);
+            Status st = sink(part);
+            --active;
+            return st;
         };
-        r.ranges_ignored = ranges_ignored;
+        r.ranges = ranges;
         r.retry = {0, std::chrono::milliseconds(1)};
         return r;
     }
@@ -238,4 +253,26 @@ TEST_CASE("delta source: a server that refuses ranges gets one plain request for
     CHECK(*got == v2);
     CHECK(blob.requests == 2);  // the refused range, then the whole blob
     CHECK(blob.sent == v2.size());
+}
+
+TEST_CASE("delta source: once the server honours ranges, the next ones are asked for ahead") {
+    TempDir dir;
+    const auto v1 = fake_squashfs(1);
+    std::string v2 = v1;  // eight changes far apart: eight ranges
+    std::mt19937 rng(5);
+    for (size_t at = 200000; at < 1800000; at += 200000)
+        for (size_t i = at; i < at + 3000; ++i)
+            v2[i] = char(rng());
+    Holdings h;
+    h.booted = slot_file(dir / "a.img", v1);
+    auto d = prepare_delta(index_of(v2), h);
+    REQUIRE(d);
+    REQUIRE(d->plan.fetches.size() >= 4);
+    Blob blob{v2};
+    auto got = read_all(std::make_shared<PreparedDelta>(*d), h, blob);
+    REQUIRE(got);
+    CHECK(*got == v2);
+    CHECK(size_t(blob.requests) == d->plan.fetches.size());  // each range asked for once
+    CHECK(blob.most_active >= 2);
+    CHECK(blob.most_active <= int(ballast::update::kRangesInFlight));
 }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 
 #include <spdlog/spdlog.h>
 
@@ -152,7 +153,7 @@ class DeltaReader {
         const auto& c = d_->want.chunks[i];
         chunk_.resize(c.length);
         pos_ = 0;
-        if (!whole_ && r_.ranges_ignored->load()) {
+        if (!whole_ && r_.ranges->ignored.load()) {
             spdlog::warn(
                 "delta: the registry answers ranges with the whole image (a pull-through "
                 "cache?); the rest of the image comes in one stream");
@@ -190,15 +191,10 @@ class DeltaReader {
         if (range_ == fetches.size() || i < fetches[range_].first)
             return fail(Errc::failed, "{}: chunk {} has no source in the plan", r_.where, i);
         const auto& f = fetches[range_];
-        if (stream_range_ != range_) {
-            stream_ =
-                std::make_unique<HttpStream>(r_.where, r_.fetch, f.offset, f.length, r_.retry);
-            stream_range_ = range_;
-            stream_pos_ = 0;
-        }
+        if (stream_range_ != range_) start_range(range_);
         auto st = skip_to(c.offset - f.offset);
         if (st) st = read_stream(chunk_.data(), c.length);
-        if (!st && r_.ranges_ignored->load()) {
+        if (!st && r_.ranges->ignored.load()) {
             // 416 or 501: ranges refused. The whole blob, then, from its first byte.
             spdlog::warn("delta: {}; the rest of the image comes in one stream", st.error().what());
             BALLAST_TRY(go_whole(c.offset));
@@ -208,9 +204,35 @@ class DeltaReader {
         return check(i, "the registry");
     }
 
+    // The current stream becomes range `r`'s: opened ahead already, or now. Then the next
+    // ranges are opened ahead, once the server has shown it honours ranges (not before: a server
+    // that answers each with the whole blob would send it several times over).
+    void start_range(size_t r) {
+        const auto& fetches = d_->plan.fetches;
+        auto open = [&](size_t k) {
+            return std::make_unique<HttpStream>(r_.where, r_.fetch, fetches[k].offset,
+                                                fetches[k].length, r_.retry, kAheadBuffered);
+        };
+        while (!ahead_.empty() && ahead_.front().first < r)
+            ahead_.pop_front();
+        if (!ahead_.empty() && ahead_.front().first == r) {
+            stream_ = std::move(ahead_.front().second);
+            ahead_.pop_front();
+        } else {
+            stream_ = open(r);
+        }
+        stream_range_ = r;
+        stream_pos_ = 0;
+        if (!r_.ranges->honoured.load() || r_.ranges->ignored.load()) return;
+        for (size_t k = ahead_.empty() ? r + 1 : ahead_.back().first + 1;
+             ahead_.size() + 1 < kRangesInFlight && k < fetches.size(); ++k)
+            ahead_.emplace_back(k, open(k));
+    }
+
     // From here on every chunk comes from one plain GET of the whole blob, whose bytes before
     // `offset` are dropped: a server that does no ranges is asked for none.
     Status go_whole(uint64_t offset) {
+        ahead_.clear();
         whole_ = true;
         stream_ =
             std::make_unique<HttpStream>(r_.where, r_.fetch, 0, d_->want.image_size, r_.retry);
@@ -255,7 +277,9 @@ class DeltaReader {
     DeltaRemote r_;
     std::vector<Local> local_;  // per chunk: where it is held, if it is
     UniqueFd booted_fd_, target_fd_;
+    static constexpr size_t kAheadBuffered = 4u << 20;  // per range opened ahead
     std::unique_ptr<HttpStream> stream_;
+    std::deque<std::pair<size_t, std::unique_ptr<HttpStream>>> ahead_;  // (range, its stream)
     size_t range_ = 0, stream_range_ = SIZE_MAX;
     uint64_t stream_pos_ = 0;  // bytes read of the current stream
     bool whole_ = false;       // the rest of the image from one stream

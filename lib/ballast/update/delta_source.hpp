@@ -43,13 +43,22 @@ struct PreparedDelta {
 [[nodiscard]] Result<PreparedDelta> prepare_delta(ChunkIndex want, const Holdings& h,
                                                   const PlanOptions& o = {});
 
-// The remote side of a delta: the image blob, one range per request.
+// What a server has shown of its range support, set by a `Fetch` as its answers come.
+struct RangeSupport {
+    std::atomic<bool> honoured{false};  // a range was answered with 206
+    // A range was answered with the whole blob (200: a pull-through cache on a miss does) or
+    // refused (416, 501): from then on the rest of the image comes in one plain stream.
+    std::atomic<bool> ignored{false};
+};
+
+// The remote side of a delta: the image blob, one single range per request. Once the server
+// has honoured a range, the next few are requested before they are needed (kRangesInFlight in
+// all): on a high-latency link round trips, not bytes, would otherwise set the pace.
+inline constexpr size_t kRangesInFlight = 4;
 struct DeltaRemote {
     std::string where;  // for messages
     Fetch fetch;
-    // Set by `fetch` when the server answered a range with the whole blob (a pull-through cache
-    // on a miss does): from then on the rest of the image comes in one stream.
-    std::shared_ptr<std::atomic<bool>> ranges_ignored;
+    std::shared_ptr<RangeSupport> ranges;
     RetryPolicy retry;
 };
 

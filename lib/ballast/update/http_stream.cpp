@@ -6,23 +6,19 @@
 #include <spdlog/spdlog.h>
 
 namespace ballast::update {
-namespace {
-
-constexpr size_t kMaxBuffered = 16u << 20;  // between the download and the reader
-
-}  // namespace
 
 bool transient(const Error& e) {
     return e.code() == Errc::io || e.code() == Errc::timeout || e.code() == Errc::unavailable;
 }
 
 HttpStream::HttpStream(std::string what, Fetch fetch, uint64_t start, uint64_t length,
-                       RetryPolicy retry)
+                       RetryPolicy retry, size_t max_buffered)
     : what_(std::move(what)),
       fetch_(std::move(fetch)),
       start_(start),
       length_(length),
-      retry_(retry) {
+      retry_(retry),
+      max_buffered_(max_buffered) {
     thread_ = std::thread([this] { download(); });
 }
 
@@ -69,7 +65,7 @@ void HttpStream::download() {
         auto r =
             fetch_(start_ + received, length_ - received, [&](std::span<const char> d) -> Status {
                 std::unique_lock l(m_);
-                cv_.wait(l, [&] { return buffered_ < kMaxBuffered || stop_; });
+                cv_.wait(l, [&] { return buffered_ < max_buffered_ || stop_; });
                 if (stop_) return fail(Errc::cancelled, "download stopped");
                 chunks_.emplace_back(d.begin(), d.end());
                 buffered_ += d.size();

@@ -37,7 +37,9 @@ struct RetryPolicy {
 // Bytes [start, start+length) of a remote object, handed to the reader in order.
 class HttpStream {
   public:
-    HttpStream(std::string what, Fetch fetch, uint64_t start, uint64_t length, RetryPolicy retry);
+    // At most `max_buffered` bytes are held ahead of the reader.
+    HttpStream(std::string what, Fetch fetch, uint64_t start, uint64_t length, RetryPolicy retry,
+               size_t max_buffered = 16u << 20);
     ~HttpStream();
     HttpStream(const HttpStream&) = delete;
     HttpStream& operator=(const HttpStream&) = delete;
@@ -52,6 +54,7 @@ class HttpStream {
     Fetch fetch_;
     uint64_t start_, length_;
     RetryPolicy retry_;
+    size_t max_buffered_;
     std::mutex m_;
     std::condition_variable cv_;
     std::deque<std::vector<char>> chunks_;

@@ -204,9 +204,9 @@ Result<OpenedSource> open_oci(const std::string& source, const SourceOptions& o)
             return fail(Errc::verification,
                         "{}: the chunk index layer does not match the signed manifest's", where);
     }
-    auto ranges_ignored = std::make_shared<std::atomic<bool>>(false);
+    auto ranges = std::make_shared<RangeSupport>();
     Fetch fetch = metered(
-        [client, image, ranges_ignored](
+        [client, image, ranges](
             uint64_t from, uint64_t length,
             const std::function<Status(std::span<const char>)>& sink) -> Status {
             // The whole blob is a plain GET (what a cache that does no ranges answers anyway);
@@ -219,9 +219,10 @@ Result<OpenedSource> open_oci(const std::string& source, const SourceOptions& o)
             }
             const auto reply = BALLAST_TRY(client->call("blobs/" + image.digest, get, false, sink));
             // The bytes were cut to the range (http::request), but the whole blob came down.
-            if (reply.status == 200 && ranged) ranges_ignored->store(true);
+            if (reply.status == 206 && ranged) ranges->honoured.store(true);
+            if (reply.status == 200 && ranged) ranges->ignored.store(true);
             if ((reply.status == 416 || reply.status == 501) && ranged) {
-                ranges_ignored->store(true);
+                ranges->ignored.store(true);
                 return fail(Errc::unsupported,
                             "{}: blob {}: HTTP {} to a range request (bytes {}..{}): the registry "
                             "does no ranges, or holds a blob shorter than its digest's",
@@ -264,7 +265,7 @@ Result<OpenedSource> open_oci(const std::string& source, const SourceOptions& o)
     // What open_image follows: set by the last plan.
     auto chosen = std::make_shared<std::function<Result<ImageReader>()>>(whole);
     out.open_image = [chosen]() { return (*chosen)(); };
-    out.plan = [where, fetch, whole, want = std::move(want), ranges_ignored, chosen,
+    out.plan = [where, fetch, whole, want = std::move(want), ranges, chosen,
                 retry = o.retry](const Holdings& h) -> Result<DownloadPlan> {
         DownloadPlan p;
         p.image = p.fetch = want.image_size;
@@ -285,8 +286,10 @@ Result<OpenedSource> open_oci(const std::string& source, const SourceOptions& o)
         p.requests = plan.fetches.size();
         p.copy = plan.copy_bytes;
         p.in_place = plan.in_place_bytes;
-        *chosen = [d, h, remote = DeltaRemote{where, fetch, ranges_ignored, retry}]()
-            -> Result<ImageReader> { return delta_reader(d, h, remote); };
+        *chosen = [d, h,
+                   remote = DeltaRemote{where, fetch, ranges, retry}]() -> Result<ImageReader> {
+            return delta_reader(d, h, remote);
+        };
         return p;
     };
     return out;
