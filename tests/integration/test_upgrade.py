@@ -1043,3 +1043,43 @@ def test_oci_delta_through_a_pull_through_cache(bins, delta_env, delta_bundles, 
     finally:
         cache.stop()
         origin.stop()
+
+
+def test_oci_delta_token_expires_mid_download(bins, signing_pki, delta_bundles, tmp_path, start_agent, test_pki):
+    """A registry behind the tests' Bearer token service: a 401 in the middle of the delta (the
+    token expired) gets the node a new token, and the download goes on."""
+    from fault_proxy import FaultProxy
+    from registry import Registry
+    from token_server import TokenServer
+    for d in ("tokens", "registry"):
+        (tmp_path / d).mkdir()
+    try:
+        tokens = TokenServer(tmp_path / "tokens", test_pki, {"edge": "t0ken-Pw"})
+        reg = Registry(tmp_path / "registry", test_pki, auth=tokens.registry_auth())
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    proxy = FaultProxy(reg.port, test_pki)
+    n = None
+    try:
+        auth = reg.auth_file(tmp_path / "push-auth.json", "edge", "t0ken-Pw")
+        r = ctl(bins, None, "bundle", "push", str(delta_bundles["2.0"]["tar"]), f"{reg.host}/edge/delta:2.0",
+                "--auth-file", str(auth), "--ca-file", str(test_pki / "ca.pem"))
+        assert r.returncode == 0, r.stderr
+        issued = tokens.issued
+        node_auth = reg.auth_file(tmp_path / "node-auth.json", "edge", "t0ken-Pw", key=proxy.host)
+        n = oci_node(bins, signing_pki, delta_bundles, tmp_path / "node", start_agent, test_pki, node_auth)
+        n.start("A")
+        proxy.faults = [("GET", "401")]
+        r, _ = upgrade(n, f"oci://{proxy.host}/edge/delta:2.0")
+        assert r.returncode == 0, r.stderr + n.agent.output()
+        assert not proxy.faults and ("GET", 401) in [(m, s) for m, _, s in proxy.log]
+        assert tokens.issued >= issued + 2  # the first token, and one after the 401
+        img = delta_bundles["2.0"]["image"].read_bytes()
+        assert n.slot_bytes("B", len(img)) == img and n.decide() == "B"
+        assert "t0ken-Pw" not in n.agent.output()
+    finally:
+        if n:
+            n.stop(signal.SIGKILL)
+        proxy.stop()
+        reg.stop()
+        tokens.stop()

@@ -322,8 +322,11 @@ Result<http::Reply> Client::call(const std::string& path_or_url, http::Request r
                     ref_.registry, http::redact(url));
     for (int attempt = 0;; ++attempt) {
         http::Request r = req;
-        if (!authorization_.empty() && (authorization_push_ || !push))
-            r.headers.push_back(authorization_);
+        {
+            std::lock_guard l(auth_m_);
+            if (!authorization_.empty() && (authorization_push_ || !push))
+                r.headers.push_back(authorization_);
+        }
         auto reply = BALLAST_TRY(http::request(url, http_, r, sink));
         if (reply.status != 401) return reply;
         if (attempt > 0)
@@ -341,11 +344,14 @@ Result<http::Reply> Client::call(const std::string& path_or_url, http::Request r
                 return fail(Errc::permission_denied,
                             "{}: the registry asks for credentials and none are known for {}",
                             ref_.registry, ref_.str());
+            std::lock_guard l(auth_m_);
             authorization_ =
                 "Authorization: Basic " + base64_encode(cred_->username + ":" + cred_->password);
             authorization_push_ = true;
         } else {
-            authorization_ = "Authorization: Bearer " + BALLAST_TRY(fetch_token(challenge, push));
+            auto token = "Authorization: Bearer " + BALLAST_TRY(fetch_token(challenge, push));
+            std::lock_guard l(auth_m_);
+            authorization_ = std::move(token);
             authorization_push_ = push;
         }
         // A streamed body cannot be sent twice from here: the caller resumes it.

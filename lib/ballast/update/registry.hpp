@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -91,6 +92,9 @@ class Client {
     Reference ref_;
     std::optional<Credential> cred_;
     http::Options http_;
+    // Several threads call at once (a delta's ranges in flight): the answer to a challenge is
+    // shared, under this lock.
+    std::mutex auth_m_;
     std::string authorization_;  // "Authorization: …" once a challenge was answered
     bool authorization_push_ = false;
 };

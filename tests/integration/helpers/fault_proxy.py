@@ -55,6 +55,10 @@ class FaultProxy:
                 # Faults hit uploads of real size only (the image), not the 2-byte config.
                 if proxy.faults and proxy.faults[0][0] == method and length >= 64 * 1024:
                     fault = proxy.faults.pop(0)[1]
+                # A token that expires in the middle of a download: the next ranged blob GET.
+                if (proxy.faults and proxy.faults[0] == ("GET", "401") and method == "GET"
+                        and "/blobs/" in self.path and self.headers.get("Range")):
+                    fault = proxy.faults.pop(0)[1]
                 # An upload whose Location names another host (always the first POST).
                 if proxy.faults and proxy.faults[0] == ("POST", "foreign-location") and method == "POST":
                     fault = proxy.faults.pop(0)[1]
