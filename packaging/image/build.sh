@@ -89,7 +89,8 @@ step "base tree"
 
 # --- the .deb, agentctl for the host, version ------------------------------------------------
 if [ -z "$deb" ]; then
-  deb=$(find "$top/build/deb" -maxdepth 1 -name 'ballast_*.deb' -printf '%T@ %p\n' 2>/dev/null |
+  # No build/deb yet (a fresh checkout): find fails, and pipefail must not end the script.
+  deb=$({ find "$top/build/deb" -maxdepth 1 -name 'ballast_*.deb' -printf '%T@ %p\n' 2>/dev/null || true; } |
         sort -rn | head -n1 | cut -d' ' -f2-)
   if [ -z "$deb" ]; then
     say "no Ballast .deb yet: make deb"
