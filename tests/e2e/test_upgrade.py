@@ -1,10 +1,11 @@
 """Scenarios 2 and 3 on one node whose persistent partition is encrypted to its TPM (installed by
 a running node: encrypted.py) and which runs k3s (the stand-in from tests/k3s-standin, as k3s is
-not packaged here): an upgrade A->B over https (nginx on the host side of QEMU's user
-networking), the real reboot through systemd, the persistent partition unlocked by the TPM in the
+not packaged here): an upgrade A->B from an OCI registry, a delta from the booted slot
+(docker-registry on the host side of QEMU's user networking), the real reboot through systemd, the persistent partition unlocked by the TPM in the
 new slot, the boot assessment committing B once k3s is ready; then an upgrade whose new slot's
 k3s never gets ready: the node goes back by itself and says why."""
 import json
+import re
 import time
 from pathlib import Path
 
@@ -81,8 +82,13 @@ def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web, image
     assert k3s_main_pid(vm) == got["pid"]
     assert vm.ssh("cat /var/lib/rancher/k3s-standin/starts.log").stdout.count("\n") == 2
 
-    # 2: v2 over https into B; the agent reboots the node; B passes its health check: committed.
-    r = vm.ssh(f"agentctl upgrade {web.bundle('2.0.0-e2e')}", check=False, timeout=600)
+    # 2: v2 from an OCI registry into B, a delta from the booted slot (v2 is the image with a
+    # 2 MiB folder appended); the agent reboots the node; B passes its health check: committed.
+    ref = web.push("2.0.0-e2e", web.changed_image("v2"))
+    plan = vm.ssh(f"agentctl upgrade --dry-run {ref}").stdout
+    m = re.search(r"(\d+) of (\d+) bytes to download in (\d+) range requests", plan)
+    assert m and int(m[1]) < int(m[2]) // 10 and int(m[1]) >= 2 << 20, plan
+    r = vm.ssh(f"agentctl upgrade {ref}", check=False, timeout=600)
     assert r.returncode in (0, 255), r.stdout + r.stderr  # 255: ssh cut by the reboot
     m = vm.wait_boot()
     vm.wait_ssh()
@@ -91,6 +97,7 @@ def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web, image
     assert s["B"]["Version"] == "2.0.0-e2e" and s["B"]["State"] == "good" and s["B"]["Primary"], s
     assert s["A"]["State"] == "good"
     assert vm.ssh("cat /var/lib/rancher/e2e").stdout == "before-upgrade\n"
+    assert vm.ssh("stat -c %s /e2e-delta/payload").stdout.strip() == str(2 << 20)
     # The new slot opened the persistent partition by the TPM too; once committed, only the
     # keyslot for its own boot is left.
     assert len([t for t in assert_unlocked_by_tpm(vm)["tokens"] if t["type"] == "systemd-tpm2"]) == 1
