@@ -454,6 +454,7 @@ TEST_CASE("install.source: a bundle path; Kairos' file: and dir: prefixes", "[co
     // Kairos' registry spellings become Ballast's oci:// references; https:// URLs stay.
     for (auto [given, want] : {std::pair{"oci:quay.io/os:1", "oci://quay.io/os:1"},
                                {"docker:reg.local/os@sha256:ab", "oci://reg.local/os@sha256:ab"},
+                               {"docker://reg.local/os:3", "oci://reg.local/os:3"},
                                {"oci://reg.local/os:2", "oci://reg.local/os:2"},
                                {"https://h/os.tar", "https://h/os.tar"}}) {
         l = load(

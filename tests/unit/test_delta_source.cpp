@@ -276,3 +276,28 @@ TEST_CASE("delta source: once the server honours ranges, the next ones are asked
     CHECK(blob.most_active >= 2);
     CHECK(blob.most_active <= int(ballast::update::kRangesInFlight));
 }
+
+TEST_CASE(
+    "delta source: a local chunk gone stale, and a server that refuses ranges: the rest of "
+    "the image in one stream") {
+    TempDir dir;
+    const auto v1 = fake_squashfs(1), v2 = next_release(v1);
+    Holdings h;
+    h.booted = slot_file(dir / "a.img", v1);
+    h.booted_index = dir / "A.bcidx";
+    REQUIRE(
+        ballast::write_file_atomic(h.booted_index, ballast::update::serialize_index(index_of(v1))));
+    {
+        std::fstream f(h.booted->path, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(4096 + 300000);
+        f.put('\x5a' ^ v1[300000]);
+    }
+    auto d = prepare_delta(index_of(v2), h);
+    REQUIRE(d);
+    Blob blob{v2};
+    blob.refuse_ranges = true;
+    auto got = read_all(std::make_shared<PreparedDelta>(*d), h, blob);
+    REQUIRE(got);
+    CHECK(*got == v2);
+    CHECK(blob.requests == 2);  // the stale chunk's range, refused; then the whole blob
+}

@@ -719,8 +719,11 @@ void install_source(const MapReader& r, std::string_view key, InstallSpec& i, De
     for (std::string_view pre : {"file:", "dir:"})
         if (i.source.rfind(pre, 0) == 0) i.source.erase(0, pre.size());
     for (std::string_view pre : {"oci:", "docker:"})
-        if (i.source.rfind(pre, 0) == 0 && i.source.rfind("oci://", 0) != 0)
-            i.source = "oci://" + i.source.substr(pre.size());
+        if (i.source.rfind(pre, 0) == 0 && i.source.rfind("oci://", 0) != 0) {
+            std::string ref = i.source.substr(pre.size());
+            if (ref.rfind("//", 0) == 0) ref.erase(0, 2);  // docker://REGISTRY/REPO:TAG
+            i.source = "oci://" + ref;
+        }
     const bool remote = i.source.rfind("oci://", 0) == 0 || i.source.rfind("https://", 0) == 0;
     if (!is_absolute_path(i.source) && !remote)
         r.warning(key,

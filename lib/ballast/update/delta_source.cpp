@@ -153,12 +153,6 @@ class DeltaReader {
         const auto& c = d_->want.chunks[i];
         chunk_.resize(c.length);
         pos_ = 0;
-        if (!whole_ && r_.ranges->ignored.load()) {
-            spdlog::warn(
-                "delta: the registry answers ranges with the whole image (a pull-through "
-                "cache?); the rest of the image comes in one stream");
-            BALLAST_TRY(go_whole(c.offset));
-        }
         if (whole_) {
             BALLAST_TRY(read_stream(chunk_.data(), c.length));
             return check(i, "the registry");
@@ -175,13 +169,14 @@ class DeltaReader {
             if (check(i, from)) return {};
             spdlog::warn("delta: chunk {} in {} changed since it was indexed; fetching it", i,
                          from);
-            HttpStream one(r_.where, r_.fetch, c.offset, c.length, r_.retry);
-            for (size_t done = 0; done < c.length;) {
-                const size_t got = BALLAST_TRY(
-                    one.read(reinterpret_cast<uint8_t*>(chunk_.data()) + done, c.length - done));
-                if (got == 0) return fail(Errc::io, "{}: a range ended early", r_.where);
-                done += got;
-            }
+            return fetch_alone(i);
+        }
+        if (r_.ranges->ignored.load()) {
+            spdlog::warn(
+                "delta: the registry answers ranges with the whole image (a pull-through "
+                "cache?); the rest of the image comes in one stream");
+            BALLAST_TRY(go_whole(c.offset));
+            BALLAST_TRY(read_stream(chunk_.data(), c.length));
             return check(i, "the registry");
         }
         // The fetch range holding chunk i: ranges and chunks both go in image order.
@@ -196,6 +191,30 @@ class DeltaReader {
         if (st) st = read_stream(chunk_.data(), c.length);
         if (!st && r_.ranges->ignored.load()) {
             // 416 or 501: ranges refused. The whole blob, then, from its first byte.
+            spdlog::warn("delta: {}; the rest of the image comes in one stream", st.error().what());
+            BALLAST_TRY(go_whole(c.offset));
+            st = read_stream(chunk_.data(), c.length);
+        }
+        BALLAST_TRY(std::move(st));
+        return check(i, "the registry");
+    }
+
+    // Chunk i with a range request of its own (a local copy that no longer matches); a server
+    // that does no ranges sends the rest of the image in one stream instead.
+    Status fetch_alone(size_t i) {
+        const auto& c = d_->want.chunks[i];
+        HttpStream one(r_.where, r_.fetch, c.offset, c.length, r_.retry);
+        Status st;
+        for (size_t done = 0; st && done < c.length;) {
+            auto got = one.read(reinterpret_cast<uint8_t*>(chunk_.data()) + done, c.length - done);
+            if (!got)
+                st = std::unexpected(got.error());
+            else if (*got == 0)
+                st = fail(Errc::io, "{}: a range ended early", r_.where);
+            else
+                done += *got;
+        }
+        if (!st && r_.ranges->ignored.load()) {
             spdlog::warn("delta: {}; the rest of the image comes in one stream", st.error().what());
             BALLAST_TRY(go_whole(c.offset));
             st = read_stream(chunk_.data(), c.length);
@@ -292,7 +311,14 @@ class DeltaReader {
 Result<PreparedDelta> prepare_delta(ChunkIndex want, const Holdings& h, const PlanOptions& o) {
     PreparedDelta d;
     if (h.booted) d.booted = booted_chunks(h, want.params);
-    if (h.target) d.target = BALLAST_TRY_CTX(target_places(*h.target, want), "the target slot");
+    // The target is only a shortcut: unreadable, it is written whole like any other.
+    if (h.target) {
+        auto t = target_places(*h.target, want);
+        if (t)
+            d.target = std::move(*t);
+        else
+            spdlog::warn("delta: reading the target slot: {}; not reusing it", t.error().what());
+    }
     std::vector<Seed> seeds;
     if (d.booted) seeds.push_back({&*d.booted, false});
     if (d.target) seeds.push_back({&*d.target, true});

@@ -298,7 +298,9 @@ Result<OpenedSource> open_oci(const std::string& source, const SourceOptions& o)
 }  // namespace
 
 std::string describe(const DownloadPlan& p) {
-    if (p.fetch == 0) return "nothing to download (a local bundle)";
+    if (p.fetch == 0)
+        return p.delta ? fmt::format("nothing to download: all {} bytes are held here", p.image)
+                       : "nothing to download (a local bundle)";
     if (!p.delta) return fmt::format("{} bytes to download, the whole image ({})", p.fetch, p.why);
     return fmt::format(
         "{} of {} bytes to download in {} range requests; {} bytes copied from the booted slot, "

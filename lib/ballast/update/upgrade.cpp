@@ -230,8 +230,10 @@ Status write_target(ImageReader& reader, const Manifest& m, const boot::SlotDevi
         }
         if (ph != WritePhase::writing) return;
         bytes_written.store(done);
-        if (plan.delta)
-            say("downloading", std::min(meter.done.load(), plan.fetch), plan.fetch);
+        // A delta counts bytes downloaded of those planned, until a server that ignores ranges
+        // turned it into a whole download: image bytes written from then on.
+        if (const uint64_t got = meter.done.load(); plan.delta && got <= plan.fetch && plan.fetch)
+            say("downloading", got, plan.fetch);
         else
             say("writing", done, total);
         if (done * 2 >= total) failpoint("upgrade.half-written");
@@ -272,7 +274,8 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
     BALLAST_TRY(check_bundle_fits(req, env, src.checked, target));
     auto state = BALLAST_TRY_CTX(control.load(), "boot control");
     if (auto already = BALLAST_TRY(check_boot_state(req, state, booted, m))) return *already;
-    BALLAST_TRY(check_refused(env.state_dir, m, req.force));
+    // A dry run writes nothing: not even the forgetting of a refused version that --force does.
+    BALLAST_TRY(check_refused(env.state_dir, m, req.force && !req.dry_run));
     const auto jpath = journal_path(env.state_dir);
     auto previous = load_journal(jpath);
     if (!previous) spdlog::warn("{}", previous.error().what());
@@ -319,7 +322,7 @@ Result<UpgradeResult> upgrade(const UpgradeRequest& req, const UpgradeEnv& env,
     auto plan = plan_download(src, held);
     if (!plan) return failed(std::move(plan.error()).context("plan the download"));
     spdlog::info("upgrade to {}: {}", m.version, describe(*plan));
-    if (plan->delta) say("downloading", 0, plan->fetch);
+    if (plan->delta && plan->fetch) say("downloading", 0, plan->fetch);
     auto reader = src.open_image();
     if (!reader) return failed(reader.error());
     if (auto st = write_target(*reader, m, env.slots.at(target), j, jpath, say, *plan, *src.meter);

@@ -7,7 +7,10 @@ import sys
 a, b = sys.argv[1], sys.argv[2]
 for root, dirs, files in os.walk(b):
     dirs.sort()
-    for name in sorted(files):
+    # os.walk lists links to folders among the folders (and does not follow them): they are files
+    # of the tree like any other link.
+    links = [d for d in dirs if os.path.islink(os.path.join(root, d))]
+    for name in sorted(files + links):
         pb = os.path.join(root, name)
         rel = os.path.relpath(pb, b)
         pa = os.path.join(a, rel)

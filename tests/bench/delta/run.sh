@@ -18,7 +18,7 @@
 # RAUC's adaptive mode is not in Debian 12's rauc 1.8 for squashfs slots over http here: its
 # published figure (~10 % of the bundle for a one-package change) is printed for reference.
 # Usage: tests/bench/delta/run.sh BUILD_DIR (work dir ${BENCH_DIR:-/var/tmp/ballast-bench}/delta;
-#   RUNS=3 per client; KEEP_TREES=1 keeps the cached trees, REBUILD_TREES=1 remakes them)
+#   RUNS=3 per client; REBUILD_TREES=1 remakes the cached trees)
 set -euo pipefail
 bench_dir=$(dirname "$(realpath "$0")")
 top=$(realpath "$bench_dir/../../..")
@@ -71,7 +71,9 @@ tree "v2-$pair" "$v2_pkgs" "deb $mirror bookworm bookworm-updates main" \
   "deb http://deb.debian.org/debian-security bookworm-security main"
 rm -f v2.tar; ln -s "v2-$pair.tar" v2.tar
 for v in v1 v2; do
-  if [ ! -s "$v.sqfs" ] || [ "$(cat "$v.opts" 2>/dev/null)" != "$image_opts $(readlink -f "$v.tar")" ]; then
+  # The floor below compares the extracted trees: they must be there too.
+  if [ ! -s "$v.sqfs" ] || [ ! -d "$v.root/etc" ] ||
+     [ "$(cat "$v.opts" 2>/dev/null)" != "$image_opts $(readlink -f "$v.tar")" ]; then
     rm -rf "$v.root"; mkdir "$v.root"
     tar -xpf "$v.tar" -C "$v.root" --numeric-owner
     mkdir -p "$v.root/boot"
@@ -210,16 +212,17 @@ print(json.dumps({"name": name, "seconds": round(t1 - t0, 3), "requests": len(li
                   "body_status": sorted({l[2] for l in lines})}))
 PY
 }
+# (Called in `measure`'s `||` list, where set -e does not hold: each step checks itself.)
 upgrade_from() {  # source
-  cp --sparse=always disk.pristine disk.img
-  rm -rf node/var
+  cp --sparse=always disk.pristine disk.img || return 1
+  rm -rf node/var || return 1
   "$agent" --root node --disk disk.img --booted-slot A --config node/etc/ballast/agent.yaml \
     upgrade "$1" --no-reboot --json
 }
 casync_from() {  # chunk KiB
-  rm -f out.img
+  rm -f out.img || return 1
   casync extract --store="http://127.0.0.1:$http_port/files/store$1/" --seed=v1.sqfs \
-    "http://127.0.0.1:$http_port/files/v2-$1.caibx" out.img
+    "http://127.0.0.1:$http_port/files/v2-$1.caibx" out.img || return 1
   cmp -s out.img v2.sqfs
 }
 : > res/runs.jsonl

@@ -3,7 +3,8 @@ real registry produce: a connection dropped in the middle of an upload (after th
 part of it), and a 401 in the middle of a transfer (a token that expired). Requests are
 forwarded with their Host header, so the registry's Location headers point back at the proxy.
 `faults` is consumed in order, one per matching request of 64 KiB or more; `log` records
-(method, path, status), -1 for a dropped connection."""
+(method, path, status), -1 for a dropped connection, and `ranges` and `sizes` each request's
+Range header and answer's length at the same index."""
 import http.client
 import ssl
 import threading
@@ -30,6 +31,7 @@ class FaultProxy:
         self.truncate_at: int | None = None
         self.corrupt_path: str | None = None
         self.manifest_body: bytes | None = None
+        self.lock = threading.Lock()  # handlers run on threads of their own
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         upstream_ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
@@ -65,7 +67,7 @@ class FaultProxy:
                 if fault == "pass":
                     fault = None
                 if fault == "401":
-                    proxy.log.append((method, self.path, 401))
+                    proxy.record(method, self.path, 401, headers.get("Range", ""))
                     msg = b'{"errors":[{"code":"UNAUTHORIZED","message":"token expired"}]}'
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", proxy.challenge)
@@ -81,7 +83,7 @@ class FaultProxy:
                     conn, up = self.forward(method, half, headers)
                     up.read()
                     conn.close()
-                    proxy.log.append((method, self.path, -1))
+                    proxy.record(method, self.path, -1)
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
@@ -93,9 +95,7 @@ class FaultProxy:
                 data = up.read()
                 if method == "GET" and proxy.corrupt_path and self.path.endswith(proxy.corrupt_path):
                     data = data[:-1] + bytes([data[-1] ^ 0xFF])
-                proxy.log.append((method, self.path, up.status))
-                proxy.ranges.append(headers.get("Range", ""))
-                proxy.sizes.append(len(data))
+                entry = proxy.record(method, self.path, up.status, headers.get("Range", ""), len(data))
                 if method == "GET" and proxy.faults[:1] == [("GET", "corrupt")] and "Range" in headers:
                     # A range of a blob with one byte changed: a registry that lies.
                     proxy.faults.pop(0)
@@ -111,7 +111,7 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(data[: len(data) // 2])
                     self.wfile.flush()
-                    proxy.log[-1] = (method, self.path, -1)
+                    proxy.log[entry] = (method, self.path, -1)
                     self.close_connection = True
                     self.connection.shutdown(2)
                     conn.close()
@@ -131,9 +131,7 @@ class FaultProxy:
                 conn.close()
 
             def answer(self, status, data, extra=()):
-                proxy.log.append(("GET", self.path, status))
-                proxy.ranges.append(self.headers.get("Range", ""))
-                proxy.sizes.append(len(data))
+                proxy.record("GET", self.path, status, self.headers.get("Range", ""), len(data))
                 self.send_response(status)
                 for k, v in extra:
                     self.send_header(k, v)
@@ -178,6 +176,14 @@ class FaultProxy:
         ctx.load_cert_chain(str(pki / "server.pem"), str(pki / "server.key"))
         self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def record(self, method, path, status, rng="", size=0):
+        """One request in `log`, `ranges` and `sizes` at the same index; returns it."""
+        with self.lock:
+            self.log.append((method, path, status))
+            self.ranges.append(rng)
+            self.sizes.append(size)
+            return len(self.log) - 1
 
     def stop(self):
         self.httpd.shutdown()
