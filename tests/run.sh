@@ -47,14 +47,15 @@ for layer in "$@"; do
          --junitxml="$xml" "${marks[@]}" "${jobs[@]}") || true
       ;;
     fuzz)
-      # libFuzzer over each parser of untrusted input (build with `make fuzz`): the config loader
-      # and the chunk index. FUZZ_SECONDS (default 60) is shared out: three quarters to the
-      # config loader, whose input space is by far the larger.
+      # libFuzzer over each parser of untrusted input (build with `make fuzz`): the config loader,
+      # the chunk index and the OCI artifact manifest. FUZZ_SECONDS (default 60) is shared out:
+      # three quarters to the config loader, whose input space is by far the larger.
       secs=${FUZZ_SECONDS:-60}
       mkdir -p "$build/fuzz-artifacts"
       cases=""
       failed=0
-      for target in config:$((secs * 3 / 4)) chunk-index:$((secs - secs * 3 / 4)); do
+      for target in config:$((secs * 3 / 4)) chunk-index:$(((secs - secs * 3 / 4) / 2)) \
+                    artifact:$((secs - secs * 3 / 4 - (secs - secs * 3 / 4) / 2)); do
         name=fuzz-${target%%:*}
         t=${target##*:}
         echo "== fuzz: $name for ${t}s"
