@@ -81,8 +81,7 @@ vm:
 	packaging/image/boot-smoke.sh --interactive $(IMAGE_OUT)/disk.img
 
 # libFuzzer over the config loader, the chunk index and the OCI artifact manifest, built with clang-16
-# in build-fuzz (`make fuzz-build` only
-# compiles it: CI builds it beside `make test`).
+# in build-fuzz (`make fuzz-build` only compiles it: CI builds it beside `make test`).
 fuzz-build: deps-test
 	[ -f build-fuzz/build.ninja ] || CXX="ccache clang++-16" meson setup build-fuzz -Dfuzz=true
 	ninja -C build-fuzz
