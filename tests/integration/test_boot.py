@@ -31,7 +31,7 @@ def state(order="A B", a=(1, 0, 0), b=(0, 0, 0), last_good="A", va="1", vb="2", 
     return {"ballast_lock": lock, "ballast_order": order,
             "ballast_A_ok": str(a[0]), "ballast_A_trial": str(a[1]), "ballast_A_tries": str(a[2]), "ballast_A_version": va,
             "ballast_B_ok": str(b[0]), "ballast_B_trial": str(b[1]), "ballast_B_tries": str(b[2]), "ballast_B_version": vb,
-            "ballast_last_good": last_good}
+            "ballast_last_good": last_good, "ballast_reset": "0"}
 
 
 def grub_boot(env1, env2):
@@ -87,6 +87,18 @@ def test_trial_counts_down_then_falls_back():
         seen.append("B" if "BALLAST_B" in linux else "A")
     assert seen == ["B", "B", "B", "A", "A"]
     assert vars_of(files[E1])["ballast_B_tries"] == "0"
+
+
+def test_grub_keeps_a_reset_in_progress_and_range_checks_it():
+    s = state("B A", (1, 0, 0), (1, 1, 3), "A")
+    s["ballast_reset"] = "3"
+    block = grubsim.env_serialize(list(s.items()))
+    slot, files, g = grub_boot(block, block)
+    assert slot == "B" and vars_of(files[E1])["ballast_reset"] == vars_of(files[E2])["ballast_reset"] == "3"
+    s["ballast_reset"] = "x"
+    block = grubsim.env_serialize(list(s.items()))
+    slot, files, g = grub_boot(block, block)
+    assert vars_of(files[E1])["ballast_reset"] == "0"
 
 
 def test_garbage_values_are_range_checked():

@@ -60,6 +60,34 @@ TEST_CASE("state <-> variables, range checked", "[boot][state]") {
     CHECK_FALSE(from_vars(broken));
 }
 
+TEST_CASE("a reset in progress is part of the boot state, one fixed-length digit", "[boot][state]") {
+    auto s = initial_state(Slot::A, "1.0");
+    CHECK(grubenv::get(to_vars(s), "ballast_reset") == "0");
+    for (bool oem : {false, true})
+        for (bool encrypted : {false, true}) {
+            s.reset = ResetRequest{.oem = oem, .encrypted = encrypted};
+            auto v = to_vars(s);
+            CHECK(grubenv::get(v, "ballast_reset")->size() == 1);
+            auto back = from_vars(v);
+            REQUIRE(back);
+            CHECK(*back == s);
+        }
+    // Disks from before resets have no such variable: no reset.
+    auto v = to_vars(initial_state(Slot::B, "2.0"));
+    std::erase_if(v, [](const auto& kv) { return kv.first == "ballast_reset"; });
+    CHECK_FALSE(from_vars(v)->reset);
+    grubenv::set(v, "ballast_reset", "5");
+    CHECK(from_vars(v).error().what().find("ballast_reset=5 is not 0..4") != std::string::npos);
+    grubenv::set(v, "ballast_reset", "");
+    CHECK_FALSE(from_vars(v));
+    // The transitions carry it as they found it.
+    s = initial_state(Slot::A, "1.0");
+    s.reset = ResetRequest{.oem = true};
+    auto w = begin_write(s, Slot::B, Slot::A);
+    REQUIRE(w);
+    CHECK(w->reset == s.reset);
+}
+
 TEST_CASE("decide: good slot, trial counting, fallback, last good", "[boot][state]") {
     auto s = initial_state(Slot::A, "1");
     auto d = decide(s);

@@ -44,7 +44,22 @@ Result<BootState> from_vars(const grubenv::Vars& v) {
             return fail(Errc::parse, "boot control: ballast_last_good={} is not A or B", *lg);
         s.last_good = *slot;
     }
+    // Absent on disks from before resets existed.
+    if (auto r = grubenv::get(v, "ballast_reset"))
+        s.reset = BALLAST_TRY(parse_reset_var(*r));
     return s;
+}
+
+std::string reset_var(const std::optional<ResetRequest>& r) {
+    return std::to_string(r ? 1 + int(r->oem) + 2 * int(r->encrypted) : 0);
+}
+
+Result<std::optional<ResetRequest>> parse_reset_var(std::string_view v) {
+    if (v.size() != 1 || v[0] < '0' || v[0] > '4')
+        return fail(Errc::parse, "boot control: ballast_reset={} is not 0..4", v);
+    const int n = v[0] - '0';
+    if (n == 0) return std::nullopt;
+    return ResetRequest{.oem = ((n - 1) & 1) != 0, .encrypted = ((n - 1) & 2) != 0};
 }
 
 grubenv::Vars to_vars(const BootState& s, bool lock) {
@@ -59,6 +74,7 @@ grubenv::Vars to_vars(const BootState& s, bool lock) {
         v.emplace_back(key(slot, "version"), i.version);
     }
     v.emplace_back("ballast_last_good", s.last_good ? std::string(name(*s.last_good)) : "");
+    v.emplace_back("ballast_reset", reset_var(s.reset));
     return v;
 }
 

@@ -6,6 +6,7 @@
 #include <array>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "ballast/boot/grubenv.hpp"
 #include "ballast/boot/slot.hpp"
@@ -24,10 +25,19 @@ struct SlotInfo {
     bool operator==(const SlotInfo&) const = default;
 };
 
+// A factory reset in progress (reset/reset.hpp): stored with the boot state, so that its one
+// write is as crash-safe as an activation, until the reset has finished.
+struct ResetRequest {
+    bool oem = false;        // OEM is wiped too
+    bool encrypted = false;  // persistent was LUKS2: it comes back encrypted
+    bool operator==(const ResetRequest&) const = default;
+};
+
 struct BootState {
     std::array<SlotInfo, 2> slots{};
     std::array<Slot, 2> order{Slot::A, Slot::B};  // primary first
     std::optional<Slot> last_good;
+    std::optional<ResetRequest> reset;
 
     [[nodiscard]] SlotInfo& at(Slot s) { return slots[s == Slot::A ? 0 : 1]; }
     [[nodiscard]] const SlotInfo& at(Slot s) const { return slots[s == Slot::A ? 0 : 1]; }
@@ -41,6 +51,10 @@ struct BootState {
 // two-copy protocol relies on both (boot/grub.hpp).
 [[nodiscard]] Result<BootState> from_vars(const grubenv::Vars& vars);
 [[nodiscard]] grubenv::Vars to_vars(const BootState& s, bool lock = false);
+
+// ballast_reset: one digit, "0" none, else 1 + oem + 2 * encrypted (fixed length, as above).
+[[nodiscard]] std::string reset_var(const std::optional<ResetRequest>& r);
+[[nodiscard]] Result<std::optional<ResetRequest>> parse_reset_var(std::string_view v);
 
 // A fresh install: `slot` good and primary, the other empty.
 [[nodiscard]] BootState initial_state(Slot slot, std::string version);
