@@ -11,6 +11,7 @@
 #include "ballast/config/agent_settings.hpp"
 #include "ballast/core/result.hpp"
 #include "ballast/install/installer.hpp"
+#include "ballast/install/reset.hpp"
 #include "ballast/update/bundle.hpp"
 
 namespace ballast::ctl {
@@ -50,6 +51,7 @@ void print_json(const nlohmann::json& j);
                                   const std::string& ca_file);
 [[nodiscard]] int cmd_bundle_inspect(const GlobalOptions& g, const std::string& src);
 [[nodiscard]] int cmd_install(const GlobalOptions& g, install::Options o);
+[[nodiscard]] int cmd_reset(const GlobalOptions& g, install::ResetOptions o);
 [[nodiscard]] int cmd_config_validate(const GlobalOptions& g, const std::vector<std::string>& files,
                                       bool strict);
 [[nodiscard]] int cmd_config_show(const GlobalOptions& g, const std::vector<std::string>& files);

@@ -211,6 +211,26 @@ void add_install_command(CLI::App& app, const GlobalOptions& g, Action& action) 
     });
 }
 
+void add_reset_command(CLI::App& app, const GlobalOptions& g, Action& action) {
+    auto o = options<ballast::install::ResetOptions>();
+    auto* reset = app.add_subcommand(
+        "reset",
+        "Give a Ballast disk not in use (from recovery, or an image file) its factory state");
+    reset->add_option("--device", o->device, "Block device or image file")->required();
+    reset->add_flag("--reset-oem", o->reset_oem, "Wipe the OEM partition (its cloud-config) too");
+    reset->add_flag("--encrypt", o->encrypt,
+                    "Make persistent LUKS2 (sealed to the TPM) even if it was plain");
+    reset
+        ->add_option("--config", o->config_files,
+                     "Cloud-config whose before-reset and after-reset stages run (repeatable)")
+        ->check(CLI::ExistingFile);
+    reset->add_option("--tpm2-device", o->tpm2_device,
+                      "TPM for an encrypted persistent partition, as a TCTI (default: agent.yaml "
+                      "tpm.device, else /dev/tpmrm0)");
+    reset->add_flag("--dry-run", o->dry_run, "Check everything and print the plan; write nothing");
+    reset->callback([&, o] { action = [&, o] { return cmd_reset(g, *o); }; });
+}
+
 void add_stage_commands(CLI::App& app, const GlobalOptions& g, Action& action) {
     auto* stage = app.add_subcommand("stage", "Cloud-config stages");
     stage->require_subcommand(1);
@@ -339,6 +359,7 @@ int run(int argc, char** argv) {
     add_config_commands(app, g, action);
     add_bundle_commands(app, g, action);
     add_install_command(app, g, action);
+    add_reset_command(app, g, action);
     add_stage_commands(app, g, action);
     add_slot_commands(app, g, action);
     add_k3s_commands(app, g, action);

@@ -60,7 +60,8 @@ TEST_CASE("state <-> variables, range checked", "[boot][state]") {
     CHECK_FALSE(from_vars(broken));
 }
 
-TEST_CASE("a reset in progress is part of the boot state, one fixed-length digit", "[boot][state]") {
+TEST_CASE("a reset in progress is part of the boot state, one fixed-length digit",
+          "[boot][state]") {
     auto s = initial_state(Slot::A, "1.0");
     CHECK(grubenv::get(to_vars(s), "ballast_reset") == "0");
     for (bool oem : {false, true})

@@ -45,8 +45,7 @@ Result<BootState> from_vars(const grubenv::Vars& v) {
         s.last_good = *slot;
     }
     // Absent on disks from before resets existed.
-    if (auto r = grubenv::get(v, "ballast_reset"))
-        s.reset = BALLAST_TRY(parse_reset_var(*r));
+    if (auto r = grubenv::get(v, "ballast_reset")) s.reset = BALLAST_TRY(parse_reset_var(*r));
     return s;
 }
 

@@ -1,6 +1,7 @@
 #include "ballast/disk/range.hpp"
 
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -42,6 +43,23 @@ Result<ByteRange> ByteRange::open(const std::string& path, uint64_t offset, uint
     r.size_ = size;
     r.whole_ = offset == 0 && size == total;
     return r;
+}
+
+Status ByteRange::discard() const {
+    struct stat st {};
+    if (::fstat(fd_.get(), &st) < 0) return fail_errno(errno, name());
+    int r = 0;
+    if (S_ISBLK(st.st_mode)) {
+        uint64_t span[2] = {offset_, size_};
+        r = ::ioctl(fd_.get(), BLKDISCARD, span);
+    } else {
+        r = ::fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(offset_),
+                        off_t(size_));
+    }
+    if (r == 0) return {};
+    if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EINVAL)
+        return fail(Errc::unsupported, "{}: discard is not supported here", name());
+    return fail_errno(errno, name() + ": discard");
 }
 
 std::string ByteRange::name() const {

@@ -24,6 +24,9 @@ class ByteRange {
     [[nodiscard]] Status read_at(void* buf, size_t n, uint64_t off) const;
     [[nodiscard]] Status write_at(const void* buf, size_t n, uint64_t off) const;
     [[nodiscard]] Status sync() const;
+    // Tells the device the range's blocks hold nothing (BLKDISCARD; a hole in an image file).
+    // Errc::unsupported where the device or filesystem cannot.
+    [[nodiscard]] Status discard() const;
 
     [[nodiscard]] uint64_t size() const { return size_; }
     [[nodiscard]] uint64_t offset() const { return offset_; }

@@ -20,6 +20,7 @@
 #include "ballast/core/failpoint.hpp"
 #include "ballast/core/fd.hpp"
 #include "ballast/core/process.hpp"
+#include "ballast/core/temp_dir.hpp"
 #include "ballast/core/text.hpp"
 #include "ballast/crypt/encrypted_fs.hpp"
 #include "ballast/disk/mkfs.hpp"
@@ -34,34 +35,8 @@
 namespace ballast::install {
 namespace {
 
-// A scratch folder removed on every path out.
-class TempDir {
-  public:
-    static Result<TempDir> make() {
-        std::string t = "/tmp/ballast-install-XXXXXX";
-        if (!::mkdtemp(t.data())) return fail_errno(errno, "mkdtemp");
-        return TempDir(t);
-    }
-    TempDir(TempDir&& o) noexcept : path_(std::exchange(o.path_, "")) {}
-    ~TempDir() {
-        std::error_code ec;
-        if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-    }
-    [[nodiscard]] const std::string& path() const { return path_; }
-
-  private:
-    explicit TempDir(std::string p) : path_(std::move(p)) {}
-    std::string path_;
-};
-
 Status run_stage(const std::string& stage, const Options& o) {
-    if (o.config_files.empty() && !o.auto_mode) return {};
-    stages::RunRequest req;
-    req.stage = stage;
-    req.config_files = o.config_files;
-    req.node_sources = o.auto_mode;
-    if (o.auto_mode) req.config_root = RootPrefix(o.root);
-    return stages::run_or_fail(req);
+    return run_config_stage(stage, o.config_files, o.auto_mode, o.root);
 }
 
 // The cloud-config the settings come from: the --config files; with --auto, this node's own
@@ -159,15 +134,61 @@ nlohmann::json Report::to_json() const {
     nlohmann::json j = {{"device", device},   {"disk_size", disk_size},   {"dry_run", dry_run},
                         {"version", version}, {"compatible", compatible}, {"partitions", parts},
                         {"after", after},     {"after_note", after_note}, {"no_format", no_format}};
-    if (encryption)
-        j["encryption"] = {{"partition", disk::kPersistentLabel},
-                           {"tpm2_device", encryption->tpm2_device},
-                           {"pcrs", encryption->pcrs},
-                           {"luks_uuid", encryption->uuid},
-                           {"tpm2_keyslot", encryption->tpm2_keyslot},
-                           {"recovery_keyslot", encryption->recovery_keyslot},
-                           {"recovery_key", encryption->recovery_key}};
+    if (encryption) j["encryption"] = encryption->to_json();
     return j;
+}
+
+Status run_config_stage(const std::string& stage, const std::vector<std::string>& files,
+                        bool node_sources, const std::string& root) {
+    if (files.empty() && !node_sources) return {};
+    stages::RunRequest req;
+    req.stage = stage;
+    req.config_files = files;
+    req.node_sources = node_sources;
+    if (node_sources) req.config_root = RootPrefix(root);
+    return stages::run_or_fail(req);
+}
+
+nlohmann::json Report::Encryption::to_json() const {
+    return {{"partition", disk::kPersistentLabel},
+            {"tpm2_device", tpm2_device},
+            {"pcrs", pcrs},
+            {"luks_uuid", uuid},
+            {"tpm2_keyslot", tpm2_keyslot},
+            {"recovery_keyslot", recovery_keyslot},
+            {"recovery_key", recovery_key}};
+}
+
+Report::Encryption Sealing::describe() const {
+    return {tpm.tcti(), crypt::format_pcr_list(pcrs)};
+}
+
+Result<Sealing> open_sealing(const std::string& tpm2_device, const std::string& pcrs,
+                             const std::string& pcr_bank, std::string_view why) {
+    auto bank = BALLAST_TRY_CTX(crypt::parse_pcr_bank(pcr_bank), "tpm.pcr_bank");
+    auto mask = BALLAST_TRY_CTX(crypt::parse_pcr_list(pcrs), "tpm.pcrs");
+    auto tpm = BALLAST_TRY_CTX(crypt::Tpm2::open(tpm2_device), "{}", why);
+    return Sealing{std::move(tpm), bank, mask};
+}
+
+Status format_persistent(const std::string& device, const disk::PartitionPlan& persistent,
+                         Sealing* seal, const std::string& tmpdir,
+                         std::optional<Report::Encryption>& enc,
+                         const std::function<void(const std::string&)>& say) {
+    if (!seal)
+        return disk::make_ext4(device, persistent.start, persistent.size, disk::kPersistentLabel);
+    say(fmt::format("encrypting {} (LUKS2, TPM2 at {})", disk::kPersistentLabel, seal->tpm.tcti()));
+    auto made =
+        BALLAST_TRY_CTX(crypt::make_encrypted_ext4(device, persistent.start, persistent.size,
+                                                   disk::kPersistentLabel, seal->tpm, seal->bank,
+                                                   seal->pcrs, tmpdir),
+                        "encrypt {}", disk::kPersistentLabel);
+    if (!enc) enc = seal->describe();
+    enc->uuid = made.uuid;
+    enc->tpm2_keyslot = made.tpm.keyslot;
+    enc->recovery_keyslot = made.recovery.keyslot;
+    enc->recovery_key = std::move(made.recovery.key);
+    return {};
 }
 
 std::string Report::text() const {
@@ -286,20 +307,11 @@ Result<Settings> resolve(const Options& o) {
     return s;
 }
 
-struct Sealing {
-    crypt::Tpm2 tpm;
-    crypt::PcrBank bank;
-    crypt::PcrMask pcrs;
-};
-
 // The TPM before anything else: a node that cannot seal is refused before anything is written.
-Result<std::optional<Sealing>> open_sealing(const Options& o, const Settings& s) {
+Result<std::optional<Sealing>> sealing_for(const Options& o, const Settings& s) {
     if (!s.encrypt || s.no_format) return std::nullopt;
-    auto bank = BALLAST_TRY_CTX(crypt::parse_pcr_bank(o.pcr_bank), "tpm.pcr_bank");
-    auto pcrs = BALLAST_TRY_CTX(crypt::parse_pcr_list(o.pcrs), "tpm.pcrs");
-    auto tpm = BALLAST_TRY_CTX(crypt::Tpm2::open(o.tpm2_device),
-                               "install.encrypted_partitions needs a TPM2");
-    return Sealing{std::move(tpm), bank, pcrs};
+    return open_sealing(o.tpm2_device, o.pcrs, o.pcr_bank,
+                        "install.encrypted_partitions needs a TPM2");
 }
 
 // 3. The device: not mounted, blank unless --force. Its size.
@@ -363,8 +375,7 @@ Result<Report> plan(const Options& o, const Settings& s, const update::Checked& 
     rep.compatible = checked.manifest.compatible;
     rep.dry_run = o.dry_run;
     rep.after = s.after;
-    if (seal)
-        rep.encryption = Report::Encryption{seal->tpm.tcti(), crypt::format_pcr_list(seal->pcrs)};
+    if (seal) rep.encryption = seal->describe();
     struct stat st {};
     if (s.after != "none" && ::stat(s.device.c_str(), &st) == 0 && !S_ISBLK(st.st_mode)) {
         rep.after_note = fmt::format(
@@ -379,24 +390,6 @@ const disk::PartitionPlan& part(const Report& rep, std::string_view label) {
     for (const auto& p : rep.layout)
         if (p.label == label) return p;
     std::abort();
-}
-
-// The persistent partition: plain ext4, or LUKS2 sealed to the TPM with a recovery key.
-Status format_persistent(const std::string& device, const disk::PartitionPlan& persistent,
-                         std::optional<Sealing>& seal, const std::string& tmp, Report& rep,
-                         const Say& say) {
-    if (!seal)
-        return disk::make_ext4(device, persistent.start, persistent.size, disk::kPersistentLabel);
-    say(fmt::format("encrypting {} (LUKS2, TPM2 at {})", disk::kPersistentLabel, seal->tpm.tcti()));
-    auto enc = BALLAST_TRY_CTX(
-        crypt::make_encrypted_ext4(device, persistent.start, persistent.size,
-                                   disk::kPersistentLabel, seal->tpm, seal->bank, seal->pcrs, tmp),
-        "encrypt {}", disk::kPersistentLabel);
-    rep.encryption->uuid = enc.uuid;
-    rep.encryption->tpm2_keyslot = enc.tpm.keyslot;
-    rep.encryption->recovery_keyslot = enc.recovery.keyslot;
-    rep.encryption->recovery_key = std::move(enc.recovery.key);
-    return {};
 }
 
 // 5. Partitions and filesystems: GPT, ESP, OEM (with the cloud-config), persistent (encrypted
@@ -431,7 +424,8 @@ Status write_filesystems(const Settings& s, std::optional<Sealing>& seal, const 
         say(fmt::format("{}: kept as it is ({})", disk::kPersistentLabel, persistent.fs));
     } else {
         BALLAST_TRY(disk::make_ext4(device, oem.start, oem.size, disk::kOemLabel, oem_dir));
-        BALLAST_TRY(format_persistent(device, persistent, seal, tmp, rep, say));
+        BALLAST_TRY(format_persistent(device, persistent, seal ? &*seal : nullptr, tmp,
+                                      rep.encryption, say));
     }
     // Slot B is empty: nothing that looks like a filesystem may be left there.
     auto rb =
@@ -511,7 +505,7 @@ Result<Report> run(const Options& o) {
     // 1. Settings, and the TPM when the persistent partition is to be encrypted.
     const Settings s = BALLAST_TRY(resolve(o));
     if (!s.skipped.empty()) return Report{.skipped = s.skipped};
-    auto seal = BALLAST_TRY(open_sealing(o, s));
+    auto seal = BALLAST_TRY(sealing_for(o, s));
     // 2. The bundle: signature, manifest, image present and sized. Nothing is written before.
     update::SourceOptions so;
     so.keyring = o.keyring.empty() ? update::default_keyring("/") : o.keyring;
@@ -526,7 +520,7 @@ Result<Report> run(const Options& o) {
     if (o.dry_run) return rep;
 
     BALLAST_TRY(run_stage("before-install", o));
-    auto tmp = BALLAST_TRY(TempDir::make());
+    auto tmp = BALLAST_TRY(TempDir::make("install"));
     BALLAST_TRY(write_filesystems(s, seal, tmp.path(), rep, say));
     BALLAST_TRY(write_slot_a(s.device, part(rep, disk::kSlotALabel), src, say));
     BALLAST_TRY(install_boot(o, s.device, part(rep, disk::kEfiLabel), checked.manifest.version,

@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "ballast/core/result.hpp"
+#include "ballast/crypt/pcr.hpp"
+#include "ballast/crypt/tpm2.hpp"
 #include "ballast/disk/layout.hpp"
 #include "ballast/system/http.hpp"
 
@@ -63,6 +65,7 @@ struct Report {
         std::string uuid;               // empty in a plan
         int tpm2_keyslot = -1, recovery_keyslot = -1;
         std::string recovery_key;  // shown once by agentctl, never written to disk
+        [[nodiscard]] nlohmann::json to_json() const;
     };
     std::optional<Encryption> encryption;
     [[nodiscard]] nlohmann::json to_json() const;
@@ -70,6 +73,33 @@ struct Report {
 };
 
 [[nodiscard]] Result<Report> run(const Options& o);
+
+// A stage (before-install, after-reset, ...) of the `files`' cloud-config; with `node_sources`
+// (install --auto), of this node's own sources under `root` before them. Nothing when there
+// is no config at all.
+[[nodiscard]] Status run_config_stage(const std::string& stage,
+                                      const std::vector<std::string>& files,
+                                      bool node_sources = false, const std::string& root = "/");
+
+// What a new encrypted persistent partition is sealed to: the TPM (opened before anything is
+// written, so that a node that cannot seal is refused first) and the policy.
+struct Sealing {
+    crypt::Tpm2 tpm;
+    crypt::PcrBank bank;
+    crypt::PcrMask pcrs;
+    [[nodiscard]] Report::Encryption describe() const;
+};
+// `why` prefixes the TPM's error: "install.encrypted_partitions needs a TPM2".
+[[nodiscard]] Result<Sealing> open_sealing(const std::string& tpm2_device, const std::string& pcrs,
+                                           const std::string& pcr_bank, std::string_view why);
+
+// The persistent partition made anew (install, reset): plain ext4, or with `seal` LUKS2 sealed
+// to the TPM with a recovery key, which `enc` (from seal->describe()) then describes.
+[[nodiscard]] Status format_persistent(const std::string& device,
+                                       const disk::PartitionPlan& persistent, Sealing* seal,
+                                       const std::string& tmpdir,
+                                       std::optional<Report::Encryption>& enc,
+                                       const std::function<void(const std::string&)>& say);
 
 // Reboots or powers off (through systemd) as the report says; nothing for "none".
 [[nodiscard]] Status finish(const Report& r);

@@ -1,0 +1,226 @@
+#include "ballast/install/reset.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "ballast/boot/disk_boot.hpp"
+#include "ballast/core/failpoint.hpp"
+#include "ballast/core/fd.hpp"
+#include "ballast/core/temp_dir.hpp"
+#include "ballast/disk/mkfs.hpp"
+#include "ballast/disk/partition.hpp"
+#include "ballast/disk/range.hpp"
+
+namespace ballast::install {
+
+Result<Luks2Areas> luks2_areas(std::string_view head) {
+    constexpr std::string_view kMagic("LUKS\xba\xbe", 6);
+    auto be = [&](size_t at, size_t n) {
+        uint64_t v = 0;
+        for (size_t i = 0; i < n; ++i)
+            v = v << 8 | uint8_t(head[at + i]);
+        return v;
+    };
+    if (head.size() < 4096 || head.substr(0, 6) != kMagic || be(6, 2) != 2)
+        return fail(Errc::not_found, "no LUKS2 header");
+    Luks2Areas a;
+    a.hdr_size = be(8, 8);
+    // The format allows 16 KiB to 4 MiB, powers of two.
+    if (a.hdr_size < 16384 || a.hdr_size > (4u << 20) || (a.hdr_size & (a.hdr_size - 1)))
+        return fail(Errc::parse, "LUKS2 header: hdr_size {} is not valid", a.hdr_size);
+    if (head.size() < a.hdr_size)
+        return fail(Errc::parse, "LUKS2 header: {} bytes read, its header has {}", head.size(),
+                    a.hdr_size);
+    auto area = head.substr(4096, a.hdr_size - 4096);
+    area = area.substr(0, area.find('\0'));
+    auto j = nlohmann::json::parse(area, nullptr, false);
+    if (j.is_discarded() || !j.is_object())
+        return fail(Errc::parse, "LUKS2 header: its JSON area does not parse");
+    const uint64_t keyslots_end = [&]() -> uint64_t {
+        const auto& size = j.value("/config/keyslots_size"_json_pointer, std::string());
+        return 2 * a.hdr_size + (size.empty() ? 0 : std::strtoull(size.c_str(), nullptr, 10));
+    }();
+    a.data_offset = keyslots_end;
+    // Every segment starts after the key material; the first one bounds it.
+    if (j.contains("segments") && j["segments"].is_object())
+        for (const auto& [id, seg] : j["segments"].items())
+            if (seg.is_object() && seg.value("offset", "") != "")
+                a.data_offset = std::max<uint64_t>(
+                    a.data_offset,
+                    std::strtoull(seg["offset"].get<std::string>().c_str(), nullptr, 10));
+    if (a.data_offset <= 2 * a.hdr_size)
+        return fail(Errc::parse, "LUKS2 header: no keyslots area after the headers");
+    return a;
+}
+
+nlohmann::json ResetReport::to_json() const {
+    nlohmann::json j = {{"device", device},   {"dry_run", dry_run},
+                        {"resumed", resumed}, {"oem_wiped", oem_wiped},
+                        {"erased", erased},   {"persistent_before", persistent_before}};
+    if (encryption) j["encryption"] = encryption->to_json();
+    return j;
+}
+
+std::string ResetReport::text() const {
+    std::string out =
+        fmt::format("{}{}: {} {} ({}), made anew{}\n", dry_run ? "plan for resetting " : "reset ",
+                    device, disk::kPersistentLabel, dry_run ? "to be erased" : "erased", erased,
+                    encryption ? " as LUKS2" : " as ext4");
+    if (resumed) out += "  this finished a reset that had been interrupted, with its settings\n";
+    out += fmt::format("  {}: {}\n", disk::kOemLabel,
+                       oem_wiped ? (dry_run ? "to be wiped" : "wiped") : "kept");
+    if (encryption)
+        out += fmt::format("  {} is LUKS2{}, sealed to the TPM2 at {} (PCRs {})\n",
+                           disk::kPersistentLabel,
+                           encryption->uuid.empty() ? "" : " " + encryption->uuid,
+                           encryption->tpm2_device, encryption->pcrs);
+    return out;
+}
+
+namespace {
+
+using Say = std::function<void(const std::string&)>;
+
+struct ResetDisk {
+    disk::PartitionPlan oem, persistent;
+};
+
+// The partitions a reset touches, by label: their content is not checked (an interrupted reset
+// leaves them blank, a damaged one is why the operator resets).
+Result<ResetDisk> find_partitions(const std::string& device) {
+    auto parts = BALLAST_TRY(disk::read_partitions(device));
+    ResetDisk d;
+    for (auto [label, out] :
+         {std::pair{disk::kOemLabel, &d.oem}, std::pair{disk::kPersistentLabel, &d.persistent}}) {
+        auto p = disk::find_label(parts, label);
+        if (!p || !disk::find_label(parts, disk::kEfiLabel))
+            return fail(Errc::invalid_argument, "{}: no {} partition: not a Ballast disk", device,
+                        p ? disk::kEfiLabel : label);
+        *out = {p->number, label, p->type, "", p->start, p->size};
+    }
+    return d;
+}
+
+// Zeroes [from, to) of `r` and syncs: nothing of what was there can be read back.
+Status zero(const disk::ByteRange& r, uint64_t from, uint64_t to) {
+    const std::string zeros(std::min<uint64_t>(to - from, 1u << 20), '\0');
+    for (uint64_t at = from; at < to; at += zeros.size())
+        BALLAST_TRY(r.write_at(zeros.data(), std::min<uint64_t>(zeros.size(), to - at), at));
+    return r.sync();
+}
+
+// Step 2: the old data made unreadable. A LUKS2 header loses its keyslots' key material first
+// (from then on no key opens the data), then both headers; anything else, or what is left, is
+// discarded where the device can.
+Result<std::string> erase_persistent(const std::string& device, const disk::PartitionPlan& p,
+                                     const Say& say) {
+    auto r =
+        BALLAST_TRY(disk::ByteRange::open(device, p.start, p.size, disk::ByteRange::Mode::write));
+    std::string head(std::min<uint64_t>(p.size, 4u << 20), '\0');
+    BALLAST_TRY(r.read_at(head.data(), head.size(), 0));
+    std::string how;
+    if (auto areas = luks2_areas(head)) {
+        say(fmt::format("{}: destroying every keyslot and both LUKS2 headers", p.label));
+        BALLAST_TRY(zero(r, 2 * areas->hdr_size, std::min(areas->data_offset, p.size)));
+        failpoint("reset.keyslots-erased");
+        BALLAST_TRY(zero(r, 0, 2 * areas->hdr_size));
+        how = "crypto-erase";
+    } else if (head.starts_with(std::string_view("LUKS\xba\xbe", 6))) {
+        // LUKS1, or a LUKS2 header too damaged to read: its areas are within the first 16 MiB
+        // (cryptsetup's largest default), all of which goes.
+        say(fmt::format("{}: overwriting a LUKS header it cannot read ({})", p.label,
+                        areas.error().what()));
+        BALLAST_TRY(zero(r, 0, std::min<uint64_t>(p.size, 16u << 20)));
+        how = "crypto-erase";
+    }
+    if (auto d = r.discard(); d) {
+        how += how.empty() ? "discard" : ", discard";
+    } else if (d.error().code() == Errc::unsupported) {
+        // Without discard the old blocks of a plain partition stay on the device until
+        // overwritten; the new filesystem never shows them.
+        if (how.empty()) how = "reformat (the device cannot discard)";
+    } else {
+        return std::unexpected(std::move(d.error()));
+    }
+    return how;
+}
+
+}  // namespace
+
+Result<ResetReport> reset(const ResetOptions& o) {
+    const Say say = [&](const std::string& line) {
+        if (o.say) o.say(line);
+    };
+    if (o.device.empty()) return fail(Errc::invalid_argument, "no device: give --device");
+    // 1. The disk: a Ballast layout, nothing of it mounted, a boot state.
+    const auto d = BALLAST_TRY(find_partitions(o.device));
+    if (auto m = BALLAST_TRY(disk::mounted_at(o.device)))
+        return fail(Errc::busy,
+                    "{} is in use: mounted at {} (reset a node from its recovery system)", o.device,
+                    *m);
+    auto disk_boot = BALLAST_TRY(boot::DiskBoot::open(o.device));
+    auto state = BALLAST_TRY_CTX(disk_boot.control().load(!o.dry_run), "{}: boot state", o.device);
+
+    ResetReport rep;
+    rep.device = o.device;
+    rep.dry_run = o.dry_run;
+    rep.persistent_before =
+        BALLAST_TRY(disk::probe_content(o.device, d.persistent.start, d.persistent.size))
+            .value_or("");
+    // An interrupted reset is finished as it was asked for.
+    boot::ResetRequest req{.oem = o.reset_oem,
+                           .encrypted = o.encrypt || rep.persistent_before == "crypto_LUKS"};
+    if (state.reset) {
+        req = *state.reset;
+        rep.resumed = true;
+        say(fmt::format("{}: finishing the reset that was interrupted (OEM {}, {})", o.device,
+                        req.oem ? "wiped" : "kept", req.encrypted ? "encrypted" : "plain"));
+    }
+    rep.oem_wiped = req.oem;
+    // The TPM before anything is written: a node that cannot seal is refused first.
+    std::optional<Sealing> seal;
+    if (req.encrypted) {
+        seal = BALLAST_TRY(open_sealing(
+            o.tpm2_device, o.pcrs, o.pcr_bank,
+            fmt::format("reset of an encrypted {} needs a TPM2", disk::kPersistentLabel)));
+        rep.encryption = seal->describe();
+    }
+    if (o.dry_run) {
+        rep.erased = rep.persistent_before == "crypto_LUKS" ? "crypto-erase" : "discard";
+        return rep;
+    }
+    if (!rep.resumed) BALLAST_TRY(run_config_stage("before-reset", o.config_files));
+
+    // 2. The request, in the boot state's one crash-safe write.
+    state.reset = req;
+    BALLAST_TRY_CTX(disk_boot.control().save(state), "{}: boot state", o.device);
+    failpoint("reset.requested");
+    // 3. The old data, gone.
+    rep.erased = BALLAST_TRY_CTX(erase_persistent(o.device, d.persistent, say), "erase {}",
+                                 disk::kPersistentLabel);
+    failpoint("reset.erased");
+    // 4. OEM, if asked.
+    if (req.oem) {
+        say(fmt::format("{}: wiping", disk::kOemLabel));
+        BALLAST_TRY(disk::make_ext4(o.device, d.oem.start, d.oem.size, disk::kOemLabel));
+        failpoint("reset.oem-wiped");
+    }
+    // 5. Persistent as install makes it.
+    auto tmp = BALLAST_TRY(TempDir::make("reset"));
+    rep.encryption.reset();
+    BALLAST_TRY(format_persistent(o.device, d.persistent, seal ? &*seal : nullptr, tmp.path(),
+                                  rep.encryption, say));
+    UniqueFd fd(::open(o.device.c_str(), O_RDWR | O_CLOEXEC));
+    if (!fd || ::fsync(fd.get()) < 0) return fail_errno(errno, "sync " + o.device);
+    failpoint("reset.formatted");
+    // 6. Done: the request goes, in one write.
+    state.reset.reset();
+    BALLAST_TRY_CTX(disk_boot.control().save(state), "{}: boot state", o.device);
+    failpoint("reset.done");
+    BALLAST_TRY(run_config_stage("after-reset", o.config_files));
+    return rep;
+}
+
+}  // namespace ballast::install

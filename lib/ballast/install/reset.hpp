@@ -1,0 +1,61 @@
+// `agentctl reset`: give a Ballast disk (not in use: from the recovery system, or an image file)
+// back the state of a fresh install of what it runs. The persistent partition is erased first
+// (an encrypted one crypto-erased: its keyslots and headers overwritten, so that the old data
+// is unrecoverable from then on), OEM wiped when asked, then persistent made anew as install
+// makes it (LUKS2 with a new volume key, TPM2 token and recovery key when it was encrypted).
+// The slots and the boot state are kept.
+//
+// Crash safety: the request is written into the boot state first (its one crash-safe write),
+// every step after it can be repeated, and the request is cleared last. A reset cut anywhere is
+// finished by running it again on the same disk, with the settings it started with.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ballast/core/result.hpp"
+#include "ballast/install/installer.hpp"
+
+namespace ballast::install {
+
+struct ResetOptions {
+    std::string device;      // the disk (block device or image file)
+    bool reset_oem = false;  // --reset-oem: OEM's cloud-config goes too
+    bool encrypt = false;    // --encrypt: persistent comes back LUKS2 even if it was plain
+    bool dry_run = false;
+    // --config: cloud-config whose before-reset and after-reset stages run around the reset.
+    std::vector<std::string> config_files;
+    std::string tpm2_device, pcrs = "7", pcr_bank = "sha256";
+    std::function<void(const std::string&)> say;
+};
+
+struct ResetReport {
+    std::string device;
+    bool dry_run = false;
+    bool resumed = false;  // an interrupted reset was finished, with its own settings
+    bool oem_wiped = false;
+    std::string erased;  // how the old persistent data went: "crypto-erase", "discard", ...
+    std::string persistent_before;                 // what it held ("crypto_LUKS", "ext4", "" blank)
+    std::optional<Report::Encryption> encryption;  // persistent is LUKS2 again
+    [[nodiscard]] nlohmann::json to_json() const;
+    [[nodiscard]] std::string text() const;
+};
+
+[[nodiscard]] Result<ResetReport> reset(const ResetOptions& o);
+
+// Where a LUKS2 header keeps its secrets, from its first bytes: [0, 2 * hdr_size) the two
+// binary headers with their JSON areas, [2 * hdr_size, data_offset) the keyslots' key
+// material. Errc::not_found when `head` does not start with a LUKS2 header; Errc::parse when
+// its JSON area cannot be read.
+struct Luks2Areas {
+    uint64_t hdr_size = 0, data_offset = 0;
+};
+[[nodiscard]] Result<Luks2Areas> luks2_areas(std::string_view head);
+
+}  // namespace ballast::install
