@@ -46,14 +46,10 @@ Status make_vfat(const std::string& device, uint64_t offset, uint64_t size,
 Status make_ext4(const std::string& device, uint64_t offset, uint64_t size,
                  const std::string& label, const std::string& populate, bool lazy) {
     std::vector<std::string> argv = {
-        "mke2fs",
-        "-t",
-        "ext4",
-        "-F",
-        "-q",
-        "-L",
-        label,
-        "-E",
+        "mke2fs", "-t", "ext4",
+        // Twice: mke2fs's own check refuses a disk any partition of which is mounted; the
+        // callers check the byte range itself (disk::mounted_at), which is what matters here.
+        "-F", "-F", "-q", "-L", label, "-E",
         "offset=" + std::to_string(offset) +
             (lazy ? ",lazy_itable_init=1,lazy_journal_init=1,nodiscard" : "")};
     if (!populate.empty()) argv.insert(argv.end(), {"-d", populate});

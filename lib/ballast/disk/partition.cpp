@@ -86,24 +86,61 @@ Result<std::optional<std::string>> probe_content(const std::string& device, uint
     return std::optional<std::string>("unknown data");
 }
 
-Result<std::optional<std::string>> mounted_at(const std::string& device) {
+namespace {
+
+using DevNum = std::pair<unsigned, unsigned>;
+
+std::optional<DevNum> dev_of(const std::filesystem::path& sys) {
+    auto dev = read_file(sys / "dev", 64);
+    unsigned ma, mi;
+    if (dev && std::sscanf(dev->c_str(), "%u:%u", &ma, &mi) == 2) return DevNum{ma, mi};
+    return std::nullopt;
+}
+
+uint64_t sys_number(const std::filesystem::path& p) {
+    auto t = read_file(p, 64);
+    return t ? std::strtoull(t->c_str(), nullptr, 10) : 0;
+}
+
+// [a, a + n) and [b, b + m) share a byte; n or m 0: to the end.
+bool overlaps(uint64_t a, uint64_t n, uint64_t b, uint64_t m) {
+    return (m == 0 || a < b + m) && (n == 0 || b < a + n);
+}
+
+// `sys` (a /sys/dev/block node) and every device stacked on it (dm-crypt, ...).
+void add_with_holders(const std::filesystem::path& sys, std::vector<DevNum>& out, int depth = 0) {
+    auto d = dev_of(sys);
+    if (!d || depth > 8) return;
+    out.push_back(*d);
+    std::error_code ec;
+    for (const auto& h : std::filesystem::directory_iterator(sys / "holders", ec))
+        add_with_holders(std::filesystem::canonical(h.path(), ec), out, depth + 1);
+}
+
+}  // namespace
+
+Result<std::optional<std::string>> mounted_at(const std::string& device, uint64_t offset,
+                                              uint64_t size) {
     struct stat st {};
     if (::stat(device.c_str(), &st) < 0) return fail_errno(errno, device);
-    std::vector<std::pair<unsigned, unsigned>> devs;
+    std::vector<DevNum> devs;
+    std::error_code ec;
     if (S_ISBLK(st.st_mode)) {
-        devs.emplace_back(major(st.st_rdev), minor(st.st_rdev));
-        // Its partitions, from sysfs.
-        std::error_code ec;
-        auto sys = std::filesystem::path(
-            fmt::format("/sys/dev/block/{}:{}", major(st.st_rdev), minor(st.st_rdev)));
-        for (const auto& e : std::filesystem::directory_iterator(sys, ec)) {
-            auto dev = read_file(e.path() / "dev", 64);
-            unsigned ma, mi;
-            if (dev && std::sscanf(dev->c_str(), "%u:%u", &ma, &mi) == 2) devs.emplace_back(ma, mi);
-        }
+        const auto sys = std::filesystem::canonical(
+            fmt::format("/sys/dev/block/{}:{}", major(st.st_rdev), minor(st.st_rdev)), ec);
+        // The device itself, when it is mounted whole (or stacked on) ...
+        if (auto d = dev_of(sys)) devs.push_back(*d);
+        for (const auto& h : std::filesystem::directory_iterator(sys / "holders", ec))
+            add_with_holders(std::filesystem::canonical(h.path(), ec), devs);
+        // ... and its partitions that share a byte with the range (sysfs counts 512-byte
+        // sectors).
+        for (const auto& e : std::filesystem::directory_iterator(sys, ec))
+            if (std::filesystem::exists(e.path() / "partition") &&
+                overlaps(offset, size, sys_number(e.path() / "start") * 512,
+                         sys_number(e.path() / "size") * 512))
+                add_with_holders(e.path(), devs);
     } else {
-        // An image file: loop devices backed by it.
-        std::error_code ec;
+        // An image file: loop devices backed by it that share a byte with the range.
         auto real = std::filesystem::canonical(device, ec);
         for (const auto& e : std::filesystem::directory_iterator("/sys/block", ec)) {
             auto back = read_file(e.path() / "loop/backing_file", 4096);
@@ -111,10 +148,10 @@ Result<std::optional<std::string>> mounted_at(const std::string& device) {
             std::string b = *back;
             while (!b.empty() && b.back() == '\n')
                 b.pop_back();
-            if (b != real.string()) continue;
-            auto dev = read_file(e.path() / "dev", 64);
-            unsigned ma, mi;
-            if (dev && std::sscanf(dev->c_str(), "%u:%u", &ma, &mi) == 2) devs.emplace_back(ma, mi);
+            if (b != real.string() || !overlaps(offset, size, sys_number(e.path() / "loop/offset"),
+                                                sys_number(e.path() / "loop/sizelimit")))
+                continue;
+            add_with_holders(e.path(), devs);
         }
     }
     std::ifstream mi("/proc/self/mountinfo");

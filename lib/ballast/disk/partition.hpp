@@ -2,6 +2,7 @@
 // device or a regular image file, with no kernel partition support needed.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,8 +32,12 @@ struct PartitionInfo {
                                                                uint64_t offset = 0,
                                                                uint64_t size = 0);
 
-// Whether the device (or a partition of it, or for an image file a loop device backed by it)
-// is mounted; the mount point when it is.
-[[nodiscard]] Result<std::optional<std::string>> mounted_at(const std::string& device);
+// Whether the device (or a partition of it, or for an image file a loop device backed by it,
+// or anything stacked on those, like dm-crypt) is mounted; the mount point when it is. With a
+// range (`size` 0: to the end), only partitions and loop devices that share a byte with it
+// count, and the whole device mounted: a slot mounted from a disk does not make its persistent
+// partition busy.
+[[nodiscard]] Result<std::optional<std::string>> mounted_at(const std::string& device,
+                                                            uint64_t offset = 0, uint64_t size = 0);
 
 }  // namespace ballast::disk

@@ -154,12 +154,13 @@ Result<ResetReport> reset(const ResetOptions& o) {
         if (o.say) o.say(line);
     };
     if (o.device.empty()) return fail(Errc::invalid_argument, "no device: give --device");
-    // 1. The disk: a Ballast layout, nothing of it mounted, a boot state.
+    // 1. The disk: a Ballast layout, OEM and persistent not mounted, a boot state.
     const auto d = BALLAST_TRY(find_partitions(o.device));
-    if (auto m = BALLAST_TRY(disk::mounted_at(o.device)))
-        return fail(Errc::busy,
-                    "{} is in use: mounted at {} (reset a node from its recovery system)", o.device,
-                    *m);
+    // Only what the reset writes must be free: in the initramfs, the slot is mounted already.
+    for (const auto* p : {&d.oem, &d.persistent})
+        if (auto m = BALLAST_TRY(disk::mounted_at(o.device, p->start, p->size)))
+            return fail(Errc::busy, "{} is in use: its {} is mounted at {}", o.device, p->label,
+                        *m);
     auto disk_boot = BALLAST_TRY(boot::DiskBoot::open(o.device));
     auto state = BALLAST_TRY_CTX(disk_boot.control().load(!o.dry_run), "{}: boot state", o.device);
 
