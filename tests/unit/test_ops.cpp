@@ -284,11 +284,17 @@ class FakeMountIo final : public ops::MountIo {
     std::vector<std::string> calls;
     std::map<std::string, std::string> devices;  // path -> content ("" blank)
     Result<std::string> unlock_result = std::string("tpm2");
+    Result<std::optional<std::string>> reset_result = std::optional<std::string>();  // none
     bool stage_ok = true;
 
     bool wait_for(const std::string& path, std::chrono::milliseconds) override {
         calls.push_back("wait " + path);
         return devices.contains(path);
+    }
+    Result<std::optional<std::string>> finish_reset(const std::string& device) override {
+        if (reset_result && !*reset_result) return std::nullopt;
+        calls.push_back("finish reset on the disk of " + device);
+        return reset_result;
     }
     Result<std::optional<std::string>> probe(const std::string& device) override {
         calls.push_back("probe " + device);
@@ -377,6 +383,37 @@ TEST_CASE("ops mount: what goes wrong is reported, and the boot goes on", "[ops]
                         "  persistent from /dev/disk/by-partlabel/BALLAST_PERSISTENT blocked: "
                         "still locked: no recovery key opened it") != io.calls.end());
         CHECK(io.calls.back() == "stage initramfs");  // the node still comes up
+    }
+    SECTION("a pending reset is finished before persistent is unlocked") {
+        io.devices = {{"/dev/disk/by-partlabel/BALLAST_PERSISTENT", "crypto_LUKS"}};
+        io.reset_result = std::optional<std::string>("reset /dev/vda: ...");
+        auto r = ops::assemble_root(layout(), ms, false, io);
+        REQUIRE(r);
+        CHECK(io.calls[1] ==
+              "finish reset on the disk of /dev/disk/by-partlabel/BALLAST_PERSISTENT");
+        CHECK(io.calls[2] == "probe /dev/disk/by-partlabel/BALLAST_PERSISTENT");
+        CHECK(r->reset == "reset /dev/vda: ...");
+        CHECK(r->unlocked == "tpm2");
+        CHECK(r->ok());
+        CHECK(r->to_json()["reset"] == "reset /dev/vda: ...");
+    }
+    SECTION("a reset that does not finish: persistent is never mounted, the report says why") {
+        io.devices = {{"/dev/disk/by-partlabel/BALLAST_PERSISTENT", "crypto_LUKS"}};
+        io.reset_result =
+            fail(Errc::unavailable, "reset of an encrypted BALLAST_PERSISTENT needs a TPM2");
+        auto r = ops::assemble_root(layout(), ms, true, io);
+        REQUIRE(r);
+        CHECK(r->reset_error == "reset of an encrypted BALLAST_PERSISTENT needs a TPM2");
+        CHECK_FALSE(r->ok());
+        CHECK(std::none_of(io.calls.begin(), io.calls.end(), [](const std::string& c) {
+            return c.starts_with("unlock") || c.starts_with("probe");
+        }));
+        CHECK(std::find(io.calls.begin(), io.calls.end(),
+                        "  persistent from /dev/disk/by-partlabel/BALLAST_PERSISTENT blocked: a "
+                        "factory reset is pending and did not finish: reset of an encrypted "
+                        "BALLAST_PERSISTENT needs a TPM2") != io.calls.end());
+        CHECK(io.calls.back() == "stage initramfs");  // the node still comes up
+        CHECK(r->to_json()["reset_error"] == *r->reset_error);
     }
     SECTION("the device never appears") {
         ms.device_timeout = 3s;

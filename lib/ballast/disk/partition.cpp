@@ -168,4 +168,15 @@ Result<std::optional<std::string>> mounted_at(const std::string& device, uint64_
     return std::optional<std::string>();
 }
 
+Result<std::optional<std::string>> parent_disk(const std::string& device) {
+    struct stat st {};
+    if (::stat(device.c_str(), &st) < 0) return fail_errno(errno, device);
+    if (!S_ISBLK(st.st_mode)) return std::optional<std::string>();
+    std::error_code ec;
+    const auto sys = std::filesystem::canonical(
+        fmt::format("/sys/dev/block/{}:{}", major(st.st_rdev), minor(st.st_rdev)), ec);
+    if (ec || !std::filesystem::exists(sys / "partition")) return std::optional<std::string>();
+    return std::optional<std::string>("/dev/" + sys.parent_path().filename().string());
+}
+
 }  // namespace ballast::disk

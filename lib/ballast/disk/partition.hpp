@@ -40,4 +40,8 @@ struct PartitionInfo {
 [[nodiscard]] Result<std::optional<std::string>> mounted_at(const std::string& device,
                                                             uint64_t offset = 0, uint64_t size = 0);
 
+// The disk a partition device belongs to ("/dev/vda" for "/dev/vda5" or a link to it, through
+// sysfs); nullopt when `device` is not a partition.
+[[nodiscard]] Result<std::optional<std::string>> parent_disk(const std::string& device);
+
 }  // namespace ballast::disk

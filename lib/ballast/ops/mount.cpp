@@ -1,6 +1,8 @@
 #include "ballast/ops/mount.hpp"
 
+#include <fcntl.h>
 #include <sys/mount.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -10,9 +12,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include "ballast/boot/disk_boot.hpp"
 #include "ballast/core/atomic_file.hpp"
+#include "ballast/core/fd.hpp"
 #include "ballast/core/json.hpp"
 #include "ballast/disk/partition.hpp"
+#include "ballast/install/reset.hpp"
 #include "ballast/ops/unlock.hpp"
 #include "ballast/stages/format.hpp"
 #include "ballast/stages/runner.hpp"
@@ -55,6 +60,19 @@ class ApiMounts {
     std::vector<fs::path> done_;
 };
 
+// A recovery key made at boot goes to the console only: the initramfs's stderr ends in the
+// journal, which must never hold a secret.
+void show_recovery_key(const std::string& key) {
+    UniqueFd fd(::open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC));
+    const auto text = fmt::format(
+        "\nballast: the new recovery key of {} (shown once, write it down):\n\n    {}\n\n",
+        disk::kPersistentLabel, key);
+    if (!fd || ::write(fd.get(), text.data(), text.size()) != ssize_t(text.size()))
+        spdlog::warn(
+            "mount: the new recovery key could not be shown on the console; make another one "
+            "with agentctl encrypt recovery-key");
+}
+
 class SystemMountIo final : public MountIo {
   public:
     SystemMountIo(const NodeOptions& node, const RootPrefix& sysroot,
@@ -69,6 +87,36 @@ class SystemMountIo final : public MountIo {
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
         return true;
+    }
+    Result<std::optional<std::string>> finish_reset(const std::string& device) override {
+        auto disk_dev = BALLAST_TRY(disk::parent_disk(device));
+        if (!disk_dev) return std::nullopt;  // not on a partitioned disk: no boot state to ask
+        auto db = boot::DiskBoot::open(*disk_dev);
+        auto state = db ? db->control().load(false)
+                        : Result<boot::BootState>(std::unexpected(std::move(db.error())));
+        if (!state) {
+            // GRUB boots on its own defaults then; nothing says a reset is pending.
+            spdlog::warn("mount: the boot state of {}: {}", *disk_dev, state.error().what());
+            return std::nullopt;
+        }
+        if (!state->reset) return std::nullopt;
+        std::fprintf(stderr, "ballast: finishing the factory reset asked for on %s\n",
+                     disk_dev->c_str());
+        install::ResetOptions o;
+        o.device = *disk_dev;
+        o.tpm2_device = settings_.tpm.device;
+        o.pcrs = settings_.tpm.pcrs;
+        o.pcr_bank = settings_.tpm.pcr_bank;
+        o.say = [](const std::string& line) {
+            std::fprintf(stderr, "ballast: reset: %s\n", line.c_str());
+        };
+        auto rep = BALLAST_TRY(install::reset(o));
+        if (rep.encryption && !rep.encryption->recovery_key.empty())
+            show_recovery_key(rep.encryption->recovery_key);
+        auto text = rep.text();
+        while (!text.empty() && text.back() == '\n')
+            text.pop_back();
+        return text;
     }
     Result<std::optional<std::string>> probe(const std::string& device) override {
         return disk::probe_content(device);
@@ -112,13 +160,15 @@ class SystemMountIo final : public MountIo {
 }  // namespace
 
 bool MountReport::ok() const {
-    return mounts.ok() && stages_ok && !unlock_error && !config_error;
+    return mounts.ok() && stages_ok && !unlock_error && !config_error && !reset_error;
 }
 
 nlohmann::json MountReport::to_json() const {
     auto out = mounts.to_json();
     if (unlocked) out["unlocked"] = *unlocked;
     if (unlock_error) out["unlock_error"] = *unlock_error;
+    if (reset) out["reset"] = *reset;
+    if (reset_error) out["reset_error"] = *reset_error;
     if (config_error) out["config_error"] = *config_error;
     out["stages_ok"] = stages_ok;
     out["ok"] = ok();
@@ -150,14 +200,21 @@ Result<MountReport> assemble_root(mount::Layout layout, const mount::Settings& s
     if (!io.wait_for(device, settings.device_timeout)) {
         blocked = fmt::format("{} did not appear within {} s", device,
                               settings.device_timeout.count() / 1000);
-    } else if (auto content = io.probe(device); content && *content == "crypto_LUKS") {
-        const std::string name(kPersistentMapperName);
-        if (auto method = io.unlock(device, name)) {
-            rep.unlocked = *method;
-            device = "/dev/mapper/" + name;
-        } else {
-            blocked = "still locked: " + method.error().what();
-            rep.unlock_error = method.error().what();
+    } else if (auto reset = io.finish_reset(device); !reset) {
+        // A half-reset partition is never mounted: the node comes up on a tmpfs, and says why.
+        rep.reset_error = reset.error().what();
+        blocked = "a factory reset is pending and did not finish: " + *rep.reset_error;
+    } else {
+        rep.reset = *reset;
+        if (auto content = io.probe(device); content && *content == "crypto_LUKS") {
+            const std::string name(kPersistentMapperName);
+            if (auto method = io.unlock(device, name)) {
+                rep.unlocked = *method;
+                device = "/dev/mapper/" + name;
+            } else {
+                blocked = "still locked: " + method.error().what();
+                rep.unlock_error = method.error().what();
+            }
         }
     }
     // OEM is optional, but a link udev makes a moment late must not cost the node its config.

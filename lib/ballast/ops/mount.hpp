@@ -1,8 +1,9 @@
 // The initramfs's assembly of the immutable root (ballast-agent mount): wait for the persistent
-// device, unlock it when it is LUKS, mount the storage, run the rootfs stage, mount the node's
-// paths, run the initramfs stage chrooted into the result. Whatever goes wrong, the boot goes
-// on: each failure is in the report (and on the console), the mount layer puts a tmpfs where
-// persistent storage could not go. The order is assemble_root() over MountIo, which tests fake.
+// device, finish a factory reset that was asked for or cut, unlock it when it is LUKS, mount the
+// storage, run the rootfs stage, mount the node's paths, run the initramfs stage chrooted into the
+// result. Whatever goes wrong, the boot goes on: each failure is in the report (and on the
+// console), the mount layer puts a tmpfs where persistent storage could not go. The order is
+// assemble_root() over MountIo, which tests fake.
 #pragma once
 
 #include <chrono>
@@ -27,6 +28,8 @@ struct MountRequest {
 
 struct MountReport {
     mount::Report mounts;
+    std::optional<std::string> reset;         // a pending factory reset was finished: what it did
+    std::optional<std::string> reset_error;   // ... or not: persistent is not mounted, why
     std::optional<std::string> unlocked;      // the method that opened persistent
     std::optional<std::string> unlock_error;  // persistent stays locked: why
     std::optional<std::string> config_error;  // agent.yaml did not load: defaults were used
@@ -42,6 +45,10 @@ class MountIo {
     // Whether `path` exists within `timeout` (udev makes by-partlabel links a moment late).
     [[nodiscard]] virtual bool wait_for(const std::string& path,
                                         std::chrono::milliseconds timeout) = 0;
+    // Finishes a factory reset the boot state of the disk holding `device` asks for
+    // (install/reset.hpp); what it did, nullopt when none is pending.
+    [[nodiscard]] virtual Result<std::optional<std::string>> finish_reset(
+        const std::string& device) = 0;
     // What the device holds (libblkid's name: "crypto_LUKS", "ext4"); nullopt when blank.
     [[nodiscard]] virtual Result<std::optional<std::string>> probe(const std::string& device) = 0;
     // Opens `device` as /dev/mapper/`name`; the method that opened it.
