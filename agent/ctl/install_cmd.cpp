@@ -32,6 +32,30 @@ int print_report(const GlobalOptions& g, const config::AgentSettings& settings, 
     return kExitOk;
 }
 
+// The running node cannot wipe what it has mounted: the daemon stores the request, and the
+// initramfs does the reset at the next boot.
+int reset_this_node(const GlobalOptions& g, const install::ResetOptions& o, bool no_reboot) {
+    for (auto [set, flag] :
+         {std::pair{!o.config_files.empty(), "--config"},
+          std::pair{!o.tpm2_device.empty(), "--tpm2-device"}, std::pair{o.dry_run, "--dry-run"}})
+        if (set)
+            return report_error(Error(Errc::invalid_argument,
+                                      fmt::format("{} needs --device (a disk reset now); this "
+                                                  "node's reset happens at its next boot",
+                                                  flag)));
+    auto client = connect_agent(g);
+    if (!client) return report_error(client.error());
+    auto what = client->call_string(
+        "Reset", {}, {{"ResetOem", o.reset_oem}, {"Encrypt", o.encrypt}, {"NoReboot", no_reboot}});
+    if (!what) return report_error(what.error());
+    if (g.json)
+        print_json({{"reset", *what}, {"reboot", !no_reboot}});
+    else
+        std::printf("factory reset: %s wiped at the next boot; %s\n", what->c_str(),
+                    no_reboot ? "reboot when ready" : "rebooting");
+    return kExitOk;
+}
+
 std::function<void(const std::string&)> progress(const GlobalOptions& g) {
     if (g.json) return {};
     return [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
@@ -61,7 +85,11 @@ int cmd_install(const GlobalOptions& g, install::Options o) {
     return kExitOk;
 }
 
-int cmd_reset(const GlobalOptions& g, install::ResetOptions o) {
+int cmd_reset(const GlobalOptions& g, install::ResetOptions o, bool no_reboot) {
+    if (o.device.empty()) return reset_this_node(g, o, no_reboot);
+    if (no_reboot)
+        return report_error(Error(Errc::invalid_argument,
+                                  "--no-reboot is for this node's reset; --device resets now"));
     o.say = progress(g);
     auto settings = agent_settings(g);
     if (!settings) return report_error(settings.error());

@@ -212,23 +212,32 @@ void add_install_command(CLI::App& app, const GlobalOptions& g, Action& action) 
 }
 
 void add_reset_command(CLI::App& app, const GlobalOptions& g, Action& action) {
-    auto o = options<ballast::install::ResetOptions>();
+    struct Opts {
+        ballast::install::ResetOptions reset;
+        bool no_reboot = false;
+    };
+    auto o = options<Opts>();
+    auto& r = o->reset;
     auto* reset = app.add_subcommand(
-        "reset",
-        "Give a Ballast disk not in use (from recovery, or an image file) its factory state");
-    reset->add_option("--device", o->device, "Block device or image file")->required();
-    reset->add_flag("--reset-oem", o->reset_oem, "Wipe the OEM partition (its cloud-config) too");
-    reset->add_flag("--encrypt", o->encrypt,
+        "reset", "Factory reset: this node at its next boot, or a disk not in use (--device)");
+    reset->add_option("--device", r.device,
+                      "A disk not in use (from recovery, or an image file), reset now");
+    reset->add_flag("--reset-oem", r.reset_oem, "Wipe the OEM partition (its cloud-config) too");
+    reset->add_flag("--encrypt", r.encrypt,
                     "Make persistent LUKS2 (sealed to the TPM) even if it was plain");
+    reset->add_flag("--no-reboot", o->no_reboot,
+                    "This node: reset at the next boot, whenever that is (no reboot now)");
     reset
-        ->add_option("--config", o->config_files,
-                     "Cloud-config whose before-reset and after-reset stages run (repeatable)")
+        ->add_option("--config", r.config_files,
+                     "--device: cloud-config whose before-reset and after-reset stages run "
+                     "(repeatable)")
         ->check(CLI::ExistingFile);
-    reset->add_option("--tpm2-device", o->tpm2_device,
-                      "TPM for an encrypted persistent partition, as a TCTI (default: agent.yaml "
-                      "tpm.device, else /dev/tpmrm0)");
-    reset->add_flag("--dry-run", o->dry_run, "Check everything and print the plan; write nothing");
-    reset->callback([&, o] { action = [&, o] { return cmd_reset(g, *o); }; });
+    reset->add_option("--tpm2-device", r.tpm2_device,
+                      "--device: TPM for an encrypted persistent partition, as a TCTI (default: "
+                      "agent.yaml tpm.device, else /dev/tpmrm0)");
+    reset->add_flag("--dry-run", r.dry_run,
+                    "--device: check everything and print the plan; write nothing");
+    reset->callback([&, o] { action = [&, o] { return cmd_reset(g, o->reset, o->no_reboot); }; });
 }
 
 void add_stage_commands(CLI::App& app, const GlobalOptions& g, Action& action) {

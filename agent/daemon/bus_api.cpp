@@ -202,6 +202,18 @@ int method_rollback(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) 
     return sd_bus_reply_method_return(m, "s", to->c_str());
 }
 
+// Reset(a{sv} options) -> s what. Options: ResetOem, Encrypt, NoReboot (b). The reset itself
+// happens at the next boot, before persistent is mounted.
+int method_reset(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
+    if (int r = require_root(m, ret_error); r < 0) return r;
+    auto flags = read_flags(m, {"ResetOem", "Encrypt", "NoReboot"});
+    if (!flags) return invalid_args(ret_error, flags.error());
+    auto what =
+        daemon_of(userdata).reset((*flags)["ResetOem"], (*flags)["Encrypt"], !(*flags)["NoReboot"]);
+    if (!what) return reply_error(ret_error, what.error());
+    return sd_bus_reply_method_return(m, "s", what->c_str());
+}
+
 const sd_bus_vtable kVtable[] = {
     SD_BUS_VTABLE_START(0),
     SD_BUS_PROPERTY("Version", "s", Guarded<get_string>::call, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -235,6 +247,8 @@ const sd_bus_vtable kVtable[] = {
                             Guarded<method_mark_bad>::call, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("Rollback", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("s", slot),
                             Guarded<method_rollback>::call, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("Reset", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("s", what),
+                            Guarded<method_reset>::call, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_SIGNAL_WITH_ARGS(
         "Progress",
         SD_BUS_ARGS("s", phase, "d", percent, "t", bytes, "t", total, "d", rate, "d", eta_seconds),

@@ -68,6 +68,8 @@ class Daemon {
     // runs. Each returns the slot acted on.
     [[nodiscard]] Result<std::string> mark_slot(bool good, const std::string& slot);
     [[nodiscard]] Result<std::string> rollback(bool reboot);
+    // A factory reset at the next boot; what it wipes ("persistent" or "persistent and OEM").
+    [[nodiscard]] Result<std::string> reset(bool oem, bool encrypt, bool reboot);
     // Phase, Percent, Bytes, Total, Rate (bytes/s), EtaSeconds of the running upgrade; empty
     // when none runs.
     [[nodiscard]] const nlohmann::json& progress() const { return progress_; }

@@ -173,6 +173,29 @@ Result<std::string> Daemon::rollback(bool reboot) {
     return std::string(ops::name(*to));
 }
 
+Result<std::string> Daemon::reset(bool oem, bool encrypt, bool reboot) {
+    if (jobs_.busy())
+        return fail(Errc::busy, "busy: '{}' is running; try again when it has finished",
+                    jobs_.operation());
+    if (disk_.empty()) return fail(Errc::unavailable, "no Ballast disk");
+    ops::ResetAsk ask{.oem = oem,
+                      .encrypt = encrypt,
+                      .tpm2_device = settings_.tpm.device,
+                      .pcrs = settings_.tpm.pcrs,
+                      .pcr_bank = settings_.tpm.pcr_bank};
+    auto req = ops::request_reset(slots_env(), ask);
+    if (!req) return std::unexpected(std::move(req.error()).context("reset"));
+    const std::string what = req->oem ? "persistent and OEM" : "persistent";
+    const std::string msg = fmt::format("factory reset requested: {} wiped at the next boot{}",
+                                        what, req->encrypted ? ", persistent encrypted anew" : "");
+    spdlog::warn("{}", msg);
+    if (reboot)
+        reboot_or_flag(msg);
+    else
+        reboot_required_ = true;
+    return what;
+}
+
 void Daemon::reboot_or_flag(const std::string& why) {
     reboot_required_ = true;
     if (!opts_.node.root.is_host_root() || !systemd::running()) {

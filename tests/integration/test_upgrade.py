@@ -313,6 +313,48 @@ def test_non_root_callers_are_denied(node, bundles, nobody_ctl):
     assert node.env_files() == before
 
 
+def test_factory_reset_of_the_running_node(node, nobody_ctl):
+    """agentctl reset with no --device: the daemon stores the request in the boot state (root
+    only), GRUB keeps it, and what the initramfs runs at the next boot (install::reset on the
+    disk, played here as agentctl reset --device) finishes it with the request's settings."""
+    node.start("A")
+    start, _ = node.part["BALLAST_PERSISTENT"]
+    at = f"{node.disk}?offset={start}"
+    (node.tmp / "data").write_text("old\n")
+    run_ok(["debugfs", "-w", "-R", f"write {node.tmp / 'data'} data.txt", at])
+    before = node.env_files()
+    r = node.ctl("reset", "--no-reboot", nobody=True, ctl_path=nobody_ctl)
+    assert r.returncode == 4 and "needs root" in r.stderr, r.stderr
+    r = node.ctl("reset", "--dry-run")
+    assert r.returncode == 1 and "--dry-run needs --device" in r.stderr, r.stderr
+    r = subprocess.run(["busctl", f"--address={node.agent.bus.address}", "call", "org.ballast.Agent1",
+                        "/org/ballast/Agent1", "org.ballast.Agent1", "Reset", "a{sv}", "1", "ResetOEM", "b",
+                        "true"], capture_output=True, text=True)
+    assert r.returncode != 0 and "ResetOEM" in r.stderr
+    assert node.env_files() == before
+    r = node.ctl("--json", "reset", "--reset-oem", "--no-reboot")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"reset": "persistent and OEM", "reboot": False}
+    st = node.status()
+    assert st["ResetPending"] and st["ResetOem"] and st["RebootRequired"]
+    assert "Factory reset pending: persistent and OEM wiped at the next boot" in node.ctl("status").stdout
+    vars1 = dict(grubsim.env_parse(node.env_files()[ENVS[0]]))
+    assert vars1["ballast_reset"] == "2" and vars1["ballast_A_ok"] == "1"
+    # Asked again (without OEM): the pending request stands as it is.
+    assert json.loads(node.ctl("--json", "reset", "--no-reboot").stdout)["reset"] == "persistent and OEM"
+    # The next boot.
+    node.stop()
+    r = ctl(node.bins, None, "--json", "reset", "--device", str(node.disk))
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["resumed"] and rep["oem_wiped"]
+    assert node.boot() == "A"
+    st = node.status()
+    assert "ResetPending" not in st and st["Slots"][0]["State"] == "good"
+    assert "File not found" in subprocess.run(["debugfs", "-R", "stat /data.txt", at], capture_output=True,
+                                              text=True).stderr
+
+
 def test_stages_around_the_upgrade_and_busy(node, bundles):
     # The before-upgrade stage holds the job for a while: other mutating calls are refused.
     # Commands run chrooted into the node root: give it a shell and the tools used.

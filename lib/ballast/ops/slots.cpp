@@ -1,6 +1,8 @@
 #include "ballast/ops/slots.hpp"
 
 #include "ballast/boot/disk_boot.hpp"
+#include "ballast/disk/partition.hpp"
+#include "ballast/install/installer.hpp"
 #include "ballast/system/http.hpp"
 #include "ballast/update/slot_admin.hpp"
 #include "ballast/update/upgrade.hpp"
@@ -70,6 +72,27 @@ Result<boot::Slot> rollback(const SlotsEnv& env) {
     return update::rollback({&db.control(), env.booted, env.state_dir});
 }
 
+Result<boot::ResetRequest> request_reset(const SlotsEnv& env, const ResetAsk& ask) {
+    auto db = BALLAST_TRY(open_boot(env));
+    auto state = BALLAST_TRY(db.control().load(true));
+    if (state.reset) return *state.reset;
+    const auto parts = BALLAST_TRY(disk::read_partitions(env.disk));
+    const auto persistent = disk::find_label(parts, disk::kPersistentLabel);
+    if (!persistent)
+        return fail(Errc::invalid_argument, "{}: no {} partition", env.disk,
+                    disk::kPersistentLabel);
+    const auto content =
+        BALLAST_TRY(disk::probe_content(env.disk, persistent->start, persistent->size));
+    boot::ResetRequest req{.oem = ask.oem, .encrypted = ask.encrypt || content == "crypto_LUKS"};
+    if (req.encrypted)
+        (void)BALLAST_TRY(install::open_sealing(
+            ask.tpm2_device, ask.pcrs, ask.pcr_bank,
+            fmt::format("reset of an encrypted {} needs a TPM2", disk::kPersistentLabel)));
+    state.reset = req;
+    BALLAST_TRY(db.control().save(state));
+    return req;
+}
+
 void add_slots_status(const SlotsEnv& env, nlohmann::json& s) {
     if (env.disk.empty()) return;
     auto db = boot::DiskBoot::open(env.disk);
@@ -79,6 +102,10 @@ void add_slots_status(const SlotsEnv& env, nlohmann::json& s) {
         return;
     }
     s["Slots"] = boot::slots_json(*st, env.booted);
+    if (st->reset) {
+        s["ResetPending"] = true;
+        s["ResetOem"] = st->reset->oem;
+    }
     s["PrimarySlot"] = std::string(boot::name(st->primary()));
 }
 

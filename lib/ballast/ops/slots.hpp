@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ballast/boot/slot.hpp"
+#include "ballast/boot/state.hpp"
 #include "ballast/core/result.hpp"
 #include "ballast/update/journal.hpp"
 #include "ballast/update/outcome.hpp"
@@ -57,8 +58,19 @@ struct SettleAction {
                                       std::optional<boot::Slot> slot);
 [[nodiscard]] Result<boot::Slot> rollback(const SlotsEnv& env);
 
-// GetStatus: Slots and PrimarySlot (or BootControlError); Upgrade (the journal, credentials
-// redacted) or UpgradeJournalError; RefusedVersions.
+// The operator's factory reset of the running node: the request goes into the boot state (one
+// write), and the initramfs finishes it at the next boot before persistent is mounted
+// (ops/mount.hpp, install/reset.hpp). An encrypted persistent partition must be sealed to a
+// TPM again then: the TPM is opened now, so that a node without one is refused here rather
+// than coming up without its persistent partition. A reset already pending is returned as it is.
+struct ResetAsk {
+    bool oem = false, encrypt = false;
+    std::string tpm2_device, pcrs = "7", pcr_bank = "sha256";
+};
+[[nodiscard]] Result<boot::ResetRequest> request_reset(const SlotsEnv& env, const ResetAsk& ask);
+
+// GetStatus: Slots and PrimarySlot (or BootControlError), ResetPending (with ResetOem when so);
+// Upgrade (the journal, credentials redacted) or UpgradeJournalError; RefusedVersions.
 void add_slots_status(const SlotsEnv& env, nlohmann::json& status);
 void add_journal_status(const std::filesystem::path& state_dir, nlohmann::json& status);
 
