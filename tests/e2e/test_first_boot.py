@@ -2,7 +2,11 @@
 read-only slot, /etc changes and the persistent paths survive a reboot, /var and /tmp do not,
 and the node made its own SSH host keys and machine id once. The first boot is the one the saved
 node made (conftest.py, booted: a fresh copy of the image's disk, booted once and saved); this
-resumes it and checks what that boot did, then reboots it for real."""
+resumes it and checks what that boot did, then reboots it for real. Then (issue 20) a factory
+reset asked for on the running node: the initramfs wipes persistent at the next boot, and the
+node comes back as a fresh one with its OEM config."""
+
+import json
 
 STATE = ("cat /etc/hostname; cat /etc/machine-id; ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | "
          "cut -d' ' -f2; cat /etc/e2e-etc /var/lib/rancher/e2e /root/e2e /var/log/e2e 2>&1; "
@@ -36,3 +40,33 @@ def test_first_boot_applies_oem_and_keeps_persistent_state(vm, booted):
     assert len(after[1]) == 32 and after[2].startswith("SHA256:")
     assert after[7:] == ["ls: cannot access '/var/e2e-ram': No such file or directory",
                          "ls: cannot access '/tmp/e2e-ram': No such file or directory"], after
+
+
+def test_factory_reset_from_the_running_node(vm, booted):
+    """The daemon stores the request and reboots; the initramfs erases and remakes persistent
+    before mounting it (mke2fs in the initramfs); OEM is kept. Costs one boot."""
+    vm.resume(booted)
+    vm.ssh("echo etc > /etc/e2e-etc && echo k3s > /var/lib/rancher/e2e && echo home > /root/e2e && sync")
+    before = vm.ssh(STATE, check=False).stdout.splitlines()
+    assert before[3:6] == ["etc", "k3s", "home"], before
+    slots = vm.slots()
+    r = vm.ssh("agentctl reset", check=False, timeout=60)
+    assert r.returncode in (0, 255), r.stdout + r.stderr  # 255: ssh cut by the reboot
+    m = vm.wait_boot()
+    vm.wait_ssh()
+    assert m["mount"] == "ok" and m["failed"] == "none" and m["persistent"] == "ext4", (m, vm.tail())
+    report = json.loads(vm.ssh("cat /run/ballast/mount.json").stdout)
+    assert "BALLAST_PERSISTENT erased" in report.get("reset", ""), report
+    after = vm.ssh(STATE, check=False).stdout.splitlines()
+    # OEM kept: its hostname again. /etc and the persistent paths: gone, and the machine id and
+    # SSH host key made anew, as on a first boot.
+    assert after[0] == "ballast-demo", after
+    assert after[1] != before[1] and len(after[1]) == 32, (before, after)
+    assert after[2] != before[2] and after[2].startswith("SHA256:"), (before, after)
+    assert after[3:6] == ["cat: /etc/e2e-etc: No such file or directory",
+                          "cat: /var/lib/rancher/e2e: No such file or directory",
+                          "cat: /root/e2e: No such file or directory"], after
+    st = vm.status()
+    assert "ResetPending" not in st, st
+    assert {k: (v["State"], v["Version"]) for k, v in vm.slots().items()} == \
+        {k: (v["State"], v["Version"]) for k, v in slots.items()}

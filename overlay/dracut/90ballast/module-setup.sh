@@ -1,7 +1,7 @@
 #!/bin/bash
 # dracut module "ballast": the immutable root. After the initramfs has mounted the slot read-only
-# on /sysroot, ballast-mount.service runs `ballast-agent mount` (man ballast-agent(8)): unlock
-# and mount BALLAST_PERSISTENT, the /etc and /var overlays, /tmp, /oem, the persistent paths,
+# on /sysroot, ballast-mount.service runs `ballast-agent mount` (man ballast-agent(8)): finish a
+# pending factory reset, unlock and mount BALLAST_PERSISTENT, the /etc and /var overlays, /tmp, /oem, the persistent paths,
 # and the rootfs and initramfs cloud-config stages.
 # dracut sources this file and sets moddir, initdir, systemdsystemunitdir and SYSTEMCTL.
 # shellcheck disable=SC2154
@@ -27,7 +27,10 @@ installkernel() {
 }
 
 install() {
-    inst_multiple ballast-agent cp chroot e2fsck
+    # mke2fs: a factory reset asked for on the running node is finished here, before persistent
+    # is mounted (install/reset.hpp), and makes persistent (and OEM) anew.
+    inst_multiple ballast-agent cp chroot e2fsck mke2fs
+    inst_simple /etc/mke2fs.conf
     # Loaded with dlopen() by ballast-agent, so dracut cannot find them through ldd itself:
     # libcrypto (signatures, TPM sessions), libcryptsetup and tpm2-tss (unlock), and what they
     # link (dracut does not follow a library's own dependencies here: libcryptsetup's
