@@ -48,6 +48,7 @@ def test_deb_contains_units_policy_man_pages(deb_root):
               "/lib/systemd/system/ballast-stage@boot.service.d/10-order.conf",
               "/lib/systemd/system/sysinit.target.wants/ballast-stage@fs.service",
               "/lib/systemd/system/multi-user.target.wants/ballast-stage@network.service",
+              "/lib/systemd/system/multi-user.target.wants/ballast-stage@after-reset.service",
               "/lib/systemd/system/ballast-health.service",
               "/lib/systemd/system/multi-user.target.wants/ballast-health.service",
               "/lib/systemd/system/boot-complete.target.requires/ballast-health.service",
@@ -153,7 +154,7 @@ def test_stage_units_verify(bins, world_tmp):
     template = (build_dir() / "units" / "ballast-stage@.service").read_text()
     assert "Type=oneshot" in template and "DefaultDependencies=no" in template
     names = []
-    for stage in ("fs", "boot", "network"):
+    for stage in ("fs", "boot", "network", "after-reset"):
         unit = world_tmp / f"ballast-stage@{stage}.service"
         unit.write_text(template.replace("ExecStart=" + template.split("ExecStart=")[1].split("\n")[0],
                                          f"ExecStart={bins['agent']} stage %i"))
@@ -167,6 +168,8 @@ def test_stage_units_verify(bins, world_tmp):
     assert "Before=sysinit.target" in order["fs"] and "After=local-fs.target" in order["fs"]
     assert "Before=getty.target" in order["boot"]
     assert "After=network-online.target" in order["network"]
+    after_reset = (TOP / "units" / "stage-after-reset.d" / "10-order.conf").read_text()
+    assert "ConditionPathExists=/run/ballast/reset-finished" in after_reset
 
 
 def test_tmpfiles_create_state_dirs(world_tmp):

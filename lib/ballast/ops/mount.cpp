@@ -251,6 +251,10 @@ Result<MountReport> mount_root(const NodeOptions& node, const MountRequest& req,
     const auto layout = layout_of(req, ms.settings);
     auto rep = BALLAST_TRY(assemble_root(layout, ms.settings.mount, req.stages, io));
     rep.config_error = ms.error;
+    // The after-reset stage's unit runs at this boot only (units/stage-after-reset.d).
+    if (rep.reset)
+        if (auto st = write_file_atomic(layout.run_dir / "reset-finished", *rep.reset + "\n"); !st)
+            spdlog::warn("mount: mark the finished reset: {}", st.error().what());
     if (auto st =
             write_file_atomic(layout.run_dir / "mount.json", json_text(rep.to_json(), 2) + "\n");
         !st)
