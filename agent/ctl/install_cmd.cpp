@@ -98,7 +98,10 @@ int cmd_reset(const GlobalOptions& g, install::ResetOptions o, bool no_reboot) {
     o.pcr_bank = settings->tpm.pcr_bank;
     auto rep = install::reset(o);
     if (!rep) return report_error(rep.error());
-    return print_report(g, *settings, *rep);
+    if (int rc = print_report(g, *settings, *rep); rc != kExitOk) return rc;
+    if (rep->stage_error)
+        return report_error(Error(Errc::failed, "after-reset stage: " + *rep->stage_error));
+    return kExitOk;
 }
 
 }  // namespace ballast::ctl

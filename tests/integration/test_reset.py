@@ -3,6 +3,7 @@ made anew, OEM kept or wiped, the slots and boot state kept, the old key useless
 step finished by the next run, and every refusal writing nothing."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -111,6 +112,12 @@ def test_reset_of_a_plain_persistent_partition(bins, signing_pki, images, tmp_pa
     fs = run_ok(["dumpe2fs", "-h", d.at("BALLAST_PERSISTENT")]).stdout
     assert "volume name:   BALLAST_PERSISTE\n" in fs
 
+    # A failing after-reset stage fails the command, after the reset and its report.
+    cfg.write_text("#cloud-config\nstages:\n  after-reset:\n    - commands: ['exit 3']\n")
+    r = ctl(bins, None, "reset", "--device", str(d.path), "--config", str(cfg))
+    assert r.returncode == 1 and "after-reset stage" in r.stderr and "made anew as ext4" in r.stdout, r.stderr
+    assert d.boot_vars()["ballast_reset"] == "0"
+
     # --reset-oem: OEM's cloud-config goes too.
     r = reset(bins, d, "--reset-oem")
     assert r.returncode == 0 and json.loads(r.stdout)["oem_wiped"], r.stderr
@@ -124,8 +131,10 @@ def test_reset_refusals_write_nothing(bins, signing_pki, images, tmp_path):
     r = ctl(bins, None, "reset", "--device", str(blank))
     assert r.returncode == 1 and "no BALLAST_OEM partition: not a Ballast disk" in r.stderr, r.stderr
     assert blank.read_bytes() == b"\0" * (64 * MiB)
-    r = ctl(bins, None, "reset")
-    assert r.returncode != 0 and "--device is required" in r.stderr
+    # Without --device the daemon is asked (tests/integration/test_upgrade.py): what only a
+    # disk reset takes is refused before any bus call.
+    r = ctl(bins, None, "reset", "--dry-run")
+    assert r.returncode == 1 and "--dry-run needs --device" in r.stderr, r.stderr
     d, _ = install(bins, signing_pki, images, tmp_path)
     whole = d.path.read_bytes()
     # Encryption asked for, no TPM: refused before anything is written.
@@ -153,16 +162,22 @@ def test_reset_mounted_disk_is_refused(bins, signing_pki, images, tmp_path):
         start, size = d.parts[label]
         run_ok(["mount", "-t", fstype, "-o", f"loop,ro,offset={start},sizelimit={size}", str(d.path), str(mnt)])
 
-    for label in ("BALLAST_OEM", "BALLAST_PERSISTENT"):
+    # OEM counts only when it is to be wiped.
+    for label, args in (("BALLAST_OEM", ["--reset-oem"]), ("BALLAST_PERSISTENT", [])):
         mounted(label)
         try:
             whole = d.path.read_bytes()
-            r = reset(bins, d)
+            r = reset(bins, d, *args)
             assert r.returncode == 1 and f"is in use: its {label} is mounted at {mnt}" in r.stderr, r.stderr
             assert d.path.read_bytes() == whole
         finally:
             subprocess.run(["umount", str(mnt)], check=True)
-    # The running slot mounted (as in the initramfs) does not stop it.
+    # The running slot mounted (as in the initramfs) does not stop it, nor a kept OEM.
+    mounted("BALLAST_OEM")
+    try:
+        assert reset(bins, d).returncode == 0
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
     mounted("BALLAST_A", "squashfs")
     try:
         r = reset(bins, d)
@@ -231,7 +246,13 @@ def test_reset_crypto_erases_an_encrypted_partition_and_survives_a_kill_at_each_
         rep = json.loads(r.stdout)
         assert not rep["resumed"] and rep["erased"].startswith("crypto-erase")
         assert rep["persistent_before"] == "crypto_LUKS" and not rep["oem_wiped"]
-        check_new(rep, old_keys)
-        assert rep["encryption"]["recovery_key"] not in r.stderr
+        old_keys.append(check_new(rep, old_keys))
+        # Without --json: progress on stderr, the key on stdout only (and once).
+        r = ctl(bins, None, "reset", "--device", str(d.path), *args)
+        assert r.returncode == 0 and "destroying every keyslot" in r.stderr, r.stderr
+        key = [k for k in r.stdout.split() if len(k) == 71 and k.count("-") == 7]
+        assert len(key) == 1 and key[0] not in r.stderr, r.stdout
+        uuid = re.search(r"BALLAST_PERSISTENT is LUKS2 (\S+),", r.stdout)[1]
+        check_new({"encryption": {"recovery_key": key[0], "luks_uuid": uuid}}, old_keys)
     finally:
         tpm.stop()

@@ -176,6 +176,11 @@ def test_upgrade_commit_failed_health_fallback_and_rollback(node, bundles):
     # Boot B; the health check passes: committed.
     assert node.boot() == "B"
     assert node.slots()["B"]["State"] == "trial"
+    # No factory reset while B may still fall back (to an initramfs that may predate resets).
+    before = node.env_files()
+    r = node.ctl("reset", "--no-reboot")
+    assert r.returncode == 1 and "slot B is on trial" in r.stderr, r.stderr
+    assert node.env_files() == before
     r = node.ctl("health", "--no-reboot", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
     rep = json.loads(r.stdout)
@@ -316,7 +321,8 @@ def test_non_root_callers_are_denied(node, bundles, nobody_ctl):
 def test_factory_reset_of_the_running_node(node, nobody_ctl):
     """agentctl reset with no --device: the daemon stores the request in the boot state (root
     only), GRUB keeps it, and what the initramfs runs at the next boot (install::reset on the
-    disk, played here as agentctl reset --device) finishes it with the request's settings."""
+    disk, played here as agentctl reset --device; the initramfs itself in tests/e2e) finishes it
+    with the request's settings. A slot on trial refuses it."""
     node.start("A")
     start, _ = node.part["BALLAST_PERSISTENT"]
     at = f"{node.disk}?offset={start}"
@@ -342,7 +348,9 @@ def test_factory_reset_of_the_running_node(node, nobody_ctl):
     assert vars1["ballast_reset"] == "2" and vars1["ballast_A_ok"] == "1"
     # Asked again (without OEM): the pending request stands as it is.
     assert json.loads(node.ctl("--json", "reset", "--no-reboot").stdout)["reset"] == "persistent and OEM"
-    # The next boot.
+    # GRUB keeps the request through a boot (the agent's own reset waits for the initramfs).
+    assert node.boot() == "A" and node.status()["ResetPending"]
+    # The next boot's initramfs runs install::reset on the disk: played here by --device.
     node.stop()
     r = ctl(node.bins, None, "--json", "reset", "--device", str(node.disk))
     assert r.returncode == 0, r.stderr

@@ -285,6 +285,7 @@ class FakeMountIo final : public ops::MountIo {
     std::map<std::string, std::string> devices;  // path -> content ("" blank)
     Result<std::string> unlock_result = std::string("tpm2");
     Result<std::optional<std::string>> reset_result = std::optional<std::string>();  // none
+    bool oem_blocked = false;
     bool stage_ok = true;
 
     bool wait_for(const std::string& path, std::chrono::milliseconds) override {
@@ -314,6 +315,9 @@ class FakeMountIo final : public ops::MountIo {
             calls.push_back("  persistent from " + first.source +
                             (first.blocked.empty() ? "" : " blocked: " + first.blocked));
             report.persistent = first.blocked.empty();
+            for (const auto& st : steps)
+                if (st.source == "/dev/disk/by-partlabel/BALLAST_OEM" && !st.blocked.empty())
+                    oem_blocked = true;
         }
         return {};
     }
@@ -414,6 +418,7 @@ TEST_CASE("ops mount: what goes wrong is reported, and the boot goes on", "[ops]
                         "BALLAST_PERSISTENT needs a TPM2") != io.calls.end());
         CHECK(io.calls.back() == "stage initramfs");  // the node still comes up
         CHECK(r->to_json()["reset_error"] == *r->reset_error);
+        CHECK(io.oem_blocked);
     }
     SECTION("the device never appears") {
         ms.device_timeout = 3s;

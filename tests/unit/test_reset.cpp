@@ -71,4 +71,24 @@ TEST_CASE("luks2_areas: headers, keyslots area and data, from a real LUKS2 heade
         bad[4096] = '!';
         CHECK(test::contains(install::luks2_areas(bad).error().what(), "does not parse"));
     }
+    SECTION("numbers that are not decimal strings, or beyond any header, are damage") {
+        auto with_json = [&](const std::string& json) {
+            auto h = head;
+            std::fill(h.begin() + 4096, h.begin() + 16384, '\0');
+            std::copy(json.begin(), json.end(), h.begin() + 4096);
+            return install::luks2_areas(h);
+        };
+        CHECK(with_json(R"({"config":{"keyslots_size":"16744448"},"segments":{}})")->data_offset ==
+              2 * 16384 + 16744448);
+        CHECK(test::contains(with_json(R"({"config":{"keyslots_size":16744448}})").error().what(),
+                             "keyslots_size"));
+        CHECK(test::contains(
+            with_json(R"({"segments":{"0":{"offset":"99999999999999999999"}}})").error().what(),
+            "segments.0.offset"));
+        CHECK(with_json(R"({"segments":{"0":{"offset":"2199023255552"}}})").error().code() ==
+              Errc::parse);
+        CHECK(with_json(R"({"segments":{"0":{"offset":"16777216x"}}})").error().code() ==
+              Errc::parse);
+        CHECK(with_json(R"({"segments":{}})").error().code() == Errc::parse);  // no keyslots
+    }
 }

@@ -152,6 +152,10 @@ Result<std::optional<std::string>> mounted_at(const std::string& device, uint64_
                                                 sys_number(e.path() / "loop/sizelimit")))
                 continue;
             add_with_holders(e.path(), devs);
+            // losetup -P: the loop device's own partitions (conservatively, all of them).
+            for (const auto& p : std::filesystem::directory_iterator(e.path(), ec))
+                if (std::filesystem::exists(p.path() / "partition"))
+                    add_with_holders(p.path(), devs);
         }
     }
     std::ifstream mi("/proc/self/mountinfo");

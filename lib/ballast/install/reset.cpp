@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 
 #include "ballast/boot/disk_boot.hpp"
 #include "ballast/core/failpoint.hpp"
@@ -38,18 +39,32 @@ Result<Luks2Areas> luks2_areas(std::string_view head) {
     auto j = nlohmann::json::parse(area, nullptr, false);
     if (j.is_discarded() || !j.is_object())
         return fail(Errc::parse, "LUKS2 header: its JSON area does not parse");
-    const uint64_t keyslots_end = [&]() -> uint64_t {
-        const auto& size = j.value("/config/keyslots_size"_json_pointer, std::string());
-        return 2 * a.hdr_size + (size.empty() ? 0 : std::strtoull(size.c_str(), nullptr, 10));
-    }();
-    a.data_offset = keyslots_end;
+    // Sizes and offsets are decimal strings; anything else, or beyond what a header can
+    // describe, is damage (a bound keeps a bad header from zeroing a whole partition).
+    constexpr uint64_t kMaxArea = 1ull << 30;
+    auto number = [](const nlohmann::json& v) -> std::optional<uint64_t> {
+        if (!v.is_string()) return std::nullopt;
+        const auto& t = v.get_ref<const std::string&>();
+        uint64_t n = 0;
+        auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), n);
+        if (ec != std::errc() || end != t.data() + t.size() || n > kMaxArea) return std::nullopt;
+        return n;
+    };
+    uint64_t keyslots_size = 0;
+    if (j.contains("config") && j["config"].is_object() && j["config"].contains("keyslots_size")) {
+        auto n = number(j["config"]["keyslots_size"]);
+        if (!n) return fail(Errc::parse, "LUKS2 header: config.keyslots_size is not valid");
+        keyslots_size = *n;
+    }
+    a.data_offset = 2 * a.hdr_size + keyslots_size;
     // Every segment starts after the key material; the first one bounds it.
     if (j.contains("segments") && j["segments"].is_object())
-        for (const auto& [id, seg] : j["segments"].items())
-            if (seg.is_object() && seg.value("offset", "") != "")
-                a.data_offset = std::max<uint64_t>(
-                    a.data_offset,
-                    std::strtoull(seg["offset"].get<std::string>().c_str(), nullptr, 10));
+        for (const auto& [id, seg] : j["segments"].items()) {
+            if (!seg.is_object() || !seg.contains("offset")) continue;
+            auto n = number(seg["offset"]);
+            if (!n) return fail(Errc::parse, "LUKS2 header: segments.{}.offset is not valid", id);
+            a.data_offset = std::max(a.data_offset, *n);
+        }
     if (a.data_offset <= 2 * a.hdr_size)
         return fail(Errc::parse, "LUKS2 header: no keyslots area after the headers");
     return a;
@@ -60,6 +75,7 @@ nlohmann::json ResetReport::to_json() const {
                         {"resumed", resumed}, {"oem_wiped", oem_wiped},
                         {"erased", erased},   {"persistent_before", persistent_before}};
     if (encryption) j["encryption"] = encryption->to_json();
+    if (stage_error) j["stage_error"] = *stage_error;
     return j;
 }
 
@@ -76,6 +92,7 @@ std::string ResetReport::text() const {
                            disk::kPersistentLabel,
                            encryption->uuid.empty() ? "" : " " + encryption->uuid,
                            encryption->tpm2_device, encryption->pcrs);
+    if (stage_error) out += fmt::format("  after-reset stage failed: {}\n", *stage_error);
     return out;
 }
 
@@ -156,13 +173,10 @@ Result<ResetReport> reset(const ResetOptions& o) {
     if (o.device.empty()) return fail(Errc::invalid_argument, "no device: give --device");
     // 1. The disk: a Ballast layout, OEM and persistent not mounted, a boot state.
     const auto d = BALLAST_TRY(find_partitions(o.device));
-    // Only what the reset writes must be free: in the initramfs, the slot is mounted already.
-    for (const auto* p : {&d.oem, &d.persistent})
-        if (auto m = BALLAST_TRY(disk::mounted_at(o.device, p->start, p->size)))
-            return fail(Errc::busy, "{} is in use: its {} is mounted at {}", o.device, p->label,
-                        *m);
     auto disk_boot = BALLAST_TRY(boot::DiskBoot::open(o.device));
-    auto state = BALLAST_TRY_CTX(disk_boot.control().load(!o.dry_run), "{}: boot state", o.device);
+    // Read only: nothing is written before every check has passed (the request's write repairs
+    // a half-written store anyway).
+    auto state = BALLAST_TRY_CTX(disk_boot.control().load(false), "{}: boot state", o.device);
 
     ResetReport rep;
     rep.device = o.device;
@@ -180,6 +194,13 @@ Result<ResetReport> reset(const ResetOptions& o) {
                         req.oem ? "wiped" : "kept", req.encrypted ? "encrypted" : "plain"));
     }
     rep.oem_wiped = req.oem;
+    // Only what the reset writes must be free: in the initramfs, the slot is mounted already.
+    for (const auto* p : {&d.persistent, &d.oem}) {
+        if (p == &d.oem && !req.oem) continue;
+        if (auto m = BALLAST_TRY(disk::mounted_at(o.device, p->start, p->size)))
+            return fail(Errc::busy, "{} is in use: its {} is mounted at {}", o.device, p->label,
+                        *m);
+    }
     // The TPM before anything is written: a node that cannot seal is refused first.
     std::optional<Sealing> seal;
     if (req.encrypted) {
@@ -189,7 +210,8 @@ Result<ResetReport> reset(const ResetOptions& o) {
         rep.encryption = seal->describe();
     }
     if (o.dry_run) {
-        rep.erased = rep.persistent_before == "crypto_LUKS" ? "crypto-erase" : "discard";
+        rep.erased = rep.persistent_before == "crypto_LUKS" ? "crypto-erase, discard"
+                                                            : "discard where the device can";
         return rep;
     }
     if (!rep.resumed) BALLAST_TRY(run_config_stage("before-reset", o.config_files));
@@ -220,7 +242,9 @@ Result<ResetReport> reset(const ResetOptions& o) {
     state.reset.reset();
     BALLAST_TRY_CTX(disk_boot.control().save(state), "{}: boot state", o.device);
     failpoint("reset.done");
-    BALLAST_TRY(run_config_stage("after-reset", o.config_files));
+    // The reset is done: a failing stage must not cost the new recovery key its one showing.
+    if (auto st = run_config_stage("after-reset", o.config_files); !st)
+        rep.stage_error = st.error().what();
     return rep;
 }
 

@@ -43,6 +43,9 @@ struct ResetReport {
     std::string erased;  // how the old persistent data went: "crypto-erase", "discard", ...
     std::string persistent_before;                 // what it held ("crypto_LUKS", "ext4", "" blank)
     std::optional<Report::Encryption> encryption;  // persistent is LUKS2 again
+    // The reset is done, but the after-reset stage failed: why (the command fails after
+    // showing the report and the recovery key).
+    std::optional<std::string> stage_error;
     [[nodiscard]] nlohmann::json to_json() const;
     [[nodiscard]] std::string text() const;
 };

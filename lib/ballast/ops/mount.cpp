@@ -223,6 +223,12 @@ Result<MountReport> assemble_root(mount::Layout layout, const mount::Settings& s
                                                  settings.device_timeout, std::chrono::seconds(5)));
     auto steps = BALLAST_TRY(mount::plan(layout));
     steps.front().blocked = blocked;
+    // A reset cut while it remade OEM may have left that half-formatted too: its config is not
+    // read either until the reset is finished.
+    if (rep.reset_error)
+        for (auto& st : steps)
+            if (st.kind == mount::Step::Kind::device && st.source == layout.oem_device)
+                st.blocked = blocked;
     BALLAST_TRY(io.assemble(steps, mount::Step::Phase::storage, rep.mounts));
     // rootfs: with the storage mounted (it sees /oem), before the node's paths.
     if (stages) rep.stages_ok = io.run_stage("rootfs");

@@ -74,8 +74,15 @@ Result<boot::Slot> rollback(const SlotsEnv& env) {
 
 Result<boot::ResetRequest> request_reset(const SlotsEnv& env, const ResetAsk& ask) {
     auto db = BALLAST_TRY(open_boot(env));
-    auto state = BALLAST_TRY(db.control().load(true));
+    auto state = BALLAST_TRY(db.control().load(false));
     if (state.reset) return *state.reset;
+    // An upgrade on trial may still fall back to a slot whose initramfs predates resets: a
+    // request cut short there would be ignored with persistent half wiped.
+    if (env.booted && state.at(*env.booted).trial)
+        return fail(Errc::busy,
+                    "slot {} is on trial after an upgrade: wait for its health check to commit it "
+                    "(or roll back) before a factory reset",
+                    boot::name(*env.booted));
     const auto parts = BALLAST_TRY(disk::read_partitions(env.disk));
     const auto persistent = disk::find_label(parts, disk::kPersistentLabel);
     if (!persistent)
