@@ -8,8 +8,8 @@
 
 namespace ballast {
 
-Result<TempDir> TempDir::make(std::string_view what) {
-    std::string t = fmt::format("/tmp/ballast-{}-XXXXXX", what);
+Result<TempDir> TempDir::make(std::string_view what, std::string_view base) {
+    std::string t = fmt::format("{}/ballast-{}-XXXXXX", base, what);
     if (!::mkdtemp(t.data())) return fail_errno(errno, "mkdtemp");
     return TempDir(std::move(t));
 }

@@ -1,4 +1,4 @@
-// A scratch folder under /tmp, removed with everything in it on every path out.
+// A scratch folder (under /tmp unless told), removed with everything in it on every path out.
 #pragma once
 
 #include <string>
@@ -10,8 +10,9 @@ namespace ballast {
 
 class TempDir {
   public:
-    // /tmp/ballast-`what`-XXXXXX
-    [[nodiscard]] static Result<TempDir> make(std::string_view what);
+    // `base`/ballast-`what`-XXXXXX
+    [[nodiscard]] static Result<TempDir> make(std::string_view what,
+                                              std::string_view base = "/tmp");
     TempDir(TempDir&& o) noexcept;
     TempDir& operator=(TempDir&&) = delete;
     ~TempDir();

@@ -84,7 +84,10 @@ std::string ResetReport::text() const {
         fmt::format("{}{}: {} {} ({}), made anew{}\n", dry_run ? "plan for resetting " : "reset ",
                     device, disk::kPersistentLabel, dry_run ? "to be erased" : "erased", erased,
                     encryption ? " as LUKS2" : " as ext4");
-    if (resumed) out += "  this finished a reset that had been interrupted, with its settings\n";
+    if (resumed)
+        out +=
+            "  this finished a reset asked for earlier (on the running node, or cut short), with "
+            "its settings\n";
     out += fmt::format("  {}: {}\n", disk::kOemLabel,
                        oem_wiped ? (dry_run ? "to be wiped" : "wiped") : "kept");
     if (encryption)
@@ -190,7 +193,7 @@ Result<ResetReport> reset(const ResetOptions& o) {
     if (state.reset) {
         req = *state.reset;
         rep.resumed = true;
-        say(fmt::format("{}: finishing the reset that was interrupted (OEM {}, {})", o.device,
+        say(fmt::format("{}: finishing the reset asked for earlier (OEM {}, {})", o.device,
                         req.oem ? "wiped" : "kept", req.encrypted ? "encrypted" : "plain"));
     }
     rep.oem_wiped = req.oem;
@@ -231,10 +234,12 @@ Result<ResetReport> reset(const ResetOptions& o) {
         failpoint("reset.oem-wiped");
     }
     // 5. Persistent as install makes it.
-    auto tmp = BALLAST_TRY(TempDir::make("reset"));
+    // Scratch files only for a LUKS2 volume (the initramfs may have no /tmp).
+    std::optional<TempDir> tmp;
+    if (seal) tmp.emplace(BALLAST_TRY(TempDir::make("reset", o.tmp_base)));
     rep.encryption.reset();
-    BALLAST_TRY(format_persistent(o.device, d.persistent, seal ? &*seal : nullptr, tmp.path(),
-                                  rep.encryption, say));
+    BALLAST_TRY(format_persistent(o.device, d.persistent, seal ? &*seal : nullptr,
+                                  tmp ? tmp->path() : std::string(), rep.encryption, say));
     UniqueFd fd(::open(o.device.c_str(), O_RDWR | O_CLOEXEC));
     if (!fd || ::fsync(fd.get()) < 0) return fail_errno(errno, "sync " + o.device);
     failpoint("reset.formatted");

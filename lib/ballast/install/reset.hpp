@@ -32,13 +32,14 @@ struct ResetOptions {
     // --config: cloud-config whose before-reset and after-reset stages run around the reset.
     std::vector<std::string> config_files;
     std::string tpm2_device, pcrs = "7", pcr_bank = "sha256";
+    std::string tmp_base = "/tmp";  // where an encrypted volume's scratch files go
     std::function<void(const std::string&)> say;
 };
 
 struct ResetReport {
     std::string device;
     bool dry_run = false;
-    bool resumed = false;  // an interrupted reset was finished, with its own settings
+    bool resumed = false;  // a reset asked for earlier (or cut short) was finished, as asked
     bool oem_wiped = false;
     std::string erased;  // how the old persistent data went: "crypto-erase", "discard", ...
     std::string persistent_before;                 // what it held ("crypto_LUKS", "ext4", "" blank)

@@ -107,6 +107,7 @@ class SystemMountIo final : public MountIo {
         o.tpm2_device = settings_.tpm.device;
         o.pcrs = settings_.tpm.pcrs;
         o.pcr_bank = settings_.tpm.pcr_bank;
+        o.tmp_base = "/run";  // the initramfs's tmpfs
         o.say = [](const std::string& line) {
             std::fprintf(stderr, "ballast: reset: %s\n", line.c_str());
         };
