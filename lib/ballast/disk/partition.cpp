@@ -172,6 +172,21 @@ Result<std::optional<std::string>> mounted_at(const std::string& device, uint64_
     return std::optional<std::string>();
 }
 
+Result<RangeNode> range_node(const std::string& device, uint64_t offset, uint64_t size) {
+    struct stat st {};
+    if (::stat(device.c_str(), &st) < 0) return fail_errno(errno, device);
+    if (!S_ISBLK(st.st_mode)) return RangeNode{device, offset};
+    std::error_code ec;
+    const auto sys = std::filesystem::canonical(
+        fmt::format("/sys/dev/block/{}:{}", major(st.st_rdev), minor(st.st_rdev)), ec);
+    for (const auto& e : std::filesystem::directory_iterator(sys, ec))
+        if (std::filesystem::exists(e.path() / "partition") &&
+            sys_number(e.path() / "start") * 512 == offset &&
+            sys_number(e.path() / "size") * 512 == size)
+            return RangeNode{"/dev/" + e.path().filename().string(), 0};
+    return RangeNode{device, offset};
+}
+
 Result<std::optional<std::string>> parent_disk(const std::string& device) {
     struct stat st {};
     if (::stat(device.c_str(), &st) < 0) return fail_errno(errno, device);

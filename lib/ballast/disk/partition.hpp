@@ -40,6 +40,17 @@ struct PartitionInfo {
 [[nodiscard]] Result<std::optional<std::string>> mounted_at(const std::string& device,
                                                             uint64_t offset = 0, uint64_t size = 0);
 
+// Where a tool that opens its device whole (mke2fs: O_EXCL) can write [offset, offset + size)
+// of `device`: on a block device, the kernel's node of the partition at exactly that range
+// ("/dev/vda5", offset 0), since a disk with a mounted partition cannot be opened exclusively;
+// else `device` and `offset` as they are.
+struct RangeNode {
+    std::string path;
+    uint64_t offset = 0;
+};
+[[nodiscard]] Result<RangeNode> range_node(const std::string& device, uint64_t offset,
+                                           uint64_t size);
+
 // The disk a partition device belongs to ("/dev/vda" for "/dev/vda5" or a link to it, through
 // sysfs); nullopt when `device` is not a partition.
 [[nodiscard]] Result<std::optional<std::string>> parent_disk(const std::string& device);

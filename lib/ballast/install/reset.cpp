@@ -230,7 +230,8 @@ Result<ResetReport> reset(const ResetOptions& o) {
     // 4. OEM, if asked.
     if (req.oem) {
         say(fmt::format("{}: wiping", disk::kOemLabel));
-        BALLAST_TRY(disk::make_ext4(o.device, d.oem.start, d.oem.size, disk::kOemLabel));
+        const auto at = BALLAST_TRY(disk::range_node(o.device, d.oem.start, d.oem.size));
+        BALLAST_TRY(disk::make_ext4(at.path, at.offset, d.oem.size, disk::kOemLabel));
         failpoint("reset.oem-wiped");
     }
     // 5. Persistent as install makes it.
@@ -238,7 +239,12 @@ Result<ResetReport> reset(const ResetOptions& o) {
     std::optional<TempDir> tmp;
     if (seal) tmp.emplace(BALLAST_TRY(TempDir::make("reset", o.tmp_base)));
     rep.encryption.reset();
-    BALLAST_TRY(format_persistent(o.device, d.persistent, seal ? &*seal : nullptr,
+    // On a running disk (the initramfs) through the partition's own node: mke2fs opens its
+    // device exclusively, and the disk has the slot mounted.
+    const auto at = BALLAST_TRY(disk::range_node(o.device, d.persistent.start, d.persistent.size));
+    auto persistent = d.persistent;
+    persistent.start = at.offset;
+    BALLAST_TRY(format_persistent(at.path, persistent, seal ? &*seal : nullptr,
                                   tmp ? tmp->path() : std::string(), rep.encryption, say));
     UniqueFd fd(::open(o.device.c_str(), O_RDWR | O_CLOEXEC));
     if (!fd || ::fsync(fd.get()) < 0) return fail_errno(errno, "sync " + o.device);
