@@ -448,6 +448,17 @@ TEST_CASE("ops mount: what goes wrong is reported, and the boot goes on", "[ops]
     }
 }
 
+TEST_CASE("ops mount: ballast.reset on the kernel command line", "[ops][mount]") {
+    CHECK(ops::reset_from_cmdline("quiet root=PARTLABEL=BALLAST_A")->has_value() == false);
+    CHECK(*ops::reset_from_cmdline("quiet ballast.reset") == std::optional<bool>(false));
+    CHECK(*ops::reset_from_cmdline("ballast.reset=persistent") == std::optional<bool>(false));
+    CHECK(*ops::reset_from_cmdline("ballast.reset=oem console=ttyS0") == std::optional<bool>(true));
+    CHECK(ops::reset_from_cmdline("ballast.resetx ballast.slot=a")->has_value() == false);
+    auto bad = ops::reset_from_cmdline("ballast.reset=everything");
+    REQUIRE_FALSE(bad);
+    CHECK(test::contains(bad.error().what(), "ballast.reset=everything is not"));
+}
+
 // --- after settling the last upgrade ---
 
 TEST_CASE("ops slots: what the daemon does after settling", "[ops][slots]") {

@@ -14,6 +14,7 @@
 
 #include "ballast/boot/disk_boot.hpp"
 #include "ballast/core/atomic_file.hpp"
+#include "ballast/core/cmdline.hpp"
 #include "ballast/core/fd.hpp"
 #include "ballast/core/json.hpp"
 #include "ballast/disk/partition.hpp"
@@ -99,11 +100,19 @@ class SystemMountIo final : public MountIo {
             spdlog::warn("mount: the boot state of {}: {}", *disk_dev, state.error().what());
             return std::nullopt;
         }
-        if (!state->reset) return std::nullopt;
-        std::fprintf(stderr, "ballast: finishing the factory reset asked for on %s\n",
-                     disk_dev->c_str());
+        std::optional<bool> asked;
+        if (auto cmdline = read_proc_cmdline()) {
+            if (auto r = reset_from_cmdline(*cmdline))
+                asked = *r;
+            else
+                spdlog::warn("mount: {} (ignored)", r.error().what());
+        }
+        if (!state->reset && !asked) return std::nullopt;
+        std::fprintf(stderr, "ballast: %s the factory reset asked for on %s\n",
+                     state->reset ? "finishing" : "doing", disk_dev->c_str());
         install::ResetOptions o;
         o.device = *disk_dev;
+        o.reset_oem = asked.value_or(false);  // a pending request keeps its own
         o.tpm2_device = settings_.tpm.device;
         o.pcrs = settings_.tpm.pcrs;
         o.pcr_bank = settings_.tpm.pcr_bank;
@@ -159,6 +168,23 @@ class SystemMountIo final : public MountIo {
 };
 
 }  // namespace
+
+Result<std::optional<bool>> reset_from_cmdline(std::string_view cmdline) {
+    std::optional<bool> out;
+    for (const auto& w : parse_cmdline(cmdline)) {
+        if (w.key != "ballast.reset") continue;
+        if (!w.value || w.value == "persistent")
+            out = false;
+        else if (w.value == "oem")
+            out = true;
+        else
+            return fail(Errc::invalid_argument,
+                        "kernel command line: ballast.reset={} is not ballast.reset or "
+                        "ballast.reset=oem",
+                        *w.value);
+    }
+    return out;
+}
 
 bool MountReport::ok() const {
     return mounts.ok() && stages_ok && !unlock_error && !config_error && !reset_error;

@@ -62,6 +62,12 @@ class MountIo {
 
 inline constexpr std::string_view kPersistentMapperName = "ballast-persistent";
 
+// A factory reset asked for on the kernel command line, for sites with hands but no network:
+// `ballast.reset` (persistent) or `ballast.reset=oem` (and OEM); true when OEM goes too. Meant for
+// one boot's command line (GRUB's `e`): a word kept in the default command line resets every
+// boot. Errc::invalid_argument for any other value (the word is then ignored, with a warning).
+[[nodiscard]] Result<std::optional<bool>> reset_from_cmdline(std::string_view cmdline);
+
 // agent.yaml's mount settings with the request's device and folders.
 [[nodiscard]] mount::Layout layout_of(const MountRequest& req, const config::AgentSettings& s);
 // The mounts `mount_root` would make, in order (`ballast-agent mount --dry-run`).
