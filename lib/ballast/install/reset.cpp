@@ -246,8 +246,11 @@ Result<ResetReport> reset(const ResetOptions& o) {
     persistent.start = at.offset;
     BALLAST_TRY(format_persistent(at.path, persistent, seal ? &*seal : nullptr,
                                   tmp ? tmp->path() : std::string(), rep.encryption, say));
-    UniqueFd fd(::open(o.device.c_str(), O_RDWR | O_CLOEXEC));
-    if (!fd || ::fsync(fd.get()) < 0) return fail_errno(errno, "sync " + o.device);
+    // Both: a partition's node has its own cache.
+    for (const auto& path : {o.device, at.path}) {
+        UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+        if (!fd || ::fsync(fd.get()) < 0) return fail_errno(errno, "sync " + path);
+    }
     failpoint("reset.formatted");
     // 6. Done: the request goes, in one write.
     state.reset.reset();
