@@ -4,7 +4,7 @@ _agentctl() {
     _init_completion || return
 
     local global_opts="--bus-address --json --root --help --version"
-    local commands="status version log-level reload config stage bundle install upgrade health rollback mark-good mark-bad k3s encrypt"
+    local commands="status version log-level reload config stage bundle install reset upgrade health rollback mark-good mark-bad k3s encrypt"
 
     case $prev in
         --bus-address) return ;;
@@ -56,6 +56,8 @@ _agentctl() {
         [[ $cur != -* ]] && _filedir
     elif [[ $cmd == install ]]; then
         COMPREPLY=($(compgen -W "--device --bundle --auto --keyring --config --force --no-format --dry-run --reboot --poweroff --no-reboot --efi-size --oem-size --slot-size --persistent-size --tpm2-device $global_opts" -- "$cur"))
+    elif [[ $cmd == reset ]]; then
+        COMPREPLY=($(compgen -W "--device --reset-oem --encrypt --no-reboot --config --tpm2-device --dry-run $global_opts" -- "$cur"))
     elif [[ $cmd == encrypt ]]; then
         COMPREPLY=($(compgen -W "--device --tpm2-device --pcrs --pcr-bank --pin --unlock-key-file --replace $global_opts" -- "$cur"))
     elif [[ $cmd == upgrade ]]; then
