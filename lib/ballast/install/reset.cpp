@@ -72,7 +72,7 @@ Result<Luks2Areas> luks2_areas(std::string_view head) {
 
 nlohmann::json ResetReport::to_json() const {
     nlohmann::json j = {{"device", device},   {"dry_run", dry_run},
-                        {"resumed", resumed}, {"oem_wiped", oem_wiped},
+                        {"resumed", resumed}, {"oem_wiped", request.oem},
                         {"erased", erased},   {"persistent_before", persistent_before}};
     if (encryption) j["encryption"] = encryption->to_json();
     if (stage_error) j["stage_error"] = *stage_error;
@@ -89,7 +89,7 @@ std::string ResetReport::text() const {
             "  this finished a reset asked for earlier (on the running node, or cut short), with "
             "its settings\n";
     out += fmt::format("  {}: {}\n", disk::kOemLabel,
-                       oem_wiped ? (dry_run ? "to be wiped" : "wiped") : "kept");
+                       request.oem ? (dry_run ? "to be wiped" : "wiped") : "kept");
     if (encryption)
         out += fmt::format("  {} is LUKS2{}, sealed to the TPM2 at {} (PCRs {})\n",
                            disk::kPersistentLabel,
@@ -196,10 +196,16 @@ Result<ResetReport> reset(const ResetOptions& o) {
         say(fmt::format("{}: finishing the reset asked for earlier (OEM {}, {})", o.device,
                         req.oem ? "wiped" : "kept", req.encrypted ? "encrypted" : "plain"));
     }
-    rep.oem_wiped = req.oem;
+    rep.request = req;
+    if (o.request_only && rep.resumed) return rep;  // pending already: as it is
+    if (o.request_only && o.booted && state.at(*o.booted).trial)
+        return fail(Errc::busy,
+                    "slot {} is on trial after an upgrade: wait for its health check to commit it "
+                    "(or roll back) before a factory reset",
+                    boot::name(*o.booted));
     // Only what the reset writes must be free: in the initramfs, the slot is mounted already.
     for (const auto* p : {&d.persistent, &d.oem}) {
-        if (p == &d.oem && !req.oem) continue;
+        if (o.request_only || (p == &d.oem && !req.oem)) continue;
         if (auto m = BALLAST_TRY(disk::mounted_at(o.device, p->start, p->size)))
             return fail(Errc::busy, "{} is in use: its {} is mounted at {}", o.device, p->label,
                         *m);
@@ -220,9 +226,12 @@ Result<ResetReport> reset(const ResetOptions& o) {
     if (!rep.resumed) BALLAST_TRY(run_config_stage("before-reset", o.config_files));
 
     // 2. The request, in the boot state's one crash-safe write.
-    state.reset = req;
-    BALLAST_TRY_CTX(disk_boot.control().save(state), "{}: boot state", o.device);
+    if (!rep.resumed) {
+        state.reset = req;
+        BALLAST_TRY_CTX(disk_boot.control().save(state), "{}: boot state", o.device);
+    }
     failpoint("reset.requested");
+    if (o.request_only) return rep;
     // 3. The old data, gone.
     rep.erased = BALLAST_TRY_CTX(erase_persistent(o.device, d.persistent, say), "erase {}",
                                  disk::kPersistentLabel);

@@ -19,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ballast/boot/state.hpp"
 #include "ballast/core/result.hpp"
 #include "ballast/install/installer.hpp"
 
@@ -29,6 +30,12 @@ struct ResetOptions {
     bool reset_oem = false;  // --reset-oem: OEM's cloud-config goes too
     bool encrypt = false;    // --encrypt: persistent comes back LUKS2 even if it was plain
     bool dry_run = false;
+    // The running node (D-Bus Reset): only the request is stored, for the initramfs to do the
+    // reset at the next boot (persistent is mounted now). Refused while `booted` is on trial:
+    // it may still fall back to a slot whose initramfs predates resets. A request already
+    // pending is reported as it is.
+    bool request_only = false;
+    std::optional<boot::Slot> booted;
     // --config: cloud-config whose before-reset and after-reset stages run around the reset.
     std::vector<std::string> config_files;
     std::string tpm2_device, pcrs = "7", pcr_bank = "sha256";
@@ -39,9 +46,9 @@ struct ResetOptions {
 struct ResetReport {
     std::string device;
     bool dry_run = false;
-    bool resumed = false;  // a reset asked for earlier (or cut short) was finished, as asked
-    bool oem_wiped = false;
-    std::string erased;  // how the old persistent data went: "crypto-erase", "discard", ...
+    boot::ResetRequest request;  // what is (or was) asked for: the boot state's digit
+    bool resumed = false;        // a reset asked for earlier (or cut short) was finished, as asked
+    std::string erased;          // how the old persistent data went: "crypto-erase", "discard", ...
     std::string persistent_before;                 // what it held ("crypto_LUKS", "ext4", "" blank)
     std::optional<Report::Encryption> encryption;  // persistent is LUKS2 again
     // The reset is done, but the after-reset stage failed: why (the command fails after

@@ -17,6 +17,7 @@
 #include "ballast/core/cmdline.hpp"
 #include "ballast/core/fd.hpp"
 #include "ballast/core/json.hpp"
+#include "ballast/core/text.hpp"
 #include "ballast/disk/partition.hpp"
 #include "ballast/install/reset.hpp"
 #include "ballast/ops/unlock.hpp"
@@ -123,10 +124,7 @@ class SystemMountIo final : public MountIo {
         auto rep = BALLAST_TRY(install::reset(o));
         if (rep.encryption && !rep.encryption->recovery_key.empty())
             show_recovery_key(rep.encryption->recovery_key);
-        auto text = rep.text();
-        while (!text.empty() && text.back() == '\n')
-            text.pop_back();
-        return text;
+        return std::string(trim(rep.text()));
     }
     Result<std::optional<std::string>> probe(const std::string& device) override {
         return disk::probe_content(device);

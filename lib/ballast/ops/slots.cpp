@@ -1,8 +1,7 @@
 #include "ballast/ops/slots.hpp"
 
 #include "ballast/boot/disk_boot.hpp"
-#include "ballast/disk/partition.hpp"
-#include "ballast/install/installer.hpp"
+#include "ballast/install/reset.hpp"
 #include "ballast/system/http.hpp"
 #include "ballast/update/slot_admin.hpp"
 #include "ballast/update/upgrade.hpp"
@@ -73,31 +72,17 @@ Result<boot::Slot> rollback(const SlotsEnv& env) {
 }
 
 Result<boot::ResetRequest> request_reset(const SlotsEnv& env, const ResetAsk& ask) {
-    auto db = BALLAST_TRY(open_boot(env));
-    auto state = BALLAST_TRY(db.control().load(false));
-    if (state.reset) return *state.reset;
-    // An upgrade on trial may still fall back to a slot whose initramfs predates resets: a
-    // request cut short there would be ignored with persistent half wiped.
-    if (env.booted && state.at(*env.booted).trial)
-        return fail(Errc::busy,
-                    "slot {} is on trial after an upgrade: wait for its health check to commit it "
-                    "(or roll back) before a factory reset",
-                    boot::name(*env.booted));
-    const auto parts = BALLAST_TRY(disk::read_partitions(env.disk));
-    const auto persistent = disk::find_label(parts, disk::kPersistentLabel);
-    if (!persistent)
-        return fail(Errc::invalid_argument, "{}: no {} partition", env.disk,
-                    disk::kPersistentLabel);
-    const auto content =
-        BALLAST_TRY(disk::probe_content(env.disk, persistent->start, persistent->size));
-    boot::ResetRequest req{.oem = ask.oem, .encrypted = ask.encrypt || content == "crypto_LUKS"};
-    if (req.encrypted)
-        (void)BALLAST_TRY(install::open_sealing(
-            ask.tpm2_device, ask.pcrs, ask.pcr_bank,
-            fmt::format("reset of an encrypted {} needs a TPM2", disk::kPersistentLabel)));
-    state.reset = req;
-    BALLAST_TRY(db.control().save(state));
-    return req;
+    if (env.disk.empty()) return fail(Errc::unavailable, "no Ballast disk");
+    install::ResetOptions o;
+    o.device = env.disk;
+    o.reset_oem = ask.oem;
+    o.encrypt = ask.encrypt;
+    o.tpm2_device = ask.tpm2_device;
+    o.pcrs = ask.pcrs;
+    o.pcr_bank = ask.pcr_bank;
+    o.request_only = true;
+    o.booted = env.booted;
+    return BALLAST_TRY(install::reset(o)).request;
 }
 
 void add_slots_status(const SlotsEnv& env, nlohmann::json& s) {
