@@ -52,7 +52,9 @@ void print_json(const nlohmann::json& j);
 [[nodiscard]] int cmd_bundle_inspect(const GlobalOptions& g, const std::string& src);
 [[nodiscard]] int cmd_install(const GlobalOptions& g, install::Options o);
 // With o.device: that disk, now; else this node, at its next boot (through the daemon).
-[[nodiscard]] int cmd_reset(const GlobalOptions& g, install::ResetOptions o, bool no_reboot);
+// reboot: --reboot / --no-reboot (unset: the node's reset: block says).
+[[nodiscard]] int cmd_reset(const GlobalOptions& g, install::ResetOptions o,
+                            std::optional<bool> reboot);
 [[nodiscard]] int cmd_config_validate(const GlobalOptions& g, const std::vector<std::string>& files,
                                       bool strict);
 [[nodiscard]] int cmd_config_show(const GlobalOptions& g, const std::vector<std::string>& files);

@@ -33,8 +33,10 @@ int print_report(const GlobalOptions& g, const config::AgentSettings& settings, 
 }
 
 // The running node cannot wipe what it has mounted: the daemon stores the request, and the
-// initramfs does the reset at the next boot.
-int reset_this_node(const GlobalOptions& g, const install::ResetOptions& o, bool no_reboot) {
+// initramfs does the reset at the next boot. Choices not given are left out of the call: the
+// daemon takes them from the node's reset: block.
+int reset_this_node(const GlobalOptions& g, const install::ResetOptions& o,
+                    std::optional<bool> reboot) {
     for (auto [set, flag] :
          {std::pair{!o.config_files.empty(), "--config"},
           std::pair{!o.tpm2_device.empty(), "--tpm2-device"}, std::pair{o.dry_run, "--dry-run"}})
@@ -43,16 +45,22 @@ int reset_this_node(const GlobalOptions& g, const install::ResetOptions& o, bool
                                       fmt::format("{} needs --device (a disk reset now); this "
                                                   "node's reset happens at its next boot",
                                                   flag)));
+    nlohmann::json opts = {{"Encrypt", o.encrypt}};
+    for (auto [name, v] :
+         {std::pair{"ResetOem", o.reset_oem}, std::pair{"ResetPersistent", o.reset_persistent},
+          std::pair{"PowerOff", o.poweroff}})
+        if (v) opts[name] = *v;
+    if (reboot) opts["NoReboot"] = !*reboot;
     auto client = connect_agent(g);
     if (!client) return report_error(client.error());
-    auto what = client->call_string(
-        "Reset", {}, {{"ResetOem", o.reset_oem}, {"Encrypt", o.encrypt}, {"NoReboot", no_reboot}});
-    if (!what) return report_error(what.error());
+    auto answer = client->reset(opts);
+    if (!answer) return report_error(answer.error());
     if (g.json)
-        print_json({{"reset", *what}, {"reboot", !no_reboot}});
+        print_json(*answer);
     else
-        std::printf("factory reset: %s wiped at the next boot; %s\n", what->c_str(),
-                    no_reboot ? "reboot when ready" : "rebooting");
+        std::printf("factory reset: %s wiped at the next boot; %s\n",
+                    (*answer)["reset"].get<std::string>().c_str(),
+                    (*answer)["reboot"].get<bool>() ? "rebooting" : "reboot when ready");
     return kExitOk;
 }
 
@@ -85,11 +93,12 @@ int cmd_install(const GlobalOptions& g, install::Options o) {
     return kExitOk;
 }
 
-int cmd_reset(const GlobalOptions& g, install::ResetOptions o, bool no_reboot) {
-    if (o.device.empty()) return reset_this_node(g, o, no_reboot);
-    if (no_reboot)
+int cmd_reset(const GlobalOptions& g, install::ResetOptions o, std::optional<bool> reboot) {
+    if (o.device.empty()) return reset_this_node(g, o, reboot);
+    if (reboot || o.poweroff)
         return report_error(Error(Errc::invalid_argument,
-                                  "--no-reboot is for this node's reset; --device resets now"));
+                                  fmt::format("{} is for this node's reset; --device resets now",
+                                              reboot ? "--reboot/--no-reboot" : "--poweroff")));
     o.say = progress(g);
     auto settings = agent_settings(g);
     if (!settings) return report_error(settings.error());

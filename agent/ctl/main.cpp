@@ -212,8 +212,17 @@ void add_install_command(CLI::App& app, const GlobalOptions& g, Action& action) 
 }
 
 void add_reset_command(CLI::App& app, const GlobalOptions& g, Action& action) {
+    // Choices the cloud-config's reset: block makes unless given here (--flag, or --flag=false).
+    struct Choice {
+        bool value = false;
+        CLI::Option* opt = nullptr;
+        [[nodiscard]] std::optional<bool> given() const {
+            return opt->count() ? std::optional<bool>(value) : std::nullopt;
+        }
+    };
     struct Opts {
         ballast::install::ResetOptions reset;
+        Choice oem, persistent, poweroff, reboot;
         bool no_reboot = false;
     };
     auto o = options<Opts>();
@@ -222,22 +231,50 @@ void add_reset_command(CLI::App& app, const GlobalOptions& g, Action& action) {
         "reset", "Factory reset: this node at its next boot, or a disk not in use (--device)");
     reset->add_option("--device", r.device,
                       "A disk not in use (from recovery, or an image file), reset now");
-    reset->add_flag("--reset-oem", r.reset_oem, "Wipe the OEM partition (its cloud-config) too");
+    o->persistent.opt = reset->add_flag(
+        "--reset-persistent", o->persistent.value,
+        "Wipe the persistent partition (default: reset.reset-persistent, else true; =false "
+        "keeps it and wipes OEM only)");
+    o->oem.opt = reset->add_flag(
+        "--reset-oem", o->oem.value,
+        "Wipe the OEM partition, its cloud-config (default: reset.reset-oem, else false)");
     reset->add_flag("--encrypt", r.encrypt,
                     "Make persistent LUKS2 (sealed to the TPM) even if it was plain");
+    o->poweroff.opt =
+        reset->add_flag("--poweroff", o->poweroff.value,
+                        "This node: power off once the reset is done (default: reset.poweroff)");
+    o->reboot.opt = reset->add_flag("--reboot", o->reboot.value,
+                                    "This node: reboot now for the reset (default: reset.reboot, "
+                                    "else true)");
     reset->add_flag("--no-reboot", o->no_reboot,
-                    "This node: reset at the next boot, whenever that is (no reboot now)");
+                    "This node: reset at the next boot, whenever that is (--reboot=false)");
     reset
         ->add_option("--config", r.config_files,
-                     "--device: cloud-config whose before-reset and after-reset stages run "
-                     "(repeatable)")
+                     "--device: cloud-config whose reset: block applies and whose before-reset "
+                     "and after-reset stages run (repeatable)")
         ->check(CLI::ExistingFile);
     reset->add_option("--tpm2-device", r.tpm2_device,
                       "--device: TPM for an encrypted persistent partition, as a TCTI (default: "
                       "agent.yaml tpm.device, else /dev/tpmrm0)");
     reset->add_flag("--dry-run", r.dry_run,
                     "--device: check everything and print the plan; write nothing");
-    reset->callback([&, o] { action = [&, o] { return cmd_reset(g, o->reset, o->no_reboot); }; });
+    reset->callback([&, o] {
+        action = [&, o] {
+            auto opts = o->reset;
+            opts.reset_persistent = o->persistent.given();
+            opts.reset_oem = o->oem.given();
+            opts.poweroff = o->poweroff.given();
+            auto reboot = o->reboot.given();
+            if (o->no_reboot) {
+                if (reboot.value_or(false))
+                    return report_error(
+                        ballast::Error(ballast::Errc::invalid_argument,
+                                       "--reboot and --no-reboot contradict each other"));
+                reboot = false;
+            }
+            return cmd_reset(g, std::move(opts), reboot);
+        };
+    });
 }
 
 void add_stage_commands(CLI::App& app, const GlobalOptions& g, Action& action) {

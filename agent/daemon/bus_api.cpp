@@ -202,16 +202,26 @@ int method_rollback(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) 
     return sd_bus_reply_method_return(m, "s", to->c_str());
 }
 
-// Reset(a{sv} options) -> s what. Options: ResetOem, Encrypt, NoReboot (b). The reset itself
-// happens at the next boot, before persistent is mounted.
+// Reset(a{sv} options) -> s what, b reboot. Options (b): ResetOem, ResetPersistent, PowerOff,
+// NoReboot, Encrypt; those not given come from the node's reset: block. The reset itself happens at
+// the next boot, before persistent is mounted.
 int method_reset(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
     if (int r = require_root(m, ret_error); r < 0) return r;
-    auto flags = read_flags(m, {"ResetOem", "Encrypt", "NoReboot"});
+    auto flags = read_flags(m, {"ResetOem", "ResetPersistent", "PowerOff", "NoReboot", "Encrypt"});
     if (!flags) return invalid_args(ret_error, flags.error());
-    auto what =
-        daemon_of(userdata).reset((*flags)["ResetOem"], (*flags)["Encrypt"], !(*flags)["NoReboot"]);
-    if (!what) return reply_error(ret_error, what.error());
-    return sd_bus_reply_method_return(m, "s", what->c_str());
+    auto given = [&](const char* k) {
+        auto it = flags->find(k);
+        return it == flags->end() ? std::nullopt : std::optional<bool>(it->second);
+    };
+    ops::ResetAsk ask;
+    ask.oem = given("ResetOem");
+    ask.persistent = given("ResetPersistent");
+    ask.poweroff = given("PowerOff");
+    if (auto no = given("NoReboot")) ask.reboot = !*no;
+    ask.encrypt = given("Encrypt").value_or(false);
+    auto answer = daemon_of(userdata).reset(std::move(ask));
+    if (!answer) return reply_error(ret_error, answer.error());
+    return sd_bus_reply_method_return(m, "sb", answer->first.c_str(), int(answer->second));
 }
 
 const sd_bus_vtable kVtable[] = {
@@ -247,8 +257,9 @@ const sd_bus_vtable kVtable[] = {
                             Guarded<method_mark_bad>::call, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("Rollback", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("s", slot),
                             Guarded<method_rollback>::call, SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD_WITH_ARGS("Reset", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("s", what),
-                            Guarded<method_reset>::call, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("Reset", SD_BUS_ARGS("a{sv}", options),
+                            SD_BUS_RESULT("s", what, "b", reboot), Guarded<method_reset>::call,
+                            SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_SIGNAL_WITH_ARGS(
         "Progress",
         SD_BUS_ARGS("s", phase, "d", percent, "t", bytes, "t", total, "d", rate, "d", eta_seconds),

@@ -68,8 +68,9 @@ class Daemon {
     // runs. Each returns the slot acted on.
     [[nodiscard]] Result<std::string> mark_slot(bool good, const std::string& slot);
     [[nodiscard]] Result<std::string> rollback(bool reboot);
-    // A factory reset at the next boot; what it wipes ("persistent" or "persistent and OEM").
-    [[nodiscard]] Result<std::string> reset(bool oem, bool encrypt, bool reboot);
+    // A factory reset at the next boot (unset choices: the node's reset: block); what it wipes
+    // ("persistent", "persistent and OEM", "OEM") and whether it reboots for it now.
+    [[nodiscard]] Result<std::pair<std::string, bool>> reset(ops::ResetAsk ask);
     // Phase, Percent, Bytes, Total, Rate (bytes/s), EtaSeconds of the running upgrade; empty
     // when none runs.
     [[nodiscard]] const nlohmann::json& progress() const { return progress_; }

@@ -173,27 +173,30 @@ Result<std::string> Daemon::rollback(bool reboot) {
     return std::string(ops::name(*to));
 }
 
-Result<std::string> Daemon::reset(bool oem, bool encrypt, bool reboot) {
+Result<std::pair<std::string, bool>> Daemon::reset(ops::ResetAsk ask) {
     if (jobs_.busy())
         return fail(Errc::busy, "busy: '{}' is running; try again when it has finished",
                     jobs_.operation());
     if (disk_.empty()) return fail(Errc::unavailable, "no Ballast disk");
-    ops::ResetAsk ask{.oem = oem,
-                      .encrypt = encrypt,
-                      .tpm2_device = settings_.tpm.device,
-                      .pcrs = settings_.tpm.pcrs,
-                      .pcr_bank = settings_.tpm.pcr_bank};
-    auto req = ops::request_reset(slots_env(), ask);
-    if (!req) return std::unexpected(std::move(req.error()).context("reset"));
-    const std::string what = req->oem ? "persistent and OEM" : "persistent";
-    const std::string msg = fmt::format("factory reset requested: {} wiped at the next boot{}",
-                                        what, req->encrypted ? ", persistent encrypted anew" : "");
+    ask.tpm2_device = settings_.tpm.device;
+    ask.pcrs = settings_.tpm.pcrs;
+    ask.pcr_bank = settings_.tpm.pcr_bank;
+    ask.root = opts_.node.root.base().string();
+    auto answer = ops::request_reset(slots_env(), ask);
+    if (!answer) return std::unexpected(std::move(answer.error()).context("reset"));
+    const auto& req = answer->request;
+    const std::string what = req.keep_persistent ? "OEM"
+                             : req.oem           ? "persistent and OEM"
+                                                 : "persistent";
+    const std::string msg = fmt::format("factory reset requested: {} wiped at the next boot{}{}",
+                                        what, req.encrypted ? ", persistent encrypted anew" : "",
+                                        req.poweroff ? ", then power off" : "");
     spdlog::warn("{}", msg);
-    if (reboot)
+    if (answer->reboot)
         reboot_or_flag(msg);
     else
         reboot_required_ = true;
-    return what;
+    return std::pair{what, answer->reboot};
 }
 
 void Daemon::reboot_or_flag(const std::string& why) {

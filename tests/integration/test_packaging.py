@@ -49,6 +49,8 @@ def test_deb_contains_units_policy_man_pages(deb_root):
               "/lib/systemd/system/sysinit.target.wants/ballast-stage@fs.service",
               "/lib/systemd/system/multi-user.target.wants/ballast-stage@network.service",
               "/lib/systemd/system/multi-user.target.wants/ballast-stage@after-reset.service",
+              "/lib/systemd/system/ballast-reset-poweroff.service",
+              "/lib/systemd/system/multi-user.target.wants/ballast-reset-poweroff.service",
               "/lib/systemd/system/ballast-health.service",
               "/lib/systemd/system/multi-user.target.wants/ballast-health.service",
               "/lib/systemd/system/boot-complete.target.requires/ballast-health.service",
@@ -170,6 +172,19 @@ def test_stage_units_verify(bins, world_tmp):
     assert "After=network-online.target" in order["network"]
     after_reset = (TOP / "units" / "stage-after-reset.d" / "10-order.conf").read_text()
     assert "ConditionPathExists=/run/ballast/reset-finished" in after_reset
+
+
+def test_reset_poweroff_unit_verifies(world_tmp):
+    """The unit that powers off after a reset asking for it: verified, and acting only on the
+    initramfs's marker, after the after-reset stage."""
+    need_tool("systemd-analyze", "systemd")
+    path = world_tmp / "ballast-reset-poweroff.service"
+    shutil.copy(TOP / "units" / path.name, path)
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+    unit = path.read_text()
+    assert "ConditionPathExists=/run/ballast/reset-poweroff" in unit
+    assert "After=ballast-stage@after-reset.service" in unit
 
 
 def test_tmpfiles_create_state_dirs(world_tmp):

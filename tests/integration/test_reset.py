@@ -125,6 +125,62 @@ def test_reset_of_a_plain_persistent_partition(bins, signing_pki, images, tmp_pa
     assert "volume name:   BALLAST_OEM\n" in run_ok(["dumpe2fs", "-h", d.at("BALLAST_OEM")]).stdout
 
 
+def test_reset_keys_of_the_cloud_config(bins, signing_pki, images, tmp_path):
+    """Kairos' reset: block in --config: reset-oem and reset-persistent as defaults the command line
+    overrides; OEM-only resets keep persistent's data, survive a kill and finish as asked; bad
+    blocks and contradictions are refused before anything is written."""
+    d, _ = install(bins, signing_pki, images, tmp_path)
+    (tmp_path / "data").write_text("kept data\n")
+    d.debugfs("BALLAST_PERSISTENT", f"write {tmp_path / 'data'} data.txt", write=True)
+    cfg = tmp_path / "reset.yaml"
+
+    def refused(text, *args, why):
+        cfg.write_text(text)
+        whole = d.path.read_bytes()
+        r = reset(bins, d, "--config", str(cfg), *args)
+        assert r.returncode == 1 and why in r.stderr, r.stderr
+        assert d.path.read_bytes() == whole
+
+    refused("#cloud-config\nreset:\n  reset-persistent: maybe\n", why=f"{cfg}:3")
+    refused("#cloud-config\nreset:\n  reset-persistent: false\n",
+            why="reset-persistent and reset-oem are both false")
+    refused("#cloud-config\nreset:\n  reset-persistent: false\n  reset-oem: true\n", "--encrypt",
+            why="--encrypt remakes persistent, which this reset keeps")
+    refused("#cloud-config\nhostname: x\n", "--poweroff", why="--poweroff is for this node's reset")
+    refused("#cloud-config\nhostname: x\n", "--no-reboot", why="--reboot/--no-reboot is for this node's reset")
+    # The command line wins over the block: nothing to reset.
+    refused("#cloud-config\nreset:\n  reset-oem: true\n", "--reset-oem=false", "--reset-persistent=false",
+            why="nothing to reset")
+
+    # OEM only, killed once its request is stored: a plain run (no config) finishes it as asked.
+    cfg.write_text("#cloud-config\nreset:\n  reset-persistent: false\n  reset-oem: true\n")
+    r = reset(bins, d, "--config", str(cfg), env={"BALLAST_FAILPOINT": "reset.requested"})
+    assert r.returncode == -9, r.stdout + r.stderr
+    assert d.boot_vars()["ballast_reset"] == "a"  # 1 + oem + 8 * persistent kept
+    r = reset(bins, d)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["resumed"] and rep["oem_wiped"] and not rep["persistent_wiped"] and rep["erased"] == ""
+    assert "File not found" in d.debugfs("BALLAST_OEM", "stat /10_node.yaml").stderr
+    assert "kept data" in d.debugfs("BALLAST_PERSISTENT", "cat /data.txt").stdout
+    assert d.boot_vars()["ballast_reset"] == "0"
+    r = ctl(bins, None, "reset", "--device", str(d.path), "--config", str(cfg), "--dry-run")
+    assert r.returncode == 0 and "BALLAST_PERSISTENT kept (reset-persistent: false)" in r.stdout, r.stdout
+
+    # reset-oem: true in the block; --reset-oem=false keeps OEM for one run.
+    run_ok(["debugfs", "-w", "-R", f"write {tmp_path / 'data'} mine.yaml", d.at("BALLAST_OEM")])
+    cfg.write_text("#cloud-config\nreset:\n  reset-oem: true\n  source: oci:quay.io/x/y\n")
+    r = reset(bins, d, "--config", str(cfg), "--reset-oem=false")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["persistent_wiped"] and not rep["oem_wiped"]
+    assert "File not found" in d.debugfs("BALLAST_PERSISTENT", "stat /data.txt").stderr
+    assert "kept data" in d.debugfs("BALLAST_OEM", "cat /mine.yaml").stdout
+    r = reset(bins, d, "--config", str(cfg))
+    assert r.returncode == 0 and json.loads(r.stdout)["oem_wiped"], r.stderr
+    assert "File not found" in d.debugfs("BALLAST_OEM", "stat /mine.yaml").stderr
+
+
 def test_reset_refusals_write_nothing(bins, signing_pki, images, tmp_path):
     # Not a Ballast disk.
     blank = new_disk(tmp_path / "blank.img", 64)

@@ -342,7 +342,7 @@ def test_factory_reset_of_the_running_node(node, nobody_ctl):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"reset": "persistent and OEM", "reboot": False}
     st = node.status()
-    assert st["ResetPending"] and st["ResetOem"] and st["RebootRequired"]
+    assert st["ResetPending"] and st["ResetOem"] and st["RebootRequired"] and not st["ResetPoweroff"]
     assert "Factory reset pending: persistent and OEM wiped at the next boot" in node.ctl("status").stdout
     vars1 = dict(grubsim.env_parse(node.env_files()[ENVS[0]]))
     assert vars1["ballast_reset"] == "2" and vars1["ballast_A_ok"] == "1"
@@ -361,6 +361,40 @@ def test_factory_reset_of_the_running_node(node, nobody_ctl):
     assert "ResetPending" not in st and st["Slots"][0]["State"] == "good"
     assert "File not found" in subprocess.run(["debugfs", "-R", "stat /data.txt", at], capture_output=True,
                                               text=True).stderr
+
+
+def test_factory_reset_of_the_running_node_follows_its_reset_block(node):
+    """The node's own reset: block (its OEM config) chooses what Reset does when the caller does
+    not: OEM wiped, power off when done, no reboot now. A block that does not load refuses the
+    reset, naming file:line, with nothing written."""
+    oem = node.root / "oem"
+    oem.mkdir(exist_ok=True)
+    (oem / "90_reset.yaml").write_text("#cloud-config\nreset:\n  reset-oem: perhaps\n")
+    node.start("A")
+    before = node.env_files()
+    r = node.ctl("reset")
+    assert r.returncode == 1 and "/oem/90_reset.yaml:3" in r.stderr, r.stderr
+    assert node.env_files() == before and "ResetPending" not in node.status()
+    (oem / "90_reset.yaml").write_text("#cloud-config\nreset:\n  reset-oem: true\n  poweroff: true\n"
+                                       "  reboot: false\n")
+    r = node.ctl("--json", "reset")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"reset": "persistent and OEM", "reboot": False}
+    vars1 = dict(grubsim.env_parse(node.env_files()[ENVS[0]]))
+    assert vars1["ballast_reset"] == "6"  # 1 + oem + 4 * poweroff
+    st = node.status()
+    assert st["ResetPending"] and st["ResetOem"] and st["ResetPersistent"] and st["ResetPoweroff"]
+    assert "wiped at the next boot, then power off" in node.ctl("status").stdout
+    # Cleared (the initramfs's part, played by --device), then the caller's options win.
+    node.stop()
+    r = ctl(node.bins, None, "--json", "reset", "--device", str(node.disk))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["poweroff"]
+    node.start("A")
+    r = node.ctl("--json", "reset", "--reset-oem=false", "--poweroff=false")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"reset": "persistent", "reboot": False}
+    assert dict(grubsim.env_parse(node.env_files()[ENVS[0]]))["ballast_reset"] == "1"
 
 
 def test_stages_around_the_upgrade_and_busy(node, bundles):

@@ -1,4 +1,6 @@
 // Boot control: the grubenv codec and the A/B state machine.
+#include <set>
+
 #include <catch2/catch.hpp>
 
 #include "ballast/boot/grubenv.hpp"
@@ -64,23 +66,43 @@ TEST_CASE("a reset in progress is part of the boot state, one fixed-length digit
           "[boot][state]") {
     auto s = initial_state(Slot::A, "1.0");
     CHECK(grubenv::get(to_vars(s), "ballast_reset") == "0");
+    std::set<std::string> digits;
     for (bool oem : {false, true})
-        for (bool encrypted : {false, true}) {
-            s.reset = ResetRequest{.oem = oem, .encrypted = encrypted};
-            auto v = to_vars(s);
-            CHECK(grubenv::get(v, "ballast_reset")->size() == 1);
-            auto back = from_vars(v);
-            REQUIRE(back);
-            CHECK(*back == s);
-        }
+        for (bool encrypted : {false, true})
+            for (bool poweroff : {false, true})
+                for (bool keep : {false, true}) {
+                    if (keep && (!oem || encrypted)) continue;  // no reset: never written
+                    s.reset = ResetRequest{.oem = oem,
+                                           .encrypted = encrypted,
+                                           .poweroff = poweroff,
+                                           .keep_persistent = keep};
+                    auto v = to_vars(s);
+                    const auto digit = *grubenv::get(v, "ballast_reset");
+                    CHECK(digit.size() == 1);
+                    digits.insert(digit);
+                    auto back = from_vars(v);
+                    REQUIRE(back);
+                    CHECK(*back == s);
+                }
+    CHECK(digits.size() == 10);
+    // The first resets' digits keep their meaning.
+    s.reset = ResetRequest{.oem = true, .encrypted = true};
+    CHECK(grubenv::get(to_vars(s), "ballast_reset") == "4");
     // Disks from before resets have no such variable: no reset.
     auto v = to_vars(initial_state(Slot::B, "2.0"));
     std::erase_if(v, [](const auto& kv) { return kv.first == "ballast_reset"; });
     CHECK_FALSE(from_vars(v)->reset);
-    grubenv::set(v, "ballast_reset", "5");
-    CHECK(from_vars(v).error().what().find("ballast_reset=5 is not 0..4") != std::string::npos);
-    grubenv::set(v, "ballast_reset", "");
-    CHECK_FALSE(from_vars(v));
+    for (const char* bad : {"f", "A", "10", "", "-"}) {
+        grubenv::set(v, "ballast_reset", bad);
+        CAPTURE(bad);
+        CHECK(from_vars(v).error().what().find("is not a digit 0..e") != std::string::npos);
+    }
+    // Persistent kept with OEM kept too (9), or kept but "encrypted again" (b): no such reset.
+    for (const char* bad : {"9", "b", "d"}) {
+        grubenv::set(v, "ballast_reset", bad);
+        CAPTURE(bad);
+        CHECK(from_vars(v).error().what().find("asks for no reset") != std::string::npos);
+    }
     // The transitions carry it as they found it.
     s = initial_state(Slot::A, "1.0");
     s.reset = ResetRequest{.oem = true};

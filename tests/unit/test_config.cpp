@@ -443,6 +443,68 @@ TEST_CASE("unsupported modules are errors, not silent", "[config][validate]") {
     CHECK(has_diag(l.diags, "packages: not supported by Ballast"));
 }
 
+TEST_CASE("reset: Kairos' keys, their defaults and contradictions", "[config][reset]") {
+    auto l = load({{"/oem/a.yaml", "#cloud-config\nhostname: n\n"}});
+    CHECK(l.config.reset.persistent);
+    CHECK_FALSE(l.config.reset.oem);
+    CHECK_FALSE(l.config.reset.poweroff);
+    CHECK_FALSE(l.config.reset.reboot);
+    l = load({{"/oem/r.yaml",
+               "#cloud-config\nreset:\n  reset-persistent: true\n  reset-oem: true\n  "
+               "reboot: false\n  poweroff: true\n  grub-entry-name: Kairos\n"}});
+    CHECK(l.diags.items().empty());
+    CHECK(l.config.reset.oem);
+    CHECK(l.config.reset.poweroff);
+    CHECK(l.config.reset.reboot == false);
+    CHECK(l.config.reset.pos.file == "/oem/r.yaml");
+    // Merged over files, as install: is: a later file changes one key.
+    l = load({{"/oem/10.yaml", "#cloud-config\nreset:\n  reset-oem: true\n"},
+              {"/oem/20.yaml", "#cloud-config\nreset:\n  reset-persistent: false\n"}});
+    CHECK(l.diags.error_count() == 0);
+    CHECK(l.config.reset.oem);
+    CHECK_FALSE(l.config.reset.persistent);
+    // A reset that wipes nothing, or that reboots and powers off: errors at the key.
+    l = load({{"/oem/r.yaml", "#cloud-config\nreset:\n  reset-persistent: false\n"}});
+    CHECK(has_diag(l.diags, "/oem/r.yaml:3"));
+    CHECK(has_diag(l.diags, "reset-persistent and reset-oem are both false"));
+    CHECK(l.diags.error_count() == 1);
+    l = load({{"/oem/r.yaml", "#cloud-config\nreset:\n  reboot: true\n  poweroff: true\n"}});
+    CHECK(has_diag(l.diags, "/oem/r.yaml:4"));
+    CHECK(has_diag(l.diags, "reboot and poweroff cannot both be true"));
+    // Kairos' source: Ballast resets to what it runs (a warning; the rest applies).
+    l = load({{"/oem/r.yaml",
+               "#cloud-config\nreset:\n  source: oci:quay.io/kairos/os\n  reset-oem: true\n"}});
+    CHECK(l.diags.error_count() == 0);
+    CHECK(has_diag(l.diags, "warning: reset.source"));
+    CHECK(l.config.reset.oem);
+    l = load({{"/oem/r.yaml", "#cloud-config\nreset:\n  reset-oem: sometimes\n"}});
+    CHECK(l.diags.error_count() == 1);
+    CHECK(has_diag(l.diags, "/oem/r.yaml:3"));
+}
+
+TEST_CASE("load_for_block: an error in a file holding the block stops its reader",
+          "[config][reset]") {
+    auto srcs = [](std::string other) {
+        return std::vector<SourceFile>{
+            {"/oem/r.yaml", "#cloud-config\nreset:\n  reset-oem: true\n", SourceKind::cloud_config},
+            {"/oem/x.yaml", std::move(other), SourceKind::cloud_config}};
+    };
+    // An error elsewhere is left to the caller; the block still loads.
+    auto l = load_for_block(srcs("#cloud-config\nhostname: [a\n"), "reset", kFacts);
+    REQUIRE(l);
+    CHECK(l->diags.has_errors());
+    CHECK(l->config.reset.oem);
+    // In a file that holds the block: its settings must not fall back to defaults.
+    auto bad =
+        load_for_block(srcs("#cloud-config\nreset:\n  reset-persistent: maybe\n"), "reset", kFacts);
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().what().find("/oem/x.yaml:3") != std::string::npos);
+    // A stage named after-reset is not the block.
+    l = load_for_block(srcs("#cloud-config\nstages:\n  after-reset:\n    - hostname: [a\n"),
+                       "reset", kFacts);
+    CHECK(l);
+}
+
 TEST_CASE("install.source: a bundle path; Kairos' file: and dir: prefixes", "[config][install]") {
     auto l =
         load({{"/oem/i.yaml", "#cloud-config\ninstall:\n  auto: true\n  source: file:/b.tar\n"}});

@@ -284,7 +284,8 @@ class FakeMountIo final : public ops::MountIo {
     std::vector<std::string> calls;
     std::map<std::string, std::string> devices;  // path -> content ("" blank)
     Result<std::string> unlock_result = std::string("tpm2");
-    Result<std::optional<std::string>> reset_result = std::optional<std::string>();  // none
+    Result<std::optional<ops::FinishedReset>> reset_result =
+        std::optional<ops::FinishedReset>();  // none
     bool oem_blocked = false;
     bool stage_ok = true;
 
@@ -292,7 +293,7 @@ class FakeMountIo final : public ops::MountIo {
         calls.push_back("wait " + path);
         return devices.contains(path);
     }
-    Result<std::optional<std::string>> finish_reset(const std::string& device) override {
+    Result<std::optional<ops::FinishedReset>> finish_reset(const std::string& device) override {
         if (reset_result && !*reset_result) return std::nullopt;
         calls.push_back("finish reset on the disk of " + device);
         return reset_result;
@@ -390,9 +391,10 @@ TEST_CASE("ops mount: what goes wrong is reported, and the boot goes on", "[ops]
     }
     SECTION("a pending reset is finished before persistent is unlocked") {
         io.devices = {{"/dev/disk/by-partlabel/BALLAST_PERSISTENT", "crypto_LUKS"}};
-        io.reset_result = std::optional<std::string>("reset /dev/vda: ...");
+        io.reset_result = std::optional<ops::FinishedReset>({"reset /dev/vda: ...", false});
         auto r = ops::assemble_root(layout(), ms, false, io);
         REQUIRE(r);
+        CHECK_FALSE(r->reset_poweroff);
         CHECK(io.calls[1] ==
               "finish reset on the disk of /dev/disk/by-partlabel/BALLAST_PERSISTENT");
         CHECK(io.calls[2] == "probe /dev/disk/by-partlabel/BALLAST_PERSISTENT");
@@ -400,6 +402,16 @@ TEST_CASE("ops mount: what goes wrong is reported, and the boot goes on", "[ops]
         CHECK(r->unlocked == "tpm2");
         CHECK(r->ok());
         CHECK(r->to_json()["reset"] == "reset /dev/vda: ...");
+        CHECK_FALSE(r->to_json().contains("reset_poweroff"));
+    }
+    SECTION("a reset that asked for a power-off says so") {
+        io.devices = {{"/dev/disk/by-partlabel/BALLAST_PERSISTENT", "ext4"}};
+        io.reset_result = std::optional<ops::FinishedReset>({"reset /dev/vda: ...", true});
+        auto r = ops::assemble_root(layout(), ms, false, io);
+        REQUIRE(r);
+        CHECK(r->reset_poweroff);
+        CHECK(r->to_json()["reset_poweroff"] == true);
+        CHECK(r->ok());
     }
     SECTION("a reset that does not finish: persistent is never mounted, the report says why") {
         io.devices = {{"/dev/disk/by-partlabel/BALLAST_PERSISTENT", "crypto_LUKS"}};

@@ -49,9 +49,9 @@ Status AgentClient::call_void(const char* method) {
 
 namespace ballast::api {
 
-Result<std::string> AgentClient::call_string(const char* method,
-                                             const std::vector<std::string>& strings,
-                                             const nlohmann::json& options, uint64_t timeout_usec) {
+Result<sdbus::Message> AgentClient::call(const char* method,
+                                         const std::vector<std::string>& strings,
+                                         const nlohmann::json& options, uint64_t timeout_usec) {
     sd_bus_message* raw = nullptr;
     int r =
         sd_bus_message_new_method_call(bus_.get(), &raw, kBusName, kObjectPath, kInterface, method);
@@ -64,11 +64,26 @@ Result<std::string> AgentClient::call_string(const char* method,
     sd_bus_message* reply_raw = nullptr;
     r = sd_bus_call(bus_.get(), m.get(), timeout_usec, err.get(), &reply_raw);
     if (r < 0) return std::unexpected(sdbus::bus_error(r, err, method));
-    sdbus::Message reply(reply_raw);
+    return sdbus::Message(reply_raw);
+}
+
+Result<std::string> AgentClient::call_string(const char* method,
+                                             const std::vector<std::string>& strings,
+                                             const nlohmann::json& options, uint64_t timeout_usec) {
+    auto reply = BALLAST_TRY(call(method, strings, options, timeout_usec));
     const char* text = nullptr;
-    if ((r = sd_bus_message_read(reply.get(), "s", &text)) < 0)
+    if (int r = sd_bus_message_read(reply.get(), "s", &text); r < 0)
         return fail_errno(r, fmt::format("{} reply", method));
     return std::string(text);
+}
+
+Result<nlohmann::json> AgentClient::reset(const nlohmann::json& options) {
+    auto reply = BALLAST_TRY(call("Reset", {}, options, 0));
+    const char* what = nullptr;
+    int reboot = 0;
+    if (int r = sd_bus_message_read(reply.get(), "sb", &what, &reboot); r < 0)
+        return fail_errno(r, "Reset reply");
+    return nlohmann::json{{"reset", what}, {"reboot", reboot != 0}};
 }
 
 Result<nlohmann::json> AgentClient::run_stage(const std::string& stage, bool dry_run,

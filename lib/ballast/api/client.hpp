@@ -35,6 +35,10 @@ class AgentClient {
                                                   const nlohmann::json& options = nullptr,
                                                   uint64_t timeout_usec = 0);
 
+    // Reset(options): {"reset": what is wiped at the next boot, "reboot": whether the agent
+    // reboots for it now}.
+    [[nodiscard]] Result<nlohmann::json> reset(const nlohmann::json& options);
+
     // Upgrade(source, options), then waits for its JobFinished, handing each Progress signal
     // ({phase, percent, bytes, total, rate, eta}) to `on_progress`. Returns {ok, message}.
     using OnProgress = std::function<void(const nlohmann::json&)>;
@@ -46,6 +50,9 @@ class AgentClient {
 
   private:
     explicit AgentClient(sdbus::Bus bus) : bus_(std::move(bus)) {}
+    [[nodiscard]] Result<sdbus::Message> call(const char* method,
+                                              const std::vector<std::string>& strings,
+                                              const nlohmann::json& options, uint64_t timeout_usec);
     sdbus::Bus bus_;
 };
 

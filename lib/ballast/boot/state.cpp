@@ -50,15 +50,26 @@ Result<BootState> from_vars(const grubenv::Vars& v) {
 }
 
 std::string reset_var(const std::optional<ResetRequest>& r) {
-    return std::to_string(r ? 1 + int(r->oem) + 2 * int(r->encrypted) : 0);
+    if (!r) return "0";
+    const int bits =
+        int(r->oem) | int(r->encrypted) << 1 | int(r->poweroff) << 2 | int(r->keep_persistent) << 3;
+    return std::string(1, "0123456789abcdef"[1 + bits]);
 }
 
 Result<std::optional<ResetRequest>> parse_reset_var(std::string_view v) {
-    if (v.size() != 1 || v[0] < '0' || v[0] > '4')
-        return fail(Errc::parse, "boot control: ballast_reset={} is not 0..4", v);
-    const int n = v[0] - '0';
+    constexpr std::string_view kDigits = "0123456789abcdef";
+    const auto n = v.size() == 1 ? kDigits.find(v[0]) : std::string_view::npos;
+    if (n == std::string_view::npos || n > 14)
+        return fail(Errc::parse, "boot control: ballast_reset={} is not a digit 0..e", v);
     if (n == 0) return std::nullopt;
-    return ResetRequest{.oem = ((n - 1) & 1) != 0, .encrypted = ((n - 1) & 2) != 0};
+    const int bits = int(n) - 1;
+    ResetRequest r{.oem = (bits & 1) != 0,
+                   .encrypted = (bits & 2) != 0,
+                   .poweroff = (bits & 4) != 0,
+                   .keep_persistent = (bits & 8) != 0};
+    if (r.keep_persistent && (!r.oem || r.encrypted))
+        return fail(Errc::parse, "boot control: ballast_reset={} asks for no reset", v);
+    return r;
 }
 
 grubenv::Vars to_vars(const BootState& s, bool lock) {

@@ -30,6 +30,10 @@ struct SlotInfo {
 struct ResetRequest {
     bool oem = false;        // OEM is wiped too
     bool encrypted = false;  // persistent was LUKS2: it comes back encrypted
+    bool poweroff = false;   // the machine powers off once the reset is done (reset.poweroff)
+    // Persistent is left alone (reset.reset-persistent: false): only OEM is wiped, so `oem` is
+    // set and `encrypted` is not.
+    bool keep_persistent = false;
     bool operator==(const ResetRequest&) const = default;
 };
 
@@ -52,7 +56,9 @@ struct BootState {
 [[nodiscard]] Result<BootState> from_vars(const grubenv::Vars& vars);
 [[nodiscard]] grubenv::Vars to_vars(const BootState& s, bool lock = false);
 
-// ballast_reset: one digit, "0" none, else 1 + oem + 2 * encrypted (fixed length, as above).
+// ballast_reset: one hex digit, "0" none, else 1 + oem + 2 * encrypted + 4 * poweroff +
+// 8 * keep_persistent (fixed length, as above; 1..4 are what the first resets wrote). A digit
+// describing no reset (persistent kept and OEM too, or kept and encrypted) is damage.
 [[nodiscard]] std::string reset_var(const std::optional<ResetRequest>& r);
 [[nodiscard]] Result<std::optional<ResetRequest>> parse_reset_var(std::string_view v);
 

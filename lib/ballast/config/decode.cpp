@@ -823,6 +823,47 @@ constexpr Field<InstallSpec> kInstallFields[] = {
 constexpr Table<InstallSpec> kInstall{"install", "How install lays out and fills the disk",
                                       Severity::warning, kInstallFields};
 
+// reset: (Kairos). reboot and poweroff as install's; a reset that wipes nothing is refused once
+// the files are merged (check_config: one file may keep persistent, another wipe OEM).
+void reset_reboot(const MapReader& r, std::string_view key, ResetSpec& spec, DecodeContext&) {
+    if (bool b = false; r.read(key, b)) spec.reboot = b;
+}
+
+void reset_poweroff(const MapReader& r, std::string_view key, ResetSpec& spec, DecodeContext&) {
+    (void)r.read(key, spec.poweroff);
+    if (spec.reboot.value_or(false) && spec.poweroff)
+        r.error(key, "reboot and poweroff cannot both be true");
+}
+
+constexpr char kResetSource[] =
+    "Ballast resets to the version the node runs (upgrade for another); ignored";
+
+constexpr Field<ResetSpec> kResetFields[] = {
+    {{"reset-persistent", K::boolean, "wipe the persistent partition (default true)"},
+     &read::value<&ResetSpec::persistent>},
+    {{"reset-oem", K::boolean, "wipe the OEM partition, its cloud-config (default false)"},
+     &read::value<&ResetSpec::oem>},
+    {{"reboot", K::boolean,
+      "reboot for the reset now (default true; false: it happens at the next boot)"},
+     &reset_reboot},
+    {{"poweroff", K::boolean, "power off once the reset is done"}, &reset_poweroff},
+    {{"source", K::any, "not supported: Ballast resets to the version the node runs"},
+     &read::warned<kResetSource>},
+    {{"grub-entry-name", K::any, "accepted for Kairos"}},
+    {{"system", K::any, "accepted for Kairos"}},
+    {{"passive", K::any, "accepted for Kairos"}},
+    {{"partitions", K::any, "accepted for Kairos"}},
+};
+constexpr Table<ResetSpec> kReset{"reset", "What a factory reset does (Kairos)", Severity::warning,
+                                  kResetFields};
+
+void reset_block(const MapReader& r, std::string_view key, Config& cfg, DecodeContext& ctx) {
+    auto rr = r.sub(key);
+    if (!rr.node() || rr.node()->is_null()) return;
+    cfg.reset.pos = rr.node()->pos;
+    kReset.decode(rr, cfg.reset, ctx);
+}
+
 constexpr Field<K3sSpec> kK3sFields[] = {
     {{"enabled", K::boolean, "run k3s (server for k3s:, agent for k3s-agent:)"},
      &read::value<&K3sSpec::enabled>},
@@ -1026,6 +1067,7 @@ constexpr Field<Config> kTopFields[] = {
     {{"debug", K::boolean, "accepted for Kairos"}, &debug_flag},
     {{"install", K::block, "install settings (Kairos)", "install"},
      &read::block<&Config::install, kInstall>},
+    {{"reset", K::block, "factory reset settings (Kairos)", "reset"}, &reset_block},
     {{"k3s", K::block, "k3s server (Kairos)", "k3s"}, &k3s_block<&Config::k3s>},
     {{"k3s-agent", K::block, "k3s agent (Kairos)", "k3s"}, &k3s_block<&Config::k3s_agent>},
     {{"kubevip", K::block, "kube-vip (Kairos)", "kubevip"}, &kubevip_block},
@@ -1237,6 +1279,10 @@ void decode_blocks(const Node& blocks, DecodeContext& ctx, Config& cfg) {
 }
 
 void check_config(const Config& cfg, Diagnostics& diags) {
+    if (!cfg.reset.persistent && !cfg.reset.oem)
+        diags.error(cfg.reset.pos,
+                    "reset: reset-persistent and reset-oem are both false: a reset would wipe "
+                    "nothing");
     for (const auto& [stage, steps] : cfg.stages) {
         std::set<std::string> ids;
         for (const auto& s : steps)
@@ -1276,6 +1322,7 @@ std::vector<BlockInfo> cloud_config_blocks() {
             describe(kInstall),
             describe(kInstallPartitions),
             describe(kInstallPartition),
+            describe(kReset),
             describe(kK3s),
             describe(kKubeVip),
             describe(kP2P),

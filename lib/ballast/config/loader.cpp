@@ -3,6 +3,7 @@
 #include "ballast/config/decode.hpp"
 
 #include <algorithm>
+#include <set>
 
 namespace ballast::config {
 
@@ -73,6 +74,22 @@ Loaded load_sources(std::vector<SourceFile> sources, const nlohmann::json& facts
     }
     out.sources = std::move(sources);
     return out;
+}
+
+Result<Loaded> load_for_block(std::vector<SourceFile> sources, std::string_view key,
+                              const nlohmann::json& facts) {
+    // A block is a top-level key: at the start of a line.
+    const std::string at_start = fmt::format("{}:", key), on_line = "\n" + at_start;
+    std::set<std::string> holders;
+    for (const auto& src : sources)
+        if (src.text.starts_with(at_start) || src.text.find(on_line) != std::string::npos)
+            holders.insert(src.name);
+    auto loaded = load_sources(std::move(sources), facts);
+    if (std::ranges::any_of(loaded.diags.items(), [&](const Diagnostic& d) {
+            return d.severity == Severity::error && holders.contains(d.pos.file);
+        }))
+        return fail(Errc::invalid_argument, "{}", loaded.diags.errors_text());
+    return loaded;
 }
 
 Result<Loaded> load_config(const RootPrefix& root, const SourceOptions& opts,

@@ -29,6 +29,13 @@ struct Loaded {
 [[nodiscard]] Loaded load_sources(std::vector<SourceFile> sources, const nlohmann::json& facts,
                                   Diagnostics diags = {});
 
+// Loads `sources` for the settings of one top-level block (`key`: "install", "reset"): an error
+// in a file that holds that block is an error here (with all the errors' text), since its
+// settings must not silently fall back to defaults. Errors in other files stay in `diags` for
+// the caller to judge.
+[[nodiscard]] Result<Loaded> load_for_block(std::vector<SourceFile> sources, std::string_view key,
+                                            const nlohmann::json& facts);
+
 // Collects the node's sources under `root` (plus `opts`) and loads them.
 [[nodiscard]] Result<Loaded> load_config(const RootPrefix& root, const SourceOptions& opts,
                                          const nlohmann::json& facts);

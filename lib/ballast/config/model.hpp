@@ -152,6 +152,15 @@ struct InstallSpec {
     std::map<std::string, uint32_t> partition_sizes_mib;  // oem, persistent, slot, efi
 };
 
+// Kairos `reset:` block: what a factory reset does when the command (or D-Bus call) does not
+// say (install/reset.hpp). Kairos' defaults; Ballast reboots unless told not to, since the
+// running node's reset happens at its next boot.
+struct ResetSpec {
+    bool persistent = true, oem = false, poweroff = false;
+    std::optional<bool> reboot;
+    Position pos;  // of the block, for errors about it
+};
+
 // Kairos `k3s:` / `k3s-agent:` block.
 struct K3sSpec {
     bool present = false, enabled = false;
@@ -187,6 +196,7 @@ struct K3osK3sSpec {
 struct Config {
     std::map<std::string, std::vector<Step>> stages;
     InstallSpec install;
+    ResetSpec reset;
     K3sSpec k3s, k3s_agent;
     KubeVipSpec kubevip;
     P2PSpec p2p;

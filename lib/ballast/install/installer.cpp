@@ -255,21 +255,14 @@ Result<std::optional<std::string>> installed_by_auto(const Options& o) {
 // The install: block of the cloud-config (empty without sources).
 Result<config::InstallSpec> install_block(const Options& o, std::vector<config::SourceFile> srcs) {
     if (srcs.empty()) return config::InstallSpec{};
-    // Files that hold an install: block: at boot, an error in one of them drops it whole, and
-    // with it perhaps install.auto; that must stop the run, not read as "not asked for".
-    std::set<std::string> install_files;
-    for (const auto& src : srcs)
-        if (src.text.find("install:") != std::string::npos) install_files.insert(src.name);
     auto facts = config::gather_facts(RootPrefix());
-    auto loaded = config::load_sources(std::move(srcs), facts ? *facts : nlohmann::json::object());
-    // At boot (--auto) a mistake in a file without an install: block is the boot stage's to
-    // report; install.auto off is then answered by the caller.
-    const bool asked =
-        loaded.config.install.auto_install ||
-        std::ranges::any_of(loaded.diags.items(), [&](const config::Diagnostic& d) {
-            return d.severity == config::Severity::error && install_files.count(d.pos.file);
-        });
-    if (loaded.diags.has_errors() && (!o.auto_mode || asked))
+    // At boot, an error in a file holding install: drops it whole, and with it perhaps
+    // install.auto: that stops the run rather than reading as "not asked for". A mistake in
+    // another file is the boot stage's to report; install.auto off is then answered by the
+    // caller.
+    auto loaded = BALLAST_TRY(config::load_for_block(std::move(srcs), "install",
+                                                     facts ? *facts : nlohmann::json::object()));
+    if (loaded.diags.has_errors() && (!o.auto_mode || loaded.config.install.auto_install))
         return fail(Errc::invalid_argument, "{}", loaded.diags.errors_text());
     return std::move(loaded.config.install);
 }

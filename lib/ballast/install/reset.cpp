@@ -7,6 +7,9 @@
 #include <charconv>
 
 #include "ballast/boot/disk_boot.hpp"
+#include "ballast/config/facts.hpp"
+#include "ballast/config/loader.hpp"
+#include "ballast/core/cmdline.hpp"
 #include "ballast/core/failpoint.hpp"
 #include "ballast/core/fd.hpp"
 #include "ballast/core/temp_dir.hpp"
@@ -71,19 +74,23 @@ Result<Luks2Areas> luks2_areas(std::string_view head) {
 }
 
 nlohmann::json ResetReport::to_json() const {
-    nlohmann::json j = {{"device", device},   {"dry_run", dry_run},
-                        {"resumed", resumed}, {"oem_wiped", request.oem},
-                        {"erased", erased},   {"persistent_before", persistent_before}};
+    nlohmann::json j = {{"device", device},         {"dry_run", dry_run},
+                        {"resumed", resumed},       {"persistent_wiped", !request.keep_persistent},
+                        {"oem_wiped", request.oem}, {"poweroff", request.poweroff},
+                        {"erased", erased},         {"persistent_before", persistent_before}};
     if (encryption) j["encryption"] = encryption->to_json();
     if (stage_error) j["stage_error"] = *stage_error;
     return j;
 }
 
 std::string ResetReport::text() const {
-    std::string out =
-        fmt::format("{}{}: {} {} ({}), made anew{}\n", dry_run ? "plan for resetting " : "reset ",
-                    device, disk::kPersistentLabel, dry_run ? "to be erased" : "erased", erased,
-                    encryption ? " as LUKS2" : " as ext4");
+    std::string out = fmt::format("{}{}: ", dry_run ? "plan for resetting " : "reset ", device);
+    if (request.keep_persistent)
+        out += fmt::format("{} kept (reset-persistent: false)\n", disk::kPersistentLabel);
+    else
+        out += fmt::format("{} {} ({}), made anew{}\n", disk::kPersistentLabel,
+                           dry_run ? "to be erased" : "erased", erased,
+                           encryption ? " as LUKS2" : " as ext4");
     if (resumed)
         out +=
             "  this finished a reset asked for earlier (on the running node, or cut short), with "
@@ -167,6 +174,72 @@ Result<std::string> erase_persistent(const std::string& device, const disk::Part
     return how;
 }
 
+// Step 5: persistent made anew as install makes it, synced.
+Status remake_persistent(const ResetOptions& o, const ResetDisk& d, std::optional<Sealing>& seal,
+                         ResetReport& rep, const Say& say) {
+    // Scratch files only for a LUKS2 volume (the initramfs may have no /tmp).
+    std::optional<TempDir> tmp;
+    if (seal) tmp.emplace(BALLAST_TRY(TempDir::make("reset", o.tmp_base)));
+    rep.encryption.reset();
+    // On a running disk (the initramfs) through the partition's own node: mke2fs opens its
+    // device exclusively, and the disk has the slot mounted.
+    const auto at = BALLAST_TRY(disk::range_node(o.device, d.persistent.start, d.persistent.size));
+    auto persistent = d.persistent;
+    persistent.start = at.offset;
+    BALLAST_TRY(format_persistent(at.path, persistent, seal ? &*seal : nullptr,
+                                  tmp ? tmp->path() : std::string(), rep.encryption, say));
+    // Both: a partition's node has its own cache.
+    for (const auto& path : {o.device, at.path}) {
+        UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+        if (!fd || ::fsync(fd.get()) < 0) return fail_errno(errno, "sync " + path);
+    }
+    return {};
+}
+
+// The reset: block of the --config files (and of the node's own sources), read as install
+// reads install:. A file holding one that does not load stops the reset: its settings must not
+// silently become the defaults.
+Result<config::ResetSpec> reset_block(const ResetOptions& o) {
+    if (o.config_files.empty() && !o.node_config) return config::ResetSpec{};
+    config::Diagnostics diags;
+    std::string cmdline;
+    if (o.node_config)
+        if (auto c = read_proc_cmdline()) cmdline = *c;
+    auto srcs = BALLAST_TRY(config::collect_sources(
+        RootPrefix(o.root),
+        {.node_sources = o.node_config, .extra_files = o.config_files, .cmdline = cmdline}, diags));
+    auto facts = config::gather_facts(RootPrefix(o.root));
+    auto loaded = BALLAST_TRY_CTX(
+        config::load_for_block(std::move(srcs), "reset", facts ? *facts : nlohmann::json::object()),
+        "reset: block");
+    return loaded.config.reset;
+}
+
+// What this reset asks for: the command over the reset: block.
+Result<boot::ResetRequest> wanted(const ResetOptions& o, bool encrypted_now,
+                                  const config::ResetSpec& spec, const std::string& where) {
+    if (o.poweroff.value_or(false) && !o.request_only)
+        return fail(Errc::invalid_argument,
+                    "poweroff is for this node's reset (its initramfs powers off when done); "
+                    "--device resets now");
+    boot::ResetRequest r;
+    r.oem = o.reset_oem.value_or(spec.oem);
+    r.keep_persistent = !o.reset_persistent.value_or(spec.persistent);
+    r.encrypted = !r.keep_persistent && (o.encrypt || encrypted_now);
+    r.poweroff = o.request_only && o.poweroff.value_or(spec.poweroff);
+    if (r.keep_persistent && o.encrypt)
+        return fail(Errc::invalid_argument,
+                    "--encrypt remakes persistent, which this reset keeps (reset-persistent: "
+                    "false{})",
+                    where);
+    if (r.keep_persistent && !r.oem)
+        return fail(Errc::invalid_argument,
+                    "nothing to reset: persistent is kept and OEM too (reset-persistent and "
+                    "reset-oem false{})",
+                    where);
+    return r;
+}
+
 }  // namespace
 
 Result<ResetReport> reset(const ResetOptions& o) {
@@ -187,14 +260,23 @@ Result<ResetReport> reset(const ResetOptions& o) {
     rep.persistent_before =
         BALLAST_TRY(disk::probe_content(o.device, d.persistent.start, d.persistent.size))
             .value_or("");
-    // An interrupted reset is finished as it was asked for.
-    boot::ResetRequest req{.oem = o.reset_oem,
-                           .encrypted = o.encrypt || rep.persistent_before == "crypto_LUKS"};
-    if (state.reset) {
+    // What is asked for; an interrupted reset is finished as it was asked for.
+    const auto spec = BALLAST_TRY(reset_block(o));
+    rep.reboot = spec.reboot.value_or(true);
+    const std::string where =
+        spec.pos.file.empty() ? std::string() : " at " + config::to_string(spec.pos);
+    boot::ResetRequest req;
+    if (!state.reset) {
+        req = BALLAST_TRY(wanted(o, rep.persistent_before == "crypto_LUKS", spec, where));
+    } else {
         req = *state.reset;
         rep.resumed = true;
-        say(fmt::format("{}: finishing the reset asked for earlier (OEM {}, {})", o.device,
-                        req.oem ? "wiped" : "kept", req.encrypted ? "encrypted" : "plain"));
+        say(fmt::format("{}: finishing the reset asked for earlier (persistent {}, OEM {})",
+                        o.device,
+                        req.keep_persistent ? "kept"
+                        : req.encrypted     ? "wiped, encrypted anew"
+                                            : "wiped",
+                        req.oem ? "wiped" : "kept"));
     }
     rep.request = req;
     if (o.request_only && rep.resumed) return rep;  // pending already: as it is
@@ -205,7 +287,9 @@ Result<ResetReport> reset(const ResetOptions& o) {
                     boot::name(*o.booted));
     // Only what the reset writes must be free: in the initramfs, the slot is mounted already.
     for (const auto* p : {&d.persistent, &d.oem}) {
-        if (o.request_only || (p == &d.oem && !req.oem)) continue;
+        if (o.request_only || (p == &d.oem && !req.oem) ||
+            (p == &d.persistent && req.keep_persistent))
+            continue;
         if (auto m = BALLAST_TRY(disk::mounted_at(o.device, p->start, p->size)))
             return fail(Errc::busy, "{} is in use: its {} is mounted at {}", o.device, p->label,
                         *m);
@@ -219,8 +303,9 @@ Result<ResetReport> reset(const ResetOptions& o) {
         rep.encryption = seal->describe();
     }
     if (o.dry_run) {
-        rep.erased = rep.persistent_before == "crypto_LUKS" ? "crypto-erase, discard"
-                                                            : "discard where the device can";
+        if (!req.keep_persistent)
+            rep.erased = rep.persistent_before == "crypto_LUKS" ? "crypto-erase, discard"
+                                                                : "discard where the device can";
         return rep;
     }
     if (!rep.resumed) BALLAST_TRY(run_config_stage("before-reset", o.config_files));
@@ -233,9 +318,11 @@ Result<ResetReport> reset(const ResetOptions& o) {
     failpoint("reset.requested");
     if (o.request_only) return rep;
     // 3. The old data, gone.
-    rep.erased = BALLAST_TRY_CTX(erase_persistent(o.device, d.persistent, say), "erase {}",
-                                 disk::kPersistentLabel);
-    failpoint("reset.erased");
+    if (!req.keep_persistent) {
+        rep.erased = BALLAST_TRY_CTX(erase_persistent(o.device, d.persistent, say), "erase {}",
+                                     disk::kPersistentLabel);
+        failpoint("reset.erased");
+    }
     // 4. OEM, if asked.
     if (req.oem) {
         say(fmt::format("{}: wiping", disk::kOemLabel));
@@ -244,22 +331,7 @@ Result<ResetReport> reset(const ResetOptions& o) {
         failpoint("reset.oem-wiped");
     }
     // 5. Persistent as install makes it.
-    // Scratch files only for a LUKS2 volume (the initramfs may have no /tmp).
-    std::optional<TempDir> tmp;
-    if (seal) tmp.emplace(BALLAST_TRY(TempDir::make("reset", o.tmp_base)));
-    rep.encryption.reset();
-    // On a running disk (the initramfs) through the partition's own node: mke2fs opens its
-    // device exclusively, and the disk has the slot mounted.
-    const auto at = BALLAST_TRY(disk::range_node(o.device, d.persistent.start, d.persistent.size));
-    auto persistent = d.persistent;
-    persistent.start = at.offset;
-    BALLAST_TRY(format_persistent(at.path, persistent, seal ? &*seal : nullptr,
-                                  tmp ? tmp->path() : std::string(), rep.encryption, say));
-    // Both: a partition's node has its own cache.
-    for (const auto& path : {o.device, at.path}) {
-        UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
-        if (!fd || ::fsync(fd.get()) < 0) return fail_errno(errno, "sync " + path);
-    }
+    if (!req.keep_persistent) BALLAST_TRY(remake_persistent(o, d, seal, rep, say));
     failpoint("reset.formatted");
     // 6. Done: the request goes, in one write.
     state.reset.reset();

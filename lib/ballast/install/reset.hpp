@@ -26,9 +26,13 @@
 namespace ballast::install {
 
 struct ResetOptions {
-    std::string device;      // the disk (block device or image file)
-    bool reset_oem = false;  // --reset-oem: OEM's cloud-config goes too
-    bool encrypt = false;    // --encrypt: persistent comes back LUKS2 even if it was plain
+    std::string device;  // the disk (block device or image file)
+    // Unset: as the cloud-config's reset: block says (reset-persistent, reset-oem, poweroff),
+    // else Kairos' defaults: persistent wiped, OEM kept (--reset-oem: its cloud-config goes
+    // too), no poweroff. Poweroff is for the running node's request: the initramfs powers the
+    // machine off once it has done the reset.
+    std::optional<bool> reset_persistent, reset_oem, poweroff;
+    bool encrypt = false;  // --encrypt: persistent comes back LUKS2 even if it was plain
     bool dry_run = false;
     // The running node (D-Bus Reset): only the request is stored, for the initramfs to do the
     // reset at the next boot (persistent is mounted now). Refused while `booted` is on trial:
@@ -36,8 +40,12 @@ struct ResetOptions {
     // pending is reported as it is.
     bool request_only = false;
     std::optional<boot::Slot> booted;
-    // --config: cloud-config whose before-reset and after-reset stages run around the reset.
+    // --config: cloud-config whose reset: block applies and whose before-reset and after-reset
+    // stages run around the reset. With node_config, the reset: block of the node's own sources
+    // under `root` (its OEM and persistent config, kernel command line) applies too.
     std::vector<std::string> config_files;
+    bool node_config = false;
+    std::string root = "/";
     std::string tpm2_device, pcrs = "7", pcr_bank = "sha256";
     std::string tmp_base = "/tmp";  // where an encrypted volume's scratch files go
     std::function<void(const std::string&)> say;
@@ -47,8 +55,10 @@ struct ResetReport {
     std::string device;
     bool dry_run = false;
     boot::ResetRequest request;  // what is (or was) asked for: the boot state's digit
-    bool resumed = false;        // a reset asked for earlier (or cut short) was finished, as asked
-    std::string erased;          // how the old persistent data went: "crypto-erase", "discard", ...
+    // The running node reboots for it now: the reset: block's reboot (default true).
+    bool reboot = true;
+    bool resumed = false;  // a reset asked for earlier (or cut short) was finished, as asked
+    std::string erased;    // how the old persistent data went: "crypto-erase", "discard", ...
     std::string persistent_before;                 // what it held ("crypto_LUKS", "ext4", "" blank)
     std::optional<Report::Encryption> encryption;  // persistent is LUKS2 again
     // The reset is done, but the after-reset stage failed: why (the command fails after

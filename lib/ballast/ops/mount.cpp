@@ -90,7 +90,7 @@ class SystemMountIo final : public MountIo {
         }
         return true;
     }
-    Result<std::optional<std::string>> finish_reset(const std::string& device) override {
+    Result<std::optional<FinishedReset>> finish_reset(const std::string& device) override {
         auto disk_dev = BALLAST_TRY(disk::parent_disk(device));
         if (!disk_dev) return std::nullopt;  // not on a partitioned disk: no boot state to ask
         auto db = boot::DiskBoot::open(*disk_dev);
@@ -124,7 +124,12 @@ class SystemMountIo final : public MountIo {
         auto rep = BALLAST_TRY(install::reset(o));
         if (rep.encryption && !rep.encryption->recovery_key.empty())
             show_recovery_key(rep.encryption->recovery_key);
-        return std::string(trim(rep.text()));
+        if (rep.request.poweroff)
+            std::fputs(
+                "ballast: the machine powers off once this boot has run the after-reset stage "
+                "(reset.poweroff)\n",
+                stderr);
+        return FinishedReset{std::string(trim(rep.text())), rep.request.poweroff};
     }
     Result<std::optional<std::string>> probe(const std::string& device) override {
         return disk::probe_content(device);
@@ -193,6 +198,7 @@ nlohmann::json MountReport::to_json() const {
     if (unlocked) out["unlocked"] = *unlocked;
     if (unlock_error) out["unlock_error"] = *unlock_error;
     if (reset) out["reset"] = *reset;
+    if (reset_poweroff) out["reset_poweroff"] = true;
     if (reset_error) out["reset_error"] = *reset_error;
     if (config_error) out["config_error"] = *config_error;
     out["stages_ok"] = stages_ok;
@@ -230,7 +236,10 @@ Result<MountReport> assemble_root(mount::Layout layout, const mount::Settings& s
         rep.reset_error = reset.error().what();
         blocked = "a factory reset is pending and did not finish: " + *rep.reset_error;
     } else {
-        rep.reset = *reset;
+        if (*reset) {
+            rep.reset = (*reset)->what;
+            rep.reset_poweroff = (*reset)->poweroff;
+        }
         if (auto content = io.probe(device); content && *content == "crypto_LUKS") {
             const std::string name(kPersistentMapperName);
             if (auto method = io.unlock(device, name)) {
@@ -286,6 +295,10 @@ Result<MountReport> mount_root(const NodeOptions& node, const MountRequest& req,
     if (rep.reset)
         if (auto st = write_file_atomic(layout.run_dir / "reset-finished", *rep.reset + "\n"); !st)
             spdlog::warn("mount: mark the finished reset: {}", st.error().what());
+    // ... and ballast-reset-poweroff.service powers the machine off after it, when asked.
+    if (rep.reset_poweroff)
+        if (auto st = write_file_atomic(layout.run_dir / "reset-poweroff", "\n"); !st)
+            spdlog::warn("mount: mark the power-off after the reset: {}", st.error().what());
     if (auto st =
             write_file_atomic(layout.run_dir / "mount.json", json_text(rep.to_json(), 2) + "\n");
         !st)

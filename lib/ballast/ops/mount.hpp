@@ -26,9 +26,17 @@ struct MountRequest {
     bool dry_run = false;
 };
 
+// A factory reset the initramfs finished: what it did, and whether the machine powers off now
+// (reset.poweroff: once the after-reset stage has run).
+struct FinishedReset {
+    std::string what;
+    bool poweroff = false;
+};
+
 struct MountReport {
     mount::Report mounts;
     std::optional<std::string> reset;         // a pending factory reset was finished: what it did
+    bool reset_poweroff = false;              // ... and asked for the machine to power off
     std::optional<std::string> reset_error;   // ... or not: persistent is not mounted, why
     std::optional<std::string> unlocked;      // the method that opened persistent
     std::optional<std::string> unlock_error;  // persistent stays locked: why
@@ -46,8 +54,8 @@ class MountIo {
     [[nodiscard]] virtual bool wait_for(const std::string& path,
                                         std::chrono::milliseconds timeout) = 0;
     // Finishes a factory reset the boot state of the disk holding `device` asks for
-    // (install/reset.hpp); what it did, nullopt when none is pending.
-    [[nodiscard]] virtual Result<std::optional<std::string>> finish_reset(
+    // (install/reset.hpp); nullopt when none is pending.
+    [[nodiscard]] virtual Result<std::optional<FinishedReset>> finish_reset(
         const std::string& device) = 0;
     // What the device holds (libblkid's name: "crypto_LUKS", "ext4"); nullopt when blank.
     [[nodiscard]] virtual Result<std::optional<std::string>> probe(const std::string& device) = 0;

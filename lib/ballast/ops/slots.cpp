@@ -71,18 +71,23 @@ Result<boot::Slot> rollback(const SlotsEnv& env) {
     return update::rollback({&db.control(), env.booted, env.state_dir});
 }
 
-Result<boot::ResetRequest> request_reset(const SlotsEnv& env, const ResetAsk& ask) {
+Result<ResetAnswer> request_reset(const SlotsEnv& env, const ResetAsk& ask) {
     if (env.disk.empty()) return fail(Errc::unavailable, "no Ballast disk");
     install::ResetOptions o;
     o.device = env.disk;
     o.reset_oem = ask.oem;
+    o.reset_persistent = ask.persistent;
+    o.poweroff = ask.poweroff;
     o.encrypt = ask.encrypt;
     o.tpm2_device = ask.tpm2_device;
     o.pcrs = ask.pcrs;
     o.pcr_bank = ask.pcr_bank;
     o.request_only = true;
     o.booted = env.booted;
-    return BALLAST_TRY(install::reset(o)).request;
+    o.node_config = true;
+    o.root = ask.root;
+    auto rep = BALLAST_TRY(install::reset(o));
+    return ResetAnswer{rep.request, ask.reboot.value_or(rep.reboot)};
 }
 
 void add_slots_status(const SlotsEnv& env, nlohmann::json& s) {
@@ -97,6 +102,8 @@ void add_slots_status(const SlotsEnv& env, nlohmann::json& s) {
     if (st->reset) {
         s["ResetPending"] = true;
         s["ResetOem"] = st->reset->oem;
+        s["ResetPersistent"] = !st->reset->keep_persistent;
+        s["ResetPoweroff"] = st->reset->poweroff;
     }
     s["PrimarySlot"] = std::string(boot::name(st->primary()));
 }

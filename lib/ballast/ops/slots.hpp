@@ -63,11 +63,18 @@ struct SettleAction {
 // (ops/mount.hpp, install/reset.hpp). An encrypted persistent partition must be sealed to a
 // TPM again then: the TPM is opened now, so that a node without one is refused here rather
 // than coming up without its persistent partition. A reset already pending is returned as it is.
+// What is not asked for comes from the reset: block of the node's cloud-config under `root`.
 struct ResetAsk {
-    bool oem = false, encrypt = false;
+    std::optional<bool> oem, persistent, poweroff, reboot;
+    bool encrypt = false;
     std::string tpm2_device, pcrs = "7", pcr_bank = "sha256";
+    std::string root = "/";
 };
-[[nodiscard]] Result<boot::ResetRequest> request_reset(const SlotsEnv& env, const ResetAsk& ask);
+struct ResetAnswer {
+    boot::ResetRequest request;
+    bool reboot = true;  // now, for it
+};
+[[nodiscard]] Result<ResetAnswer> request_reset(const SlotsEnv& env, const ResetAsk& ask);
 
 // GetStatus: Slots and PrimarySlot (or BootControlError), ResetPending (with ResetOem when so);
 // Upgrade (the journal, credentials redacted) or UpgradeJournalError; RefusedVersions.
