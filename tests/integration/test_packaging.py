@@ -174,13 +174,23 @@ def test_stage_units_verify(bins, world_tmp):
     assert "ConditionPathExists=/run/ballast/reset-finished" in after_reset
 
 
-def test_reset_poweroff_unit_verifies(world_tmp):
-    """The unit that powers off after a reset asking for it: verified, and acting only on the
-    initramfs's marker, after the after-reset stage."""
+def test_reset_poweroff_unit_verifies(bins, world_tmp):
+    """The unit that powers off after a reset asking for it: verified beside the units it is
+    ordered with (no ordering cycle through multi-user.target), acting only on the initramfs's
+    marker, after the after-reset stage."""
     need_tool("systemd-analyze", "systemd")
     path = world_tmp / "ballast-reset-poweroff.service"
     shutil.copy(TOP / "units" / path.name, path)
-    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)], capture_output=True, text=True)
+    health, _ = built_unit("ballast-health.service", f"{bins['ctl']} health", world_tmp)
+    agent, _ = built_unit("ballast-agent.service", bins["agent"], world_tmp)
+    wants = world_tmp / "multi-user.target.wants"
+    wants.mkdir()
+    for unit in (path, health):
+        (wants / unit.name).symlink_to(unit)
+    # With the target that pulls both in: its start transaction is where a cycle shows.
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path), str(health), str(agent),
+                        "multi-user.target"],
+                       capture_output=True, text=True, env=dict(os.environ, SYSTEMD_UNIT_PATH=f"{world_tmp}:"))
     assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
     unit = path.read_text()
     assert "ConditionPathExists=/run/ballast/reset-poweroff" in unit
