@@ -53,8 +53,9 @@ void print_json(const nlohmann::json& j);
 [[nodiscard]] int cmd_install(const GlobalOptions& g, install::Options o);
 // With o.device: that disk, now; else this node, at its next boot (through the daemon).
 // reboot: --reboot / --no-reboot (unset: the node's reset: block says).
+// graceful, force: the running node's leaving of its k3s cluster (D-Bus Graceful, Force).
 [[nodiscard]] int cmd_reset(const GlobalOptions& g, install::ResetOptions o,
-                            std::optional<bool> reboot);
+                            std::optional<bool> reboot, std::optional<bool> graceful, bool force);
 [[nodiscard]] int cmd_config_validate(const GlobalOptions& g, const std::vector<std::string>& files,
                                       bool strict);
 [[nodiscard]] int cmd_config_show(const GlobalOptions& g, const std::vector<std::string>& files);

@@ -36,7 +36,7 @@ int print_report(const GlobalOptions& g, const config::AgentSettings& settings, 
 // initramfs does the reset at the next boot. Choices not given are left out of the call: the
 // daemon takes them from the node's reset: block.
 int reset_this_node(const GlobalOptions& g, const install::ResetOptions& o,
-                    std::optional<bool> reboot) {
+                    std::optional<bool> reboot, std::optional<bool> graceful, bool force) {
     for (auto [set, flag] :
          {std::pair{!o.config_files.empty(), "--config"},
           std::pair{!o.tpm2_device.empty(), "--tpm2-device"}, std::pair{o.dry_run, "--dry-run"}})
@@ -51,6 +51,8 @@ int reset_this_node(const GlobalOptions& g, const install::ResetOptions& o,
           std::pair{"PowerOff", o.poweroff}})
         if (v) opts[name] = *v;
     if (reboot) opts["NoReboot"] = !*reboot;
+    if (graceful) opts["Graceful"] = *graceful;
+    if (force) opts["Force"] = true;
     auto client = connect_agent(g);
     if (!client) return report_error(client.error());
     auto answer = client->reset(opts);
@@ -93,12 +95,15 @@ int cmd_install(const GlobalOptions& g, install::Options o) {
     return kExitOk;
 }
 
-int cmd_reset(const GlobalOptions& g, install::ResetOptions o, std::optional<bool> reboot) {
-    if (o.device.empty()) return reset_this_node(g, o, reboot);
-    if (reboot || o.poweroff)
+int cmd_reset(const GlobalOptions& g, install::ResetOptions o, std::optional<bool> reboot,
+              std::optional<bool> graceful, bool force) {
+    if (o.device.empty()) return reset_this_node(g, o, reboot, graceful, force);
+    if (reboot || o.poweroff || graceful || force)
         return report_error(Error(Errc::invalid_argument,
                                   fmt::format("{} is for this node's reset; --device resets now",
-                                              reboot ? "--reboot/--no-reboot" : "--poweroff")));
+                                              reboot       ? "--reboot/--no-reboot"
+                                              : o.poweroff ? "--poweroff"
+                                                           : "--graceful/--force")));
     o.say = progress(g);
     auto settings = agent_settings(g);
     if (!settings) return report_error(settings.error());

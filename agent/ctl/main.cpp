@@ -222,8 +222,8 @@ void add_reset_command(CLI::App& app, const GlobalOptions& g, Action& action) {
     };
     struct Opts {
         ballast::install::ResetOptions reset;
-        Choice oem, persistent, poweroff, reboot;
-        bool no_reboot = false;
+        Choice oem, persistent, poweroff, reboot, graceful;
+        bool no_reboot = false, force = false;
     };
     auto o = options<Opts>();
     auto& r = o->reset;
@@ -246,6 +246,12 @@ void add_reset_command(CLI::App& app, const GlobalOptions& g, Action& action) {
     o->reboot.opt = reset->add_flag("--reboot", o->reboot.value,
                                     "This node: reboot now for the reset (default: reset.reboot, "
                                     "else true)");
+    o->graceful.opt = reset->add_flag(
+        "--graceful", o->graceful.value,
+        "This node: leave the k3s cluster first (cordon, drain, delete the Node; default: when "
+        "k3s is set up here)");
+    reset->add_flag("--force", o->force,
+                    "This node: reset even when it cannot leave its cluster (unreachable)");
     reset->add_flag("--no-reboot", o->no_reboot,
                     "This node: reset at the next boot, whenever that is (--reboot=false)");
     reset
@@ -272,7 +278,7 @@ void add_reset_command(CLI::App& app, const GlobalOptions& g, Action& action) {
                                        "--reboot and --no-reboot contradict each other"));
                 reboot = false;
             }
-            return cmd_reset(g, std::move(opts), reboot);
+            return cmd_reset(g, std::move(opts), reboot, o->graceful.given(), o->force);
         };
     });
 }

@@ -25,6 +25,12 @@ int cmd_status(const GlobalOptions& g) {
         return kExitOk;
     }
     std::printf("Ballast agent %s\n", field(*st, "Version").c_str());
+    if (auto it = st->find("Recovery"); it != st->end() && it->is_object())
+        std::printf(
+            "  IN RECOVERY: %s\n  (persistent is not mounted; the node's services do not "
+            "run. Repair: agentctl reset --device DISK, agentctl encrypt, agentctl "
+            "install --no-format; then reboot)\n",
+            it->value("Reason", "").c_str());
     const std::pair<const char*, const char*> rows[] = {
         {"Booted slot", "BootedSlot"},
         {"Operation", "Operation"},

@@ -17,26 +17,6 @@ Daemon& daemon_of(void* userdata) {
     return *static_cast<Daemon*>(userdata);
 }
 
-// Maps a failed Result to a D-Bus error reply.
-int reply_error(sd_bus_error* ret_error, const Error& e) {
-    const char* name = api::kErrorFailed;
-    switch (e.code()) {
-        case Errc::invalid_argument:
-        case Errc::parse:
-            name = api::kErrorInvalid;
-            break;
-        case Errc::busy:
-            name = api::kErrorBusy;
-            break;
-        case Errc::permission_denied:
-            name = SD_BUS_ERROR_ACCESS_DENIED;
-            break;
-        default:
-            break;
-    }
-    return sd_bus_error_set(ret_error, name, valid_utf8(e.what()).c_str());
-}
-
 int get_string(sd_bus*, const char*, const char*, const char* property, sd_bus_message* reply,
                void* userdata, sd_bus_error*) {
     auto& d = daemon_of(userdata);
@@ -203,11 +183,14 @@ int method_rollback(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) 
 }
 
 // Reset(a{sv} options) -> s what, b reboot. Options (b): ResetOem, ResetPersistent, PowerOff,
-// NoReboot, Encrypt; those not given come from the node's reset: block. The reset itself happens at
-// the next boot, before persistent is mounted.
+// NoReboot, Encrypt (those not given come from the node's reset: block), Graceful (leave the k3s
+// cluster first; default: when k3s is set up), Force (reset even when leaving fails). Replied
+// once the request is stored (after the leave job); the reset itself happens at the next boot,
+// before persistent is mounted.
 int method_reset(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
     if (int r = require_root(m, ret_error); r < 0) return r;
-    auto flags = read_flags(m, {"ResetOem", "ResetPersistent", "PowerOff", "NoReboot", "Encrypt"});
+    auto flags = read_flags(
+        m, {"ResetOem", "ResetPersistent", "PowerOff", "NoReboot", "Encrypt", "Graceful", "Force"});
     if (!flags) return invalid_args(ret_error, flags.error());
     auto given = [&](const char* k) {
         auto it = flags->find(k);
@@ -219,9 +202,11 @@ int method_reset(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
     ask.poweroff = given("PowerOff");
     if (auto no = given("NoReboot")) ask.reboot = !*no;
     ask.encrypt = given("Encrypt").value_or(false);
-    auto answer = daemon_of(userdata).reset(std::move(ask));
-    if (!answer) return reply_error(ret_error, answer.error());
-    return sd_bus_reply_method_return(m, "sb", answer->first.c_str(), int(answer->second));
+    if (auto st = daemon_of(userdata).reset(std::move(ask), given("Graceful"),
+                                            given("Force").value_or(false), m);
+        !st)
+        return reply_error(ret_error, st.error());
+    return 1;  // replied by reset(), now or when the leave job ends
 }
 
 const sd_bus_vtable kVtable[] = {
@@ -270,6 +255,26 @@ const sd_bus_vtable kVtable[] = {
 };
 
 }  // namespace
+
+// Maps a failed Result to a D-Bus error reply.
+int reply_error(sd_bus_error* ret_error, const Error& e) {
+    const char* name = api::kErrorFailed;
+    switch (e.code()) {
+        case Errc::invalid_argument:
+        case Errc::parse:
+            name = api::kErrorInvalid;
+            break;
+        case Errc::busy:
+            name = api::kErrorBusy;
+            break;
+        case Errc::permission_denied:
+            name = SD_BUS_ERROR_ACCESS_DENIED;
+            break;
+        default:
+            break;
+    }
+    return sd_bus_error_set(ret_error, name, valid_utf8(e.what()).c_str());
+}
 
 const sd_bus_vtable* agent_vtable() {
     return kVtable;

@@ -3,6 +3,8 @@
 
 #include <systemd/sd-bus.h>
 
+#include "ballast/core/result.hpp"
+
 namespace ballast::agent {
 
 // userdata of every entry is the Daemon*.
@@ -13,5 +15,9 @@ namespace ballast::agent {
 // `action` names what is refused in the message (default: the called member).
 [[nodiscard]] int require_root(sd_bus_message* m, sd_bus_error* ret_error,
                                const char* action = nullptr);
+
+// Maps a failed Result to a D-Bus error (the agent's error names) in `ret_error`; returns what a
+// handler returns for it.
+int reply_error(sd_bus_error* ret_error, const Error& e);
 
 }  // namespace ballast::agent

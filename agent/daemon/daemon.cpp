@@ -18,6 +18,7 @@
 #include "ballast/core/cmdline.hpp"
 #include "ballast/core/json.hpp"
 #include "ballast/core/log.hpp"
+#include "ballast/ops/mount.hpp"
 #include "ballast/ops/report.hpp"
 #include "ballast/stages/names.hpp"
 #include "ballast_config.h"
@@ -80,6 +81,14 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonOptions opts) {
         self->emit_changed("Operation");
         self->notify_status();
     }));
+    d->recovery_ = ops::recovery_boot(d->opts_.node.root);
+    if (d->recovery_) {
+        // The node is not itself: its config is not reconciled, and the last upgrade is left
+        // for the next normal boot to settle.
+        spdlog::warn("recovery boot ({}): no reconcile, no upgrade, no health verdict",
+                     (*d->recovery_)["reason"].get<std::string>());
+        return d;
+    }
     d->arm_reconcile(d->settings_.reconcile.delay);
     d->settle_last_upgrade();
     return d;
@@ -213,6 +222,9 @@ nlohmann::json Daemon::status() const {
         {"LogLevel", log_level()},
         {"Stages", stage_summaries()},
     };
+    if (recovery_)
+        s["Recovery"] = {{"Reason", recovery_->value("reason", "")},
+                         {"Asked", recovery_->value("asked", false)}};
     add_upgrade_status(s);
     // Read from the disk's boot control on every call: the two small reads cost nothing.
     ops::add_slots_status(slots_env(), s);

@@ -68,9 +68,13 @@ class Daemon {
     // runs. Each returns the slot acted on.
     [[nodiscard]] Result<std::string> mark_slot(bool good, const std::string& slot);
     [[nodiscard]] Result<std::string> rollback(bool reboot);
-    // A factory reset at the next boot (unset choices: the node's reset: block); what it wipes
-    // ("persistent", "persistent and OEM", "OEM") and whether it reboots for it now.
-    [[nodiscard]] Result<std::pair<std::string, bool>> reset(ops::ResetAsk ask);
+    // A factory reset at the next boot (unset choices: the node's reset: block). A node with
+    // k3s set up (or `graceful`) first leaves its cluster, in a job (ballast-agent leave); if
+    // that fails the reset is refused unless `force`. `call` is answered (what it wipes:
+    // "persistent", "persistent and OEM", "OEM"; whether it reboots for it now) once the request
+    // is stored, or with the error.
+    [[nodiscard]] Status reset(ops::ResetAsk ask, std::optional<bool> graceful, bool force,
+                               sd_bus_message* call);
     // Phase, Percent, Bytes, Total, Rate (bytes/s), EtaSeconds of the running upgrade; empty
     // when none runs.
     [[nodiscard]] const nlohmann::json& progress() const { return progress_; }
@@ -93,6 +97,9 @@ class Daemon {
     // Reboots through systemd when this is the running system; otherwise records that a reboot
     // is needed (sandboxes, --root).
     void reboot_or_flag(const std::string& why);
+    // The request itself, once the node has left its cluster (or need not).
+    [[nodiscard]] Result<std::pair<std::string, bool>> store_reset(ops::ResetAsk ask,
+                                                                   const std::string& left);
     [[nodiscard]] Result<ops::Slot> booted() const;
     [[nodiscard]] ops::SlotsEnv slots_env() const;
     // RebootRequired, Progress, Upgrade (the journal) and RefusedVersions for GetStatus.
@@ -109,6 +116,7 @@ class Daemon {
     nlohmann::json progress_ = nlohmann::json::object();
     ops::ProgressMeter progress_meter_;
     bool reboot_required_ = false;
+    std::optional<nlohmann::json> recovery_;  // a recovery boot: why (ops::recovery_boot)
     UniqueFd lock_fd_;
     sdbus::Event event_;
     sdbus::Bus bus_;

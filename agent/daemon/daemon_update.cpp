@@ -11,6 +11,7 @@
 #include "ballast/ops/upgrade.hpp"
 #include "ballast/system/http.hpp"
 #include "ballast/system/systemd.hpp"
+#include "bus_api.hpp"
 #include "daemon.hpp"
 
 namespace ballast::agent {
@@ -73,6 +74,10 @@ void Daemon::settle_last_upgrade() {
 
 Status Daemon::start_upgrade(const ops::UpgradeRequest& req) {
     if (disk_.empty()) return fail(Errc::unavailable, "no Ballast disk: nothing to upgrade");
+    if (recovery_)
+        return fail(Errc::unavailable,
+                    "a recovery boot upgrades nothing: repair persistent (agentctl reset "
+                    "--device, encrypt) and boot normally first");
     BALLAST_TRY(booted());
     BALLAST_TRY(ops::check_source(req.source));
     std::vector<std::string> tail = {"upgrade", req.source, "--json"};
@@ -173,24 +178,76 @@ Result<std::string> Daemon::rollback(bool reboot) {
     return std::string(ops::name(*to));
 }
 
-Result<std::pair<std::string, bool>> Daemon::reset(ops::ResetAsk ask) {
+Status Daemon::reset(ops::ResetAsk ask, std::optional<bool> graceful, bool force,
+                     sd_bus_message* call) {
     if (jobs_.busy())
         return fail(Errc::busy, "busy: '{}' is running; try again when it has finished",
                     jobs_.operation());
     if (disk_.empty()) return fail(Errc::unavailable, "no Ballast disk");
+    auto reply = [](sd_bus_message* m, const Result<std::pair<std::string, bool>>& r) {
+        int rc = 0;
+        if (r) {
+            rc = sd_bus_reply_method_return(m, "sb", r->first.c_str(), int(r->second));
+        } else {
+            sd_bus_error err = SD_BUS_ERROR_NULL;
+            reply_error(&err, r.error());
+            rc = sd_bus_reply_method_error(m, &err);
+            sd_bus_error_free(&err);
+        }
+        if (rc < 0) spdlog::warn("reply to Reset: {}", fail_errno(rc, "").error().message());
+    };
     ask.tpm2_device = settings_.tpm.device;
     ask.pcrs = settings_.tpm.pcrs;
     ask.pcr_bank = settings_.tpm.pcr_bank;
     ask.root = opts_.node.root.base().string();
+    // Pending already: as it is, without leaving again.
+    if (!graceful.value_or(ops::k3s_set_up(opts_.node.root)) || ops::reset_pending(slots_env())) {
+        reply(call, store_reset(std::move(ask), ""));
+        return {};
+    }
+    // A reset that would be refused is refused before the node leaves its cluster.
+    BALLAST_TRY_CTX(ops::check_reset(slots_env(), ask), "reset");
+    if (call) sd_bus_message_ref(call);
+    auto reply_to = std::make_shared<sdbus::Message>(call);
+    return jobs_.start(
+        "reset", job_argv({"leave", "--json"}),
+        [this, reply_to, reply, ask, force](const nlohmann::json& report, int exit_status) {
+            const auto res = ops::job_report(report, exit_status, "the leave job");
+            const bool ok = res.value("ok", false);
+            std::string left = res.value("left", false) ? "left the cluster" : "";
+            if (!ok) {
+                const std::string why = json_field<std::string>(res, "error", "failed");
+                if (!force) {
+                    const std::string msg = fmt::format(
+                        "the node could not leave its k3s cluster: {}; nothing was reset "
+                        "(--force resets without leaving)",
+                        why);
+                    set_last_error(msg);
+                    job_finished("reset", false, msg);
+                    if (*reply_to) reply(reply_to->get(), fail(Errc::unavailable, "{}", msg));
+                    return;
+                }
+                left = "did not leave the cluster (--force): " + why;
+                spdlog::warn("reset: {}", left);
+            }
+            auto r = store_reset(ask, left);
+            job_finished("reset", bool(r), r ? r->first : r.error().what());
+            if (*reply_to) reply(reply_to->get(), r);
+        });
+}
+
+Result<std::pair<std::string, bool>> Daemon::store_reset(ops::ResetAsk ask,
+                                                         const std::string& left) {
     auto answer = ops::request_reset(slots_env(), ask);
     if (!answer) return std::unexpected(std::move(answer.error()).context("reset"));
     const auto& req = answer->request;
     const std::string what = req.keep_persistent ? "OEM"
                              : req.oem           ? "persistent and OEM"
                                                  : "persistent";
-    const std::string msg = fmt::format("factory reset requested: {} wiped at the next boot{}{}",
-                                        what, req.encrypted ? ", persistent encrypted anew" : "",
-                                        req.poweroff ? ", then power off" : "");
+    const std::string msg =
+        fmt::format("factory reset requested: {} wiped at the next boot{}{}{}", what,
+                    req.encrypted ? ", persistent encrypted anew" : "",
+                    req.poweroff ? ", then power off" : "", left.empty() ? "" : "; " + left);
     spdlog::warn("{}", msg);
     if (answer->reboot)
         reboot_or_flag(msg);

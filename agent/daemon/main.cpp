@@ -36,11 +36,14 @@ struct CommandLine {
     CLI::App* stage = nullptr;
     std::string stage_name;
     std::vector<std::string> stage_configs;
+    bool access_only = false;
     CLI::App* upgrade = nullptr;
     ops::UpgradeRequest upgrade_req;
     std::string expect;
     bool no_reboot = false;
     CLI::App* health = nullptr;
+    CLI::App* leave = nullptr;
+    int leave_timeout = 300;
     CLI::App* unlock = nullptr;
     ops::UnlockRequest unlock_req;
     CLI::App* mount = nullptr;
@@ -82,6 +85,9 @@ void add_stage_command(CLI::App& app, CommandLine& c) {
                      "Extra cloud-config file, after the node's sources (repeatable)")
         ->option_text("FILE");
     c.stage->add_flag("--dry-run", c.dry_run, "Print the plan; change nothing");
+    c.stage->add_flag(
+        "--access-only", c.access_only,
+        "Recovery boots: of every boot stage, only the host name, users and SSH keys");
     c.stage->add_flag("--json", c.json, "Print the report as JSON");
 }
 
@@ -106,6 +112,14 @@ void add_health_command(CLI::App& app, CommandLine& c) {
     c.health = app.add_subcommand("health",
                                   "Run the health checks; commit a slot on trial, or mark it bad");
     c.health->add_flag("--json", c.json, "Print the report as JSON");
+}
+
+void add_leave_command(CLI::App& app, CommandLine& c) {
+    c.leave = app.add_subcommand(
+        "leave", "Leave the k3s cluster (cordon, drain, delete the Node) before a factory reset");
+    c.leave->add_option("--timeout", c.leave_timeout, "Seconds the drain may take (default 300)")
+        ->check(CLI::Range(1, 86400));
+    c.leave->add_flag("--json", c.json, "Print the report as JSON");
 }
 
 void add_unlock_command(CLI::App& app, CommandLine& c) {
@@ -178,13 +192,16 @@ ops::NodeOptions node_options(const CommandLine& c) {
 // The one-shot mode the command line asks for; nullopt: none, run the daemon.
 std::optional<int> run_oneshot(CommandLine& c, const ops::NodeOptions& node) {
     if (c.stage->parsed())
-        return agent::run_stage_mode(node, c.stage_name, c.stage_configs, c.dry_run, c.json);
+        return agent::run_stage_mode(node, c.stage_name, c.stage_configs, c.dry_run, c.json,
+                                     c.access_only);
     if (c.upgrade->parsed()) {
         if (!c.expect.empty()) c.upgrade_req.expect_manifest_sha256 = c.expect;
         c.upgrade_req.reboot = !c.no_reboot;
         return agent::run_upgrade_mode(node, c.upgrade_req, c.json);
     }
     if (c.health->parsed()) return agent::run_health_mode(node, c.json);
+    if (c.leave->parsed())
+        return agent::run_leave_mode(node, std::chrono::seconds(c.leave_timeout), c.json);
     if (c.unlock->parsed()) return agent::run_unlock_mode(node, c.unlock_req, c.json);
     if (c.mount->parsed()) {
         c.mount_req.stages = !c.no_stages;
@@ -222,6 +239,7 @@ int run(int argc, char** argv) {
     add_stage_command(app, c);
     add_upgrade_command(app, c);
     add_health_command(app, c);
+    add_leave_command(app, c);
     add_unlock_command(app, c);
     add_mount_command(app, c);
     try {

@@ -22,7 +22,8 @@ int report_failure(const char* what, const Error& e, bool json, nlohmann::json e
 }
 
 int run_stage_mode(const ops::NodeOptions& node, const std::string& stage,
-                   const std::vector<std::string>& configs, bool dry_run, bool json) {
+                   const std::vector<std::string>& configs, bool dry_run, bool json,
+                   bool access_only) {
     auto settings = ops::load_settings(node);
     if (!settings) return report_failure("stage", settings.error(), json, {{"stage", stage}});
     stages::RunRequest req;
@@ -31,6 +32,7 @@ int run_stage_mode(const ops::NodeOptions& node, const std::string& stage,
     for (const auto& c : configs)
         req.config_files.push_back(std::filesystem::absolute(c));
     req.dry_run = dry_run;
+    req.access_only = access_only;
     stages::apply_settings(req, *settings);
     auto rep = stages::run(req);
     if (!rep) return report_failure("stage", rep.error(), json, {{"stage", stage}});
@@ -38,6 +40,22 @@ int run_stage_mode(const ops::NodeOptions& node, const std::string& stage,
     std::fputs(json ? (json_text(j, 2) + "\n").c_str() : stages::format_report(j, false).c_str(),
                stdout);
     return rep->ok() ? 0 : kExitFailure;
+}
+
+int run_leave_mode(const ops::NodeOptions& node, std::chrono::seconds timeout, bool json) {
+    auto rep = ops::leave_cluster(node.root, timeout);
+    if (!rep) return report_failure("leave", rep.error(), json);
+    if (json) {
+        std::printf("%s\n", json_text(*rep).c_str());
+    } else if (!(*rep)["left"].get<bool>()) {
+        std::printf("leave: %s\n", (*rep)["detail"].get<std::string>().c_str());
+    } else {
+        const auto detail = (*rep)["detail"].get<std::string>();
+        std::printf("left the cluster: node %s cordoned, %zu pods evicted, deleted%s\n",
+                    (*rep)["node"].get<std::string>().c_str(), (*rep)["evicted"].size(),
+                    detail.empty() ? "" : (" (" + detail + ")").c_str());
+    }
+    return 0;
 }
 
 int run_upgrade_mode(const ops::NodeOptions& options, const ops::UpgradeRequest& req, bool json) {

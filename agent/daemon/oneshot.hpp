@@ -19,12 +19,18 @@ namespace ballast::agent {
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;
 
+// access_only: a recovery boot's way in (stages::RunRequest::access_only).
 int run_stage_mode(const ops::NodeOptions& node, const std::string& stage,
-                   const std::vector<std::string>& configs, bool dry_run, bool json);
+                   const std::vector<std::string>& configs, bool dry_run, bool json,
+                   bool access_only = false);
 
 // With `json`, progress goes to stdout as one JSON line per step ({"progress": {...}}) before
 // the report; otherwise to stderr.
 int run_upgrade_mode(const ops::NodeOptions& node, const ops::UpgradeRequest& req, bool json);
+
+// The node leaves its k3s cluster (k3s/leave.hpp) before a factory reset: the daemon's Reset
+// runs it as a job. Nothing to do (ok, "left": false) where k3s is not set up.
+int run_leave_mode(const ops::NodeOptions& node, std::chrono::seconds timeout, bool json);
 
 // Runs the health checks and records the verdict for a slot on trial (commit, or mark bad).
 int run_health_mode(const ops::NodeOptions& node, bool json);

@@ -57,7 +57,7 @@ _agentctl() {
     elif [[ $cmd == install ]]; then
         COMPREPLY=($(compgen -W "--device --bundle --auto --keyring --config --force --no-format --dry-run --reboot --poweroff --no-reboot --efi-size --oem-size --slot-size --persistent-size --tpm2-device $global_opts" -- "$cur"))
     elif [[ $cmd == reset ]]; then
-        COMPREPLY=($(compgen -W "--device --reset-persistent --reset-oem --poweroff --reboot --encrypt --no-reboot --config --tpm2-device --dry-run $global_opts" -- "$cur"))
+        COMPREPLY=($(compgen -W "--device --reset-persistent --reset-oem --poweroff --reboot --encrypt --graceful --force --no-reboot --config --tpm2-device --dry-run $global_opts" -- "$cur"))
     elif [[ $cmd == encrypt ]]; then
         COMPREPLY=($(compgen -W "--device --tpm2-device --pcrs --pcr-bank --pin --unlock-key-file --replace $global_opts" -- "$cur"))
     elif [[ $cmd == upgrade ]]; then

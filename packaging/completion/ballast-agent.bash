@@ -17,11 +17,11 @@ _ballast_agent() {
             if ((i + 1 == cword)); then
                 COMPREPLY=($(compgen -W "rootfs initramfs fs boot network reconcile" -- "$cur"))
             else
-                COMPREPLY=($(compgen -W "--config --dry-run --json" -- "$cur"))
+                COMPREPLY=($(compgen -W "--config --dry-run --access-only --json" -- "$cur"))
             fi
             return
         fi
     done
-    COMPREPLY=($(compgen -W "stage --root --disk --config --bus-address --booted-slot --log-level --help --version" -- "$cur"))
+    COMPREPLY=($(compgen -W "stage leave --root --disk --config --bus-address --booted-slot --log-level --help --version" -- "$cur"))
 }
 complete -F _ballast_agent ballast-agent

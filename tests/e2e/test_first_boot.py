@@ -7,6 +7,9 @@ reset asked for on the running node: the initramfs wipes persistent at the next 
 node comes back as a fresh one with its OEM config."""
 
 import json
+import subprocess
+
+from k3s_standin import K3S, STANDIN, wait_k3s
 
 STATE = ("cat /etc/hostname; cat /etc/machine-id; ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | "
          "cut -d' ' -f2; cat /etc/e2e-etc /var/lib/rancher/e2e /root/e2e /var/log/e2e 2>&1; "
@@ -43,18 +46,30 @@ def test_first_boot_applies_oem_and_keeps_persistent_state(vm, booted):
 
 
 def test_factory_reset_from_the_running_node(vm, booted):
-    """The daemon stores the request and reboots; the initramfs erases and remakes persistent
-    before mounting it (mke2fs in the initramfs); OEM is kept. Asked with --poweroff, as for a
-    device about to be sent away: the boot that did the reset powers the machine off at its end
-    (ballast-reset-poweroff.service), and the next power-on finds a fresh node. Costs two
-    boots."""
+    """A node running k3s (the stand-in) with a pod on it: the daemon has it leave the cluster
+    (cordon, drain, delete its Node, through the API as kubectl does), stores the request, and at
+    the next boot the initramfs erases and remakes persistent before mounting it (mke2fs in the
+    initramfs); OEM is kept. Asked with --poweroff, as for a device about to be sent away: the boot
+    that did the reset powers the machine off at its end (ballast-reset-poweroff.service), and
+    the next power-on finds a fresh node, without k3s or its config. Costs two boots."""
     vm.resume(booted)
     vm.ssh("echo etc > /etc/e2e-etc && echo k3s > /var/lib/rancher/e2e && echo home > /root/e2e && sync")
     before = vm.ssh(STATE, check=False).stdout.splitlines()
     assert before[3:6] == ["etc", "k3s", "home"], before
+    vm.ssh("cat > /usr/local/bin/k3s && chmod 755 /usr/local/bin/k3s", input=STANDIN.read_text())
+    vm.ssh("mkdir -p /etc/ballast/config.d && cat > /etc/ballast/config.d/50-k3s.yaml", input=K3S)
+    vm.ssh("systemctl restart ballast-stage@boot.service")
+    wait_k3s(vm, "site=e2e")
+    vm.ssh("cat > /var/lib/rancher/k3s-standin/pods.json", input=json.dumps([
+        {"metadata": {"name": "web-1", "namespace": "default", "ownerReferences": [{"kind": "ReplicaSet"}]},
+         "spec": {"nodeName": "ballast-demo"}}]))
     slots = vm.slots()
-    r = vm.ssh("agentctl reset --poweroff", check=False, timeout=60)
-    assert r.returncode in (0, 255), r.stdout + r.stderr  # 255: ssh cut by the reboot
+    r = vm.ssh("agentctl --json reset --poweroff --no-reboot", timeout=300)
+    assert json.loads(r.stdout) == {"reset": "persistent", "reboot": False}, r.stdout
+    assert vm.ssh("cat /var/lib/rancher/k3s-standin/evictions.log").stdout == "default/web-1\n"
+    deleted = json.loads(vm.ssh("cat /var/lib/rancher/k3s-standin/deleted.json").stdout)
+    assert deleted["node"] == "ballast-demo" and deleted["spec"] == {"unschedulable": True}, deleted
+    vm.ssh("systemctl reboot --no-block", check=False, timeout=30)
     vm.wait_poweroff()
     console = vm.serial()
     assert "ballast: finishing the factory reset asked for on /dev/vda" in console, vm.tail()
@@ -80,3 +95,50 @@ def test_factory_reset_from_the_running_node(vm, booted):
     assert "ResetPending" not in st, st
     assert {k: (v["State"], v["Version"]) for k, v in vm.slots().items()} == \
         {k: (v["State"], v["Version"]) for k, v in slots.items()}
+    # k3s went with persistent: its binary (/usr/local), its config (/etc) and its state.
+    assert vm.ssh("ls /usr/local/bin/k3s /etc/ballast/config.d/50-k3s.yaml /var/lib/ballast/k3s.json",
+                  check=False).stdout == ""
+    assert vm.ssh("systemctl is-active k3s.service", check=False).stdout.strip() != "active"
+
+
+def test_damaged_persistent_boots_recovery_and_is_repaired_there(vm, booted):
+    """Persistent damaged (blank, as a dead filesystem reads): the initramfs cannot mount it, says
+    why on the console, and the node boots ballast-recovery.target instead of running as a fresh
+    node on RAM: SSH with the OEM config's key, `agentctl status` saying it is in recovery and
+    why, none of the config's stages. From there the operator repairs it (agentctl reset
+    --device) and reboots into a fresh node. Costs two boots."""
+    vm.resume(booted)
+    vm.ssh("sync")
+    vm.power_cut()
+    # From the host, with the node off: the partition's bytes gone (e2fsck finds no superblock,
+    # not even a backup one).
+    parts = json.loads(subprocess.run(["sfdisk", "-J", str(vm.disk)], capture_output=True, text=True,
+                                      check=True).stdout)["partitiontable"]["partitions"]
+    p = next(p for p in parts if p["name"] == "BALLAST_PERSISTENT")
+    subprocess.run(["fallocate", "--punch-hole", "--offset", str(p["start"] * 512), "--length",
+                    str(p["size"] * 512), str(vm.disk)], check=True)
+    pos = len(vm.serial())
+    vm.start()
+    vm.wait_ssh(timeout=300)
+    console = vm.serial()[pos:]
+    assert "ballast: RECOVERY BOOT: persistent could not be mounted" in console, vm.tail()
+    assert vm.ssh("systemctl is-active ballast-recovery.target").stdout.strip() == "active"
+    assert vm.ssh("systemctl is-active ballast-recovery-access.service").stdout.strip() == "active"
+    # The node is not itself: no stage ran (the boot stage writes /etc/motd), nothing is assessed.
+    assert vm.ssh("systemctl is-active ballast-stage@boot.service ballast-health.service",
+                  check=False).stdout.split() == ["inactive", "inactive"]
+    assert "Ballast demo node" not in vm.ssh("cat /etc/motd", check=False).stdout
+    st = vm.status()
+    assert st["Recovery"]["Reason"].startswith("persistent could not be mounted"), st
+    assert not st["Recovery"]["Asked"]
+    assert "IN RECOVERY: persistent could not be mounted" in vm.ssh("agentctl status").stdout
+    r = vm.ssh("agentctl upgrade https://updates.invalid/os.tar --no-reboot", check=False)
+    assert r.returncode != 0 and "a recovery boot upgrades nothing" in r.stderr, r.stdout + r.stderr
+    # Repaired from here: persistent made anew (OEM, mounted read-only, is kept), then a normal boot.
+    r = vm.ssh("agentctl reset --device /dev/vda --json", timeout=300)
+    rep = json.loads(r.stdout)
+    assert rep["persistent_before"] == "" and not rep["oem_wiped"], rep
+    m = vm.reboot()
+    assert m["mount"] == "ok" and m["failed"] == "none" and m["persistent"] == "ext4", (m, vm.tail())
+    assert "Recovery" not in vm.status()
+    assert "Ballast demo node" in vm.ssh("cat /etc/motd").stdout

@@ -7,23 +7,14 @@ k3s never gets ready: the node goes back by itself and says why."""
 import json
 import re
 import time
-from pathlib import Path
 
+from k3s_standin import K3S, STANDIN, k3s_main_pid, wait_k3s
 from encrypted import (assert_crypttab_line, assert_unlocked_by_tpm, boot_encrypted_node,
                        boot_with_recovery_key, change_pcr7, pcr7)
-
-STANDIN = Path(__file__).resolve().parents[1] / "k3s-standin" / "k3s"
 
 HEALTH = """health:
   deadline: 20s
   interval: 1s
-"""
-
-K3S = """#cloud-config
-k3s:
-  enabled: true
-  args:
-    - --node-label=site=e2e
 """
 
 # Test-only: k3s in slot A is unready once the test has planted the flag (the stand-in reports
@@ -33,24 +24,6 @@ ExecStartPre=/bin/sh -c 'mkdir -p /var/lib/rancher/k3s-standin; \
   if grep -q ballast.slot=a /proc/cmdline && test -e /etc/e2e-unhealthy-a; \
   then touch /var/lib/rancher/k3s-standin/unready; else rm -f /var/lib/rancher/k3s-standin/unready; fi'
 """
-
-
-def k3s_main_pid(vm) -> int:
-    return int(vm.ssh("systemctl show -p MainPID --value k3s.service").stdout)
-
-
-def wait_k3s(vm, label: str, timeout: float = 120) -> dict:
-    """What the running k3s.service (systemd's main process, ready) received, once it has
-    `label`: the boot stage asks systemd for the (re)start and does not wait for it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        r = vm.ssh("systemctl is-active -q k3s.service && "
-                   "cat /var/lib/rancher/k3s-standin/received.json", check=False)
-        got = json.loads(r.stdout) if r.returncode == 0 else {}
-        if got.get("effective", {}).get("node-label") == [label] and got["pid"] == k3s_main_pid(vm):
-            return got
-        assert time.monotonic() < deadline, f"k3s: {r.stdout}{r.stderr}\n{vm.tail()}"
-        time.sleep(1)
 
 
 def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web, image, booted):

@@ -5,6 +5,7 @@ import base64
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,34 @@ def test_grub_keeps_a_reset_in_progress_and_range_checks_it():
     block = grubsim.env_serialize(list(s.items()))
     slot, files, g = grub_boot(block, block)
     assert vars_of(files[E1])["ballast_reset"] == "0"
+
+
+def test_recovery_and_reset_entries():
+    """The hidden menu's entries: recovery boots the last good slot with ballast.recovery and
+    never counts a try; the resets add ballast.reset to the slot chosen. GRUB's own parser takes
+    the file (grub-script-check)."""
+    if shutil.which("grub-script-check"):
+        r = subprocess.run(["grub-script-check", str(TOP / "overlay" / "grub" / "grub.cfg")],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+    # B on trial is chosen by default; recovery takes A, the last good one.
+    s = state("B A", (1, 0, 0), (1, 1, 3), "A")
+    block = grubsim.env_serialize(list(s.items()))
+    files = {E1: block, E2: block}
+    g, linux = grubsim.boot(CFG, files, entry="Ballast recovery")
+    assert [m[0] for m in g.menu][1] == ["Ballast recovery (slot A)", "--hotkey=r"]
+    assert "root=PARTLABEL=BALLAST_A ballast.slot=a" in linux and "ballast.recovery" in linux, linux
+    assert "(hd0,gpt3)/boot/vmlinuz" in linux
+    for title, word in (("Ballast factory reset: wipe persistent (", "ballast.reset "),
+                        ("Ballast factory reset: wipe persistent and OEM", "ballast.reset=oem")):
+        files = {E1: block, E2: block}
+        g, linux = grubsim.boot(CFG, files, entry=title)
+        assert "root=PARTLABEL=BALLAST_B ballast.slot=b" in linux and word in linux + " ", linux
+    # No last good slot: recovery takes the slot chosen.
+    s = state("B A", (0, 0, 0), (1, 0, 0), "")
+    block = grubsim.env_serialize(list(s.items()))
+    g, linux = grubsim.boot(CFG, {E1: block, E2: block}, entry="Ballast recovery")
+    assert "root=PARTLABEL=BALLAST_B ballast.slot=b" in linux and "(hd0,gpt4)" in linux, linux
 
 
 def test_garbage_values_are_range_checked():

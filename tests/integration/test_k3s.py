@@ -171,6 +171,63 @@ def test_server_renders_starts_is_ready_and_restarts_only_on_change(make_node):
     assert not restarts(step), step
 
 
+def pod(name, owner=None, ns="default", node="edge-node", **extra):
+    meta = {"name": name, "namespace": ns}
+    if owner:
+        meta["ownerReferences"] = [{"kind": owner, "name": f"{name}-owner"}]
+    return {"metadata": meta, "spec": {"nodeName": node}, **extra}
+
+
+def test_leave_cordons_drains_and_deletes_the_node(make_node):
+    """ballast-agent leave (a reset's first step on a k3s node) against the stand-in's API: cordon,
+    evict what kubectl drain evicts (not DaemonSet or mirror pods, not finished ones; a
+    PodDisruptionBudget's refusals are asked again), delete the Node (a server's etcd member goes
+    with it). A drain that cannot finish, and an unreachable cluster, are errors."""
+    n = make_node(example("single-server.yaml"))
+    r, rep, step = n.boot_stage()
+    assert r.returncode == 0, r.stdout + r.stderr
+    n.start_k3s("k3s.service")
+    state = n.root / "var/lib/rancher/k3s-standin"
+    mirror = pod("kube-vip", ns="kube-system")
+    mirror["metadata"]["annotations"] = {"kubernetes.io/config.mirror": "x"}
+    guarded = pod("db-0", owner="StatefulSet")
+    guarded["metadata"]["annotations"] = {"standin.ballast.io/pdb-refusals": "2"}
+    stuck = pod("stuck-0", owner="StatefulSet")
+    stuck["metadata"]["annotations"] = {"standin.ballast.io/pdb-refusals": "1000"}
+    pods = [pod("web-1", owner="ReplicaSet"), pod("svclb", owner="DaemonSet", ns="kube-system"), mirror,
+            pod("job-1", owner="Job", status={"phase": "Succeeded"}), guarded,
+            pod("elsewhere", owner="ReplicaSet", node="other-node")]
+    # A budget that never allows it: refused at the deadline, naming the pod; nothing deleted.
+    (state / "pods.json").write_text(json.dumps(pods + [stuck]))
+    r = n.agent("leave", "--timeout", "2", "--json")
+    assert r.returncode == 1, r.stdout + r.stderr
+    err = json.loads(r.stdout)["error"]
+    assert "still running after 2 s: default/stuck-0" in err and "PodDisruptionBudget" in err, err
+    assert not (state / "deleted.json").exists()
+    (state / "pods.json").write_text(json.dumps(pods))
+    r = n.agent("leave", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["ok"] and rep["left"] and rep["cordoned"] and rep["deleted"] and rep["node"] == "edge-node"
+    assert sorted(rep["evicted"]) == ["default/db-0", "default/web-1"], rep
+    deleted = json.loads((state / "deleted.json").read_text())
+    assert deleted == {"node": "edge-node", "spec": {"unschedulable": True}, "etcd_member_removed": True}
+    left = {p["metadata"]["name"] for p in json.loads((state / "pods.json").read_text())}
+    assert left == {"svclb", "kube-vip", "job-1", "elsewhere"}
+    # Gone already: nothing to do, and said so.
+    r = n.agent("leave", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["detail"] == "the Node object is gone already", r.stdout
+    # Unreachable: an error naming it.
+    n.stop()
+    r = n.agent("leave", "--json")
+    assert r.returncode == 1 and "the cluster cannot be reached" in json.loads(r.stdout)["error"], r.stdout
+    # No k3s here: nothing to leave.
+    m = make_node("#cloud-config\nhostname: plain\n")
+    r = m.agent("leave", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == {"ok": True, "left": False,
+                                                         "detail": "k3s is not set up here"}, r.stdout
+
+
 def test_agent_joins_with_server_and_token_in_config(make_node):
     n = make_node(example("agent-join.yaml"))
     r, rep, step = n.boot_stage()

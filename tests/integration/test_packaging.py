@@ -50,6 +50,9 @@ def test_deb_contains_units_policy_man_pages(deb_root):
               "/lib/systemd/system/multi-user.target.wants/ballast-stage@network.service",
               "/lib/systemd/system/multi-user.target.wants/ballast-stage@after-reset.service",
               "/lib/systemd/system/ballast-reset-poweroff.service",
+              "/lib/systemd/system/ballast-recovery.target",
+              "/lib/systemd/system/ballast-recovery-access.service",
+              "/lib/systemd/system-generators/ballast-recovery-generator",
               "/lib/systemd/system/multi-user.target.wants/ballast-reset-poweroff.service",
               "/lib/systemd/system/ballast-health.service",
               "/lib/systemd/system/multi-user.target.wants/ballast-health.service",
@@ -60,6 +63,9 @@ def test_deb_contains_units_policy_man_pages(deb_root):
               "/usr/lib/dracut/modules.d/90ballast/ballast-mount.service",
               "/usr/lib/dracut/dracut.conf.d/90-ballast.conf"]:
         assert f in files, f"{f} missing from the package:\n{deb_root['listing']}"
+    # systemd runs only executable generators.
+    assert any(l.startswith("-rwxr-xr-x") and l.endswith("/ballast-recovery-generator")
+               for l in deb_root["listing"].splitlines()), deb_root["listing"]
     info = subprocess.run(["dpkg-deb", "-I", str(deb_root["deb"])], capture_output=True, text=True).stdout
     assert "libsystemd0" in info and "dbus" in info
 
@@ -195,6 +201,31 @@ def test_reset_poweroff_unit_verifies(bins, world_tmp):
     unit = path.read_text()
     assert "ConditionPathExists=/run/ballast/reset-poweroff" in unit
     assert "After=ballast-stage@after-reset.service" in unit
+
+
+def test_recovery_units_verify(bins, world_tmp):
+    """The recovery target and its access unit verify; the generator is executable and does
+    nothing on a normal boot (the VM test covers a recovery boot)."""
+    need_tool("systemd-analyze", "systemd")
+    target = world_tmp / "ballast-recovery.target"
+    shutil.copy(TOP / "units" / target.name, target)
+    access, unit = built_unit("ballast-recovery-access.service",
+                              f"{bins['agent']} stage recovery --access-only", world_tmp)
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(target), str(access)],
+                       capture_output=True, text=True, env=dict(os.environ, SYSTEMD_UNIT_PATH=f"{world_tmp}:"))
+    assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+    assert "ConditionPathExists=/run/ballast/recovery.json" in unit
+    assert "AllowIsolate=yes" in target.read_text()
+    gen = build_dir() / "units" / "ballast-recovery-generator"
+    if not Path("/run/ballast/recovery.json").exists():
+        out = world_tmp / "gen"
+        for d in ("normal", "early", "late"):
+            (out / d).mkdir(parents=True)
+        r = subprocess.run(["sh", str(gen), *(str(out / d) for d in ("normal", "early", "late"))],
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and not any(out.rglob("*.target")), r.stderr
+    template = (build_dir() / "units" / "ballast-stage@.service").read_text()
+    assert "ConditionPathExists=!/run/ballast/recovery.json" in template
 
 
 def test_tmpfiles_create_state_dirs(world_tmp):

@@ -356,6 +356,36 @@ def test_corrupt_passwd_line_is_an_error_not_a_crash(bins, node, tmp_path):
     assert not (node / "etc/owned").exists()
 
 
+def test_recovery_access_applies_users_and_keys_only(bins, node, tmp_path):
+    """A recovery boot's way in (ballast-agent stage recovery --access-only): the host name,
+    users and SSH keys of every boot stage, and none of the config's commands or files."""
+    cfg = tmp_path / "oem.yaml"
+    cfg.write_text(f"""#cloud-config
+hostname: edge-rescue
+users:
+  - name: ops
+    ssh_authorized_keys: ["{KEY_ROOT}"]
+write_files:
+  - path: /etc/not-in-recovery
+    content: x
+runcmd: ["touch /ran"]
+stages:
+  network:
+    - authorized_keys:
+        root: ["{KEY_ROOT}"]
+      commands: ["touch /ran-too"]
+""")
+    r, rep = run_stage(bins, node, "recovery", cfg, extra=("--access-only",))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert rep["stage"] == "recovery"
+    assert (node / "etc/hostname").read_text().strip() == "edge-rescue"
+    assert "ops:" in (node / "etc/passwd").read_text()
+    assert KEY_ROOT in (node / "home/ops/.ssh/authorized_keys").read_text()
+    assert KEY_ROOT in (node / "root/.ssh/authorized_keys").read_text()
+    for path in ("etc/not-in-recovery", "ran", "ran-too"):
+        assert not (node / path).exists(), path
+
+
 def test_uids_compare_as_numbers(bins, node, tmp_path):
     passwd = node / "etc/passwd"
     passwd.write_text(passwd.read_text() + "ops:x:1500:1500::/home/ops:/bin/sh\n")

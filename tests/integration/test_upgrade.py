@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Nginx, ctl, make_slot_image, need_tool, run_ok, wait_for
+from conftest import Nginx, ctl, free_port, make_slot_image, need_tool, run_ok, wait_for
 
 TOP = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TOP / "tests" / "integration" / "helpers"))
@@ -395,6 +395,74 @@ def test_factory_reset_of_the_running_node_follows_its_reset_block(node):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"reset": "persistent", "reboot": False}
     assert dict(grubsim.env_parse(node.env_files()[ENVS[0]]))["ballast_reset"] == "1"
+
+
+def test_factory_reset_of_a_k3s_node_leaves_its_cluster_first(node):
+    """A node with k3s set up leaves its cluster before the request is stored (the leave job:
+    cordon, drain, delete the Node, against the k3s stand-in's API); when it cannot (the cluster
+    is unreachable) the reset is refused with nothing written, and --force goes on."""
+    import socket
+    (node.root / "etc/hostname").write_text("edge-node\n")
+    (node.root / "var/lib/ballast").mkdir(parents=True, exist_ok=True)
+    (node.root / "var/lib/ballast/k3s.json").write_text('{"role": "server", "unit": "k3s.service"}\n')
+    port = free_port()
+    standin = subprocess.Popen([str(TOP / "tests/k3s-standin/k3s"), "server"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, K3S_STANDIN_ROOT=str(node.root), K3S_STANDIN_PORT=str(port)))
+    try:
+        def up():
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+        wait_for(lambda: up() or standin.poll() is not None, "k3s stand-in listening", 30)
+        assert standin.poll() is None, standin.stderr.read()
+        state = node.root / "var/lib/rancher/k3s-standin"
+        (state / "pods.json").write_text(json.dumps([
+            {"metadata": {"name": "web-1", "namespace": "default", "ownerReferences": [{"kind": "ReplicaSet"}]},
+             "spec": {"nodeName": "edge-node"}}]))
+        node.start("A")
+        r = node.ctl("--json", "reset", "--no-reboot")
+        assert r.returncode == 0, r.stderr + node.agent.output()
+        assert json.loads(r.stdout) == {"reset": "persistent", "reboot": False}
+        assert (state / "evictions.log").read_text() == "default/web-1\n"
+        assert json.loads((state / "deleted.json").read_text())["node"] == "edge-node"
+        assert dict(grubsim.env_parse(node.env_files()[ENVS[0]]))["ballast_reset"] == "1"
+    finally:
+        standin.terminate()
+        standin.wait(timeout=10)
+    # Cleared (the initramfs's part), then the cluster is gone: refused, nothing written.
+    node.stop()
+    assert ctl(node.bins, None, "reset", "--device", str(node.disk)).returncode == 0
+    node.start("A")
+    before = node.env_files()
+    r = node.ctl("reset", "--no-reboot")
+    assert r.returncode != 0 and "could not leave its k3s cluster" in r.stderr and "--force" in r.stderr, r.stderr
+    assert node.env_files() == before and "ResetPending" not in node.status()
+    r = node.ctl("--json", "reset", "--no-reboot", "--force")
+    assert r.returncode == 0, r.stderr
+    assert dict(grubsim.env_parse(node.env_files()[ENVS[0]]))["ballast_reset"] == "1"
+    # --graceful and --force are for this node's reset.
+    r = ctl(node.bins, None, "reset", "--device", str(node.disk), "--graceful")
+    assert r.returncode == 1 and "--graceful/--force is for this node's reset" in r.stderr, r.stderr
+
+
+def test_a_recovery_boot_upgrades_and_assesses_nothing(node, bundles):
+    """The initramfs marked this boot as a recovery boot (persistent not mounted): the daemon says
+    so and why, refuses upgrades, and the boot assessment commits nothing (the trial slot stays on
+    trial for the next normal boot)."""
+    run = node.root / "run/ballast"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "recovery.json").write_text('{"reason": "persistent could not be mounted: bad magic", '
+                                       '"asked": false}\n')
+    node.start("A")
+    before = node.env_files()
+    st = node.status()
+    assert st["Recovery"] == {"Reason": "persistent could not be mounted: bad magic", "Asked": False}
+    assert "IN RECOVERY: persistent could not be mounted: bad magic" in node.ctl("status").stdout
+    r, _ = upgrade(node, bundles["2.0"]["tar"])
+    assert r.returncode != 0 and "a recovery boot upgrades nothing" in r.stderr, r.stderr
+    r = node.ctl("health", "--no-reboot")
+    assert r.returncode != 0 and "is not assessed" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert node.env_files() == before
 
 
 def test_stages_around_the_upgrade_and_busy(node, bundles):

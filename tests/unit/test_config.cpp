@@ -6,6 +6,7 @@
 #include "ballast/config/loader.hpp"
 #include "ballast/config/sources.hpp"
 #include "ballast/config/template.hpp"
+#include "ballast/stages/runner.hpp"
 #include "helpers.hpp"
 
 using namespace ballast;
@@ -480,6 +481,51 @@ TEST_CASE("reset: Kairos' keys, their defaults and contradictions", "[config][re
     l = load({{"/oem/r.yaml", "#cloud-config\nreset:\n  reset-oem: sometimes\n"}});
     CHECK(l.diags.error_count() == 1);
     CHECK(has_diag(l.diags, "/oem/r.yaml:3"));
+}
+
+TEST_CASE("access_steps: a recovery boot's way in, and nothing else of the config",
+          "[config][recovery]") {
+    auto l = load({{"/oem/a.yaml", R"(#cloud-config
+hostname: edge-7
+users:
+  - name: ops
+    ssh_authorized_keys: ["ssh-ed25519 AAAA ops"]
+runcmd: ["touch /x"]
+write_files:
+  - path: /etc/y
+    content: y
+stages:
+  network:
+    - name: keys
+      authorized_keys:
+        root: ["ssh-ed25519 AAAA root"]
+      commands: ["echo no"]
+    - name: later
+      after: [{name: keys}]
+      users:
+        svc: {}
+      commands: ["echo no"]
+  reconcile:
+    - users:
+        never: {}
+)"}});
+    REQUIRE(l.diags.error_count() == 0);
+    auto a = stages::access_steps(l.config, "recovery");
+    REQUIRE(a.stages.size() == 1);
+    const auto& steps = a.stages.at("recovery");
+    std::vector<std::string> what;
+    for (const auto& s : steps) {
+        CHECK(s.stage == "recovery");
+        CHECK(s.commands.empty());
+        CHECK(s.files.empty());
+        CHECK(s.after.empty());
+        what.push_back(!s.hostname.empty() ? "hostname " + s.hostname
+                       : !s.users.empty()  ? "users " + s.users.front().name
+                                           : "keys " + s.authorized_keys.begin()->first);
+    }
+    // Boot order (initramfs, boot, network); a reconcile step is not part of a boot.
+    CHECK(what ==
+          std::vector<std::string>{"hostname edge-7", "users ops", "keys root", "users svc"});
 }
 
 TEST_CASE("load_for_block: an error in a file holding the block stops its reader",

@@ -5,6 +5,7 @@
 
 #include "ballast/config/loader.hpp"
 #include "ballast/k3s/flags.hpp"
+#include "ballast/k3s/leave.hpp"
 #include "ballast/k3s/render.hpp"
 
 using namespace ballast;
@@ -211,4 +212,23 @@ k3s-agent:
     bad.source = "t";
     bad.config["node-label"] = nlohmann::ordered_json::array({std::string("dmi=\xff\xfe")});
     CHECK(bad.config_yaml().find("dmi=\xEF\xBF\xBD") != std::string::npos);
+}
+
+TEST_CASE("drain_targets: what kubectl drain evicts from a pod list", "[k3s][leave]") {
+    const auto list = nlohmann::json::parse(R"({"kind": "PodList", "items": [
+      {"metadata": {"name": "web-1", "namespace": "shop",
+                    "ownerReferences": [{"kind": "ReplicaSet", "name": "web"}]}},
+      {"metadata": {"name": "svclb", "namespace": "kube-system",
+                    "ownerReferences": [{"kind": "DaemonSet", "name": "svclb"}]}},
+      {"metadata": {"name": "kube-vip", "namespace": "kube-system",
+                    "annotations": {"kubernetes.io/config.mirror": "abc"}}},
+      {"metadata": {"name": "job-1", "ownerReferences": [{"kind": "Job"}]},
+       "status": {"phase": "Succeeded"}},
+      {"metadata": {"name": "crashed"}, "status": {"phase": "Failed"}},
+      {"metadata": {"name": "bare"}, "status": {"phase": "Running"}},
+      {"metadata": {}}, 7, {"spec": {}}
+    ]})");
+    CHECK(k3s::drain_targets(list) == std::vector<std::string>{"shop/web-1", "default/bare"});
+    for (const char* bad : {"{}", "[]", R"({"items": 3})", "null"})
+        CHECK(k3s::drain_targets(nlohmann::json::parse(bad)).empty());
 }

@@ -289,6 +289,8 @@ class FakeMountIo final : public ops::MountIo {
     bool oem_blocked = false;
     bool stage_ok = true;
 
+    bool recovery = false;
+    bool recovery_asked() override { return recovery; }
     bool wait_for(const std::string& path, std::chrono::milliseconds) override {
         calls.push_back("wait " + path);
         return devices.contains(path);
@@ -387,7 +389,12 @@ TEST_CASE("ops mount: what goes wrong is reported, and the boot goes on", "[ops]
         CHECK(std::find(io.calls.begin(), io.calls.end(),
                         "  persistent from /dev/disk/by-partlabel/BALLAST_PERSISTENT blocked: "
                         "still locked: no recovery key opened it") != io.calls.end());
-        CHECK(io.calls.back() == "stage initramfs");  // the node still comes up
+        // The node comes up, for repair: no stage runs, it says why.
+        CHECK(io.calls.back() == "mount root");
+        CHECK(r->recovery ==
+              "persistent could not be mounted: still locked: no recovery key "
+              "opened it");
+        CHECK(r->to_json()["recovery"]["asked"] == false);
     }
     SECTION("a pending reset is finished before persistent is unlocked") {
         io.devices = {{"/dev/disk/by-partlabel/BALLAST_PERSISTENT", "crypto_LUKS"}};
@@ -428,7 +435,9 @@ TEST_CASE("ops mount: what goes wrong is reported, and the boot goes on", "[ops]
                         "  persistent from /dev/disk/by-partlabel/BALLAST_PERSISTENT blocked: a "
                         "factory reset is pending and did not finish: reset of an encrypted "
                         "BALLAST_PERSISTENT needs a TPM2") != io.calls.end());
-        CHECK(io.calls.back() == "stage initramfs");  // the node still comes up
+        CHECK(io.calls.back() == "mount root");  // the node comes up, in recovery
+        CHECK(r->recovery->find("a factory reset is pending and did not finish") !=
+              std::string::npos);
         CHECK(r->to_json()["reset_error"] == *r->reset_error);
         CHECK(io.oem_blocked);
     }
@@ -441,6 +450,34 @@ TEST_CASE("ops mount: what goes wrong is reported, and the boot goes on", "[ops]
         CHECK(io.calls[3] ==
               "  persistent from /dev/disk/by-partlabel/BALLAST_PERSISTENT blocked: "
               "/dev/disk/by-partlabel/BALLAST_PERSISTENT did not appear within 3 s");
+        CHECK(r->recovery ==
+              "persistent could not be mounted: "
+              "/dev/disk/by-partlabel/BALLAST_PERSISTENT did not appear within 3 s");
+    }
+    SECTION("recovery asked for: persistent untouched, no stage") {
+        io.devices = {{"/dev/disk/by-partlabel/BALLAST_PERSISTENT", "crypto_LUKS"}};
+        io.reset_result = std::optional<ops::FinishedReset>({"reset /dev/vda: ...", false});
+        io.recovery = true;
+        auto r = ops::assemble_root(layout(), ms, true, io);
+        REQUIRE(r);
+        CHECK(io.calls == std::vector<std::string>{
+                              "wait /dev/disk/by-partlabel/BALLAST_OEM", "mount storage",
+                              "  persistent from /dev/disk/by-partlabel/BALLAST_PERSISTENT "
+                              "blocked: a recovery boot (ballast.recovery) neither unlocks nor "
+                              "mounts persistent",
+                              "mount root"});
+        CHECK(r->recovery == "asked for on the kernel command line (ballast.recovery)");
+        CHECK(r->to_json()["recovery"]["asked"] == true);
+        CHECK_FALSE(r->reset);
+        CHECK_FALSE(r->ok());
+    }
+    SECTION("persistent mounted: no recovery") {
+        io.devices = {{"/dev/disk/by-partlabel/BALLAST_PERSISTENT", "ext4"}};
+        auto r = ops::assemble_root(layout(), ms, true, io);
+        REQUIRE(r);
+        CHECK_FALSE(r->recovery);
+        CHECK_FALSE(r->to_json().contains("recovery"));
+        CHECK(io.calls.back() == "stage initramfs");
     }
     SECTION("a failing stage fails the report, not the assembly") {
         io.devices = {{"/dev/disk/by-partlabel/BALLAST_PERSISTENT", "ext4"}};

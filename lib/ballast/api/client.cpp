@@ -78,7 +78,9 @@ Result<std::string> AgentClient::call_string(const char* method,
 }
 
 Result<nlohmann::json> AgentClient::reset(const nlohmann::json& options) {
-    auto reply = BALLAST_TRY(call("Reset", {}, options, 0));
+    // A node leaving its k3s cluster first waits for its pods to be evicted.
+    constexpr uint64_t kThirtyMinutes = 30ull * 60 * 1000 * 1000;
+    auto reply = BALLAST_TRY(call("Reset", {}, options, kThirtyMinutes));
     const char* what = nullptr;
     int reboot = 0;
     if (int r = sd_bus_message_read(reply.get(), "sb", &what, &reboot); r < 0)

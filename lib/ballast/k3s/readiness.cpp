@@ -16,12 +16,7 @@ std::string trimmed(std::string s) {
     return s;
 }
 
-// Node paths k3s uses, honouring data-dir and write-kubeconfig from its config.
-struct Paths {
-    std::string admin_kubeconfig = "/etc/rancher/k3s/k3s.yaml";
-    std::string data_dir = "/var/lib/rancher/k3s";
-    std::string node_name;
-};
+}  // namespace
 
 Paths k3s_paths(const RootPrefix& root) {
     Paths p;
@@ -39,6 +34,8 @@ Paths k3s_paths(const RootPrefix& root) {
         if (auto h = read_beneath(root, "/etc/hostname"); h && *h) p.node_name = trimmed(**h);
     return p;
 }
+
+namespace {
 
 Result<std::string> pem_of(const RootPrefix& root, const YAML::Node& n, const char* data_key,
                            const char* file_key, const std::string& where) {
@@ -63,6 +60,8 @@ YAML::Node named(const YAML::Node& list, const std::string& name, const char* in
     return {};
 }
 
+}  // namespace
+
 http::Options api_options(const Kubeconfig& kc, std::chrono::milliseconds timeout) {
     http::Options o;
     o.ca_pem = kc.ca_pem;
@@ -74,8 +73,6 @@ http::Options api_options(const Kubeconfig& kc, std::chrono::milliseconds timeou
     o.max_size = 4u << 20;
     return o;
 }
-
-}  // namespace
 
 Result<Kubeconfig> load_kubeconfig(const RootPrefix& root, const std::string& path) {
     auto text = BALLAST_TRY(read_beneath(root, path, 4u << 20));

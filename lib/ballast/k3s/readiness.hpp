@@ -11,8 +11,17 @@
 #include "ballast/core/result.hpp"
 #include "ballast/core/root.hpp"
 #include "ballast/k3s/state.hpp"
+#include "ballast/system/http.hpp"
 
 namespace ballast::k3s {
+
+// Node paths k3s uses, honouring data-dir, write-kubeconfig and node-name from its config.
+struct Paths {
+    std::string admin_kubeconfig = "/etc/rancher/k3s/k3s.yaml";
+    std::string data_dir = "/var/lib/rancher/k3s";
+    std::string node_name;  // else /etc/hostname
+};
+[[nodiscard]] Paths k3s_paths(const RootPrefix& root);
 
 struct Kubeconfig {
     std::string server;  // https://127.0.0.1:6443
@@ -22,6 +31,9 @@ struct Kubeconfig {
 // The current context's cluster and user (the first ones when there is no current-context);
 // file references are read under `root`.
 [[nodiscard]] Result<Kubeconfig> load_kubeconfig(const RootPrefix& root, const std::string& path);
+
+// Requests to the API server with the kubeconfig's credentials, each bounded by `timeout`.
+[[nodiscard]] http::Options api_options(const Kubeconfig& kc, std::chrono::milliseconds timeout);
 
 struct Readiness {
     bool ready = false;

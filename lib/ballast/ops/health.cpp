@@ -8,6 +8,7 @@
 #include "ballast/core/json.hpp"
 #include "ballast/crypt/slot_keys.hpp"
 #include "ballast/k3s/readiness.hpp"
+#include "ballast/ops/mount.hpp"
 #include "ballast/system/http.hpp"
 #include "ballast/update/journal.hpp"
 #include "ballast/update/slot_admin.hpp"
@@ -139,6 +140,10 @@ HealthReport verdict(const health::Settings& h, const HealthEnv& env) {
 }
 
 Result<HealthReport> check_health(const Node& node) {
+    if (auto r = recovery_boot(node.options.root))
+        return fail(Errc::unavailable,
+                    "a recovery boot ({}) is not assessed: nothing is committed or marked bad",
+                    (*r)["reason"].get<std::string>());
     HealthEnv env;
     env.unit_state = health::systemd_unit_state;
     env.booted = node.booted;

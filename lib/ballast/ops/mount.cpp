@@ -90,6 +90,12 @@ class SystemMountIo final : public MountIo {
         }
         return true;
     }
+    bool recovery_asked() override {
+        auto cmdline = read_proc_cmdline();
+        return cmdline && std::ranges::any_of(parse_cmdline(*cmdline), [](const auto& w) {
+                   return w.key == "ballast.recovery";
+               });
+    }
     Result<std::optional<FinishedReset>> finish_reset(const std::string& device) override {
         auto disk_dev = BALLAST_TRY(disk::parent_disk(device));
         if (!disk_dev) return std::nullopt;  // not on a partitioned disk: no boot state to ask
@@ -172,6 +178,19 @@ class SystemMountIo final : public MountIo {
 
 }  // namespace
 
+std::optional<nlohmann::json> recovery_boot(const RootPrefix& root) {
+    const auto path = root(fmt::format("/run/ballast/{}", kRecoveryFile));
+    std::error_code ec;
+    if (!fs::exists(path, ec)) return std::nullopt;
+    auto text = read_file(path, 1u << 16);
+    auto j = text ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
+    // The marker alone makes it a recovery boot: a damaged file does not make it a normal one.
+    if (!j.is_object() || !j.contains("reason") || !j["reason"].is_string())
+        return nlohmann::json{{"reason", "unknown (" + path.string() + " does not parse)"},
+                              {"asked", false}};
+    return j;
+}
+
 Result<std::optional<bool>> reset_from_cmdline(std::string_view cmdline) {
     std::optional<bool> out;
     for (const auto& w : parse_cmdline(cmdline)) {
@@ -190,7 +209,7 @@ Result<std::optional<bool>> reset_from_cmdline(std::string_view cmdline) {
 }
 
 bool MountReport::ok() const {
-    return mounts.ok() && stages_ok && !unlock_error && !config_error && !reset_error;
+    return mounts.ok() && stages_ok && !unlock_error && !config_error && !reset_error && !recovery;
 }
 
 nlohmann::json MountReport::to_json() const {
@@ -201,6 +220,7 @@ nlohmann::json MountReport::to_json() const {
     if (reset_poweroff) out["reset_poweroff"] = true;
     if (reset_error) out["reset_error"] = *reset_error;
     if (config_error) out["config_error"] = *config_error;
+    if (recovery) out["recovery"] = {{"reason", *recovery}, {"asked", recovery_asked}};
     out["stages_ok"] = stages_ok;
     out["ok"] = ok();
     return out;
@@ -228,7 +248,11 @@ Result<MountReport> assemble_root(mount::Layout layout, const mount::Settings& s
     MountReport rep;
     std::string& device = layout.persistent_device;
     std::string blocked;
-    if (!io.wait_for(device, settings.device_timeout)) {
+    rep.recovery_asked = io.recovery_asked();
+    if (rep.recovery_asked) {
+        // Nothing on persistent is touched: not a pending reset, not the TPM.
+        blocked = "a recovery boot (ballast.recovery) neither unlocks nor mounts persistent";
+    } else if (!io.wait_for(device, settings.device_timeout)) {
         blocked = fmt::format("{} did not appear within {} s", device,
                               settings.device_timeout.count() / 1000);
     } else if (auto reset = io.finish_reset(device); !reset) {
@@ -264,10 +288,20 @@ Result<MountReport> assemble_root(mount::Layout layout, const mount::Settings& s
             if (st.kind == mount::Step::Kind::device && st.source == layout.oem_device)
                 st.blocked = blocked;
     BALLAST_TRY(io.assemble(steps, mount::Step::Phase::storage, rep.mounts));
+    // Without persistent the node is not itself: it boots for repair, not as a fresh node on
+    // RAM (that would run k3s and the config's commands as a new member of its cluster).
+    if (rep.recovery_asked) {
+        rep.recovery = "asked for on the kernel command line (ballast.recovery)";
+    } else if (!rep.mounts.persistent) {
+        const auto& why = blocked.empty() && !rep.mounts.steps.empty()
+                              ? rep.mounts.steps.front().detail
+                              : blocked;
+        rep.recovery = "persistent could not be mounted: " + why;
+    }
     // rootfs: with the storage mounted (it sees /oem), before the node's paths.
-    if (stages) rep.stages_ok = io.run_stage("rootfs");
+    if (stages && !rep.recovery) rep.stages_ok = io.run_stage("rootfs");
     BALLAST_TRY(io.assemble(steps, mount::Step::Phase::root, rep.mounts));
-    if (stages) rep.stages_ok = io.run_stage("initramfs") && rep.stages_ok;
+    if (stages && !rep.recovery) rep.stages_ok = io.run_stage("initramfs") && rep.stages_ok;
     return rep;
 }
 
@@ -295,6 +329,19 @@ Result<MountReport> mount_root(const NodeOptions& node, const MountRequest& req,
     if (rep.reset)
         if (auto st = write_file_atomic(layout.run_dir / "reset-finished", *rep.reset + "\n"); !st)
             spdlog::warn("mount: mark the finished reset: {}", st.error().what());
+    if (rep.recovery) {
+        std::fprintf(stderr,
+                     "ballast: RECOVERY BOOT: %s\n"
+                     "ballast: persistent is not mounted; this boot starts ballast-recovery.target "
+                     "(console login, SSH with the OEM config's keys). From there: agentctl "
+                     "status, agentctl reset --device DISK, agentctl encrypt, agentctl install "
+                     "--no-format\n",
+                     rep.recovery->c_str());
+        nlohmann::json j = {{"reason", *rep.recovery}, {"asked", rep.recovery_asked}};
+        if (auto st = write_file_atomic(layout.run_dir / kRecoveryFile, json_text(j, 2) + "\n");
+            !st)
+            spdlog::error("mount: mark the recovery boot: {}", st.error().what());
+    }
     // ... and ballast-reset-poweroff.service powers the machine off after it, when asked.
     if (rep.reset_poweroff)
         if (auto st = write_file_atomic(layout.run_dir / "reset-poweroff", "\n"); !st)

@@ -41,6 +41,11 @@ struct MountReport {
     std::optional<std::string> unlocked;      // the method that opened persistent
     std::optional<std::string> unlock_error;  // persistent stays locked: why
     std::optional<std::string> config_error;  // agent.yaml did not load: defaults were used
+    // A recovery boot: why (asked for with ballast.recovery, or persistent could not be
+    // mounted). The cloud-config stages do not run, and the node starts ballast-recovery.target
+    // instead of its default target (RUN/recovery.json, units/ballast-recovery-generator).
+    std::optional<std::string> recovery;
+    bool recovery_asked = false;
     bool stages_ok = true;
     [[nodiscard]] bool ok() const;
     [[nodiscard]] nlohmann::json to_json() const;
@@ -53,6 +58,8 @@ class MountIo {
     // Whether `path` exists within `timeout` (udev makes by-partlabel links a moment late).
     [[nodiscard]] virtual bool wait_for(const std::string& path,
                                         std::chrono::milliseconds timeout) = 0;
+    // `ballast.recovery` on the kernel command line (the boot menu's recovery entry).
+    [[nodiscard]] virtual bool recovery_asked() = 0;
     // Finishes a factory reset the boot state of the disk holding `device` asks for
     // (install/reset.hpp); nullopt when none is pending.
     [[nodiscard]] virtual Result<std::optional<FinishedReset>> finish_reset(
@@ -69,6 +76,13 @@ class MountIo {
 };
 
 inline constexpr std::string_view kPersistentMapperName = "ballast-persistent";
+
+inline constexpr std::string_view kRecoveryFile = "recovery.json";  // in the run dir
+
+// This boot is a recovery boot: why ({"reason", "asked"} as the initramfs wrote it), from
+// /run/ballast/recovery.json under `root`; nullopt on a normal boot. Such a boot runs none of
+// the node's own services, upgrades nothing and is never assessed (nothing is committed).
+[[nodiscard]] std::optional<nlohmann::json> recovery_boot(const RootPrefix& root);
 
 // A factory reset asked for on the kernel command line, for sites with hands but no network:
 // `ballast.reset` (persistent) or `ballast.reset=oem` (and OEM); true when OEM goes too. Meant for

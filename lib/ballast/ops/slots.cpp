@@ -2,6 +2,8 @@
 
 #include "ballast/boot/disk_boot.hpp"
 #include "ballast/install/reset.hpp"
+#include "ballast/k3s/leave.hpp"
+#include "ballast/k3s/state.hpp"
 #include "ballast/system/http.hpp"
 #include "ballast/update/slot_admin.hpp"
 #include "ballast/update/upgrade.hpp"
@@ -71,8 +73,9 @@ Result<boot::Slot> rollback(const SlotsEnv& env) {
     return update::rollback({&db.control(), env.booted, env.state_dir});
 }
 
-Result<ResetAnswer> request_reset(const SlotsEnv& env, const ResetAsk& ask) {
-    if (env.disk.empty()) return fail(Errc::unavailable, "no Ballast disk");
+namespace {
+
+install::ResetOptions reset_options(const SlotsEnv& env, const ResetAsk& ask) {
     install::ResetOptions o;
     o.device = env.disk;
     o.reset_oem = ask.oem;
@@ -86,7 +89,44 @@ Result<ResetAnswer> request_reset(const SlotsEnv& env, const ResetAsk& ask) {
     o.booted = env.booted;
     o.node_config = true;
     o.root = ask.root;
-    auto rep = BALLAST_TRY(install::reset(o));
+    return o;
+}
+
+}  // namespace
+
+Status check_reset(const SlotsEnv& env, const ResetAsk& ask) {
+    if (env.disk.empty()) return fail(Errc::unavailable, "no Ballast disk");
+    auto o = reset_options(env, ask);
+    o.dry_run = true;
+    BALLAST_TRY(install::reset(o));
+    return {};
+}
+
+bool reset_pending(const SlotsEnv& env) {
+    if (env.disk.empty()) return false;
+    auto db = boot::DiskBoot::open(env.disk);
+    auto st = db ? db->control().load(false) : Result<boot::BootState>(std::unexpected(db.error()));
+    return st && st->reset;
+}
+
+bool k3s_set_up(const RootPrefix& root) {
+    auto state = k3s::load_state(root);
+    return state && *state && (*state)->role != k3s::Role::none;
+}
+
+Result<nlohmann::json> leave_cluster(const RootPrefix& root, std::chrono::seconds timeout) {
+    auto state = BALLAST_TRY(k3s::load_state(root));
+    if (!state || state->role == k3s::Role::none)
+        return nlohmann::json{{"ok", true}, {"left", false}, {"detail", "k3s is not set up here"}};
+    auto j = BALLAST_TRY(k3s::leave(root, *state, timeout)).to_json();
+    j["ok"] = true;
+    j["left"] = true;
+    return j;
+}
+
+Result<ResetAnswer> request_reset(const SlotsEnv& env, const ResetAsk& ask) {
+    if (env.disk.empty()) return fail(Errc::unavailable, "no Ballast disk");
+    auto rep = BALLAST_TRY(install::reset(reset_options(env, ask)));
     return ResetAnswer{rep.request, ask.reboot.value_or(rep.reboot)};
 }
 

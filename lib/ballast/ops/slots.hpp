@@ -4,6 +4,7 @@
 // boot, and operators may run agentctl offline.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -13,6 +14,7 @@
 #include "ballast/boot/slot.hpp"
 #include "ballast/boot/state.hpp"
 #include "ballast/core/result.hpp"
+#include "ballast/core/root.hpp"
 #include "ballast/update/journal.hpp"
 #include "ballast/update/outcome.hpp"
 
@@ -75,6 +77,18 @@ struct ResetAnswer {
     bool reboot = true;  // now, for it
 };
 [[nodiscard]] Result<ResetAnswer> request_reset(const SlotsEnv& env, const ResetAsk& ask);
+// Every check request_reset makes (trial, config, TPM), writing nothing: before the node leaves
+// its cluster for a reset that would then be refused.
+[[nodiscard]] Status check_reset(const SlotsEnv& env, const ResetAsk& ask);
+// A reset is pending in the boot state (asking again returns it as it is).
+[[nodiscard]] bool reset_pending(const SlotsEnv& env);
+
+// The k3s step set k3s up on the node under `root`: a reset leaves its cluster first.
+[[nodiscard]] bool k3s_set_up(const RootPrefix& root);
+// The node leaves its k3s cluster (k3s/leave.hpp): the report ({"ok", "left", ...}), ok with
+// "left": false where k3s is not set up.
+[[nodiscard]] Result<nlohmann::json> leave_cluster(const RootPrefix& root,
+                                                   std::chrono::seconds timeout);
 
 // GetStatus: Slots and PrimarySlot (or BootControlError), ResetPending (with ResetOem when so);
 // Upgrade (the journal, credentials redacted) or UpgradeJournalError; RefusedVersions.

@@ -39,6 +39,36 @@ Status run_or_fail(const RunRequest& req) {
     return {};
 }
 
+config::Config access_steps(const config::Config& cfg, const std::string& stage) {
+    config::Config out;
+    auto& list = out.stages[stage];
+    for (std::string_view base : {"rootfs", "initramfs", "fs", "boot", "network"})
+        for (std::string_view suffix : {".before", "", ".after"}) {
+            auto it = cfg.stages.find(std::string(base) + std::string(suffix));
+            if (it == cfg.stages.end()) continue;
+            for (const auto& s : it->second) {
+                if (s.hostname.empty() && s.users.empty() && s.authorized_keys.empty()) continue;
+                config::Step a;
+                a.pos = s.pos;
+                a.stage = stage;
+                a.id = s.id;
+                a.name = s.name;
+                a.if_cmd = s.if_cmd;
+                a.node = s.node;
+                a.only_os = s.only_os;
+                a.only_os_version = s.only_os_version;
+                a.only_arch = s.only_arch;
+                a.only_service_manager = s.only_service_manager;
+                a.if_files = s.if_files;
+                a.hostname = s.hostname;
+                a.users = s.users;
+                a.authorized_keys = s.authorized_keys;
+                list.push_back(std::move(a));
+            }
+        }
+    return out;
+}
+
 Result<RunReport> run(const RunRequest& req) {
     BALLAST_TRY(check_stage_name(req.stage));
     using Clock = std::chrono::steady_clock;
@@ -79,7 +109,8 @@ Result<RunReport> run(const RunRequest& req) {
             spdlog::info("{}: {}", step, line);
     };
     RunReport rep;
-    rep.result = run_stage(loaded.config, req.stage, ctx, req.dry_run);
+    rep.result = run_stage(req.access_only ? access_steps(loaded.config, req.stage) : loaded.config,
+                           req.stage, ctx, req.dry_run);
     rep.diags = std::move(loaded.diags);
     rep.skipped_files = std::move(loaded.skipped_files);
     spdlog::info("{}", rep.result.summary());

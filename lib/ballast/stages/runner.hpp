@@ -8,6 +8,7 @@
 
 #include "ballast/config/agent_settings.hpp"
 #include "ballast/config/diagnostics.hpp"
+#include "ballast/config/model.hpp"
 #include "ballast/core/result.hpp"
 #include "ballast/core/root.hpp"
 #include "ballast/stages/names.hpp"
@@ -24,6 +25,10 @@ struct RunRequest {
     std::optional<RootPrefix> config_root;
     std::vector<std::string> config_files;  // --config, after the node's sources
     bool node_sources = true;
+    // A recovery boot (ops/mount.hpp): of every boot stage (rootfs to network), only what gives
+    // a person a way in runs (the host name, users and their SSH keys), as stage `stage`.
+    // Nothing else of the config runs: not its commands, files or k3s.
+    bool access_only = false;
     bool dry_run = false;
     http::Options http;
     std::string k3s_binary_url, k3s_binary_sha256;  // agent.yaml k3s:
@@ -38,6 +43,11 @@ struct RunReport {
 };
 
 [[nodiscard]] Result<RunReport> run(const RunRequest& req);
+
+// The steps access_only runs, as stage `stage`: each boot-stage step with its conditions, host
+// name, users and SSH keys and nothing else, in boot order; steps left with nothing are dropped,
+// and so are `after` references (the steps they named may be gone).
+[[nodiscard]] config::Config access_steps(const config::Config& cfg, const std::string& stage);
 
 // run(), where a failed step or a config error is an error too: "the <stage> stage failed: ...".
 // For callers that stop on a failed stage (install, upgrade) and report nothing else of it.

@@ -352,14 +352,19 @@ def compile_cfg(cfg_text):
     return Parser(lex(cfg_text)).parse_list(())
 
 
-def boot(cfg, files, root="hd0,gpt1"):
-    """Runs grub.cfg (text, or compile_cfg()'s result), then the default menu entry.
-    Returns (grub, linux_args); `files` is updated by save_env."""
+def boot(cfg, files, root="hd0,gpt1", entry=None):
+    """Runs grub.cfg (text, or compile_cfg()'s result), then the default menu entry (or the one
+    whose title starts with `entry`, as a person picks it). Returns (grub, linux_args); `files`
+    is updated by save_env."""
     g = Grub(files, root)
     g.run_list(compile_cfg(cfg) if isinstance(cfg, str) else cfg)
     if not g.menu:
         raise RuntimeError("no menu entry")
-    g.run_list(g.menu[int(g.vars.get("default", "0") or 0)][1])
+    if entry is None:
+        chosen = g.menu[int(g.vars.get("default", "0") or 0)]
+    else:
+        chosen = next(m for m in g.menu if m[0][0].startswith(entry))
+    g.run_list(chosen[1])
     return g, g.vars.get("__linux", "")
 
 
