@@ -4,10 +4,10 @@
 
 #include "ballast/config/agent_settings.hpp"
 #include "ballast/core/atomic_file.hpp"
-#include "ballast/core/process.hpp"
 #include "ballast/core/root.hpp"
 #include "ballast/crypt/ask.hpp"
 #include "ballast/crypt/keys.hpp"
+#include "ballast/ops/escrow.hpp"
 #include "ctl.hpp"
 
 namespace ballast::ctl {
@@ -142,15 +142,8 @@ int status(const GlobalOptions& g, crypt::Luks& luks, const Context& c) {
 
 Status hand_out_recovery_key(const GlobalOptions& g, const config::AgentSettings& settings,
                              int keyslot, const std::string& key, bool print_json_doc) {
-    Status sent;
-    if (!settings.tpm.recovery_key_command.empty()) {
-        ProcessOptions p = shell_command(settings.tpm.recovery_key_command);
-        p.input = key + "\n";
-        auto r = run_process(p);
-        if (!r || !r->success())
-            sent = fail(Errc::failed, "tpm.recovery_key_command failed{}; write down the key shown",
-                        r ? fmt::format(" (exit {})", r->exit_code) : "");
-    }
+    Status sent = ops::escrow_recovery_key(settings, key);
+    if (!sent) sent = fail(Errc::failed, "{}; write down the key shown", sent.error().what());
     if (!g.json)
         std::printf("New recovery key (keyslot %d), shown only this once:\n\n    %s\n\n", keyslot,
                     key.c_str());

@@ -43,6 +43,7 @@ struct CommandLine {
     bool no_reboot = false;
     CLI::App* health = nullptr;
     CLI::App* leave = nullptr;
+    CLI::App* escrow = nullptr;
     int leave_timeout = 300;
     CLI::App* unlock = nullptr;
     ops::UnlockRequest unlock_req;
@@ -120,6 +121,12 @@ void add_leave_command(CLI::App& app, CommandLine& c) {
     c.leave->add_option("--timeout", c.leave_timeout, "Seconds the drain may take (default 300)")
         ->check(CLI::Range(1, 86400));
     c.leave->add_flag("--json", c.json, "Print the report as JSON");
+}
+
+void add_escrow_command(CLI::App& app, CommandLine& c) {
+    c.escrow = app.add_subcommand(
+        "escrow", "Hand a recovery key made at boot (a reset) to tpm.recovery_key_command");
+    c.escrow->add_flag("--json", c.json, "Print the result as JSON");
 }
 
 void add_unlock_command(CLI::App& app, CommandLine& c) {
@@ -200,6 +207,7 @@ std::optional<int> run_oneshot(CommandLine& c, const ops::NodeOptions& node) {
         return agent::run_upgrade_mode(node, c.upgrade_req, c.json);
     }
     if (c.health->parsed()) return agent::run_health_mode(node, c.json);
+    if (c.escrow->parsed()) return agent::run_escrow_mode(node, c.json);
     if (c.leave->parsed())
         return agent::run_leave_mode(node, std::chrono::seconds(c.leave_timeout), c.json);
     if (c.unlock->parsed()) return agent::run_unlock_mode(node, c.unlock_req, c.json);
@@ -240,6 +248,7 @@ int run(int argc, char** argv) {
     add_upgrade_command(app, c);
     add_health_command(app, c);
     add_leave_command(app, c);
+    add_escrow_command(app, c);
     add_unlock_command(app, c);
     add_mount_command(app, c);
     try {

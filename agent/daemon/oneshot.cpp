@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "ballast/core/json.hpp"
+#include "ballast/ops/escrow.hpp"
 #include "ballast/ops/health.hpp"
 #include "ballast/ops/progress.hpp"
 #include "ballast/ops/report.hpp"
@@ -55,6 +56,22 @@ int run_leave_mode(const ops::NodeOptions& node, std::chrono::seconds timeout, b
                     (*rep)["node"].get<std::string>().c_str(), (*rep)["evicted"].size(),
                     detail.empty() ? "" : (" (" + detail + ")").c_str());
     }
+    return 0;
+}
+
+int run_escrow_mode(const ops::NodeOptions& node, bool json) {
+    auto settings = ops::load_settings(node);
+    if (!settings) return report_failure("escrow", settings.error(), json);
+    auto done = ops::escrow_pending(node.root, *settings);
+    if (!done) return report_failure("escrow", done.error(), json);
+    const std::string msg = *done ? "the recovery key made at boot went to tpm.recovery_key_command"
+                                  : "no recovery key waits for the escrow";
+    if (json)
+        std::printf(
+            "%s\n",
+            json_text(nlohmann::json{{"ok", true}, {"escrowed", *done}, {"message", msg}}).c_str());
+    else
+        std::printf("escrow: %s\n", msg.c_str());
     return 0;
 }
 

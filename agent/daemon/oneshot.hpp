@@ -32,6 +32,10 @@ int run_upgrade_mode(const ops::NodeOptions& node, const ops::UpgradeRequest& re
 // runs it as a job. Nothing to do (ok, "left": false) where k3s is not set up.
 int run_leave_mode(const ops::NodeOptions& node, std::chrono::seconds timeout, bool json);
 
+// Hands a recovery key made at boot (a reset in the initramfs) to tpm.recovery_key_command, then
+// wipes it (ops/escrow.hpp): ballast-escrow.service.
+int run_escrow_mode(const ops::NodeOptions& node, bool json);
+
 // Runs the health checks and records the verdict for a slot on trial (commit, or mark bad).
 int run_health_mode(const ops::NodeOptions& node, bool json);
 

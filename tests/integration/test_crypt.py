@@ -495,3 +495,36 @@ def test_recovery_key_escrow(bins, tpm, volume, tmp_path):
         (tmp_path / "k").write_text(old)
         assert subprocess.run(["cryptsetup", "open", "--test-passphrase", str(img), "--key-file",
                                str(tmp_path / "k")], capture_output=True).returncode != 0
+
+
+def test_a_recovery_key_made_at_boot_goes_to_the_escrow_then_is_wiped(bins, tmp_path):
+    """ballast-agent escrow (ballast-escrow.service): the key a reset in the initramfs made waits
+    in /run for tpm.recovery_key_command; handed on, it is wiped; a failing command keeps it for
+    another try, and the key never reaches the output."""
+    root = tmp_path / "root"
+    (root / "etc/ballast").mkdir(parents=True)
+    pending = root / "run/ballast/escrow/recovery-key"
+    pending.parent.mkdir(parents=True, mode=0o700)
+    key = "12345678-12345678-12345678-12345678-12345678-12345678-12345678-12345678"
+    pending.write_text(key + "\n")
+    settings = root / "etc/ballast/agent.yaml"
+    escrow = tmp_path / "escrow"
+
+    def run():
+        return subprocess.run([bins["agent"], "--root", str(root), "--config", str(settings), "escrow", "--json"],
+                              capture_output=True, text=True, timeout=60)
+
+    settings.write_text("tpm:\n  pcrs: '7'\n")
+    r = run()
+    assert r.returncode == 2 and "sets no tpm.recovery_key_command" in r.stdout + r.stderr, r.stdout + r.stderr
+    settings.write_text("tpm:\n  recovery_key_command: exit 3\n")
+    r = run()
+    assert r.returncode == 1 and "exit 3" in r.stdout and key not in r.stdout + r.stderr, r.stdout + r.stderr
+    assert pending.read_text() == key + "\n"
+    settings.write_text(f"tpm:\n  recovery_key_command: cat > {escrow}\n")
+    r = run()
+    assert r.returncode == 0 and json.loads(r.stdout)["escrowed"], r.stdout + r.stderr
+    assert key not in r.stdout + r.stderr
+    assert escrow.read_text() == key + "\n" and not pending.exists()
+    r = run()
+    assert r.returncode == 0 and not json.loads(r.stdout)["escrowed"], r.stdout

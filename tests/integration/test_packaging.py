@@ -51,6 +51,8 @@ def test_deb_contains_units_policy_man_pages(deb_root):
               "/lib/systemd/system/multi-user.target.wants/ballast-stage@after-reset.service",
               "/lib/systemd/system/ballast-reset-poweroff.service",
               "/lib/systemd/system/ballast-recovery.target",
+              "/lib/systemd/system/ballast-escrow.service",
+              "/lib/systemd/system/multi-user.target.wants/ballast-escrow.service",
               "/lib/systemd/system/ballast-recovery-access.service",
               "/lib/systemd/system-generators/ballast-recovery-generator",
               "/lib/systemd/system/multi-user.target.wants/ballast-reset-poweroff.service",
@@ -226,6 +228,17 @@ def test_recovery_units_verify(bins, world_tmp):
         assert r.returncode == 0 and not any(out.rglob("*.target")), r.stderr
     template = (build_dir() / "units" / "ballast-stage@.service").read_text()
     assert "ConditionPathExists=!/run/ballast/recovery.json" in template
+
+
+def test_escrow_unit_verifies(bins, world_tmp):
+    """The unit that hands a recovery key made at boot to the escrow: verified; only when one
+    waits; after the network; its output (never the key) to the journal."""
+    need_tool("systemd-analyze", "systemd")
+    path, unit = built_unit("ballast-escrow.service", f"{bins['agent']} escrow", world_tmp)
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+    assert "ConditionPathExists=/run/ballast/escrow/recovery-key" in unit
+    assert "After=network-online.target" in unit
 
 
 def test_tmpfiles_create_state_dirs(world_tmp):

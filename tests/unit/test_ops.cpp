@@ -3,8 +3,12 @@
 // a fake machine (MountIo), and what the daemon does after settling the last upgrade.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
 #include <map>
 
+#include "ballast/core/atomic_file.hpp"
+#include "ballast/ops/escrow.hpp"
 #include "ballast/ops/health.hpp"
 #include "ballast/ops/mount.hpp"
 #include "ballast/ops/progress.hpp"
@@ -532,4 +536,19 @@ TEST_CASE("ops slots: what the daemon does after settling", "[ops][slots]") {
     CHECK(act(update::Outcome::awaiting_reboot, Slot::A, j).kind == K::flag_reboot);
     CHECK(act(update::Outcome::on_trial, Slot::B, j).kind == K::wait_health);
     CHECK(act(update::Outcome::committed, Slot::B, j).kind == K::none);
+}
+
+TEST_CASE("keep_for_escrow: the key in RAM, root's alone", "[ops][escrow]") {
+    test::TempDir dir;
+    REQUIRE(ops::keep_for_escrow(dir.path(), "1111-2222"));
+    struct stat d {
+    }, f{};
+    REQUIRE(::stat((dir / "escrow").c_str(), &d) == 0);
+    REQUIRE(::stat((dir / "escrow/recovery-key").c_str(), &f) == 0);
+    CHECK((d.st_mode & 07777) == 0700);
+    CHECK((f.st_mode & 07777) == 0600);
+    CHECK(read_file(dir / "escrow/recovery-key").value() == "1111-2222\n");
+    // Again (a second reset in one boot): replaced, modes kept.
+    REQUIRE(ops::keep_for_escrow(dir.path(), "3333-4444"));
+    CHECK(read_file(dir / "escrow/recovery-key").value() == "3333-4444\n");
 }

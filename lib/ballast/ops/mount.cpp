@@ -20,6 +20,7 @@
 #include "ballast/core/text.hpp"
 #include "ballast/disk/partition.hpp"
 #include "ballast/install/reset.hpp"
+#include "ballast/ops/escrow.hpp"
 #include "ballast/ops/unlock.hpp"
 #include "ballast/stages/format.hpp"
 #include "ballast/stages/runner.hpp"
@@ -135,7 +136,8 @@ class SystemMountIo final : public MountIo {
                 "ballast: the machine powers off once this boot has run the after-reset stage "
                 "(reset.poweroff)\n",
                 stderr);
-        return FinishedReset{std::string(trim(rep.text())), rep.request.poweroff};
+        return FinishedReset{std::string(trim(rep.text())), rep.request.poweroff,
+                             rep.encryption ? rep.encryption->recovery_key : std::string()};
     }
     Result<std::optional<std::string>> probe(const std::string& device) override {
         return disk::probe_content(device);
@@ -263,6 +265,7 @@ Result<MountReport> assemble_root(mount::Layout layout, const mount::Settings& s
         if (*reset) {
             rep.reset = (*reset)->what;
             rep.reset_poweroff = (*reset)->poweroff;
+            rep.reset_recovery_key = (*reset)->recovery_key;
         }
         if (auto content = io.probe(device); content && *content == "crypto_LUKS") {
             const std::string name(kPersistentMapperName);
@@ -342,6 +345,19 @@ Result<MountReport> mount_root(const NodeOptions& node, const MountRequest& req,
             !st)
             spdlog::error("mount: mark the recovery boot: {}", st.error().what());
     }
+    // Its new recovery key was shown on the console; the escrow command runs once the system is
+    // up (ballast-escrow.service): until then the key waits in RAM, root's alone.
+    if (!rep.reset_recovery_key.empty() && !ms.settings.tpm.recovery_key_command.empty()) {
+        if (auto st = keep_for_escrow(layout.run_dir, rep.reset_recovery_key); !st)
+            spdlog::error("mount: keep the new recovery key for tpm.recovery_key_command: {}",
+                          st.error().what());
+        else
+            std::fputs(
+                "ballast: the new recovery key goes to tpm.recovery_key_command once the "
+                "system is up (ballast-escrow.service)\n",
+                stderr);
+    }
+    std::fill(rep.reset_recovery_key.begin(), rep.reset_recovery_key.end(), '\0');
     // ... and ballast-reset-poweroff.service powers the machine off after it, when asked.
     if (rep.reset_poweroff)
         if (auto st = write_file_atomic(layout.run_dir / "reset-poweroff", "\n"); !st)

@@ -31,12 +31,14 @@ struct MountRequest {
 struct FinishedReset {
     std::string what;
     bool poweroff = false;
+    std::string recovery_key;  // a new encrypted persistent's: shown, then kept for the escrow
 };
 
 struct MountReport {
     mount::Report mounts;
     std::optional<std::string> reset;         // a pending factory reset was finished: what it did
     bool reset_poweroff = false;              // ... and asked for the machine to power off
+    std::string reset_recovery_key;           // ... and made this key (never in to_json())
     std::optional<std::string> reset_error;   // ... or not: persistent is not mounted, why
     std::optional<std::string> unlocked;      // the method that opened persistent
     std::optional<std::string> unlock_error;  // persistent stays locked: why
