@@ -68,6 +68,7 @@ struct UpgradeFlags {
                               const UpgradeFlags& f);
 [[nodiscard]] int cmd_health(const GlobalOptions& g, bool no_reboot);
 [[nodiscard]] int cmd_rollback(const GlobalOptions& g, bool no_reboot);
+[[nodiscard]] int cmd_recovery(const GlobalOptions& g, bool no_reboot);
 [[nodiscard]] int cmd_mark(const GlobalOptions& g, bool good, const std::string& slot);
 [[nodiscard]] int cmd_k3s_status(const GlobalOptions& g);
 

@@ -337,6 +337,10 @@ void add_slot_commands(CLI::App& app, const GlobalOptions& g, Action& action) {
         app.add_subcommand("rollback", "Make the other (good) slot primary, persistently");
     rollback->add_flag("--no-reboot", o->no_reboot, "Do not reboot into it now");
     rollback->callback([&, o] { action = [&, o] { return cmd_rollback(g, o->no_reboot); }; });
+    auto* recovery = app.add_subcommand(
+        "recovery", "Boot the recovery entry once: persistent neither unlocked nor mounted");
+    recovery->add_flag("--no-reboot", o->no_reboot, "Do not reboot into it now");
+    recovery->callback([&, o] { action = [&, o] { return cmd_recovery(g, o->no_reboot); }; });
     for (bool good : {true, false}) {
         auto* mark = app.add_subcommand(good ? "mark-good" : "mark-bad",
                                         good ? "Mark a slot good (default: the booted one)"

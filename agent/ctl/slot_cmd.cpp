@@ -1,4 +1,4 @@
-// upgrade, health, rollback, mark-good, mark-bad: the daemon's slot operations.
+// upgrade, health, rollback, recovery, mark-good, mark-bad: the daemon's slot operations.
 #include <unistd.h>
 
 #include <cmath>
@@ -139,6 +139,19 @@ int cmd_rollback(const GlobalOptions& g, bool no_reboot) {
     else
         std::printf("slot %s is primary; %s\n", slot->c_str(),
                     no_reboot ? "it boots at the next reboot" : "rebooting");
+    return kExitOk;
+}
+
+int cmd_recovery(const GlobalOptions& g, bool no_reboot) {
+    auto client = connect_agent(g);
+    if (!client) return report_error(client.error());
+    auto slot = client->call_string("Recovery", {}, {{"NoReboot", no_reboot}});
+    if (!slot) return report_error(slot.error());
+    if (g.json)
+        print_json({{"recovery", *slot}, {"reboot", !no_reboot}});
+    else
+        std::printf("the next boot is a recovery boot of slot %s; %s\n", slot->c_str(),
+                    no_reboot ? "reboot when ready" : "rebooting");
     return kExitOk;
 }
 

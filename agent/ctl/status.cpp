@@ -69,15 +69,12 @@ int cmd_status(const GlobalOptions& g) {
                     it->value("Percent", 0.0));
     if (st->value("RebootRequired", false))
         std::printf("  Reboot required: the boot control changed since this boot\n");
-    if (st->value("ResetPending", false)) {
-        const bool persistent = st->value("ResetPersistent", true),
-                   oem = st->value("ResetOem", false);
+    if (st->value("RecoveryNext", false))
+        std::printf("  Recovery:    the next boot is a recovery boot (agentctl recovery)\n");
+    if (st->value("ResetPending", false))
         std::printf("  Factory reset pending: %s wiped at the next boot%s\n",
-                    persistent && oem ? "persistent and OEM"
-                    : persistent      ? "persistent"
-                                      : "OEM",
+                    st->value("ResetWhat", "persistent").c_str(),
                     st->value("ResetPoweroff", false) ? ", then power off" : "");
-    }
     if (auto it = st->find("RefusedVersions"); it != st->end() && it->is_array())
         for (const auto& r : *it)
             std::printf("  Refused:     %s (until agentctl upgrade --force): %s\n",

@@ -182,6 +182,17 @@ int method_rollback(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) 
     return sd_bus_reply_method_return(m, "s", to->c_str());
 }
 
+// Recovery(a{sv} options) -> s slot. Options: NoReboot (b). The next boot takes the recovery
+// entry, once.
+int method_recovery(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
+    if (int r = require_root(m, ret_error); r < 0) return r;
+    auto flags = read_flags(m, {"NoReboot"});
+    if (!flags) return invalid_args(ret_error, flags.error());
+    auto slot = daemon_of(userdata).recovery(!(*flags)["NoReboot"]);
+    if (!slot) return reply_error(ret_error, slot.error());
+    return sd_bus_reply_method_return(m, "s", slot->c_str());
+}
+
 // Reset(a{sv} options) -> s what, b reboot. Options (b): ResetOem, ResetPersistent, PowerOff,
 // NoReboot, Encrypt (those not given come from the node's reset: block), Graceful (leave the k3s
 // cluster first; default: when k3s is set up), Force (reset even when leaving fails). Replied
@@ -242,6 +253,8 @@ const sd_bus_vtable kVtable[] = {
                             Guarded<method_mark_bad>::call, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("Rollback", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("s", slot),
                             Guarded<method_rollback>::call, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_ARGS("Recovery", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("s", slot),
+                            Guarded<method_recovery>::call, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_ARGS("Reset", SD_BUS_ARGS("a{sv}", options),
                             SD_BUS_RESULT("s", what, "b", reboot), Guarded<method_reset>::call,
                             SD_BUS_VTABLE_UNPRIVILEGED),

@@ -258,6 +258,10 @@ nlohmann::json Daemon::stage_summaries() const {
 Status Daemon::run_stage(const std::string& stage, bool dry_run,
                          std::vector<std::string> config_files, sd_bus_message* call) {
     BALLAST_TRY(stages::check_stage_name(stage));
+    if (recovery_)
+        return fail(Errc::unavailable,
+                    "a recovery boot runs no cloud-config stage: repair persistent and boot "
+                    "normally first");
     // The job is this program in stage mode, in a child process (jobs.hpp says why).
     auto argv = job_argv({"stage", stage, "--json"});
     if (dry_run) argv.push_back("--dry-run");
@@ -290,6 +294,7 @@ Status Daemon::run_stage(const std::string& stage, bool dry_run,
 
 void Daemon::arm_reconcile(std::chrono::milliseconds after) {
     reconcile_timer_.reset();
+    if (recovery_) return;  // a reload must not start it either
     if (settings_.reconcile.interval.count() == 0) return;
     sd_event_source* s = nullptr;
     uint64_t usec = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(after).count());

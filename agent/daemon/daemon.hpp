@@ -68,6 +68,8 @@ class Daemon {
     // runs. Each returns the slot acted on.
     [[nodiscard]] Result<std::string> mark_slot(bool good, const std::string& slot);
     [[nodiscard]] Result<std::string> rollback(bool reboot);
+    // The next boot takes the recovery entry once; the slot it starts.
+    [[nodiscard]] Result<std::string> recovery(bool reboot);
     // A factory reset at the next boot (unset choices: the node's reset: block). A node with
     // k3s set up (or `graceful`) first leaves its cluster, in a job (ballast-agent leave); if
     // that fails the reset is refused unless `force`. `call` is answered (what it wipes:

@@ -231,7 +231,15 @@ Status Daemon::reset(ops::ResetAsk ask, std::optional<bool> graceful, bool force
                 spdlog::warn("reset: {}", left);
             }
             auto r = store_reset(ask, left);
-            job_finished("reset", bool(r), r ? r->first : r.error().what());
+            if (!r && !left.empty() && res.value("left", false))
+                set_last_error(
+                    fmt::format("the node left its k3s cluster, but the reset was "
+                                "refused: {}",
+                                r.error().what()));
+            job_finished(
+                "reset", bool(r),
+                r ? fmt::format("factory reset requested: {} wiped at the next boot", r->first)
+                  : r.error().what());
             if (*reply_to) reply(reply_to->get(), r);
         });
 }
@@ -241,9 +249,7 @@ Result<std::pair<std::string, bool>> Daemon::store_reset(ops::ResetAsk ask,
     auto answer = ops::request_reset(slots_env(), ask);
     if (!answer) return std::unexpected(std::move(answer.error()).context("reset"));
     const auto& req = answer->request;
-    const std::string what = req.keep_persistent ? "OEM"
-                             : req.oem           ? "persistent and OEM"
-                                                 : "persistent";
+    const std::string& what = answer->what;
     const std::string msg =
         fmt::format("factory reset requested: {} wiped at the next boot{}{}{}", what,
                     req.encrypted ? ", persistent encrypted anew" : "",
@@ -254,6 +260,23 @@ Result<std::pair<std::string, bool>> Daemon::store_reset(ops::ResetAsk ask,
     else
         reboot_required_ = true;
     return std::pair{what, answer->reboot};
+}
+
+Result<std::string> Daemon::recovery(bool reboot) {
+    if (jobs_.busy())
+        return fail(Errc::busy, "busy: '{}' is running; try again when it has finished",
+                    jobs_.operation());
+    if (disk_.empty()) return fail(Errc::unavailable, "no Ballast disk");
+    auto slot = ops::request_recovery(slots_env());
+    if (!slot) return std::unexpected(std::move(slot.error()).context("recovery"));
+    const std::string msg =
+        fmt::format("the next boot is a recovery boot (slot {})", ops::name(*slot));
+    spdlog::warn("{}", msg);
+    if (reboot)
+        reboot_or_flag(msg);
+    else
+        reboot_required_ = true;
+    return std::string(ops::name(*slot));
 }
 
 void Daemon::reboot_or_flag(const std::string& why) {

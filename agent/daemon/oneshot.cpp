@@ -151,7 +151,12 @@ int run_mount_mode(const ops::NodeOptions& node, const ops::MountRequest& req, b
         return 0;
     }
     auto rep = ops::mount_root(node, req, *settings);
-    if (!rep) return report_failure("mount", rep.error(), json);
+    if (!rep) {
+        // Not assembled: the node must not come up as itself (the generator reads the mark).
+        ops::mark_recovery(req.run_dir, "the root could not be assembled: " + rep.error().what(),
+                           false);
+        return report_failure("mount", rep.error(), json);
+    }
     if (json) {
         std::printf("%s\n", json_text(rep->to_json()).c_str());
     } else {

@@ -4,7 +4,7 @@ _agentctl() {
     _init_completion || return
 
     local global_opts="--bus-address --json --root --help --version"
-    local commands="status version log-level reload config stage bundle install reset upgrade health rollback mark-good mark-bad k3s encrypt"
+    local commands="status version log-level reload config stage bundle install reset recovery upgrade health rollback mark-good mark-bad k3s encrypt"
 
     case $prev in
         --bus-address) return ;;
@@ -63,7 +63,7 @@ _agentctl() {
     elif [[ $cmd == upgrade ]]; then
         COMPREPLY=($(compgen -W "--force --no-reboot --dry-run $global_opts" -- "$cur"))
         [[ $cur != -* ]] && _filedir '@(tar)'
-    elif [[ $cmd == health || $cmd == rollback ]]; then
+    elif [[ $cmd == health || $cmd == rollback || $cmd == recovery ]]; then
         COMPREPLY=($(compgen -W "--no-reboot $global_opts" -- "$cur"))
     elif [[ $cmd == stage ]]; then
         COMPREPLY=($(compgen -W "run --config --dry-run --verbose $global_opts" -- "$cur"))

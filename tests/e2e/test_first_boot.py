@@ -102,14 +102,32 @@ def test_factory_reset_from_the_running_node(vm, booted):
 
 
 def test_damaged_persistent_boots_recovery_and_is_repaired_there(vm, booted):
-    """Persistent damaged (blank, as a dead filesystem reads): the initramfs cannot mount it, says
-    why on the console, and the node boots ballast-recovery.target instead of running as a fresh
-    node on RAM: SSH with the OEM config's key, `agentctl status` saying it is in recovery and
-    why, none of the config's stages. From there the operator repairs it (agentctl reset
-    --device) and reboots into a fresh node. Costs two boots."""
+    """First asked for (agentctl recovery: GRUB's recovery entry, once): persistent is neither
+    unlocked nor mounted, its data untouched. Then persistent damaged (blank, as a dead
+    filesystem reads): the initramfs cannot mount it, says why on the console, and the node boots
+    ballast-recovery.target instead of running as a fresh node on RAM: SSH with the OEM config's
+    key, `agentctl status` saying it is in recovery and why, none of the config's stages. From
+    there the operator repairs it (agentctl reset --device) and reboots into a fresh node. Costs
+    three boots."""
     vm.resume(booted)
+    vm.ssh("echo kept > /var/lib/rancher/e2e && sync")
+    pos = len(vm.serial())
+    r = vm.ssh("agentctl recovery", check=False, timeout=60)
+    assert r.returncode in (0, 255), r.stdout + r.stderr  # 255: ssh cut by the reboot
+    vm.wait_serial("ballast: RECOVERY BOOT: asked for on the kernel command line")
+    vm.wait_ssh(timeout=300)
+    assert "ballast.recovery" in vm.serial()[pos:]
+    st = vm.status()
+    assert st["Recovery"]["Asked"] and "RecoveryNext" not in st, st
+    assert vm.ssh("findmnt -n -o FSTYPE /var/lib/rancher", check=False).stdout.strip() != "ext4"
     vm.ssh("sync")
     vm.power_cut()
+    parts0 = json.loads(subprocess.run(["sfdisk", "-J", str(vm.disk)], capture_output=True, text=True,
+                                       check=True).stdout)["partitiontable"]["partitions"]
+    p0 = next(p for p in parts0 if p["name"] == "BALLAST_PERSISTENT")
+    kept = subprocess.run(["debugfs", "-R", "cat /.ballast/state/var/lib/rancher/e2e",
+                           f"{vm.disk}?offset={p0['start'] * 512}"], capture_output=True, text=True)
+    assert kept.stdout == "kept\n", kept.stdout + kept.stderr  # untouched by the recovery boot
     # From the host, with the node off: the partition's bytes gone (e2fsck finds no superblock,
     # not even a backup one).
     parts = json.loads(subprocess.run(["sfdisk", "-J", str(vm.disk)], capture_output=True, text=True,

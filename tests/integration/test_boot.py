@@ -32,7 +32,7 @@ def state(order="A B", a=(1, 0, 0), b=(0, 0, 0), last_good="A", va="1", vb="2", 
     return {"ballast_lock": lock, "ballast_order": order,
             "ballast_A_ok": str(a[0]), "ballast_A_trial": str(a[1]), "ballast_A_tries": str(a[2]), "ballast_A_version": va,
             "ballast_B_ok": str(b[0]), "ballast_B_trial": str(b[1]), "ballast_B_tries": str(b[2]), "ballast_B_version": vb,
-            "ballast_last_good": last_good, "ballast_reset": "0"}
+            "ballast_last_good": last_good, "ballast_reset": "0", "ballast_next": "0"}
 
 
 def grub_boot(env1, env2):
@@ -96,10 +96,11 @@ def test_grub_keeps_a_reset_in_progress_and_range_checks_it():
     block = grubsim.env_serialize(list(s.items()))
     slot, files, g = grub_boot(block, block)
     assert slot == "B" and vars_of(files[E1])["ballast_reset"] == vars_of(files[E2])["ballast_reset"] == "3"
-    s["ballast_reset"] = "x"
-    block = grubsim.env_serialize(list(s.items()))
-    slot, files, g = grub_boot(block, block)
-    assert vars_of(files[E1])["ballast_reset"] == "0"
+    for bad in ("x", "9", "b", "f"):  # not a digit boot/state.cpp writes
+        s["ballast_reset"] = bad
+        block = grubsim.env_serialize(list(s.items()))
+        slot, files, g = grub_boot(block, block)
+        assert vars_of(files[E1])["ballast_reset"] == "0", bad
 
 
 def test_recovery_and_reset_entries():
@@ -128,6 +129,29 @@ def test_recovery_and_reset_entries():
     block = grubsim.env_serialize(list(s.items()))
     g, linux = grubsim.boot(CFG, {E1: block, E2: block}, entry="Ballast recovery")
     assert "root=PARTLABEL=BALLAST_B ballast.slot=b" in linux and "(hd0,gpt4)" in linux, linux
+
+
+def test_recovery_once():
+    """ballast_next=r: the recovery entry boots this once (the decision before it is made and
+    saved as ever), and the saved state clears it; boot-tool decides the same."""
+    s = state("A B", (1, 0, 0), (1, 0, 0), "B")
+    s["ballast_next"] = "r"
+    want = boot_tool("decide", stdin=json.dumps(s) + "\n")[0]
+    assert want["slot"] == "B" and want["saved"]
+    block = base64.b64decode(want["env"])
+    files = {E1: block, E2: block}
+    g, linux = grubsim.boot(CFG, files)
+    assert "ballast.recovery" in linux and "root=PARTLABEL=BALLAST_B ballast.slot=b" in linux, linux
+    assert vars_of(files[E1]) == vars_of(base64.b64decode(want["after"])) == vars_of(files[E2])
+    assert vars_of(files[E1])["ballast_next"] == "0"
+    g, linux = grubsim.boot(CFG, files)
+    assert "ballast.recovery" not in linux and "ballast.slot=a" in linux, linux
+    # Damage is range-checked to "not asked".
+    for bad in ("x", "rr", "1"):
+        s["ballast_next"] = bad
+        block = grubsim.env_serialize(list(s.items()))
+        g, linux = grubsim.boot(CFG, {E1: block, E2: block})
+        assert "ballast.recovery" not in linux, bad
 
 
 def test_garbage_values_are_range_checked():

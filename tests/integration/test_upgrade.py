@@ -101,6 +101,7 @@ class Node:
         self.stop()
         files = self.env_files()
         _, linux = grubsim.boot(CFG, files)
+        self.last_cmdline = linux
         slot = "A" if "ballast.slot=a" in linux else "B"
         env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
         for p in ENVS:
@@ -443,6 +444,30 @@ def test_factory_reset_of_a_k3s_node_leaves_its_cluster_first(node):
     # --graceful and --force are for this node's reset.
     r = ctl(node.bins, None, "reset", "--device", str(node.disk), "--graceful")
     assert r.returncode == 1 and "--graceful/--force is for this node's reset" in r.stderr, r.stderr
+
+
+def test_recovery_once_from_the_running_node(node, bundles):
+    """agentctl recovery (root only): the next boot, once, takes GRUB's recovery entry (the last
+    good slot, ballast.recovery on its command line); the one after is normal again. Refused while
+    the booted slot is on trial."""
+    node.start("A")
+    r = node.ctl("--json", "recovery", "--no-reboot")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"recovery": "A", "reboot": False}
+    assert dict(grubsim.env_parse(node.env_files()[ENVS[0]]))["ballast_next"] == "r"
+    assert node.status()["RecoveryNext"]
+    assert "the next boot is a recovery boot" in node.ctl("status").stdout
+    assert node.boot() == "A" and "ballast.recovery" in node.last_cmdline
+    assert dict(grubsim.env_parse(node.env_files()[ENVS[0]]))["ballast_next"] == "0"
+    assert node.boot() == "A" and "ballast.recovery" not in node.last_cmdline
+    # B on trial after an upgrade, booted: refused, nothing written.
+    r, _ = upgrade(node, bundles["2.0"]["tar"])
+    assert r.returncode == 0, r.stderr
+    assert node.boot() == "B"
+    before = node.env_files()
+    r = node.ctl("recovery", "--no-reboot")
+    assert r.returncode != 0 and "is on trial" in r.stderr, r.stderr
+    assert node.env_files() == before
 
 
 def test_a_recovery_boot_upgrades_and_assesses_nothing(node, bundles):

@@ -181,3 +181,29 @@ TEST_CASE("a failed trial: marked bad, the other slot boots", "[boot][state]") {
     CHECK(describe(bad, Slot::B) == "B: bad, 2");
     CHECK(describe(bad, Slot::A) == "A: good, primary, last good, 1");
 }
+
+TEST_CASE("recovery once: ballast_next, and the decision it adds", "[boot][state]") {
+    auto s = initial_state(Slot::A, "1.0");
+    CHECK(grubenv::get(to_vars(s), "ballast_next") == "0");
+    s.recovery_next = true;
+    auto v = to_vars(s);
+    CHECK(grubenv::get(v, "ballast_next") == "r");
+    CHECK(from_vars(v)->recovery_next);
+    // Disks from before it: not asked. Damage: an error, as every value.
+    std::erase_if(v, [](const auto& kv) { return kv.first == "ballast_next"; });
+    CHECK_FALSE(from_vars(v)->recovery_next);
+    grubenv::set(v, "ballast_next", "x");
+    CHECK(from_vars(v).error().what().find("ballast_next=x is not 0 or r") != std::string::npos);
+    // The decision is made (a try used) as ever; the recovery entry starts the last good slot,
+    // and the saved state has it cleared.
+    auto t = activate(initial_state(Slot::A, "1"), Slot::B, 2, "2", Slot::A).value();
+    t.recovery_next = true;
+    auto d = decide(t);
+    CHECK(d.recovery);
+    CHECK(d.saved);
+    CHECK(d.slot == Slot::A);
+    CHECK_FALSE(d.after.recovery_next);
+    CHECK(d.after.at(Slot::B).tries == 1);
+    t.recovery_next = false;
+    CHECK_FALSE(decide(t).recovery);
+}

@@ -464,14 +464,15 @@ TEST_CASE("reset: Kairos' keys, their defaults and contradictions", "[config][re
     CHECK(l.diags.error_count() == 0);
     CHECK(l.config.reset.oem);
     CHECK_FALSE(l.config.reset.persistent);
-    // A reset that wipes nothing, or that reboots and powers off: errors at the key.
+    // A reset that wipes nothing: an error at the block.
     l = load({{"/oem/r.yaml", "#cloud-config\nreset:\n  reset-persistent: false\n"}});
     CHECK(has_diag(l.diags, "/oem/r.yaml:3"));
     CHECK(has_diag(l.diags, "reset-persistent and reset-oem are both false"));
     CHECK(l.diags.error_count() == 1);
+    // reboot (now) and poweroff (when done) both: no conflict in Ballast.
     l = load({{"/oem/r.yaml", "#cloud-config\nreset:\n  reboot: true\n  poweroff: true\n"}});
-    CHECK(has_diag(l.diags, "/oem/r.yaml:4"));
-    CHECK(has_diag(l.diags, "reboot and poweroff cannot both be true"));
+    CHECK(l.diags.items().empty());
+    CHECK(l.config.reset.poweroff);
     // Kairos' source: Ballast resets to what it runs (a warning; the rest applies).
     l = load({{"/oem/r.yaml",
                "#cloud-config\nreset:\n  source: oci:quay.io/kairos/os\n  reset-oem: true\n"}});

@@ -44,8 +44,13 @@ Result<BootState> from_vars(const grubenv::Vars& v) {
             return fail(Errc::parse, "boot control: ballast_last_good={} is not A or B", *lg);
         s.last_good = *slot;
     }
-    // Absent on disks from before resets existed.
+    // Absent on disks from before resets (and recovery) existed.
     if (auto r = grubenv::get(v, "ballast_reset")) s.reset = BALLAST_TRY(parse_reset_var(*r));
+    if (auto n = grubenv::get(v, "ballast_next")) {
+        if (*n != "0" && *n != "r")
+            return fail(Errc::parse, "boot control: ballast_next={} is not 0 or r", *n);
+        s.recovery_next = *n == "r";
+    }
     return s;
 }
 
@@ -54,6 +59,10 @@ std::string reset_var(const std::optional<ResetRequest>& r) {
     const int bits =
         int(r->oem) | int(r->encrypted) << 1 | int(r->poweroff) << 2 | int(r->keep_persistent) << 3;
     return std::string(1, "0123456789abcdef"[1 + bits]);
+}
+
+std::string_view reset_scope(const ResetRequest& r) {
+    return r.keep_persistent ? "OEM" : r.oem ? "persistent and OEM" : "persistent";
 }
 
 Result<std::optional<ResetRequest>> parse_reset_var(std::string_view v) {
@@ -85,6 +94,7 @@ grubenv::Vars to_vars(const BootState& s, bool lock) {
     }
     v.emplace_back("ballast_last_good", s.last_good ? std::string(name(*s.last_good)) : "");
     v.emplace_back("ballast_reset", reset_var(s.reset));
+    v.emplace_back("ballast_next", s.recovery_next ? "r" : "0");
     return v;
 }
 
@@ -96,7 +106,9 @@ BootState initial_state(Slot slot, std::string version) {
     return s;
 }
 
-Decision decide(const BootState& s) {
+namespace {
+
+Decision decide_slot(const BootState& s) {
     for (Slot slot : s.order) {
         const auto& i = s.at(slot);
         if (!i.ok) continue;
@@ -113,6 +125,19 @@ Decision decide(const BootState& s) {
         return {*s.last_good, s, false,
                 fmt::format("nothing else bootable: last good {}", name(*s.last_good))};
     return {Slot::A, s, false, "nothing bootable and no last good slot: A"};
+}
+
+}  // namespace
+
+Decision decide(const BootState& s) {
+    Decision d = decide_slot(s);
+    if (!s.recovery_next) return d;
+    d.after.recovery_next = false;
+    d.saved = true;
+    d.recovery = true;
+    d.slot = s.last_good.value_or(d.slot);
+    d.reason += fmt::format("; the recovery entry, once: slot {}", name(d.slot));
+    return d;
 }
 
 Result<BootState> begin_write(BootState s, Slot target, std::optional<Slot> booted) {

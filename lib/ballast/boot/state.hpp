@@ -42,6 +42,8 @@ struct BootState {
     std::array<Slot, 2> order{Slot::A, Slot::B};  // primary first
     std::optional<Slot> last_good;
     std::optional<ResetRequest> reset;
+    // The next boot takes the recovery entry, once (agentctl recovery): ballast_next, "r" or "0".
+    bool recovery_next = false;
 
     [[nodiscard]] SlotInfo& at(Slot s) { return slots[s == Slot::A ? 0 : 1]; }
     [[nodiscard]] const SlotInfo& at(Slot s) const { return slots[s == Slot::A ? 0 : 1]; }
@@ -60,6 +62,8 @@ struct BootState {
 // 8 * keep_persistent (fixed length, as above; 1..4 are what the first resets wrote). A digit
 // describing no reset (persistent kept and OEM too, or kept and encrypted) is damage.
 [[nodiscard]] std::string reset_var(const std::optional<ResetRequest>& r);
+// What it wipes: "persistent", "persistent and OEM" or "OEM".
+[[nodiscard]] std::string_view reset_scope(const ResetRequest& r);
 [[nodiscard]] Result<std::optional<ResetRequest>> parse_reset_var(std::string_view v);
 
 // A fresh install: `slot` good and primary, the other empty.
@@ -68,11 +72,14 @@ struct BootState {
 struct Decision {
     Slot slot;           // what the bootloader starts
     BootState after;     // the state it saves before starting the kernel
-    bool saved = false;  // a try was used (the env is written)
+    bool saved = false;  // a try was used, or the one-shot recovery consumed (the env is written)
     std::string reason;
+    bool recovery = false;  // the recovery entry (ballast.recovery) is started
 };
 // What the bootloader does with `s` (overlay/grub/grub.cfg): the first slot in order that is ok
-// and, when on trial, has tries left (one is used now); else the last good slot; else A.
+// and, when on trial, has tries left (one is used now); else the last good slot; else A. With
+// recovery_next, that decision is made (and saved) as ever, then the recovery entry boots the
+// last good slot (else the decided one), once.
 [[nodiscard]] Decision decide(const BootState& s);
 
 // --- transitions of the agent ---

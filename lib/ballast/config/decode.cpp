@@ -823,16 +823,11 @@ constexpr Field<InstallSpec> kInstallFields[] = {
 constexpr Table<InstallSpec> kInstall{"install", "How install lays out and fills the disk",
                                       Severity::warning, kInstallFields};
 
-// reset: (Kairos). reboot and poweroff as install's; a reset that wipes nothing is refused once
-// the files are merged (check_config: one file may keep persistent, another wipe OEM).
+// reset: (Kairos). reboot (now, for the reset) and poweroff (when it is done) do not conflict
+// in Ballast; a reset that wipes nothing is refused once the files are merged (check_config: one
+// file may keep persistent, another wipe OEM).
 void reset_reboot(const MapReader& r, std::string_view key, ResetSpec& spec, DecodeContext&) {
     if (bool b = false; r.read(key, b)) spec.reboot = b;
-}
-
-void reset_poweroff(const MapReader& r, std::string_view key, ResetSpec& spec, DecodeContext&) {
-    (void)r.read(key, spec.poweroff);
-    if (spec.reboot.value_or(false) && spec.poweroff)
-        r.error(key, "reboot and poweroff cannot both be true");
 }
 
 constexpr char kResetSource[] =
@@ -846,7 +841,9 @@ constexpr Field<ResetSpec> kResetFields[] = {
     {{"reboot", K::boolean,
       "reboot for the reset now (default true; false: it happens at the next boot)"},
      &reset_reboot},
-    {{"poweroff", K::boolean, "power off once the reset is done"}, &reset_poweroff},
+    {{"poweroff", K::boolean,
+      "power off once the reset is done (with reboot: reboot now, power off after)"},
+     &read::value<&ResetSpec::poweroff>},
     {{"source", K::any, "not supported: Ballast resets to the version the node runs"},
      &read::warned<kResetSource>},
     {{"grub-entry-name", K::any, "accepted for Kairos"}},

@@ -31,7 +31,7 @@ struct LeaveReport {
 };
 
 // Errc::unavailable when the API cannot be reached or the node's credentials cannot do a step
-// (the caller may go on with --force); Errc::timed_out when pods are still there at `deadline`.
+// (the caller may go on with --force); Errc::timeout when pods are still there at `deadline`.
 [[nodiscard]] Result<LeaveReport> leave(const RootPrefix& root, const NodeState& state,
                                         std::chrono::milliseconds deadline);
 

@@ -22,14 +22,15 @@ Status escrow_recovery_key(const config::AgentSettings& s, const std::string& ke
 }
 
 Status keep_for_escrow(const std::filesystem::path& run_dir, const std::string& key) {
-    const auto dir = run_dir / "escrow";
+    const auto dir = run_dir / kEscrowDir;
     if (::mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST) return fail_errno(errno, dir.string());
     if (::chmod(dir.c_str(), 0700) < 0) return fail_errno(errno, dir.string());
-    return write_file_atomic(dir / "recovery-key", key + "\n", {.mode = 0600});
+    return write_file_atomic(dir / kEscrowFile, key + "\n", {.mode = 0600});
 }
 
 Result<bool> escrow_pending(const RootPrefix& root, const config::AgentSettings& s) {
-    const auto path = BALLAST_TRY(root.resolve(std::string(kPendingEscrow)));
+    const auto path =
+        BALLAST_TRY(root.resolve(fmt::format("/run/ballast/{}/{}", kEscrowDir, kEscrowFile)));
     std::error_code ec;
     if (!std::filesystem::exists(path, ec)) return false;
     auto text = BALLAST_TRY(read_file(path, 4096));

@@ -15,7 +15,8 @@
 
 namespace ballast::ops {
 
-inline constexpr std::string_view kPendingEscrow = "/run/ballast/escrow/recovery-key";
+// Where the key waits, under the run dir (/run/ballast).
+inline constexpr std::string_view kEscrowDir = "escrow", kEscrowFile = "recovery-key";
 
 // Runs tpm.recovery_key_command with `key` on its standard input. Nothing to do when no command
 // is set. Errc::failed naming the exit status (never the key).

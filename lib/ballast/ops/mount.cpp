@@ -180,6 +180,24 @@ class SystemMountIo final : public MountIo {
 
 }  // namespace
 
+void mark_recovery(const fs::path& run_dir, const std::string& reason, bool asked) {
+    std::fprintf(stderr,
+                 "ballast: RECOVERY BOOT: %s\n"
+                 "ballast: persistent is not mounted; this boot starts ballast-recovery.target "
+                 "(console login, SSH with the OEM config's keys). From there: agentctl status, "
+                 "agentctl reset --device DISK, agentctl encrypt, agentctl install --no-format\n",
+                 reason.c_str());
+    std::error_code ec;
+    fs::create_directories(run_dir, ec);
+    const nlohmann::json j = {{"reason", reason}, {"asked", asked}};
+    if (auto st = write_file_atomic(run_dir / kRecoveryFile, json_text(j, 2) + "\n"); !st) {
+        // Without the marker the node would start as itself on a root without its data.
+        spdlog::critical("mount: mark the recovery boot: {}", st.error().what());
+        std::fprintf(stderr, "ballast: the recovery boot could NOT be marked: %s\n",
+                     st.error().what().c_str());
+    }
+}
+
 std::optional<nlohmann::json> recovery_boot(const RootPrefix& root) {
     const auto path = root(fmt::format("/run/ballast/{}", kRecoveryFile));
     std::error_code ec;
@@ -332,19 +350,7 @@ Result<MountReport> mount_root(const NodeOptions& node, const MountRequest& req,
     if (rep.reset)
         if (auto st = write_file_atomic(layout.run_dir / "reset-finished", *rep.reset + "\n"); !st)
             spdlog::warn("mount: mark the finished reset: {}", st.error().what());
-    if (rep.recovery) {
-        std::fprintf(stderr,
-                     "ballast: RECOVERY BOOT: %s\n"
-                     "ballast: persistent is not mounted; this boot starts ballast-recovery.target "
-                     "(console login, SSH with the OEM config's keys). From there: agentctl "
-                     "status, agentctl reset --device DISK, agentctl encrypt, agentctl install "
-                     "--no-format\n",
-                     rep.recovery->c_str());
-        nlohmann::json j = {{"reason", *rep.recovery}, {"asked", rep.recovery_asked}};
-        if (auto st = write_file_atomic(layout.run_dir / kRecoveryFile, json_text(j, 2) + "\n");
-            !st)
-            spdlog::error("mount: mark the recovery boot: {}", st.error().what());
-    }
+    if (rep.recovery) mark_recovery(layout.run_dir, *rep.recovery, rep.recovery_asked);
     // Its new recovery key was shown on the console; the escrow command runs once the system is
     // up (ballast-escrow.service): until then the key waits in RAM, root's alone.
     if (!rep.reset_recovery_key.empty() && !ms.settings.tpm.recovery_key_command.empty()) {

@@ -81,6 +81,10 @@ inline constexpr std::string_view kPersistentMapperName = "ballast-persistent";
 
 inline constexpr std::string_view kRecoveryFile = "recovery.json";  // in the run dir
 
+// Marks this boot a recovery boot (RUN/recovery.json, and why on the console): mount_root does
+// when persistent is not mounted, and the initramfs's mount mode when the assembly failed.
+void mark_recovery(const std::filesystem::path& run_dir, const std::string& reason, bool asked);
+
 // This boot is a recovery boot: why ({"reason", "asked"} as the initramfs wrote it), from
 // /run/ballast/recovery.json under `root`; nullopt on a normal boot. Such a boot runs none of
 // the node's own services, upgrades nothing and is never assessed (nothing is committed).

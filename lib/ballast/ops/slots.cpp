@@ -5,6 +5,7 @@
 #include "ballast/k3s/leave.hpp"
 #include "ballast/k3s/state.hpp"
 #include "ballast/system/http.hpp"
+#include "ballast/system/systemd.hpp"
 #include "ballast/update/slot_admin.hpp"
 #include "ballast/update/upgrade.hpp"
 
@@ -73,6 +74,20 @@ Result<boot::Slot> rollback(const SlotsEnv& env) {
     return update::rollback({&db.control(), env.booted, env.state_dir});
 }
 
+Result<boot::Slot> request_recovery(const SlotsEnv& env) {
+    auto db = BALLAST_TRY(open_boot(env));
+    auto st = BALLAST_TRY(db.control().load(true));
+    if (env.booted && st.at(*env.booted).trial)
+        return fail(Errc::busy,
+                    "slot {} is on trial after an upgrade: wait for its health check to commit it "
+                    "(or roll back) before booting recovery",
+                    boot::name(*env.booted));
+    st.recovery_next = true;
+    const auto slot = boot::decide(st).slot;
+    BALLAST_TRY_CTX(db.control().save(st), "boot state");
+    return slot;
+}
+
 namespace {
 
 install::ResetOptions reset_options(const SlotsEnv& env, const ResetAsk& ask) {
@@ -110,15 +125,27 @@ bool reset_pending(const SlotsEnv& env) {
 }
 
 bool k3s_set_up(const RootPrefix& root) {
+    // A state that cannot be read counts as set up: the leave job then says what is wrong
+    // (--force goes past it) instead of the reset skipping the cluster without a word.
     auto state = k3s::load_state(root);
-    return state && *state && (*state)->role != k3s::Role::none;
+    return !state || (*state && (*state)->role != k3s::Role::none);
 }
 
 Result<nlohmann::json> leave_cluster(const RootPrefix& root, std::chrono::seconds timeout) {
     auto state = BALLAST_TRY(k3s::load_state(root));
     if (!state || state->role == k3s::Role::none)
         return nlohmann::json{{"ok", true}, {"left", false}, {"detail", "k3s is not set up here"}};
-    auto j = BALLAST_TRY(k3s::leave(root, *state, timeout)).to_json();
+    auto rep = BALLAST_TRY(k3s::leave(root, *state, timeout));
+    // k3s must not run on as a node that left: it would register itself again (a server would
+    // find its etcd member gone) before the reset's reboot, whenever that is.
+    if (root.is_host_root() && systemd::running() && !state->unit.empty()) {
+        auto m = systemd::Manager::connect();
+        auto st = m ? m->stop(state->unit) : Status(std::unexpected(m.error()));
+        if (!st)
+            rep.detail += (rep.detail.empty() ? "" : "; ") +
+                          ("stop " + state->unit + ": " + st.error().what());
+    }
+    auto j = rep.to_json();
     j["ok"] = true;
     j["left"] = true;
     return j;
@@ -127,7 +154,8 @@ Result<nlohmann::json> leave_cluster(const RootPrefix& root, std::chrono::second
 Result<ResetAnswer> request_reset(const SlotsEnv& env, const ResetAsk& ask) {
     if (env.disk.empty()) return fail(Errc::unavailable, "no Ballast disk");
     auto rep = BALLAST_TRY(install::reset(reset_options(env, ask)));
-    return ResetAnswer{rep.request, ask.reboot.value_or(rep.reboot)};
+    return ResetAnswer{rep.request, std::string(boot::reset_scope(rep.request)),
+                       ask.reboot.value_or(rep.reboot)};
 }
 
 void add_slots_status(const SlotsEnv& env, nlohmann::json& s) {
@@ -144,7 +172,9 @@ void add_slots_status(const SlotsEnv& env, nlohmann::json& s) {
         s["ResetOem"] = st->reset->oem;
         s["ResetPersistent"] = !st->reset->keep_persistent;
         s["ResetPoweroff"] = st->reset->poweroff;
+        s["ResetWhat"] = std::string(boot::reset_scope(*st->reset));
     }
+    if (st->recovery_next) s["RecoveryNext"] = true;
     s["PrimarySlot"] = std::string(boot::name(st->primary()));
 }
 

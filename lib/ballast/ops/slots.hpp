@@ -59,6 +59,9 @@ struct SettleAction {
 [[nodiscard]] Result<boot::Slot> mark(const SlotsEnv& env, bool good,
                                       std::optional<boot::Slot> slot);
 [[nodiscard]] Result<boot::Slot> rollback(const SlotsEnv& env);
+// The next boot takes the boot menu's recovery entry, once (one boot-control write); the slot it
+// will start. Refused while the booted slot is on trial (its health check decides first).
+[[nodiscard]] Result<boot::Slot> request_recovery(const SlotsEnv& env);
 
 // The operator's factory reset of the running node: the request goes into the boot state (one
 // write), and the initramfs finishes it at the next boot before persistent is mounted
@@ -74,6 +77,7 @@ struct ResetAsk {
 };
 struct ResetAnswer {
     boot::ResetRequest request;
+    std::string what;    // boot::reset_scope(request)
     bool reboot = true;  // now, for it
 };
 [[nodiscard]] Result<ResetAnswer> request_reset(const SlotsEnv& env, const ResetAsk& ask);

@@ -53,7 +53,6 @@ config::Config access_steps(const config::Config& cfg, const std::string& stage)
                 a.stage = stage;
                 a.id = s.id;
                 a.name = s.name;
-                a.if_cmd = s.if_cmd;
                 a.node = s.node;
                 a.only_os = s.only_os;
                 a.only_os_version = s.only_os_version;

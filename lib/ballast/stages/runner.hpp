@@ -44,9 +44,10 @@ struct RunReport {
 
 [[nodiscard]] Result<RunReport> run(const RunRequest& req);
 
-// The steps access_only runs, as stage `stage`: each boot-stage step with its conditions, host
-// name, users and SSH keys and nothing else, in boot order; steps left with nothing are dropped,
-// and so are `after` references (the steps they named may be gone).
+// The steps access_only runs, as stage `stage`: each boot-stage step with its host name, users
+// and SSH keys and nothing else, in boot order; steps left with nothing are dropped, and so are
+// `after` references (the steps they named may be gone). Conditions stay, but `if:` (a shell
+// command) goes: no command of the config runs in recovery.
 [[nodiscard]] config::Config access_steps(const config::Config& cfg, const std::string& stage);
 
 // run(), where a failed step or a config error is an error too: "the <stage> stage failed: ...".

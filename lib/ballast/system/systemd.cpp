@@ -100,12 +100,22 @@ Result<bool> Manager::start(const std::string& unit) {
     return true;
 }
 
-Status Manager::restart(const std::string& unit) {
+Status Manager::unit_job(const char* method, const std::string& unit) {
     sdbus::BusError err;
-    int r = sd_bus_call_method(bus_.get(), kDest, kPath, kManager, "RestartUnit", err.get(),
-                               nullptr, "ss", unit.c_str(), "replace");
-    if (r < 0) return std::unexpected(sdbus::bus_error(r, err, "systemd RestartUnit " + unit));
+    int r = sd_bus_call_method(bus_.get(), kDest, kPath, kManager, method, err.get(), nullptr, "ss",
+                               unit.c_str(), "replace");
+    if (r < 0)
+        return std::unexpected(
+            sdbus::bus_error(r, err, fmt::format("systemd {} {}", method, unit)));
     return {};
+}
+
+Status Manager::restart(const std::string& unit) {
+    return unit_job("RestartUnit", unit);
+}
+
+Status Manager::stop(const std::string& unit) {
+    return unit_job("StopUnit", unit);
 }
 
 Status Manager::reload() {

@@ -25,6 +25,7 @@ class Manager {
     // Starts a unit unless it is active; returns whether a start was queued.
     [[nodiscard]] Result<bool> start(const std::string& unit);
     [[nodiscard]] Status restart(const std::string& unit);
+    [[nodiscard]] Status stop(const std::string& unit);
     [[nodiscard]] Status reload();
     // "active", "inactive", "failed", ... ("inactive" for units systemd has not loaded).
     [[nodiscard]] Result<std::string> active_state(const std::string& unit);
@@ -34,6 +35,7 @@ class Manager {
   private:
     explicit Manager(sdbus::Bus bus) : bus_(std::move(bus)) {}
     [[nodiscard]] Status start_irreversibly(const std::string& target);
+    [[nodiscard]] Status unit_job(const char* method, const std::string& unit);
     [[nodiscard]] Result<bool> unit_files(const char* method, const std::vector<std::string>& units,
                                           bool with_force);
     sdbus::Bus bus_;
