@@ -333,6 +333,27 @@ def test_no_tpm_names_it_and_the_recovery_key_opens(bins, tpm, volume, tmp_path)
     assert out["method"] == "recovery-key"
 
 
+def test_boot_waits_a_bounded_time_for_the_recovery_key(bins, tpm, volume, tmp_path):
+    """At boot (a systemd unit: the password agents answer) nobody may be there to type the
+    recovery key: tpm.recovery_key_timeout bounds the wait, then the unlock fails and the boot
+    goes on for recovery instead of hanging."""
+    need_tool("systemd-ask-password", "systemd")
+    img, rk = tpm_token_and_recovery_key(bins, tpm, volume)
+    settings = tmp_path / "agent.yaml"
+    settings.write_text("tpm:\n  recovery_key_timeout: 2s\n")
+    t0 = time.monotonic()
+    r, out = agent_unlock(bins, img, "swtpm:host=127.0.0.1,port=1", config=settings,
+                          env={"INVOCATION_ID": "0" * 32})
+    took = time.monotonic() - t0
+    assert r.returncode != 0 and out["ok"] is False, r.stderr
+    assert "nobody answered within 2 s" in out["error"], out
+    assert took < 60, took  # bounded (the TCTI's own retries included), not for ever
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tpm:\n  recovery_key_timeout: soon\n")
+    r, out = agent_unlock(bins, img, "", config=bad)
+    assert r.returncode != 0 and "recovery_key_timeout" in r.stderr + r.stdout, r.stderr
+
+
 def test_pin_token(bins, tpm, volume):
     img, key = volume
     r = enroll(bins, img, tpm, "--pin", key=key, env={"NEWPIN": "2468"})

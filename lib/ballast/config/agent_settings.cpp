@@ -120,6 +120,10 @@ constexpr Field<crypt::TpmSettings> kTpmFields[] = {
     {{"pcr_bank", K::string, "sha256 or sha1"}, &tpm_bank},
     {{"recovery_key_command", K::string, "gets a new recovery key on stdin (sh -c)"},
      &read::value<&crypt::TpmSettings::recovery_key_command>},
+    {{"recovery_key_timeout", K::duration,
+      "how long boot waits for the recovery key when the TPM fails (0: for ever; default 5m); "
+      "then it boots for recovery"},
+     &read::value<&crypt::TpmSettings::recovery_key_timeout>},
 };
 constexpr Table<crypt::TpmSettings> kTpm{"tpm", "TPM2 sealing", Severity::error, kTpmFields};
 

@@ -43,11 +43,11 @@ std::optional<std::string> from_tty(std::string_view prompt) {
     return line;
 }
 
-std::optional<std::string> from_agent(std::string_view prompt) {
+std::optional<std::string> from_agent(std::string_view prompt, std::chrono::seconds timeout) {
     for (const char* tool : {"/usr/bin/systemd-ask-password", "/bin/systemd-ask-password"}) {
         if (::access(tool, X_OK) != 0) continue;
         ProcessOptions o;
-        o.argv = {tool, "--timeout=0", std::string(prompt) + ":"};
+        o.argv = {tool, fmt::format("--timeout={}", timeout.count()), std::string(prompt) + ":"};
         auto r = run_process(o);
         if (!r || r->exit_code != 0) return std::nullopt;
         std::string s = std::move(r->out);
@@ -61,13 +61,14 @@ std::optional<std::string> from_agent(std::string_view prompt) {
 
 }  // namespace
 
-std::optional<std::string> ask_secret(std::string_view prompt, std::string_view env_name) {
+std::optional<std::string> ask_secret(std::string_view prompt, std::string_view env_name,
+                                      std::chrono::seconds timeout) {
     if (!env_name.empty())
         if (const char* v = std::getenv(std::string(env_name).c_str())) return std::string(v);
     if (::isatty(STDIN_FILENO)) return from_tty(prompt);
     // Under a systemd unit (boot), the password agents (console, Plymouth) answer; elsewhere
     // nobody would, and waiting for them would hang.
-    if (std::getenv("INVOCATION_ID")) return from_agent(prompt);
+    if (std::getenv("INVOCATION_ID")) return from_agent(prompt, timeout);
     return std::nullopt;
 }
 

@@ -39,11 +39,17 @@ Result<UnlockReport> by_tpm(crypt::Luks& luks, const UnlockRequest& req, const s
     return r;
 }
 
-Result<UnlockReport> by_recovery_key(crypt::Luks& luks, const UnlockRequest& req) {
+Result<UnlockReport> by_recovery_key(crypt::Luks& luks, const UnlockRequest& req,
+                                     std::chrono::seconds timeout) {
     const bool from_env = std::getenv("PASSWORD") != nullptr;
     for (int attempt = 1; attempt <= kRecoveryAttempts; ++attempt) {
-        auto key = crypt::ask_secret(fmt::format("Recovery key for {}", req.device), "PASSWORD");
-        if (!key) return fail(Errc::permission_denied, "no recovery key given");
+        auto key =
+            crypt::ask_secret(fmt::format("Recovery key for {}", req.device), "PASSWORD", timeout);
+        if (!key)
+            return fail(Errc::permission_denied, "no recovery key given{}",
+                        timeout.count()
+                            ? fmt::format(" (nobody answered within {} s)", timeout.count())
+                            : "");
         auto vk = crypt::volume_key_from_passphrase(luks, *key);
         if (vk) {
             auto normal = crypt::normalize_recovery_key(*key);
@@ -82,7 +88,8 @@ Result<UnlockReport> unlock(const config::AgentSettings& settings, const UnlockR
         std::fprintf(stderr, "ballast: %s: %s\nballast: enter the recovery key to continue.\n",
                      req.device.c_str(), opened.error().what().c_str());
         spdlog::warn("unlock {}: {}", req.device, opened.error().what());
-        opened = by_recovery_key(luks, req);
+        opened = by_recovery_key(
+            luks, req, std::chrono::ceil<std::chrono::seconds>(settings.tpm.recovery_key_timeout));
     }
     if (!opened) return std::unexpected(std::move(opened).error().context(req.device));
     opened->device = req.device;
