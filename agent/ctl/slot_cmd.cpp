@@ -129,30 +129,34 @@ int cmd_health(const GlobalOptions& g, bool no_reboot) {
     return ok ? kExitOk : kExitFailure;
 }
 
-int cmd_rollback(const GlobalOptions& g, bool no_reboot) {
+namespace {
+
+// A slot operation that takes only NoReboot and answers with the slot it acts on: the report
+// as `json_key` (JSON) or `text` with the slot and what happens next.
+int slot_switch(const GlobalOptions& g, const char* method, bool no_reboot, const char* json_key,
+                const char* text, const char* later) {
     auto client = connect_agent(g);
     if (!client) return report_error(client.error());
-    auto slot = client->call_string("Rollback", {}, {{"NoReboot", no_reboot}});
+    auto slot = client->call_string(method, {}, {{"NoReboot", no_reboot}});
     if (!slot) return report_error(slot.error());
     if (g.json)
-        print_json({{"primary", *slot}, {"reboot", !no_reboot}});
+        print_json({{json_key, *slot}, {"reboot", !no_reboot}});
     else
-        std::printf("slot %s is primary; %s\n", slot->c_str(),
-                    no_reboot ? "it boots at the next reboot" : "rebooting");
+        std::printf("%s; %s\n", fmt::format(fmt::runtime(text), *slot).c_str(),
+                    no_reboot ? later : "rebooting");
     return kExitOk;
 }
 
+}  // namespace
+
+int cmd_rollback(const GlobalOptions& g, bool no_reboot) {
+    return slot_switch(g, "Rollback", no_reboot, "primary", "slot {} is primary",
+                       "it boots at the next reboot");
+}
+
 int cmd_recovery(const GlobalOptions& g, bool no_reboot) {
-    auto client = connect_agent(g);
-    if (!client) return report_error(client.error());
-    auto slot = client->call_string("Recovery", {}, {{"NoReboot", no_reboot}});
-    if (!slot) return report_error(slot.error());
-    if (g.json)
-        print_json({{"recovery", *slot}, {"reboot", !no_reboot}});
-    else
-        std::printf("the next boot is a recovery boot of slot %s; %s\n", slot->c_str(),
-                    no_reboot ? "reboot when ready" : "rebooting");
-    return kExitOk;
+    return slot_switch(g, "Recovery", no_reboot, "recovery",
+                       "the next boot is a recovery boot of slot {}", "reboot when ready");
 }
 
 int cmd_mark(const GlobalOptions& g, bool good, const std::string& slot) {

@@ -487,6 +487,9 @@ def test_a_recovery_boot_upgrades_and_assesses_nothing(node, bundles):
     assert r.returncode != 0 and "a recovery boot upgrades nothing" in r.stderr, r.stderr
     r = node.ctl("health", "--no-reboot")
     assert r.returncode != 0 and "is not assessed" in r.stdout + r.stderr, r.stdout + r.stderr
+    r = node.ctl("stage", "run", "boot")
+    assert r.returncode != 0 and "a recovery boot runs no cloud-config stage" in r.stderr, r.stderr
+    assert not (node.root / "run/ballast/stages/boot.json").exists()
     assert node.env_files() == before
 
 
