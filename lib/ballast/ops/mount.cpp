@@ -276,7 +276,7 @@ Result<MountReport> assemble_root(mount::Layout layout, const mount::Settings& s
         blocked = fmt::format("{} did not appear within {} s", device,
                               settings.device_timeout.count() / 1000);
     } else if (auto reset = io.finish_reset(device); !reset) {
-        // A half-reset partition is never mounted: the node comes up on a tmpfs, and says why.
+        // A half-reset partition is never mounted: the node comes up for recovery, saying why.
         rep.reset_error = reset.error().what();
         blocked = "a factory reset is pending and did not finish: " + *rep.reset_error;
     } else {

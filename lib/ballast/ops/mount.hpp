@@ -2,7 +2,8 @@
 // device, finish a factory reset that was asked for or cut, unlock it when it is LUKS, mount the
 // storage, run the rootfs stage, mount the node's paths, run the initramfs stage chrooted into the
 // result. Whatever goes wrong, the boot goes on: each failure is in the report (and on the
-// console), the mount layer puts a tmpfs where persistent storage could not go. The order is
+// console), the mount layer puts a tmpfs where persistent storage could not go, and such a boot
+// is a recovery boot (no stage runs; ballast-recovery.target). The order is
 // assemble_root() over MountIo, which tests fake.
 #pragma once
 
