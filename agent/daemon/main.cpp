@@ -34,9 +34,8 @@ struct CommandLine {
     std::string root = "/", disk, config_file, bus_address, booted_slot, log_level;
     bool dry_run = false, json = false;
     CLI::App* stage = nullptr;
-    std::string stage_name;
-    std::vector<std::string> stage_configs;
-    bool access_only = false;
+    agent::StageMode stage_mode;
+    int wait_k3s_ready = 0;
     CLI::App* upgrade = nullptr;
     ops::UpgradeRequest upgrade_req;
     std::string expect;
@@ -78,17 +77,24 @@ void add_stage_command(CLI::App& app, CommandLine& c) {
     c.stage = app.add_subcommand(
         "stage", "Run one cloud-config stage now, without D-Bus (initramfs, early units)");
     c.stage
-        ->add_option("NAME", c.stage_name,
-                     "Stage: rootfs, initramfs, fs, boot, network, reconcile, or a custom name")
+        ->add_option("NAME", c.stage_mode.stage,
+                     "Stage: rootfs, initramfs, fs, boot, network, k3s-ready, reconcile, or a "
+                     "custom name")
         ->required();
     c.stage
-        ->add_option("--config", c.stage_configs,
+        ->add_option("--config", c.stage_mode.configs,
                      "Extra cloud-config file, after the node's sources (repeatable)")
         ->option_text("FILE");
     c.stage->add_flag("--dry-run", c.dry_run, "Print the plan; change nothing");
     c.stage->add_flag(
-        "--access-only", c.access_only,
+        "--access-only", c.stage_mode.access_only,
         "Recovery boots: of every boot stage, only the host name, users and SSH keys");
+    c.stage
+        ->add_option("--wait-k3s-ready", c.wait_k3s_ready,
+                     "Run once k3s reports ready, waiting up to SECONDS; not at all where k3s is "
+                     "not set up")
+        ->option_text("SECONDS")
+        ->check(CLI::Range(1, 86400));
     c.stage->add_flag("--json", c.json, "Print the report as JSON");
 }
 
@@ -198,9 +204,13 @@ ops::NodeOptions node_options(const CommandLine& c) {
 
 // The one-shot mode the command line asks for; nullopt: none, run the daemon.
 std::optional<int> run_oneshot(CommandLine& c, const ops::NodeOptions& node) {
-    if (c.stage->parsed())
-        return agent::run_stage_mode(node, c.stage_name, c.stage_configs, c.dry_run, c.json,
-                                     c.access_only);
+    if (c.stage->parsed()) {
+        c.stage_mode.dry_run = c.dry_run;
+        c.stage_mode.json = c.json;
+        if (c.wait_k3s_ready > 0)
+            c.stage_mode.wait_k3s_ready = std::chrono::seconds(c.wait_k3s_ready);
+        return agent::run_stage_mode(node, c.stage_mode);
+    }
     if (c.upgrade->parsed()) {
         if (!c.expect.empty()) c.upgrade_req.expect_manifest_sha256 = c.expect;
         c.upgrade_req.reboot = !c.no_reboot;

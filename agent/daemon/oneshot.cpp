@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "ballast/core/duration.hpp"
 #include "ballast/core/json.hpp"
 #include "ballast/ops/escrow.hpp"
 #include "ballast/ops/health.hpp"
@@ -22,24 +23,51 @@ int report_failure(const char* what, const Error& e, bool json, nlohmann::json e
     return e.code() == Errc::invalid_argument ? kExitUsage : kExitFailure;
 }
 
-int run_stage_mode(const ops::NodeOptions& node, const std::string& stage,
-                   const std::vector<std::string>& configs, bool dry_run, bool json,
-                   bool access_only) {
+int run_stage_mode(const ops::NodeOptions& node, const StageMode& mode) {
+    const std::string& stage = mode.stage;
     auto settings = ops::load_settings(node);
-    if (!settings) return report_failure("stage", settings.error(), json, {{"stage", stage}});
+    if (!settings) return report_failure("stage", settings.error(), mode.json, {{"stage", stage}});
+    if (mode.wait_k3s_ready && !mode.dry_run) {
+        auto waited = ops::wait_k3s_ready(node.root, *settings, *mode.wait_k3s_ready,
+                                          std::chrono::seconds(2));
+        if (!waited) return report_failure("stage", waited.error(), mode.json, {{"stage", stage}});
+        if (!waited->set_up) {
+            const std::string msg = "k3s is not set up here: the " + stage + " stage does not run";
+            if (mode.json)
+                std::printf(
+                    "%s\n",
+                    json_text(nlohmann::json{
+                                  {"ok", true}, {"stage", stage}, {"ran", false}, {"message", msg}})
+                        .c_str());
+            else
+                std::printf("%s\n", msg.c_str());
+            return 0;
+        }
+        if (!waited->ready)
+            return report_failure(
+                "stage",
+                Error(
+                    Errc::timeout,
+                    fmt::format("k3s did not report ready within {} ({}): the {} stage did not run",
+                                format_duration(*mode.wait_k3s_ready), waited->detail, stage)),
+                mode.json, {{"stage", stage}});
+        spdlog::info("k3s reported ready after {:.1f}s: running the {} stage", waited->seconds,
+                     stage);
+    }
     stages::RunRequest req;
     req.stage = stage;
     req.root = node.root;
-    for (const auto& c : configs)
+    for (const auto& c : mode.configs)
         req.config_files.push_back(std::filesystem::absolute(c));
-    req.dry_run = dry_run;
-    req.access_only = access_only;
+    req.dry_run = mode.dry_run;
+    req.access_only = mode.access_only;
     stages::apply_settings(req, *settings);
     auto rep = stages::run(req);
-    if (!rep) return report_failure("stage", rep.error(), json, {{"stage", stage}});
+    if (!rep) return report_failure("stage", rep.error(), mode.json, {{"stage", stage}});
     auto j = rep->to_json();
-    std::fputs(json ? (json_text(j, 2) + "\n").c_str() : stages::format_report(j, false).c_str(),
-               stdout);
+    std::fputs(
+        mode.json ? (json_text(j, 2) + "\n").c_str() : stages::format_report(j, false).c_str(),
+        stdout);
     return rep->ok() ? 0 : kExitFailure;
 }
 

@@ -4,6 +4,8 @@
 // in a child process (jobs.hpp). Exit: 0 success, 1 failure, 2 usage.
 #pragma once
 
+#include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,10 +21,16 @@ namespace ballast::agent {
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;
 
-// access_only: a recovery boot's way in (stages::RunRequest::access_only).
-int run_stage_mode(const ops::NodeOptions& node, const std::string& stage,
-                   const std::vector<std::string>& configs, bool dry_run, bool json,
-                   bool access_only = false);
+struct StageMode {
+    std::string stage;
+    std::vector<std::string> configs;
+    bool dry_run = false, json = false;
+    bool access_only = false;  // a recovery boot's way in (stages::RunRequest::access_only)
+    // Run the stage once k3s reports ready, waiting up to this long; where the boot stage set no
+    // k3s up, the stage does not run (the k3s-ready stage's unit).
+    std::optional<std::chrono::seconds> wait_k3s_ready;
+};
+int run_stage_mode(const ops::NodeOptions& node, const StageMode& mode);
 
 // With `json`, progress goes to stdout as one JSON line per step ({"progress": {...}}) before
 // the report; otherwise to stderr.

@@ -153,10 +153,17 @@ def test_install_lays_out_the_disk(bins, signing_pki, images, tmp_path):
     b = bundle(bins, signing_pki, images["v1"], tmp_path / "v1.tar")
     disk = new_disk(tmp_path / "disk.img")
     cfg = tmp_path / "node.yaml"
-    cfg.write_text("#cloud-config\nhostname: edge-1\ninstall:\n  partitions:\n    oem: {size: 32}\n")
+    marks = tmp_path / "marks"
+    # Kairos' install event stages run around Ballast's own install stages.
+    stages = "".join(f"  {name}:\n    - commands: ['echo {name} >> {marks}']\n"
+                     for name in ("after-install", "kairos-install.after", "before-install", "kairos-install.pre"))
+    cfg.write_text("#cloud-config\nhostname: edge-1\ninstall:\n  partitions:\n    oem: {size: 32}\n"
+                   "stages:\n" + stages)
     r = ctl(bins, None, "install", "--device", str(disk), "--bundle", str(b), "--keyring", signing_pki["ca"],
             "--config", str(cfg))
     assert r.returncode == 0, r.stderr
+    assert marks.read_text().split() == ["kairos-install.pre", "before-install", "after-install",
+                                         "kairos-install.after"]
     t = json.loads(subprocess.run(["sfdisk", "-J", str(disk)], capture_output=True, text=True, check=True).stdout)
     parts = t["partitiontable"]["partitions"]
     assert t["partitiontable"]["label"] == "gpt"

@@ -8,6 +8,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -169,6 +170,55 @@ def test_server_renders_starts_is_ready_and_restarts_only_on_change(make_node):
     assert '"site=store-7"' in (n.root / "etc/rancher/k3s/config.yaml").read_text()
     r, rep, step = n.boot_stage()
     assert not restarts(step), step
+
+
+KAIROS_BOOTSTRAP = """#cloud-config
+stages:
+  provider-kairos.bootstrap.before.master:
+    - name: before k3s
+      files:
+        - path: /var/lib/marks/before-k3s
+          content: before
+  provider-kairos.bootstrap.after.k3s-ready:
+    - name: apply manifests
+      files:
+        - path: /var/lib/marks/after-ready
+          content: ready
+"""
+
+
+def test_kairos_bootstrap_steps_run_before_k3s_and_once_it_is_ready(make_node):
+    """Kairos' provider-kairos.bootstrap.before.<role> steps run in the boot stage just before
+    k3s is set up; .after.<role> steps in the k3s-ready stage, once k3s reports ready: not before,
+    not where k3s is not set up, and not past the wait's bound."""
+    bare = make_node(KAIROS_BOOTSTRAP)
+    r = bare.agent("stage", "k3s-ready", "--wait-k3s-ready", "5")
+    assert r.returncode == 0 and "k3s is not set up here" in r.stdout, r.stdout + r.stderr
+    assert not (bare.root / "var/lib/marks/after-ready").exists()
+    r = bare.agent("stage", "boot", "--json")
+    assert json.loads(r.stdout)["steps"] == []  # no k3s in its config: no bootstrap either
+
+    n = make_node(example("single-server.yaml"))
+    (n.root / "oem/95_bootstrap.yaml").write_text(KAIROS_BOOTSTRAP)
+    r, rep, step = n.boot_stage()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [s["id"] for s in rep["steps"]][-2:] == ["/oem/95_bootstrap.yaml.before k3s", "k3s"], rep["steps"]
+    assert (n.root / "var/lib/marks/before-k3s").read_text() == "before"
+    n.start_k3s("k3s.service")
+    mark = n.root / "var/lib/marks/after-ready"
+    n.set_ready(False)
+    t0 = time.monotonic()
+    r = n.agent("stage", "k3s-ready", "--wait-k3s-ready", "3")
+    assert r.returncode == 1 and "k3s did not report ready within 3s" in r.stderr, r.stderr
+    assert "the k3s-ready stage did not run" in r.stderr and not mark.exists()
+    assert time.monotonic() - t0 < 30
+    # Ready a little later: the stage waits for it, then runs the step.
+    threading.Timer(2, n.set_ready, args=(True,)).start()
+    r = n.agent("stage", "k3s-ready", "--wait-k3s-ready", "60", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rep = json.loads(r.stdout)
+    assert [s["stage"] for s in rep["steps"]] == ["provider-kairos.bootstrap.after.k3s-ready"], rep
+    assert mark.read_text() == "ready"
 
 
 def pod(name, owner=None, ns="default", node="edge-node", **extra):

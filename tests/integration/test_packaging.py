@@ -49,6 +49,8 @@ def test_deb_contains_units_policy_man_pages(deb_root):
               "/lib/systemd/system/sysinit.target.wants/ballast-stage@fs.service",
               "/lib/systemd/system/multi-user.target.wants/ballast-stage@network.service",
               "/lib/systemd/system/multi-user.target.wants/ballast-stage@after-reset.service",
+              "/lib/systemd/system/multi-user.target.wants/ballast-stage@k3s-ready.service",
+              "/lib/systemd/system/ballast-stage@k3s-ready.service.d/10-order.conf",
               "/lib/systemd/system/ballast-reset-poweroff.service",
               "/lib/systemd/system/ballast-recovery.target",
               "/lib/systemd/system/ballast-escrow.service",
@@ -164,13 +166,18 @@ def test_stage_units_verify(bins, world_tmp):
     template = (build_dir() / "units" / "ballast-stage@.service").read_text()
     assert "Type=oneshot" in template and "DefaultDependencies=no" in template
     names = []
-    for stage in ("fs", "boot", "network", "after-reset"):
+    sbindir_agent = "ExecStart=" + template.split("ExecStart=")[1].split("\n")[0].split(" ")[0]
+    for stage in ("fs", "boot", "network", "after-reset", "k3s-ready"):
         unit = world_tmp / f"ballast-stage@{stage}.service"
-        unit.write_text(template.replace("ExecStart=" + template.split("ExecStart=")[1].split("\n")[0],
-                                         f"ExecStart={bins['agent']} stage %i"))
+        unit.write_text(template.replace(sbindir_agent, f"ExecStart={bins['agent']}"))
         dropins = world_tmp / f"ballast-stage@{stage}.service.d"
         dropins.mkdir()
-        shutil.copy(TOP / "units" / f"stage-{stage}.d" / "10-order.conf", dropins)
+        if stage == "k3s-ready":  # configured: its ExecStart names the agent
+            text = (build_dir() / "units" / "k3s-ready-10-order.conf").read_text()
+            assert sbindir_agent + " stage k3s-ready --wait-k3s-ready " in text, text
+            (dropins / "10-order.conf").write_text(text.replace(sbindir_agent, f"ExecStart={bins['agent']}"))
+        else:
+            shutil.copy(TOP / "units" / f"stage-{stage}.d" / "10-order.conf", dropins)
         names.append(str(unit))
     r = subprocess.run(["systemd-analyze", "verify", "--man=no", *names], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr

@@ -5,7 +5,9 @@
 
 #include "ballast/config/loader.hpp"
 #include "ballast/config/sources.hpp"
+#include "ballast/config/stage_names.hpp"
 #include "ballast/config/template.hpp"
+#include "ballast/stages/plan.hpp"
 #include "ballast/stages/runner.hpp"
 #include "helpers.hpp"
 
@@ -581,4 +583,86 @@ TEST_CASE("install.source: a bundle path; Kairos' file: and dir: prefixes", "[co
         CHECK(has_diag(l.diags, "warning: install.source: not a bundle Ballast can install"));
         CHECK(step_named(l.config, "initramfs", "hostname").hostname == "kept");
     }
+}
+
+TEST_CASE("Kairos event stages run at Ballast's matching moments", "[config][stages]") {
+    auto l = load({{"/oem/k.yaml", R"(#cloud-config
+k3s:
+  enabled: true
+stages:
+  kairos-install.pre.before:
+    - name: pre-before
+  kairos-install.pre:
+    - name: pre
+  before-install:
+    - name: own-before-install
+  after-install:
+    - name: own-after-install
+  kairos-install.after:
+    - name: install-after
+  boot.after:
+    - name: boot-after
+  provider-kairos.bootstrap.before.master:
+    - name: bootstrap-before
+  k3s-ready:
+    - name: own-ready
+  provider-kairos.bootstrap.after.k3s-ready:
+    - name: ready-step
+  provider-kairos.bootstrap.after.agent:
+    - name: agent-step
+  kairos-uki-upgrade.pre:
+    - name: never-uki
+  after-upgrade-chroot:
+    - name: never-chroot
+  my-stage:
+    - name: custom
+)"}});
+    REQUIRE(l.diags.error_count() == 0);
+    auto names = [&](std::string_view stage) {
+        std::vector<std::string> out;
+        for (const auto* s : stages::plan_stage(l.config, stage).steps)
+            out.push_back(s->name);
+        return out;
+    };
+    using V = std::vector<std::string>;
+    CHECK(names("before-install") == V{"pre-before", "pre", "own-before-install"});
+    CHECK(names("after-install") == V{"own-after-install", "install-after"});
+    // The bootstrap.before steps come last in the boot stage: the k3s step follows them.
+    CHECK(names("boot") == V{"boot-after", "bootstrap-before"});
+    // Roles in name order, after the stage's own steps.
+    CHECK(names("k3s-ready") == V{"own-ready", "agent-step", "ready-step"});
+    // Asked for by name, an event name runs on its own (Kairos' own run-stage unit does this).
+    CHECK(names("provider-kairos.bootstrap.after.k3s-ready") == V{"ready-step"});
+    CHECK(names("reconcile").empty());
+    CHECK(has_diag(l.diags,
+                   "k.yaml:25:3: warning: stage 'kairos-uki-upgrade.pre': Kairos runs "
+                   "it only under its trusted boot"));
+    CHECK(has_diag(l.diags, "stage 'after-upgrade-chroot': Kairos runs it chrooted"));
+    CHECK(has_diag(l.diags, "custom stage 'my-stage' runs only when asked for by name"));
+    // Only these three: event names Ballast runs are not warned about.
+    CHECK(l.diags.items().size() == 3);
+
+    // Without k3s in the config, nothing sets k3s up, and bootstrap.before has no moment.
+    auto plain = load({{"/oem/p.yaml", R"(#cloud-config
+stages:
+  provider-kairos.bootstrap.before.master:
+    - name: bootstrap-before
+)"}});
+    CHECK(stages::plan_stage(plain.config, "boot").steps.empty());
+}
+
+TEST_CASE("stage names: substages, event names and their roles", "[config][stages]") {
+    CHECK(classify_stage("boot").cls == StageClass::own);
+    CHECK(classify_stage("boot.before").base == "boot");
+    CHECK(classify_stage("kairos-install.after").cls == StageClass::alias);
+    CHECK(classify_stage("kairos-install.after").base == "kairos-install.after");
+    CHECK(classify_stage("kairos-install.pre.after").base == "kairos-install.pre");
+    CHECK(classify_stage("provider-kairos.bootstrap.after.k3s-ready").base ==
+          "provider-kairos.bootstrap.after.k3s-ready");
+    CHECK(classify_stage("provider-kairos.bootstrap.after.k3s-ready.before").base ==
+          "provider-kairos.bootstrap.after.k3s-ready");
+    CHECK(classify_stage("provider-kairos.bootstrap.after.").cls == StageClass::custom);
+    CHECK(classify_stage("provider-kairos.bootstrap.after.a.b").cls == StageClass::custom);
+    CHECK(classify_stage("after-reset-chroot.after").cls == StageClass::never);
+    CHECK(classify_stage("boot.foo").cls == StageClass::custom);
 }

@@ -7,6 +7,7 @@
 
 #include "ballast/config/fields.hpp"
 #include "ballast/config/reader.hpp"
+#include "ballast/config/stage_names.hpp"
 #include "ballast/config/template.hpp"
 #include "ballast/core/encoding.hpp"
 #include "ballast/core/root.hpp"
@@ -15,11 +16,6 @@
 
 namespace ballast::config {
 namespace {
-
-constexpr std::string_view kStages[] = {"rootfs",         "initramfs",     "fs",
-                                        "boot",           "network",       "reconcile",
-                                        "before-install", "after-install", "before-upgrade",
-                                        "after-upgrade",  "before-reset",  "after-reset"};
 
 std::string at(const std::string& where, size_t i) {
     return fmt::format("{}[{}]", where, i);
@@ -1088,17 +1084,24 @@ void decode_stages(const Node& n, const std::string& file, DecodeContext& ctx, C
     MapReader r(&n, ctx.diags, "stages");
     if (!r.ok()) return;
     for (const auto& e : n.entries) {
-        std::string base = e.key.substr(0, e.key.find('.'));
-        std::string suffix =
-            e.key.find('.') == std::string::npos ? "" : e.key.substr(e.key.find('.'));
-        if (!suffix.empty() && suffix != ".before" && suffix != ".after")
-            ctx.diags.warning(
-                e.key_pos, fmt::format("stage '{}': only .before and .after suffixes run", e.key));
-        if (!is_known_stage(base)) {
-            std::vector<std::string_view> known(std::begin(kStages), std::end(kStages));
-            ctx.diags.warning(e.key_pos,
-                              fmt::format("custom stage '{}' runs only when asked for by name{}",
-                                          e.key, did_you_mean(base, known)));
+        const StageName name = classify_stage(e.key);
+        if (name.cls == StageClass::never)
+            ctx.diags.warning(e.key_pos, fmt::format("stage '{}': {}", e.key, name.note));
+        if (name.cls == StageClass::custom) {
+            const std::string base = e.key.substr(0, e.key.find('.'));
+            const std::string suffix =
+                e.key.find('.') == std::string::npos ? "" : e.key.substr(e.key.find('.'));
+            std::vector<std::string_view> known(own_stages().begin(), own_stages().end());
+            const auto hint = did_you_mean(base, known);
+            if (!suffix.empty() && suffix != ".before" && suffix != ".after" &&
+                classify_stage(base).cls == StageClass::own)
+                ctx.diags.warning(
+                    e.key_pos,
+                    fmt::format("stage '{}': only .before and .after suffixes run", e.key));
+            else
+                ctx.diags.warning(
+                    e.key_pos, fmt::format("custom stage '{}' runs only when asked for by name{}",
+                                           e.key, hint));
         }
         std::vector<Step> steps;
         if (e.value.is_null()) continue;
@@ -1230,10 +1233,6 @@ void decode_k3os(const Node& tree, const std::string& file, DecodeContext& ctx, 
 }
 
 }  // namespace
-
-bool is_known_stage(std::string_view name) {
-    return std::find(std::begin(kStages), std::end(kStages), name) != std::end(kStages);
-}
 
 void decode_file(const SourceFile& src, const Node& tree, DecodeContext& ctx, Config& cfg,
                  Node& blocks) {

@@ -32,7 +32,4 @@ void check_config(const Config& cfg, Diagnostics& diags);
 // Every block a cloud-config file may hold, the top level first (for the schema).
 [[nodiscard]] std::vector<BlockInfo> cloud_config_blocks();
 
-// Stage names Ballast knows (custom names are allowed too).
-[[nodiscard]] bool is_known_stage(std::string_view name);
-
 }  // namespace ballast::config

@@ -21,6 +21,16 @@ bool alnum(char c) {
     return std::isalnum(static_cast<unsigned char>(c)) != 0;
 }
 
+health::Probe k3s_probe(const RootPrefix& root, const k3s::NodeState& st,
+                        const config::AgentSettings& settings) {
+    const auto per_probe = settings.k3s.readiness_deadline;
+    return [root, st, per_probe](std::chrono::milliseconds left) {
+        auto r = k3s::probe(root, st, std::min(left, per_probe));
+        return health::CheckResult{"k3s " + std::string(k3s::name(st.role)) + " ready", r.ready,
+                                   r.detail};
+    };
+}
+
 // Best effort: the slot, version and last upgrade on the Node object, for `kubectl get nodes`.
 void publish_node(const Node& node, boot::BootControl* control, HealthReport& out) {
     nlohmann::json labels = {{"ballast.io/managed", "true"}};
@@ -150,16 +160,7 @@ Result<HealthReport> check_health(const Node& node) {
     env.state_dir = node.state_dir;
     // k3s readiness is part of the verdict wherever the k3s step set k3s up.
     auto k3s_state = BALLAST_TRY(k3s::load_state(node.options.root));
-    if (k3s_state) {
-        const auto st = *k3s_state;
-        const auto per_probe = node.settings.k3s.readiness_deadline;
-        const auto root = node.options.root;
-        env.probes.push_back([root, st, per_probe](std::chrono::milliseconds left) {
-            auto r = k3s::probe(root, st, std::min(left, per_probe));
-            return health::CheckResult{"k3s " + std::string(k3s::name(st.role)) + " ready", r.ready,
-                                       r.detail};
-        });
-    }
+    if (k3s_state) env.probes.push_back(k3s_probe(node.options.root, *k3s_state, node.settings));
     std::optional<boot::DiskBoot> db;
     if (!node.disk.empty()) {
         auto opened = boot::DiskBoot::open(node.disk);
@@ -177,6 +178,24 @@ Result<HealthReport> check_health(const Node& node) {
     if (k3s_state)
         env.publish = [&node, &env](HealthReport& out) { publish_node(node, env.control, out); };
     return verdict(node.settings.health, env);
+}
+
+Result<K3sWait> wait_k3s_ready(const RootPrefix& root, const config::AgentSettings& settings,
+                               std::chrono::milliseconds timeout,
+                               std::chrono::milliseconds interval) {
+    K3sWait out;
+    const auto state = BALLAST_TRY(k3s::load_state(root));
+    if (!state || state->role == k3s::Role::none) return out;
+    out.set_up = true;
+    health::Settings only_k3s;
+    only_k3s.deadline = timeout;
+    only_k3s.interval = interval;
+    auto rep =
+        health::assess(only_k3s, health::systemd_unit_state, {k3s_probe(root, *state, settings)});
+    out.ready = rep.ok;
+    out.seconds = rep.seconds;
+    if (!rep.checks.empty()) out.detail = rep.checks.back().detail;
+    return out;
 }
 
 }  // namespace ballast::ops

@@ -57,6 +57,20 @@ struct HealthEnv {
 // disk's boot control. Fails before any check runs only when k3s's state cannot be read.
 [[nodiscard]] Result<HealthReport> check_health(const Node& node);
 
+// Waiting for k3s, as the k3s-ready stage does (`ballast-agent stage k3s-ready
+// --wait-k3s-ready`): the same readiness probe as the health check, repeated every `interval`
+// until it passes or `timeout` runs out.
+struct K3sWait {
+    bool set_up = false;  // false: the boot stage set no k3s up here; nothing was waited for
+    bool ready = false;
+    std::string detail;  // the last probe's answer
+    double seconds = 0;
+};
+[[nodiscard]] Result<K3sWait> wait_k3s_ready(const RootPrefix& root,
+                                             const config::AgentSettings& settings,
+                                             std::chrono::milliseconds timeout,
+                                             std::chrono::milliseconds interval);
+
 // A Kubernetes label value: [A-Za-z0-9._-], at most 63, alphanumeric at both ends.
 [[nodiscard]] std::string label_value(const std::string& s);
 

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "ballast/config/stage_names.hpp"
 #include "ballast/core/duration.hpp"
 #include "ballast/core/files.hpp"
 #include "ballast/core/json.hpp"
@@ -130,8 +131,7 @@ StageResult run_stage(const config::Config& cfg, std::string_view stage, StageCo
             stopped = true;
     }
     // Built-in: k3s follows the config on every boot and reconcile.
-    const bool wants_k3s = cfg.k3s.enabled || cfg.k3s_agent.enabled || cfg.k3os.present;
-    if ((stage == "boot" || stage == "reconcile") && wants_k3s && !stopped) {
+    if ((stage == "boot" || stage == "reconcile") && config::wants_k3s(cfg) && !stopped) {
         if (dry_run)
             res.plan.push_back(
                 "k3s: render config.yaml, unit and environment; restart k3s if "

@@ -1,5 +1,6 @@
 #include "ballast/stages/plan.hpp"
 
+#include "ballast/config/stage_names.hpp"
 #include "ballast/stages/conditions.hpp"
 #include "ballast/stages/step_modules.hpp"
 
@@ -53,9 +54,8 @@ void order_list(const std::vector<config::Step>& list, Plan& plan) {
 
 Plan plan_stage(const config::Config& cfg, std::string_view stage) {
     Plan plan;
-    for (const auto& name :
-         {std::string(stage) + ".before", std::string(stage), std::string(stage) + ".after"}) {
-        auto it = cfg.stages.find(name);
+    for (const auto& key : config::stage_run_order(stage, cfg)) {
+        auto it = cfg.stages.find(key);
         if (it != cfg.stages.end()) order_list(it->second, plan);
     }
     return plan;

@@ -1,5 +1,6 @@
-// Which steps a stage runs, in which order: NAME.before, NAME, NAME.after; within each, file
-// order, except that a step with `after:` waits for the steps it names (yip's ordering).
+// Which steps a stage runs, in which order: NAME.before, NAME, NAME.after, with the Kairos event
+// names due at that moment around them (config/stage_names.hpp); within each, file order, except
+// that a step with `after:` waits for the steps it names (yip's ordering).
 #pragma once
 
 #include <string>
