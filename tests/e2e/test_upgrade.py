@@ -3,7 +3,8 @@ a running node: encrypted.py) and which runs k3s (the stand-in from tests/k3s-st
 not packaged here): an upgrade A->B from an OCI registry, a delta from the booted slot
 (docker-registry on the host side of QEMU's user networking), the real reboot through systemd, the persistent partition unlocked by the TPM in the
 new slot, the boot assessment committing B once k3s is ready; then an upgrade whose new slot's
-k3s never gets ready: the node goes back by itself and says why."""
+k3s never gets ready: the node goes back by itself and says why. Kairos' "after k3s is ready,
+apply my manifests" (provider-kairos.bootstrap.after.k3s-ready) runs in B once k3s answers."""
 import json
 import re
 import time
@@ -24,6 +25,18 @@ ExecStartPre=/bin/sh -c 'mkdir -p /var/lib/rancher/k3s-standin; \
   if grep -q ballast.slot=a /proc/cmdline && test -e /etc/e2e-unhealthy-a; \
   then touch /var/lib/rancher/k3s-standin/unready; else rm -f /var/lib/rancher/k3s-standin/unready; fi'
 """
+
+
+# Kairos' k3s-stages example: apply a manifest once k3s is ready. The stand-in's API refuses the
+# create while unready, so an apply that worked ran after readiness.
+KAIROS_K3S_READY = """#cloud-config
+stages:
+  provider-kairos.bootstrap.after.k3s-ready:
+    - name: apply manifests
+      commands:
+        - k3s kubectl apply -f /etc/e2e-manifest.yaml
+"""
+MANIFEST = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: e2e-site\ndata:\n  slot: b\n"
 
 
 def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web, image, booted):
@@ -55,6 +68,9 @@ def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web, image
     assert k3s_main_pid(vm) == got["pid"]
     assert vm.ssh("cat /var/lib/rancher/k3s-standin/starts.log").stdout.count("\n") == 2
 
+    vm.ssh("cat > /etc/e2e-manifest.yaml", input=MANIFEST)
+    vm.ssh("cat > /etc/ballast/config.d/60-kairos.yaml", input=KAIROS_K3S_READY)
+
     # 2: v2 from an OCI registry into B, a delta from the booted slot (v2 is the image with a
     # 2 MiB folder appended); the agent reboots the node; B passes its health check: committed.
     ref = web.push("2.0.0-e2e", web.changed_image("v2"))
@@ -81,6 +97,13 @@ def test_upgrade_over_https_commits_then_failed_health_rolls_back(vm, web, image
     assert node["labels"]["ballast.io/slot"] == "B", node
     health = json.loads(vm.ssh("ballast-agent health --json").stdout)
     assert [c["name"] for c in health["health"]["checks"]] == ["k3s server ready"], health
+    # The k3s-ready stage ran the Kairos step once k3s answered as ready: the manifest applied.
+    vm.ssh("for i in $(seq 60); do test -e /run/ballast/stages/k3s-ready.json && break; sleep 1; done")
+    ready = json.loads(vm.ssh("cat /run/ballast/stages/k3s-ready.json").stdout)
+    assert [(x["stage"], x["errors"]) for x in ready["steps"]] == \
+        [("provider-kairos.bootstrap.after.k3s-ready", [])], ready
+    applied = json.loads(vm.ssh("cat /var/lib/rancher/k3s-standin/applied.json").stdout)
+    assert [a["metadata"]["name"] for a in applied] == ["e2e-site"], applied
 
     # 3: v3 into A, where k3s never gets ready (the flag file names slot a): marked bad, back to
     # B without anyone touching it; the failure is reported and v3 refused.

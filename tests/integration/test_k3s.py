@@ -220,6 +220,21 @@ def test_kairos_bootstrap_steps_run_before_k3s_and_once_it_is_ready(make_node):
     assert [s["stage"] for s in rep["steps"]] == ["provider-kairos.bootstrap.after.k3s-ready"], rep
     assert mark.read_text() == "ready"
 
+    # The stand-in's `k3s kubectl apply` (the VM's k3s-ready step uses it) creates through the
+    # API, which refuses while unready.
+    manifest = n.root / "cm.yaml"
+    manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: site\ndata:\n  a: b\n")
+    kubectl = [str(n.root / "usr/local/bin/k3s"), "kubectl", "apply", "-f", str(manifest)]
+    env = dict(os.environ, K3S_STANDIN_ROOT=str(n.root), KUBECONFIG=str(n.root / "run/k3s/kubeconfig"))
+    n.set_ready(False)
+    r = subprocess.run(kubectl, capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and "503" in r.stderr, r.stdout + r.stderr
+    n.set_ready(True)
+    r = subprocess.run(kubectl, capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and r.stdout == "configmap/site created\n", r.stdout + r.stderr
+    applied = json.loads((n.root / "var/lib/rancher/k3s-standin/applied.json").read_text())
+    assert [a["metadata"]["name"] for a in applied] == ["site"]
+
 
 def pod(name, owner=None, ns="default", node="edge-node", **extra):
     meta = {"name": name, "namespace": ns}
