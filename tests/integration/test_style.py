@@ -23,7 +23,7 @@ def test_sources_are_clang_formatted():
 LAYERS = [
     ["core"],
     ["system", "disk"],
-    ["boot", "mount", "crypt", "health", "api"],
+    ["boot", "mount", "crypt", "health", "api", "datasource"],
     ["config", "update"],
     ["k3s"],
     ["stages"],

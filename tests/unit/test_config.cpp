@@ -666,3 +666,35 @@ TEST_CASE("stage names: substages, event names and their roles", "[config][stage
     CHECK(classify_stage("after-reset-chroot.after").cls == StageClass::never);
     CHECK(classify_stage("boot.foo").cls == StageClass::custom);
 }
+
+TEST_CASE("datasource providers: the clouds, k3OS' data_sources, unknown names",
+          "[config][datasource]") {
+    auto l = load({{"/var/lib/rancher/k3os/config.yaml", R"(k3os:
+  data_sources: [aws, packet, cdrom]
+)"},
+                   {"/oem/d.yaml", R"(#cloud-config
+stages:
+  boot:
+    - datasource:
+        providers: [gcp, vmware, hetzner]
+        timeout: 5s
+)"}});
+    REQUIRE(l.diags.error_count() == 0);
+    const auto& ds = l.config.stages.at("network.before").at(0);
+    CHECK(ds.datasource.providers == std::vector<std::string>{"aws", "packet", "cdrom"});
+    const auto& boot = l.config.stages.at("boot");
+    const auto& step = *std::find_if(boot.begin(), boot.end(),
+                                     [](const Step& s) { return !s.datasource.empty(); });
+    CHECK(step.datasource.providers == std::vector<std::string>{"gcp", "hetzner"});
+    CHECK(step.datasource.timeout == std::chrono::seconds(5));
+    CHECK(has_diag(l.diags,
+                   "d.yaml:5:20: warning: stages.boot[0].datasource.providers: provider "
+                   "'vmware' is not supported: it is skipped"));
+    auto bad = load({{"/oem/b.yaml",
+                      "#cloud-config\nstages:\n  boot:\n    - datasource:\n"
+                      "        providers: [awz]\n"}});
+    CHECK(has_diag(bad.diags,
+                   "unknown provider 'awz' (supported: nocloud, cdrom, config_url, "
+                   "aws, gcp, azure, openstack, digitalocean, hetzner, vultr, "
+                   "scaleway, equinix)"));
+}

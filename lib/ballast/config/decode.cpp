@@ -13,6 +13,7 @@
 #include "ballast/core/root.hpp"
 #include "ballast/core/suggest.hpp"
 #include "ballast/core/text.hpp"
+#include "ballast/datasource/providers.hpp"
 
 namespace ballast::config {
 namespace {
@@ -546,21 +547,41 @@ constexpr Field<SystemctlSpec> kSystemctlFields[] = {
 constexpr Table<SystemctlSpec> kSystemctl{"systemctl", "systemd units", Severity::warning,
                                           kSystemctlFields};
 
+// Datasource provider names (a datasource step's, k3OS' data_sources): the known ones.
+std::vector<std::string> provider_names(const MapReader& r, std::string_view key) {
+    std::vector<std::string> names, out;
+    (void)r.read(key, names, true);
+    for (auto& p : names) {
+        if (datasource::is_step_provider(p)) {
+            out.push_back(std::move(p));
+        } else if (p == "vmware" || p == "file" || p == "metaldata") {
+            // Kairos configs list these; Ballast has no such provider yet. Not an error, so
+            // that the rest of the file still applies.
+            r.warning(key, fmt::format("provider '{}' is not supported: it is skipped", p));
+        } else {
+            r.error(key, fmt::format("unknown provider '{}' (supported: {})", p,
+                                     datasource::step_provider_names()));
+        }
+    }
+    return out;
+}
+
 void providers(const MapReader& r, std::string_view key, DatasourceSpec& d, DecodeContext&) {
-    (void)r.read(key, d.providers);
-    for (const auto& p : d.providers)
-        if (p != "nocloud" && p != "cdrom" && p != "config_url")
-            r.error(key, fmt::format("provider '{}' is not supported yet (supported: "
-                                     "nocloud, cdrom, config_url)",
-                                     p));
+    d.providers = provider_names(r, key);
 }
 
 constexpr Field<DatasourceSpec> kDatasourceFields[] = {
-    {{"providers", K::strings, "nocloud, cdrom or config_url"}, &providers},
+    {{"providers", K::strings,
+      "nocloud, cdrom, config_url, aws, gcp, azure, openstack, digitalocean, hetzner, vultr, "
+      "scaleway, equinix"},
+     &providers},
     {{"path", K::string, "where fetched config goes (default /run/ballast/config.d)"},
      &read::value<&DatasourceSpec::path>},
     {{"config_url", K::string, "URL for the config_url provider"},
      &read::value<&DatasourceSpec::config_url>},
+    {{"timeout", K::duration,
+      "how long a cloud the firmware names may take to answer (Ballast; default 30s)"},
+     &read::value<&DatasourceSpec::timeout>},
 };
 constexpr Table<DatasourceSpec> kDatasource{"datasource", "Where to fetch more config",
                                             Severity::warning, kDatasourceFields};
@@ -994,7 +1015,7 @@ constexpr Table<Ignored> kGrowpart{"growpart", "cloud-init growpart (validated o
 // k3OS' block; its keys fill the phases decode_k3os builds.
 struct K3osBlock {
     K3osK3sSpec& k3s;  // merged over all files
-    std::vector<std::string> modules, dns_nameservers, ntp_servers;
+    std::vector<std::string> modules, dns_nameservers, ntp_servers, data_sources;
     std::map<std::string, std::string> sysctl, environment;
     std::string password;
 };
@@ -1009,17 +1030,21 @@ void k3os_k3s(const MapReader& r, std::string_view key, K3osBlock& b, DecodeCont
         (void)r.read(key, b.k3s.*M);
 }
 
+void k3os_data_sources(const MapReader& r, std::string_view key, K3osBlock& b, DecodeContext&) {
+    b.data_sources = provider_names(r, key);
+}
+
 void k3os_environment(const MapReader& r, std::string_view key, K3osBlock& b, DecodeContext&) {
     if (r.read(key, b.environment)) b.k3s.environment = b.environment;
 }
 
 constexpr char kNoWifi[] = "not supported by Ballast (k3OS configured connman); ignored";
-constexpr char kNoDataSources[] = "use a datasource step instead (nocloud, config_url); ignored";
 constexpr char kNoK3osInstall[] = "use the install: block; ignored";
 
 constexpr Field<K3osBlock> kK3osFields[] = {
-    {{"data_sources", K::any, "not supported: use a datasource step"},
-     &read::warned<kNoDataSources>},
+    {{"data_sources", K::string_or_list,
+      "where to fetch more config once the network is up (aws, gcp, openstack, packet, ...)"},
+     &k3os_data_sources},
     {{"modules", K::string_or_list, "kernel modules to load (initrd phase)"},
      &read::one_or_list<&K3osBlock::modules>},
     {{"sysctl", K::string_map, "kernel parameters"}, &read::value<&K3osBlock::sysctl>},
@@ -1186,7 +1211,7 @@ void decode_cloud_init(const Node& tree, const std::string& file, DecodeContext&
 // k3OS keys: phases mapped to stages the way k3OS ran them (docs/cloud-config.md).
 void decode_k3os(const Node& tree, const std::string& file, DecodeContext& ctx, Config& cfg) {
     MapReader top(&tree, ctx.diags, "");
-    K3osBlock k{cfg.k3os, {}, {}, {}, {}, {}, {}};
+    K3osBlock k{cfg.k3os, {}, {}, {}, {}, {}, {}, {}};
     kK3os.decode(top.sub("k3os"), k, ctx);
     // initrd phase
     Step init = synthetic("k3os-initrd", "initramfs", top.node()->pos);
@@ -1225,6 +1250,12 @@ void decode_k3os(const Node& tree, const std::string& file, DecodeContext& ctx, 
     }
     boot.commands = decode_commands(top, "boot_cmd", ctx);
     add_steps(cfg, "boot", {std::move(boot)}, file);
+    // k3OS asked its data sources once the network was up, before running anything there.
+    if (!k.data_sources.empty()) {
+        Step ds = synthetic("k3os-data_sources", "network.before", top.pos("k3os"));
+        ds.datasource.providers = k.data_sources;
+        add_steps(cfg, "network.before", {std::move(ds)}, file);
+    }
     // runtime phase: after the network is up
     Step run = synthetic("k3os-run", "network", top.node()->pos);
     if (!remote.empty()) run.authorized_keys["rancher"] = remote;

@@ -92,9 +92,13 @@ struct EntitySpec {
 };
 
 struct DatasourceSpec {
-    std::vector<std::string> providers;  // "nocloud" (cidata volume), "config_url"
+    // "nocloud" (cidata volume), "config_url", the clouds of datasource/providers
+    std::vector<std::string> providers;
     std::string path = "/run/ballast/config.d";
     std::string config_url;
+    // Ballast extension: how long a cloud the firmware names may take to answer (its network
+    // may still be coming up).
+    std::chrono::milliseconds timeout{std::chrono::seconds(30)};
     [[nodiscard]] bool empty() const { return providers.empty(); }
 };
 

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cctype>
 #include <memory>
 #include <mutex>
@@ -209,6 +210,11 @@ Result<std::unique_ptr<Handle>> open_handle(const std::string& url, const Option
                    "1");
     if (!opts.ca_file.empty()) c->easy_setopt(h, CURLOPT_CAINFO, opts.ca_file.c_str());
     if (!opts.proxy.empty()) c->easy_setopt(h, CURLOPT_PROXY, opts.proxy.c_str());
+    if (opts.no_proxy) c->easy_setopt(h, CURLOPT_NOPROXY, "*");
+    if (opts.local_port > 0) {
+        c->easy_setopt(h, CURLOPT_LOCALPORT, long(opts.local_port));
+        c->easy_setopt(h, CURLOPT_LOCALPORTRANGE, long(std::max(opts.local_port_range, 1)));
+    }
     // libcurl copies blobs (CURL_BLOB_COPY), so these may go out of scope after setopt.
     auto blob = [&](CURLoption o, const std::string& pem) {
         if (pem.empty()) return;

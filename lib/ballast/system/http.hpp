@@ -15,8 +15,12 @@
 namespace ballast::http {
 
 struct Options {
-    std::string ca_file;  // PEM bundle to trust instead of the system store
-    std::string proxy;    // empty: libcurl's environment handling (https_proxy, no_proxy)
+    std::string ca_file;    // PEM bundle to trust instead of the system store
+    std::string proxy;      // empty: libcurl's environment handling (https_proxy, no_proxy)
+    bool no_proxy = false;  // never through a proxy (link-local metadata services)
+    // Bind the local end to a port in [local_port, local_port + local_port_range) (Scaleway's
+    // metadata service answers user-data only to privileged source ports); 0: any.
+    int local_port = 0, local_port_range = 0;
     // PEM text, for APIs that authenticate with certificates (kubeconfig credentials): the CA
     // to trust instead of ca_file and the system store, and a client certificate and key.
     std::string ca_pem, client_cert_pem, client_key_pem;

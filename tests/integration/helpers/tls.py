@@ -12,8 +12,9 @@ def _run(cmd):
         raise RuntimeError(f"{cmd[0]} failed: {r.stdout}{r.stderr}")
 
 
-def make_pki(d: Path, ips=("127.0.0.1",)) -> Path:
-    """ca.pem/ca.key, an unrelated otherca.pem, and server.pem/server.key for `ips` and localhost."""
+def make_pki(d: Path, ips=("127.0.0.1",), names=()) -> Path:
+    """ca.pem/ca.key, an unrelated otherca.pem, and server.pem/server.key for `ips`, localhost
+    and `names`."""
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     for ca in ("ca", "otherca"):
         _run(["openssl", "req", "-x509", *ec, "-days", "30", "-subj", f"/CN=Ballast test {ca}",
@@ -21,7 +22,7 @@ def make_pki(d: Path, ips=("127.0.0.1",)) -> Path:
               "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
     _run(["openssl", "req", *ec, "-subj", "/CN=localhost", "-keyout", str(d / "server.key"),
           "-out", str(d / "server.csr")])
-    san = ",".join([f"IP:{ip}" for ip in ips] + ["DNS:localhost"])
+    san = ",".join([f"IP:{ip}" for ip in ips] + ["DNS:localhost"] + [f"DNS:{n}" for n in names])
     (d / "server.ext").write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
     _run(["openssl", "x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"), "-CAkey",
           str(d / "ca.key"), "-CAcreateserial", "-days", "30", "-extfile", str(d / "server.ext"),

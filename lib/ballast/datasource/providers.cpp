@@ -1,0 +1,583 @@
+#include "ballast/datasource/providers.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+#include <nlohmann/json.hpp>
+
+#include "ballast/core/encoding.hpp"
+#include "ballast/core/files.hpp"
+#include "ballast/datasource/volume.hpp"
+
+namespace ballast::datasource {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kLinkLocal = "http://169.254.169.254";
+constexpr size_t kMaxDocument = 16u << 20;
+
+std::string trimmed(std::string_view s) {
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
+        s.remove_prefix(1);
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
+        s.remove_suffix(1);
+    return std::string(s);
+}
+
+bool contains_nocase(std::string_view hay, std::string_view needle) {
+    auto it = std::search(hay.begin(), hay.end(), needle.begin(), needle.end(), [](char a, char b) {
+        return std::tolower(static_cast<unsigned char>(a)) ==
+               std::tolower(static_cast<unsigned char>(b));
+    });
+    return it != hay.end();
+}
+
+// The trimmed, non-empty lines of `text`.
+std::vector<std::string> lines(std::string_view text) {
+    std::vector<std::string> out;
+    size_t pos = 0;
+    while (pos < text.size()) {
+        auto eol = text.find('\n', pos);
+        auto line =
+            trimmed(text.substr(pos, eol == std::string_view::npos ? text.npos : eol - pos));
+        pos = eol == std::string_view::npos ? text.size() : eol + 1;
+        if (!line.empty()) out.push_back(std::move(line));
+    }
+    return out;
+}
+
+// cloud-init's maybe_b64decode: user-data that is strictly base64 (EC2's API takes it encoded,
+// and consoles pass it on so) is decoded; anything else is kept as it is.
+std::string maybe_base64(std::string text) {
+    std::string_view t = text;
+    while (!t.empty() && (t.back() == '\n' || t.back() == '\r'))
+        t.remove_suffix(1);
+    if (t.empty() || t.size() % 4 != 0 ||
+        t.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") !=
+            std::string_view::npos)
+        return text;
+    auto eq = t.find('=');
+    if (eq != std::string_view::npos &&
+        (t.size() - eq > 2 || t.substr(eq).find_first_not_of('=') != std::string_view::npos))
+        return text;
+    auto decoded = base64_decode(t);
+    return decoded ? std::move(*decoded) : text;
+}
+
+// A transport failure on a provider's first request: its service is not there.
+bool absent(const Error& e) {
+    return e.code() == Errc::unavailable || e.code() == Errc::timeout;
+}
+
+Result<json> parse_json(std::string_view text, std::string_view what) {
+    auto j = json::parse(text, nullptr, false);
+    if (j.is_discarded()) return fail(Errc::invalid_argument, "{}: not valid JSON", what);
+    if (!j.is_object()) return fail(Errc::invalid_argument, "{}: not a JSON object", what);
+    return j;
+}
+
+// A string field, or "" when absent; an error when present with another type.
+Result<std::string> str_field(const json& j, std::string_view key, std::string_view what) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return std::string();
+    if (it->is_string()) return it->get<std::string>();
+    if (it->is_number_integer()) return std::to_string(it->get<long long>());
+    return fail(Errc::invalid_argument, "{}: {} is not a string", what, key);
+}
+
+// A list of key strings (or of objects holding one under `member`).
+Result<std::vector<std::string>> keys_field(const json& j, std::string_view key,
+                                            std::string_view what, std::string_view member = "") {
+    std::vector<std::string> out;
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return out;
+    auto add = [&](const json& v) -> Status {
+        if (v.is_string()) {
+            // One entry may hold several keys, one per line (DigitalOcean, Equinix).
+            for (auto& line : lines(v.get_ref<const std::string&>()))
+                if (line.front() != '#') out.push_back(std::move(line));
+            return {};
+        }
+        if (!member.empty() && v.is_object() && v.contains(member) && v[member].is_string()) {
+            out.push_back(trimmed(v[member].get<std::string>()));
+            return {};
+        }
+        return fail(Errc::invalid_argument, "{}: {} holds something that is not a key", what, key);
+    };
+    if (it->is_array()) {
+        for (const auto& v : *it)
+            BALLAST_TRY(add(v));
+    } else if (it->is_object()) {  // OpenStack: {"name": "ssh-ed25519 ..."}
+        for (const auto& [name, v] : it->items())
+            BALLAST_TRY(add(v));
+    } else {
+        BALLAST_TRY(add(*it));
+    }
+    return out;
+}
+
+// ---- identification (cloud-init's ds-identify) -------------------------------------------------
+
+bool is_aws(const Dmi& d) {
+    auto uuid = d.product_uuid;
+    std::transform(uuid.begin(), uuid.end(), uuid.begin(), ::tolower);
+    return d.sys_vendor == "Amazon EC2" || uuid.starts_with("ec2") ||
+           contains_nocase(d.bios_version, "amazon");
+}
+bool is_gce(const Dmi& d) {
+    return d.product_name == "Google Compute Engine" || d.sys_vendor == "Google" ||
+           d.product_serial.starts_with("GoogleCloud");
+}
+bool is_azure(const Dmi& d) {
+    return d.chassis_asset_tag == "7783-7084-3265-9085-8269-3286-77";
+}
+bool is_openstack(const Dmi& d) {
+    return d.product_name == "OpenStack Nova" || d.product_name == "OpenStack Compute" ||
+           d.chassis_asset_tag == "OpenTelekomCloud" || d.chassis_asset_tag == "SAP CCloud VM" ||
+           d.chassis_asset_tag == "HUAWEICLOUD";
+}
+bool is_digitalocean(const Dmi& d) {
+    return d.sys_vendor == "DigitalOcean";
+}
+bool is_hetzner(const Dmi& d) {
+    return d.sys_vendor == "Hetzner";
+}
+bool is_vultr(const Dmi& d) {
+    return d.sys_vendor == "Vultr";
+}
+bool is_scaleway(const Dmi& d) {
+    return d.sys_vendor == "Scaleway";
+}
+bool is_equinix(const Dmi& d) {
+    return d.product_name == "Equinix Metal";
+}
+
+// ---- fetching -----------------------------------------------------------------------------------
+
+// The first request decides whether the service is there at all: nullopt when nothing answered.
+Result<std::optional<http::Reply>> probe(const Client& c, const std::string& url,
+                                         const http::Request& req) {
+    auto r = c.call(url, req);
+    if (!r) {
+        if (absent(r.error())) return std::optional<http::Reply>{};
+        return std::unexpected(std::move(r.error()));
+    }
+    return std::optional<http::Reply>(std::move(*r));
+}
+
+Result<std::optional<Metadata>> fetch_aws(const Client& c, const RootPrefix&, bool) {
+    const std::string base = std::string(kLinkLocal) + "/latest";
+    // IMDSv2: a session token first (PUT, never redirected). 403: the instance's metadata
+    // service is turned off. An EC2-compatible service without tokens (404/405) is asked
+    // without one.
+    http::Request put;
+    put.method = "PUT";
+    put.headers = {"X-aws-ec2-metadata-token-ttl-seconds: 21600"};
+    put.follow_redirects = false;
+    auto token_reply_answered = BALLAST_TRY(probe(c, base + "/api/token", put));
+    if (!token_reply_answered) return std::optional<Metadata>{};
+    const auto& token_reply = *token_reply_answered;
+    std::vector<std::string> auth;
+    if (token_reply.status == 200)
+        auth = {"X-aws-ec2-metadata-token: " + trimmed(token_reply.body)};
+    else if (token_reply.status == 403)
+        return fail(Errc::failed,
+                    "{}/api/token: HTTP 403: the instance metadata service is "
+                    "turned off for this instance",
+                    base);
+    else if (token_reply.status != 404 && token_reply.status != 405)
+        return fail(Errc::failed, "{}/api/token: HTTP {}", base, token_reply.status);
+    Metadata m;
+    m.provider = "aws";
+    m.origin = base;
+    auto id = BALLAST_TRY(c.get(base + "/meta-data/instance-id", auth));
+    if (!id) return std::optional<Metadata>{};  // something else answers on that address
+    m.instance_id = trimmed(*id);
+    if (auto h = BALLAST_TRY(c.get(base + "/meta-data/local-hostname", auth)))
+        m.hostname = trimmed(*h);
+    if (auto keys = BALLAST_TRY(c.get(base + "/meta-data/public-keys/", auth)))
+        for (const auto& idx : parse_aws_key_indexes(*keys))
+            if (auto k = BALLAST_TRY(
+                    c.get(base + "/meta-data/public-keys/" + idx + "/openssh-key", auth)))
+                m.ssh_keys.push_back(trimmed(*k));
+    if (auto ud = BALLAST_TRY(c.get(base + "/user-data", auth))) m.user_data = maybe_base64(*ud);
+    return std::optional<Metadata>(std::move(m));
+}
+
+Result<std::optional<Metadata>> fetch_gce(const Client& c, const RootPrefix&, bool) {
+    const std::string base = std::string(kLinkLocal) + "/computeMetadata/v1";
+    const std::vector<std::string> flavor = {"Metadata-Flavor: Google"};
+    http::Request req;
+    req.headers = flavor;
+    auto answered = BALLAST_TRY(probe(c, base + "/instance/id", req));
+    if (!answered) return std::optional<Metadata>{};
+    const auto& first = *answered;
+    // Only GCE's server answers with this header (cloud-init checks it too).
+    auto it = first.headers.find("metadata-flavor");
+    if (it == first.headers.end() || it->second != "Google" || first.status != 200)
+        return std::optional<Metadata>{};
+    Metadata m;
+    m.provider = "gcp";
+    m.origin = base;
+    m.instance_id = trimmed(first.body);
+    if (auto h = BALLAST_TRY(c.get(base + "/instance/hostname", flavor)))
+        m.hostname = trimmed(h->substr(0, h->find('.')));
+    // Project keys too, unless the instance blocks them or has legacy sshKeys (as cloud-init).
+    auto block = BALLAST_TRY(c.get(base + "/instance/attributes/block-project-ssh-keys", flavor));
+    bool project = !(block && trimmed(*block) == "true");
+    for (const char* where : {"/instance/attributes/ssh-keys", "/instance/attributes/sshKeys",
+                              "/project/attributes/ssh-keys", "/project/attributes/sshKeys"}) {
+        const bool of_project = std::string_view(where).starts_with("/project");
+        if (of_project && !project) continue;
+        auto k = BALLAST_TRY(c.get(base + where, flavor));
+        if (!k) continue;
+        if (std::string_view(where).ends_with("sshKeys") && !of_project) project = false;
+        for (auto& key : parse_gce_ssh_keys(*k))
+            m.ssh_keys.push_back(std::move(key));
+    }
+    auto ud = BALLAST_TRY(c.get(base + "/instance/attributes/user-data", flavor));
+    if (ud) {
+        auto enc = BALLAST_TRY(c.get(base + "/instance/attributes/user-data-encoding", flavor));
+        if (enc && trimmed(*enc) == "base64")
+            ud = BALLAST_TRY_CTX(base64_decode(*ud), "{}/instance/attributes/user-data", base);
+    }
+    m.user_data = std::move(ud);
+    return std::optional<Metadata>(std::move(m));
+}
+
+Result<std::optional<Metadata>> fetch_azure(const Client& c, const RootPrefix& root, bool) {
+    const std::string base = std::string(kLinkLocal) + "/metadata/instance?api-version=";
+    http::Request req;
+    req.headers = {"Metadata: true"};
+    req.follow_redirects = false;
+    std::string url = base + "2021-08-01&extended=true";
+    auto answered = BALLAST_TRY(probe(c, url, req));
+    if (!answered) return std::optional<Metadata>{};
+    auto reply = std::move(*answered);
+    if (reply.status == 400) {  // an older IMDS
+        url = base + "2019-06-01";
+        reply = BALLAST_TRY(c.call(url, req));
+    }
+    if (reply.status == 404) return std::optional<Metadata>{};
+    if (reply.status != 200) return fail(Errc::failed, "{}: HTTP {}", url, reply.status);
+    auto m = BALLAST_TRY_CTX(parse_azure(reply.body), "{}", url);
+    m.origin = url;
+    // Azure's instance id is the firmware's (cloud-init's rule), not in IMDS.
+    if (auto uuid = read_dmi(root).product_uuid; !uuid.empty()) m.instance_id = uuid;
+    return std::optional<Metadata>(std::move(m));
+}
+
+Result<std::optional<Metadata>> fetch_openstack(const Client& c, const RootPrefix&, bool live) {
+    // The config drive first (no network needed), then the metadata service.
+    if (auto v = find_volume({"config-2"}, live)) {
+        auto meta = BALLAST_TRY(read_volume_file(*v, "openstack/latest/meta_data.json"));
+        if (!meta)
+            return fail(Errc::invalid_argument,
+                        "{}: a config-2 volume without "
+                        "openstack/latest/meta_data.json",
+                        v->device);
+        auto m = BALLAST_TRY_CTX(parse_openstack(*meta), "{}", v->device);
+        m.user_data = BALLAST_TRY(read_volume_file(*v, "openstack/latest/user_data"));
+        m.origin = v->device;
+        return std::optional<Metadata>(std::move(m));
+    }
+    const std::string base = std::string(kLinkLocal) + "/openstack/latest";
+    http::Request req;
+    auto reply_answered = BALLAST_TRY(probe(c, base + "/meta_data.json", req));
+    if (!reply_answered) return std::optional<Metadata>{};
+    const auto& reply = *reply_answered;
+    if (reply.status == 404) return std::optional<Metadata>{};
+    if (reply.status != 200)
+        return fail(Errc::failed, "{}/meta_data.json: HTTP {}", base, reply.status);
+    auto m = BALLAST_TRY_CTX(parse_openstack(reply.body), "{}/meta_data.json", base);
+    m.user_data = BALLAST_TRY(c.get(base + "/user_data"));
+    m.origin = base;
+    return std::optional<Metadata>(std::move(m));
+}
+
+// Providers whose service hands out one document with everything but the user-data, then the
+// user-data at its own URL (`user_url` empty: in the document).
+Result<std::optional<Metadata>> fetch_document(const Client& c, const std::string& url,
+                                               const std::string& user_url,
+                                               Result<Metadata> (*parse)(std::string_view),
+                                               const http::Options* user_opts = nullptr,
+                                               std::vector<std::string> headers = {}) {
+    http::Request req;
+    req.headers = std::move(headers);
+    auto reply_answered = BALLAST_TRY(probe(c, url, req));
+    if (!reply_answered) return std::optional<Metadata>{};
+    const auto& reply = *reply_answered;
+    if (reply.status == 404) return std::optional<Metadata>{};
+    if (reply.status != 200) return fail(Errc::failed, "{}: HTTP {}", url, reply.status);
+    auto m = BALLAST_TRY_CTX(parse(reply.body), "{}", url);
+    m.origin = url;
+    if (!user_url.empty()) m.user_data = BALLAST_TRY(c.get(user_url, {}, user_opts));
+    return std::optional<Metadata>(std::move(m));
+}
+
+Result<std::optional<Metadata>> fetch_digitalocean(const Client& c, const RootPrefix&, bool) {
+    return fetch_document(c, std::string(kLinkLocal) + "/metadata/v1.json", "", parse_digitalocean);
+}
+
+Result<std::optional<Metadata>> fetch_hetzner(const Client& c, const RootPrefix&, bool) {
+    const std::string base = std::string(kLinkLocal) + "/hetzner/v1";
+    auto m = BALLAST_TRY(fetch_document(c, base + "/metadata", base + "/userdata", parse_hetzner));
+    // An empty body (204) is no user-data.
+    if (m && m->user_data) {
+        if (trimmed(*m->user_data).empty())
+            m->user_data.reset();
+        else
+            m->user_data = maybe_base64(*m->user_data);
+    }
+    return m;
+}
+
+Result<std::optional<Metadata>> fetch_vultr(const Client& c, const RootPrefix&, bool) {
+    return fetch_document(c, std::string(kLinkLocal) + "/v1.json", "", parse_vultr, nullptr,
+                          {"Metadata-Token: cloudinit"});
+}
+
+Result<std::optional<Metadata>> fetch_scaleway(const Client& c, const RootPrefix&, bool) {
+    const std::string base = "http://169.254.42.42";
+    // User-data only to a privileged source port: proof the request comes from root.
+    http::Options privileged = c.options();
+    privileged.local_port = 1;
+    privileged.local_port_range = 1023;
+    return fetch_document(c, base + "/conf?format=json", base + "/user_data/cloud-init",
+                          parse_scaleway, &privileged);
+}
+
+Result<std::optional<Metadata>> fetch_equinix(const Client& c, const RootPrefix&, bool) {
+    const std::string base = "https://metadata.platformequinix.com";
+    return fetch_document(c, base + "/metadata", base + "/userdata", parse_equinix);
+}
+
+constexpr Provider kProviders[] = {
+    {"aws", "ec2 amazon", is_aws, fetch_aws},
+    {"gcp", "gce google", is_gce, fetch_gce},
+    {"azure", "", is_azure, fetch_azure},
+    {"openstack", "config-drive configdrive", is_openstack, fetch_openstack},
+    {"digitalocean", "", is_digitalocean, fetch_digitalocean},
+    {"hetzner", "", is_hetzner, fetch_hetzner},
+    {"vultr", "", is_vultr, fetch_vultr},
+    {"scaleway", "", is_scaleway, fetch_scaleway},
+    {"equinix", "packet metal", is_equinix, fetch_equinix},
+};
+
+}  // namespace
+
+Dmi read_dmi(const RootPrefix& root) {
+    auto field = [&](const char* name) {
+        auto r = read_beneath(root, std::string("/sys/class/dmi/id/") + name);
+        return r && *r ? trimmed(**r) : std::string();
+    };
+    return {field("sys_vendor"),     field("product_name"), field("product_version"),
+            field("product_serial"), field("product_uuid"), field("chassis_asset_tag"),
+            field("bios_vendor"),    field("bios_version"), field("board_vendor")};
+}
+
+Client::Client(http::Options opts) : opts_(std::move(opts)) {
+    opts_.no_proxy = true;
+    opts_.connect_timeout = std::chrono::seconds(1);
+    opts_.timeout = std::chrono::seconds(3);
+    opts_.max_size = kMaxDocument;
+}
+
+Result<http::Reply> Client::call(const std::string& url, http::Request req) const {
+    if (req.max_body == 0) req.max_body = kMaxDocument;
+    return http::request(url, opts_, req);
+}
+
+Result<std::optional<std::string>> Client::get(const std::string& url,
+                                               const std::vector<std::string>& headers,
+                                               const http::Options* override_opts) const {
+    http::Request req;
+    req.headers = headers;
+    req.max_body = kMaxDocument;
+    auto r = BALLAST_TRY(http::request(url, override_opts ? *override_opts : opts_, req));
+    if (r.status == 404 || r.status == 204) return std::optional<std::string>();
+    if (r.status != 200) return fail(Errc::failed, "{}: HTTP {}", url, r.status);
+    return std::optional<std::string>(std::move(r.body));
+}
+
+std::span<const Provider> providers() {
+    return kProviders;
+}
+
+const Provider* find_provider(std::string_view name) {
+    for (const auto& p : kProviders) {
+        if (p.name == name) return &p;
+        std::string_view a = p.aliases;
+        while (!a.empty()) {
+            auto sp = a.find(' ');
+            if (a.substr(0, sp) == name) return &p;
+            a = sp == std::string_view::npos ? "" : a.substr(sp + 1);
+        }
+    }
+    return nullptr;
+}
+
+bool is_step_provider(std::string_view name) {
+    return name == "nocloud" || name == "cdrom" || name == "config_url" || find_provider(name);
+}
+
+std::string step_provider_names() {
+    std::string out = "nocloud, cdrom, config_url";
+    for (const auto& p : kProviders)
+        out += fmt::format(", {}", p.name);
+    return out;
+}
+
+std::vector<const Provider*> detection_order(const std::vector<std::string>& names,
+                                             const Dmi& dmi) {
+    std::vector<const Provider*> first, rest;
+    for (const auto& n : names) {
+        const Provider* p = find_provider(n);
+        if (!p || std::find(first.begin(), first.end(), p) != first.end() ||
+            std::find(rest.begin(), rest.end(), p) != rest.end())
+            continue;
+        (p->identified(dmi) ? first : rest).push_back(p);
+    }
+    first.insert(first.end(), rest.begin(), rest.end());
+    return first;
+}
+
+// ---- payload parsers ----------------------------------------------------------------------------
+
+Result<Metadata> parse_digitalocean(std::string_view text) {
+    auto j = BALLAST_TRY(parse_json(text, "metadata/v1.json"));
+    Metadata m;
+    m.provider = "digitalocean";
+    m.instance_id = BALLAST_TRY(str_field(j, "droplet_id", "metadata/v1.json"));
+    m.hostname = BALLAST_TRY(str_field(j, "hostname", "metadata/v1.json"));
+    m.ssh_keys = BALLAST_TRY(keys_field(j, "public_keys", "metadata/v1.json"));
+    if (j.contains("user_data") && !j["user_data"].is_null())
+        m.user_data = BALLAST_TRY(str_field(j, "user_data", "metadata/v1.json"));
+    return m;
+}
+
+Result<Metadata> parse_openstack(std::string_view text) {
+    auto j = BALLAST_TRY(parse_json(text, "meta_data.json"));
+    Metadata m;
+    m.provider = "openstack";
+    m.instance_id = BALLAST_TRY(str_field(j, "uuid", "meta_data.json"));
+    m.hostname = BALLAST_TRY(str_field(j, "hostname", "meta_data.json"));
+    if (m.hostname.empty()) m.hostname = BALLAST_TRY(str_field(j, "name", "meta_data.json"));
+    m.hostname = m.hostname.substr(0, m.hostname.find('.'));
+    m.ssh_keys = BALLAST_TRY(keys_field(j, "public_keys", "meta_data.json"));
+    return m;
+}
+
+Result<Metadata> parse_hetzner(std::string_view text) {
+    YAML::Node y;
+    try {
+        y = YAML::Load(std::string(text));
+    } catch (const YAML::Exception& e) {
+        return fail(Errc::invalid_argument, "hetzner metadata: not valid YAML: {}", e.what());
+    }
+    if (!y.IsMap()) return fail(Errc::invalid_argument, "hetzner metadata: not a mapping");
+    Metadata m;
+    m.provider = "hetzner";
+    auto scalar = [&](const char* key) -> Result<std::string> {
+        auto n = y[key];
+        if (!n || n.IsNull()) return std::string();
+        if (!n.IsScalar())
+            return fail(Errc::invalid_argument, "hetzner metadata: {} is not a string", key);
+        return n.Scalar();
+    };
+    m.instance_id = BALLAST_TRY(scalar("instance-id"));
+    m.hostname = BALLAST_TRY(scalar("hostname"));
+    if (auto keys = y["public-keys"]; keys && !keys.IsNull()) {
+        if (!keys.IsSequence())
+            return fail(Errc::invalid_argument, "hetzner metadata: public-keys is not a list");
+        for (const auto& k : keys) {
+            if (!k.IsScalar())
+                return fail(Errc::invalid_argument,
+                            "hetzner metadata: public-keys holds something that is not a key");
+            m.ssh_keys.push_back(trimmed(k.Scalar()));
+        }
+    }
+    return m;
+}
+
+Result<Metadata> parse_vultr(std::string_view text) {
+    auto j = BALLAST_TRY(parse_json(text, "v1.json"));
+    Metadata m;
+    m.provider = "vultr";
+    m.instance_id = BALLAST_TRY(str_field(j, "instance-v2-id", "v1.json"));
+    if (m.instance_id.empty()) m.instance_id = BALLAST_TRY(str_field(j, "instanceid", "v1.json"));
+    m.hostname = BALLAST_TRY(str_field(j, "hostname", "v1.json"));
+    m.ssh_keys = BALLAST_TRY(keys_field(j, "public-keys", "v1.json"));
+    auto ud = BALLAST_TRY(str_field(j, "user-data", "v1.json"));
+    if (!ud.empty()) m.user_data = std::move(ud);
+    return m;
+}
+
+Result<Metadata> parse_scaleway(std::string_view text) {
+    auto j = BALLAST_TRY(parse_json(text, "conf?format=json"));
+    Metadata m;
+    m.provider = "scaleway";
+    m.instance_id = BALLAST_TRY(str_field(j, "id", "conf?format=json"));
+    m.hostname = BALLAST_TRY(str_field(j, "hostname", "conf?format=json"));
+    m.ssh_keys = BALLAST_TRY(keys_field(j, "ssh_public_keys", "conf?format=json", "key"));
+    return m;
+}
+
+Result<Metadata> parse_equinix(std::string_view text) {
+    auto j = BALLAST_TRY(parse_json(text, "metadata"));
+    Metadata m;
+    m.provider = "equinix";
+    m.instance_id = BALLAST_TRY(str_field(j, "id", "metadata"));
+    m.hostname = BALLAST_TRY(str_field(j, "hostname", "metadata"));
+    m.ssh_keys = BALLAST_TRY(keys_field(j, "ssh_keys", "metadata"));
+    return m;
+}
+
+Result<Metadata> parse_azure(std::string_view text) {
+    auto j = BALLAST_TRY(parse_json(text, "metadata/instance"));
+    Metadata m;
+    m.provider = "azure";
+    auto compute = j.find("compute");
+    if (compute == j.end() || !compute->is_object())
+        return fail(Errc::invalid_argument, "metadata/instance: no compute object");
+    m.instance_id = BALLAST_TRY(str_field(*compute, "vmId", "metadata/instance: compute"));
+    if (auto os = compute->find("osProfile"); os != compute->end() && os->is_object())
+        m.hostname = BALLAST_TRY(str_field(*os, "computerName", "metadata/instance: osProfile"));
+    if (m.hostname.empty())
+        m.hostname = BALLAST_TRY(str_field(*compute, "name", "metadata/instance: compute"));
+    m.ssh_keys =
+        BALLAST_TRY(keys_field(*compute, "publicKeys", "metadata/instance: compute", "keyData"));
+    // Always base64 (whitespace dropped); empty when the VM has none.
+    auto ud = BALLAST_TRY(str_field(*compute, "userData", "metadata/instance: compute"));
+    if (!trimmed(ud).empty())
+        m.user_data = BALLAST_TRY_CTX(base64_decode(ud), "metadata/instance: compute.userData");
+    return m;
+}
+
+std::vector<std::string> parse_gce_ssh_keys(std::string_view text) {
+    std::vector<std::string> out;
+    for (const auto& line : lines(text)) {
+        auto colon = line.find(':');
+        auto space = line.find(' ');
+        // "user:ssh-ed25519 AAAA..." (a user name never holds a space).
+        if (colon == std::string::npos || (space != std::string::npos && space < colon)) continue;
+        auto key = trimmed(std::string_view(line).substr(colon + 1));
+        if (!key.empty()) out.push_back(key);
+    }
+    return out;
+}
+
+std::vector<std::string> parse_aws_key_indexes(std::string_view text) {
+    std::vector<std::string> out;
+    for (const auto& line : lines(text)) {
+        auto idx = line.substr(0, line.find('='));
+        if (!idx.empty() && idx.find_first_not_of("0123456789") == std::string::npos)
+            out.push_back(idx);
+    }
+    return out;
+}
+
+}  // namespace ballast::datasource

@@ -1,0 +1,62 @@
+// libFuzzer target: bytes as a cloud's answer (datasource/): the first byte picks the parser
+// (user-data decoding, or one platform's metadata document), the rest is the payload. A
+// metadata service is reached over a link nobody vouches for: any crash, sanitizer report, or
+// decoded user-data that breaks what the stage module relies on (configs with a header line,
+// scripts starting "#!", the decoded size bound) is a bug.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
+#include "ballast/datasource/providers.hpp"
+#include "ballast/datasource/userdata.hpp"
+
+using namespace ballast::datasource;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    if (size == 0) return 0;
+    const std::string_view bytes(reinterpret_cast<const char*>(data + 1), size - 1);
+    switch (data[0] % 9) {
+        case 0: {
+            auto u = decode_user_data(bytes);
+            if (!u) return 0;
+            size_t total = 0;
+            for (const auto& c : u->configs) {
+                if (c.rfind("#", 0) != 0) std::abort();
+                total += c.size();
+            }
+            for (const auto& s : u->scripts) {
+                if (s.rfind("#!", 0) != 0) std::abort();
+                total += s.size();
+            }
+            // "#cloud-config\n" added to headerless typed parts is the only growth.
+            if (total > kMaxUserData + 14 * (u->configs.size())) std::abort();
+            return 0;
+        }
+        case 1:
+            (void)parse_digitalocean(bytes);
+            return 0;
+        case 2:
+            (void)parse_openstack(bytes);
+            return 0;
+        case 3:
+            (void)parse_hetzner(bytes);
+            return 0;
+        case 4:
+            (void)parse_vultr(bytes);
+            return 0;
+        case 5:
+            (void)parse_scaleway(bytes);
+            return 0;
+        case 6:
+            (void)parse_equinix(bytes);
+            return 0;
+        case 7:
+            (void)parse_azure(bytes);
+            return 0;
+        default:
+            (void)parse_gce_ssh_keys(bytes);
+            (void)parse_aws_key_indexes(bytes);
+            return 0;
+    }
+}

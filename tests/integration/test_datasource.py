@@ -1,0 +1,252 @@
+"""Cloud datasources: each provider against a stand-in of its platform's metadata service
+(helpers/metadata_standin.py, following the platform's published API), served on the platform's
+own link-local address inside a network namespace of the test's own, with the real agent run in
+that namespace. User-data variants (plain, gzip, base64, multipart with a script), missing
+user-data, absent and slow services, a bad document."""
+import base64
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import need_tool, wait_for
+from test_stages import make_root
+import tls
+
+HELPER = Path(__file__).parent / "helpers" / "metadata_standin.py"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIClouDKeyForTests cloud@test"
+
+# The firmware's name for each platform (cloud-init's ds-identify), under /sys/class/dmi/id.
+DMI = {
+    "aws": {"sys_vendor": "Amazon EC2", "product_uuid": "ec2a1b2c-0000-0000-0000-000000000000"},
+    "gcp": {"product_name": "Google Compute Engine", "sys_vendor": "Google"},
+    "azure": {"chassis_asset_tag": "7783-7084-3265-9085-8269-3286-77",
+              "product_uuid": "5f0a6a1e-7a43-4c2a-9d3c-0123456789ab"},
+    "openstack": {"product_name": "OpenStack Nova"},
+    "digitalocean": {"sys_vendor": "DigitalOcean"},
+    "hetzner": {"sys_vendor": "Hetzner"},
+    "vultr": {"sys_vendor": "Vultr"},
+    "scaleway": {"sys_vendor": "Scaleway"},
+    "equinix": {"product_name": "Equinix Metal"},
+}
+IDS = {"digitalocean": "3164444"}  # a droplet id is a number
+
+
+class Netns:
+    """A network namespace holding only loopback, with the metadata addresses on it; the
+    stand-in and the agent run inside, so nothing leaves this machine."""
+
+    def __init__(self, name: str):
+        self.name, self.procs = name, []
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        for cmd in (["ip", "link", "set", "lo", "up"],
+                    ["ip", "addr", "add", "169.254.169.254/32", "dev", "lo"],
+                    ["ip", "addr", "add", "169.254.42.42/32", "dev", "lo"]):
+            subprocess.run(["ip", "netns", "exec", name, *cmd], check=True)
+        # `ip netns exec` bind-mounts /etc/netns/NAME/hosts over /etc/hosts.
+        self.etc = Path("/etc/netns") / name
+        self.etc.mkdir(parents=True, exist_ok=True)
+        (self.etc / "hosts").write_text("127.0.0.1 localhost\n169.254.169.254 metadata.platformequinix.com\n")
+
+    def exec(self, *argv, **kw):
+        return subprocess.run(["ip", "netns", "exec", self.name, *argv], **kw)
+
+    def serve(self, tmp: Path, platform: str, user_data=None, **extra):
+        """Starts the platform's stand-in; returns its request log."""
+        log = tmp / f"{platform}.log"
+        log.unlink(missing_ok=True)
+        cfg = {"platform": platform, "instance_id": IDS.get(platform, f"i-{platform}-1"),
+               "hostname": f"{platform}-node", "keys": [KEY], "log": str(log),
+               "user_data": base64.b64encode(user_data).decode() if user_data is not None else None, **extra}
+        (tmp / f"{platform}.json").write_text(json.dumps(cfg))
+        p = subprocess.Popen(["ip", "netns", "exec", self.name, sys.executable, str(HELPER), str(tmp / f"{platform}.json")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        assert p.stdout.readline().strip() == "listening", p.stderr.read()
+        return log
+
+    def stop_servers(self):
+        for p in self.procs:
+            p.terminate()
+            p.wait(timeout=10)
+        self.procs = []
+
+    def close(self):
+        self.stop_servers()
+        shutil.rmtree(self.etc, ignore_errors=True)
+        subprocess.run(["ip", "netns", "del", self.name], check=False)
+
+
+@pytest.fixture
+def netns():
+    need_tool("ip", "iproute2")
+    ns = Netns(f"ballast-ds-{os.getpid()}")
+    yield ns
+    ns.close()
+
+
+def node_on(tmp: Path, platform: str | None) -> Path:
+    root = make_root(tmp / "root")
+    dmi = root / "sys/class/dmi/id"
+    dmi.mkdir(parents=True)
+    for f, v in (DMI.get(platform, {}) if platform else {}).items():
+        (dmi / f).write_text(v + "\n")
+    return root
+
+
+def run_datasource(bins, netns, root: Path, providers, extra: str = "", settings: str = ""):
+    cfg = root.parent / "ds.yaml"
+    cfg.write_text("#cloud-config\nstages:\n  network:\n    - name: ds\n      datasource:\n"
+                   f"        providers: {json.dumps(providers)}\n{extra}")
+    args = [bins["agent"], "--root", str(root), "stage", "network", "--json", "--config", str(cfg)]
+    if settings:
+        (root.parent / "agent.yaml").write_text(settings)
+        args[1:1] = ["--config", str(root.parent / "agent.yaml")]
+    t0 = time.monotonic()
+    r = netns.exec(*args, capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - t0
+    rep = json.loads(r.stdout) if r.stdout.startswith("{") else None
+    step = rep["steps"][0] if rep else None
+    return r, step, took
+
+
+def requests(log: Path):
+    return [json.loads(l) for l in log.read_text().splitlines()] if log.exists() else []
+
+
+USER_CONFIG = b"#cloud-config\nwrite_files:\n  - path: /etc/from-cloud\n    content: hi\n"
+
+
+@pytest.mark.parametrize("platform", sorted(DMI))
+def test_each_cloud_gives_user_data_host_name_and_keys(bins, netns, tmp_path, test_pki, platform):
+    settings = ""
+    extra = {}
+    if platform == "equinix":  # https, by name: the test CA signs metadata.platformequinix.com
+        pki = tls.make_pki(tmp_path, names=("metadata.platformequinix.com",))
+        extra["tls"] = {"cert": str(pki / "server.pem"), "key": str(pki / "server.key")}
+        settings = f"http:\n  ca_file: {pki / 'ca.pem'}\n"
+    log = netns.serve(tmp_path, platform, USER_CONFIG, **extra)
+    root = node_on(tmp_path, platform)
+    r, step, _ = run_datasource(bins, netns, root, [platform], settings=settings)
+    assert r.returncode == 0 and step["status"] == "changed", (r.stdout, r.stderr)
+    stored = root / f"run/ballast/config.d/40-{platform}.yaml"
+    assert stored.read_bytes() == USER_CONFIG
+    assert (root / "etc/hostname").read_text() == f"{platform}-node\n"
+    assert KEY in (root / "root/.ssh/authorized_keys").read_text()
+    # The platform's own rules were followed on the wire.
+    reqs = requests(log)
+    if platform == "aws":
+        assert reqs[0]["method"] == "PUT" and reqs[0]["path"] == "/latest/api/token"
+        assert all(q["headers"].get("x-aws-ec2-metadata-token") for q in reqs[1:])
+    if platform == "gcp":
+        assert all(q["headers"].get("metadata-flavor") == "Google" for q in reqs)
+        assert "ssh-ed25519 AAAAproject project" in (root / "root/.ssh/authorized_keys").read_text()
+    if platform == "azure":
+        assert reqs[0]["headers"]["metadata"] == "true" and "api-version=" in reqs[0]["path"]
+    if platform == "scaleway":
+        ud = [q for q in reqs if q["path"] == "/user_data/cloud-init"]
+        assert ud and all(q["port"] < 1024 for q in ud), reqs
+    # Again: nothing changes.
+    r, step, _ = run_datasource(bins, netns, root, [platform], settings=settings)
+    assert r.returncode == 0 and step["status"] == "unchanged", step
+
+
+def test_user_data_variants_and_scripts_once_per_instance(bins, netns, tmp_path):
+    root = node_on(tmp_path, "aws")
+    # gzip
+    netns.serve(tmp_path, "aws", gzip.compress(USER_CONFIG))
+    r, step, _ = run_datasource(bins, netns, root, ["aws"])
+    assert r.returncode == 0 and (root / "run/ballast/config.d/40-aws.yaml").read_bytes() == USER_CONFIG
+    netns.stop_servers()
+    # base64 (EC2 consoles pass it on encoded; cloud-init decodes what is strictly base64)
+    netns.serve(tmp_path, "aws", base64.b64encode(USER_CONFIG))
+    r, step, _ = run_datasource(bins, netns, root, ["aws"])
+    assert r.returncode == 0 and (root / "run/ballast/config.d/40-aws.yaml").read_bytes() == USER_CONFIG
+    netns.stop_servers()
+    # MIME multipart: two cloud-configs (one base64-encoded, one sets the host name), a script,
+    # a boothook Ballast does not run.
+    second = b"#cloud-config\nhostname: from-user-data\n"
+    multipart = (
+        b'Content-Type: multipart/mixed; boundary="===b=="\nMIME-Version: 1.0\n\n'
+        b'--===b==\nContent-Type: text/cloud-config; charset="us-ascii"\n\n' + USER_CONFIG +
+        b'\n--===b==\nContent-Type: text/cloud-config\nContent-Transfer-Encoding: base64\n\n' +
+        base64.b64encode(second) +
+        b'\n--===b==\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho ran >> /script-runs\n'
+        b'\n--===b==\nContent-Type: text/cloud-boothook\n\n#cloud-boothook\necho no\n'
+        b'\n--===b==--\n')
+    netns.serve(tmp_path, "aws", multipart)
+    (root / "etc/hostname").write_text("before\n")
+    r, step, _ = run_datasource(bins, netns, root, ["aws"])
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    d = root / "run/ballast/config.d"
+    assert (d / "40-aws.yaml").read_bytes() == USER_CONFIG
+    assert (d / "40-aws-2.yaml").read_bytes() == second
+    assert (root / "script-runs").read_text() == "ran\n"
+    assert any("text/cloud-boothook" in n for n in step["notes"]), step
+    # The user-data's host name outranks the metadata's (as cloud-init): not applied from
+    # metadata; the config applies it at its stage.
+    assert (root / "etc/hostname").read_text() == "before\n"
+    # The script ran once for this instance: not again.
+    r, step, _ = run_datasource(bins, netns, root, ["aws"])
+    assert (root / "script-runs").read_text() == "ran\n"
+    assert any("already ran for instance i-aws-1" in n for n in step["notes"]), step
+    netns.stop_servers()
+    # No user-data: the parts stored before go; the host name and keys still come.
+    netns.serve(tmp_path, "aws", None)
+    r, step, _ = run_datasource(bins, netns, root, ["aws"])
+    assert r.returncode == 0 and not list(d.glob("40-aws*")), list(d.iterdir())
+    assert any("no user-data" in n for n in step["notes"])
+    assert (root / "etc/hostname").read_text() == "aws-node\n"
+
+
+def test_absent_slow_and_named_services(bins, netns, tmp_path):
+    root = node_on(tmp_path, None)
+    # Nothing answers and the firmware names no cloud: each provider costs at most its bounds,
+    # says so, and the step does not fail.
+    r, step, took = run_datasource(bins, netns, root, ["aws", "gcp", "openstack", "hetzner"])
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert sum("no metadata service answered" in n for n in step["notes"]) == 4, step
+    assert took < 10, took
+    # A slow service (answers after 5 s): given up after the 3 s request bound.
+    netns.serve(tmp_path, "digitalocean", USER_CONFIG, delay=5)
+    r, step, took = run_datasource(bins, netns, root, ["digitalocean"])
+    assert r.returncode == 0 and "no metadata service answered" in step["notes"][0], step
+    assert took < 8, took
+    netns.stop_servers()
+    # Detection order: the one the firmware names first, whatever the list says.
+    root = node_on(tmp_path / "h", "hetzner")
+    netns.serve(tmp_path, "hetzner", USER_CONFIG)
+    log_do = netns.serve(tmp_path, "scaleway", USER_CONFIG)  # answers too, but is not asked
+    r, step, _ = run_datasource(bins, netns, root, ["scaleway", "hetzner"])
+    assert r.returncode == 0 and (root / "run/ballast/config.d/40-hetzner.yaml").exists(), step
+    assert requests(log_do) == []
+    netns.stop_servers()
+    # Named by the firmware, but its service never answers: waited for (timeout), then an error.
+    r, step, took = run_datasource(bins, netns, root, ["hetzner"], extra="        timeout: 2s\n")
+    assert r.returncode == 1 and "the firmware names this machine as hetzner" in step["errors"][0], step
+    assert 2 <= took < 12, took
+
+
+def test_bad_documents_are_errors_naming_what(bins, netns, tmp_path):
+    root = node_on(tmp_path, "vultr")
+    netns.serve(tmp_path, "vultr", b"hostname: no header\n")
+    r, step, _ = run_datasource(bins, netns, root, ["vultr"])
+    assert r.returncode == 1 and "neither a cloud-config (#cloud-config) nor a script" in step["errors"][0], step
+    assert not (root / "run/ballast/config.d/40-vultr.yaml").exists()
+    netns.stop_servers()
+    bad = b'Content-Type: multipart/mixed; boundary="x"\n\n--x\nContent-Type: text/cloud-config\n\n#cloud-config\n'
+    netns.serve(tmp_path, "vultr", bad)
+    r, step, _ = run_datasource(bins, netns, root, ["vultr"])
+    assert r.returncode == 1 and "no closing boundary" in step["errors"][0], step
+    # A provider name nobody knows is a load error naming the line; Kairos' vmware a warning.
+    cfg = tmp_path / "x.yaml"
+    cfg.write_text("#cloud-config\nstages:\n  network:\n    - datasource:\n        providers: [vmware, awz]\n")
+    r = subprocess.run([bins["ctl"], "config", "validate", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 1 and "x.yaml:5:20: warning" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert "unknown provider 'awz'" in r.stdout + r.stderr

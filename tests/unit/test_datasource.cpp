@@ -1,0 +1,204 @@
+// Cloud datasources: user-data decoding (gzip, MIME multipart, what is refused), the providers'
+// payload parsers, and the detection order. The services themselves: integration/test_datasource.
+#include <catch2/catch.hpp>
+
+#include <zlib.h>
+
+#include "ballast/core/encoding.hpp"
+#include "ballast/datasource/providers.hpp"
+#include "ballast/datasource/userdata.hpp"
+
+using namespace ballast;
+using namespace ballast::datasource;
+
+namespace {
+
+std::string gzip(const std::string& in) {
+    z_stream z{};
+    REQUIRE(deflateInit2(&z, 9, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+    std::string out(in.size() + 128, '\0');
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+    z.avail_in = static_cast<uInt>(in.size());
+    z.next_out = reinterpret_cast<Bytef*>(out.data());
+    z.avail_out = static_cast<uInt>(out.size());
+    REQUIRE(deflate(&z, Z_FINISH) == Z_STREAM_END);
+    out.resize(z.total_out);
+    deflateEnd(&z);
+    return out;
+}
+
+std::string mime(const std::vector<std::pair<std::string, std::string>>& parts,
+                 const std::string& boundary = "BOUNDARY") {
+    std::string out = "Content-Type: multipart/mixed; boundary=\"" + boundary +
+                      "\"\r\nMIME-Version: 1.0\r\n\r\npreamble\r\n";
+    for (const auto& [headers, body] : parts)
+        out += "--" + boundary + "\r\n" + headers + "\r\n\r\n" + body + "\r\n";
+    return out + "--" + boundary + "--\r\nepilogue\r\n";
+}
+
+const std::string kConfig = "#cloud-config\nhostname: a\n";
+
+}  // namespace
+
+TEST_CASE("user-data: plain, script, gzip", "[datasource]") {
+    auto u = decode_user_data(kConfig);
+    REQUIRE(u);
+    CHECK(u->configs == std::vector<std::string>{kConfig});
+    u = decode_user_data("#!/bin/bash\necho hi\n");
+    REQUIRE(u);
+    CHECK(u->scripts.size() == 1);
+    u = decode_user_data(gzip(kConfig));
+    REQUIRE(u);
+    CHECK(u->configs == std::vector<std::string>{kConfig});
+    u = decode_user_data("#kairos-config\nk3s: {}\n");
+    REQUIRE(u);
+    CHECK(u->configs.size() == 1);
+    u = decode_user_data("");
+    REQUIRE(u);
+    CHECK(u->empty());
+}
+
+TEST_CASE("user-data: MIME multipart as cloud-init writes it", "[datasource]") {
+    const std::string nested =
+        mime({{"Content-Type: text/x-shellscript", "#!/bin/sh\necho n"}}, "inner");
+    auto u = decode_user_data(mime({
+        {"Content-Type: text/cloud-config; charset=\"us-ascii\"", kConfig},
+        // A part typed cloud-config needs no header line.
+        {"Content-Type: text/cloud-config\r\nContent-Transfer-Encoding: base64",
+         base64_encode("users: []\n")},
+        {"Content-Type: application/x-gzip", gzip("#!/bin/sh\necho gz\n")},
+        // text/plain is typed by its first line, as cloud-init does.
+        {"Content-Type: text/plain", "#cloud-config\nruncmd: []\n"},
+        {"Content-Type: text/cloud-boothook", "#cloud-boothook\necho early"},
+        {"Content-Type: text/x-include-url", "#include\nhttps://example.com/x"},
+        {"Content-Type: multipart/mixed; boundary=\"inner\"",
+         nested.substr(nested.find("\r\n\r\n") + 4)},
+    }));
+    REQUIRE(u);
+    REQUIRE(u->configs.size() == 3);
+    CHECK(u->configs[0] == kConfig);
+    CHECK(u->configs[1] == "#cloud-config\nusers: []\n");
+    CHECK(u->configs[2] == "#cloud-config\nruncmd: []\n");
+    REQUIRE(u->scripts.size() == 2);
+    CHECK(u->scripts[0] == "#!/bin/sh\necho gz\n");
+    CHECK(u->scripts[1] == "#!/bin/sh\necho n");
+    REQUIRE(u->ignored.size() == 2);
+    CHECK(u->ignored[0] == "user-data: part 5 (text/cloud-boothook): not acted on by Ballast");
+    CHECK(u->ignored[1] == "user-data: part 6 (text/x-include-url): not acted on by Ballast");
+    // The whole multipart gzipped, as EC2 users often send it.
+    auto z = decode_user_data(gzip(mime({{"Content-Type: text/cloud-config", kConfig}})));
+    REQUIRE(z);
+    CHECK(z->configs == std::vector<std::string>{kConfig});
+}
+
+TEST_CASE("user-data: what is refused, and why", "[datasource]") {
+    auto err = [](const std::string& raw) {
+        auto u = decode_user_data(raw);
+        REQUIRE_FALSE(u);
+        return std::string(u.error().what());
+    };
+    CHECK(err("hostname: x\n").find("neither a cloud-config (#cloud-config) nor a script") !=
+          std::string::npos);
+    CHECK(err("Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\n"
+              "#cloud-config\n")
+              .find("no closing boundary '--b--'") != std::string::npos);
+    CHECK(err("Content-Type: multipart/mixed\n\n--b--\n").find("without a usable boundary") !=
+          std::string::npos);
+    CHECK(
+        err(mime({{"Content-Type: text/cloud-config\r\nContent-Transfer-Encoding: base64", "@@@"}}))
+            .find("user-data: part 1: bad base64") != std::string::npos);
+    CHECK(err(mime({{"Content-Type: text/x-shellscript", "echo no shebang"}}))
+              .find("must start with '#!'") != std::string::npos);
+    CHECK(err(mime({{"Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable",
+                     "x"}}))
+              .find("quoted-printable") != std::string::npos);
+    CHECK(err(gzip("x") + "trailing").size() > 0);
+    std::vector<std::pair<std::string, std::string>> many(kMaxParts + 1,
+                                                          {"Content-Type: text/plain", kConfig});
+    CHECK(err(mime(many)).find("more than 64 parts") != std::string::npos);
+    // Nested deeper than the bound: each level one multipart part holding the next.
+    std::string headers = "Content-Type: text/plain", body = kConfig;
+    for (int i = 0; i < 6; ++i) {
+        const std::string b = "b" + std::to_string(i);
+        auto m = mime({{headers, body}}, b);
+        headers = "Content-Type: multipart/mixed; boundary=\"" + b + "\"";
+        body = m.substr(m.find("\r\n\r\n") + 4);
+    }
+    const std::string deep = headers + "\r\n\r\n" + body;
+    CHECK(err(deep).find("nested deeper") != std::string::npos);
+    // A gzip bomb stops at the bound.
+    CHECK(err(gzip(std::string(kMaxUserData + 1, '#'))).find("gzip") != std::string::npos);
+}
+
+TEST_CASE("datasource payloads: each platform's document to what Ballast uses", "[datasource]") {
+    auto d = parse_digitalocean(
+        R"({"droplet_id": 3164444, "hostname": "do-1", "public_keys": ["ssh-ed25519 A a\nssh-rsa B b"],)"
+        R"( "user_data": "#cloud-config\n"})");
+    REQUIRE(d);
+    CHECK(d->instance_id == "3164444");
+    CHECK(d->ssh_keys == std::vector<std::string>{"ssh-ed25519 A a", "ssh-rsa B b"});
+    CHECK(d->user_data == std::optional<std::string>("#cloud-config\n"));
+    auto o = parse_openstack(
+        R"({"uuid": "u-1", "name": "os-1.novalocal", "public_keys": {"k": "ssh-rsa K"}})");
+    REQUIRE(o);
+    CHECK(o->hostname == "os-1");
+    CHECK(o->ssh_keys == std::vector<std::string>{"ssh-rsa K"});
+    auto h = parse_hetzner("hostname: hz\ninstance-id: 42\npublic-keys:\n- ssh-ed25519 H h\n");
+    REQUIRE(h);
+    CHECK((h->hostname == "hz" && h->instance_id == "42" && h->ssh_keys.size() == 1));
+    auto a = parse_azure(
+        R"({"compute": {"vmId": "v", "osProfile": {"computerName": "az"}, "publicKeys": [{"keyData": "ssh-rsa Z"}],)"
+        R"( "userData": "I2Nsb3VkLWNvbmZpZwo="}})");
+    REQUIRE(a);
+    CHECK((a->hostname == "az" && a->ssh_keys == std::vector<std::string>{"ssh-rsa Z"}));
+    CHECK(a->user_data == std::optional<std::string>("#cloud-config\n"));
+    auto s = parse_scaleway(
+        R"({"id": "s", "hostname": "sc", "ssh_public_keys": [{"key": "ssh-rsa S", "fingerprint": "f"}]})");
+    REQUIRE(s);
+    CHECK(s->ssh_keys == std::vector<std::string>{"ssh-rsa S"});
+    auto v = parse_vultr(
+        R"({"instance-v2-id": "v2", "hostname": "vu", "public-keys": ["ssh-rsa V"], "user-data": ""})");
+    REQUIRE(v);
+    CHECK((v->instance_id == "v2" && !v->user_data));
+    CHECK(parse_gce_ssh_keys(
+              "alice:ssh-ed25519 AAAA alice\n\nbad line without user\nbob:ssh-rsa B\n") ==
+          std::vector<std::string>{"ssh-ed25519 AAAA alice", "ssh-rsa B"});
+    CHECK(parse_aws_key_indexes("0=one\n1=two\nx=no\n") == std::vector<std::string>{"0", "1"});
+
+    auto bad = [](const Result<Metadata>& r, const char* what) {
+        REQUIRE_FALSE(r);
+        CHECK_THAT(std::string(r.error().what()), Catch::Contains(what));
+    };
+    bad(parse_digitalocean("not json"), "metadata/v1.json: not valid JSON");
+    bad(parse_digitalocean("[1]"), "not a JSON object");
+    bad(parse_digitalocean(R"({"hostname": [1]})"), "hostname is not a string");
+    bad(parse_equinix(R"({"ssh_keys": [{"no": 1}]})"),
+        "ssh_keys holds something that is not a key");
+    bad(parse_hetzner("[: bad"), "not valid YAML");
+    bad(parse_hetzner("- a\n"), "not a mapping");
+    bad(parse_azure(R"({"network": {}})"), "no compute object");
+    bad(parse_azure(R"({"compute": {"userData": "@@"}})"), "compute.userData");
+}
+
+TEST_CASE("datasource detection: the firmware's platform first, aliases", "[datasource]") {
+    CHECK(find_provider("packet")->name == "equinix");
+    CHECK(find_provider("ec2")->name == "aws");
+    CHECK(find_provider("gce")->name == "gcp");
+    CHECK(find_provider("nocloud") == nullptr);
+    CHECK(is_step_provider("nocloud"));
+    CHECK_FALSE(is_step_provider("vmware"));
+    Dmi dmi;
+    dmi.sys_vendor = "Hetzner";
+    auto order = detection_order({"aws", "ec2", "hetzner", "gcp"}, dmi);
+    std::vector<std::string_view> names;
+    for (const auto* p : order)
+        names.push_back(p->name);
+    CHECK(names == std::vector<std::string_view>{"hetzner", "aws", "gcp"});
+    Dmi azure;
+    azure.chassis_asset_tag = "7783-7084-3265-9085-8269-3286-77";
+    CHECK(find_provider("azure")->identified(azure));
+    Dmi aws;
+    aws.product_uuid = "EC2E1916-9099-7CAF-FD21-012345ABCDEF";
+    CHECK(find_provider("aws")->identified(aws));
+    CHECK_FALSE(find_provider("aws")->identified(azure));
+}
