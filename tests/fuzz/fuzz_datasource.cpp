@@ -16,7 +16,7 @@ using namespace ballast::datasource;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size == 0) return 0;
     const std::string_view bytes(reinterpret_cast<const char*>(data + 1), size - 1);
-    switch (data[0] % 9) {
+    switch (data[0] % 10) {
         case 0: {
             auto u = decode_user_data(bytes);
             if (!u) return 0;

@@ -47,7 +47,8 @@ class Netns:
         subprocess.run(["ip", "netns", "add", name], check=True)
         for cmd in (["ip", "link", "set", "lo", "up"],
                     ["ip", "addr", "add", "169.254.169.254/32", "dev", "lo"],
-                    ["ip", "addr", "add", "169.254.42.42/32", "dev", "lo"]):
+                    ["ip", "addr", "add", "169.254.42.42/32", "dev", "lo"],
+                    ["ip", "addr", "add", "168.63.129.16/32", "dev", "lo"]):
             subprocess.run(["ip", "netns", "exec", name, *cmd], check=True)
         # `ip netns exec` bind-mounts /etc/netns/NAME/hosts over /etc/hosts.
         self.etc = Path("/etc/netns") / name
@@ -149,6 +150,10 @@ def test_each_cloud_gives_user_data_host_name_and_keys(bins, netns, tmp_path, te
         assert "ssh-ed25519 AAAAproject project" in (root / "root/.ssh/authorized_keys").read_text()
     if platform == "azure":
         assert reqs[0]["headers"]["metadata"] == "true" and "api-version=" in reqs[0]["path"]
+        # Provisioning finished: the wireserver took the health report (it refuses wrong ids).
+        health = [q for q in reqs if q["path"] == "/machine?comp=health"]
+        assert len(health) == 1 and "<State>Ready</State>" in health[0]["body"], reqs
+        assert any("reported ready" in n for n in step["notes"]), step
     if platform == "scaleway":
         ud = [q for q in reqs if q["path"] == "/user_data/cloud-init"]
         assert ud and all(q["port"] < 1024 for q in ud), reqs
@@ -244,6 +249,14 @@ def test_bad_documents_are_errors_naming_what(bins, netns, tmp_path):
     netns.serve(tmp_path, "vultr", bad)
     r, step, _ = run_datasource(bins, netns, root, ["vultr"])
     assert r.returncode == 1 and "no closing boundary" in step["errors"][0], step
+    netns.stop_servers()
+    # Azure without its wireserver: the data applies, and the step fails saying provisioning
+    # could not be reported.
+    root = node_on(tmp_path / "az", "azure")
+    netns.serve(tmp_path, "azure", USER_CONFIG, wire=False)
+    r, step, took = run_datasource(bins, netns, root, ["azure"])
+    assert r.returncode == 1 and "reporting ready" in step["errors"][0] and "168.63.129.16" in step["errors"][0], step
+    assert (root / "run/ballast/config.d/40-azure.yaml").exists() and took < 10
     # A provider name nobody knows is a load error naming the line; Kairos' vmware a warning.
     cfg = tmp_path / "x.yaml"
     cfg.write_text("#cloud-config\nstages:\n  network:\n    - datasource:\n        providers: [vmware, awz]\n")

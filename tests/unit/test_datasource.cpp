@@ -202,3 +202,23 @@ TEST_CASE("datasource detection: the firmware's platform first, aliases", "[data
     CHECK(find_provider("aws")->identified(aws));
     CHECK_FALSE(find_provider("aws")->identified(azure));
 }
+
+TEST_CASE("Azure: the wireserver's goal state and the ready report", "[datasource]") {
+    auto gs = parse_azure_goal_state(
+        "<GoalState><Incarnation>3</Incarnation><Container><ContainerId>c-1</ContainerId>"
+        "<RoleInstanceList><RoleInstance><InstanceId>i._1</InstanceId></RoleInstance>"
+        "</RoleInstanceList></Container></GoalState>");
+    REQUIRE(gs);
+    CHECK((gs->incarnation == "3" && gs->container_id == "c-1" && gs->instance_id == "i._1"));
+    auto report = azure_ready_report(*gs);
+    CHECK_THAT(report, Catch::Contains("<GoalStateIncarnation>3</GoalStateIncarnation>"));
+    CHECK_THAT(report, Catch::Contains("<InstanceId>i._1</InstanceId>"));
+    CHECK_THAT(report, Catch::Contains("<State>Ready</State>"));
+    CHECK_FALSE(parse_azure_goal_state("<GoalState><Incarnation>1</Incarnation></GoalState>"));
+    // Ids go back into XML: markup in them is refused, not echoed.
+    auto evil = parse_azure_goal_state(
+        "<Incarnation>1</Incarnation><Container><ContainerId>x</ContainerId><RoleInstance>"
+        "<InstanceId>a&lt;b</InstanceId></RoleInstance></Container>");
+    REQUIRE_FALSE(evil);
+    CHECK_THAT(std::string(evil.error().what()), Catch::Contains("unexpected characters"));
+}

@@ -270,6 +270,27 @@ Result<std::optional<Metadata>> fetch_azure(const Client& c, const RootPrefix& r
     return std::optional<Metadata>(std::move(m));
 }
 
+// Azure's provisioning waits for the guest to report ready to the wireserver (as its agent and
+// cloud-init do): the goal state's ids, then a health report saying Ready.
+Status azure_ready(const Client& c) {
+    const std::string wire = "http://168.63.129.16";
+    const std::vector<std::string> hdr = {"x-ms-agent-name: WALinuxAgent",
+                                          "x-ms-version: 2012-11-30"};
+    auto goal = BALLAST_TRY(c.get(wire + "/machine/?comp=goalstate", hdr));
+    if (!goal) return fail(Errc::failed, "{}/machine/?comp=goalstate: HTTP 404", wire);
+    auto gs = BALLAST_TRY_CTX(parse_azure_goal_state(*goal), "{} goal state", wire);
+    http::Request post;
+    post.method = "POST";
+    post.headers = hdr;
+    post.headers.push_back("Content-Type: text/xml; charset=utf-8");
+    post.body = azure_ready_report(gs);
+    const std::string url = wire + "/machine?comp=health";
+    auto r = BALLAST_TRY(c.call(url, post));
+    if (r.status != 200 && r.status != 201 && r.status != 202)
+        return fail(Errc::failed, "{}: HTTP {}", url, r.status);
+    return {};
+}
+
 Result<std::optional<Metadata>> fetch_openstack(const Client& c, const RootPrefix&, bool live) {
     // The config drive first (no network needed), then the metadata service.
     if (auto v = find_volume({"config-2"}, live)) {
@@ -358,7 +379,7 @@ Result<std::optional<Metadata>> fetch_equinix(const Client& c, const RootPrefix&
 constexpr Provider kProviders[] = {
     {"aws", "ec2 amazon", is_aws, fetch_aws},
     {"gcp", "gce google", is_gce, fetch_gce},
-    {"azure", "", is_azure, fetch_azure},
+    {"azure", "", is_azure, fetch_azure, azure_ready},
     {"openstack", "config-drive configdrive", is_openstack, fetch_openstack},
     {"digitalocean", "", is_digitalocean, fetch_digitalocean},
     {"hetzner", "", is_hetzner, fetch_hetzner},
@@ -555,6 +576,70 @@ Result<Metadata> parse_azure(std::string_view text) {
     if (!trimmed(ud).empty())
         m.user_data = BALLAST_TRY_CTX(base64_decode(ud), "metadata/instance: compute.userData");
     return m;
+}
+
+namespace {
+
+// The text of the first <tag>...</tag> inside `xml`, after `from`.
+std::optional<std::string_view> element(std::string_view xml, std::string_view tag,
+                                        size_t from = 0) {
+    const std::string open = "<" + std::string(tag) + ">", close = "</" + std::string(tag) + ">";
+    auto b = xml.find(open, from);
+    if (b == std::string_view::npos) return std::nullopt;
+    b += open.size();
+    auto e = xml.find(close, b);
+    if (e == std::string_view::npos) return std::nullopt;
+    return xml.substr(b, e - b);
+}
+
+// The goal state's ids go back into XML: only what ids are made of.
+bool plain_id(std::string_view s) {
+    return !s.empty() && s.size() <= 128 &&
+           s.find_first_not_of(
+               "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-_") ==
+               std::string_view::npos;
+}
+
+}  // namespace
+
+Result<AzureGoalState> parse_azure_goal_state(std::string_view xml) {
+    AzureGoalState gs;
+    auto inc = element(xml, "Incarnation");
+    auto container = element(xml, "Container");
+    if (!inc || !container)
+        return fail(Errc::invalid_argument, "no Incarnation or Container element");
+    auto cid = element(*container, "ContainerId");
+    auto role = element(*container, "RoleInstance");
+    auto iid = role ? element(*role, "InstanceId") : std::nullopt;
+    if (!cid || !iid)
+        return fail(Errc::invalid_argument, "no ContainerId or RoleInstance/InstanceId element");
+    gs.incarnation = trimmed(*inc);
+    gs.container_id = trimmed(*cid);
+    gs.instance_id = trimmed(*iid);
+    for (const auto* v : {&gs.incarnation, &gs.container_id, &gs.instance_id})
+        if (!plain_id(*v)) return fail(Errc::invalid_argument, "an id with unexpected characters");
+    return gs;
+}
+
+std::string azure_ready_report(const AzureGoalState& gs) {
+    return fmt::format(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
+        "<Health xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
+        "xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\">\n"
+        "  <GoalStateIncarnation>{}</GoalStateIncarnation>\n"
+        "  <Container>\n"
+        "    <ContainerId>{}</ContainerId>\n"
+        "    <RoleInstanceList>\n"
+        "      <Role>\n"
+        "        <InstanceId>{}</InstanceId>\n"
+        "        <Health>\n"
+        "          <State>Ready</State>\n"
+        "        </Health>\n"
+        "      </Role>\n"
+        "    </RoleInstanceList>\n"
+        "  </Container>\n"
+        "</Health>\n",
+        gs.incarnation, gs.container_id, gs.instance_id);
 }
 
 std::vector<std::string> parse_gce_ssh_keys(std::string_view text) {

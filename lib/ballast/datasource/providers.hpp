@@ -62,6 +62,9 @@ struct Provider {
     std::string_view aliases;  // other spellings (k3OS, cloud-init), space-separated
     bool (*identified)(const Dmi&);
     Fetch fetch;
+    // Once the instance's data is applied: tell the platform the machine is up (Azure's
+    // provisioning waits for it). Null: nothing to tell.
+    Status (*ready)(const Client&) = nullptr;
 };
 
 [[nodiscard]] std::span<const Provider> providers();
@@ -85,6 +88,13 @@ struct Provider {
 [[nodiscard]] Result<Metadata> parse_scaleway(std::string_view json);
 [[nodiscard]] Result<Metadata> parse_equinix(std::string_view json);
 [[nodiscard]] Result<Metadata> parse_azure(std::string_view json);
+// Azure's wireserver: the goal state's ids, and the health report that says "Ready" for them.
+struct AzureGoalState {
+    std::string incarnation, container_id, instance_id;
+};
+[[nodiscard]] Result<AzureGoalState> parse_azure_goal_state(std::string_view xml);
+[[nodiscard]] std::string azure_ready_report(const AzureGoalState& gs);
+
 // GCE's ssh-keys attribute: "user:ssh-ed25519 AAAA... comment" lines to the keys.
 [[nodiscard]] std::vector<std::string> parse_gce_ssh_keys(std::string_view text);
 // AWS's public-keys/ listing ("0=name" lines) to the key indexes.

@@ -8,18 +8,23 @@ namespace of the tests' own (no cloud is reachable from this machine).
 CONFIG: {"platform": "aws" | "gcp" | "azure" | "openstack" | "digitalocean" | "hetzner" |
 "vultr" | "scaleway" | "equinix", "instance_id", "hostname", "keys": [...], "user_data": base64
 of the bytes the platform hands out, or null for none, "delay": seconds before each answer,
-"log": file for one JSON line per request, "tls": {"cert", "key"} (equinix: https)}.
+"log": file for one JSON line per request, "tls": {"cert", "key"} (equinix: https), "wire":
+false for an Azure without its wireserver}.
 
 What each platform checks is checked here too: AWS IMDSv2's session token (PUT, then the token
 header; 401 without it), GCE's `Metadata-Flavor: Google` request header (403 without it, the
 header on every answer), Azure's `Metadata: true` and api-version, Vultr's `Metadata-Token`,
-Scaleway's privileged source port for user-data (403 from a port >= 1024).
+Scaleway's privileged source port for user-data (403 from a port >= 1024). Azure's wireserver
+(168.63.129.16) hands out a goal state and takes the health report that says the VM is Ready,
+checking its ids, as provisioning does.
 """
 import base64
 import json
 import socketserver
 import ssl
+import re
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -36,11 +41,12 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 
-    def record(self):
+    def record(self, body=b""):
         if CFG.get("log"):
             with open(CFG["log"], "a") as f:
                 f.write(json.dumps({"method": self.command, "path": self.path, "port": self.client_address[1],
-                                    "headers": {k.lower(): v for k, v in self.headers.items()}}) + "\n")
+                                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                                    "body": body.decode(errors="replace")}) + "\n")
 
     def send(self, code, body=b"", ctype="text/plain", extra=()):
         if isinstance(body, str):
@@ -60,11 +66,13 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         self.handle_any()
 
+    def do_POST(self):
+        self.handle_any()
+
     def handle_any(self):
-        self.record()
         n = int(self.headers.get("Content-Length") or 0)
-        if n:
-            self.rfile.read(n)
+        self.body = self.rfile.read(n) if n else b""
+        self.record(self.body)
         time.sleep(CFG.get("delay", 0))
         getattr(self, "serve_" + PLATFORM)(self.path)
 
@@ -170,6 +178,42 @@ class Handler(BaseHTTPRequestHandler):
         return self.send(404)
 
 
+GOAL_STATE = """<?xml version="1.0" encoding="utf-8"?>
+<GoalState xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:noNamespaceSchemaLocation="goalstate10.xsd">
+  <Version>2012-11-30</Version>
+  <Incarnation>7</Incarnation>
+  <Machine><ExpectedState>Started</ExpectedState></Machine>
+  <Container>
+    <ContainerId>56a7a8b9-0000-4b1c-9d2e-standin00001</ContainerId>
+    <RoleInstanceList>
+      <RoleInstance>
+        <InstanceId>896c0f3e-standin._node</InstanceId>
+        <State>Started</State>
+      </RoleInstance>
+    </RoleInstanceList>
+  </Container>
+</GoalState>
+"""
+
+
+class WireHandler(Handler):
+    """Azure's wireserver: goal state, then the health report."""
+
+    def serve_azure(self, path):
+        if self.headers.get("x-ms-version") != "2012-11-30":
+            return self.send(400)
+        if path == "/machine/?comp=goalstate" and self.command == "GET":
+            return self.send(200, GOAL_STATE, "text/xml")
+        if path == "/machine?comp=health" and self.command == "POST":
+            body = self.body.decode()
+            ok = (re.search(r"<GoalStateIncarnation>7</GoalStateIncarnation>", body) and
+                  "<ContainerId>56a7a8b9-0000-4b1c-9d2e-standin00001</ContainerId>" in body and
+                  "<InstanceId>896c0f3e-standin._node</InstanceId>" in body and
+                  "<State>Ready</State>" in body)
+            return self.send(200 if ok else 400)
+        return self.send(404)
+
+
 class Server(socketserver.ThreadingMixIn, HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -183,6 +227,9 @@ def main():
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(CFG["tls"]["cert"], CFG["tls"]["key"])
         httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    if PLATFORM == "azure" and CFG.get("wire", True):
+        wire = Server(("168.63.129.16", 80), WireHandler)
+        threading.Thread(target=wire.serve_forever, daemon=True).start()
     print("listening", flush=True)
     httpd.serve_forever()
 

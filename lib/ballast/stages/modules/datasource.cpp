@@ -191,6 +191,13 @@ void clouds(const std::vector<std::string>& names, const config::DatasourceSpec&
             continue;
         }
         apply(**got, ds, ctx, r);
+        if (p->ready) {
+            if (auto st = p->ready(client); !st)
+                r.error(
+                    fmt::format("datasource {}: reporting ready: {}", p->name, st.error().what()));
+            else
+                r.note(fmt::format("datasource {}: reported ready to the platform", p->name));
+        }
         return;  // a machine is on one cloud
     }
 }
