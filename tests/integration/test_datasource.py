@@ -136,8 +136,10 @@ def test_each_cloud_gives_user_data_host_name_and_keys(bins, netns, tmp_path, te
     root = node_on(tmp_path, platform)
     r, step, _ = run_datasource(bins, netns, root, [platform], settings=settings)
     assert r.returncode == 0 and step["status"] == "changed", (r.stdout, r.stderr)
-    stored = root / f"run/ballast/config.d/40-{platform}.yaml"
+    stored = root / f"run/ballast/config.d/40-{platform}-01.yaml"
     assert stored.read_bytes() == USER_CONFIG
+    # The user-data applies at this boot: its boot-stage file was written by the catch-up.
+    assert (root / "etc/from-cloud").read_text() == "hi"
     assert (root / "etc/hostname").read_text() == f"{platform}-node\n"
     assert KEY in (root / "root/.ssh/authorized_keys").read_text()
     # The platform's own rules were followed on the wire.
@@ -167,12 +169,12 @@ def test_user_data_variants_and_scripts_once_per_instance(bins, netns, tmp_path)
     # gzip
     netns.serve(tmp_path, "aws", gzip.compress(USER_CONFIG))
     r, step, _ = run_datasource(bins, netns, root, ["aws"])
-    assert r.returncode == 0 and (root / "run/ballast/config.d/40-aws.yaml").read_bytes() == USER_CONFIG
+    assert r.returncode == 0 and (root / "run/ballast/config.d/40-aws-01.yaml").read_bytes() == USER_CONFIG
     netns.stop_servers()
     # base64 (EC2 consoles pass it on encoded; cloud-init decodes what is strictly base64)
     netns.serve(tmp_path, "aws", base64.b64encode(USER_CONFIG))
     r, step, _ = run_datasource(bins, netns, root, ["aws"])
-    assert r.returncode == 0 and (root / "run/ballast/config.d/40-aws.yaml").read_bytes() == USER_CONFIG
+    assert r.returncode == 0 and (root / "run/ballast/config.d/40-aws-01.yaml").read_bytes() == USER_CONFIG
     netns.stop_servers()
     # MIME multipart: two cloud-configs (one base64-encoded, one sets the host name), a script,
     # a boothook Ballast does not run.
@@ -190,19 +192,24 @@ def test_user_data_variants_and_scripts_once_per_instance(bins, netns, tmp_path)
     r, step, _ = run_datasource(bins, netns, root, ["aws"])
     assert r.returncode == 0, (r.stdout, r.stderr)
     d = root / "run/ballast/config.d"
-    assert (d / "40-aws.yaml").read_bytes() == USER_CONFIG
-    assert (d / "40-aws-2.yaml").read_bytes() == second
+    assert (d / "40-aws-01.yaml").read_bytes() == USER_CONFIG
+    assert (d / "40-aws-02.yaml").read_bytes() == second
     assert (root / "script-runs").read_text() == "ran\n"
     assert any("text/cloud-boothook" in n for n in step["notes"]), step
-    # The user-data's host name outranks the metadata's (as cloud-init): not applied from
-    # metadata; the config applies it at its stage.
-    assert (root / "etc/hostname").read_text() == "before\n"
+    # The user-data's host name outranks the metadata's (as cloud-init): the metadata's is set
+    # first, then the fetched config's initramfs-stage step sets its own, at this boot.
+    assert (root / "etc/hostname").read_text() == "from-user-data\n"
     # The script ran once for this instance: not again.
     r, step, _ = run_datasource(bins, netns, root, ["aws"])
     assert (root / "script-runs").read_text() == "ran\n"
     assert any("already ran for instance i-aws-1" in n for n in step["notes"]), step
     netns.stop_servers()
-    # No user-data: the parts stored before go; the host name and keys still come.
+    # Fewer parts: the second goes. Then no user-data: the first goes too; the host name and
+    # keys still come.
+    netns.serve(tmp_path, "aws", USER_CONFIG)
+    r, step, _ = run_datasource(bins, netns, root, ["aws"])
+    assert r.returncode == 0 and sorted(p.name for p in d.glob("40-aws*")) == ["40-aws-01.yaml"], step
+    netns.stop_servers()
     netns.serve(tmp_path, "aws", None)
     r, step, _ = run_datasource(bins, netns, root, ["aws"])
     assert r.returncode == 0 and not list(d.glob("40-aws*")), list(d.iterdir())
@@ -229,8 +236,16 @@ def test_absent_slow_and_named_services(bins, netns, tmp_path):
     netns.serve(tmp_path, "hetzner", USER_CONFIG)
     log_do = netns.serve(tmp_path, "scaleway", USER_CONFIG)  # answers too, but is not asked
     r, step, _ = run_datasource(bins, netns, root, ["scaleway", "hetzner"])
-    assert r.returncode == 0 and (root / "run/ballast/config.d/40-hetzner.yaml").exists(), step
+    assert r.returncode == 0 and (root / "run/ballast/config.d/40-hetzner-01.yaml").exists(), step
     assert requests(log_do) == []
+    netns.stop_servers()
+    # IMDS turned off (403 on the token): not this cloud when the firmware does not say so
+    # (a note; the next cloud is asked), an error when it does.
+    netns.serve(tmp_path, "aws", USER_CONFIG, token_status=403)
+    r, step, _ = run_datasource(bins, netns, node_on(tmp_path / "n", None), ["aws", "gcp"])
+    assert r.returncode == 0 and "aws: not this platform" in step["notes"][0] and "HTTP 403" in step["notes"][0], step
+    r, step, _ = run_datasource(bins, netns, node_on(tmp_path / "a", "aws"), ["aws"], extra="        timeout: 1s\n")
+    assert r.returncode == 1 and "turned off" in step["errors"][0], step
     netns.stop_servers()
     # Named by the firmware, but its service never answers: waited for (timeout), then an error.
     r, step, took = run_datasource(bins, netns, root, ["hetzner"], extra="        timeout: 2s\n")
@@ -238,12 +253,40 @@ def test_absent_slow_and_named_services(bins, netns, tmp_path):
     assert 2 <= took < 12, took
 
 
+def test_openstack_config_drive(bins, netns, tmp_path):
+    """A config-2 volume (vfat, as Nova writes it) is read in user space, before any network."""
+    need_tool("mkfs.vfat", "dosfstools")
+    need_tool("mcopy", "mtools")
+    img = tmp_path / "config-2.img"
+    subprocess.run(["truncate", "-s", "4M", str(img)], check=True)
+    subprocess.run(["mkfs.vfat", "-n", "config-2", str(img)], check=True, capture_output=True)
+    src = tmp_path / "cd"
+    (src / "openstack/latest").mkdir(parents=True)
+    (src / "openstack/latest/meta_data.json").write_text(json.dumps(
+        {"uuid": "83679162-1378-4288-a2d4-70e13ec132aa", "hostname": "drive-node.novalocal",
+         "public_keys": {"mykey": KEY}}))
+    (src / "openstack/latest/user_data").write_bytes(USER_CONFIG)
+    subprocess.run(["mcopy", "-s", "-i", str(img), str(src / "openstack"), "::"], check=True)
+    root = node_on(tmp_path, "openstack")
+    cfg = root.parent / "ds.yaml"
+    cfg.write_text("#cloud-config\nstages:\n  boot:\n    - name: ds\n      datasource: {providers: [openstack]}\n")
+    r = netns.exec(bins["agent"], "--root", str(root), "stage", "boot", "--json", "--config", str(cfg),
+                   capture_output=True, text=True, env=dict(os.environ, BALLAST_DATASOURCE_DEVICES=str(img)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (root / "etc/hostname").read_text() == "drive-node\n"
+    assert (root / "run/ballast/config.d/40-openstack-01.yaml").read_bytes() == USER_CONFIG
+    assert (root / "etc/from-cloud").read_text() == "hi"
+
+
 def test_bad_documents_are_errors_naming_what(bins, netns, tmp_path):
     root = node_on(tmp_path, "vultr")
-    netns.serve(tmp_path, "vultr", b"hostname: no header\n")
+    netns.serve(tmp_path, "vultr", b"password: hunter2\n")
     r, step, _ = run_datasource(bins, netns, root, ["vultr"])
     assert r.returncode == 1 and "neither a cloud-config (#cloud-config) nor a script" in step["errors"][0], step
-    assert not (root / "run/ballast/config.d/40-vultr.yaml").exists()
+    assert "hunter2" not in r.stdout + r.stderr  # never echoed: user-data may hold secrets
+    assert not list((root / "run/ballast/config.d").glob("40-vultr*"))
+    # The host name and keys still applied: a bad user-data does not lock the operator out.
+    assert KEY in (root / "root/.ssh/authorized_keys").read_text()
     netns.stop_servers()
     bad = b'Content-Type: multipart/mixed; boundary="x"\n\n--x\nContent-Type: text/cloud-config\n\n#cloud-config\n'
     netns.serve(tmp_path, "vultr", bad)
@@ -256,7 +299,7 @@ def test_bad_documents_are_errors_naming_what(bins, netns, tmp_path):
     netns.serve(tmp_path, "azure", USER_CONFIG, wire=False)
     r, step, took = run_datasource(bins, netns, root, ["azure"])
     assert r.returncode == 1 and "reporting ready" in step["errors"][0] and "168.63.129.16" in step["errors"][0], step
-    assert (root / "run/ballast/config.d/40-azure.yaml").exists() and took < 10
+    assert (root / "run/ballast/config.d/40-azure-01.yaml").exists() and took < 10
     # A provider name nobody knows is a load error naming the line; Kairos' vmware a warning.
     cfg = tmp_path / "x.yaml"
     cfg.write_text("#cloud-config\nstages:\n  network:\n    - datasource:\n        providers: [vmware, awz]\n")

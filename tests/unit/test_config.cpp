@@ -629,8 +629,8 @@ stages:
     CHECK(names("after-install") == V{"own-after-install", "install-after"});
     // The bootstrap.before steps come last in the boot stage: the k3s step follows them.
     CHECK(names("boot") == V{"boot-after", "bootstrap-before"});
-    // Roles in name order, after the stage's own steps.
-    CHECK(names("k3s-ready") == V{"own-ready", "agent-step", "ready-step"});
+    // After the stage's own steps; a role of the other kind (agent, on this server) does not run.
+    CHECK(names("k3s-ready") == V{"own-ready", "ready-step"});
     // Asked for by name, an event name runs on its own (Kairos' own run-stage unit does this).
     CHECK(names("provider-kairos.bootstrap.after.k3s-ready") == V{"ready-step"});
     CHECK(names("reconcile").empty());
@@ -649,6 +649,21 @@ stages:
     - name: bootstrap-before
 )"}});
     CHECK(stages::plan_stage(plain.config, "boot").steps.empty());
+
+    // On an agent: the agent's and role-less names run, a master's do not (roles in name order).
+    auto agent = load({{"/oem/a.yaml", R"(#cloud-config
+k3s-agent:
+  enabled: true
+stages:
+  provider-kairos.bootstrap.after.worker: [{name: worker}]
+  provider-kairos.bootstrap.after.master: [{name: master}]
+  provider-kairos.bootstrap.after.k3s-ready: [{name: ready}]
+  provider-kairos.bootstrap.after.agent: [{name: agent}]
+)"}});
+    std::vector<std::string> got;
+    for (const auto* s : stages::plan_stage(agent.config, "k3s-ready").steps)
+        got.push_back(s->name);
+    CHECK(got == V{"agent", "ready", "worker"});
 }
 
 TEST_CASE("stage names: substages, event names and their roles", "[config][stages]") {

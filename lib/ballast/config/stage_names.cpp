@@ -39,42 +39,40 @@ constexpr Alias kAliases[] = {
      "in the k3s-ready stage: once per boot, when k3s reports ready"},
 };
 
-struct Never {
-    std::string_view name;
-    std::string_view why;
+// Kairos' trusted-boot (UKI) events, each with the stage that runs at its moment here.
+struct Uki {
+    std::string_view name, instead;
+};
+constexpr Uki kUki[] = {
+    {"kairos-uki-install.pre", "kairos-install.pre"},
+    {"kairos-uki-install.after", "kairos-install.after"},
+    {"kairos-uki-reset.pre", "before-reset"},
+    {"kairos-uki-reset.after", "after-reset"},
+    {"kairos-uki-upgrade.pre", "before-upgrade"},
+    {"kairos-uki-upgrade.after", "after-upgrade"},
 };
 
-constexpr Never kNever[] = {
-    {"kairos-uki-install.pre",
-     "Kairos runs it only under its trusted boot (UKI); a Ballast node boots through GRUB, so it "
-     "never runs (kairos-install.pre runs at that moment)"},
-    {"kairos-uki-install.after",
-     "Kairos runs it only under its trusted boot (UKI); a Ballast node boots through GRUB, so it "
-     "never runs (kairos-install.after runs at that moment)"},
-    {"kairos-uki-reset.pre",
-     "Kairos runs it only under its trusted boot (UKI); a Ballast node boots through GRUB, so it "
-     "never runs (before-reset runs at that moment)"},
-    {"kairos-uki-reset.after",
-     "Kairos runs it only under its trusted boot (UKI); a Ballast node boots through GRUB, so it "
-     "never runs (after-reset runs at that moment)"},
-    {"kairos-uki-upgrade.pre",
-     "Kairos runs it only under its trusted boot (UKI); a Ballast node boots through GRUB, so it "
-     "never runs (before-upgrade runs at that moment)"},
-    {"kairos-uki-upgrade.after",
-     "Kairos runs it only under its trusted boot (UKI); a Ballast node boots through GRUB, so it "
-     "never runs (after-upgrade runs at that moment)"},
-    {"after-install-chroot",
-     "Kairos runs it chrooted in the new image to change it; Ballast's slot images are signed "
-     "and never changed on the node, so it never runs (build the change into the image, or use "
-     "after-install or the boot stage)"},
-    {"after-upgrade-chroot",
-     "Kairos runs it chrooted in the new image to change it; Ballast's slot images are signed "
-     "and never changed on the node, so it never runs (build the change into the image, or use "
-     "after-upgrade or the boot stage)"},
-    {"after-reset-chroot",
-     "Kairos runs it chrooted in the image to change it; Ballast's slot images are signed and "
-     "never changed on the node, so it never runs (use after-reset or the boot stage)"},
-};
+// Kairos' chroot events, each with the stage without -chroot.
+constexpr std::string_view kChroot[] = {"after-install-chroot", "after-upgrade-chroot",
+                                        "after-reset-chroot"};
+
+std::optional<std::string> never_runs(std::string_view base) {
+    for (const auto& u : kUki)
+        if (base == u.name)
+            return fmt::format(
+                "Kairos runs it only under its trusted boot (UKI); a Ballast node "
+                "boots through GRUB, so it never runs ({} runs at that moment)",
+                u.instead);
+    for (auto c : kChroot)
+        if (base == c)
+            return fmt::format(
+                "Kairos runs it chrooted in the new image to change it; Ballast's "
+                "slot images are signed and never changed on the node, so it "
+                "never runs (build the change into the image, or use {} or the "
+                "boot stage)",
+                c.substr(0, c.size() - std::string_view("-chroot").size()));
+    return std::nullopt;
+}
 
 const Alias* alias_of(std::string_view base) {
     for (const auto& a : kAliases) {
@@ -91,10 +89,18 @@ std::optional<StageName> classify_base(std::string_view base) {
         if (base == own) return StageName{StageClass::own, std::string(base), ""};
     if (const Alias* a = alias_of(base))
         return StageName{StageClass::alias, std::string(base), std::string(a->when)};
-    for (const auto& n : kNever)
-        if (base == n.name)
-            return StageName{StageClass::never, std::string(base), std::string(n.why)};
+    if (auto why = never_runs(base)) return StageName{StageClass::never, std::string(base), *why};
     return std::nullopt;
+}
+
+// Kairos' provider fires bootstrap stages for the node's own role: a master's steps do not run on
+// a worker. Role names Kairos does not use (k3s-ready in its docs' example) run on every node.
+bool role_runs_here(std::string_view role, const Config& cfg) {
+    const bool server = cfg.k3s.enabled || (cfg.k3os.present && cfg.k3os.server_url.empty());
+    const bool agent = cfg.k3s_agent.enabled || (cfg.k3os.present && !cfg.k3os.server_url.empty());
+    if (role == "master" || role == "server") return server;
+    if (role == "worker" || role == "agent") return agent;
+    return true;
 }
 
 }  // namespace
@@ -130,7 +136,9 @@ std::vector<std::string> stage_run_order(std::string_view stage, const Config& c
         std::set<std::string> roles;
         for (const auto& [key, steps] : cfg.stages) {
             auto n = classify_stage(key);
-            if (n.cls == StageClass::alias && n.base.starts_with(a.name)) roles.insert(n.base);
+            if (n.cls == StageClass::alias && n.base.starts_with(a.name) &&
+                role_runs_here(std::string_view(n.base).substr(a.name.size()), cfg))
+                roles.insert(n.base);
         }
         bases.insert(bases.end(), roles.begin(), roles.end());
     }

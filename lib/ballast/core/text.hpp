@@ -5,7 +5,9 @@
 #include <charconv>
 #include <concepts>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace ballast {
 
@@ -17,6 +19,18 @@ namespace ballast {
     while (!s.empty() && space(s.back()))
         s.remove_suffix(1);
     return s;
+}
+
+// The lines of `s` (LF or CRLF), trimmed, empty ones dropped.
+[[nodiscard]] inline std::vector<std::string> nonempty_lines(std::string_view s) {
+    std::vector<std::string> out;
+    while (!s.empty()) {
+        const auto eol = s.find('\n');
+        const auto line = trim(s.substr(0, eol));
+        if (!line.empty()) out.emplace_back(line);
+        s = eol == std::string_view::npos ? std::string_view() : s.substr(eol + 1);
+    }
+    return out;
 }
 
 // `s` as a number in `base` if it is digits only (no sign, no white space) and fits in T; never

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <ctime>
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
@@ -9,6 +10,7 @@
 
 #include "ballast/core/encoding.hpp"
 #include "ballast/core/files.hpp"
+#include "ballast/core/text.hpp"
 #include "ballast/datasource/volume.hpp"
 
 namespace ballast::datasource {
@@ -18,13 +20,10 @@ using nlohmann::json;
 
 constexpr const char* kLinkLocal = "http://169.254.169.254";
 constexpr size_t kMaxDocument = 16u << 20;
+constexpr size_t kMaxKeys = 100;  // a key listing asks once per key
 
 std::string trimmed(std::string_view s) {
-    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
-        s.remove_prefix(1);
-    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
-        s.remove_suffix(1);
-    return std::string(s);
+    return std::string(trim(s));
 }
 
 bool contains_nocase(std::string_view hay, std::string_view needle) {
@@ -33,20 +32,6 @@ bool contains_nocase(std::string_view hay, std::string_view needle) {
                std::tolower(static_cast<unsigned char>(b));
     });
     return it != hay.end();
-}
-
-// The trimmed, non-empty lines of `text`.
-std::vector<std::string> lines(std::string_view text) {
-    std::vector<std::string> out;
-    size_t pos = 0;
-    while (pos < text.size()) {
-        auto eol = text.find('\n', pos);
-        auto line =
-            trimmed(text.substr(pos, eol == std::string_view::npos ? text.npos : eol - pos));
-        pos = eol == std::string_view::npos ? text.size() : eol + 1;
-        if (!line.empty()) out.push_back(std::move(line));
-    }
-    return out;
 }
 
 // cloud-init's maybe_b64decode: user-data that is strictly base64 (EC2's API takes it encoded,
@@ -97,7 +82,7 @@ Result<std::vector<std::string>> keys_field(const json& j, std::string_view key,
     auto add = [&](const json& v) -> Status {
         if (v.is_string()) {
             // One entry may hold several keys, one per line (DigitalOcean, Equinix).
-            for (auto& line : lines(v.get_ref<const std::string&>()))
+            for (auto& line : nonempty_lines(v.get_ref<const std::string&>()))
                 if (line.front() != '#') out.push_back(std::move(line));
             return {};
         }
@@ -123,7 +108,8 @@ Result<std::vector<std::string>> keys_field(const json& j, std::string_view key,
 
 bool is_aws(const Dmi& d) {
     auto uuid = d.product_uuid;
-    std::transform(uuid.begin(), uuid.end(), uuid.begin(), ::tolower);
+    std::transform(uuid.begin(), uuid.end(), uuid.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     return d.sys_vendor == "Amazon EC2" || uuid.starts_with("ec2") ||
            contains_nocase(d.bios_version, "amazon");
 }
@@ -199,7 +185,7 @@ Result<std::optional<Metadata>> fetch_aws(const Client& c, const RootPrefix&, bo
     if (auto h = BALLAST_TRY(c.get(base + "/meta-data/local-hostname", auth)))
         m.hostname = trimmed(*h);
     if (auto keys = BALLAST_TRY(c.get(base + "/meta-data/public-keys/", auth)))
-        for (const auto& idx : parse_aws_key_indexes(*keys))
+        for (const auto& idx : parse_aws_key_indexes(*keys))  // at most kMaxKeys
             if (auto k = BALLAST_TRY(
                     c.get(base + "/meta-data/public-keys/" + idx + "/openssh-key", auth)))
                 m.ssh_keys.push_back(trimmed(*k));
@@ -227,7 +213,7 @@ Result<std::optional<Metadata>> fetch_gce(const Client& c, const RootPrefix&, bo
         m.hostname = trimmed(h->substr(0, h->find('.')));
     // Project keys too, unless the instance blocks them or has legacy sshKeys (as cloud-init).
     auto block = BALLAST_TRY(c.get(base + "/instance/attributes/block-project-ssh-keys", flavor));
-    bool project = !(block && trimmed(*block) == "true");
+    bool project = !(block && contains_nocase(trimmed(*block), "true"));
     for (const char* where : {"/instance/attributes/ssh-keys", "/instance/attributes/sshKeys",
                               "/project/attributes/ssh-keys", "/project/attributes/sshKeys"}) {
         const bool of_project = std::string_view(where).starts_with("/project");
@@ -409,6 +395,8 @@ Client::Client(http::Options opts) : opts_(std::move(opts)) {
 
 Result<http::Reply> Client::call(const std::string& url, http::Request req) const {
     if (req.max_body == 0) req.max_body = kMaxDocument;
+    // libcurl would send the platform's headers (tokens) on to wherever a redirect points.
+    req.follow_redirects = false;
     return http::request(url, opts_, req);
 }
 
@@ -418,6 +406,7 @@ Result<std::optional<std::string>> Client::get(const std::string& url,
     http::Request req;
     req.headers = headers;
     req.max_body = kMaxDocument;
+    req.follow_redirects = false;
     auto r = BALLAST_TRY(http::request(url, override_opts ? *override_opts : opts_, req));
     if (r.status == 404 || r.status == 204) return std::optional<std::string>();
     if (r.status != 200) return fail(Errc::failed, "{}: HTTP {}", url, r.status);
@@ -642,24 +631,43 @@ std::string azure_ready_report(const AzureGoalState& gs) {
         gs.incarnation, gs.container_id, gs.instance_id);
 }
 
+namespace {
+
+// `gcloud compute ssh` adds short-lived keys: "... google-ssh {"userName":"u",
+// "expireOn":"2024-04-26T10:45:00+0000"}"; an expired one is dropped (as cloud-init does).
+bool gce_key_expired(std::string_view key) {
+    const auto at = key.find("google-ssh {");
+    if (at == std::string_view::npos) return false;
+    const auto meta = nlohmann::json::parse(key.substr(at + 11), nullptr, false);
+    if (!meta.is_object() || !meta.contains("expireOn") || !meta["expireOn"].is_string())
+        return false;
+    std::tm tm{};
+    const std::string when = meta["expireOn"];
+    if (!strptime(when.c_str(), "%Y-%m-%dT%H:%M:%S", &tm)) return true;  // unreadable: not kept
+    return timegm(&tm) < std::time(nullptr);
+}
+
+}  // namespace
+
 std::vector<std::string> parse_gce_ssh_keys(std::string_view text) {
     std::vector<std::string> out;
-    for (const auto& line : lines(text)) {
+    for (const auto& line : nonempty_lines(text)) {
         auto colon = line.find(':');
         auto space = line.find(' ');
         // "user:ssh-ed25519 AAAA..." (a user name never holds a space).
         if (colon == std::string::npos || (space != std::string::npos && space < colon)) continue;
         auto key = trimmed(std::string_view(line).substr(colon + 1));
-        if (!key.empty()) out.push_back(key);
+        if (!key.empty() && !gce_key_expired(key)) out.push_back(key);
     }
     return out;
 }
 
 std::vector<std::string> parse_aws_key_indexes(std::string_view text) {
     std::vector<std::string> out;
-    for (const auto& line : lines(text)) {
+    for (const auto& line : nonempty_lines(text)) {
         auto idx = line.substr(0, line.find('='));
-        if (!idx.empty() && idx.find_first_not_of("0123456789") == std::string::npos)
+        if (!idx.empty() && idx.find_first_not_of("0123456789") == std::string::npos &&
+            out.size() < kMaxKeys)
             out.push_back(idx);
     }
     return out;

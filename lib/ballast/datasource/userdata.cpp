@@ -155,6 +155,7 @@ Result<std::vector<std::string_view>> split_multipart(std::string_view body,
                     if (end > *start && body[end - 1] == '\n') --end;
                     if (end > *start && body[end - 1] == '\r') --end;
                     parts.push_back(body.substr(*start, end - *start));
+                    // Bounded here too: a multipart of empty parts costs nothing else.
                     if (parts.size() > kMaxParts)
                         return fail(Errc::invalid_argument, "more than {} parts", kMaxParts);
                 }
@@ -171,50 +172,74 @@ class Decoder {
   public:
     explicit Decoder(UserData& out) : out_(out) {}
 
+    // The whole user-data, or a document gzip gave back: a MIME entity (it has a Content-Type)
+    // or a plain document.
     Status entity(std::string_view text, const std::string& where, int depth) {
-        if (depth > kMaxDepth)
-            return fail(Errc::invalid_argument, "{}: nested deeper than {} levels", where,
-                        kMaxDepth);
+        BALLAST_TRY(deep(where, depth));
         auto split = split_entity(text);
-        if (split && split->first.content_type.starts_with("multipart/")) {
-            auto parts =
-                BALLAST_TRY_CTX(split_multipart(split->second, split->first.boundary), "{}", where);
-            for (size_t i = 0; i < parts.size(); ++i)
-                BALLAST_TRY(part(parts[i], fmt::format("{}part {}", prefix(where), i + 1), depth));
-            return {};
-        }
-        return document(std::string(text), "", where, depth);
+        if (split && !split->first.content_type.empty())
+            return mime(split->first, split->second, where, depth);
+        return document(std::string(text), "", where, depth, false);
     }
 
   private:
+    static Status deep(const std::string& where, int depth) {
+        if (depth > kMaxDepth)
+            return fail(Errc::invalid_argument, "{}: nested deeper than {} levels", where,
+                        kMaxDepth);
+        return {};
+    }
+
     static std::string prefix(const std::string& where) {
         return where == "user-data" ? "user-data: " : where + ": ";
     }
 
+    // One part of a multipart: headers (or none: a leading blank line), then its body.
     Status part(std::string_view text, const std::string& where, int depth) {
+        BALLAST_TRY(deep(where, depth));
+        for (std::string_view eol : {"\r\n", "\n"})
+            if (text.starts_with(eol))
+                return document(std::string(text.substr(eol.size())), "", where, depth, false);
         auto split = split_entity(text);
-        if (!split) return document(std::string(text), "", where, depth + 1);
-        const auto& h = split->first;
-        std::string body(split->second);
-        if (h.transfer_encoding == "base64")
-            body = BALLAST_TRY_CTX(base64_decode(body), "{}: bad base64", where);
-        else if (!h.transfer_encoding.empty() && h.transfer_encoding != "7bit" &&
-                 h.transfer_encoding != "8bit" && h.transfer_encoding != "binary")
-            return fail(Errc::invalid_argument, "{}: Content-Transfer-Encoding '{}' is not read",
-                        where, h.transfer_encoding);
-        if (h.content_type.starts_with("multipart/")) return entity(text, where, depth + 1);
-        return document(std::move(body), h.content_type, where, depth + 1);
+        if (!split) return document(std::string(text), "", where, depth, false);
+        return mime(split->first, split->second, where, depth);
     }
 
-    Status document(std::string body, std::string type, const std::string& where, int depth) {
-        if (is_gzip(body)) {
-            body = BALLAST_TRY_CTX(gunzip(body, kMaxUserData), "{}: gzip", where);
-            if (auto again = split_entity(body);
-                again && again->first.content_type.starts_with("multipart/"))
-                return entity(body, where, depth + 1);
-            type.clear();  // the compressed part's type says nothing about the content
+    Status mime(const Headers& h, std::string_view raw, const std::string& where, int depth) {
+        std::string body(raw);
+        if (h.transfer_encoding == "base64") {
+            body = BALLAST_TRY_CTX(base64_decode(body), "{}: bad base64", where);
+        } else if (!h.transfer_encoding.empty() && h.transfer_encoding != "7bit" &&
+                   h.transfer_encoding != "8bit" && h.transfer_encoding != "binary") {
+            out_.ignored.push_back(
+                fmt::format("{} (Content-Transfer-Encoding {}): not read by Ballast", where,
+                            h.transfer_encoding));
+            return {};
         }
-        BALLAST_TRY(account(body.size(), where));
+        if (!h.content_type.starts_with("multipart/"))
+            return document(std::move(body), h.content_type, where, depth, false);
+        auto parts = BALLAST_TRY_CTX(split_multipart(body, h.boundary), "{}", where);
+        parts_ += parts.size();
+        if (parts_ > kMaxParts)
+            return fail(Errc::invalid_argument, "{}: more than {} parts", where, kMaxParts);
+        for (size_t i = 0; i < parts.size(); ++i)
+            BALLAST_TRY(part(parts[i], fmt::format("{}part {}", prefix(where), i + 1), depth + 1));
+        return {};
+    }
+
+    Status document(std::string body, std::string type, const std::string& where, int depth,
+                    bool counted) {
+        if (!counted && is_gzip(body)) {
+            // Every byte gzip gives back counts against the bound, whatever it turns out to be.
+            body = BALLAST_TRY_CTX(gunzip(body, kMaxUserData - std::min(total_, kMaxUserData)),
+                                   "{}: gzip", where);
+            BALLAST_TRY(account(body.size(), where));
+            if (auto again = split_entity(body); again && !again->first.content_type.empty())
+                return entity(body, where, depth + 1);
+            // The compressed part's type says nothing about the content.
+            return document(std::move(body), "", where, depth, true);
+        }
+        if (!counted) BALLAST_TRY(account(body.size(), where));
         const auto by_start = type_by_start(body);
         if (type.empty() || type == "text/plain" || type == "text/x-not-multipart" ||
             type == "application/x-gzip" || type == "application/gzip" ||
@@ -231,12 +256,15 @@ class Decoder {
                 return fail(Errc::invalid_argument,
                             "{}: a text/x-shellscript part must start with '#!'", where);
             out_.scripts.push_back(std::move(body));
-        } else if (type.empty()) {
-            auto first = body.substr(0, std::min(body.find('\n'), size_t{60}));
+        } else if (type.empty() && depth == 0) {
+            // Not echoed: user-data may hold secrets.
             return fail(Errc::invalid_argument,
-                        "{}: neither a cloud-config (#cloud-config) nor a script (#!): starts "
-                        "with '{}'",
-                        where, first);
+                        "{}: neither a cloud-config (#cloud-config) nor a script (#!) ({} bytes)",
+                        where, body.size());
+        } else if (type.empty()) {
+            // A part of a multipart: skipped, as cloud-init does with parts it cannot type.
+            out_.ignored.push_back(fmt::format(
+                "{}: neither a cloud-config nor a script: not acted on by Ballast", where));
         } else {
             out_.ignored.push_back(fmt::format("{} ({}): not acted on by Ballast", where, type));
         }
@@ -253,6 +281,7 @@ class Decoder {
 
     UserData& out_;
     size_t total_ = 0;
+    size_t parts_ = 0;
 };
 
 }  // namespace

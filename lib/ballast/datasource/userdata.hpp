@@ -2,8 +2,9 @@
 // Accepts what cloud-init accepts on the wire: plain text, gzip (by its magic bytes), MIME
 // multipart (text/cloud-config, text/x-shellscript, parts base64- or gzip-encoded, nested
 // multipart). Parts Ballast does not act on (boothooks, #include URLs, jinja templates,
-// cloud-config archives) are reported, never run half-understood. Bounded: input and decoded
-// sizes, part count and nesting depth.
+// cloud-config archives, parts it cannot type) are reported, never run half-understood.
+// Bounded: input and decoded sizes (every byte gzip gives back), parts over all levels, nesting
+// depth.
 #pragma once
 
 #include <string>

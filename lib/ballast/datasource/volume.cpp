@@ -77,6 +77,9 @@ Result<std::optional<std::string>> read_volume_file(const Volume& v, const std::
         return std::unexpected(
             std::move(r.error()).context(fmt::format("read {} from {}", path, v.device)));
     if (!r->success() || r->out.empty()) return std::optional<std::string>();
+    if (r->out.size() >= p.max_capture)
+        return fail(Errc::invalid_argument, "{}: {} is larger than {} MiB", v.device, path,
+                    p.max_capture >> 20);
     return std::optional<std::string>(r->out);
 }
 

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ballast/config/loader.hpp"
 #include "ballast/config/model.hpp"
 #include "ballast/core/process.hpp"
 #include "ballast/core/result.hpp"
@@ -36,6 +37,9 @@ struct StageContext {
     } k3s_binary;
     // Each line of command output, as it arrives.
     std::function<void(std::string_view step_id, std::string_view line, bool is_stderr)> on_output;
+    // The config again, from the sources this stage read (a datasource step that stored new
+    // documents applies them at once). Unset: no reload.
+    std::function<Result<config::Loaded>()> reload_config;
 };
 
 // What one module did in one step.

@@ -107,6 +107,9 @@ Result<RunReport> run(const RunRequest& req) {
         else
             spdlog::info("{}: {}", step, line);
     };
+    ctx.reload_config = [config_root, so, &ctx]() {
+        return config::load_config(config_root, so, ctx.facts);
+    };
     RunReport rep;
     rep.result = run_stage(req.access_only ? access_steps(loaded.config, req.stage) : loaded.config,
                            req.stage, ctx, req.dry_run);

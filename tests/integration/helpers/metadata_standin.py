@@ -9,7 +9,7 @@ CONFIG: {"platform": "aws" | "gcp" | "azure" | "openstack" | "digitalocean" | "h
 "vultr" | "scaleway" | "equinix", "instance_id", "hostname", "keys": [...], "user_data": base64
 of the bytes the platform hands out, or null for none, "delay": seconds before each answer,
 "log": file for one JSON line per request, "tls": {"cert", "key"} (equinix: https), "wire":
-false for an Azure without its wireserver}.
+false for an Azure without its wireserver, "token_status": what AWS answers the token PUT}.
 
 What each platform checks is checked here too: AWS IMDSv2's session token (PUT, then the token
 header; 401 without it), GCE's `Metadata-Flavor: Google` request header (403 without it, the
@@ -79,6 +79,8 @@ class Handler(BaseHTTPRequestHandler):
     # ---- AWS: IMDSv2 -----------------------------------------------------------------------
     def serve_aws(self, path):
         if path == "/latest/api/token":
+            if CFG.get("token_status"):  # 403: IMDS turned off for the instance
+                return self.send(CFG["token_status"])
             if self.command != "PUT" or not self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
                 return self.send(400 if self.command == "PUT" else 405)
             return self.send(200, TOKEN)

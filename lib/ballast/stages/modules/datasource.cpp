@@ -12,35 +12,45 @@
 #include "ballast/config/sources.hpp"
 #include "ballast/core/files.hpp"
 #include "ballast/core/process.hpp"
+#include "ballast/core/text.hpp"
 #include "ballast/datasource/providers.hpp"
 #include "ballast/datasource/userdata.hpp"
 #include "ballast/datasource/volume.hpp"
+#include "ballast/stages/executor.hpp"
 #include "ballast/stages/modules.hpp"
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cctype>
+#include <set>
 
 namespace ballast::stages::modules {
 namespace {
 
+// What this step stored that is new to this boot: those documents' steps catch up (below).
+using Stored = std::set<std::string>;
+
 // Stores fetched config under `dir`; a document without a header is refused (it would be
 // ignored at load, silently in Kairos).
-void store(StageContext& ctx, ModuleResult& r, const std::string& dir, const std::string& name,
-           const std::string& text, const std::string& origin) {
+void store(StageContext& ctx, ModuleResult& r, Stored& stored, const std::string& dir,
+           const std::string& name, const std::string& text, const std::string& origin) {
     if (config::detect_kind(text, "") == config::SourceKind::no_header) {
-        r.error(origin + ": fetched config has no #cloud-config header; not used");
+        r.error(http::redact(origin) + ": fetched config has no #cloud-config header; not used");
         return;
     }
     if (auto made = mkdirs_beneath(ctx.root, dir, 0700); !made) {
         r.error(made.error().what());
         return;
     }
-    auto changed = ensure_file(ctx.root, dir + "/" + name, text, 0600);
-    if (!changed)
+    const std::string path = dir + "/" + name;
+    auto changed = ensure_file(ctx.root, path, text, 0600);
+    if (!changed) {
         r.error(changed.error().what());
-    else if (*changed)
-        r.change(fmt::format("stored config from {} in {}/{}", origin, dir, name));
+    } else if (*changed) {
+        r.change(fmt::format("stored config from {} in {}", http::redact(origin), path));
+        stored.insert(path);
+    }
 }
 
 std::string meta_hostname(const std::string& meta) {
@@ -63,19 +73,34 @@ std::string file_safe(std::string_view s) {
     return out;
 }
 
-bool sets_hostname(const std::string& cloud_config) {
-    try {
-        auto y = YAML::Load(cloud_config);
-        return y.IsMap() && y["hostname"] && !y["hostname"].IsNull();
-    } catch (const YAML::Exception&) {
-        return false;  // the loader reports it, naming file:line
-    }
+// Part N of a cloud's user-data: names that sort in part order (later parts win, as cloud-init
+// merges them).
+std::string part_name(std::string_view provider, size_t n) {
+    return fmt::format("40-{}-{:02}.yaml", provider, n);
 }
 
-// cloud-init's scripts-user: each script once per instance (a marker on persistent storage),
-// by path, so that its #! line picks the interpreter. A failure is reported, not retried.
-void run_scripts(const datasource::Metadata& m, const std::vector<std::string>& scripts,
-                 StageContext& ctx, ModuleResult& r) {
+// cloud-init's local-hostname: the first label; an IPv4 address becomes ip-a-b-c-d. Anything
+// that is not a host name after that is dropped (with a note).
+std::string short_hostname(std::string_view h) {
+    std::string s(trim(h));
+    if (!s.empty() && s.find_first_not_of("0123456789.") == std::string::npos &&
+        std::count(s.begin(), s.end(), '.') == 3) {
+        std::replace(s.begin(), s.end(), '.', '-');
+        return "ip-" + s;
+    }
+    s = s.substr(0, s.find('.'));
+    const bool ok = !s.empty() && s.size() <= 63 && s.front() != '-' && s.back() != '-' &&
+                    s.find_first_not_of(
+                        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                        "0123456789-") == std::string::npos;
+    return ok ? s : "";
+}
+
+// cloud-init's scripts-user: each script once per instance, by path (its #! line picks the
+// interpreter), with the step's timeout. The marker is written before the scripts run: a script
+// that reboots the machine (or a power cut) does not make them run at every boot.
+void run_scripts(const config::Step& s, const datasource::Metadata& m,
+                 const std::vector<std::string>& scripts, StageContext& ctx, ModuleResult& r) {
     if (scripts.empty()) return;
     const std::string dir = "/var/lib/ballast/datasource/" + m.provider;
     const std::string done = dir + "/scripts-done." + file_safe(m.instance_id);
@@ -88,16 +113,19 @@ void run_scripts(const datasource::Metadata& m, const std::vector<std::string>& 
         r.error(made.error().what());
         return;
     }
-    for (size_t i = 0; i < scripts.size(); ++i) {
-        const std::string path = fmt::format("{}/script-{}", dir, i + 1);
-        auto wrote = ensure_file(ctx.root, path, scripts[i], 0700);
-        if (!wrote) {
+    for (size_t i = 0; i < scripts.size(); ++i)
+        if (auto wrote =
+                ensure_file(ctx.root, fmt::format("{}/script-{}", dir, i + 1), scripts[i], 0700);
+            !wrote) {
             r.error(wrote.error().what());
             return;
         }
+    if (!r.check(write_beneath(ctx.root, done, m.instance_id + "\n", 0600))) return;
+    for (size_t i = 0; i < scripts.size(); ++i) {
         ShellOptions opts;
-        opts.step_id = "datasource";
-        auto ran = run_argv(ctx, {path}, opts);
+        opts.step_id = s.id;
+        opts.timeout = s.command_timeout;
+        auto ran = run_argv(ctx, {fmt::format("{}/script-{}", dir, i + 1)}, opts);
         if (!ran)
             r.error(fmt::format("datasource {}: user-data script {}: {}", m.provider, i + 1,
                                 ran.error().what()));
@@ -107,61 +135,58 @@ void run_scripts(const datasource::Metadata& m, const std::vector<std::string>& 
         else
             r.change(fmt::format("ran user-data script {} from {}", i + 1, m.provider));
     }
-    r.check(write_beneath(ctx.root, done, m.instance_id + "\n", 0600));
 }
 
-// What a cloud gave: its user-data's cloud-config parts stored as config sources (40-NAME.yaml,
-// 40-NAME-2.yaml, ...), the host name (unless the user-data sets one, as cloud-init ranks them)
-// and SSH keys (for root) applied now, its scripts run.
-void apply(const datasource::Metadata& m, const config::DatasourceSpec& ds, StageContext& ctx,
-           ModuleResult& r) {
+// What a cloud gave: the host name and SSH keys (for root) applied at once, whatever the
+// user-data holds; its user-data's cloud-config parts stored as config sources
+// (40-NAME-01.yaml, ...); its scripts run.
+void apply(const config::Step& s, const datasource::Metadata& m, StageContext& ctx, ModuleResult& r,
+           Stored& stored) {
+    const auto& ds = s.datasource;
+    config::Step meta;
+    meta.hostname = short_hostname(m.hostname);
+    if (meta.hostname.empty() && !m.hostname.empty())
+        r.note(
+            fmt::format("datasource {}: the platform's host name is not one; not set", m.provider));
+    for (const auto& entry : m.ssh_keys)
+        for (auto& key : nonempty_lines(entry))  // one entry may hold several keys
+            if (!config::is_remote_key(key)) meta.authorized_keys["root"].push_back(std::move(key));
+    hostname(meta, ctx, r);
+    authorized_keys(meta, ctx, r);
+
     datasource::UserData ud;
-    if (m.user_data) {
-        auto decoded = datasource::decode_user_data(*m.user_data);
-        if (!decoded) {
-            r.error(fmt::format("datasource {}: {}", m.provider, decoded.error().what()));
-            return;
-        }
+    if (!m.user_data) {
+        r.note(fmt::format("datasource {}: no user-data", m.provider));
+    } else if (auto decoded = datasource::decode_user_data(*m.user_data); !decoded) {
+        r.error(fmt::format("datasource {}: {}", m.provider, decoded.error().what()));
+        return;
+    } else {
         ud = std::move(*decoded);
     }
-    size_t stored = 0;
-    bool user_hostname = false;
-    for (const auto& doc : ud.configs) {
-        user_hostname = user_hostname || sets_hostname(doc);
-        const auto name = stored == 0 ? fmt::format("40-{}.yaml", m.provider)
-                                      : fmt::format("40-{}-{}.yaml", m.provider, stored + 1);
-        store(ctx, r, ds.path, name, doc, m.origin);
-        ++stored;
-    }
+    size_t n = 0;
+    for (const auto& doc : ud.configs)
+        store(ctx, r, stored, ds.path, part_name(m.provider, ++n), doc, m.origin);
     // Parts the user-data no longer has.
-    for (size_t k = stored;; ++k) {
-        const auto name = k == 0 ? fmt::format("{}/40-{}.yaml", ds.path, m.provider)
-                                 : fmt::format("{}/40-{}-{}.yaml", ds.path, m.provider, k + 1);
-        auto st = stat_beneath(ctx.root, name);
+    for (size_t k = n + 1;; ++k) {
+        const auto path = ds.path + "/" + part_name(m.provider, k);
+        auto st = stat_beneath(ctx.root, path);
         if (!st || !*st) break;
-        if (auto gone = remove_beneath(ctx.root, name); !gone)
+        if (auto gone = remove_beneath(ctx.root, path); !gone)
             r.error(gone.error().what());
         else
-            r.change("removed " + name);
+            r.change("removed " + path);
     }
     for (const auto& why : ud.ignored)
         r.note(fmt::format("datasource {}: {}", m.provider, why));
-    if (!m.user_data) r.note(fmt::format("datasource {}: no user-data", m.provider));
-
-    config::Step meta;
-    if (!user_hostname) meta.hostname = m.hostname;
-    for (const auto& k : m.ssh_keys)
-        if (!config::is_remote_key(k)) meta.authorized_keys["root"].push_back(k);
-    hostname(meta, ctx, r);
-    authorized_keys(meta, ctx, r);
-    run_scripts(m, ud.scripts, ctx, r);
+    run_scripts(s, m, ud.scripts, ctx, r);
 }
 
-// The first cloud whose metadata service answers. One the firmware names is waited for (its
-// network may still be coming up) and is an error when it never answers; the others are asked
-// once and cost at most the client's bounds.
-void clouds(const std::vector<std::string>& names, const config::DatasourceSpec& ds,
-            StageContext& ctx, ModuleResult& r) {
+// The first cloud whose metadata service answers. One the firmware names is waited for up to
+// the step's timeout (its network may still be coming up; errors are retried too) and is an
+// error when it never answers; the others are asked once, at most the client's bounds each,
+// and an answer that is not their platform's is a note, not an error.
+void clouds(const config::Step& s, const std::vector<std::string>& names, StageContext& ctx,
+            ModuleResult& r, Stored& stored) {
     using Clock = std::chrono::steady_clock;
     const auto dmi = datasource::read_dmi(ctx.root);
     const datasource::Client client(ctx.http);
@@ -169,14 +194,18 @@ void clouds(const std::vector<std::string>& names, const config::DatasourceSpec&
         const bool named = p->identified(dmi);
         const auto t0 = Clock::now();
         auto got = p->fetch(client, ctx.root, ctx.live);
-        while (named && got && !*got && Clock::now() - t0 < ds.timeout) {
+        while (named && (!got || !*got) && Clock::now() - t0 < s.datasource.timeout) {
             std::this_thread::sleep_for(std::chrono::seconds(1));
             got = p->fetch(client, ctx.root, ctx.live);
         }
         const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
         if (!got) {
-            r.error(fmt::format("datasource {}: {}", p->name, got.error().what()));
-            if (named) return;
+            if (named) {
+                r.error(fmt::format("datasource {}: {}", p->name, got.error().what()));
+                return;
+            }
+            r.note(
+                fmt::format("datasource {}: not this platform: {}", p->name, got.error().what()));
             continue;
         }
         if (!*got) {
@@ -190,7 +219,7 @@ void clouds(const std::vector<std::string>& names, const config::DatasourceSpec&
                                    p->name, secs));
             continue;
         }
-        apply(**got, ds, ctx, r);
+        apply(s, **got, ctx, r, stored);
         if (p->ready) {
             if (auto st = p->ready(client); !st)
                 r.error(
@@ -202,17 +231,77 @@ void clouds(const std::vector<std::string>& names, const config::DatasourceSpec&
     }
 }
 
+void nocloud(const std::string& p, const config::Step& s, StageContext& ctx, ModuleResult& r,
+             Stored& stored) {
+    const auto& ds = s.datasource;
+    auto seed = read_beneath(ctx.root, "/var/lib/cloud/seed/nocloud/user-data");
+    if (seed && *seed) {
+        store(ctx, r, stored, ds.path, "40-nocloud.yaml", **seed, "/var/lib/cloud/seed/nocloud");
+        return;
+    }
+    auto vol = datasource::find_volume({"cidata"}, ctx.live);
+    if (!vol) {
+        r.note("datasource " + p + ": no cidata volume or seed found");
+        return;
+    }
+    auto user = datasource::read_volume_file(*vol, "user-data");
+    if (!user) {
+        r.error(user.error().what());
+        return;
+    }
+    if (*user) store(ctx, r, stored, ds.path, "40-nocloud.yaml", **user, vol->device);
+    auto meta = datasource::read_volume_file(*vol, "meta-data");
+    if (meta && *meta) {
+        auto h = meta_hostname(**meta);
+        if (!h.empty())
+            store(ctx, r, stored, ds.path, "41-nocloud-meta.yaml",
+                  "#cloud-config\nhostname: " + h + "\n", vol->device);
+    }
+}
+
+// Fetched config takes effect at this boot, as cloud-init applies user-data once it has it: the
+// stages that already ran (initramfs, fs, boot, up to this step's own) run again for the steps
+// of the documents this step stored, with the whole config's blocks (the k3s step is idempotent
+// and sees the fetched k3s settings). Datasource steps in fetched config do not run (no chains).
+void catch_up(const Stored& stored, std::string_view own_stage, StageContext& ctx,
+              ModuleResult& r) {
+    if (stored.empty() || !ctx.reload_config) return;
+    auto loaded = ctx.reload_config();
+    if (!loaded) {
+        r.error("fetched config: " + std::string(loaded.error().what()));
+        return;
+    }
+    for (const auto& d : loaded->diags.items())
+        if (d.severity == config::Severity::error && stored.count(d.pos.file)) r.error(d.text());
+    config::Config only = loaded->config;
+    for (auto& [stage, steps] : only.stages)
+        std::erase_if(steps, [&](const config::Step& x) {
+            return !stored.count(x.pos.file) || !x.datasource.empty();
+        });
+    const auto base = own_stage.substr(0, own_stage.find('.'));
+    for (std::string_view stage : {"initramfs", "fs", "boot", "network"}) {
+        auto res = run_stage(only, stage, ctx);
+        for (const auto& step : res.steps) {
+            for (const auto& c : step.changes)
+                r.change(fmt::format("{} ({} stage, fetched): {}", step.id, stage, c));
+            for (const auto& e : step.errors)
+                r.error(fmt::format("{} ({} stage, fetched): {}", step.id, stage, e));
+        }
+        if (stage == base) break;
+    }
+}
+
 }  // namespace
 
 void datasource(const config::Step& s, StageContext& ctx, ModuleResult& r) {
     const auto& ds = s.datasource;
     if (ds.empty()) return;
+    Stored stored;
     std::vector<std::string> cloud_names;
     for (const auto& p : ds.providers)
         if (datasource::find_provider(p)) cloud_names.push_back(p);
-    if (!cloud_names.empty()) clouds(cloud_names, ds, ctx, r);
+    if (!cloud_names.empty()) clouds(s, cloud_names, ctx, r, stored);
     for (const auto& p : ds.providers) {
-        if (datasource::find_provider(p)) continue;
         if (p == "config_url") {
             if (ds.config_url.empty()) {
                 r.error("datasource config_url: no config_url given");
@@ -222,34 +311,12 @@ void datasource(const config::Step& s, StageContext& ctx, ModuleResult& r) {
             if (!body)
                 r.error(body.error().what());
             else
-                store(ctx, r, ds.path, "50-config-url.yaml", *body, ds.config_url);
-            continue;
+                store(ctx, r, stored, ds.path, "50-config-url.yaml", *body, ds.config_url);
+        } else if (p == "nocloud" || p == "cdrom") {
+            nocloud(p, s, ctx, r, stored);
         }
-        // nocloud / cdrom
-        bool found = false;
-        auto seed = read_beneath(ctx.root, "/var/lib/cloud/seed/nocloud/user-data");
-        if (seed && *seed) {
-            store(ctx, r, ds.path, "40-nocloud.yaml", **seed, "/var/lib/cloud/seed/nocloud");
-            found = true;
-        }
-        if (auto vol = found ? std::nullopt : datasource::find_volume({"cidata"}, ctx.live)) {
-            found = true;
-            auto user = datasource::read_volume_file(*vol, "user-data");
-            if (!user) {
-                r.error(user.error().what());
-                continue;
-            }
-            if (*user) store(ctx, r, ds.path, "40-nocloud.yaml", **user, vol->device);
-            auto meta = datasource::read_volume_file(*vol, "meta-data");
-            if (meta && *meta) {
-                auto h = meta_hostname(**meta);
-                if (!h.empty())
-                    store(ctx, r, ds.path, "41-nocloud-meta.yaml",
-                          "#cloud-config\nhostname: " + h + "\n", vol->device);
-            }
-        }
-        if (!found) r.note("datasource " + p + ": no cidata volume or seed found");
     }
+    catch_up(stored, s.stage, ctx, r);
 }
 
 }  // namespace ballast::stages::modules
