@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "ballast/config/fields.hpp"
+#include "ballast/config/network.hpp"
 #include "ballast/config/reader.hpp"
 #include "ballast/config/stage_names.hpp"
 #include "ballast/config/template.hpp"
@@ -1078,6 +1079,8 @@ constexpr Field<Config> kTopFields[] = {
     {{"runcmd", K::commands, "commands to run at boot (cloud-init)"}},
     {{"bootcmd", K::commands, "commands to run early at boot (cloud-init)"}},
     {{"growpart", K::block, "validated only", "growpart"}},
+    {{"network", K::any,
+      "network config (cloud-init version 1 or 2), rendered with netplan for systemd-networkd"}},
     {{"config_url", K::string, "fetch more config from this URL once the network is up"},
      &config_url},
     {{"strict", K::boolean, "fail a stage on any step error (Kairos)"},
@@ -1289,6 +1292,9 @@ void decode_file(const SourceFile& src, const Node& tree, DecodeContext& ctx, Co
             decode_k3os(tree, file, ctx, cfg);
     }
     if (const Node* st = tree.find("stages")) decode_stages(*st, file, ctx, cfg);
+    for (const auto& e : tree.entries)
+        if (e.key == "network" && src.kind != SourceKind::k3os)
+            decode_network(e.value, e.key_pos, src.text, ctx, cfg);
 
     Node mine;
     mine.kind = Node::Kind::mapping;

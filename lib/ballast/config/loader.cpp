@@ -31,8 +31,11 @@ Loaded load_sources(std::vector<SourceFile> sources, const nlohmann::json& facts
             out.diags.add(d);
         if (file_diags.has_errors()) {
             out.skipped_files.push_back(src.name);
+            if (tree && tree->find("network")) out.config.network_kept = true;
             continue;
         }
+        for (auto& doc : file_cfg.network)
+            out.config.network.push_back(std::move(doc));
         for (auto& [stage, steps] : file_cfg.stages) {
             auto& dst = out.config.stages[stage];
             dst.insert(dst.end(), std::make_move_iterator(steps.begin()),

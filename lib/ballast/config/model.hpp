@@ -197,8 +197,22 @@ struct K3osK3sSpec {
     std::map<std::string, std::string> environment;
 };
 
+// cloud-init network config (`network:`, version 1 or 2) of one file, as a netplan document:
+// version 2 is the file itself with every line outside its `network:` block blanked, so that
+// netplan's own errors name the user's file:line:col; version 1 is converted to version 2.
+struct NetworkDoc {
+    Position pos;            // the `network:` key
+    std::string netplan;     // the document netplan reads; empty when `disabled`
+    bool converted = false;  // from version 1: netplan's lines are not the file's
+    bool disabled = false;   // `network: {config: disabled}`: Ballast renders nothing
+};
+
 struct Config {
     std::map<std::string, std::vector<Step>> stages;
+    std::vector<NetworkDoc> network;  // in file order
+    // A file holding a `network:` block was not applied (it has errors): the network config in
+    // place is kept as it is, rather than dropped.
+    bool network_kept = false;
     InstallSpec install;
     ResetSpec reset;
     K3sSpec k3s, k3s_agent;

@@ -40,6 +40,9 @@ struct StageContext {
     // The config again, from the sources this stage read (a datasource step that stored new
     // documents applies them at once). Unset: no reload.
     std::function<Result<config::Loaded>()> reload_config;
+    // A step of this run stored new config sources: the built-in steps that follow (network,
+    // k3s) take the config again, so they do not undo what those sources applied.
+    bool sources_changed = false;
 };
 
 // What one module did in one step.

@@ -1,6 +1,7 @@
 #include "ballast/stages/executor.hpp"
 
 #include <ctime>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -130,15 +131,36 @@ StageResult run_stage(const config::Config& cfg, std::string_view stage, StageCo
         if (res.steps.back().status == StepStatus::failed && (s->strict || cfg.strict))
             stopped = true;
     }
+    // The built-ins act on the whole config: taken again when a step stored new sources.
+    std::optional<config::Loaded> fresh;
+    if (ctx.sources_changed && ctx.reload_config && !dry_run) {
+        if (auto l = ctx.reload_config())
+            fresh = std::move(*l);
+        else
+            spdlog::warn("the config with the fetched sources did not load: {}", l.error().what());
+    }
+    const config::Config& whole = fresh ? fresh->config : cfg;
+    // Built-in: the network config, rendered in the initramfs (netplan's generator picks it up
+    // at boot) and kept in step on the running system.
+    if ((stage == "initramfs" || stage == "boot" || stage == "reconcile") &&
+        modules::network_pending(whole, ctx) && !stopped) {
+        if (dry_run)
+            res.plan.push_back(
+                "network: render the network config with netplan; reload "
+                "systemd-networkd if it changed");
+        else
+            res.steps.push_back(run_builtin(
+                "network", res.stage, [&](ModuleResult& m) { modules::network(whole, ctx, m); }));
+    }
     // Built-in: k3s follows the config on every boot and reconcile.
-    if ((stage == "boot" || stage == "reconcile") && config::wants_k3s(cfg) && !stopped) {
+    if ((stage == "boot" || stage == "reconcile") && config::wants_k3s(whole) && !stopped) {
         if (dry_run)
             res.plan.push_back(
                 "k3s: render config.yaml, unit and environment; restart k3s if "
                 "they changed");
         else
-            res.steps.push_back(
-                run_builtin("k3s", res.stage, [&](ModuleResult& m) { modules::k3s(cfg, ctx, m); }));
+            res.steps.push_back(run_builtin("k3s", res.stage,
+                                            [&](ModuleResult& m) { modules::k3s(whole, ctx, m); }));
     }
     res.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
     return res;

@@ -23,8 +23,12 @@ void systemctl(const config::Step& s, StageContext& ctx, ModuleResult& r);
 void environment(const config::Step& s, StageContext& ctx, ModuleResult& r);
 void systemd_firstboot(const config::Step& s, StageContext& ctx, ModuleResult& r);
 void datasource(const config::Step& s, StageContext& ctx, ModuleResult& r);
-// Not a step module: the built-in step of the boot and reconcile stages (whole config).
+// Not step modules: the built-in steps (whole config). k3s: boot and reconcile stages; network:
+// initramfs, boot and reconcile stages, where the config has a `network:` block.
 void k3s(const config::Config& cfg, StageContext& ctx, ModuleResult& r);
+void network(const config::Config& cfg, StageContext& ctx, ModuleResult& r);
+// Whether the network step has anything to do: config, or Ballast's documents to remove.
+[[nodiscard]] bool network_pending(const config::Config& cfg, const StageContext& ctx);
 
 // Shared by files, dns, environment, timesyncd, hostname, sysctl: make `path` hold exactly
 // `content` with `mode` and ownership, writing only when something differs. Returns whether it

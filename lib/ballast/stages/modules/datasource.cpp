@@ -63,6 +63,17 @@ std::string meta_hostname(const std::string& meta) {
                : meta.substr(b, e == std::string::npos ? std::string::npos : e - b);
 }
 
+// The lines of `text`, empty ones kept (indenting a document keeps its block scalars).
+std::vector<std::string> split_keep_empty(std::string_view text) {
+    std::vector<std::string> out;
+    while (!text.empty()) {
+        const auto eol = text.find('\n');
+        out.emplace_back(text.substr(0, eol));
+        text = eol == std::string_view::npos ? std::string_view() : text.substr(eol + 1);
+    }
+    return out;
+}
+
 // A name safe in a file name (instance ids are the platform's).
 std::string file_safe(std::string_view s) {
     std::string out;
@@ -231,12 +242,39 @@ void clouds(const config::Step& s, const std::vector<std::string>& names, StageC
     }
 }
 
+// A NoCloud seed's network-config (cloud-init network config, with or without the `network:`
+// key around it) as a cloud-config document.
+std::string network_document(const std::string& text) {
+    bool wrapped = false;
+    try {
+        auto y = YAML::Load(text);
+        wrapped = y.IsMap() && y["network"];
+    } catch (const YAML::Exception&) {
+        // Stored as it is: the loader names the line.
+    }
+    if (wrapped) return "#cloud-config\n" + text;
+    std::string out = "#cloud-config\nnetwork:\n";
+    for (const auto& line : split_keep_empty(text))
+        out += line.empty() ? "\n" : "  " + line + "\n";
+    return out;
+}
+
+void nocloud_network(const std::optional<std::string>& text, const std::string& origin,
+                     const config::Step& s, StageContext& ctx, ModuleResult& r, Stored& stored) {
+    if (text && !trim(*text).empty())
+        store(ctx, r, stored, s.datasource.path, "39-nocloud-network.yaml", network_document(*text),
+              origin);
+}
+
 void nocloud(const std::string& p, const config::Step& s, StageContext& ctx, ModuleResult& r,
              Stored& stored) {
     const auto& ds = s.datasource;
-    auto seed = read_beneath(ctx.root, "/var/lib/cloud/seed/nocloud/user-data");
+    const std::string seed_dir = "/var/lib/cloud/seed/nocloud";
+    auto seed = read_beneath(ctx.root, seed_dir + "/user-data");
     if (seed && *seed) {
-        store(ctx, r, stored, ds.path, "40-nocloud.yaml", **seed, "/var/lib/cloud/seed/nocloud");
+        store(ctx, r, stored, ds.path, "40-nocloud.yaml", **seed, seed_dir);
+        if (auto net = read_beneath(ctx.root, seed_dir + "/network-config"); net)
+            nocloud_network(*net, seed_dir, s, ctx, r, stored);
         return;
     }
     auto vol = datasource::find_volume({"cidata"}, ctx.live);
@@ -250,6 +288,10 @@ void nocloud(const std::string& p, const config::Step& s, StageContext& ctx, Mod
         return;
     }
     if (*user) store(ctx, r, stored, ds.path, "40-nocloud.yaml", **user, vol->device);
+    if (auto net = datasource::read_volume_file(*vol, "network-config"); !net)
+        r.error(net.error().what());
+    else
+        nocloud_network(*net, vol->device, s, ctx, r, stored);
     auto meta = datasource::read_volume_file(*vol, "meta-data");
     if (meta && *meta) {
         auto h = meta_hostname(**meta);
@@ -317,6 +359,7 @@ void datasource(const config::Step& s, StageContext& ctx, ModuleResult& r) {
         }
     }
     catch_up(stored, s.stage, ctx, r);
+    if (!stored.empty()) ctx.sources_changed = true;
 }
 
 }  // namespace ballast::stages::modules

@@ -1,0 +1,164 @@
+// network: the built-in step of the initramfs, boot and reconcile stages where the config has a
+// `network:` block (config/network.hpp). Each document becomes /etc/netplan/50-ballast-NN.yaml,
+// and netplan (the image's renderer, for systemd-networkd) renders it. Nothing is half-applied:
+// the documents are rendered first in a scratch folder, and a document netplan refuses is an
+// error naming the user's file:line:col, with /etc/netplan and the running network left as they
+// were. On the running system a change is then rendered and networkd reloaded; in the initramfs
+// (not live) netplan's systemd generator renders them at boot, before networkd starts.
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <map>
+
+#include "ballast/core/files.hpp"
+#include "ballast/stages/modules.hpp"
+
+namespace ballast::stages::modules {
+namespace {
+
+constexpr const char* kGenerate = "/usr/libexec/netplan/generate";
+constexpr const char* kScratch = "/run/ballast/netplan-check";
+
+// Ballast's own scratch folder under the root's /run (no symlink of the image's in it: it is
+// made here); remove_all does not follow symlinks inside it.
+void clear_scratch(const StageContext& ctx) {
+    std::error_code ec;
+    std::filesystem::remove_all(ctx.root(kScratch), ec);
+}
+
+std::string doc_path(size_t n) {
+    return fmt::format("/etc/netplan/50-ballast-{:02}.yaml", n);
+}
+
+// netplan names the file it read: put the user's file back in its messages. A converted
+// (version 1) document has no lines of the user's: its `network:` key is named instead.
+std::string user_message(std::string text, const std::vector<config::NetworkDoc>& docs,
+                         const std::string& scratch) {
+    for (size_t i = 0; i < docs.size(); ++i) {
+        const std::string ours = scratch + doc_path(i + 1);
+        for (auto at = text.find(ours); at != std::string::npos; at = text.find(ours)) {
+            if (!docs[i].converted) {
+                text.replace(at, ours.size(), docs[i].pos.file);
+                continue;
+            }
+            // Drop ":line:col" of the converted document.
+            auto end = at + ours.size();
+            while (end < text.size() &&
+                   (text[end] == ':' || std::isdigit(static_cast<unsigned char>(text[end]))))
+                ++end;
+            text.replace(at, end - at,
+                         fmt::format("{} (version 1, converted): ", to_string(docs[i].pos)));
+        }
+    }
+    // Keep the message itself, not netplan's echo of the line and its caret.
+    auto nl = text.find('\n');
+    return std::string(text.substr(0, nl));
+}
+
+}  // namespace
+
+bool network_pending(const config::Config& cfg, const StageContext& ctx) {
+    if (!cfg.network.empty() || cfg.network_kept) return true;
+    auto st = stat_beneath(ctx.root, doc_path(1));  // documents to remove
+    return st && *st;
+}
+
+void network(const config::Config& cfg, StageContext& ctx, ModuleResult& r) {
+    if (cfg.network_kept) {
+        r.note(
+            "network: a file with network config was not applied (see its errors): the "
+            "network config in place is kept");
+        return;
+    }
+    std::vector<config::NetworkDoc> docs;
+    bool disabled = false;
+    for (const auto& d : cfg.network) {
+        if (d.disabled)
+            disabled = true;
+        else
+            docs.push_back(d);
+    }
+    if (disabled) docs.clear();  // cloud-init: `network: {config: disabled}` anywhere wins
+    auto gen = stat_beneath(ctx.root, kGenerate);
+    if (!docs.empty() && (!gen || !*gen)) {
+        r.error(
+            fmt::format("network: netplan is not in the image ({} is missing): the network "
+                        "config cannot be rendered",
+                        kGenerate));
+        return;
+    }
+    // 1. Render in a scratch folder: nothing changes unless netplan takes every document.
+    if (!docs.empty()) {
+        clear_scratch(ctx);
+        if (auto made = mkdirs_beneath(ctx.root, std::string(kScratch) + "/etc/netplan", 0700);
+            !made) {
+            r.error(made.error().what());
+            return;
+        }
+        for (size_t i = 0; i < docs.size(); ++i)
+            if (!r.check(write_beneath(ctx.root, std::string(kScratch) + doc_path(i + 1),
+                                       docs[i].netplan, 0600)))
+                return;
+        ShellOptions opts;
+        opts.step_id = "network";
+        opts.timeout = std::chrono::seconds(30);
+        auto checked = run_argv(ctx, {kGenerate, "--root-dir", kScratch}, opts);
+        clear_scratch(ctx);
+        if (!checked) {
+            r.error("network: " + std::string(checked.error().what()));
+            return;
+        }
+        if (!checked->success()) {
+            r.error(user_message(checked->err.empty() ? checked->describe() : checked->err, docs,
+                                 kScratch) +
+                    " (network config not applied; the network is left as it was)");
+            return;
+        }
+    }
+    // 2. Ballast's documents in /etc/netplan, exactly: new or changed ones written, others gone.
+    bool changed = false;
+    for (size_t i = 0; i < docs.size(); ++i) {
+        auto w = ensure_file(ctx.root, doc_path(i + 1), docs[i].netplan, 0600);
+        if (!w) {
+            r.error(w.error().what());
+            return;
+        }
+        if (*w) {
+            r.change("wrote " + doc_path(i + 1));
+            changed = true;
+        }
+    }
+    for (size_t n = docs.size() + 1;; ++n) {
+        auto st = stat_beneath(ctx.root, doc_path(n));
+        if (!st || !*st) break;
+        if (auto gone = remove_beneath(ctx.root, doc_path(n)); !gone) {
+            r.error(gone.error().what());
+            return;
+        }
+        r.change("removed " + doc_path(n));
+        changed = true;
+    }
+    if (!changed || !gen || !*gen) return;
+    // 3. Rendered for networkd (/run/systemd/network), as netplan's generator does at boot; on
+    // the running system networkd reloads, reconfiguring the links whose files changed.
+    ShellOptions opts;
+    opts.step_id = "network";
+    opts.timeout = std::chrono::seconds(30);
+    auto rendered = run_argv(ctx, {kGenerate}, opts);
+    if (!rendered || !rendered->success()) {
+        r.error("network: netplan generate: " + (rendered
+                                                     ? rendered->describe() + ": " + rendered->err
+                                                     : std::string(rendered.error().what())));
+        return;
+    }
+    r.change("rendered the network config for systemd-networkd");
+    if (!ctx.live) return;
+    auto reload = run_argv(ctx, {"networkctl", "reload"}, opts);
+    if (!reload || !reload->success())
+        r.error("network: networkctl reload: " +
+                (reload ? reload->describe() : std::string(reload.error().what())));
+    else
+        r.change("reloaded systemd-networkd");
+}
+
+}  // namespace ballast::stages::modules
