@@ -457,16 +457,50 @@ std::vector<const Provider*> detection_order(const std::vector<std::string>& nam
 
 // ---- payload parsers ----------------------------------------------------------------------------
 
-Result<Metadata> parse_digitalocean(std::string_view text) {
-    auto j = BALLAST_TRY(parse_json(text, "metadata/v1.json"));
+namespace {
+
+// A platform whose service answers one flat JSON document: where its fields are.
+struct JsonShape {
+    std::string_view provider, document, id, hostname, keys, key_member, user_data;
+};
+
+Result<Metadata> parse_flat(std::string_view text, const JsonShape& f) {
+    auto j = BALLAST_TRY(parse_json(text, f.document));
     Metadata m;
-    m.provider = "digitalocean";
-    m.instance_id = BALLAST_TRY(str_field(j, "droplet_id", "metadata/v1.json"));
-    m.hostname = BALLAST_TRY(str_field(j, "hostname", "metadata/v1.json"));
-    m.ssh_keys = BALLAST_TRY(keys_field(j, "public_keys", "metadata/v1.json"));
-    if (j.contains("user_data") && !j["user_data"].is_null())
-        m.user_data = BALLAST_TRY(str_field(j, "user_data", "metadata/v1.json"));
+    m.provider = f.provider;
+    m.instance_id = BALLAST_TRY(str_field(j, f.id, f.document));
+    m.hostname = BALLAST_TRY(str_field(j, f.hostname, f.document));
+    m.ssh_keys = BALLAST_TRY(keys_field(j, f.keys, f.document, f.key_member));
+    if (!f.user_data.empty())
+        if (auto ud = BALLAST_TRY(str_field(j, f.user_data, f.document)); !ud.empty())
+            m.user_data = std::move(ud);
     return m;
+}
+
+}  // namespace
+
+Result<Metadata> parse_digitalocean(std::string_view text) {
+    return parse_flat(text, {"digitalocean", "metadata/v1.json", "droplet_id", "hostname",
+                             "public_keys", "", "user_data"});
+}
+
+Result<Metadata> parse_vultr(std::string_view text) {
+    auto m = BALLAST_TRY(parse_flat(
+        text, {"vultr", "v1.json", "instance-v2-id", "hostname", "public-keys", "", "user-data"}));
+    if (m.instance_id.empty()) {  // older instances
+        auto j = BALLAST_TRY(parse_json(text, "v1.json"));
+        m.instance_id = BALLAST_TRY(str_field(j, "instanceid", "v1.json"));
+    }
+    return m;
+}
+
+Result<Metadata> parse_scaleway(std::string_view text) {
+    return parse_flat(
+        text, {"scaleway", "conf?format=json", "id", "hostname", "ssh_public_keys", "key", ""});
+}
+
+Result<Metadata> parse_equinix(std::string_view text) {
+    return parse_flat(text, {"equinix", "metadata", "id", "hostname", "ssh_keys", "", ""});
 }
 
 Result<Metadata> parse_openstack(std::string_view text) {
@@ -510,39 +544,6 @@ Result<Metadata> parse_hetzner(std::string_view text) {
             m.ssh_keys.push_back(trimmed(k.Scalar()));
         }
     }
-    return m;
-}
-
-Result<Metadata> parse_vultr(std::string_view text) {
-    auto j = BALLAST_TRY(parse_json(text, "v1.json"));
-    Metadata m;
-    m.provider = "vultr";
-    m.instance_id = BALLAST_TRY(str_field(j, "instance-v2-id", "v1.json"));
-    if (m.instance_id.empty()) m.instance_id = BALLAST_TRY(str_field(j, "instanceid", "v1.json"));
-    m.hostname = BALLAST_TRY(str_field(j, "hostname", "v1.json"));
-    m.ssh_keys = BALLAST_TRY(keys_field(j, "public-keys", "v1.json"));
-    auto ud = BALLAST_TRY(str_field(j, "user-data", "v1.json"));
-    if (!ud.empty()) m.user_data = std::move(ud);
-    return m;
-}
-
-Result<Metadata> parse_scaleway(std::string_view text) {
-    auto j = BALLAST_TRY(parse_json(text, "conf?format=json"));
-    Metadata m;
-    m.provider = "scaleway";
-    m.instance_id = BALLAST_TRY(str_field(j, "id", "conf?format=json"));
-    m.hostname = BALLAST_TRY(str_field(j, "hostname", "conf?format=json"));
-    m.ssh_keys = BALLAST_TRY(keys_field(j, "ssh_public_keys", "conf?format=json", "key"));
-    return m;
-}
-
-Result<Metadata> parse_equinix(std::string_view text) {
-    auto j = BALLAST_TRY(parse_json(text, "metadata"));
-    Metadata m;
-    m.provider = "equinix";
-    m.instance_id = BALLAST_TRY(str_field(j, "id", "metadata"));
-    m.hostname = BALLAST_TRY(str_field(j, "hostname", "metadata"));
-    m.ssh_keys = BALLAST_TRY(keys_field(j, "ssh_keys", "metadata"));
     return m;
 }
 
