@@ -142,6 +142,16 @@ def test_bad_network_config_names_the_line_and_changes_nothing(bins, netroot):
     assert "eth9" in step["errors"][0] and "left as it was" in step["errors"][0]
     assert (netroot / "etc/netplan/50-ballast-01.yaml").read_text() == before
     assert sorted(p.name for p in (netroot / "run/systemd/network").iterdir()) == rendered
+    # netplan's warnings come before its error: the error is what is reported; on success the
+    # warnings become notes.
+    warned = V2.replace("      addresses: [192.168.77.10/24]", "      addresses: [192.168.77.10/24]\n      gateway4: 192.168.77.1")
+    r, rep, step = run(bins, netroot, warned.replace("link: eth1", "link: eth9"))
+    assert r.returncode == 1 and step["errors"][0].startswith("/oem/50-net.yaml:"), step["errors"]
+    assert "eth9" in step["errors"][0]
+    r, rep, step = run(bins, netroot, warned)
+    assert r.returncode == 0 and any("gateway4" in n and "deprecated" in n for n in step["notes"]), step
+    r, rep, step = run(bins, netroot, V2)
+    assert r.returncode == 0
     # Ballast's own checks: the file is not applied at all; its error names the line.
     for text, want in (
             (V2.replace("version: 2", "version: 3"), "50-net.yaml:4:12: network.version: 1 or 2, not '3'"),

@@ -30,29 +30,59 @@ std::string doc_path(size_t n) {
     return fmt::format("/etc/netplan/50-ballast-{:02}.yaml", n);
 }
 
-// netplan names the file it read: put the user's file back in its messages. A converted
-// (version 1) document has no lines of the user's: its `network:` key is named instead.
-std::string user_message(std::string text, const std::vector<config::NetworkDoc>& docs,
-                         const std::string& scratch) {
-    for (size_t i = 0; i < docs.size(); ++i) {
-        const std::string ours = scratch + doc_path(i + 1);
-        for (auto at = text.find(ours); at != std::string::npos; at = text.find(ours)) {
-            if (!docs[i].converted) {
-                text.replace(at, ours.size(), docs[i].pos.file);
-                continue;
-            }
-            // Drop ":line:col" of the converted document.
-            auto end = at + ours.size();
-            while (end < text.size() &&
-                   (text[end] == ':' || std::isdigit(static_cast<unsigned char>(text[end]))))
-                ++end;
-            text.replace(at, end - at,
-                         fmt::format("{} (version 1, converted): ", to_string(docs[i].pos)));
+// netplan's warnings ("** (generate:42): WARNING **: 10:00:00.000: `gateway4` has been
+// deprecated, ..."): the message only.
+std::vector<std::string> warnings(const std::string& err) {
+    std::vector<std::string> out;
+    size_t pos = 0;
+    while (pos < err.size()) {
+        auto eol = err.find('\n', pos);
+        std::string_view line(err.data() + pos,
+                              (eol == std::string::npos ? err.size() : eol) - pos);
+        pos = eol == std::string::npos ? err.size() : eol + 1;
+        if (auto at = line.find("WARNING **: "); at != std::string_view::npos) {
+            auto msg = line.substr(at + 12);
+            if (auto sp = msg.find(' '); sp != std::string_view::npos && sp < 16)
+                msg = msg.substr(sp + 1);  // the time stamp
+            out.emplace_back(msg);
         }
     }
-    // Keep the message itself, not netplan's echo of the line and its caret.
-    auto nl = text.find('\n');
-    return std::string(text.substr(0, nl));
+    return out;
+}
+
+// netplan's error: the line naming the file it read (warnings come before it), with the user's
+// file put back. A converted (version 1) document has no lines of the user's: its `network:`
+// key is named instead.
+std::string user_message(const std::string& err, const std::vector<config::NetworkDoc>& docs,
+                         const std::string& scratch) {
+    std::string text;
+    for (size_t pos = 0; pos < err.size();) {
+        auto eol = err.find('\n', pos);
+        std::string line =
+            err.substr(pos, eol == std::string::npos ? std::string::npos : eol - pos);
+        pos = eol == std::string::npos ? err.size() : eol + 1;
+        if (line.starts_with(scratch)) {
+            text = line;
+            break;
+        }
+        if (text.empty() && !line.empty() && line.find("WARNING **") == std::string::npos)
+            text = line;  // an error that names no file
+    }
+    for (size_t i = 0; i < docs.size(); ++i) {
+        const std::string ours = scratch + doc_path(i + 1);
+        if (!text.starts_with(ours)) continue;
+        if (!docs[i].converted) {
+            text.replace(0, ours.size(), docs[i].pos.file);
+            break;
+        }
+        auto end = ours.size();  // drop ":line:col" of the converted document
+        while (end < text.size() &&
+               (text[end] == ':' || std::isdigit(static_cast<unsigned char>(text[end]))))
+            ++end;
+        text.replace(0, end, fmt::format("{} (version 1, converted): ", to_string(docs[i].pos)));
+        break;
+    }
+    return text;
 }
 
 }  // namespace
@@ -114,6 +144,8 @@ void network(const config::Config& cfg, StageContext& ctx, ModuleResult& r) {
                     " (network config not applied; the network is left as it was)");
             return;
         }
+        for (const auto& w : warnings(checked->err))
+            r.note("network: netplan: " + w);
     }
     // 2. Ballast's documents in /etc/netplan, exactly: new or changed ones written, others gone.
     bool changed = false;
