@@ -193,11 +193,97 @@ def test_nocloud_network_config_applies_at_this_boot(bins, netroot):
     seed = netroot / "var/lib/cloud/seed/nocloud"
     seed.mkdir(parents=True)
     (seed / "user-data").write_text("#cloud-config\nhostname: seeded\n")
+    # A document marker first, as YAML writers put it; only the network config is taken.
     (seed / "network-config").write_text(
-        "version: 2\nethernets:\n  eth1:\n    addresses: [192.168.88.2/24]\n")
+        "---\nversion: 2\nethernets:\n  eth1:\n    addresses: [192.168.88.2/24]\n")
     r, rep, step = run(bins, netroot, "#cloud-config\nstages:\n  boot:\n    - datasource: {providers: [nocloud]}\n")
     assert r.returncode == 0, (r.stdout, r.stderr)
     ds = rep["steps"][0]
     assert any("network (initramfs stage, fetched): rendered" in c for c in ds["changes"]), ds
     assert "Address=192.168.88.2/24" in (netroot / "run/systemd/network/10-netplan-eth1.network").read_text()
     assert (netroot / "etc/hostname").read_text() == "seeded\n"
+
+
+def test_the_images_own_netplan_files_take_part_in_the_check(bins, netroot):
+    """netplan merges every file: a device the image defines may be used, and a conflict with
+    the image's files is refused before anything is written."""
+    (netroot / "etc/netplan").mkdir(parents=True, exist_ok=True)
+    image = netroot / "etc/netplan/01-image.yaml"
+    image.write_text("network:\n  version: 2\n  ethernets:\n    eth0: {dhcp4: true}\n")
+    image.chmod(0o600)
+    ok = "#cloud-config\nnetwork:\n  version: 2\n  bridges:\n    br0:\n      interfaces: [eth0]\n"
+    r, rep, step = run(bins, netroot, ok)
+    assert r.returncode == 0 and step["status"] == "changed", step
+    assert (netroot / "run/systemd/network/10-netplan-br0.netdev").exists()
+    image.write_text("network:\n  version: 2\n  ethernets:\n    eth0: {}\n  bonds:\n    bond0:\n"
+                     "      interfaces: [eth0]\n")
+    before = (netroot / "etc/netplan/50-ballast-01.yaml").read_text()
+    clash = ok.replace("br0", "br1")
+    r, rep, step = run(bins, netroot, clash)
+    assert r.returncode == 1 and "left as it was" in step["errors"][0], step
+    assert (netroot / "etc/netplan/50-ballast-01.yaml").read_text() == before
+
+
+def test_block_ends_where_the_next_top_level_key_starts(bins, netroot):
+    """Flow lists over several lines and a folded scalar as the block's last value stay whole."""
+    text = ("#cloud-config\nnetwork:\n  version: 2\n  ethernets:\n    eth1:\n      addresses: [\n"
+            "        192.168.5.5/24\n      ]\n      match: {macaddress: '52:54:00:00:00:07'}\n"
+            "      set-name: >-\n        lan0\n# a comment\nhostname: after-block\n")
+    r, rep, step = run(bins, netroot, text)
+    assert r.returncode == 0, (step, r.stderr)
+    net = netroot / "run/systemd/network"
+    assert "Name=lan0" in (net / "10-netplan-eth1.link").read_text()
+    assert "Address=192.168.5.5/24" in (net / "10-netplan-eth1.network").read_text()
+
+
+def test_version_1_details_as_cloud_init_reads_them(bins, netroot):
+    text = """#cloud-config
+network:
+  version: 1
+  config:
+    - type: physical
+      name: eth0
+      accept-ra: false
+      subnets:
+        - type: static
+          address: 10.1.0.5/24
+          mtu: 9000
+        - type: static6
+          address: fd00::5/64
+    - type: physical
+      name: eth1
+      subnets: [{type: dhcp}]
+    - type: route
+      network: 10.50.0.0
+      gateway: 10.1.0.1
+    - type: route
+      destination: fd10::/48
+      gateway: fd00::1
+    - type: route
+      destination: 172.20.0.0/16
+      gateway: 192.0.2.1
+      interface: eth1
+    - type: nameserver
+      interface: eth1
+      address: [192.0.2.53]
+"""
+    r, rep, step = run(bins, netroot, text)
+    assert r.returncode == 0, (r.stderr, step)
+    net = netroot / "run/systemd/network"
+    eth0 = (net / "10-netplan-eth0.network").read_text()
+    eth1 = (net / "10-netplan-eth1.network").read_text()
+    assert "Destination=10.50.0.0/24" in eth0  # no prefix: /24, as cloud-init, not a host route
+    assert "Destination=fd10::/48" in eth0 and "IPv6AcceptRA=no" in eth0
+    assert "MTUBytes=9000" in eth0 or "MTUBytes=9000" in (net / "10-netplan-eth0.link").read_text()
+    assert "Destination=172.20.0.0/16" in eth1 and "DNS=192.0.2.53" in eth1 and "DNS=" not in eth0
+
+
+def test_nocloud_seed_with_only_network_config(bins, netroot):
+    seed = netroot / "var/lib/cloud/seed/nocloud"
+    seed.mkdir(parents=True)
+    (seed / "network-config").write_text(
+        "network:\n  version: 2\n  ethernets:\n    eth2: {dhcp4: true}\nruncmd: [\"touch /pwned\"]\n")
+    r, rep, step = run(bins, netroot, "#cloud-config\nstages:\n  boot:\n    - datasource: {providers: [nocloud]}\n")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "DHCP=ipv4" in (netroot / "run/systemd/network/10-netplan-eth2.network").read_text()
+    assert "runcmd" not in (netroot / "run/ballast/config.d/39-nocloud-network.yaml").read_text()

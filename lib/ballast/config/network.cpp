@@ -18,19 +18,10 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::string_view kV2Keys[] = {"version", "renderer", "ethernets", "vlans", "bonds",
-                                        "bridges", "wifis",    "tunnels",   "vrfs"};
-
-int last_line(const Node& n) {
-    // A block scalar ("|") goes on for as many lines as it holds.
-    int m = n.pos.line +
-            (n.plain ? 0 : static_cast<int>(std::count(n.scalar.begin(), n.scalar.end(), '\n')));
-    for (const auto& i : n.items)
-        m = std::max(m, last_line(i));
-    for (const auto& e : n.entries)
-        m = std::max({m, e.key_pos.line, last_line(e.value)});
-    return m;
-}
+constexpr std::string_view kV2Keys[] = {
+    "version",           "renderer", "ethernets", "vlans", "bonds",
+    "bridges",           "wifis",    "tunnels",   "vrfs",  "dummy-devices",
+    "virtual-ethernets", "modems"};
 
 std::string hint(std::string_view word, std::span<const std::string_view> known) {
     std::vector<std::string_view> k(known.begin(), known.end());
@@ -161,18 +152,22 @@ std::optional<std::string> cidr(const V1Reader& r, std::string_view addr_key) {
     return a + "/" + prefix;
 }
 
-// Is IPv4 `ip` inside `cidr_text`?
+// Is `ip` inside `cidr_text` (both IPv4 or both IPv6)?
 bool contains(std::string_view cidr_text, std::string_view ip) {
     auto slash = cidr_text.find('/');
-    if (slash == std::string_view::npos || is_ipv6(ip) || is_ipv6(cidr_text)) return false;
-    in_addr net{}, a{};
-    if (inet_pton(AF_INET, std::string(cidr_text.substr(0, slash)).c_str(), &net) != 1 ||
-        inet_pton(AF_INET, std::string(ip).c_str(), &a) != 1)
+    if (slash == std::string_view::npos || is_ipv6(ip) != is_ipv6(cidr_text)) return false;
+    const int family = is_ipv6(ip) ? AF_INET6 : AF_INET;
+    unsigned char net[16] = {}, a[16] = {};
+    if (inet_pton(family, std::string(cidr_text.substr(0, slash)).c_str(), net) != 1 ||
+        inet_pton(family, std::string(ip).c_str(), a) != 1)
         return false;
     auto bits = parse_unsigned<unsigned>(cidr_text.substr(slash + 1));
-    if (!bits || *bits > 32) return false;
-    const uint32_t mask = *bits == 0 ? 0 : ~uint32_t{0} << (32 - *bits);
-    return (ntohl(net.s_addr) & mask) == (ntohl(a.s_addr) & mask);
+    if (!bits || *bits > (family == AF_INET6 ? 128u : 32u)) return false;
+    for (unsigned i = 0; i < *bits; ++i) {
+        const unsigned char m = static_cast<unsigned char>(0x80u >> (i % 8));
+        if ((net[i / 8] & m) != (a[i / 8] & m)) return false;
+    }
+    return true;
 }
 
 json route(const V1Reader& r) {
@@ -180,27 +175,15 @@ json route(const V1Reader& r) {
                                          "gateway", "metric",      "type",    "interface"};
     r.only(keys);
     json out;
-    auto dest = r.str("destination");
-    if (!dest) dest = r.str("network");
-    if (!dest) {
+    const char* key = r.node().find("destination") ? "destination" : "network";
+    if (!r.node().find(key)) {
         r.diags().error(r.node().pos, r.where() + ": no destination (or network)");
         return out;
     }
-    std::string to = *dest;
-    if (to.find('/') == std::string::npos) {
-        if (auto mask = r.str("netmask")) {
-            auto p = netmask_prefix(*mask);
-            if (!p) {
-                r.diags().error(r.node().find("netmask")->pos,
-                                fmt::format("{}.netmask: '{}' is not a netmask", r.where(), *mask));
-                return out;
-            }
-            to += "/" + std::to_string(*p);
-        } else if (auto p = r.str("prefix")) {
-            to += "/" + *p;
-        }
-    }
-    out["to"] = to == "0.0.0.0/0" || to == "::/0" ? "default" : to;
+    // Without a netmask or prefix: /24 or /64, as cloud-init normalises routes (not a host route).
+    auto to = cidr(r, key);
+    if (!to) return out;
+    out["to"] = *to == "0.0.0.0/0" || *to == "::/0" ? "default" : *to;
     if (auto gw = r.str("gateway", true)) out["via"] = *gw;
     if (auto m = r.num("metric")) out["metric"] = *m;
     return out;
@@ -251,6 +234,13 @@ void subnets(const V1Reader& dev, json& out, Diagnostics& d) {
                                 r.where(), *type));
             continue;
         }
+        if (auto mtu = r.num("mtu"))
+            out[is_ipv6(r.str("address").value_or("")) ? "ipv6-mtu" : "mtu"] = *mtu;
+        for (const char* ignored : {"control", "metric"})
+            if (const Node* v = s.find(ignored))
+                d.warning(v->pos, fmt::format("{}.{}: not converted (netplan has no such setting); "
+                                              "ignored",
+                                              r.where(), ignored));
         for (const auto& a : r.strings("dns_nameservers"))
             out["nameservers"]["addresses"].push_back(a);
         for (const auto& a : r.strings("dns_search"))
@@ -329,8 +319,14 @@ json network_v1_to_v2(const Node& config, Diagnostics& d) {
     struct Global {
         json route;
         Position pos;
+        std::string iface;  // `interface:` names the device
     };
     std::vector<Global> routes;
+    struct Dns {
+        std::vector<std::string> addresses, search;
+        std::string iface;
+    };
+    std::vector<Dns> scoped_dns;
     std::vector<json*> with_subnets;
     for (size_t i = 0; i < config.items.size(); ++i) {
         const Node& item = config.items[i];
@@ -344,6 +340,10 @@ json network_v1_to_v2(const Node& config, Diagnostics& d) {
         if (*type == "nameserver") {
             constexpr std::string_view keys[] = {"type", "address", "search", "interface"};
             r.only(keys);
+            if (auto iface = r.str("interface")) {
+                scoped_dns.push_back({r.strings("address"), r.strings("search"), *iface});
+                continue;
+            }
             for (auto& a : r.strings("address"))
                 dns.push_back(a);
             for (auto& s : r.strings("search"))
@@ -351,7 +351,7 @@ json network_v1_to_v2(const Node& config, Diagnostics& d) {
             continue;
         }
         if (*type == "route") {
-            routes.push_back({route(r), item.pos});
+            routes.push_back({route(r), item.pos, r.str("interface").value_or("")});
             continue;
         }
         auto name = r.str("name", true);
@@ -363,6 +363,8 @@ json network_v1_to_v2(const Node& config, Diagnostics& d) {
                                                  "subnets", "accept-ra", "wakeonlan"};
             r.only(keys);
             kind = "ethernets";
+            for (const char* flag : {"accept-ra", "wakeonlan"})
+                if (auto v = r.str(flag)) dev[flag] = *v == "true" || *v == "yes" || *v == "on";
             if (auto mac = r.str("mac_address")) {
                 std::string m = *mac;
                 std::transform(m.begin(), m.end(), m.begin(), ::tolower);
@@ -420,21 +422,49 @@ json network_v1_to_v2(const Node& config, Diagnostics& d) {
                     dev["nameservers"]["search"].push_back(s);
         }
     }
+    auto device = [&](const std::string& name) -> json* {
+        for (const char* kind : {"ethernets", "vlans", "bonds", "bridges"})
+            if (net.contains(kind) && net[kind].contains(name)) return &net[kind][name];
+        return nullptr;
+    };
+    for (const auto& sd : scoped_dns) {
+        json* dev = device(sd.iface);
+        if (!dev) {
+            d.error(config.pos, fmt::format("network.config: nameserver for interface '{}': no "
+                                            "such device",
+                                            sd.iface));
+            continue;
+        }
+        for (const auto& a : sd.addresses)
+            (*dev)["nameservers"]["addresses"].push_back(a);
+        for (const auto& x : sd.search)
+            (*dev)["nameservers"]["search"].push_back(x);
+    }
     for (auto& g : routes) {
         if (g.route.is_null() || !g.route.contains("via")) continue;
         const std::string via = g.route["via"];
-        json* owner = nullptr;
+        json* owner = g.iface.empty() ? nullptr : device(g.iface);
+        std::vector<json*> configured;
         for (const char* kind : {"ethernets", "vlans", "bonds", "bridges"}) {
-            if (!net.contains(kind)) continue;
-            for (auto& [name, dev] : net[kind].items())
+            if (!net.contains(kind) || !g.iface.empty()) continue;
+            for (auto& [name, dev] : net[kind].items()) {
+                if (dev.contains("addresses") || dev.contains("dhcp4") || dev.contains("dhcp6"))
+                    configured.push_back(&dev);
                 if (dev.contains("addresses"))
                     for (const auto& a : dev["addresses"])
                         if (!owner && contains(a.get<std::string>(), via)) owner = &dev;
+            }
         }
+        // No address holds the gateway (DHCP): the one configured device, if there is one.
+        if (!owner && g.iface.empty() && configured.size() == 1) owner = configured.front();
         if (!owner) {
-            d.error(g.pos, fmt::format("network.config: route via {}: no device has an address on "
-                                       "that gateway's network",
-                                       via));
+            d.error(g.pos, g.iface.empty()
+                               ? fmt::format("network.config: route via {}: no device has an "
+                                             "address on that gateway's network; name one "
+                                             "with interface:",
+                                             via)
+                               : fmt::format("network.config: route via {}: no device '{}'", via,
+                                             g.iface));
             continue;
         }
         (*owner)["routes"].push_back(g.route);
@@ -540,15 +570,25 @@ void decode_network(const Node& net, const Position& key_pos, std::string_view t
                 "network: write the block at the top level, in block style (netplan "
                 "reads it where it stands)");
     if (d.error_count() != errors) return;
-    // The block's own lines, every other line blanked: netplan's line:col are the file's.
-    const int first = key_pos.line, last = last_line(net);
+    // The block's own lines, every other line blanked: netplan's line:col are the file's. The
+    // block runs from its key to the next line that starts in column 1 with content (the next
+    // top-level key, a document marker): flow collections and block scalars that go on past
+    // their last node's first line stay whole.
     std::string doc;
     int line = 1;
+    bool inside = false, done = false;
     size_t pos = 0;
     while (pos < text.size()) {
         auto eol = text.find('\n', pos);
         auto l = text.substr(pos, eol == std::string_view::npos ? text.npos : eol - pos);
-        if (line >= first && line <= last) doc += l;
+        if (line == key_pos.line) {
+            inside = true;
+        } else if (inside && !l.empty() && l.front() != ' ' && l.front() != '\t' &&
+                   l.front() != '#' && l.front() != '\r') {
+            inside = false;
+            done = true;
+        }
+        if (inside && !done) doc += l;
         doc += '\n';
         pos = eol == std::string_view::npos ? text.size() : eol + 1;
         ++line;

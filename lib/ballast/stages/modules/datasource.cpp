@@ -63,17 +63,6 @@ std::string meta_hostname(const std::string& meta) {
                : meta.substr(b, e == std::string::npos ? std::string::npos : e - b);
 }
 
-// The lines of `text`, empty ones kept (indenting a document keeps its block scalars).
-std::vector<std::string> split_keep_empty(std::string_view text) {
-    std::vector<std::string> out;
-    while (!text.empty()) {
-        const auto eol = text.find('\n');
-        out.emplace_back(text.substr(0, eol));
-        text = eol == std::string_view::npos ? std::string_view() : text.substr(eol + 1);
-    }
-    return out;
-}
-
 // A name safe in a file name (instance ids are the platform's).
 std::string file_safe(std::string_view s) {
     std::string out;
@@ -243,27 +232,34 @@ void clouds(const config::Step& s, const std::vector<std::string>& names, StageC
 }
 
 // A NoCloud seed's network-config (cloud-init network config, with or without the `network:`
-// key around it) as a cloud-config document.
-std::string network_document(const std::string& text) {
-    bool wrapped = false;
+// key around it) as a cloud-config document holding that block and nothing else, as cloud-init
+// takes only the network config from that file. Empty when it does not parse (reported).
+std::string network_document(const std::string& text, std::string& error) {
     try {
         auto y = YAML::Load(text);
-        wrapped = y.IsMap() && y["network"];
-    } catch (const YAML::Exception&) {
-        // Stored as it is: the loader names the line.
+        if (y.IsMap() && y["network"]) y = y["network"];
+        if (!y.IsMap()) {
+            error = "network-config: not a mapping";
+            return "";
+        }
+        YAML::Emitter out;
+        out << YAML::BeginMap << YAML::Key << "network" << YAML::Value << y << YAML::EndMap;
+        return "#cloud-config\n" + std::string(out.c_str()) + "\n";
+    } catch (const YAML::Exception& e) {
+        error = fmt::format("network-config: not valid YAML: {}", e.what());
+        return "";
     }
-    if (wrapped) return "#cloud-config\n" + text;
-    std::string out = "#cloud-config\nnetwork:\n";
-    for (const auto& line : split_keep_empty(text))
-        out += line.empty() ? "\n" : "  " + line + "\n";
-    return out;
 }
 
 void nocloud_network(const std::optional<std::string>& text, const std::string& origin,
                      const config::Step& s, StageContext& ctx, ModuleResult& r, Stored& stored) {
-    if (text && !trim(*text).empty())
-        store(ctx, r, stored, s.datasource.path, "39-nocloud-network.yaml", network_document(*text),
-              origin);
+    if (!text || trim(*text).empty()) return;
+    std::string error;
+    auto doc = network_document(*text, error);
+    if (doc.empty())
+        r.error(fmt::format("{}: {}", origin, error));
+    else
+        store(ctx, r, stored, s.datasource.path, "39-nocloud-network.yaml", doc, origin);
 }
 
 void nocloud(const std::string& p, const config::Step& s, StageContext& ctx, ModuleResult& r,
@@ -271,10 +267,10 @@ void nocloud(const std::string& p, const config::Step& s, StageContext& ctx, Mod
     const auto& ds = s.datasource;
     const std::string seed_dir = "/var/lib/cloud/seed/nocloud";
     auto seed = read_beneath(ctx.root, seed_dir + "/user-data");
-    if (seed && *seed) {
-        store(ctx, r, stored, ds.path, "40-nocloud.yaml", **seed, seed_dir);
-        if (auto net = read_beneath(ctx.root, seed_dir + "/network-config"); net)
-            nocloud_network(*net, seed_dir, s, ctx, r, stored);
+    auto seed_net = read_beneath(ctx.root, seed_dir + "/network-config");
+    if ((seed && *seed) || (seed_net && *seed_net)) {
+        if (seed && *seed) store(ctx, r, stored, ds.path, "40-nocloud.yaml", **seed, seed_dir);
+        if (seed_net) nocloud_network(*seed_net, seed_dir, s, ctx, r, stored);
         return;
     }
     auto vol = datasource::find_volume({"cidata"}, ctx.live);

@@ -9,6 +9,7 @@
 #include <cctype>
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include "ballast/core/files.hpp"
 #include "ballast/stages/modules.hpp"
@@ -19,11 +20,35 @@ namespace {
 constexpr const char* kGenerate = "/usr/libexec/netplan/generate";
 constexpr const char* kScratch = "/run/ballast/netplan-check";
 
-// Ballast's own scratch folder under the root's /run (no symlink of the image's in it: it is
-// made here); remove_all does not follow symlinks inside it.
+// Ballast's own scratch folder under the root's /run; remove_all does not follow symlinks inside
+// it, and the folder itself must resolve inside the root (an image whose /run is a symlink
+// elsewhere keeps its scratch folder rather than have something outside removed).
 void clear_scratch(const StageContext& ctx) {
     std::error_code ec;
-    std::filesystem::remove_all(ctx.root(kScratch), ec);
+    const auto root = std::filesystem::weakly_canonical(ctx.root.base(), ec);
+    const auto dir = std::filesystem::weakly_canonical(ctx.root(kScratch), ec);
+    if (ec || !dir.string().starts_with(root.string())) return;
+    std::filesystem::remove_all(dir, ec);
+}
+
+// netplan merges every file of these folders: the image's own ones take part in the check too
+// (a device defined there, a conflict with one), Ballast's documents aside.
+constexpr const char* kNetplanDirs[] = {"/lib/netplan", "/etc/netplan", "/run/netplan"};
+
+Status copy_image_documents(const StageContext& ctx) {
+    for (const char* dir : kNetplanDirs) {
+        std::error_code ec;
+        for (const auto& e : std::filesystem::directory_iterator(ctx.root(dir), ec)) {
+            const std::string name = e.path().filename().string();
+            if (!name.ends_with(".yaml") || name.starts_with("50-ballast-")) continue;
+            auto text = BALLAST_TRY(read_beneath(ctx.root, std::string(dir) + "/" + name));
+            if (!text) continue;
+            BALLAST_TRY(mkdirs_beneath(ctx.root, std::string(kScratch) + dir, 0700));
+            BALLAST_TRY(
+                write_beneath(ctx.root, std::string(kScratch) + dir + "/" + name, *text, 0600));
+        }
+    }
+    return {};
 }
 
 std::string doc_path(size_t n) {
@@ -129,6 +154,7 @@ void network(const config::Config& cfg, StageContext& ctx, ModuleResult& r) {
             if (!r.check(write_beneath(ctx.root, std::string(kScratch) + doc_path(i + 1),
                                        docs[i].netplan, 0600)))
                 return;
+        if (!r.check(copy_image_documents(ctx))) return;
         ShellOptions opts;
         opts.step_id = "network";
         opts.timeout = std::chrono::seconds(30);
@@ -148,6 +174,25 @@ void network(const config::Config& cfg, StageContext& ctx, ModuleResult& r) {
             r.note("network: netplan: " + w);
     }
     // 2. Ballast's documents in /etc/netplan, exactly: new or changed ones written, others gone.
+    // What was there before is kept in memory: a render that fails puts it back.
+    std::vector<std::pair<std::string, std::optional<std::string>>> before;
+    for (size_t n = 1;; ++n) {
+        auto old = read_beneath(ctx.root, doc_path(n));
+        if (!old || !*old) {
+            if (n > docs.size()) break;
+            before.emplace_back(doc_path(n), std::nullopt);
+            continue;
+        }
+        before.emplace_back(doc_path(n), **old);
+    }
+    auto restore = [&] {
+        for (const auto& [path, text] : before) {
+            if (text)
+                (void)write_beneath(ctx.root, path, *text, 0600);
+            else
+                (void)remove_beneath(ctx.root, path);
+        }
+    };
     bool changed = false;
     for (size_t i = 0; i < docs.size(); ++i) {
         auto w = ensure_file(ctx.root, doc_path(i + 1), docs[i].netplan, 0600);
@@ -178,9 +223,11 @@ void network(const config::Config& cfg, StageContext& ctx, ModuleResult& r) {
     opts.timeout = std::chrono::seconds(30);
     auto rendered = run_argv(ctx, {kGenerate}, opts);
     if (!rendered || !rendered->success()) {
-        r.error("network: netplan generate: " + (rendered
-                                                     ? rendered->describe() + ": " + rendered->err
-                                                     : std::string(rendered.error().what())));
+        r.error("network: netplan generate: " +
+                (rendered ? rendered->describe() + ": " + rendered->err
+                          : std::string(rendered.error().what())) +
+                " (Ballast's documents were put back as they were)");
+        restore();
         return;
     }
     r.change("rendered the network config for systemd-networkd");
