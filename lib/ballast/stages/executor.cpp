@@ -149,8 +149,9 @@ StageResult run_stage(const config::Config& cfg, std::string_view stage, StageCo
                 "network: render the network config with netplan; reload "
                 "systemd-networkd if it changed");
         else
-            res.steps.push_back(run_builtin(
-                "network", res.stage, [&](ModuleResult& m) { modules::network(whole, ctx, m); }));
+            res.steps.push_back(run_builtin("network", res.stage, [&](ModuleResult& m) {
+                modules::network(whole, ctx, m, stage != "initramfs");
+            }));
     }
     // Built-in: k3s follows the config on every boot and reconcile.
     if ((stage == "boot" || stage == "reconcile") && config::wants_k3s(whole) && !stopped) {

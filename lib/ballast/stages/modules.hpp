@@ -26,7 +26,9 @@ void datasource(const config::Step& s, StageContext& ctx, ModuleResult& r);
 // Not step modules: the built-in steps (whole config). k3s: boot and reconcile stages; network:
 // initramfs, boot and reconcile stages, where the config has a `network:` block.
 void k3s(const config::Config& cfg, StageContext& ctx, ModuleResult& r);
-void network(const config::Config& cfg, StageContext& ctx, ModuleResult& r);
+// `remove_stale` false (the initramfs stage): documents beyond the config's are kept, since the
+// config fetched by datasources at the last boot is not there yet.
+void network(const config::Config& cfg, StageContext& ctx, ModuleResult& r, bool remove_stale);
 // Whether the network step has anything to do: config, or Ballast's documents to remove.
 [[nodiscard]] bool network_pending(const config::Config& cfg, const StageContext& ctx);
 

@@ -118,7 +118,7 @@ bool network_pending(const config::Config& cfg, const StageContext& ctx) {
     return st && *st;
 }
 
-void network(const config::Config& cfg, StageContext& ctx, ModuleResult& r) {
+void network(const config::Config& cfg, StageContext& ctx, ModuleResult& r, bool remove_stale) {
     if (cfg.network_kept) {
         r.note(
             "network: a file with network config was not applied (see its errors): the "
@@ -134,6 +134,7 @@ void network(const config::Config& cfg, StageContext& ctx, ModuleResult& r) {
             docs.push_back(d);
     }
     if (disabled) docs.clear();  // cloud-init: `network: {config: disabled}` anywhere wins
+    if (docs.empty() && !disabled && !remove_stale) return;
     auto gen = stat_beneath(ctx.root, kGenerate);
     if (!docs.empty() && (!gen || !*gen)) {
         r.error(
@@ -205,7 +206,7 @@ void network(const config::Config& cfg, StageContext& ctx, ModuleResult& r) {
             changed = true;
         }
     }
-    for (size_t n = docs.size() + 1;; ++n) {
+    for (size_t n = docs.size() + 1; remove_stale || disabled; ++n) {
         auto st = stat_beneath(ctx.root, doc_path(n));
         if (!st || !*st) break;
         if (auto gone = remove_beneath(ctx.root, doc_path(n)); !gone) {
