@@ -15,9 +15,9 @@ _ballast_agent() {
     for ((i = 1; i < cword; i++)); do
         if [[ ${words[i]} == stage ]]; then
             if ((i + 1 == cword)); then
-                COMPREPLY=($(compgen -W "rootfs initramfs fs boot network reconcile" -- "$cur"))
+                COMPREPLY=($(compgen -W "rootfs initramfs fs boot network k3s-ready reconcile" -- "$cur"))
             else
-                COMPREPLY=($(compgen -W "--config --dry-run --access-only --json" -- "$cur"))
+                COMPREPLY=($(compgen -W "--config --dry-run --access-only --wait-k3s-ready --json" -- "$cur"))
             fi
             return
         fi

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "ballast/core/encoding.hpp"
+#include "ballast/core/text.hpp"
 
 namespace ballast::datasource {
 namespace {
@@ -18,14 +19,6 @@ std::string lower(std::string_view s) {
     std::transform(out.begin(), out.end(), out.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     return out;
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
-        s.remove_prefix(1);
-    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
-        s.remove_suffix(1);
-    return s;
 }
 
 bool is_gzip(std::string_view s) {
