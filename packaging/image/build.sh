@@ -53,12 +53,24 @@ step() { timing+=("$1: $((SECONDS - step_start)) s"); step_start=$SECONDS; }
 # shellcheck disable=SC2086  # $extra is a list of words
 mapfile -t pkgs < <({ sed 's/#.*//; s/[[:space:]]//g' "$here/packages.list"
                      printf '%s\n' $extra; } | sed '/^$/d' | sort -u)
+# netplan's generator (/usr/libexec/netplan/generate, and its link among systemd's generators) out
+# of netplan.io's package of the same version as the image's libnetplan0, with its copyright: the
+# package itself would bring python3 and its libraries (about 40 MiB) for a CLI a node never runs.
+# shellcheck disable=SC2016  # $1 is mmdebstrap's, in its hook
+netplan_hook='set -e; chroot "$1" sh -c "cd /tmp && apt-get download -q=2 netplan.io=\$(dpkg-query -W -f=\\\${Version} libnetplan0)"
+  d=$(mktemp -d); dpkg-deb -x "$1"/tmp/netplan.io_*.deb "$d"; rm -f "$1"/tmp/netplan.io_*.deb
+  install -D -m 0755 "$d"/usr/libexec/netplan/generate "$1"/usr/libexec/netplan/generate
+  install -D -m 0644 "$d"/usr/share/doc/netplan.io/copyright "$1"/usr/share/doc/netplan.io/copyright
+  mkdir -p "$1"/usr/lib/systemd/system-generators
+  ln -sfn /usr/libexec/netplan/generate "$1"/usr/lib/systemd/system-generators/netplan
+  mkdir -p "$1"/etc/netplan; rm -rf "$d"'
 # shellcheck disable=SC2016  # $1 is mmdebstrap's, in its hook
 mm_opts=(--variant=minbase --mode=root --format=tar --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
          --aptopt='APT::Install-Recommends "false"'
          --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*'
          --dpkgopt='path-include=/usr/share/locale/locale.alias'
          --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
+         --customize-hook="$netplan_hook"
          --customize-hook='rm -f "$1"/boot/initrd.img* "$1"/initrd.img* "$1"/var/lib/apt/lists/*_* "$1"/var/cache/apt/*.bin')
 key=$(printf '%s\n' "$suite" "${mm_opts[@]}" "${pkgs[@]}" | sha256sum | cut -c1-64)
 base=$cache/$key.tar

@@ -15,6 +15,19 @@ STATE = ("cat /etc/hostname; cat /etc/machine-id; ssh-keygen -lf /etc/ssh/ssh_ho
          "cut -d' ' -f2; cat /etc/e2e-etc /var/lib/rancher/e2e /root/e2e /var/log/e2e 2>&1; "
          "ls /var/e2e-ram /tmp/e2e-ram 2>&1")
 
+NETWORK = """#cloud-config
+network:
+  version: 2
+  ethernets:
+    nic:
+      match: {name: "en*"}
+      dhcp4: true
+      addresses: [192.0.2.10/24]
+  vlans:
+    vlan42: {id: 42, link: nic, addresses: [198.51.100.7/24]}
+"""
+ADDRS = "ip -o -4 addr show | awk '$4 !~ /^(127|10)\\./ {print $4}' | sort"
+
 
 def test_first_boot_applies_oem_and_keeps_persistent_state(vm, booted):
     m = vm.resume(booted)
@@ -31,6 +44,21 @@ def test_first_boot_applies_oem_and_keeps_persistent_state(vm, booted):
            "echo log > /var/log/e2e && echo ram > /var/e2e-ram && echo ram > /tmp/e2e-ram && sync")
     before = vm.ssh(STATE).stdout.splitlines()
     assert before[3:7] == ["etc", "k3s", "home", "log"], before
+    # Issue 19: network config (cloud-init's version 2) applied live by the reconcile stage,
+    # rendered by the image's netplan generator for networkd: a static address beside DHCP on the
+    # NIC (matched by name) and a VLAN on it; the node keeps its DHCP address (ssh goes on).
+    # A document netplan refuses is an error naming the file, and nothing changes.
+    vm.ssh("cat > /etc/ballast/config.d/60-network.yaml", input=NETWORK)
+    r = vm.ssh("agentctl stage run reconcile", check=False, timeout=120)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert vm.ssh(ADDRS).stdout.split() == ["192.0.2.10/24", "198.51.100.7/24"], vm.ssh("ip -o addr").stdout
+    vm.ssh("cat > /etc/ballast/config.d/61-network-bad.yaml",
+           input="#cloud-config\nnetwork:\n  version: 2\n  vlans:\n    vlan43: {id: 43, link: nic9}\n")
+    r = vm.ssh("agentctl stage run reconcile", check=False, timeout=120)
+    assert r.returncode != 0 and "61-network-bad.yaml:" in r.stdout + r.stderr and "nic9" in r.stdout + r.stderr, (r.stdout, r.stderr)
+    vm.ssh("rm /etc/ballast/config.d/61-network-bad.yaml")
+    assert "vlan43" not in vm.ssh("ip -o link").stdout
+    assert vm.ssh("ls /etc/netplan").stdout.split() == ["50-ballast-01.yaml"]
     mounts = vm.ssh("findmnt -rn -o TARGET,FSTYPE").stdout
     for path in ["/home", "/root", "/opt", "/usr/local", "/var/log", "/var/lib/rancher", "/var/lib/ballast"]:
         assert f"{path} ext4" in mounts, (path, mounts)
@@ -43,6 +71,8 @@ def test_first_boot_applies_oem_and_keeps_persistent_state(vm, booted):
     assert len(after[1]) == 32 and after[2].startswith("SHA256:")
     assert after[7:] == ["ls: cannot access '/var/e2e-ram': No such file or directory",
                          "ls: cannot access '/tmp/e2e-ram': No such file or directory"], after
+    # At boot netplan's systemd generator renders /etc/netplan before networkd starts.
+    assert vm.ssh(ADDRS).stdout.split() == ["192.0.2.10/24", "198.51.100.7/24"], vm.ssh("ip -o addr").stdout
 
 
 def test_factory_reset_from_the_running_node(vm, booted):
