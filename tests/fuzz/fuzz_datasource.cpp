@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "ballast/datasource/network.hpp"
 #include "ballast/datasource/providers.hpp"
 #include "ballast/datasource/userdata.hpp"
 
@@ -54,6 +55,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case 7:
             (void)parse_azure(bytes);
             return 0;
+        case 8: {
+            // Platform network config: every converter on the same bytes; the machine has one
+            // NIC. A document it returns must be version 1 with a config list.
+            const Macs macs{{"fa:16:3e:00:00:01", "ens3"}};
+            for (auto r : {openstack_network(bytes, macs), digitalocean_network(bytes),
+                           vultr_network(bytes, macs), hetzner_network(bytes, bytes, macs)})
+                if (r && !r->is_null() && (!r->is_object() || !(*r)["config"].is_array()))
+                    std::abort();
+            return 0;
+        }
         default:
             (void)parse_gce_ssh_keys(bytes);
             (void)parse_aws_key_indexes(bytes);

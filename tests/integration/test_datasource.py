@@ -306,3 +306,111 @@ def test_bad_documents_are_errors_naming_what(bins, netns, tmp_path):
     r = subprocess.run([bins["ctl"], "config", "validate", str(cfg)], capture_output=True, text=True)
     assert r.returncode == 1 and "x.yaml:5:20: warning" in r.stdout + r.stderr, r.stdout + r.stderr
     assert "unknown provider 'awz'" in r.stdout + r.stderr
+
+
+# The platforms' own network descriptions, each for the node's one NIC (ens3, fa:16:3e:00:00:01).
+PLATFORM_NET = {
+    "openstack": {
+        "links": [{"id": "tap1", "type": "phy", "ethernet_mac_address": "FA:16:3E:00:00:01", "mtu": 1450}],
+        "networks": [{"id": "n0", "link": "tap1", "type": "ipv4", "ip_address": "192.168.90.5",
+                      "netmask": "255.255.255.0",
+                      "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "192.168.90.1"}]}],
+        "services": [{"type": "dns", "address": "192.168.90.2"}]},
+    "hetzner": {
+        "network-config": {"version": 1, "config": [
+            {"type": "physical", "name": "ens3", "mac_address": "fa:16:3e:00:00:01",
+             "subnets": [{"type": "dhcp", "ipv4": True},
+                         {"type": "static", "address": "2a01:4f8::1/64", "gateway": "fe80::1", "ipv6": True}]}]},
+        "private-networks": []},
+    "digitalocean": {
+        "interfaces": {"public": [{"mac": "fa:16:3e:00:00:01", "type": "public",
+                                   "ipv4": {"ip_address": "192.168.90.5", "netmask": "255.255.255.0",
+                                            "gateway": "192.168.90.1"}}]},
+        "dns": {"nameservers": ["192.168.90.2"]}},
+    "vultr": {
+        "interfaces": [{"mac": "fa:16:3e:00:00:01", "network-type": "public",
+                        "ipv4": {"address": "192.168.90.5", "netmask": "255.255.255.0",
+                                 "additional": [{"address": "192.168.91.7", "netmask": "255.255.255.0"}]},
+                        "ipv6": {"additional": []}}]},
+}
+RENDERED = {"openstack": ["Address=192.168.90.5/24", "Gateway=192.168.90.1", "MTUBytes=1450", "DNS=192.168.90.2"],
+            "hetzner": ["DHCP=ipv4", "Address=2a01:4f8::1/64", "Gateway=fe80::1"],
+            "digitalocean": ["Address=192.168.90.5/24", "Gateway=192.168.90.1", "DNS=192.168.90.2"],
+            "vultr": ["DHCP=ipv4", "Address=192.168.91.7/24", "DNS=108.61.10.10"]}
+
+
+def node_with_nic(tmp: Path, platform: str) -> Path:
+    """A node root with netplan's generator and one NIC in its /sys (as the agent reads it)."""
+    from test_network import with_netplan
+    root = with_netplan(node_on(tmp, platform))
+    nic = root / "sys/class/net/ens3"
+    (nic / "device").mkdir(parents=True)
+    (nic / "address").write_text("fa:16:3e:00:00:01\n")
+    return root
+
+
+def rendered(root: Path) -> str:
+    net = root / "run/systemd/network"
+    return "".join(p.read_text() for p in sorted(net.glob("*"))) if net.exists() else ""
+
+
+@pytest.mark.parametrize("platform", sorted(PLATFORM_NET))
+def test_platform_network_config(bins, netns, tmp_path, platform):
+    """The platform's own network description, converted as cloud-init converts it, stored as a
+    config file of its own and rendered by netplan at the boot that fetched it (the catch-up of
+    the stages before the step's own)."""
+    netns.serve(tmp_path, platform, USER_CONFIG, network=PLATFORM_NET[platform])
+    root = node_with_nic(tmp_path, platform)
+    r, step, _ = run_datasource(bins, netns, root, [platform])
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    stored = root / f"run/ballast/config.d/39-{platform}-platform-network.yaml"
+    assert stored.read_text().startswith("#cloud-config\nnetwork:"), stored.read_text()
+    assert any("network (initramfs stage, fetched): rendered" in c for c in step["changes"]), step
+    out = rendered(root)
+    for want in RENDERED[platform]:
+        assert want in out, (want, out)
+    # Again: nothing changes.
+    r, step, _ = run_datasource(bins, netns, root, [platform])
+    assert r.returncode == 0 and step["status"] == "unchanged", step
+
+
+def test_platform_network_yields_to_the_nodes_own_and_survives_the_next_boot(bins, netns, tmp_path):
+    netns.serve(tmp_path, "openstack", USER_CONFIG, network=PLATFORM_NET["openstack"])
+    root = node_with_nic(tmp_path, "openstack")
+    r, step, _ = run_datasource(bins, netns, root, ["openstack"])
+    assert r.returncode == 0 and "Address=192.168.90.5/24" in rendered(root)
+    # The next boot: /run is empty again, and the boot stage runs before the network stage's
+    # datasource step has fetched anything. The document of the last boot stays (taking it away
+    # until the step stores it again would drop the node's address at every boot).
+    shutil.rmtree(root / "run/ballast/config.d")
+    shutil.rmtree(root / "run/systemd/network")
+    args = [bins["agent"], "--root", str(root), "stage", "boot", "--json", "--config", str(root.parent / "ds.yaml")]
+    r = netns.exec(*args, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "192.168.90.5/24" in (root / "etc/netplan/50-ballast-01.yaml").read_text()
+    # The node's own network config wins; the platform's (fetched again) is not used, and says so.
+    r, step, _ = run_datasource(bins, netns, root, ["openstack"])
+    assert r.returncode == 0, r.stdout
+    (root / "oem").mkdir(exist_ok=True)
+    (root / "oem/10-net.yaml").write_text(
+        "#cloud-config\nnetwork:\n  version: 2\n  ethernets:\n    ens3:\n      addresses: [10.77.0.9/24]\n")
+    r = netns.exec(*args[:4], "reconcile", "--json", capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    net = next(s for s in json.loads(r.stdout)["steps"] if s["id"] == "network")
+    assert any("the platform's network config) is not used" in n for n in net["notes"]), net
+    assert [p.name for p in (root / "etc/netplan").iterdir()] == ["50-ballast-01.yaml"]
+    assert "10.77.0.9/24" in (root / "etc/netplan/50-ballast-01.yaml").read_text()
+
+
+def test_bad_platform_network_is_an_error_and_the_rest_applies(bins, netns, tmp_path):
+    bad = {"links": [{"id": "tap9", "type": "phy", "ethernet_mac_address": "fa:16:3e:00:00:99"}]}
+    netns.serve(tmp_path, "openstack", USER_CONFIG, network=bad)
+    root = node_with_nic(tmp_path, "openstack")
+    r, step, _ = run_datasource(bins, netns, root, ["openstack"])
+    assert r.returncode == 1, r.stdout
+    assert any("network config: network_data.json: links[0]: no network interface of this machine has "
+               "MAC address fa:16:3e:00:00:99 (not used)" in e for e in step["errors"]), step
+    assert (root / "run/ballast/config.d/40-openstack-01.yaml").read_bytes() == USER_CONFIG
+    assert (root / "etc/from-cloud").read_text() == "hi"
+    assert not (root / "run/ballast/config.d/39-openstack-platform-network.yaml").exists()
+    assert not (root / "etc/netplan").exists() or not list((root / "etc/netplan").iterdir())

@@ -4,7 +4,10 @@
 
 #include <zlib.h>
 
+#include "ballast/config/loader.hpp"
+#include "ballast/config/sources.hpp"
 #include "ballast/core/encoding.hpp"
+#include "ballast/datasource/network.hpp"
 #include "ballast/datasource/providers.hpp"
 #include "ballast/datasource/userdata.hpp"
 
@@ -257,4 +260,190 @@ TEST_CASE("Azure: the wireserver's goal state and the ready report", "[datasourc
         "<InstanceId>a&lt;b</InstanceId></RoleInstance></Container>");
     REQUIRE_FALSE(evil);
     CHECK_THAT(std::string(evil.error().what()), Catch::Contains("unexpected characters"));
+}
+
+namespace {
+
+// A platform's version 1 document through the config loader, as the datasource step stores it:
+// the netplan document it becomes (no diagnostics at all).
+std::string netplan_of(const nlohmann::json& v1) {
+    const std::string text = "#cloud-config\nnetwork: " + v1.dump() + "\n";
+    std::vector<config::SourceFile> src{{"/run/p.yaml", text, config::detect_kind(text, "p.yaml")}};
+    auto l = config::load_sources(std::move(src), nlohmann::json::object());
+    std::string diags;
+    for (const auto& d : l.diags.items())
+        diags += d.text() + "\n";
+    INFO(diags);
+    CHECK(l.diags.items().empty());
+    REQUIRE(l.config.network.size() == 1);
+    return l.config.network.front().netplan;
+}
+
+const Macs kMacs{{"fa:16:3e:00:00:01", "ens3"}, {"fa:16:3e:00:00:02", "ens4"}};
+
+}  // namespace
+
+TEST_CASE("platform network config: each platform's description as cloud-init converts it",
+          "[datasource][network]") {
+    // OpenStack: a bond of two NICs with a VLAN on it, static IPv4 with a default route and
+    // IPv6 with an IPv6 netmask, DHCP on a third link, DNS services.
+    auto os = openstack_network(R"({
+      "links": [
+        {"id": "tap1", "type": "phy", "ethernet_mac_address": "FA:16:3E:00:00:01", "mtu": 9000},
+        {"id": "tap2", "type": "ovs", "ethernet_mac_address": "fa:16:3e:00:00:02"},
+        {"id": "b0", "type": "bond", "bond_links": ["tap1", "tap2"], "bond_mode": "802.3ad",
+         "bond_miimon": 100, "bond_xmit_hash_policy": "layer3+4",
+         "ethernet_mac_address": "fa:16:3e:00:00:01"},
+        {"id": "v1", "type": "vlan", "vlan_link": "b0", "vlan_id": 42,
+         "vlan_mac_address": "fa:16:3e:00:00:01"}],
+      "networks": [
+        {"id": "n0", "link": "v1", "type": "ipv4", "ip_address": "10.0.0.5",
+         "netmask": "255.255.255.0",
+         "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.0.0.1"}]},
+        {"id": "n1", "link": "v1", "type": "ipv6", "ip_address": "2001:db8::5",
+         "netmask": "ffff:ffff:ffff:ffff::"},
+        {"id": "n2", "link": "b0", "type": "ipv4_dhcp"}],
+      "services": [{"type": "dns", "address": "10.0.0.2"}]})",
+                                kMacs);
+    REQUIRE(os);
+    const auto& c = (*os)["config"];
+    REQUIRE(c.size() == 5);
+    CHECK(c[0] == nlohmann::json::parse(
+                      R"({"name": "ens3", "type": "physical", "mac_address": "fa:16:3e:00:00:01",
+                          "mtu": "9000"})"));
+    CHECK(c[2]["name"] == "bond0");
+    CHECK(c[2]["bond_interfaces"] == nlohmann::json::array({"ens3", "ens4"}));
+    CHECK(c[2]["params"] == nlohmann::json::parse(
+                                R"({"bond-mode": "802.3ad", "bond-miimon": "100",
+                                    "bond-xmit-hash-policy": "layer3+4"})"));
+    CHECK(c[3]["name"] == "bond0.42");
+    CHECK(c[3]["accept-ra"] == false);
+    CHECK(c[4] == nlohmann::json::parse(R"({"type": "nameserver", "address": ["10.0.0.2"]})"));
+    auto plan = netplan_of(*os);
+    CHECK_THAT(plan, Catch::Contains("bond0.42"));
+    CHECK_THAT(plan, Catch::Contains("10.0.0.5/24"));
+    CHECK_THAT(plan, Catch::Contains("2001:db8::5/64"));
+    CHECK_THAT(plan, Catch::Contains("transmit-hash-policy"));
+    CHECK_THAT(plan, Catch::Contains("10.0.0.2"));
+
+    // DigitalOcean: eth0 public (gateway), eth1 private (none), the anchor address without one.
+    auto d = digitalocean_network(R"({"interfaces": {
+      "public": [{"mac": "04:01:58:27:7F:01", "type": "public",
+                  "ipv4": {"ip_address": "45.55.50.93", "netmask": "255.255.224.0", "gateway": "45.55.32.1"},
+                  "ipv6": {"ip_address": "2604:a880::1", "cidr": 64, "gateway": "2604:a880::ff"},
+                  "anchor_ipv4": {"ip_address": "10.17.0.9", "netmask": "255.255.0.0", "gateway": "10.17.0.1"}}],
+      "private": [{"mac": "04:01:58:27:7f:02", "type": "private",
+                   "ipv4": {"ip_address": "10.132.75.35", "netmask": "255.255.0.0", "gateway": "10.132.0.1"}}]},
+      "dns": {"nameservers": ["67.207.67.2"]}})");
+    REQUIRE(d);
+    const auto& dc = (*d)["config"];
+    REQUIRE(dc.size() == 3);
+    CHECK((dc[0]["name"] == "eth0" && dc[0]["mac_address"] == "04:01:58:27:7f:01"));
+    CHECK(dc[0]["subnets"][0]["gateway"] == "45.55.32.1");
+    CHECK(dc[0]["subnets"][1]["address"] == "2604:a880::1/64");
+    CHECK_FALSE(dc[0]["subnets"][2].contains("gateway"));
+    CHECK((dc[1]["name"] == "eth1" && !dc[1]["subnets"][0].contains("gateway")));
+    plan = netplan_of(*d);
+    CHECK_THAT(plan, Catch::Contains("set-name"));
+    CHECK_THAT(plan, Catch::Contains("45.55.50.93/19"));
+
+    // Vultr: the first NIC public (DHCP, SLAAC), the others private (static), Vultr's resolvers.
+    auto v = vultr_network(R"({"interfaces": [
+      {"mac": "fa:16:3e:00:00:01", "network-type": "public",
+       "ipv4": {"address": "45.76.1.2", "netmask": "255.255.254.0",
+                "additional": [{"address": "45.76.9.9", "netmask": "255.255.255.255"}]},
+       "ipv6": {"network": "2001:19f0::", "prefix": "64",
+                "additional": [{"network": "2001:19f0:1::", "prefix": "64"}]}},
+      {"mac": "fa:16:3e:00:00:02", "network-type": "private", "mtu": 1450,
+       "ipv4": {"address": "10.1.96.3", "netmask": "255.255.240.0", "additional": []},
+       "ipv6": {"additional": []}}]})",
+                           kMacs);
+    REQUIRE(v);
+    const auto& vc = (*v)["config"];
+    REQUIRE(vc.size() == 3);
+    CHECK(vc[0]["type"] == "nameserver");
+    CHECK((vc[1]["name"] == "ens3" && vc[1]["subnets"].size() == 4));
+    CHECK(vc[1]["subnets"][3]["address"] == "2001:19f0:1::/64");
+    CHECK((vc[2]["name"] == "ens4" && vc[2]["mtu"] == "1450"));
+    plan = netplan_of(*v);
+    CHECK_THAT(plan, Catch::Contains("10.1.96.3/20"));
+
+    // Hetzner: its version 1 document as it is, plus DHCP on each private network's NIC.
+    auto h = hetzner_network(R"(hostname: hz
+network-config:
+  config:
+  - mac_address: 96:00:00:11:22:33
+    name: eth0
+    subnets:
+    - dns_nameservers: [185.12.64.1]
+      ipv4: true
+      type: dhcp
+    - address: 2a01:4f8:1c1c:1234::1/64
+      gateway: fe80::1
+      ipv6: true
+      type: static
+    type: physical
+  version: 1
+)",
+                             "- ip: 10.0.0.2\n  mac_address: FA:16:3E:00:00:02\n", kMacs);
+    REQUIRE(h);
+    const auto& hc = (*h)["config"];
+    REQUIRE(hc.size() == 2);
+    CHECK(hc[1] == nlohmann::json::parse(R"({"type": "physical", "name": "ens4",
+        "mac_address": "fa:16:3e:00:00:02", "subnets": [{"type": "dhcp"}]})"));
+    plan = netplan_of(*h);
+    CHECK_THAT(plan, Catch::Contains("2a01:4f8:1c1c:1234::1/64"));
+
+    // Nothing described: no network config.
+    CHECK(openstack_network(R"({"links": []})", kMacs)->is_null());
+    CHECK(digitalocean_network(R"({"droplet_id": 1})")->is_null());
+    CHECK(vultr_network(R"({"interfaces": []})", kMacs)->is_null());
+    CHECK(hetzner_network("hostname: x\n", "", kMacs)->is_null());
+}
+
+TEST_CASE("platform network config: what is refused, naming the field", "[datasource][network]") {
+    auto bad = [](const Result<nlohmann::json>& r, const char* what) {
+        REQUIRE_FALSE(r);
+        CHECK_THAT(std::string(r.error().what()), Catch::Contains(what));
+    };
+    bad(openstack_network("{", kMacs), "network_data.json: not valid JSON");
+    bad(openstack_network(R"({"links": {}})", kMacs), "links is not a list");
+    bad(openstack_network(R"({"links": [{"type": "phy"}]})", kMacs), "links[0]: no id");
+    bad(openstack_network(
+            R"({"links": [{"id": "x", "type": "phy", "ethernet_mac_address": "00:00:00:00:00:09"}]})",
+            kMacs),
+        "links[0]: no network interface of this machine has MAC address 00:00:00:00:00:09");
+    bad(openstack_network(
+            R"({"links": [{"id": "v", "type": "vlan", "vlan_link": "nope", "vlan_id": 1}]})",
+            kMacs),
+        "vlan_link 'nope' is no link's id");
+    bad(openstack_network(R"({"links": [{"id": "b", "type": "bond", "bond_links": ["zz"]}]})",
+                          kMacs),
+        "bond_links names no link's id");
+    bad(openstack_network(R"({"links": [{"id": "t", "type": "phy", "name": "eth0"}],
+        "networks": [{"link": "t", "type": "ipv5"}]})",
+                          kMacs),
+        "networks[0]: type 'ipv5'");
+    bad(digitalocean_network(R"({"interfaces": {"public": [{"ipv4": {}}]}})"),
+        "interfaces.public[0]: no mac");
+    bad(digitalocean_network(
+            R"({"interfaces": {"public": [{"mac": "a", "ipv4": {"netmask": "x"}}]}})"),
+        "interfaces.public[0].ipv4: no ip_address");
+    bad(vultr_network(
+            R"({"interfaces": [{"mac": "fa:16:3e:00:00:01"}, {"mac": "fa:16:3e:00:00:02"}]})",
+            kMacs),
+        "interfaces[1]: a private interface without ipv4");
+    bad(hetzner_network("network-config: [1]\n", "", kMacs), "not a version 1 document");
+    bad(hetzner_network("network-config: {version: 1, config: []}\n",
+                        "- mac_address: 00:00:00:00:00:09\n", kMacs),
+        "private-networks[0]: no network interface of this machine");
+    std::string deep = "network-config: ";
+    for (int i = 0; i < 40; ++i)
+        deep += "[";
+    bad(hetzner_network(deep + std::string(40, ']') + "\n", "", kMacs), "nested more than");
+    // 65 links: more than a machine has.
+    std::string many = R"({"links": [)";
+    for (int i = 0; i < 65; ++i)
+        many += std::string(i ? "," : "") + "{}";
+    bad(openstack_network(many + "]}", kMacs), "more than 64 entries");
 }

@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
-#include <bit>
 #include <cctype>
 #include <optional>
 
@@ -100,13 +99,21 @@ class V1Reader {
     Diagnostics& d_;
 };
 
+// "255.255.255.0" -> 24, "ffff:ffff:ffff:ffff::" -> 64 (OpenStack gives IPv6 netmasks so).
 std::optional<int> netmask_prefix(std::string_view mask) {
-    in_addr a{};
-    if (inet_pton(AF_INET, std::string(mask).c_str(), &a) != 1) return std::nullopt;
-    const uint32_t m = ntohl(a.s_addr);
-    const int ones = std::popcount(m);
-    // Contiguous: the ones all at the top.
-    if (ones != 32 && (m << ones) != 0) return std::nullopt;
+    unsigned char b[16] = {};
+    const bool v6 = mask.find(':') != std::string_view::npos;
+    if (inet_pton(v6 ? AF_INET6 : AF_INET, std::string(mask).c_str(), b) != 1) return std::nullopt;
+    int ones = 0;
+    bool ended = false;
+    for (size_t i = 0; i < (v6 ? 16u : 4u); ++i) {
+        for (int bit = 7; bit >= 0; --bit) {
+            const bool set = (b[i] >> bit) & 1;
+            if (set && ended) return std::nullopt;  // contiguous: the ones all at the top
+            if (set) ++ones;
+            ended = ended || !set;
+        }
+    }
     return ones;
 }
 
@@ -128,7 +135,7 @@ std::optional<std::string> cidr(const V1Reader& r, std::string_view addr_key) {
         prefix = a.substr(slash + 1);
         a.resize(slash);
     } else if (auto mask = r.str("netmask")) {
-        if (auto p = is_ipv6(*mask) ? std::nullopt : netmask_prefix(*mask))
+        if (auto p = is_ipv6(*mask) != is_ipv6(a) ? std::nullopt : netmask_prefix(*mask))
             prefix = std::to_string(*p);
         else if (parse_unsigned<unsigned>(*mask))
             prefix = *mask;
@@ -204,9 +211,12 @@ void subnets(const V1Reader& dev, json& out, Diagnostics& d) {
             d.error(s.pos, r.where() + ": expected a mapping");
             continue;
         }
+        // ipv4/ipv6: flags platforms add (Hetzner, cloud-init's OpenStack conversion); the type
+        // and address say the same.
         constexpr std::string_view keys[] = {
             "type",       "address", "netmask", "prefix", "gateway", "dns_nameservers",
-            "dns_search", "routes",  "control", "mtu",    "metric"};
+            "dns_search", "routes",  "control", "mtu",    "metric",  "ipv4",
+            "ipv6"};
         r.only(keys);
         auto type = r.str("type", true);
         if (!type) continue;
@@ -363,8 +373,8 @@ json network_v1_to_v2(const Node& config, Diagnostics& d) {
                                                  "subnets", "accept-ra", "wakeonlan"};
             r.only(keys);
             kind = "ethernets";
-            for (const char* flag : {"accept-ra", "wakeonlan"})
-                if (auto v = r.str(flag)) dev[flag] = *v == "true" || *v == "yes" || *v == "on";
+            if (auto v = r.str("wakeonlan"))
+                dev["wakeonlan"] = *v == "true" || *v == "yes" || *v == "on";
             if (auto mac = r.str("mac_address")) {
                 std::string m = *mac;
                 std::transform(m.begin(), m.end(), m.begin(), ::tolower);
@@ -372,23 +382,25 @@ json network_v1_to_v2(const Node& config, Diagnostics& d) {
                 dev["set-name"] = *name;
             }
         } else if (*type == "vlan") {
-            constexpr std::string_view keys[] = {"type",    "name", "vlan_link",
-                                                 "vlan_id", "mtu",  "subnets"};
+            constexpr std::string_view keys[] = {"type", "name",    "vlan_link", "vlan_id",
+                                                 "mtu",  "subnets", "accept-ra"};
             r.only(keys);
             kind = "vlans";
             if (auto id = r.num("vlan_id", true)) dev["id"] = *id;
             if (auto link = r.str("vlan_link", true)) dev["link"] = *link;
         } else if (*type == "bond") {
-            constexpr std::string_view keys[] = {"type",        "name", "bond_interfaces", "params",
-                                                 "mac_address", "mtu",  "subnets"};
+            constexpr std::string_view keys[] = {"type",    "name",        "bond_interfaces",
+                                                 "params",  "mac_address", "mtu",
+                                                 "subnets", "accept-ra"};
             r.only(keys);
             kind = "bonds";
             dev["interfaces"] = r.strings("bond_interfaces");
             if (auto p = parameters(r, "params", kBondParams); !p.empty()) dev["parameters"] = p;
             if (auto mac = r.str("mac_address")) dev["macaddress"] = *mac;
         } else if (*type == "bridge") {
-            constexpr std::string_view keys[] = {
-                "type", "name", "bridge_interfaces", "params", "mac_address", "mtu", "subnets"};
+            constexpr std::string_view keys[] = {"type",    "name",        "bridge_interfaces",
+                                                 "params",  "mac_address", "mtu",
+                                                 "subnets", "accept-ra"};
             r.only(keys);
             kind = "bridges";
             dev["interfaces"] = r.strings("bridge_interfaces");
@@ -401,6 +413,8 @@ json network_v1_to_v2(const Node& config, Diagnostics& d) {
             continue;
         }
         if (auto mtu = r.num("mtu")) dev["mtu"] = *mtu;
+        if (auto v = r.str("accept-ra"))
+            dev["accept-ra"] = *v == "true" || *v == "yes" || *v == "on";
         subnets(r, dev, d);
         json& slot = net[kind][*name];
         if (!slot.is_null())

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <ctime>
+#include <functional>
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
@@ -11,6 +12,8 @@
 #include "ballast/core/encoding.hpp"
 #include "ballast/core/files.hpp"
 #include "ballast/core/text.hpp"
+#include "ballast/datasource/json_fields.hpp"
+#include "ballast/datasource/network.hpp"
 #include "ballast/datasource/volume.hpp"
 
 namespace ballast::datasource {
@@ -52,25 +55,17 @@ std::string maybe_base64(std::string text) {
     return decoded ? std::move(*decoded) : text;
 }
 
+// The platform's network config, or why it could not be read (the rest of its data still is).
+void set_network(Metadata& m, Result<json> net) {
+    if (!net)
+        m.network_error = net.error().what();
+    else if (!net->is_null())
+        m.network = net->dump();
+}
+
 // A transport failure on a provider's first request: its service is not there.
 bool absent(const Error& e) {
     return e.code() == Errc::unavailable || e.code() == Errc::timeout;
-}
-
-Result<json> parse_json(std::string_view text, std::string_view what) {
-    auto j = json::parse(text, nullptr, false);
-    if (j.is_discarded()) return fail(Errc::invalid_argument, "{}: not valid JSON", what);
-    if (!j.is_object()) return fail(Errc::invalid_argument, "{}: not a JSON object", what);
-    return j;
-}
-
-// A string field, or "" when absent; an error when present with another type.
-Result<std::string> str_field(const json& j, std::string_view key, std::string_view what) {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return std::string();
-    if (it->is_string()) return it->get<std::string>();
-    if (it->is_number_integer()) return std::to_string(it->get<long long>());
-    return fail(Errc::invalid_argument, "{}: {} is not a string", what, key);
 }
 
 // A list of key strings (or of objects holding one under `member`).
@@ -277,7 +272,8 @@ Status azure_ready(const Client& c) {
     return {};
 }
 
-Result<std::optional<Metadata>> fetch_openstack(const Client& c, const RootPrefix&, bool live) {
+Result<std::optional<Metadata>> fetch_openstack(const Client& c, const RootPrefix& root,
+                                                bool live) {
     // The config drive first (no network needed), then the metadata service.
     if (auto v = find_volume({"config-2"}, live)) {
         auto meta = BALLAST_TRY(read_volume_file(*v, "openstack/latest/meta_data.json"));
@@ -289,6 +285,10 @@ Result<std::optional<Metadata>> fetch_openstack(const Client& c, const RootPrefi
         auto m = BALLAST_TRY_CTX(parse_openstack(*meta), "{}", v->device);
         m.user_data = BALLAST_TRY(read_volume_file(*v, "openstack/latest/user_data"));
         m.origin = v->device;
+        if (auto net = read_volume_file(*v, "openstack/latest/network_data.json"); !net)
+            m.network_error = net.error().what();
+        else if (*net)
+            set_network(m, openstack_network(**net, read_macs(root)));
         return std::optional<Metadata>(std::move(m));
     }
     const std::string base = std::string(kLinkLocal) + "/openstack/latest";
@@ -302,16 +302,19 @@ Result<std::optional<Metadata>> fetch_openstack(const Client& c, const RootPrefi
     auto m = BALLAST_TRY_CTX(parse_openstack(reply.body), "{}/meta_data.json", base);
     m.user_data = BALLAST_TRY(c.get(base + "/user_data"));
     m.origin = base;
+    if (auto net = c.get(base + "/network_data.json"); !net)
+        m.network_error = net.error().what();
+    else if (*net)
+        set_network(m, openstack_network(**net, read_macs(root)));
     return std::optional<Metadata>(std::move(m));
 }
 
 // Providers whose service hands out one document with everything but the user-data, then the
 // user-data at its own URL (`user_url` empty: in the document).
-Result<std::optional<Metadata>> fetch_document(const Client& c, const std::string& url,
-                                               const std::string& user_url,
-                                               Result<Metadata> (*parse)(std::string_view),
-                                               const http::Options* user_opts = nullptr,
-                                               std::vector<std::string> headers = {}) {
+Result<std::optional<Metadata>> fetch_document(
+    const Client& c, const std::string& url, const std::string& user_url,
+    const std::function<Result<Metadata>(std::string_view)>& parse,
+    const http::Options* user_opts = nullptr, std::vector<std::string> headers = {}) {
     http::Request req;
     req.headers = std::move(headers);
     auto reply_answered = BALLAST_TRY(probe(c, url, req));
@@ -326,25 +329,45 @@ Result<std::optional<Metadata>> fetch_document(const Client& c, const std::strin
 }
 
 Result<std::optional<Metadata>> fetch_digitalocean(const Client& c, const RootPrefix&, bool) {
-    return fetch_document(c, std::string(kLinkLocal) + "/metadata/v1.json", "", parse_digitalocean);
+    return fetch_document(c, std::string(kLinkLocal) + "/metadata/v1.json", "",
+                          [](std::string_view body) -> Result<Metadata> {
+                              auto m = BALLAST_TRY(parse_digitalocean(body));
+                              set_network(m, digitalocean_network(body));
+                              return m;
+                          });
 }
 
-Result<std::optional<Metadata>> fetch_hetzner(const Client& c, const RootPrefix&, bool) {
+Result<std::optional<Metadata>> fetch_hetzner(const Client& c, const RootPrefix& root, bool) {
     const std::string base = std::string(kLinkLocal) + "/hetzner/v1";
-    auto m = BALLAST_TRY(fetch_document(c, base + "/metadata", base + "/userdata", parse_hetzner));
+    std::string metadata;
+    auto m = BALLAST_TRY(
+        fetch_document(c, base + "/metadata", base + "/userdata", [&](std::string_view body) {
+            metadata = body;
+            return parse_hetzner(body);
+        }));
+    if (!m) return m;
     // An empty body (204) is no user-data.
-    if (m && m->user_data) {
+    if (m->user_data) {
         if (trimmed(*m->user_data).empty())
             m->user_data.reset();
         else
             m->user_data = maybe_base64(*m->user_data);
     }
+    if (auto priv = c.get(base + "/metadata/private-networks"); !priv)
+        m->network_error = priv.error().what();
+    else
+        set_network(*m, hetzner_network(metadata, priv->value_or(""), read_macs(root)));
     return m;
 }
 
-Result<std::optional<Metadata>> fetch_vultr(const Client& c, const RootPrefix&, bool) {
-    return fetch_document(c, std::string(kLinkLocal) + "/v1.json", "", parse_vultr, nullptr,
-                          {"Metadata-Token: cloudinit"});
+Result<std::optional<Metadata>> fetch_vultr(const Client& c, const RootPrefix& root, bool) {
+    return fetch_document(c, std::string(kLinkLocal) + "/v1.json", "",
+                          [&](std::string_view body) -> Result<Metadata> {
+                              auto m = BALLAST_TRY(parse_vultr(body));
+                              set_network(m, vultr_network(body, read_macs(root)));
+                              return m;
+                          },
+                          nullptr, {"Metadata-Token: cloudinit"});
 }
 
 Result<std::optional<Metadata>> fetch_scaleway(const Client& c, const RootPrefix&, bool) {
@@ -375,6 +398,21 @@ constexpr Provider kProviders[] = {
 };
 
 }  // namespace
+
+Result<json> parse_json(std::string_view text, std::string_view what) {
+    auto j = json::parse(text, nullptr, false);
+    if (j.is_discarded()) return fail(Errc::invalid_argument, "{}: not valid JSON", what);
+    if (!j.is_object()) return fail(Errc::invalid_argument, "{}: not a JSON object", what);
+    return j;
+}
+
+Result<std::string> str_field(const json& j, std::string_view key, std::string_view what) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return std::string();
+    if (it->is_string()) return it->get<std::string>();
+    if (it->is_number_integer()) return std::to_string(it->get<long long>());
+    return fail(Errc::invalid_argument, "{}: {} is not a string", what, key);
+}
 
 Dmi read_dmi(const RootPrefix& root) {
     auto field = [&](const char* name) {

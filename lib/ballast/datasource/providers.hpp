@@ -35,6 +35,9 @@ struct Metadata {
     std::vector<std::string> ssh_keys;
     std::optional<std::string> user_data;  // as delivered, the platform's own encoding removed
     std::string origin;                    // "http://169.254.169.254/latest/user-data"
+    // The platform's network config (datasource/network.hpp), cloud-init's version 1 as JSON
+    // text; empty when the platform gives none. What kept it from being read, if anything.
+    std::string network, network_error;
 };
 
 // Requests to a metadata service: bounded, never proxied, TLS verified (http.ca_file).

@@ -84,6 +84,21 @@ StepResult run_step(const config::Step& s, StageContext& ctx) {
     return r;
 }
 
+// Whether the network step of `stage` removes Ballast's documents the config no longer has. Not
+// in the initramfs, and not in the boot stage when a datasource step runs in a network stage
+// (after boot): network config it fetched at the last boot lives in /run and is not there yet,
+// and removing it until the step stores it again would take the node's addresses away at every
+// boot. The reconcile stage, and a boot without such a step, do.
+bool removes_stale_network(const config::Config& cfg, std::string_view stage) {
+    if (stage == "reconcile") return true;
+    if (stage != "boot") return false;
+    for (const auto& [name, steps] : cfg.stages)
+        if (name == "network" || name.starts_with("network."))
+            for (const auto& s : steps)
+                if (!s.datasource.empty()) return false;
+    return true;
+}
+
 }  // namespace
 
 StageResult run_stage(const config::Config& cfg, std::string_view stage, StageContext& ctx,
@@ -150,7 +165,7 @@ StageResult run_stage(const config::Config& cfg, std::string_view stage, StageCo
                 "systemd-networkd if it changed");
         else
             res.steps.push_back(run_builtin("network", res.stage, [&](ModuleResult& m) {
-                modules::network(whole, ctx, m, stage != "initramfs");
+                modules::network(whole, ctx, m, removes_stale_network(whole, stage));
             }));
     }
     // Built-in: k3s follows the config on every boot and reconcile.

@@ -31,6 +31,10 @@ void k3s(const config::Config& cfg, StageContext& ctx, ModuleResult& r);
 void network(const config::Config& cfg, StageContext& ctx, ModuleResult& r, bool remove_stale);
 // Whether the network step has anything to do: config, or Ballast's documents to remove.
 [[nodiscard]] bool network_pending(const config::Config& cfg, const StageContext& ctx);
+// The file a datasource step stores a platform's own network config in; the network step uses
+// such a file only where no other file of the config has network config.
+[[nodiscard]] std::string platform_network_file(std::string_view provider);
+[[nodiscard]] bool is_platform_network_file(std::string_view path);
 
 // Shared by files, dns, environment, timesyncd, hostname, sysctl: make `path` hold exactly
 // `content` with `mode` and ownership, writing only when something differs. Returns whether it

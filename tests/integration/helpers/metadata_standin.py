@@ -9,7 +9,10 @@ CONFIG: {"platform": "aws" | "gcp" | "azure" | "openstack" | "digitalocean" | "h
 "vultr" | "scaleway" | "equinix", "instance_id", "hostname", "keys": [...], "user_data": base64
 of the bytes the platform hands out, or null for none, "delay": seconds before each answer,
 "log": file for one JSON line per request, "tls": {"cert", "key"} (equinix: https), "wire":
-false for an Azure without its wireserver, "token_status": what AWS answers the token PUT}.
+false for an Azure without its wireserver, "token_status": what AWS answers the token PUT,
+"network": the platform's own network description (openstack: network_data.json; hetzner:
+{"network-config", "private-networks"}; digitalocean: {"interfaces", "dns"}; vultr:
+{"interfaces"}), served where and as the platform serves it}.
 
 What each platform checks is checked here too: AWS IMDSv2's session token (PUT, then the token
 header; 401 without it), GCE's `Metadata-Flavor: Google` request header (403 without it, the
@@ -33,6 +36,7 @@ PLATFORM = CFG["platform"]
 UD = base64.b64decode(CFG["user_data"]) if CFG.get("user_data") is not None else None
 IID, HOST, KEYS = CFG.get("instance_id", "i-0standin"), CFG.get("hostname", "standin"), CFG.get("keys", [])
 TOKEN = "AQAEAstandin-token=="
+NET = CFG.get("network")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -130,6 +134,8 @@ class Handler(BaseHTTPRequestHandler):
                              "application/json")
         if path == "/openstack/latest/user_data":
             return self.send(200, UD, "application/octet-stream") if UD is not None else self.send(404)
+        if path == "/openstack/latest/network_data.json" and NET is not None:
+            return self.send(200, json.dumps(NET), "application/json")
         return self.send(404)
 
     # ---- DigitalOcean ---------------------------------------------------------------------
@@ -137,14 +143,17 @@ class Handler(BaseHTTPRequestHandler):
         if path != "/metadata/v1.json":
             return self.send(404)
         return self.send(200, json.dumps({"droplet_id": int(IID), "hostname": HOST, "public_keys": KEYS,
-                                          "user_data": UD.decode() if UD is not None else None}),
+                                          "user_data": UD.decode() if UD is not None else None, **(NET or {})}),
                          "application/json")
 
     # ---- Hetzner --------------------------------------------------------------------------
     def serve_hetzner(self, path):
         if path == "/hetzner/v1/metadata":
             keys = "".join(f"\n- {k}" for k in KEYS) or " []"
-            return self.send(200, f"hostname: {HOST}\ninstance-id: {IID}\npublic-keys:{keys}\n", "text/yaml")
+            net = f"network-config: {json.dumps(NET['network-config'])}\n" if NET else ""
+            return self.send(200, f"hostname: {HOST}\ninstance-id: {IID}\npublic-keys:{keys}\n{net}", "text/yaml")
+        if path == "/hetzner/v1/metadata/private-networks" and NET:
+            return self.send(200, json.dumps(NET.get("private-networks", [])), "text/yaml")
         if path == "/hetzner/v1/userdata":
             return self.send(200, UD, "text/plain") if UD is not None else self.send(204)
         return self.send(404)
@@ -156,7 +165,7 @@ class Handler(BaseHTTPRequestHandler):
         if path != "/v1.json":
             return self.send(404)
         return self.send(200, json.dumps({"instance-v2-id": IID, "hostname": HOST, "public-keys": KEYS,
-                                          "user-data": UD.decode() if UD is not None else ""}),
+                                          "user-data": UD.decode() if UD is not None else "", **(NET or {})}),
                          "application/json")
 
     # ---- Scaleway -------------------------------------------------------------------------

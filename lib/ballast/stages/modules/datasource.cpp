@@ -137,6 +137,55 @@ void run_scripts(const config::Step& s, const datasource::Metadata& m,
     }
 }
 
+// A NoCloud seed's network-config or a platform's (cloud-init network config, with or without the
+// `network:` key around it) as a cloud-config document holding that block and nothing else, as
+// cloud-init takes only the network config from that file. Empty when it does not parse (reported).
+std::string network_document(const std::string& text, std::string& error) {
+    try {
+        auto y = YAML::Load(text);
+        if (y.IsMap() && y["network"]) y = y["network"];
+        if (!y.IsMap()) {
+            error = "network-config: not a mapping";
+            return "";
+        }
+        YAML::Emitter out;
+        out << YAML::BeginMap << YAML::Key << "network" << YAML::Value << y << YAML::EndMap;
+        return "#cloud-config\n" + std::string(out.c_str()) + "\n";
+    } catch (const YAML::Exception& e) {
+        error = fmt::format("network-config: not valid YAML: {}", e.what());
+        return "";
+    }
+}
+
+// The platform's network config (datasource/network.hpp) as a config file of its own, or that
+// file removed when the platform no longer gives one. A platform document that cannot be read is
+// an error (the file stored before is kept); the rest of what the platform gave still applies.
+void platform_network(const config::Step& s, const datasource::Metadata& m, StageContext& ctx,
+                      ModuleResult& r, Stored& stored) {
+    const std::string name = platform_network_file(m.provider);
+    if (!m.network_error.empty()) {
+        r.error(fmt::format("datasource {}: network config: {} (not used)", m.provider,
+                            m.network_error));
+        return;
+    }
+    if (!m.network.empty()) {
+        std::string error;
+        auto doc = network_document(m.network, error);
+        if (doc.empty())
+            r.error(fmt::format("datasource {}: network config: {}", m.provider, error));
+        else
+            store(ctx, r, stored, s.datasource.path, name, doc, m.origin);
+        return;
+    }
+    const std::string path = s.datasource.path + "/" + name;
+    if (auto st = stat_beneath(ctx.root, path); st && *st) {
+        if (auto gone = remove_beneath(ctx.root, path); !gone)
+            r.error(gone.error().what());
+        else
+            r.change("removed " + path);
+    }
+}
+
 // What a cloud gave: the host name and SSH keys (for root) applied at once, whatever the
 // user-data holds; its user-data's cloud-config parts stored as config sources
 // (40-NAME-01.yaml, ...); its scripts run.
@@ -178,6 +227,7 @@ void apply(const config::Step& s, const datasource::Metadata& m, StageContext& c
     }
     for (const auto& why : ud.ignored)
         r.note(fmt::format("datasource {}: {}", m.provider, why));
+    platform_network(s, m, ctx, r, stored);
     run_scripts(s, m, ud.scripts, ctx, r);
 }
 
@@ -228,26 +278,6 @@ void clouds(const config::Step& s, const std::vector<std::string>& names, StageC
                 r.note(fmt::format("datasource {}: reported ready to the platform", p->name));
         }
         return;  // a machine is on one cloud
-    }
-}
-
-// A NoCloud seed's network-config (cloud-init network config, with or without the `network:`
-// key around it) as a cloud-config document holding that block and nothing else, as cloud-init
-// takes only the network config from that file. Empty when it does not parse (reported).
-std::string network_document(const std::string& text, std::string& error) {
-    try {
-        auto y = YAML::Load(text);
-        if (y.IsMap() && y["network"]) y = y["network"];
-        if (!y.IsMap()) {
-            error = "network-config: not a mapping";
-            return "";
-        }
-        YAML::Emitter out;
-        out << YAML::BeginMap << YAML::Key << "network" << YAML::Value << y << YAML::EndMap;
-        return "#cloud-config\n" + std::string(out.c_str()) + "\n";
-    } catch (const YAML::Exception& e) {
-        error = fmt::format("network-config: not valid YAML: {}", e.what());
-        return "";
     }
 }
 

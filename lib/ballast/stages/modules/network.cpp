@@ -125,6 +125,15 @@ bool in_place(const StageContext& ctx, const std::vector<config::NetworkDoc>& do
 
 }  // namespace
 
+std::string platform_network_file(std::string_view provider) {
+    return fmt::format("39-{}-platform-network.yaml", provider);
+}
+
+bool is_platform_network_file(std::string_view path) {
+    const auto name = path.substr(path.rfind('/') + 1);
+    return name.starts_with("39-") && name.ends_with("-platform-network.yaml");
+}
+
 bool network_pending(const config::Config& cfg, const StageContext& ctx) {
     if (!cfg.network.empty() || cfg.network_kept) return true;
     auto st = stat_beneath(ctx.root, doc_path(1));  // documents to remove
@@ -147,6 +156,18 @@ void network(const config::Config& cfg, StageContext& ctx, ModuleResult& r, bool
             docs.push_back(d);
     }
     if (disabled) docs.clear();  // cloud-init: `network: {config: disabled}` anywhere wins
+    // A platform's network config only where the config has none of its own, as cloud-init
+    // prefers a system config's network config to a datasource's.
+    if (std::any_of(docs.begin(), docs.end(),
+                    [](const auto& d) { return !is_platform_network_file(d.pos.file); }))
+        std::erase_if(docs, [&](const auto& d) {
+            if (!is_platform_network_file(d.pos.file)) return false;
+            r.note(
+                fmt::format("network: {} (the platform's network config) is not used: the "
+                            "config has network config of its own",
+                            d.pos.file));
+            return true;
+        });
     if (docs.empty() && !disabled && !remove_stale) return;
     if (in_place(ctx, docs, remove_stale || disabled)) return;
     auto gen = stat_beneath(ctx.root, kGenerate);
