@@ -9,13 +9,15 @@
 #      OUT/pki (made by the build, never committed), the signed bundle OUT/ballast-VERSION.tar,
 #      and OUT/disk.img (sparse) made by `agentctl install` with oem/demo.yaml in BALLAST_OEM.
 # Usage: packaging/image/build.sh [--out DIR] [--version V] [--compatible C] [--deb FILE]
-#                                  [--extra-packages "PKG..."]
+#                                  [--extra-packages "PKG..."] [--oem FILE]...
 #   --out         output folder (default build/image)
 #   --version     image version (os-release VERSION, bundle version; default the package's)
 #   --compatible  compatible string (/usr/lib/ballast/compatible, bundle; default ballast-amd64)
 #   --deb         the Ballast .deb (default the newest build/deb/ballast_*.deb, made by `make deb`)
 #   --extra-packages  more Debian packages for the base tree, for test images only (tests/e2e
 #                 adds what the k3s stand-in runs on); part of the cache key
+#   --oem         one more cloud-config file for disk.img's OEM partition, after oem/demo.yaml
+#                 (repeatable; tests/e2e adds its network config)
 # BALLAST_IMAGE_CACHE overrides the cache folder.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,6 +27,7 @@ version=""
 compatible=ballast-amd64
 deb=""
 extra=""
+oem_extra=()
 while [ $# -gt 0 ]; do
   case $1 in
     --out) out=$2; shift 2 ;;
@@ -32,6 +35,8 @@ while [ $# -gt 0 ]; do
     --compatible) compatible=$2; shift 2 ;;
     --deb) deb=$2; shift 2 ;;
     --extra-packages) extra=$2; shift 2 ;;
+    --oem) [ -f "$2" ] || { echo "build.sh: --oem $2: no such file" >&2; exit 2; }
+           oem_extra+=(--config "$(realpath "$2")"); shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "build.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -306,7 +311,7 @@ truncate -s $(( 64 + 64 + 2 * slot_mib + 512 + 2 ))M "$disk"
 mkdir -p "$out/oem"
 sed "s|@SSH_KEY@|$(cat "$out/pki/ssh.pub")|" "$here/oem/demo.yaml" >"$out/oem/demo.yaml"
 "$agentctl" install --device "$disk" --bundle "$bundle" --keyring "$out/pki/ca.pem" --no-reboot \
-  --config "$out/oem/demo.yaml" 2>&1 |
+  --config "$out/oem/demo.yaml" "${oem_extra[@]}" 2>&1 |
   grep -v '^  \(writing\|verifying\) '
 step "bundle + install"
 

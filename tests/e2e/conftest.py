@@ -64,9 +64,11 @@ def build_image(out: Path):
     if os.environ.get("BALLAST_E2E_REUSE_IMAGE") != "1" or not (out / "disk.img").exists():
         # Only this test image carries what the image a user flashes does without: Python,
         # PyYAML and the openssl tool for the k3s stand-in (tests/k3s-standin), and GRUB's EFI
-        # modules for `agentctl install` run on a node (test_encrypted_install.py).
+        # modules for `agentctl install` run on a node (test_encrypted_install.py); and network
+        # config in OEM (oem-network.yaml), which the demo image leaves out.
         r = subprocess.run([str(TOP / "packaging/image/build.sh"), "--out", str(out), "--extra-packages",
-                            "python3 python3-yaml openssl grub-efi-amd64-bin"],
+                            "python3 python3-yaml openssl grub-efi-amd64-bin",
+                            "--oem", str(Path(__file__).parent / "oem-network.yaml")],
                            capture_output=True, text=True)
         (build_dir() / "image-build.log").write_text(r.stdout + r.stderr)
         assert r.returncode == 0, "image build failed:\n" + (r.stdout + r.stderr)[-4000:]

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "ballast/core/json.hpp"
 #include "ballast/datasource/network.hpp"
 #include "ballast/datasource/providers.hpp"
 #include "ballast/datasource/userdata.hpp"
@@ -58,11 +59,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case 8: {
             // Platform network config: every converter on the same bytes; the machine has one
             // NIC. A document it returns must be version 1 with a config list.
+            // Hetzner's two documents: the metadata, then (after a NUL) its private networks.
             const Macs macs{{"fa:16:3e:00:00:01", "ens3"}};
-            for (auto r : {openstack_network(bytes, macs), digitalocean_network(bytes),
-                           vultr_network(bytes, macs), hetzner_network(bytes, bytes, macs)})
-                if (r && !r->is_null() && (!r->is_object() || !(*r)["config"].is_array()))
-                    std::abort();
+            const auto nul = bytes.find('\0');
+            const auto meta = bytes.substr(0, nul);
+            const auto priv =
+                nul == std::string_view::npos ? std::string_view() : bytes.substr(nul + 1);
+            for (auto r : {openstack_network(bytes, macs), digitalocean_network(bytes, macs),
+                           vultr_network(bytes, macs), hetzner_network(meta, priv, macs)}) {
+                if (!r || r->is_null()) continue;
+                if (!r->is_object() || !(*r)["config"].is_array()) std::abort();
+                (void)ballast::json_text(*r);  // stored as text: must never throw
+            }
             return 0;
         }
         default:

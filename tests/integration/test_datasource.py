@@ -402,15 +402,56 @@ def test_platform_network_yields_to_the_nodes_own_and_survives_the_next_boot(bin
     assert "10.77.0.9/24" in (root / "etc/netplan/50-ballast-01.yaml").read_text()
 
 
-def test_bad_platform_network_is_an_error_and_the_rest_applies(bins, netns, tmp_path):
-    bad = {"links": [{"id": "tap9", "type": "phy", "ethernet_mac_address": "fa:16:3e:00:00:99"}]}
-    netns.serve(tmp_path, "openstack", USER_CONFIG, network=bad)
+def reconcile(bins, netns, root: Path):
+    r = netns.exec(bins["agent"], "--root", str(root), "stage", "reconcile", "--json",
+                   capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(r.stdout)
+
+
+def test_unusable_platform_network_keeps_the_last_good_one(bins, netns, tmp_path):
+    """A platform answer that cannot be used, or no answer at all, at a later boot: an error (or
+    a note) naming why, the platform network config of the last boot stays in use (the node keeps
+    its addresses, through the boot and reconcile stages), and the user-data and keys still
+    apply."""
+    netns.serve(tmp_path, "openstack", USER_CONFIG, network=PLATFORM_NET["openstack"])
     root = node_with_nic(tmp_path, "openstack")
     r, step, _ = run_datasource(bins, netns, root, ["openstack"])
-    assert r.returncode == 1, r.stdout
-    assert any("network config: network_data.json: links[0]: no network interface of this machine has "
-               "MAC address fa:16:3e:00:00:99 (not used)" in e for e in step["errors"]), step
+    assert r.returncode == 0, r.stdout
+    doc = (root / "etc/netplan/50-ballast-01.yaml").read_text()
+    assert "192.168.90.5/24" in doc
+
+    def next_boot(network, expect_error):
+        netns.stop_servers()
+        shutil.rmtree(root / "run/ballast/config.d")  # /run is empty at every boot
+        (root / "etc/from-cloud").unlink(missing_ok=True)
+        if network is not None:
+            netns.serve(tmp_path, "openstack", USER_CONFIG, network=network)
+        r, step, _ = run_datasource(bins, netns, root, ["openstack"], extra="        timeout: 1s\n")
+        assert r.returncode == 1, r.stdout
+        assert any(expect_error in e for e in step["errors"]), step
+        assert any("the platform network config of the last boot is used" in n for n in step["notes"]), step
+        assert (root / "etc/netplan/50-ballast-01.yaml").read_text() == doc
+        reconcile(bins, netns, root)
+        assert (root / "etc/netplan/50-ballast-01.yaml").read_text() == doc
+        return step
+
+    # A NIC this machine does not have.
+    next_boot({"links": [{"id": "tap9", "type": "phy", "ethernet_mac_address": "fa:16:3e:00:00:99"}]},
+              "network config: network_data.json: links[0]: no network interface of this machine has "
+              "MAC address fa:16:3e:00:00:99 (not used)")
     assert (root / "run/ballast/config.d/40-openstack-01.yaml").read_bytes() == USER_CONFIG
     assert (root / "etc/from-cloud").read_text() == "hi"
-    assert not (root / "run/ballast/config.d/39-openstack-platform-network.yaml").exists()
-    assert not (root / "etc/netplan").exists() or not list((root / "etc/netplan").iterdir())
+    # A document that converts but that the network step would refuse: refused before it is stored.
+    bad = json.loads(json.dumps(PLATFORM_NET["openstack"]))
+    bad["networks"][0]["ip_address"] = "192.168.90.300"
+    next_boot(bad, "'192.168.90.300/24' is not an address")
+    # No metadata service at all.
+    next_boot(None, "did not answer")
+    # The platform stops describing the network: its config goes, at the next reconcile.
+    netns.stop_servers()
+    netns.serve(tmp_path, "openstack", USER_CONFIG)
+    r, step, _ = run_datasource(bins, netns, root, ["openstack"])
+    assert r.returncode == 0 and not (root / "var/lib/ballast/datasource/openstack/platform-network.yaml").exists()
+    reconcile(bins, netns, root)
+    assert not (root / "etc/netplan/50-ballast-01.yaml").exists()

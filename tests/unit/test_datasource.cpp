@@ -2,6 +2,7 @@
 // payload parsers, and the detection order. The services themselves: integration/test_datasource.
 #include <catch2/catch.hpp>
 
+#include <fmt/format.h>
 #include <zlib.h>
 
 #include "ballast/config/loader.hpp"
@@ -279,7 +280,11 @@ std::string netplan_of(const nlohmann::json& v1) {
     return l.config.network.front().netplan;
 }
 
-const Macs kMacs{{"fa:16:3e:00:00:01", "ens3"}, {"fa:16:3e:00:00:02", "ens4"}};
+const Macs kMacs{{"fa:16:3e:00:00:01", "ens3"},
+                 {"fa:16:3e:00:00:02", "ens4"},
+                 {"04:01:58:27:7f:01", "enp1s0"},
+                 {"04:01:58:27:7f:02", "enp2s0"},
+                 {"96:00:00:11:22:33", "enp7s0"}};
 
 }  // namespace
 
@@ -299,7 +304,8 @@ TEST_CASE("platform network config: each platform's description as cloud-init co
       "networks": [
         {"id": "n0", "link": "v1", "type": "ipv4", "ip_address": "10.0.0.5",
          "netmask": "255.255.255.0",
-         "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.0.0.1"}]},
+         "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.0.0.1"}],
+         "dns_search": ["edge.example"]},
         {"id": "n1", "link": "v1", "type": "ipv6", "ip_address": "2001:db8::5",
          "netmask": "ffff:ffff:ffff:ffff::"},
         {"id": "n2", "link": "b0", "type": "ipv4_dhcp"}],
@@ -325,26 +331,31 @@ TEST_CASE("platform network config: each platform's description as cloud-init co
     CHECK_THAT(plan, Catch::Contains("2001:db8::5/64"));
     CHECK_THAT(plan, Catch::Contains("transmit-hash-policy"));
     CHECK_THAT(plan, Catch::Contains("10.0.0.2"));
+    CHECK_THAT(plan, Catch::Contains("edge.example"));
 
-    // DigitalOcean: eth0 public (gateway), eth1 private (none), the anchor address without one.
+    // DigitalOcean: the public NIC (gateway), the private one (none), the anchor address without
+    // one, an empty anchor_ipv6 skipped; each named as the machine names it (no rename).
     auto d = digitalocean_network(R"({"interfaces": {
       "public": [{"mac": "04:01:58:27:7F:01", "type": "public",
                   "ipv4": {"ip_address": "45.55.50.93", "netmask": "255.255.224.0", "gateway": "45.55.32.1"},
                   "ipv6": {"ip_address": "2604:a880::1", "cidr": 64, "gateway": "2604:a880::ff"},
-                  "anchor_ipv4": {"ip_address": "10.17.0.9", "netmask": "255.255.0.0", "gateway": "10.17.0.1"}}],
+                  "anchor_ipv4": {"ip_address": "10.17.0.9", "netmask": "255.255.0.0", "gateway": "10.17.0.1"},
+                  "anchor_ipv6": {}}],
       "private": [{"mac": "04:01:58:27:7f:02", "type": "private",
                    "ipv4": {"ip_address": "10.132.75.35", "netmask": "255.255.0.0", "gateway": "10.132.0.1"}}]},
-      "dns": {"nameservers": ["67.207.67.2"]}})");
+      "dns": {"nameservers": ["67.207.67.2"]}})",
+                                  kMacs);
     REQUIRE(d);
     const auto& dc = (*d)["config"];
     REQUIRE(dc.size() == 3);
-    CHECK((dc[0]["name"] == "eth0" && dc[0]["mac_address"] == "04:01:58:27:7f:01"));
+    CHECK((dc[0]["name"] == "enp1s0" && dc[0]["mac_address"] == "04:01:58:27:7f:01"));
+    CHECK(dc[0]["subnets"].size() == 3);
     CHECK(dc[0]["subnets"][0]["gateway"] == "45.55.32.1");
     CHECK(dc[0]["subnets"][1]["address"] == "2604:a880::1/64");
     CHECK_FALSE(dc[0]["subnets"][2].contains("gateway"));
-    CHECK((dc[1]["name"] == "eth1" && !dc[1]["subnets"][0].contains("gateway")));
+    CHECK((dc[1]["name"] == "enp2s0" && !dc[1]["subnets"][0].contains("gateway")));
     plan = netplan_of(*d);
-    CHECK_THAT(plan, Catch::Contains("set-name"));
+    CHECK_THAT(plan, Catch::Contains("set-name: \"enp1s0\""));
     CHECK_THAT(plan, Catch::Contains("45.55.50.93/19"));
 
     // Vultr: the first NIC public (DHCP, SLAAC), the others private (static), Vultr's resolvers.
@@ -389,6 +400,7 @@ network-config:
     REQUIRE(h);
     const auto& hc = (*h)["config"];
     REQUIRE(hc.size() == 2);
+    CHECK(hc[0]["name"] == "enp7s0");  // Hetzner's eth0, as the machine names it
     CHECK(hc[1] == nlohmann::json::parse(R"({"type": "physical", "name": "ens4",
         "mac_address": "fa:16:3e:00:00:02", "subnets": [{"type": "dhcp"}]})"));
     plan = netplan_of(*h);
@@ -396,7 +408,7 @@ network-config:
 
     // Nothing described: no network config.
     CHECK(openstack_network(R"({"links": []})", kMacs)->is_null());
-    CHECK(digitalocean_network(R"({"droplet_id": 1})")->is_null());
+    CHECK(digitalocean_network(R"({"droplet_id": 1})", kMacs)->is_null());
     CHECK(vultr_network(R"({"interfaces": []})", kMacs)->is_null());
     CHECK(hetzner_network("hostname: x\n", "", kMacs)->is_null());
 }
@@ -424,11 +436,19 @@ TEST_CASE("platform network config: what is refused, naming the field", "[dataso
         "networks": [{"link": "t", "type": "ipv5"}]})",
                           kMacs),
         "networks[0]: type 'ipv5'");
-    bad(digitalocean_network(R"({"interfaces": {"public": [{"ipv4": {}}]}})"),
+    bad(digitalocean_network(R"({"interfaces": {"public": [{"ipv4": {}}]}})", kMacs),
         "interfaces.public[0]: no mac");
     bad(digitalocean_network(
-            R"({"interfaces": {"public": [{"mac": "a", "ipv4": {"netmask": "x"}}]}})"),
+            R"({"interfaces": {"public": [{"mac": "fa:16:3e:00:00:01", "ipv4": {"netmask": "x"}}]}})",
+            kMacs),
         "interfaces.public[0].ipv4: no ip_address");
+    bad(digitalocean_network(R"({"interfaces": {"public": [{"mac": "00:00:00:00:00:09"}]}})",
+                             kMacs),
+        "no network interface of this machine has MAC address 00:00:00:00:00:09");
+    // A bond parameter that is not a scalar (nesting a JSON parser takes without recursion).
+    bad(openstack_network(R"({"links": [{"id": "b", "type": "bond", "bond_mode": [[["x"]]]}]})",
+                          kMacs),
+        "links[0]: bond_mode is not a string or number");
     bad(vultr_network(
             R"({"interfaces": [{"mac": "fa:16:3e:00:00:01"}, {"mac": "fa:16:3e:00:00:02"}]})",
             kMacs),
@@ -441,6 +461,14 @@ TEST_CASE("platform network config: what is refused, naming the field", "[dataso
     for (int i = 0; i < 40; ++i)
         deep += "[";
     bad(hetzner_network(deep + std::string(40, ']') + "\n", "", kMacs), "nested more than");
+    // Aliases of aliases: a few lines standing for 10^8 values.
+    std::string bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n";
+    for (char c = 'b'; c <= 'h'; ++c)
+        bomb += fmt::format("{}: &{} [*{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}]\n", c, c,
+                            char(c - 1), char(c - 1), char(c - 1), char(c - 1), char(c - 1),
+                            char(c - 1), char(c - 1), char(c - 1), char(c - 1), char(c - 1));
+    bad(hetzner_network(bomb + "network-config: {version: 1, config: *h}\n", "", kMacs),
+        "more than 10000 values");
     // 65 links: more than a machine has.
     std::string many = R"({"links": [)";
     for (int i = 0; i < 65; ++i)

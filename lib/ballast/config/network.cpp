@@ -117,6 +117,13 @@ std::optional<int> netmask_prefix(std::string_view mask) {
     return ones;
 }
 
+// cloud-init's util.is_true: a flag given as YAML or as a platform's JSON.
+bool is_true(std::string_view v) {
+    for (std::string_view t : {"true", "yes", "on", "1", "True", "Yes", "On", "TRUE", "YES", "ON"})
+        if (v == t) return true;
+    return false;
+}
+
 bool is_ipv6(std::string_view addr) {
     return addr.find(':') != std::string_view::npos;
 }
@@ -373,8 +380,7 @@ json network_v1_to_v2(const Node& config, Diagnostics& d) {
                                                  "subnets", "accept-ra", "wakeonlan"};
             r.only(keys);
             kind = "ethernets";
-            if (auto v = r.str("wakeonlan"))
-                dev["wakeonlan"] = *v == "true" || *v == "yes" || *v == "on";
+            if (auto v = r.str("wakeonlan")) dev["wakeonlan"] = is_true(*v);
             if (auto mac = r.str("mac_address")) {
                 std::string m = *mac;
                 std::transform(m.begin(), m.end(), m.begin(), ::tolower);
@@ -413,8 +419,7 @@ json network_v1_to_v2(const Node& config, Diagnostics& d) {
             continue;
         }
         if (auto mtu = r.num("mtu")) dev["mtu"] = *mtu;
-        if (auto v = r.str("accept-ra"))
-            dev["accept-ra"] = *v == "true" || *v == "yes" || *v == "on";
+        if (auto v = r.str("accept-ra")) dev["accept-ra"] = is_true(*v);
         subnets(r, dev, d);
         json& slot = net[kind][*name];
         if (!slot.is_null())

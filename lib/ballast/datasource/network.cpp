@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include "ballast/core/json.hpp"
 #include "ballast/core/text.hpp"
 #include "ballast/datasource/json_fields.hpp"
 
@@ -19,6 +20,8 @@ using nlohmann::json;
 // A machine has a few NICs; a document listing more is not describing one.
 constexpr size_t kMaxItems = 64;
 constexpr int kMaxNesting = 16;
+// YAML aliases repeat what they point at: a few lines can stand for billions of nodes.
+constexpr size_t kMaxNodes = 10000;
 
 std::string lower(std::string s) {
     std::transform(s.begin(), s.end(), s.begin(),
@@ -120,6 +123,8 @@ Result<json> openstack_subnet(const json& net, std::string_view where, json& dev
         sub["address"] = BALLAST_TRY(str_field(net, "ip_address", where));
         if (auto mask = BALLAST_TRY(str_field(net, "netmask", where)); !mask.empty())
             sub["netmask"] = mask;
+        if (auto gw = BALLAST_TRY(str_field(net, "gateway", where)); !gw.empty())
+            sub["gateway"] = gw;
     } else {
         return fail(Errc::invalid_argument,
                     "{}: type '{}' (ipv4, ipv4_dhcp, ipv6, ipv6_dhcp, ipv6_slaac, "
@@ -127,8 +132,10 @@ Result<json> openstack_subnet(const json& net, std::string_view where, json& dev
                     where, type);
     }
     if (auto routes = BALLAST_TRY(routes_of(net, where)); !routes.empty()) sub["routes"] = routes;
-    // Name servers: the network's DNS services, and those its routes carry.
-    std::vector<std::string> dns;
+    if (auto search = BALLAST_TRY(strings_field(net, "dns_search", where)); !search.empty())
+        sub["dns_search"] = search;
+    // Name servers: the network's own, its DNS services, and those its routes carry.
+    std::vector<std::string> dns = BALLAST_TRY(strings_field(net, "dns_nameservers", where));
     auto add_dns = [&](const json& holder, std::string_view at) -> Status {
         const json* services = BALLAST_TRY(list_field(holder, "services", at));
         if (!services) return {};
@@ -155,7 +162,10 @@ Macs read_macs(const RootPrefix& root) {
     for (const auto& e : std::filesystem::directory_iterator(root("/sys/class/net"), ec)) {
         std::error_code ec2;
         if (!std::filesystem::exists(e.path() / "device", ec2)) continue;  // lo, bonds, VLANs
-        std::ifstream f(e.path() / "address");
+        // A bond's members all show the bond's address; their own is the permanent one.
+        std::ifstream f(std::filesystem::exists(e.path() / "bonding_slave/perm_hwaddr", ec2)
+                            ? e.path() / "bonding_slave/perm_hwaddr"
+                            : e.path() / "address");
         std::string mac;
         std::getline(f, mac);
         mac = lower(std::string(trim(mac)));
@@ -226,7 +236,13 @@ Result<json> openstack_network(std::string_view text, const Macs& macs) {
                 if (!key.starts_with("bond_") || key == "bond_links") continue;
                 std::string v1 = "bond-" + key.substr(5);
                 std::replace(v1.begin(), v1.end(), '_', '-');
-                params[v1] = value.is_string() ? value.get<std::string>() : value.dump();
+                if (value.is_string())
+                    params[v1] = value.get<std::string>();
+                else if (value.is_number() || value.is_boolean())
+                    params[v1] = value.dump();  // a scalar: no nesting to walk
+                else
+                    return fail(Errc::invalid_argument, "{}: {} is not a string or number", where,
+                                key);
             }
             if (!params.empty()) dev["params"] = params;
             if (!mac.empty()) dev["mac_address"] = mac;
@@ -263,7 +279,7 @@ Result<json> openstack_network(std::string_view text, const Macs& macs) {
 
 // ---- DigitalOcean -------------------------------------------------------------------------------
 
-Result<json> digitalocean_network(std::string_view text) {
+Result<json> digitalocean_network(std::string_view text, const Macs& macs) {
     constexpr std::string_view doc = "metadata/v1.json";
     auto j = BALLAST_TRY(parse_json(text, doc));
     const json* ifaces = BALLAST_TRY(object_field(j, "interfaces", doc));
@@ -275,14 +291,15 @@ Result<json> digitalocean_network(std::string_view text) {
         if (!list || list->empty()) continue;
         const json& nic = list->front();
         if (!nic.is_object()) return fail(Errc::invalid_argument, "{}: not an object", where);
+        const auto mac = BALLAST_TRY(mac_field(nic, "mac", where));
         json dev{{"type", "physical"},
-                 {"name", std::string_view(kind) == "public" ? "eth0" : "eth1"},
-                 {"mac_address", BALLAST_TRY(mac_field(nic, "mac", where))}};
+                 {"name", BALLAST_TRY(nic_name(macs, mac, where))},
+                 {"mac_address", mac}};
         json subnets = json::array();
         for (const char* def : {"ipv4", "ipv6", "anchor_ipv4", "anchor_ipv6"}) {
             const auto at = fmt::format("{}.{}", where, def);
             const json* raw = BALLAST_TRY(object_field(nic, def, where));
-            if (!raw) continue;
+            if (!raw || raw->empty()) continue;
             const auto ip = BALLAST_TRY(str_field(*raw, "ip_address", at));
             if (ip.empty()) return fail(Errc::invalid_argument, "{}: no ip_address", at);
             json sub{{"type", "static"}};
@@ -326,7 +343,7 @@ Result<json> vultr_network(std::string_view text, const Macs& macs) {
         const auto where = fmt::format("{}: interfaces[{}]", doc, i);
         const json& nic = (*ifaces)[i];
         if (!nic.is_object()) return fail(Errc::invalid_argument, "{}: not an object", where);
-        if (auto it = nic.find("unconfigured"); i > 0 && it != nic.end() && *it == true) continue;
+        if (i > 0 && json_field<bool>(nic, "unconfigured", false)) continue;
         const auto mac = BALLAST_TRY(mac_field(nic, "mac", where));
         json dev{{"type", "physical"},
                  {"name", BALLAST_TRY(nic_name(macs, mac, where))},
@@ -383,19 +400,21 @@ Result<json> vultr_network(std::string_view text, const Macs& macs) {
 namespace {
 
 // A YAML node as JSON, every scalar a string (the version 1 reader reads scalars as text).
-Result<json> yaml_json(const YAML::Node& n, int depth = 0) {
+Result<json> yaml_json(const YAML::Node& n, size_t& budget, int depth = 0) {
     if (depth > kMaxNesting)
         return fail(Errc::invalid_argument, "nested more than {} levels", kMaxNesting);
+    if (budget == 0) return fail(Errc::invalid_argument, "more than {} values", kMaxNodes);
+    --budget;
     if (!n || n.IsNull()) return json(nullptr);
     if (n.IsScalar()) return json(n.Scalar());
     json out = n.IsSequence() ? json::array() : json::object();
     for (const auto& item : n) {
         if (n.IsSequence()) {
-            out.push_back(BALLAST_TRY(yaml_json(item, depth + 1)));
+            out.push_back(BALLAST_TRY(yaml_json(item, budget, depth + 1)));
         } else {
             if (!item.first.IsScalar())
                 return fail(Errc::invalid_argument, "a key that is not a string");
-            out[item.first.Scalar()] = BALLAST_TRY(yaml_json(item.second, depth + 1));
+            out[item.first.Scalar()] = BALLAST_TRY(yaml_json(item.second, budget, depth + 1));
         }
     }
     return out;
@@ -415,7 +434,9 @@ Result<json> hetzner_network(std::string_view metadata, std::string_view private
                              const Macs& macs) {
     auto y = BALLAST_TRY(load_yaml(metadata, "hetzner metadata"));
     if (!y.IsMap()) return fail(Errc::invalid_argument, "hetzner metadata: not a mapping");
-    auto net = BALLAST_TRY_CTX(yaml_json(y["network-config"]), "hetzner metadata: network-config");
+    size_t budget = kMaxNodes;
+    auto net =
+        BALLAST_TRY_CTX(yaml_json(y["network-config"], budget), "hetzner metadata: network-config");
     if (net.is_null()) return net;
     const json* config =
         net.is_object() ? BALLAST_TRY(list_field(net, "config", "network-config")) : nullptr;
@@ -424,6 +445,13 @@ Result<json> hetzner_network(std::string_view metadata, std::string_view private
                     "hetzner metadata: network-config is not a version 1 document with a config "
                     "list");
     json out = net;
+    // Each NIC named as the machine names its MAC address (Hetzner says eth0): with another name
+    // netplan's set-name would match the NIC only after a rename at the next boot.
+    for (auto& dev : out["config"])
+        if (json_field<std::string>(dev, "type", "") == "physical")
+            if (auto it = macs.find(lower(json_field<std::string>(dev, "mac_address", "")));
+                it != macs.end())
+                dev["name"] = it->second;
     if (!trim(private_networks).empty()) {
         constexpr std::string_view what = "hetzner metadata/private-networks";
         auto p = BALLAST_TRY(load_yaml(private_networks, what));
@@ -432,7 +460,7 @@ Result<json> hetzner_network(std::string_view metadata, std::string_view private
             return fail(Errc::invalid_argument, "{}: more than {} entries", what, kMaxItems);
         for (size_t i = 0; i < p.size(); ++i) {
             const auto where = fmt::format("{}[{}]", what, i);
-            auto entry = BALLAST_TRY_CTX(yaml_json(p[i]), "{}", where);
+            auto entry = BALLAST_TRY_CTX(yaml_json(p[i], budget), "{}", where);
             if (!entry.is_object()) return fail(Errc::invalid_argument, "{}: not a mapping", where);
             const auto mac = BALLAST_TRY(mac_field(entry, "mac_address", where));
             out["config"].push_back({{"type", "physical"},

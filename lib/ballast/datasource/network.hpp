@@ -29,15 +29,18 @@ using Macs = std::map<std::string, std::string>;
 // machine names its MAC address; one the machine does not have is an error.
 [[nodiscard]] Result<nlohmann::json> openstack_network(std::string_view network_data_json,
                                                        const Macs& macs);
-// DigitalOcean's metadata/v1.json `interfaces`: the public NIC is eth0 and the private one eth1
-// (matched by MAC), static addresses (IPv4, IPv6, the anchor address), the gateway on the public
-// NIC only; `dns.nameservers`.
-[[nodiscard]] Result<nlohmann::json> digitalocean_network(std::string_view metadata_json);
+// DigitalOcean's metadata/v1.json `interfaces`: the first public and the first private NIC
+// (named as the machine names their MAC address, where cloud-init renames them eth0 and eth1),
+// static addresses (IPv4, IPv6, the anchor address), the gateway on the public NIC's own
+// addresses only; `dns.nameservers`.
+[[nodiscard]] Result<nlohmann::json> digitalocean_network(std::string_view metadata_json,
+                                                          const Macs& macs);
 // Vultr's v1.json `interfaces`: the first is public (DHCP and SLAAC), the others private (their
 // static IPv4 address); additional addresses, routes and MTU as given; Vultr's resolvers.
 [[nodiscard]] Result<nlohmann::json> vultr_network(std::string_view metadata_json,
                                                    const Macs& macs);
-// Hetzner's metadata `network-config` is version 1 already; its private networks
+// Hetzner's metadata `network-config` is version 1 already (its NICs renamed as the machine
+// names their MAC addresses); its private networks
 // (metadata/private-networks, YAML: a list of {mac_address, ...}) get DHCP on the NIC with that
 // MAC address.
 [[nodiscard]] Result<nlohmann::json> hetzner_network(std::string_view metadata_yaml,

@@ -11,6 +11,7 @@
 
 #include "ballast/core/encoding.hpp"
 #include "ballast/core/files.hpp"
+#include "ballast/core/json.hpp"
 #include "ballast/core/text.hpp"
 #include "ballast/datasource/json_fields.hpp"
 #include "ballast/datasource/network.hpp"
@@ -60,7 +61,7 @@ void set_network(Metadata& m, Result<json> net) {
     if (!net)
         m.network_error = net.error().what();
     else if (!net->is_null())
-        m.network = net->dump();
+        m.network = json_text(*net);  // raw bytes of a YAML document: never a throw
 }
 
 // A transport failure on a provider's first request: its service is not there.
@@ -328,11 +329,11 @@ Result<std::optional<Metadata>> fetch_document(
     return std::optional<Metadata>(std::move(m));
 }
 
-Result<std::optional<Metadata>> fetch_digitalocean(const Client& c, const RootPrefix&, bool) {
+Result<std::optional<Metadata>> fetch_digitalocean(const Client& c, const RootPrefix& root, bool) {
     return fetch_document(c, std::string(kLinkLocal) + "/metadata/v1.json", "",
-                          [](std::string_view body) -> Result<Metadata> {
+                          [&](std::string_view body) -> Result<Metadata> {
                               auto m = BALLAST_TRY(parse_digitalocean(body));
-                              set_network(m, digitalocean_network(body));
+                              set_network(m, digitalocean_network(body, read_macs(root)));
                               return m;
                           });
 }

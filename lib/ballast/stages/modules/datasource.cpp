@@ -9,6 +9,7 @@
 #include <chrono>
 #include <thread>
 
+#include "ballast/config/loader.hpp"
 #include "ballast/config/sources.hpp"
 #include "ballast/core/files.hpp"
 #include "ballast/core/process.hpp"
@@ -157,28 +158,62 @@ std::string network_document(const std::string& text, std::string& error) {
     }
 }
 
-// The platform's network config (datasource/network.hpp) as a config file of its own, or that
-// file removed when the platform no longer gives one. A platform document that cannot be read is
-// an error (the file stored before is kept); the rest of what the platform gave still applies.
+// Where the last platform network config that was used is kept, across boots.
+std::string last_network(std::string_view provider) {
+    return fmt::format("/var/lib/ballast/datasource/{}/platform-network.yaml", provider);
+}
+
+// The platform network config of the last boot, stored again for this one: the platform's
+// answer could not be used (or nothing answered), and without it the network step would take
+// the node's addresses away as config it no longer has.
+void keep_last_network(const config::Step& s, std::string_view provider, const std::string& why,
+                       StageContext& ctx, ModuleResult& r, Stored& stored) {
+    auto last = read_beneath(ctx.root, last_network(provider));
+    if (!last || !*last) return;
+    r.note(fmt::format("datasource {}: the platform network config of the last boot is used ({})",
+                       provider, why));
+    store(ctx, r, stored, s.datasource.path, platform_network_file(provider), **last,
+          last_network(provider));
+}
+
+// The platform's network config (datasource/network.hpp) as a config file of its own, checked
+// as the network step will read it, and kept for the next boots; or those files removed when the
+// platform gives none. A document that cannot be used is an error, and the last good one stays
+// in use; the rest of what the platform gave still applies.
 void platform_network(const config::Step& s, const datasource::Metadata& m, StageContext& ctx,
                       ModuleResult& r, Stored& stored) {
     const std::string name = platform_network_file(m.provider);
-    if (!m.network_error.empty()) {
-        r.error(fmt::format("datasource {}: network config: {} (not used)", m.provider,
-                            m.network_error));
+    std::string error = m.network_error, doc;
+    if (error.empty() && !m.network.empty()) {
+        doc = network_document(m.network, error);
+        const std::string at = s.datasource.path + "/" + name;
+        std::vector<config::SourceFile> src{{at, doc, config::SourceKind::cloud_config}};
+        if (!doc.empty()) {
+            auto checked = config::load_sources(std::move(src), nlohmann::json::object());
+            for (const auto& d : checked.diags.items())
+                if (d.severity == config::Severity::error) {
+                    error = d.text();
+                    break;
+                }
+        }
+    }
+    if (!error.empty()) {
+        r.error(fmt::format("datasource {}: network config: {} (not used)", m.provider, error));
+        keep_last_network(s, m.provider, "this one was not usable", ctx, r, stored);
         return;
     }
-    if (!m.network.empty()) {
-        std::string error;
-        auto doc = network_document(m.network, error);
-        if (doc.empty())
-            r.error(fmt::format("datasource {}: network config: {}", m.provider, error));
-        else
-            store(ctx, r, stored, s.datasource.path, name, doc, m.origin);
+    if (!doc.empty()) {
+        store(ctx, r, stored, s.datasource.path, name, doc, m.origin);
+        if (auto made = mkdirs_beneath(ctx.root, "/var/lib/ballast/datasource/" + m.provider, 0700);
+            !made)
+            r.error(made.error().what());
+        else if (auto kept = ensure_file(ctx.root, last_network(m.provider), doc, 0600); !kept)
+            r.error(kept.error().what());
         return;
     }
-    const std::string path = s.datasource.path + "/" + name;
-    if (auto st = stat_beneath(ctx.root, path); st && *st) {
+    for (const auto& path : {s.datasource.path + "/" + name, last_network(m.provider)}) {
+        auto st = stat_beneath(ctx.root, path);
+        if (!st || !*st) continue;
         if (auto gone = remove_beneath(ctx.root, path); !gone)
             r.error(gone.error().what());
         else
@@ -202,6 +237,7 @@ void apply(const config::Step& s, const datasource::Metadata& m, StageContext& c
             if (!config::is_remote_key(key)) meta.authorized_keys["root"].push_back(std::move(key));
     hostname(meta, ctx, r);
     authorized_keys(meta, ctx, r);
+    platform_network(s, m, ctx, r, stored);
 
     datasource::UserData ud;
     if (!m.user_data) {
@@ -227,15 +263,14 @@ void apply(const config::Step& s, const datasource::Metadata& m, StageContext& c
     }
     for (const auto& why : ud.ignored)
         r.note(fmt::format("datasource {}: {}", m.provider, why));
-    platform_network(s, m, ctx, r, stored);
     run_scripts(s, m, ud.scripts, ctx, r);
 }
 
-// The first cloud whose metadata service answers. One the firmware names is waited for up to
-// the step's timeout (its network may still be coming up; errors are retried too) and is an
-// error when it never answers; the others are asked once, at most the client's bounds each,
-// and an answer that is not their platform's is a note, not an error.
-void clouds(const config::Step& s, const std::vector<std::string>& names, StageContext& ctx,
+// The first cloud whose metadata service answers; false when none did. One the firmware names is
+// waited for up to the step's timeout (its network may still be coming up; errors are retried too)
+// and is an error when it never answers; the others are asked once, at most the client's bounds
+// each, and an answer that is not their platform's is a note, not an error.
+bool clouds(const config::Step& s, const std::vector<std::string>& names, StageContext& ctx,
             ModuleResult& r, Stored& stored) {
     using Clock = std::chrono::steady_clock;
     const auto dmi = datasource::read_dmi(ctx.root);
@@ -252,7 +287,7 @@ void clouds(const config::Step& s, const std::vector<std::string>& names, StageC
         if (!got) {
             if (named) {
                 r.error(fmt::format("datasource {}: {}", p->name, got.error().what()));
-                return;
+                return false;
             }
             r.note(
                 fmt::format("datasource {}: not this platform: {}", p->name, got.error().what()));
@@ -277,8 +312,9 @@ void clouds(const config::Step& s, const std::vector<std::string>& names, StageC
             else
                 r.note(fmt::format("datasource {}: reported ready to the platform", p->name));
         }
-        return;  // a machine is on one cloud
+        return true;  // a machine is on one cloud
     }
+    return false;
 }
 
 void nocloud_network(const std::optional<std::string>& text, const std::string& origin,
@@ -368,7 +404,10 @@ void datasource(const config::Step& s, StageContext& ctx, ModuleResult& r) {
     std::vector<std::string> cloud_names;
     for (const auto& p : ds.providers)
         if (datasource::find_provider(p)) cloud_names.push_back(p);
-    if (!cloud_names.empty()) clouds(s, cloud_names, ctx, r, stored);
+    if (!cloud_names.empty() && !clouds(s, cloud_names, ctx, r, stored))
+        for (const auto& p : cloud_names)
+            keep_last_network(s, datasource::find_provider(p)->name, "no metadata service answered",
+                              ctx, r, stored);
     for (const auto& p : ds.providers) {
         if (p == "config_url") {
             if (ds.config_url.empty()) {

@@ -112,6 +112,8 @@ std::string user_message(const std::string& err, const std::vector<config::Netwo
 
 // Every document already written as it is, and none to remove: nothing to check or render (the
 // stages run this at every boot and reconcile; netplan's check costs about a second under TCG).
+// Documents once accepted are not checked again against image files an upgrade changed, nor is
+// a missing netplan reported again: netplan's own generator reports those at boot.
 bool in_place(const StageContext& ctx, const std::vector<config::NetworkDoc>& docs,
               bool remove_stale) {
     for (size_t i = 0; i < docs.size(); ++i) {
