@@ -64,6 +64,21 @@ Result<std::string> nic_name(const Macs& macs, const std::string& mac, std::stri
     return it->second;
 }
 
+// A NIC as version 1 has it, named as the machine names it. (No BALLAST_TRY inside a braced
+// initializer: GCC leaks the list's temporaries when a statement expression returns from it.)
+Result<json> physical(const Macs& macs, const std::string& mac, std::string_view what) {
+    auto name = BALLAST_TRY(nic_name(macs, mac, what));
+    return json{{"type", "physical"}, {"name", std::move(name)}, {"mac_address", mac}};
+}
+
+// A static IPv4 subnet from an object's address and netmask.
+Result<json> static_v4(const json& j, std::string_view what) {
+    auto address = BALLAST_TRY(str_field(j, "address", what));
+    auto netmask = BALLAST_TRY(str_field(j, "netmask", what));
+    return json{
+        {"type", "static"}, {"address", std::move(address)}, {"netmask", std::move(netmask)}};
+}
+
 // Strings of a list of strings (DNS servers).
 Result<std::vector<std::string>> strings_field(const json& j, std::string_view key,
                                                std::string_view what) {
@@ -292,9 +307,7 @@ Result<json> digitalocean_network(std::string_view text, const Macs& macs) {
         const json& nic = list->front();
         if (!nic.is_object()) return fail(Errc::invalid_argument, "{}: not an object", where);
         const auto mac = BALLAST_TRY(mac_field(nic, "mac", where));
-        json dev{{"type", "physical"},
-                 {"name", BALLAST_TRY(nic_name(macs, mac, where))},
-                 {"mac_address", mac}};
+        json dev = BALLAST_TRY(physical(macs, mac, where));
         json subnets = json::array();
         for (const char* def : {"ipv4", "ipv6", "anchor_ipv4", "anchor_ipv6"}) {
             const auto at = fmt::format("{}.{}", where, def);
@@ -345,9 +358,7 @@ Result<json> vultr_network(std::string_view text, const Macs& macs) {
         if (!nic.is_object()) return fail(Errc::invalid_argument, "{}: not an object", where);
         if (i > 0 && json_field<bool>(nic, "unconfigured", false)) continue;
         const auto mac = BALLAST_TRY(mac_field(nic, "mac", where));
-        json dev{{"type", "physical"},
-                 {"name", BALLAST_TRY(nic_name(macs, mac, where))},
-                 {"mac_address", mac}};
+        json dev = BALLAST_TRY(physical(macs, mac, where));
         const json* v4 = BALLAST_TRY(object_field(nic, "ipv4", where));
         const json* v6 = BALLAST_TRY(object_field(nic, "ipv6", where));
         json subnets = json::array();
@@ -359,9 +370,7 @@ Result<json> vultr_network(std::string_view text, const Macs& macs) {
             const auto at = where + ".ipv4";
             if (!v4)
                 return fail(Errc::invalid_argument, "{}: a private interface without ipv4", where);
-            subnets.push_back({{"type", "static"},
-                               {"address", BALLAST_TRY(str_field(*v4, "address", at))},
-                               {"netmask", BALLAST_TRY(str_field(*v4, "netmask", at))}});
+            subnets.push_back(BALLAST_TRY(static_v4(*v4, at)));
         }
         if (auto mtu = BALLAST_TRY(str_field(nic, "mtu", where)); !mtu.empty()) dev["mtu"] = mtu;
         if (auto it = nic.find("accept-ra"); it != nic.end() && it->is_boolean())
@@ -377,13 +386,14 @@ Result<json> vultr_network(std::string_view text, const Macs& macs) {
                 const auto a = fmt::format("{}.additional[{}]", at, k);
                 const json& x = (*extra)[k];
                 if (!x.is_object()) return fail(Errc::invalid_argument, "{}: not an object", a);
-                json sub = std::string_view(fam) == "ipv4"
-                               ? json{{"type", "static"},
-                                      {"address", BALLAST_TRY(str_field(x, "address", a))},
-                                      {"netmask", BALLAST_TRY(str_field(x, "netmask", a))}}
-                               : json{{"type", "static6"},
-                                      {"address", BALLAST_TRY(str_field(x, "network", a)) + "/" +
-                                                      BALLAST_TRY(str_field(x, "prefix", a))}};
+                json sub;
+                if (std::string_view(fam) == "ipv4") {
+                    sub = BALLAST_TRY(static_v4(x, a));
+                } else {
+                    const auto network = BALLAST_TRY(str_field(x, "network", a));
+                    const auto prefix = BALLAST_TRY(str_field(x, "prefix", a));
+                    sub = json{{"type", "static6"}, {"address", network + "/" + prefix}};
+                }
                 if (auto routes = BALLAST_TRY(routes_of(x, a)); !routes.empty())
                     sub["routes"] = routes;
                 subnets.push_back(std::move(sub));
@@ -463,10 +473,9 @@ Result<json> hetzner_network(std::string_view metadata, std::string_view private
             auto entry = BALLAST_TRY_CTX(yaml_json(p[i], budget), "{}", where);
             if (!entry.is_object()) return fail(Errc::invalid_argument, "{}: not a mapping", where);
             const auto mac = BALLAST_TRY(mac_field(entry, "mac_address", where));
-            out["config"].push_back({{"type", "physical"},
-                                     {"name", BALLAST_TRY(nic_name(macs, mac, where))},
-                                     {"mac_address", mac},
-                                     {"subnets", json::array({{{"type", "dhcp"}}})}});
+            json dev = BALLAST_TRY(physical(macs, mac, where));
+            dev["subnets"] = json::array({{{"type", "dhcp"}}});
+            out["config"].push_back(std::move(dev));
         }
     }
     return out;
