@@ -30,7 +30,7 @@ for layer in "$@"; do
       # Failed test cases are in the XML; a run that ends badly otherwise (LeakSanitizer's report
       # at exit, a crash after the last case) is a failure of its own, not a silent pass.
       rm -f "$results/unit-exit.xml"
-      if [ "$rc" -ne 0 ] && [ -s "$xml" ] && ! grep -q '<failure' "$xml"; then
+      if [ "$rc" -ne 0 ] && [ -s "$xml" ] && ! grep -qE '<(failure|error)' "$xml"; then
         echo "tests/run.sh: unit-tests exited $rc with no failed test case (a sanitizer report?)" >&2
         echo "<testsuite tests=\"1\" failures=\"1\"><testcase classname=\"unit\" name=\"unit-tests exit status\"><failure message=\"exited $rc\"/></testcase></testsuite>" >"$results/unit-exit.xml"
         xmls+=("$results/unit-exit.xml")

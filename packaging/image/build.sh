@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
     --compatible) compatible=$2; shift 2 ;;
     --deb) deb=$2; shift 2 ;;
     --extra-packages) extra=$2; shift 2 ;;
-    --oem) [ -f "$2" ] || { echo "build.sh: --oem $2: no such file" >&2; exit 2; }
+    --oem) [ -f "${2:-}" ] || { echo "build.sh: --oem '${2:-}': no such file (see --help)" >&2; exit 2; }
            oem_extra+=(--config "$(realpath "$2")"); shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "build.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;

@@ -446,12 +446,28 @@ def test_unusable_platform_network_keeps_the_last_good_one(bins, netns, tmp_path
     bad = json.loads(json.dumps(PLATFORM_NET["openstack"]))
     bad["networks"][0]["ip_address"] = "192.168.90.300"
     next_boot(bad, "'192.168.90.300/24' is not an address")
-    # No metadata service at all.
+    # No metadata service at all (the firmware still names OpenStack).
     next_boot(None, "did not answer")
+    # Not this machine's any more: a disk moved to a machine without that NIC, or another
+    # instance answering badly. The old addresses do not come along.
+    nic = root / "sys/class/net/ens3"
+    shutil.move(nic, root.parent / "ens3.away")
+    netns.stop_servers()
+    shutil.rmtree(root / "run/ballast/config.d")
+    r, step, _ = run_datasource(bins, netns, root, ["openstack"], extra="        timeout: 1s\n")
+    assert any("names a NIC this machine does not have; not used" in n for n in step["notes"]), step
+    assert not (root / "run/ballast/config.d/39-openstack-platform-network.yaml").exists()
+    shutil.move(root.parent / "ens3.away", nic)
+    netns.serve(tmp_path, "openstack", USER_CONFIG, instance_id="i-openstack-2",
+                network={"links": [{"id": "t", "type": "phy", "ethernet_mac_address": "fa:16:3e:00:00:99"}]})
+    r, step, _ = run_datasource(bins, netns, root, ["openstack"])
+    assert any("was another instance's; not used" in n for n in step["notes"]), step
+    assert not (root / "run/ballast/config.d/39-openstack-platform-network.yaml").exists()
     # The platform stops describing the network: its config goes, at the next reconcile.
     netns.stop_servers()
     netns.serve(tmp_path, "openstack", USER_CONFIG)
+    assert (root / "var/lib/ballast/datasource/platform-network.json").exists()
     r, step, _ = run_datasource(bins, netns, root, ["openstack"])
-    assert r.returncode == 0 and not (root / "var/lib/ballast/datasource/openstack/platform-network.yaml").exists()
+    assert r.returncode == 0 and not (root / "var/lib/ballast/datasource/platform-network.json").exists()
     reconcile(bins, netns, root)
     assert not (root / "etc/netplan/50-ballast-01.yaml").exists()

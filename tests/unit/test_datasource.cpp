@@ -469,6 +469,14 @@ TEST_CASE("platform network config: what is refused, naming the field", "[dataso
                             char(c - 1), char(c - 1), char(c - 1), char(c - 1), char(c - 1));
     bad(hetzner_network(bomb + "network-config: {version: 1, config: *h}\n", "", kMacs),
         "more than 10000 values");
+    // One large value, repeated: bytes count too.
+    const std::string big = "a: &a " + std::string(200000, 'x') +
+                            "\nnetwork-config: {version: 1, config: [*a, *a, *a, *a, *a, *a]}\n";
+    bad(hetzner_network(big, "", kMacs), "more than 1048576 bytes of values");
+    bad(hetzner_network("network-config: {version: 1, config: [{type: physical, name: eth0, "
+                        "mac_address: '00:00:00:00:00:09'}]}\n",
+                        "", kMacs),
+        "network-config.config[0]: no network interface of this machine has MAC address");
     // 65 links: more than a machine has.
     std::string many = R"({"links": [)";
     for (int i = 0; i < 65; ++i)

@@ -20,8 +20,14 @@ using nlohmann::json;
 // A machine has a few NICs; a document listing more is not describing one.
 constexpr size_t kMaxItems = 64;
 constexpr int kMaxNesting = 16;
-// YAML aliases repeat what they point at: a few lines can stand for billions of nodes.
+// YAML aliases repeat what they point at: a few lines can stand for billions of nodes, or one
+// large scalar for gigabytes. What a document may expand to: values, and bytes of scalars.
 constexpr size_t kMaxNodes = 10000;
+constexpr size_t kMaxBytes = 1u << 20;
+
+struct Budget {
+    size_t nodes = kMaxNodes, bytes = kMaxBytes;
+};
 
 std::string lower(std::string s) {
     std::transform(s.begin(), s.end(), s.begin(),
@@ -215,7 +221,8 @@ Result<json> openstack_network(std::string_view text, const Macs& macs) {
                 if (it == names.end())
                     return fail(Errc::invalid_argument, "{}: vlan_link '{}' is no link's id", where,
                                 parent);
-                name = it->second + "." + BALLAST_TRY(str_field(link, "vlan_id", where));
+                const auto vlan_id = BALLAST_TRY(str_field(link, "vlan_id", where));
+                name = it->second + "." + vlan_id;
             } else if (type == "bond") {
                 if (name.empty()) name = fmt::format("bond{}", bonds);
                 ++bonds;
@@ -317,7 +324,8 @@ Result<json> digitalocean_network(std::string_view text, const Macs& macs) {
             if (ip.empty()) return fail(Errc::invalid_argument, "{}: no ip_address", at);
             json sub{{"type", "static"}};
             if (ip.find(':') != std::string::npos) {
-                sub["address"] = ip + "/" + BALLAST_TRY(str_field(*raw, "cidr", at));
+                const auto cidr = BALLAST_TRY(str_field(*raw, "cidr", at));
+                sub["address"] = ip + "/" + cidr;
             } else {
                 sub["address"] = ip;
                 sub["netmask"] = BALLAST_TRY(str_field(*raw, "netmask", at));
@@ -410,13 +418,18 @@ Result<json> vultr_network(std::string_view text, const Macs& macs) {
 namespace {
 
 // A YAML node as JSON, every scalar a string (the version 1 reader reads scalars as text).
-Result<json> yaml_json(const YAML::Node& n, size_t& budget, int depth = 0) {
+Result<json> yaml_json(const YAML::Node& n, Budget& budget, int depth = 0) {
     if (depth > kMaxNesting)
         return fail(Errc::invalid_argument, "nested more than {} levels", kMaxNesting);
-    if (budget == 0) return fail(Errc::invalid_argument, "more than {} values", kMaxNodes);
-    --budget;
+    if (budget.nodes == 0) return fail(Errc::invalid_argument, "more than {} values", kMaxNodes);
+    --budget.nodes;
     if (!n || n.IsNull()) return json(nullptr);
-    if (n.IsScalar()) return json(n.Scalar());
+    if (n.IsScalar()) {
+        if (n.Scalar().size() > budget.bytes)
+            return fail(Errc::invalid_argument, "more than {} bytes of values", kMaxBytes);
+        budget.bytes -= n.Scalar().size();
+        return json(n.Scalar());
+    }
     json out = n.IsSequence() ? json::array() : json::object();
     for (const auto& item : n) {
         if (n.IsSequence()) {
@@ -444,7 +457,7 @@ Result<json> hetzner_network(std::string_view metadata, std::string_view private
                              const Macs& macs) {
     auto y = BALLAST_TRY(load_yaml(metadata, "hetzner metadata"));
     if (!y.IsMap()) return fail(Errc::invalid_argument, "hetzner metadata: not a mapping");
-    size_t budget = kMaxNodes;
+    Budget budget;
     auto net =
         BALLAST_TRY_CTX(yaml_json(y["network-config"], budget), "hetzner metadata: network-config");
     if (net.is_null()) return net;
@@ -457,11 +470,14 @@ Result<json> hetzner_network(std::string_view metadata, std::string_view private
     json out = net;
     // Each NIC named as the machine names its MAC address (Hetzner says eth0): with another name
     // netplan's set-name would match the NIC only after a rename at the next boot.
-    for (auto& dev : out["config"])
-        if (json_field<std::string>(dev, "type", "") == "physical")
-            if (auto it = macs.find(lower(json_field<std::string>(dev, "mac_address", "")));
-                it != macs.end())
-                dev["name"] = it->second;
+    for (size_t i = 0; i < out["config"].size(); ++i) {
+        auto& dev = out["config"][i];
+        if (json_field<std::string>(dev, "type", "") != "physical") continue;
+        const auto where = fmt::format("hetzner metadata: network-config.config[{}]", i);
+        const auto mac = BALLAST_TRY(mac_field(dev, "mac_address", where));
+        auto name = BALLAST_TRY(nic_name(macs, mac, where));
+        dev["name"] = std::move(name);
+    }
     if (!trim(private_networks).empty()) {
         constexpr std::string_view what = "hetzner metadata/private-networks";
         auto p = BALLAST_TRY(load_yaml(private_networks, what));

@@ -12,8 +12,10 @@
 #include "ballast/config/loader.hpp"
 #include "ballast/config/sources.hpp"
 #include "ballast/core/files.hpp"
+#include "ballast/core/json.hpp"
 #include "ballast/core/process.hpp"
 #include "ballast/core/text.hpp"
+#include "ballast/datasource/network.hpp"
 #include "ballast/datasource/providers.hpp"
 #include "ballast/datasource/userdata.hpp"
 #include "ballast/datasource/volume.hpp"
@@ -33,25 +35,28 @@ namespace {
 using Stored = std::set<std::string>;
 
 // Stores fetched config under `dir`; a document without a header is refused (it would be
-// ignored at load, silently in Kairos).
-void store(StageContext& ctx, ModuleResult& r, Stored& stored, const std::string& dir,
+// ignored at load, silently in Kairos). True when the file is in place.
+bool store(StageContext& ctx, ModuleResult& r, Stored& stored, const std::string& dir,
            const std::string& name, const std::string& text, const std::string& origin) {
     if (config::detect_kind(text, "") == config::SourceKind::no_header) {
         r.error(http::redact(origin) + ": fetched config has no #cloud-config header; not used");
-        return;
+        return false;
     }
     if (auto made = mkdirs_beneath(ctx.root, dir, 0700); !made) {
         r.error(made.error().what());
-        return;
+        return false;
     }
     const std::string path = dir + "/" + name;
     auto changed = ensure_file(ctx.root, path, text, 0600);
     if (!changed) {
         r.error(changed.error().what());
-    } else if (*changed) {
+        return false;
+    }
+    if (*changed) {
         r.change(fmt::format("stored config from {} in {}", http::redact(origin), path));
         stored.insert(path);
     }
+    return true;
 }
 
 std::string meta_hostname(const std::string& meta) {
@@ -158,22 +163,55 @@ std::string network_document(const std::string& text, std::string& error) {
     }
 }
 
-// Where the last platform network config that was used is kept, across boots.
-std::string last_network(std::string_view provider) {
-    return fmt::format("/var/lib/ballast/datasource/{}/platform-network.yaml", provider);
+// The last platform network config that was used, kept across boots in one file (one write:
+// the document never pairs with another platform's or instance's record): {"provider",
+// "instance_id", "macs" (the NICs it names), "document"}.
+constexpr const char* kLastNetwork = "/var/lib/ballast/datasource/platform-network.json";
+
+std::vector<std::string> network_macs(const std::string& v1_json) {
+    std::vector<std::string> out;
+    const auto j = nlohmann::json::parse(v1_json, nullptr, false);
+    if (!j.is_object() || !j.contains("config") || !j["config"].is_array()) return out;
+    for (const auto& d : j["config"]) {
+        auto mac = json_field<std::string>(d, "mac_address", "");
+        if (json_field<std::string>(d, "type", "") == "physical" && !mac.empty())
+            out.push_back(std::move(mac));
+    }
+    return out;
 }
 
 // The platform network config of the last boot, stored again for this one: the platform's
 // answer could not be used (or nothing answered), and without it the network step would take
-// the node's addresses away as config it no longer has.
-void keep_last_network(const config::Step& s, std::string_view provider, const std::string& why,
-                       StageContext& ctx, ModuleResult& r, Stored& stored) {
-    auto last = read_beneath(ctx.root, last_network(provider));
-    if (!last || !*last) return;
+// the node's addresses away as config it no longer has. Only when it is still this machine's:
+// saved for `provider` (and for `instance`, when the platform named one), on a machine that has
+// every NIC it names (a disk cloned onto another machine does not bring its addresses along).
+void keep_last_network(const config::Step& s, std::string_view provider, std::string_view instance,
+                       const std::string& why, StageContext& ctx, ModuleResult& r, Stored& stored) {
+    auto text = read_beneath(ctx.root, kLastNetwork);
+    if (!text || !*text) return;
+    const auto last = nlohmann::json::parse(**text, nullptr, false);
+    const auto doc = json_field<std::string>(last, "document", "");
+    if (doc.empty() || json_field<std::string>(last, "provider", "") != provider) return;
+    if (!instance.empty() && json_field<std::string>(last, "instance_id", "") != instance) {
+        r.note(
+            fmt::format("datasource {}: the platform network config of the last boot was "
+                        "another instance's; not used",
+                        provider));
+        return;
+    }
+    const auto macs = datasource::read_macs(ctx.root);
+    for (const auto& mac : last.value("macs", nlohmann::json::array()))
+        if (!mac.is_string() || !macs.count(mac.get<std::string>())) {
+            r.note(
+                fmt::format("datasource {}: the platform network config of the last boot names "
+                            "a NIC this machine does not have; not used",
+                            provider));
+            return;
+        }
     r.note(fmt::format("datasource {}: the platform network config of the last boot is used ({})",
                        provider, why));
-    store(ctx, r, stored, s.datasource.path, platform_network_file(provider), **last,
-          last_network(provider));
+    (void)store(ctx, r, stored, s.datasource.path, platform_network_file(provider), doc,
+                kLastNetwork);
 }
 
 // The platform's network config (datasource/network.hpp) as a config file of its own, checked
@@ -192,26 +230,31 @@ void platform_network(const config::Step& s, const datasource::Metadata& m, Stag
             auto checked = config::load_sources(std::move(src), nlohmann::json::object());
             for (const auto& d : checked.diags.items())
                 if (d.severity == config::Severity::error) {
-                    error = d.text();
+                    error = fmt::format("{} (converted from {})", d.text(), http::redact(m.origin));
                     break;
                 }
         }
     }
     if (!error.empty()) {
         r.error(fmt::format("datasource {}: network config: {} (not used)", m.provider, error));
-        keep_last_network(s, m.provider, "this one was not usable", ctx, r, stored);
+        keep_last_network(s, m.provider, m.instance_id, "this one was not usable", ctx, r, stored);
         return;
     }
     if (!doc.empty()) {
-        store(ctx, r, stored, s.datasource.path, name, doc, m.origin);
-        if (auto made = mkdirs_beneath(ctx.root, "/var/lib/ballast/datasource/" + m.provider, 0700);
-            !made)
+        if (!store(ctx, r, stored, s.datasource.path, name, doc, m.origin)) return;
+        const nlohmann::json last{{"provider", m.provider},
+                                  {"instance_id", m.instance_id},
+                                  {"macs", network_macs(m.network)},
+                                  {"document", doc}};
+        if (auto made = mkdirs_beneath(ctx.root, "/var/lib/ballast/datasource", 0700); !made)
             r.error(made.error().what());
-        else if (auto kept = ensure_file(ctx.root, last_network(m.provider), doc, 0600); !kept)
+        else if (auto kept = ensure_file(ctx.root, kLastNetwork, json_text(last) + "\n", 0600);
+                 !kept)
             r.error(kept.error().what());
         return;
     }
-    for (const auto& path : {s.datasource.path + "/" + name, last_network(m.provider)}) {
+    // The platform answered without network config (whichever platform was kept before).
+    for (const auto& path : {s.datasource.path + "/" + name, std::string(kLastNetwork)}) {
         auto st = stat_beneath(ctx.root, path);
         if (!st || !*st) continue;
         if (auto gone = remove_beneath(ctx.root, path); !gone)
@@ -250,7 +293,7 @@ void apply(const config::Step& s, const datasource::Metadata& m, StageContext& c
     }
     size_t n = 0;
     for (const auto& doc : ud.configs)
-        store(ctx, r, stored, ds.path, part_name(m.provider, ++n), doc, m.origin);
+        (void)store(ctx, r, stored, ds.path, part_name(m.provider, ++n), doc, m.origin);
     // Parts the user-data no longer has.
     for (size_t k = n + 1;; ++k) {
         const auto path = ds.path + "/" + part_name(m.provider, k);
@@ -325,7 +368,7 @@ void nocloud_network(const std::optional<std::string>& text, const std::string& 
     if (doc.empty())
         r.error(fmt::format("{}: {}", origin, error));
     else
-        store(ctx, r, stored, s.datasource.path, "39-nocloud-network.yaml", doc, origin);
+        (void)store(ctx, r, stored, s.datasource.path, "39-nocloud-network.yaml", doc, origin);
 }
 
 void nocloud(const std::string& p, const config::Step& s, StageContext& ctx, ModuleResult& r,
@@ -335,7 +378,8 @@ void nocloud(const std::string& p, const config::Step& s, StageContext& ctx, Mod
     auto seed = read_beneath(ctx.root, seed_dir + "/user-data");
     auto seed_net = read_beneath(ctx.root, seed_dir + "/network-config");
     if ((seed && *seed) || (seed_net && *seed_net)) {
-        if (seed && *seed) store(ctx, r, stored, ds.path, "40-nocloud.yaml", **seed, seed_dir);
+        if (seed && *seed)
+            (void)store(ctx, r, stored, ds.path, "40-nocloud.yaml", **seed, seed_dir);
         if (seed_net) nocloud_network(*seed_net, seed_dir, s, ctx, r, stored);
         return;
     }
@@ -349,7 +393,7 @@ void nocloud(const std::string& p, const config::Step& s, StageContext& ctx, Mod
         r.error(user.error().what());
         return;
     }
-    if (*user) store(ctx, r, stored, ds.path, "40-nocloud.yaml", **user, vol->device);
+    if (*user) (void)store(ctx, r, stored, ds.path, "40-nocloud.yaml", **user, vol->device);
     if (auto net = datasource::read_volume_file(*vol, "network-config"); !net)
         r.error(net.error().what());
     else
@@ -358,8 +402,8 @@ void nocloud(const std::string& p, const config::Step& s, StageContext& ctx, Mod
     if (meta && *meta) {
         auto h = meta_hostname(**meta);
         if (!h.empty())
-            store(ctx, r, stored, ds.path, "41-nocloud-meta.yaml",
-                  "#cloud-config\nhostname: " + h + "\n", vol->device);
+            (void)store(ctx, r, stored, ds.path, "41-nocloud-meta.yaml",
+                        "#cloud-config\nhostname: " + h + "\n", vol->device);
     }
 }
 
@@ -404,10 +448,15 @@ void datasource(const config::Step& s, StageContext& ctx, ModuleResult& r) {
     std::vector<std::string> cloud_names;
     for (const auto& p : ds.providers)
         if (datasource::find_provider(p)) cloud_names.push_back(p);
-    if (!cloud_names.empty() && !clouds(s, cloud_names, ctx, r, stored))
+    // Nothing answered: the last platform network config stays only where the firmware still
+    // names that platform.
+    if (!cloud_names.empty() && !clouds(s, cloud_names, ctx, r, stored)) {
+        const auto dmi = datasource::read_dmi(ctx.root);
         for (const auto& p : cloud_names)
-            keep_last_network(s, datasource::find_provider(p)->name, "no metadata service answered",
-                              ctx, r, stored);
+            if (const auto* prov = datasource::find_provider(p); prov->identified(dmi))
+                keep_last_network(s, prov->name, "", "no metadata service answered", ctx, r,
+                                  stored);
+    }
     for (const auto& p : ds.providers) {
         if (p == "config_url") {
             if (ds.config_url.empty()) {
@@ -418,7 +467,7 @@ void datasource(const config::Step& s, StageContext& ctx, ModuleResult& r) {
             if (!body)
                 r.error(body.error().what());
             else
-                store(ctx, r, stored, ds.path, "50-config-url.yaml", *body, ds.config_url);
+                (void)store(ctx, r, stored, ds.path, "50-config-url.yaml", *body, ds.config_url);
         } else if (p == "nocloud" || p == "cdrom") {
             nocloud(p, s, ctx, r, stored);
         }
