@@ -329,13 +329,20 @@ Result<std::optional<Metadata>> fetch_document(
     return std::optional<Metadata>(std::move(m));
 }
 
+// A platform whose one document describes its network too (DigitalOcean, Vultr).
+std::function<Result<Metadata>(std::string_view)> with_network(
+    Result<Metadata> (*parse)(std::string_view),
+    Result<json> (*network)(std::string_view, const Macs&), const RootPrefix& root) {
+    return [parse, network, &root](std::string_view body) -> Result<Metadata> {
+        auto m = BALLAST_TRY(parse(body));
+        set_network(m, network(body, read_macs(root)));
+        return m;
+    };
+}
+
 Result<std::optional<Metadata>> fetch_digitalocean(const Client& c, const RootPrefix& root, bool) {
     return fetch_document(c, std::string(kLinkLocal) + "/metadata/v1.json", "",
-                          [&](std::string_view body) -> Result<Metadata> {
-                              auto m = BALLAST_TRY(parse_digitalocean(body));
-                              set_network(m, digitalocean_network(body, read_macs(root)));
-                              return m;
-                          });
+                          with_network(parse_digitalocean, digitalocean_network, root));
 }
 
 Result<std::optional<Metadata>> fetch_hetzner(const Client& c, const RootPrefix& root, bool) {
@@ -363,12 +370,8 @@ Result<std::optional<Metadata>> fetch_hetzner(const Client& c, const RootPrefix&
 
 Result<std::optional<Metadata>> fetch_vultr(const Client& c, const RootPrefix& root, bool) {
     return fetch_document(c, std::string(kLinkLocal) + "/v1.json", "",
-                          [&](std::string_view body) -> Result<Metadata> {
-                              auto m = BALLAST_TRY(parse_vultr(body));
-                              set_network(m, vultr_network(body, read_macs(root)));
-                              return m;
-                          },
-                          nullptr, {"Metadata-Token: cloudinit"});
+                          with_network(parse_vultr, vultr_network, root), nullptr,
+                          {"Metadata-Token: cloudinit"});
 }
 
 Result<std::optional<Metadata>> fetch_scaleway(const Client& c, const RootPrefix&, bool) {

@@ -59,6 +59,17 @@ bool store(StageContext& ctx, ModuleResult& r, Stored& stored, const std::string
     return true;
 }
 
+// Removes a file this step stored before; false when there was none.
+bool remove_stored(StageContext& ctx, ModuleResult& r, const std::string& path) {
+    auto st = stat_beneath(ctx.root, path);
+    if (!st || !*st) return false;
+    if (auto gone = remove_beneath(ctx.root, path); !gone)
+        r.error(gone.error().what());
+    else
+        r.change("removed " + path);
+    return true;
+}
+
 std::string meta_hostname(const std::string& meta) {
     auto at = meta.find("local-hostname:");
     if (at == std::string::npos) return "";
@@ -254,14 +265,8 @@ void platform_network(const config::Step& s, const datasource::Metadata& m, Stag
         return;
     }
     // The platform answered without network config (whichever platform was kept before).
-    for (const auto& path : {s.datasource.path + "/" + name, std::string(kLastNetwork)}) {
-        auto st = stat_beneath(ctx.root, path);
-        if (!st || !*st) continue;
-        if (auto gone = remove_beneath(ctx.root, path); !gone)
-            r.error(gone.error().what());
-        else
-            r.change("removed " + path);
-    }
+    for (const auto& path : {s.datasource.path + "/" + name, std::string(kLastNetwork)})
+        (void)remove_stored(ctx, r, path);
 }
 
 // What a cloud gave: the host name and SSH keys (for root) applied at once, whatever the
@@ -295,14 +300,7 @@ void apply(const config::Step& s, const datasource::Metadata& m, StageContext& c
     for (const auto& doc : ud.configs)
         (void)store(ctx, r, stored, ds.path, part_name(m.provider, ++n), doc, m.origin);
     // Parts the user-data no longer has.
-    for (size_t k = n + 1;; ++k) {
-        const auto path = ds.path + "/" + part_name(m.provider, k);
-        auto st = stat_beneath(ctx.root, path);
-        if (!st || !*st) break;
-        if (auto gone = remove_beneath(ctx.root, path); !gone)
-            r.error(gone.error().what());
-        else
-            r.change("removed " + path);
+    for (size_t k = n + 1; remove_stored(ctx, r, ds.path + "/" + part_name(m.provider, k)); ++k) {
     }
     for (const auto& why : ud.ignored)
         r.note(fmt::format("datasource {}: {}", m.provider, why));
