@@ -1,8 +1,9 @@
 // Cloud metadata providers: each reads its platform's documented metadata service (or config
-// drive) the way the platform specifies, and yields the instance's user-data, host name and SSH
-// keys. Which platform a machine is on comes from DMI/SMBIOS first (as cloud-init's ds-identify
-// does), then from asking the network; a provider whose service is not there costs at most the
-// client's bounds (a 1 s connect, 3 s per request) and says so.
+// drive) the way the platform specifies, and yields the instance's user-data, host name, SSH
+// keys and, where the platform describes it, its network (datasource/network.hpp). Which platform a
+// machine is on comes from DMI/SMBIOS first (as cloud-init's ds-identify does), then from asking
+// the network; a provider whose service is not there costs at most the client's bounds (a 1 s
+// connect, 3 s per request) and says so.
 //
 // The payload parsers are pure (parse_*), for unit tests and the fuzzer; fetching goes through
 // Client, a narrow seam over http::request.

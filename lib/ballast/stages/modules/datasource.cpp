@@ -4,8 +4,9 @@
 // (aws, gcp, azure, openstack, digitalocean, hetzner, vultr, scaleway, equinix): the first whose
 // service answers, those the DMI data names first. A cloud's user-data is decoded
 // (datasource/userdata: gzip, MIME multipart); its cloud-config parts are stored, its host name
-// and SSH keys become a config of their own, and its scripts run once per instance, as
-// cloud-init runs user scripts.
+// and SSH keys become a config of their own, its own network description becomes a network
+// config file (datasource/network), and its scripts run once per instance, as cloud-init runs
+// user scripts.
 #include <chrono>
 #include <thread>
 
