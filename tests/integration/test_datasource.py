@@ -318,7 +318,7 @@ PLATFORM_NET = {
         "services": [{"type": "dns", "address": "192.168.90.2"}]},
     "hetzner": {
         "network-config": {"version": 1, "config": [
-            {"type": "physical", "name": "ens3", "mac_address": "fa:16:3e:00:00:01",
+            {"type": "physical", "name": "eth0", "mac_address": "FA:16:3E:00:00:01",
              "subnets": [{"type": "dhcp", "ipv4": True},
                          {"type": "static", "address": "2a01:4f8::1/64", "gateway": "fe80::1", "ipv6": True}]}]},
         "private-networks": []},
