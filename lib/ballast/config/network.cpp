@@ -394,23 +394,18 @@ json network_v1_to_v2(const Node& config, Diagnostics& d) {
             kind = "vlans";
             if (auto id = r.num("vlan_id", true)) dev["id"] = *id;
             if (auto link = r.str("vlan_link", true)) dev["link"] = *link;
-        } else if (*type == "bond") {
-            constexpr std::string_view keys[] = {"type",    "name",        "bond_interfaces",
-                                                 "params",  "mac_address", "mtu",
-                                                 "subnets", "accept-ra"};
+        } else if (*type == "bond" || *type == "bridge") {
+            const bool bond = *type == "bond";
+            const std::string members = *type + "_interfaces";
+            const std::string_view keys[] = {"type",        "name", members,   "params",
+                                             "mac_address", "mtu",  "subnets", "accept-ra"};
             r.only(keys);
-            kind = "bonds";
-            dev["interfaces"] = r.strings("bond_interfaces");
-            if (auto p = parameters(r, "params", kBondParams); !p.empty()) dev["parameters"] = p;
-            if (auto mac = r.str("mac_address")) dev["macaddress"] = *mac;
-        } else if (*type == "bridge") {
-            constexpr std::string_view keys[] = {"type",    "name",        "bridge_interfaces",
-                                                 "params",  "mac_address", "mtu",
-                                                 "subnets", "accept-ra"};
-            r.only(keys);
-            kind = "bridges";
-            dev["interfaces"] = r.strings("bridge_interfaces");
-            if (auto p = parameters(r, "params", kBridgeParams); !p.empty()) dev["parameters"] = p;
+            kind = bond ? "bonds" : "bridges";
+            dev["interfaces"] = r.strings(members);
+            if (auto p = parameters(r, "params",
+                                    bond ? std::span<const Param>(kBondParams) : kBridgeParams);
+                !p.empty())
+                dev["parameters"] = p;
             if (auto mac = r.str("mac_address")) dev["macaddress"] = *mac;
         } else {
             d.error(item.find("type")->pos,
