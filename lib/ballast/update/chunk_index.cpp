@@ -6,6 +6,7 @@
 #include <bit>
 #include <cstring>
 
+#include "ballast/core/bytes.hpp"
 #include "ballast/core/fd.hpp"
 #include "ballast/core/sha256.hpp"
 
@@ -40,27 +41,6 @@ constexpr uint32_t zero_window_hash() {
     for (size_t i = 0; i < kWindow; ++i)
         h = std::rotl(h, 1) ^ kTable[0];
     return h;
-}
-
-void put_u32(std::string& out, uint32_t v) {
-    for (int i = 0; i < 4; ++i)
-        out.push_back(char((v >> (8 * i)) & 0xff));
-}
-void put_u64(std::string& out, uint64_t v) {
-    for (int i = 0; i < 8; ++i)
-        out.push_back(char((v >> (8 * i)) & 0xff));
-}
-uint32_t get_u32(std::string_view b, size_t off) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; --i)
-        v = (v << 8) | uint8_t(b[off + size_t(i)]);
-    return v;
-}
-uint64_t get_u64(std::string_view b, size_t off) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; --i)
-        v = (v << 8) | uint8_t(b[off + size_t(i)]);
-    return v;
 }
 
 }  // namespace
@@ -153,16 +133,16 @@ Result<ChunkIndex> index_file(const std::string& path, uint64_t offset, uint64_t
 std::string serialize_index(const ChunkIndex& idx) {
     std::string out(kMagic, sizeof kMagic);
     out.reserve(kIndexHeaderSize + idx.chunks.size() * kIndexEntrySize);
-    put_u32(out, kIndexVersion);
-    put_u32(out, kHashSha256);
-    put_u32(out, kChunkerBuzhash48);
-    put_u32(out, idx.params.min);
-    put_u32(out, idx.params.avg);
-    put_u32(out, idx.params.max);
-    put_u64(out, idx.image_size);
-    put_u64(out, idx.chunks.size());
+    put_le<uint32_t>(out, kIndexVersion);
+    put_le<uint32_t>(out, kHashSha256);
+    put_le<uint32_t>(out, kChunkerBuzhash48);
+    put_le<uint32_t>(out, idx.params.min);
+    put_le<uint32_t>(out, idx.params.avg);
+    put_le<uint32_t>(out, idx.params.max);
+    put_le<uint64_t>(out, idx.image_size);
+    put_le<uint64_t>(out, idx.chunks.size());
     for (const auto& c : idx.chunks) {
-        put_u32(out, c.length);
+        put_le<uint32_t>(out, c.length);
         out.append(reinterpret_cast<const char*>(c.sha256.data()), c.sha256.size());
     }
     return out;
@@ -174,20 +154,20 @@ Result<ChunkIndex> parse_index(std::string_view b, std::string_view where) {
                     b.size(), kMaxIndexSize);
     if (b.size() < kIndexHeaderSize || std::memcmp(b.data(), kMagic, sizeof kMagic) != 0)
         return fail(Errc::parse, "{}: not a chunk index (bad magic)", where);
-    if (const uint32_t v = get_u32(b, 8); v != kIndexVersion)
+    if (const uint32_t v = le32(b, 8); v != kIndexVersion)
         return fail(Errc::unsupported,
                     "{}: index version {} is not supported (this agent reads {})", where, v,
                     kIndexVersion);
-    if (const uint32_t v = get_u32(b, 12); v != kHashSha256)
+    if (const uint32_t v = le32(b, 12); v != kHashSha256)
         return fail(Errc::unsupported, "{}: chunk hash {} is not supported (1 = SHA-256)", where,
                     v);
-    if (const uint32_t v = get_u32(b, 16); v != kChunkerBuzhash48)
+    if (const uint32_t v = le32(b, 16); v != kChunkerBuzhash48)
         return fail(Errc::unsupported, "{}: chunker {} is not supported (1 = buzhash48)", where, v);
     ChunkIndex idx;
-    idx.params = {get_u32(b, 20), get_u32(b, 24), get_u32(b, 28)};
+    idx.params = {le32(b, 20), le32(b, 24), le32(b, 28)};
     BALLAST_TRY_CTX(check_params(idx.params), "{}", where);
-    idx.image_size = get_u64(b, 32);
-    const uint64_t count = get_u64(b, 40);
+    idx.image_size = le64(b, 32);
+    const uint64_t count = le64(b, 40);
     if (count > (b.size() - kIndexHeaderSize) / kIndexEntrySize ||
         kIndexHeaderSize + count * kIndexEntrySize != b.size())
         return fail(Errc::parse, "{}: {} chunks do not fit its {} bytes", where, count, b.size());
@@ -199,7 +179,7 @@ Result<ChunkIndex> parse_index(std::string_view b, std::string_view where) {
         const size_t at = kIndexHeaderSize + size_t(i) * kIndexEntrySize;
         Chunk c;
         c.offset = offset;
-        c.length = get_u32(b, at);
+        c.length = le32(b, at);
         std::memcpy(c.sha256.data(), b.data() + at + 4, c.sha256.size());
         const bool last = i + 1 == count;
         if (c.length == 0 || c.length > idx.params.max || (!last && c.length < idx.params.min))

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "ballast/core/atomic_file.hpp"
+#include "ballast/core/bytes.hpp"
 #include "ballast/core/fd.hpp"
 #include "ballast/core/sha256.hpp"
 
@@ -31,13 +32,11 @@ Status pread_exact(int fd, char* buf, size_t n, uint64_t off, const std::string&
 // mksquashfs pads the file that was published and chunked); nothing if it holds none.
 std::optional<uint64_t> squashfs_length(const boot::SlotDevice& slot) {
     UniqueFd fd(::open(slot.path.c_str(), O_RDONLY | O_CLOEXEC));
-    uint8_t sb[48];
+    char sb[48];
     if (!fd || ::pread(fd.get(), sb, sizeof sb, off_t(slot.start)) != ssize_t(sizeof sb) ||
         std::memcmp(sb, "hsqs", 4) != 0)
         return std::nullopt;
-    uint64_t used = 0;
-    for (int i = 7; i >= 0; --i)
-        used = (used << 8) | sb[40 + i];
+    const uint64_t used = le64(std::string_view(sb, sizeof sb), 40);
     if (used == 0) return std::nullopt;
     return std::min<uint64_t>((used + 4095) / 4096 * 4096, slot.size);
 }
