@@ -14,7 +14,7 @@ set -euo pipefail
 declare -A GROUPS_PKGS=(
   [build]="meson ninja-build g++ pkg-config systemd libsystemd-dev libblkid-dev zlib1g-dev libyaml-cpp-dev
            libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev catch2 scdoc libssl-dev
-           libcurl4-openssl-dev libcrypt-dev libfdisk-dev libtss2-dev libcryptsetup-dev python3"
+           libcurl4-openssl-dev libcrypt-dev libfdisk-dev libtss2-dev libcryptsetup-dev libexpat1-dev python3"
   [test]="dbus dbus-bin util-linux python3 python3-pytest python3-pytest-xdist python3-yaml python3-jsonschema man-db clang-format git busybox-static nginx tinyproxy-bin
           openssl mtools dosfstools genisoimage e2fsprogs clang-16 libclang-rt-16-dev squashfs-tools
           erofs-utils fdisk grub-common grub-efi-amd64-bin swtpm swtpm-tools tpm2-tools cryptsetup-bin

@@ -1,5 +1,5 @@
 // Small pure helpers of lib/core: secrets, durations, did-you-mean, kernel command line, slots,
-// numbers and JSON from input.
+// numbers, JSON and XML from input.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -13,6 +13,7 @@
 #include "ballast/core/secret.hpp"
 #include "ballast/core/suggest.hpp"
 #include "ballast/core/text.hpp"
+#include "ballast/core/xml.hpp"
 #include "ballast/system/http.hpp"
 
 using namespace ballast;
@@ -163,4 +164,60 @@ TEST_CASE("JSON from input: fields by type, text from any bytes", "[core][json]"
     CHECK(json_field<int64_t>(n, "max", 7) == 7);
     CHECK(json_field<uint64_t>(n, "max", 7) == 18446744073709551615u);
     CHECK(json_field<double>(n, "neg", 0.5) == -1.0);
+}
+
+TEST_CASE("XML from input: names by namespace, entities decoded, no DOCTYPE", "[core][xml]") {
+    const auto doc = xml::parse(R"(<?xml version="1.0" encoding="utf-8"?>
+<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1"
+             xmlns:wa="http://schemas.microsoft.com/windowsazure">
+  <wa:ProvisioningSection>
+    <wa:Version>1.0</wa:Version>
+    <Plain xmlns="">a &amp; b &#x20AC; <![CDATA[<c>]]></Plain>
+  </wa:ProvisioningSection>
+  <wa:ProvisioningSection/>
+</Environment>)",
+                                "ovf-env.xml");
+    REQUIRE(doc);
+    CHECK(doc->name == "Environment");
+    CHECK(doc->ns == "http://schemas.dmtf.org/ovf/environment/1");
+    CHECK(doc->line == 2);
+    const auto sections =
+        doc->all("ProvisioningSection", "http://schemas.microsoft.com/windowsazure");
+    REQUIRE(sections.size() == 2);
+    CHECK(sections[0]->line == 4);
+    CHECK(doc->all("ProvisioningSection", "").empty());
+    const auto plain = sections[0]->all("Plain", "");
+    REQUIRE(plain.size() == 1);
+    CHECK(plain[0]->text == "a & b \xe2\x82\xac <c>");
+    CHECK(sections[0]->all("Version", "http://schemas.microsoft.com/windowsazure")[0]->text ==
+          "1.0");
+
+    // Errors name the document and the line; nothing is expanded from a DOCTYPE.
+    auto err = [](std::string_view text) {
+        auto r = xml::parse(text, "ovf-env.xml");
+        REQUIRE_FALSE(r);
+        return r.error().message();
+    };
+    CHECK(err("<a>\n<b>\n</a>") == "ovf-env.xml:3: mismatched tag");
+    CHECK(err("") == "ovf-env.xml:1: no element found");
+    CHECK(err("<a/><b/>") == "ovf-env.xml:1: junk after document element");
+    CHECK(err("<a>&nope;</a>") == "ovf-env.xml:1: undefined entity");
+    CHECK(err("<?xml version=\"1.0\"?>\n<!DOCTYPE l [<!ENTITY a \"aaaa\"><!ENTITY b "
+              "\"&a;&a;&a;\">]>\n<l>&b;</l>") == "ovf-env.xml:2: a DOCTYPE is not accepted");
+    CHECK(err("<a><b>\xff</b></a>") == "ovf-env.xml:1: not well-formed (invalid token)");
+
+    // Bounds: depth, element count and size.
+    std::string deep;
+    for (int i = 0; i < 33; ++i)
+        deep += "<a>";
+    for (int i = 0; i < 33; ++i)
+        deep += "</a>";
+    CHECK(err(deep) == "ovf-env.xml:1: nested more than 32 deep");
+    CHECK(xml::parse(deep.substr(3, deep.size() - 7), "x"));
+    std::string wide = "<a>";
+    for (int i = 0; i < 10000; ++i)
+        wide += "<b/>";
+    CHECK(err(wide + "</a>") == "ovf-env.xml:1: more than 10000 elements");
+    CHECK(err("<a>" + std::string(xml::kMaxDocument, ' ') + "</a>") ==
+          "ovf-env.xml: larger than 1024 KiB");
 }
