@@ -257,10 +257,85 @@ TEST_CASE("Azure: the wireserver's goal state and the ready report", "[datasourc
     CHECK_FALSE(parse_azure_goal_state("<GoalState><Incarnation>1</Incarnation></GoalState>"));
     // Ids go back into XML: markup in them is refused, not echoed.
     auto evil = parse_azure_goal_state(
-        "<Incarnation>1</Incarnation><Container><ContainerId>x</ContainerId><RoleInstance>"
-        "<InstanceId>a&lt;b</InstanceId></RoleInstance></Container>");
+        "<GoalState><Incarnation>1</Incarnation><Container><ContainerId>x</ContainerId>"
+        "<RoleInstanceList><RoleInstance><InstanceId>a&lt;b</InstanceId></RoleInstance>"
+        "</RoleInstanceList></Container></GoalState>");
     REQUIRE_FALSE(evil);
     CHECK_THAT(std::string(evil.error().what()), Catch::Contains("unexpected characters"));
+    // Markup that is not XML is an error naming the line, not a guess.
+    auto broken = parse_azure_goal_state("<GoalState>\n<Incarnation>1</GoalState>");
+    REQUIRE_FALSE(broken);
+    CHECK(broken.error().message() == "goal state:2: mismatched tag");
+}
+
+TEST_CASE("Azure: ovf-env.xml from the provisioning DVD", "[datasource][azure]") {
+    const auto ovf = test::read_text(std::string(BALLAST_TEST_DATA) + "/azure/ovf-env.xml");
+    auto m = parse_azure_ovf(ovf);
+    REQUIRE(m);
+    REQUIRE(*m);
+    CHECK((*m)->provider == "azure");
+    CHECK((*m)->hostname == "edge-az-1");
+    // The key without a Value (a key pair for the user's own use) gives nothing.
+    CHECK((*m)->ssh_keys ==
+          std::vector<std::string>{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOvf azure-ovf-key"});
+    REQUIRE((*m)->user_data);
+    CHECK((*m)->user_data->starts_with("#cloud-config\nhostname: from-custom-data\n"));
+    // The password is never kept anywhere in what comes back.
+    CHECK(fmt::format("{} {} {} {}", (*m)->hostname, (*m)->instance_id, (*m)->origin,
+                      *(*m)->user_data)
+              .find("Secret-Do-Not-Keep") == std::string::npos);
+
+    auto edited = [&](std::string_view from, std::string_view to) {
+        std::string s = ovf;
+        const auto at = s.find(from);
+        REQUIRE(at != std::string::npos);
+        s.replace(at, from.size(), to);
+        return parse_azure_ovf(s);
+    };
+    auto err = [&](std::string_view from, std::string_view to) {
+        auto r = edited(from, to);
+        REQUIRE_FALSE(r);
+        return r.error().message();
+    };
+    // Not Azure's: no ProvisioningSection in Azure's namespace.
+    auto not_azure = parse_azure_ovf(
+        R"(<Environment xmlns="http://schemas.dmtf.org/ovf/environment/1"><x/></Environment>)");
+    REQUIRE(not_azure);
+    CHECK_FALSE(*not_azure);
+    // Without custom data there is no user-data; without SSH no keys; an empty CustomData (as
+    // Azure sends it when none was given) is empty user-data.
+    auto element = [&](std::string_view tag) {
+        const auto from = ovf.find("<ns1:" + std::string(tag) + ">");
+        const auto end = ovf.find("</ns1:" + std::string(tag) + ">");
+        REQUIRE((from != std::string::npos && end != std::string::npos));
+        return ovf.substr(from, end + tag.size() + 7 - from);
+    };
+    auto none = edited(element("CustomData"), "");
+    REQUIRE(none);
+    REQUIRE(*none);
+    CHECK_FALSE((*none)->user_data);
+    none = edited(element("SSH"), "");
+    REQUIRE((none && *none));
+    CHECK((*none)->ssh_keys.empty());
+    auto empty = edited(element("CustomData"), "<ns1:CustomData></ns1:CustomData>");
+    REQUIRE((empty && *empty));
+    CHECK((*empty)->user_data == "");
+
+    // Errors name the line.
+    CHECK(err("<ns1:HostName>edge-az-1</ns1:HostName>", "") ==
+          "ovf-env.xml:8: LinuxProvisioningConfigurationSet has no HostName");
+    CHECK(err("<ns1:HostName>edge-az-1</ns1:HostName>",
+              "<ns1:HostName>a</ns1:HostName>\n<ns1:HostName>b</ns1:HostName>") ==
+          "ovf-env.xml:11: HostName more than once in LinuxProvisioningConfigurationSet");
+    CHECK(err("I2Nsb3Vk", "I2Nsb3V!") ==
+          "ovf-env.xml:14: CustomData: invalid base64 character '!' at offset 8");
+    CHECK(err("<ns1:PreprovisionedVm>false", "<ns1:PreprovisionedVm>True") ==
+          "ovf-env.xml:39: a pre-provisioned VM (PreprovisionedVm) is not supported");
+    CHECK(err("<ns1:PlatformSettings>", "<ns1:Settings>") == "ovf-env.xml:41: mismatched tag");
+    CHECK(err(element("LinuxProvisioningConfigurationSet"), "") ==
+          "ovf-env.xml:6: ProvisioningSection has no LinuxProvisioningConfigurationSet");
+    CHECK(err("<?xml version=\"1.0\" encoding=\"utf-8\"?>", "<!DOCTYPE e [<!ENTITY x \"y\">]>") ==
+          "ovf-env.xml:1: a DOCTYPE is not accepted");
 }
 
 namespace {

@@ -251,7 +251,7 @@ void download_url(const MapReader& r, std::string_view key, DownloadSpec& d, Dec
 
 void download_sha256(const MapReader& r, std::string_view key, DownloadSpec& d, DecodeContext&) {
     (void)r.read(key, d.sha256);
-    std::transform(d.sha256.begin(), d.sha256.end(), d.sha256.begin(), ::tolower);
+    d.sha256 = ascii_lower(d.sha256);
     if (!d.sha256.empty() && !is_sha256_hex(d.sha256))
         r.error(key, "expected 64 hexadecimal digits");
 }

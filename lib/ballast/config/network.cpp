@@ -382,9 +382,7 @@ json network_v1_to_v2(const Node& config, Diagnostics& d) {
             kind = "ethernets";
             if (auto v = r.str("wakeonlan")) dev["wakeonlan"] = is_true(*v);
             if (auto mac = r.str("mac_address")) {
-                std::string m = *mac;
-                std::transform(m.begin(), m.end(), m.begin(), ::tolower);
-                dev["match"] = {{"macaddress", m}};
+                dev["match"] = {{"macaddress", ascii_lower(*mac)}};
                 dev["set-name"] = *name;
             }
         } else if (*type == "vlan") {

@@ -1,4 +1,4 @@
-// Little-endian integers in on-disk formats (chunk indexes, squashfs and UDF descriptors): read
+// Little-endian integers in on-disk formats (chunk indexes, squashfs, FAT and UDF): read
 // from and appended to byte strings without caring about the host's byte order or alignment.
 #pragma once
 

@@ -21,6 +21,14 @@ namespace ballast {
     return s;
 }
 
+// `s` with A-Z as a-z (the C locale's): names compared without case.
+[[nodiscard]] inline std::string ascii_lower(std::string_view s) {
+    std::string out(s);
+    for (auto& c : out)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
 // The lines of `s` (LF or CRLF), trimmed, empty ones dropped.
 [[nodiscard]] inline std::vector<std::string> nonempty_lines(std::string_view s) {
     std::vector<std::string> out;

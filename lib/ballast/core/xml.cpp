@@ -2,6 +2,7 @@
 
 #include <expat.h>
 
+#include <algorithm>
 #include <mutex>
 
 #include "ballast/core/dynlib.hpp"
@@ -9,12 +10,13 @@
 namespace ballast::xml {
 namespace {
 
-#define BALLAST_EXPAT(X)                                                                     \
-    X(XML_ParserCreateNS)                                                                    \
-    X(XML_ParserFree)                                                                        \
-    X(XML_SetUserData) X(XML_SetElementHandler) X(XML_SetCharacterDataHandler)               \
-        X(XML_SetStartDoctypeDeclHandler) X(XML_StopParser) X(XML_Parse) X(XML_GetErrorCode) \
-            X(XML_ErrorString) X(XML_GetCurrentLineNumber)
+#define BALLAST_EXPAT(X)                                                                      \
+    X(XML_ParserCreateNS)                                                                     \
+    X(XML_ParserFree)                                                                         \
+    X(XML_SetUserData)                                                                        \
+    X(XML_SetElementHandler) X(XML_SetCharacterDataHandler) X(XML_SetStartDoctypeDeclHandler) \
+        X(XML_StopParser) X(XML_Parse) X(XML_GetErrorCode) X(XML_ErrorString)                 \
+            X(XML_GetCurrentLineNumber)
 
 struct Expat {
     BALLAST_EXPAT(BALLAST_DYNLIB_DECLARE)
@@ -118,6 +120,18 @@ std::vector<const Element*> Element::all(std::string_view n, std::string_view ur
     for (const auto& c : children)
         if (c.name == n && c.ns == uri) out.push_back(&c);
     return out;
+}
+
+const Element* Element::find(std::initializer_list<std::string_view> path,
+                             std::string_view uri) const {
+    const Element* at = this;
+    for (auto n : path) {
+        const auto it = std::ranges::find_if(
+            at->children, [&](const Element& c) { return c.name == n && c.ns == uri; });
+        if (it == at->children.end()) return nullptr;
+        at = &*it;
+    }
+    return at;
 }
 
 Result<Element> parse(std::string_view text, std::string_view what) {

@@ -4,6 +4,7 @@
 // size, depth and element count are bounded.
 #pragma once
 
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +22,9 @@ struct Element {
 
     // The children named `name` in namespace `ns`.
     [[nodiscard]] std::vector<const Element*> all(std::string_view name, std::string_view ns) const;
+    // The first element down `path` (child names in namespace `ns`); null when there is none.
+    [[nodiscard]] const Element* find(std::initializer_list<std::string_view> path,
+                                      std::string_view ns) const;
 };
 
 inline constexpr size_t kMaxDocument = 1u << 20;

@@ -29,12 +29,6 @@ struct Budget {
     size_t nodes = kMaxNodes, bytes = kMaxBytes;
 };
 
-std::string lower(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return s;
-}
-
 // A list field: nullptr when absent or null; an error when not a list or too long.
 Result<const json*> list_field(const json& j, std::string_view key, std::string_view what) {
     auto it = j.find(key);
@@ -55,7 +49,7 @@ Result<const json*> object_field(const json& j, std::string_view key, std::strin
 }
 
 Result<std::string> mac_field(const json& j, std::string_view key, std::string_view what) {
-    auto mac = lower(BALLAST_TRY(str_field(j, key, what)));
+    auto mac = ascii_lower(BALLAST_TRY(str_field(j, key, what)));
     if (mac.empty()) return fail(Errc::invalid_argument, "{}: no {}", what, key);
     return mac;
 }
@@ -189,7 +183,7 @@ Macs read_macs(const RootPrefix& root) {
                             : e.path() / "address");
         std::string mac;
         std::getline(f, mac);
-        mac = lower(std::string(trim(mac)));
+        mac = ascii_lower(std::string(trim(mac)));
         if (!mac.empty()) out.emplace(mac, e.path().filename().string());
     }
     return out;
@@ -240,7 +234,7 @@ Result<json> openstack_network(std::string_view text, const Macs& macs) {
         const json& link = (*links)[i];
         const auto id = BALLAST_TRY(str_field(link, "id", where));
         const auto type = BALLAST_TRY(str_field(link, "type", where));
-        const auto mac = lower(BALLAST_TRY(str_field(link, "ethernet_mac_address", where)));
+        const auto mac = ascii_lower(BALLAST_TRY(str_field(link, "ethernet_mac_address", where)));
         json dev{{"name", names[id]}};
         if (type == "bond") {
             dev["type"] = "bond";

@@ -13,6 +13,7 @@
 #include "ballast/core/files.hpp"
 #include "ballast/core/json.hpp"
 #include "ballast/core/text.hpp"
+#include "ballast/core/xml.hpp"
 #include "ballast/datasource/json_fields.hpp"
 #include "ballast/datasource/network.hpp"
 #include "ballast/datasource/volume.hpp"
@@ -103,9 +104,7 @@ Result<std::vector<std::string>> keys_field(const json& j, std::string_view key,
 // ---- identification (cloud-init's ds-identify) -------------------------------------------------
 
 bool is_aws(const Dmi& d) {
-    auto uuid = d.product_uuid;
-    std::transform(uuid.begin(), uuid.end(), uuid.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    const auto uuid = ascii_lower(d.product_uuid);
     return d.sys_vendor == "Amazon EC2" || uuid.starts_with("ec2") ||
            contains_nocase(d.bios_version, "amazon");
 }
@@ -612,18 +611,6 @@ Result<Metadata> parse_azure(std::string_view text) {
 
 namespace {
 
-// The text of the first <tag>...</tag> inside `xml`, after `from`.
-std::optional<std::string_view> element(std::string_view xml, std::string_view tag,
-                                        size_t from = 0) {
-    const std::string open = "<" + std::string(tag) + ">", close = "</" + std::string(tag) + ">";
-    auto b = xml.find(open, from);
-    if (b == std::string_view::npos) return std::nullopt;
-    b += open.size();
-    auto e = xml.find(close, b);
-    if (e == std::string_view::npos) return std::nullopt;
-    return xml.substr(b, e - b);
-}
-
 // The goal state's ids go back into XML: only what ids are made of.
 bool plain_id(std::string_view s) {
     return !s.empty() && s.size() <= 128 &&
@@ -632,25 +619,77 @@ bool plain_id(std::string_view s) {
                std::string_view::npos;
 }
 
+constexpr std::string_view kAzureNs = "http://schemas.microsoft.com/windowsazure";
+
+// The one child `name` of an ovf-env.xml section (Azure's namespace); null when there is none.
+Result<const xml::Element*> ovf_one(const xml::Element& in, std::string_view name, bool required) {
+    const auto found = in.all(name, kAzureNs);
+    if (found.size() > 1)
+        return fail(Errc::invalid_argument, "ovf-env.xml:{}: {} more than once in {}",
+                    found[1]->line, name, in.name);
+    if (found.empty() && required)
+        return fail(Errc::invalid_argument, "ovf-env.xml:{}: {} has no {}", in.line, in.name, name);
+    return found.empty() ? nullptr : found[0];
+}
+
+// Azure's booleans as cloud-init's translate_bool reads them.
+bool ovf_true(const xml::Element* e) {
+    if (!e) return false;
+    const auto v = ascii_lower(trimmed(e->text));
+    return v == "true" || v == "1" || v == "on" || v == "yes" || v == "y";
+}
+
 }  // namespace
 
-Result<AzureGoalState> parse_azure_goal_state(std::string_view xml) {
-    AzureGoalState gs;
-    auto inc = element(xml, "Incarnation");
-    auto container = element(xml, "Container");
-    if (!inc || !container)
-        return fail(Errc::invalid_argument, "no Incarnation or Container element");
-    auto cid = element(*container, "ContainerId");
-    auto role = element(*container, "RoleInstance");
-    auto iid = role ? element(*role, "InstanceId") : std::nullopt;
-    if (!cid || !iid)
-        return fail(Errc::invalid_argument, "no ContainerId or RoleInstance/InstanceId element");
-    gs.incarnation = trimmed(*inc);
-    gs.container_id = trimmed(*cid);
-    gs.instance_id = trimmed(*iid);
+Result<AzureGoalState> parse_azure_goal_state(std::string_view text) {
+    const auto doc = BALLAST_TRY(xml::parse(text, "goal state"));
+    const auto* inc = doc.find({"Incarnation"}, "");
+    const auto* cid = doc.find({"Container", "ContainerId"}, "");
+    const auto* iid = doc.find({"Container", "RoleInstanceList", "RoleInstance", "InstanceId"}, "");
+    if (!inc || !cid || !iid)
+        return fail(Errc::invalid_argument,
+                    "goal state: no Incarnation, Container/ContainerId or "
+                    "Container/RoleInstanceList/RoleInstance/InstanceId");
+    AzureGoalState gs{trimmed(inc->text), trimmed(cid->text), trimmed(iid->text)};
     for (const auto* v : {&gs.incarnation, &gs.container_id, &gs.instance_id})
-        if (!plain_id(*v)) return fail(Errc::invalid_argument, "an id with unexpected characters");
+        if (!plain_id(*v))
+            return fail(Errc::invalid_argument, "goal state: an id with unexpected characters");
     return gs;
+}
+
+Result<std::optional<Metadata>> parse_azure_ovf(std::string_view text) {
+    const auto doc = BALLAST_TRY(xml::parse(text, "ovf-env.xml"));
+    // cloud-init's rule: without a ProvisioningSection it is not Azure's.
+    if (doc.all("ProvisioningSection", kAzureNs).empty()) return std::optional<Metadata>{};
+    const auto* section = BALLAST_TRY(ovf_one(doc, "ProvisioningSection", true));
+    const auto* set = BALLAST_TRY(ovf_one(*section, "LinuxProvisioningConfigurationSet", true));
+    const auto* platform = BALLAST_TRY(ovf_one(doc, "PlatformSettingsSection", true));
+    const auto* settings = BALLAST_TRY(ovf_one(*platform, "PlatformSettings", true));
+    // A pre-provisioned VM waits in a pool to be handed its real ovf-env.xml later: a protocol
+    // of its own (cloud-init's reprovisioning), not the instance's data.
+    if (const auto* pre = BALLAST_TRY(ovf_one(*settings, "PreprovisionedVm", false)); ovf_true(pre))
+        return fail(Errc::unsupported,
+                    "ovf-env.xml:{}: a pre-provisioned VM (PreprovisionedVm) is not supported",
+                    pre->line);
+    Metadata m;
+    m.provider = "azure";
+    m.hostname = trimmed(BALLAST_TRY(ovf_one(*set, "HostName", true))->text);
+    if (const auto* cd = BALLAST_TRY(ovf_one(*set, "CustomData", false)); cd) {
+        auto decoded = base64_decode(cd->text);
+        if (!decoded)
+            return fail(Errc::invalid_argument, "ovf-env.xml:{}: CustomData: {}", cd->line,
+                        decoded.error().message());
+        m.user_data = std::move(*decoded);
+    }
+    // UserName and UserPassword are not used: keys go to root, as every provider's do, and
+    // the password is never kept.
+    if (const auto* ssh = BALLAST_TRY(ovf_one(*set, "SSH", false)); ssh)
+        if (const auto* keys = BALLAST_TRY(ovf_one(*ssh, "PublicKeys", false)); keys)
+            for (const auto* key : keys->all("PublicKey", kAzureNs))
+                if (const auto* v = BALLAST_TRY(ovf_one(*key, "Value", false)); v)
+                    if (auto value = trimmed(v->text); !value.empty())
+                        m.ssh_keys.push_back(std::move(value));
+    return std::optional<Metadata>(std::move(m));
 }
 
 std::string azure_ready_report(const AzureGoalState& gs) {

@@ -97,6 +97,10 @@ struct AzureGoalState {
     std::string incarnation, container_id, instance_id;
 };
 [[nodiscard]] Result<AzureGoalState> parse_azure_goal_state(std::string_view xml);
+// Azure's ovf-env.xml (on its provisioning DVD): host name, SSH keys and custom data (the
+// user-data). nullopt when the document is not Azure's (no ProvisioningSection); errors name
+// ovf-env.xml:LINE.
+[[nodiscard]] Result<std::optional<Metadata>> parse_azure_ovf(std::string_view xml);
 [[nodiscard]] std::string azure_ready_report(const AzureGoalState& gs);
 
 // GCE's ssh-keys attribute: "user:ssh-ed25519 AAAA... comment" lines to the keys.

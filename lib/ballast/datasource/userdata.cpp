@@ -14,13 +14,6 @@ namespace {
 
 constexpr int kMaxDepth = 4;
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
-}
-
 bool is_gzip(std::string_view s) {
     return s.size() >= 2 && static_cast<unsigned char>(s[0]) == 0x1f &&
            static_cast<unsigned char>(s[1]) == 0x8b;
@@ -66,7 +59,7 @@ std::string parameter(std::string_view value, std::string_view name) {
         auto rest = trim(value.substr(pos));
         auto eq = rest.find('=');
         if (eq == std::string_view::npos) continue;
-        if (lower(trim(rest.substr(0, eq))) != name) continue;
+        if (ascii_lower(trim(rest.substr(0, eq))) != name) continue;
         auto v = trim(rest.substr(eq + 1));
         if (!v.empty() && v.front() == '"') {
             auto end = v.find('"', 1);
@@ -85,13 +78,13 @@ std::optional<std::pair<Headers, std::string_view>> split_entity(std::string_vie
     auto flush = [&] {
         if (current.empty()) return;
         auto colon = current.find(':');
-        auto name = lower(trim(std::string_view(current).substr(0, colon)));
+        auto name = ascii_lower(trim(std::string_view(current).substr(0, colon)));
         auto value = trim(std::string_view(current).substr(colon + 1));
         if (name == "content-type") {
-            h.content_type = lower(trim(value.substr(0, value.find(';'))));
+            h.content_type = ascii_lower(trim(value.substr(0, value.find(';'))));
             h.boundary = parameter(value, "boundary");
         } else if (name == "content-transfer-encoding") {
-            h.transfer_encoding = lower(value);
+            h.transfer_encoding = ascii_lower(value);
         }
         current.clear();
     };

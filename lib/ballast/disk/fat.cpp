@@ -4,24 +4,10 @@
 #include <cctype>
 #include <optional>
 
+#include "ballast/core/bytes.hpp"
+#include "ballast/core/text.hpp"
+
 namespace ballast::disk {
-namespace {
-
-uint16_t le16(const std::string& b, size_t o) {
-    return uint16_t(uint8_t(b[o]) | (uint8_t(b[o + 1]) << 8));
-}
-uint32_t le32(const std::string& b, size_t o) {
-    return uint32_t(le16(b, o)) | (uint32_t(le16(b, o + 2)) << 16);
-}
-
-std::string lower(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(),
-                   [](unsigned char c) { return char(std::tolower(c)); });
-    return s;
-}
-
-}  // namespace
-
 Result<FatVolume> FatVolume::open(const ByteRange& range) {
     FatVolume v(range);
     std::string bs(512, '\0');
@@ -150,7 +136,7 @@ Result<FatVolume::File> FatVolume::find(std::string_view path) const {
             e.cluster = (uint32_t(le16(data, o + 20)) << 16) | le16(data, o + 26);
             e.size = le32(data, o + 28);
             lfn.clear();
-            if (lower(e.name) == lower(parts[p])) hit = e;
+            if (ascii_lower(e.name) == ascii_lower(parts[p])) hit = e;
         }
         if (!hit)
             return fail(Errc::not_found, "{}: no {} on the FAT filesystem", range_->name(), path);

@@ -185,9 +185,8 @@ std::vector<std::string> network_macs(const std::string& v1_json) {
     const auto j = nlohmann::json::parse(v1_json, nullptr, false);
     if (!j.is_object() || !j.contains("config") || !j["config"].is_array()) return out;
     for (const auto& d : j["config"]) {
-        auto mac = json_field<std::string>(d, "mac_address", "");
-        std::transform(mac.begin(), mac.end(), mac.begin(),  // read_macs' form (Hetzner's as given)
-                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        // read_macs' form (Hetzner's come as given)
+        auto mac = ascii_lower(json_field<std::string>(d, "mac_address", ""));
         if (json_field<std::string>(d, "type", "") == "physical" && !mac.empty())
             out.push_back(std::move(mac));
     }

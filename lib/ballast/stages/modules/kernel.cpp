@@ -8,6 +8,7 @@
 
 #include "ballast/core/files.hpp"
 #include "ballast/core/process.hpp"
+#include "ballast/core/text.hpp"
 #include "ballast/stages/modules.hpp"
 
 namespace ballast::stages::modules {
@@ -68,9 +69,7 @@ void systemd_firstboot(const config::Step& s, StageContext& ctx, ModuleResult& r
     ProcessOptions p;
     p.argv = {"systemd-firstboot", "--root=" + ctx.root.base().string()};
     for (const auto& [k, v] : s.systemd_firstboot) {
-        std::string key = k;
-        for (auto& c : key)
-            c = char(std::tolower(c));
+        const auto key = ascii_lower(k);
         p.argv.push_back(v == "true" ? "--" + key : "--" + key + "=" + v);
     }
     std::sort(p.argv.begin() + 2, p.argv.end());
