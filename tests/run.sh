@@ -57,16 +57,16 @@ for layer in "$@"; do
       ;;
     fuzz)
       # libFuzzer over each parser of untrusted input (build with `make fuzz`): the config loader,
-      # the chunk index, the OCI artifact manifest and the clouds' answers (user-data, metadata
-      # documents). FUZZ_SECONDS (default 60) is shared out: half to the config loader, whose
-      # input space is by far the larger, the rest evenly.
+      # the chunk index, the OCI artifact manifest, the clouds' answers (user-data, metadata
+      # documents) and UDF volumes. FUZZ_SECONDS (default 60) is shared out: half to the config
+      # loader, whose input space is by far the larger, the rest evenly.
       secs=${FUZZ_SECONDS:-60}
       mkdir -p "$build/fuzz-artifacts"
       cases=""
       failed=0
       rest=$((secs - secs / 2))
-      for target in config:$((secs / 2)) chunk-index:$((rest / 3)) artifact:$((rest / 3)) \
-                    datasource:$((rest - 2 * (rest / 3))); do
+      for target in config:$((secs / 2)) chunk-index:$((rest / 4)) artifact:$((rest / 4)) \
+                    datasource:$((rest / 4)) udf:$((rest - 3 * (rest / 4))); do
         name=fuzz-${target%%:*}
         t=${target##*:}
         echo "== fuzz: $name for ${t}s"

@@ -1,6 +1,6 @@
 // libFuzzer target: bytes as a cloud's answer (datasource/): the first byte picks the parser
-// (user-data decoding, or one platform's metadata document), the rest is the payload. A
-// metadata service is reached over a link nobody vouches for: any crash, sanitizer report, or
+// (user-data decoding, or one platform's metadata document, Azure's XML ones included), the
+// rest is the payload. A metadata service is reached over a link nobody vouches for: any crash, sanitizer report, or
 // decoded user-data that breaks what the stage module relies on (configs with a header line,
 // scripts starting "#!", the decoded size bound) is a bug.
 #include <cstddef>
@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "ballast/core/json.hpp"
+#include "ballast/core/xml.hpp"
 #include "ballast/datasource/network.hpp"
 #include "ballast/datasource/providers.hpp"
 #include "ballast/datasource/userdata.hpp"
@@ -18,7 +19,7 @@ using namespace ballast::datasource;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size == 0) return 0;
     const std::string_view bytes(reinterpret_cast<const char*>(data + 1), size - 1);
-    switch (data[0] % 10) {
+    switch (data[0] % 12) {
         case 0: {
             auto u = decode_user_data(bytes);
             if (!u) return 0;
@@ -71,6 +72,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 if (!r->is_object() || !(*r)["config"].is_array()) std::abort();
                 (void)ballast::json_text(*r);  // stored as text: must never throw
             }
+            return 0;
+        }
+        case 10: {
+            // Azure's ovf-env.xml (a DVD anyone who can attach one controls).
+            auto m = parse_azure_ovf(bytes);
+            if (m && *m && (*m)->provider != "azure") std::abort();
+            return 0;
+        }
+        case 11: {
+            // The goal state's ids go back to the wireserver inside XML: the report must read
+            // back as XML with the very same ids.
+            auto gs = parse_azure_goal_state(bytes);
+            if (!gs) return 0;
+            const auto report = ballast::xml::parse(azure_ready_report(*gs), "report");
+            if (!report) std::abort();
+            const auto* inc = report->find({"GoalStateIncarnation"}, "");
+            const auto* iid =
+                report->find({"Container", "RoleInstanceList", "Role", "InstanceId"}, "");
+            if (!inc || inc->text != gs->incarnation || !iid || iid->text != gs->instance_id)
+                std::abort();
             return 0;
         }
         default:
