@@ -101,7 +101,7 @@ def node_on(tmp: Path, platform: str | None) -> Path:
     return root
 
 
-def run_datasource(bins, netns, root: Path, providers, extra: str = "", settings: str = ""):
+def run_datasource(bins, netns, root: Path, providers, extra: str = "", settings: str = "", devices=None):
     cfg = root.parent / "ds.yaml"
     cfg.write_text("#cloud-config\nstages:\n  network:\n    - name: ds\n      datasource:\n"
                    f"        providers: {json.dumps(providers)}\n{extra}")
@@ -110,7 +110,10 @@ def run_datasource(bins, netns, root: Path, providers, extra: str = "", settings
         (root.parent / "agent.yaml").write_text(settings)
         args[1:1] = ["--config", str(root.parent / "agent.yaml")]
     t0 = time.monotonic()
-    r = netns.exec(*args, capture_output=True, text=True, timeout=120)
+    env = dict(os.environ)
+    if devices:
+        env["BALLAST_DATASOURCE_DEVICES"] = ":".join(str(d) for d in devices)
+    r = netns.exec(*args, capture_output=True, text=True, timeout=120, env=env)
     took = time.monotonic() - t0
     rep = json.loads(r.stdout) if r.stdout.startswith("{") else None
     step = rep["steps"][0] if rep else None
@@ -203,6 +206,9 @@ def test_user_data_variants_and_scripts_once_per_instance(bins, netns, tmp_path)
     r, step, _ = run_datasource(bins, netns, root, ["aws"])
     assert (root / "script-runs").read_text() == "ran\n"
     assert any("already ran for instance i-aws-1" in n for n in step["notes"]), step
+    # At the next boot the user-data's host name still stands: the platform's is not set over it.
+    assert (root / "etc/hostname").read_text() == "from-user-data\n"
+    assert any("the user-data sets the host name; the platform's (aws-node" in n for n in step["notes"]), step
     netns.stop_servers()
     # Fewer parts: the second goes. Then no user-data: the first goes too; the host name and
     # keys still come.
@@ -275,6 +281,101 @@ def test_openstack_config_drive(bins, netns, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert (root / "etc/hostname").read_text() == "drive-node\n"
     assert (root / "run/ballast/config.d/40-openstack-01.yaml").read_bytes() == USER_CONFIG
+    assert (root / "etc/from-cloud").read_text() == "hi"
+
+
+OVF = Path(__file__).parents[1] / "data/azure/ovf-env.xml"
+
+
+def udf_dvd(tmp: Path, name: str, files: dict, label: str = "CDROM") -> Path:
+    """A UDF disc as genisoimage writes Azure's provisioning DVD (UDF 1.02, blkid says udf)."""
+    need_tool("genisoimage", "genisoimage")
+    src = tmp / f"{name}.d"
+    for rel, data in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    img = tmp / f"{name}.iso"
+    subprocess.run(["genisoimage", "-quiet", "-input-charset", "utf-8", "-udf", "-V", label, "-o", str(img), str(src)],
+                   check=True)
+    return img
+
+
+def test_azure_provisioning_dvd(bins, netns, tmp_path):
+    """Azure's ovf-env.xml on a UDF DVD, read in user space: its custom data is the user-data
+    (over IMDS's userData), IMDS's host name and keys win; the password is never kept or shown;
+    once the DVD is gone, the copy kept from it still gives the same."""
+    dvd = udf_dvd(tmp_path, "ovf", {"ovf-env.xml": OVF.read_bytes()})
+    custom = base64.b64decode("".join(OVF.read_text().split("<ns1:CustomData>")[1].split("<")[0].split()))
+    other = tmp_path / "blank.img"  # an unrelated disk on the machine: passed over
+    other.write_bytes(b"\0" * 65536)
+    root = node_on(tmp_path, "azure")
+    log = netns.serve(tmp_path, "azure", USER_CONFIG)
+    r, step, _ = run_datasource(bins, netns, root, ["azure"], devices=[other, dvd])
+    assert r.returncode == 0 and step["status"] == "changed", (r.stdout, r.stderr)
+    stored = root / "run/ballast/config.d/40-azure-01.yaml"
+    assert stored.read_bytes() == custom
+    assert (root / "etc/azure-custom").read_text() == "from the DVD"
+    assert not (root / "etc/from-cloud").exists()  # IMDS's userData is not used
+    # IMDS's host name is set, then the custom data's own outranks it (as cloud-init).
+    assert (root / "etc/hostname").read_text() == "from-custom-data\n"
+    keys = (root / "root/.ssh/authorized_keys").read_text()
+    assert KEY in keys and "azure-ovf-key" not in keys  # IMDS's keys over the DVD's
+    assert any("reported ready" in n for n in step["notes"]), step
+    assert [q["path"] for q in requests(log)][0].startswith("/metadata/instance?api-version=")
+    kept = root / "var/lib/ballast/datasource/azure-ovf-env.xml"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    secret = "Secret-Do-Not-Keep"
+    assert secret not in r.stdout + r.stderr and secret not in kept.read_text()
+    for f in root.rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            assert secret.encode() not in f.read_bytes(), f
+    netns.stop_servers()
+    # The DVD ejected and IMDS not answering (the wireserver does): the kept copy gives the same.
+    netns.serve(tmp_path, "azure", None, imds=False)
+    r, step, _ = run_datasource(bins, netns, root, ["azure"])
+    assert r.returncode == 0 and step["status"] == "unchanged", (r.stdout, r.stderr, step)
+    assert stored.read_bytes() == custom
+    assert (root / "root/.ssh/authorized_keys").read_text() == keys  # as IMDS gave them
+    netns.stop_servers()
+    # The DVD alone, without IMDS, on a new node: host name and keys from the DVD.
+    root = node_on(tmp_path / "dvd-only", "azure")
+    netns.serve(tmp_path, "azure", None, imds=False)
+    r, step, _ = run_datasource(bins, netns, root, ["azure"], devices=[dvd])
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert (root / "run/ballast/config.d/40-azure-01.yaml").read_bytes() == custom
+    assert "azure-ovf-key" in (root / "root/.ssh/authorized_keys").read_text()
+    netns.stop_servers()
+
+
+def test_azure_bad_provisioning_dvd(bins, netns, tmp_path):
+    """A malformed ovf-env.xml is an error naming the file and line; nothing is applied or kept.
+    A DVD that is not Azure's (no ProvisioningSection) is passed over."""
+    netns.serve(tmp_path, "azure", USER_CONFIG)
+    text = OVF.read_text().replace("</ns1:HostName>", "</ns1:Host>")
+    bad = udf_dvd(tmp_path, "bad", {"ovf-env.xml": text.encode()})
+    root = node_on(tmp_path, "azure")
+    r, step, _ = run_datasource(bins, netns, root, ["azure"], extra="        timeout: 1s\n", devices=[bad])
+    assert r.returncode == 1 and f"{bad}: ovf-env.xml:10: mismatched tag" in step["errors"][0], step
+    assert "Secret" not in r.stdout + r.stderr
+    assert not (root / "run/ballast/config.d/40-azure-01.yaml").exists()
+    assert not (root / "var/lib/ballast/datasource/azure-ovf-env.xml").exists()
+    assert not (root / "etc/hostname").exists() or "azure" not in (root / "etc/hostname").read_text()
+    # Not Azure's: IMDS's data as if there were no DVD.
+    other = udf_dvd(tmp_path, "other", {"ovf-env.xml": b"<Environment xmlns='x'><a/></Environment>"})
+    r, step, _ = run_datasource(bins, netns, root, ["azure"], devices=[other])
+    assert r.returncode == 0 and (root / "run/ballast/config.d/40-azure-01.yaml").read_bytes() == USER_CONFIG, step
+
+
+def test_nocloud_on_a_udf_volume(bins, tmp_path):
+    """A NoCloud seed written with `genisoimage -udf` (blkid: udf) is read by the UDF reader."""
+    img = udf_dvd(tmp_path, "cidata", {"user-data": USER_CONFIG, "meta-data": b"instance-id: udf-1\nlocal-hostname: udf-node\n"},
+                  label="cidata")
+    root = node_on(tmp_path, None)
+    cfg = root.parent / "ds.yaml"
+    cfg.write_text("#cloud-config\nstages:\n  boot:\n    - name: ds\n      datasource: {providers: [nocloud]}\n")
+    r = subprocess.run([bins["agent"], "--root", str(root), "stage", "boot", "--json", "--config", str(cfg)],
+                       capture_output=True, text=True, env=dict(os.environ, BALLAST_DATASOURCE_DEVICES=str(img)))
+    assert r.returncode == 0, r.stdout + r.stderr
     assert (root / "etc/from-cloud").read_text() == "hi"
 
 

@@ -321,6 +321,23 @@ TEST_CASE("Azure: ovf-env.xml from the provisioning DVD", "[datasource][azure]")
     REQUIRE((empty && *empty));
     CHECK((*empty)->user_data == "");
 
+    // The copy kept once the DVD is gone reads back the same, without the password.
+    auto odd = **m;
+    odd.ssh_keys.push_back("ssh-ed25519 AAAA <odd> & \"quoted\" 'key'");
+    const auto copy = azure_ovf_document(odd);
+    CHECK(copy.find("Secret") == std::string::npos);
+    auto back = parse_azure_ovf(copy);
+    REQUIRE((back && *back));
+    CHECK((*back)->hostname == odd.hostname);
+    CHECK((*back)->ssh_keys == odd.ssh_keys);
+    CHECK((*back)->user_data == odd.user_data);
+    odd.user_data.reset();
+    odd.ssh_keys.clear();
+    back = parse_azure_ovf(azure_ovf_document(odd));
+    REQUIRE((back && *back));
+    CHECK_FALSE((*back)->user_data);
+    CHECK((*back)->ssh_keys.empty());
+
     // Errors name the line.
     CHECK(err("<ns1:HostName>edge-az-1</ns1:HostName>", "") ==
           "ovf-env.xml:8: LinuxProvisioningConfigurationSet has no HostName");

@@ -218,6 +218,7 @@ TEST_CASE("XML from input: names by namespace, entities decoded, no DOCTYPE", "[
     for (int i = 0; i < 10000; ++i)
         wide += "<b/>";
     CHECK(err(wide + "</a>") == "ovf-env.xml:1: more than 10000 elements");
+    CHECK(xml::escape("a<b>&\"c'") == "a&lt;b&gt;&amp;&quot;c&apos;");
     CHECK(err("<a>" + std::string(xml::kMaxDocument, ' ') + "</a>") ==
           "ovf-env.xml: larger than 1024 KiB");
 }

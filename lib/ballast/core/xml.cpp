@@ -10,13 +10,13 @@
 namespace ballast::xml {
 namespace {
 
-#define BALLAST_EXPAT(X)                                                                      \
-    X(XML_ParserCreateNS)                                                                     \
-    X(XML_ParserFree)                                                                         \
-    X(XML_SetUserData)                                                                        \
-    X(XML_SetElementHandler) X(XML_SetCharacterDataHandler) X(XML_SetStartDoctypeDeclHandler) \
-        X(XML_StopParser) X(XML_Parse) X(XML_GetErrorCode) X(XML_ErrorString)                 \
-            X(XML_GetCurrentLineNumber)
+#define BALLAST_EXPAT(X)                                                               \
+    X(XML_ParserCreateNS)                                                              \
+    X(XML_ParserFree)                                                                  \
+    X(XML_SetUserData)                                                                 \
+    X(XML_SetElementHandler)                                                           \
+    X(XML_SetCharacterDataHandler) X(XML_SetStartDoctypeDeclHandler) X(XML_StopParser) \
+        X(XML_Parse) X(XML_GetErrorCode) X(XML_ErrorString) X(XML_GetCurrentLineNumber)
 
 struct Expat {
     BALLAST_EXPAT(BALLAST_DYNLIB_DECLARE)
@@ -156,6 +156,33 @@ Result<Element> parse(std::string_view text, std::string_view what) {
     }
     if (!why.empty()) return fail(Errc::parse, "{}:{}: {}", what, line, why);
     return std::move(b.root);
+}
+
+std::string escape(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (char c : text) {
+        switch (c) {
+            case '&':
+                out += "&amp;";
+                break;
+            case '<':
+                out += "&lt;";
+                break;
+            case '>':
+                out += "&gt;";
+                break;
+            case '"':
+                out += "&quot;";
+                break;
+            case '\'':
+                out += "&apos;";
+                break;
+            default:
+                out += c;
+        }
+    }
+    return out;
 }
 
 }  // namespace ballast::xml

@@ -229,26 +229,94 @@ Result<std::optional<Metadata>> fetch_gce(const Client& c, const RootPrefix&, bo
     return std::optional<Metadata>(std::move(m));
 }
 
-Result<std::optional<Metadata>> fetch_azure(const Client& c, const RootPrefix& root, bool) {
+// Azure ejects its provisioning DVD once the VM is provisioned: what came from it is kept here
+// (as cloud-init keeps /var/lib/waagent/ovf-env.xml), written anew without the password.
+constexpr std::string_view kAzureOvfCopy = "/var/lib/ballast/datasource/azure-ovf-env.xml";
+
+// What the DVD gave, as applied, kept for the boots after Azure has ejected it: rewritten only
+// when it changes.
+Status keep_azure_ovf(const RootPrefix& root, const Metadata& m) {
+    const auto doc = azure_ovf_document(m);
+    if (auto old = read_beneath(root, kAzureOvfCopy, xml::kMaxDocument); old && *old == doc)
+        return {};
+    BALLAST_TRY(mkdirs_beneath(root, "/var/lib/ballast/datasource", 0700));
+    return write_beneath(root, kAzureOvfCopy, doc, 0600);
+}
+
+// Azure's ovf-env.xml: on the provisioning DVD (iso9660 or udf, /dev/sr0 first, as cloud-init
+// looks), else the copy kept from it. Volumes that cannot be read are passed over (noted), as
+// cloud-init passes over what it cannot mount.
+Result<std::optional<Metadata>> azure_ovf(const RootPrefix& root, bool live,
+                                          std::vector<std::string>& notes) {
+    auto volumes = find_volumes_by_type({"iso9660", "udf"}, live);
+    std::stable_partition(volumes.begin(), volumes.end(),
+                          [](const Volume& v) { return v.device == "/dev/sr0"; });
+    for (const auto& v : volumes) {
+        auto text = read_volume_file(v, "ovf-env.xml");
+        if (!text) {
+            notes.push_back(text.error().what());
+            continue;
+        }
+        if (!*text) continue;
+        auto m = BALLAST_TRY_CTX(parse_azure_ovf(**text), "{}", v.device);
+        if (!m) continue;  // not Azure's
+        m->origin = v.device;
+        return m;
+    }
+    auto copy = BALLAST_TRY(read_beneath(root, kAzureOvfCopy, xml::kMaxDocument));
+    if (!copy) return std::optional<Metadata>{};
+    auto m = BALLAST_TRY_CTX(parse_azure_ovf(*copy), "{}", kAzureOvfCopy);
+    if (m) m->origin = std::string(kAzureOvfCopy);
+    return m;
+}
+
+// The DVD's ovf-env.xml, and IMDS: both when there are both (cloud-init's rules: the DVD's
+// custom data, IMDS's host name, IMDS's keys unless it has none).
+Result<std::optional<Metadata>> fetch_azure(const Client& c, const RootPrefix& root, bool live) {
+    std::vector<std::string> notes;
+    auto ovf = BALLAST_TRY(azure_ovf(root, live, notes));
     const std::string base = std::string(kLinkLocal) + "/metadata/instance?api-version=";
     http::Request req;
     req.headers = {"Metadata: true"};
     req.follow_redirects = false;
     std::string url = base + "2021-08-01&extended=true";
-    auto answered = BALLAST_TRY(probe(c, url, req));
-    if (!answered) return std::optional<Metadata>{};
-    auto reply = std::move(*answered);
-    if (reply.status == 400) {  // an older IMDS
-        url = base + "2019-06-01";
-        reply = BALLAST_TRY(c.call(url, req));
+    std::optional<Metadata> m;
+    if (auto answered = BALLAST_TRY(probe(c, url, req))) {
+        auto reply = std::move(*answered);
+        if (reply.status == 400) {  // an older IMDS
+            url = base + "2019-06-01";
+            reply = BALLAST_TRY(c.call(url, req));
+        }
+        if (reply.status != 200 && reply.status != 404)
+            return fail(Errc::failed, "{}: HTTP {}", url, reply.status);
+        if (reply.status == 200) {
+            m = BALLAST_TRY_CTX(parse_azure(reply.body), "{}", url);
+            m->origin = url;
+        }
     }
-    if (reply.status == 404) return std::optional<Metadata>{};
-    if (reply.status != 200) return fail(Errc::failed, "{}: HTTP {}", url, reply.status);
-    auto m = BALLAST_TRY_CTX(parse_azure(reply.body), "{}", url);
-    m.origin = url;
+    if (!m && !ovf) return std::optional<Metadata>{};
+    if (!m) {
+        m = ovf;
+    } else if (ovf) {
+        if (ovf->user_data) {
+            m->user_data = ovf->user_data;
+            m->origin = ovf->origin;
+        }
+        if (m->hostname.empty()) m->hostname = ovf->hostname;
+        if (m->ssh_keys.empty()) m->ssh_keys = ovf->ssh_keys;
+    }
+    if (ovf) {
+        // The DVD's custom data (never IMDS's userData), with the host name and keys applied.
+        auto kept = *ovf;
+        kept.hostname = m->hostname;
+        kept.ssh_keys = m->ssh_keys;
+        if (auto done = keep_azure_ovf(root, kept); !done)
+            notes.push_back(fmt::format("{} not kept: {}", kAzureOvfCopy, done.error().what()));
+    }
+    m->notes.insert(m->notes.end(), notes.begin(), notes.end());
     // Azure's instance id is the firmware's (cloud-init's rule), not in IMDS.
-    if (auto uuid = read_dmi(root).product_uuid; !uuid.empty()) m.instance_id = uuid;
-    return std::optional<Metadata>(std::move(m));
+    if (auto uuid = read_dmi(root).product_uuid; !uuid.empty()) m->instance_id = uuid;
+    return m;
 }
 
 // Azure's provisioning waits for the guest to report ready to the wireserver (as its agent and
@@ -655,6 +723,39 @@ Result<AzureGoalState> parse_azure_goal_state(std::string_view text) {
         if (!plain_id(*v))
             return fail(Errc::invalid_argument, "goal state: an id with unexpected characters");
     return gs;
+}
+
+std::string azure_ovf_document(const Metadata& m) {
+    std::string keys;
+    for (const auto& k : m.ssh_keys)
+        keys += fmt::format("          <wa:PublicKey><wa:Value>{}</wa:Value></wa:PublicKey>\n",
+                            xml::escape(k));
+    return fmt::format(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
+        "<Environment xmlns=\"http://schemas.dmtf.org/ovf/environment/1\" xmlns:wa=\"{}\">\n"
+        "  <wa:ProvisioningSection>\n"
+        "    <wa:Version>1.0</wa:Version>\n"
+        "    <wa:LinuxProvisioningConfigurationSet>\n"
+        "      <wa:ConfigurationSetType>LinuxProvisioningConfiguration</wa:ConfigurationSetType>\n"
+        "      <wa:HostName>{}</wa:HostName>\n"
+        "{}"
+        "      <wa:SSH>\n"
+        "        <wa:PublicKeys>\n"
+        "{}"
+        "        </wa:PublicKeys>\n"
+        "      </wa:SSH>\n"
+        "    </wa:LinuxProvisioningConfigurationSet>\n"
+        "  </wa:ProvisioningSection>\n"
+        "  <wa:PlatformSettingsSection>\n"
+        "    <wa:Version>1.0</wa:Version>\n"
+        "    <wa:PlatformSettings/>\n"
+        "  </wa:PlatformSettingsSection>\n"
+        "</Environment>\n",
+        kAzureNs, xml::escape(m.hostname),
+        m.user_data
+            ? fmt::format("      <wa:CustomData>{}</wa:CustomData>\n", base64_encode(*m.user_data))
+            : std::string(),
+        keys);
 }
 
 Result<std::optional<Metadata>> parse_azure_ovf(std::string_view text) {

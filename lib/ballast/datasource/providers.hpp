@@ -39,6 +39,7 @@ struct Metadata {
     // The platform's network config (datasource/network.hpp), cloud-init's version 1 as JSON
     // text; empty when the platform gives none. What kept it from being read, if anything.
     std::string network, network_error;
+    std::vector<std::string> notes;  // what the provider passed over on the way
 };
 
 // Requests to a metadata service: bounded, never proxied, TLS verified (http.ca_file).
@@ -101,6 +102,8 @@ struct AzureGoalState {
 // user-data). nullopt when the document is not Azure's (no ProvisioningSection); errors name
 // ovf-env.xml:LINE.
 [[nodiscard]] Result<std::optional<Metadata>> parse_azure_ovf(std::string_view xml);
+// The ovf-env.xml that gives back what parse_azure_ovf read from one (nothing else: no password).
+[[nodiscard]] std::string azure_ovf_document(const Metadata& m);
 [[nodiscard]] std::string azure_ready_report(const AzureGoalState& gs);
 
 // GCE's ssh-keys attribute: "user:ssh-ed25519 AAAA... comment" lines to the keys.

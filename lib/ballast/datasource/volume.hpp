@@ -1,6 +1,7 @@
-// Seed volumes (NoCloud's cidata, OpenStack's config-2): found by filesystem label with libblkid
-// and read in user space (mtools, isoinfo, debugfs), so that no kernel filesystem driver ever
-// parses a removable medium.
+// Seed volumes (NoCloud's cidata, OpenStack's config-2, Azure's provisioning DVD): found by
+// filesystem label or type with libblkid and read in user space (mtools, isoinfo, debugfs, the
+// UDF reader of datasource/udf.hpp), so that no kernel filesystem driver ever parses a
+// removable medium.
 #pragma once
 
 #include <optional>
@@ -21,6 +22,11 @@ struct Volume {
 // (compared without case).
 [[nodiscard]] std::optional<Volume> find_volume(const std::vector<std::string_view>& labels,
                                                 bool live);
+
+// The block devices (as find_volume looks) holding one of the filesystem `types`, in the order
+// of `types` (cloud-init's rule for Azure's DVD: iso9660, then udf).
+[[nodiscard]] std::vector<Volume> find_volumes_by_type(const std::vector<std::string_view>& types,
+                                                       bool live);
 
 // A file of the volume ("user-data", "openstack/latest/meta_data.json"); nullopt when it is not
 // there (or empty).

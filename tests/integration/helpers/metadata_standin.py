@@ -9,7 +9,8 @@ CONFIG: {"platform": "aws" | "gcp" | "azure" | "openstack" | "digitalocean" | "h
 "vultr" | "scaleway" | "equinix", "instance_id", "hostname", "keys": [...], "user_data": base64
 of the bytes the platform hands out, or null for none, "delay": seconds before each answer,
 "log": file for one JSON line per request, "tls": {"cert", "key"} (equinix: https), "wire":
-false for an Azure without its wireserver, "token_status": what AWS answers the token PUT,
+false for an Azure without its wireserver, "imds": false for a platform without its metadata
+service (Azure's wireserver alone), "token_status": what AWS answers the token PUT,
 "network": the platform's own network description (openstack: network_data.json; hetzner:
 {"network-config", "private-networks"}; digitalocean: {"interfaces", "dns"}; vultr:
 {"interfaces"}), served where and as the platform serves it}.
@@ -231,18 +232,22 @@ class Server(socketserver.ThreadingMixIn, HTTPServer):
 
 
 def main():
-    addr = "169.254.42.42" if PLATFORM == "scaleway" else "169.254.169.254"
-    port = 443 if CFG.get("tls") else 80
-    httpd = Server((addr, port), Handler)
-    if CFG.get("tls"):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(CFG["tls"]["cert"], CFG["tls"]["key"])
-        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    servers = []
+    if CFG.get("imds", True):
+        addr = "169.254.42.42" if PLATFORM == "scaleway" else "169.254.169.254"
+        port = 443 if CFG.get("tls") else 80
+        httpd = Server((addr, port), Handler)
+        if CFG.get("tls"):
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(CFG["tls"]["cert"], CFG["tls"]["key"])
+            httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+        servers.append(httpd)
     if PLATFORM == "azure" and CFG.get("wire", True):
-        wire = Server(("168.63.129.16", 80), WireHandler)
-        threading.Thread(target=wire.serve_forever, daemon=True).start()
+        servers.append(Server(("168.63.129.16", 80), WireHandler))
+    for srv in servers:
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
     print("listening", flush=True)
-    httpd.serve_forever()
+    threading.Event().wait()
 
 
 if __name__ == "__main__":

@@ -271,17 +271,41 @@ void platform_network(const config::Step& s, const datasource::Metadata& m, Stag
         (void)remove_stored(ctx, r, path);
 }
 
+// The user-data's own host name outranks the platform's (cloud-init's rule). Its step runs in
+// an earlier stage than this one at every boot: setting the platform's here would undo it.
+bool sets_hostname(const std::vector<std::string>& docs) {
+    for (const auto& doc : docs) {
+        std::vector<config::SourceFile> src{{"user-data", doc, config::SourceKind::cloud_config}};
+        const auto loaded = config::load_sources(std::move(src), nlohmann::json::object());
+        for (const auto& [stage, steps] : loaded.config.stages)
+            for (const auto& step : steps)
+                if (!step.hostname.empty()) return true;
+    }
+    return false;
+}
+
 // What a cloud gave: the host name and SSH keys (for root) applied at once, whatever the
 // user-data holds; its user-data's cloud-config parts stored as config sources
 // (40-NAME-01.yaml, ...); its scripts run.
 void apply(const config::Step& s, const datasource::Metadata& m, StageContext& ctx, ModuleResult& r,
            Stored& stored) {
     const auto& ds = s.datasource;
+    for (const auto& passed : m.notes)
+        r.note(fmt::format("datasource {}: {}", m.provider, passed));
+    std::optional<Result<datasource::UserData>> decoded;
+    if (m.user_data) decoded = datasource::decode_user_data(*m.user_data);
     config::Step meta;
-    meta.hostname = short_hostname(m.hostname);
-    if (meta.hostname.empty() && !m.hostname.empty())
+    if (decoded && *decoded && sets_hostname((*decoded)->configs)) {
         r.note(
-            fmt::format("datasource {}: the platform's host name is not one; not set", m.provider));
+            fmt::format("datasource {}: the user-data sets the host name; the platform's ({}) "
+                        "is not used",
+                        m.provider, m.hostname));
+    } else {
+        meta.hostname = short_hostname(m.hostname);
+        if (meta.hostname.empty() && !m.hostname.empty())
+            r.note(fmt::format("datasource {}: the platform's host name is not one; not set",
+                               m.provider));
+    }
     for (const auto& entry : m.ssh_keys)
         for (auto& key : nonempty_lines(entry))  // one entry may hold several keys
             if (!config::is_remote_key(key)) meta.authorized_keys["root"].push_back(std::move(key));
@@ -290,13 +314,13 @@ void apply(const config::Step& s, const datasource::Metadata& m, StageContext& c
     platform_network(s, m, ctx, r, stored);
 
     datasource::UserData ud;
-    if (!m.user_data) {
+    if (!decoded) {
         r.note(fmt::format("datasource {}: no user-data", m.provider));
-    } else if (auto decoded = datasource::decode_user_data(*m.user_data); !decoded) {
-        r.error(fmt::format("datasource {}: {}", m.provider, decoded.error().what()));
+    } else if (!*decoded) {
+        r.error(fmt::format("datasource {}: {}", m.provider, decoded->error().what()));
         return;
     } else {
-        ud = std::move(*decoded);
+        ud = std::move(**decoded);
     }
     size_t n = 0;
     for (const auto& doc : ud.configs)
