@@ -1,8 +1,8 @@
 // libFuzzer target: bytes as a cloud's answer (datasource/): the first byte picks the parser
 // (user-data decoding, or one platform's metadata document, Azure's XML ones included), the
-// rest is the payload. A metadata service is reached over a link nobody vouches for: any crash, sanitizer report, or
-// decoded user-data that breaks what the stage module relies on (configs with a header line,
-// scripts starting "#!", the decoded size bound) is a bug.
+// rest is the payload. A metadata service is reached over a link nobody vouches for: any crash,
+// sanitizer report, or decoded user-data that breaks what the stage module relies on (configs with
+// a header line, scripts starting "#!", the decoded size bound) is a bug.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

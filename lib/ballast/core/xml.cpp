@@ -10,13 +10,18 @@
 namespace ballast::xml {
 namespace {
 
-#define BALLAST_EXPAT(X)                                                               \
-    X(XML_ParserCreateNS)                                                              \
-    X(XML_ParserFree)                                                                  \
-    X(XML_SetUserData)                                                                 \
-    X(XML_SetElementHandler)                                                           \
-    X(XML_SetCharacterDataHandler) X(XML_SetStartDoctypeDeclHandler) X(XML_StopParser) \
-        X(XML_Parse) X(XML_GetErrorCode) X(XML_ErrorString) X(XML_GetCurrentLineNumber)
+#define BALLAST_EXPAT(X)              \
+    X(XML_ParserCreateNS)             \
+    X(XML_ParserFree)                 \
+    X(XML_SetUserData)                \
+    X(XML_SetElementHandler)          \
+    X(XML_SetCharacterDataHandler)    \
+    X(XML_SetStartDoctypeDeclHandler) \
+    X(XML_StopParser)                 \
+    X(XML_Parse)                      \
+    X(XML_GetErrorCode)               \
+    X(XML_ErrorString)                \
+    X(XML_GetCurrentLineNumber)
 
 struct Expat {
     BALLAST_EXPAT(BALLAST_DYNLIB_DECLARE)
