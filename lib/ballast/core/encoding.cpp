@@ -96,6 +96,21 @@ Result<std::string> gunzip(std::string_view in, size_t max_size) {
     return out;
 }
 
+std::optional<std::string> from_hex(std::string_view hex) {
+    auto nibble = [](char c) {
+        c = char(std::tolower(static_cast<unsigned char>(c)));
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    };
+    if (hex.size() % 2) return std::nullopt;
+    std::string out(hex.size() / 2, '\0');
+    for (size_t i = 0; i < out.size(); ++i) {
+        const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) return std::nullopt;
+        out[i] = char(hi << 4 | lo);
+    }
+    return out;
+}
+
 std::string to_hex(std::span<const uint8_t> bytes) {
     static constexpr char digits[] = "0123456789abcdef";
     std::string out;

@@ -11,6 +11,8 @@ namespace ballast::crypt::cs {
 
 #define BALLAST_CRYPTSETUP(X)          \
     X(crypt_init)                      \
+    X(crypt_init_data_device)          \
+    X(crypt_activate_by_volume_key)    \
     X(crypt_free)                      \
     X(crypt_load)                      \
     X(crypt_format)                    \

@@ -88,17 +88,10 @@ Result<std::string> base64_field(const Json& v, std::string_view field) {
 Result<Digest> digest_field(const Json& v, std::string_view field) {
     const auto* text = BALLAST_TRY(string_field(v, field));
     Digest d{};
-    auto nibble = [](char c) {
-        c = char(std::tolower(static_cast<unsigned char>(c)));
-        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    };
-    bool ok = text->size() == 2 * d.size();
-    for (size_t i = 0; ok && i < d.size(); ++i) {
-        int hi = nibble((*text)[2 * i]), lo = nibble((*text)[2 * i + 1]);
-        ok = hi >= 0 && lo >= 0;
-        d[i] = uint8_t(hi << 4 | lo);
-    }
-    if (!ok) return fail(Errc::parse, "{}: not 64 hex digits (a SHA-256 policy digest)", field);
+    const auto raw = from_hex(*text);
+    if (!raw || raw->size() != d.size())
+        return fail(Errc::parse, "{}: not 64 hex digits (a SHA-256 policy digest)", field);
+    std::copy(raw->begin(), raw->end(), d.begin());
     return d;
 }
 
