@@ -107,6 +107,8 @@ void add_bundle_commands(CLI::App& app, const GlobalOptions& g, Action& action) 
     bcreate->add_option("-o,--output", create->out, "Bundle folder, or a .tar file")->required();
     bcreate->add_flag("--no-index", create->no_index,
                       "Leave out the chunk index (for agents that predate it; no delta fetch)");
+    bcreate->add_flag("--verity", create->verity,
+                      "Append a dm-verity hash tree to the image, its root hash in the manifest");
     bcreate->callback(
         [&, create] { action = [&, create] { return cmd_bundle_create(g, *create); }; });
     struct Opts {

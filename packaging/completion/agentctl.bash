@@ -52,7 +52,7 @@ _agentctl() {
         COMPREPLY=($(compgen -W "validate show schema --strict --config --agent-settings $global_opts" -- "$cur"))
         [[ $cur != -* ]] && _filedir '@(yaml|yml)'
     elif [[ $cmd == bundle ]]; then
-        COMPREPLY=($(compgen -W "--image --version --compatible --os-name --key --cert --chain -o --no-index --keyring --oci-layout --tag --auth-file --ca-file $global_opts" -- "$cur"))
+        COMPREPLY=($(compgen -W "--image --version --compatible --os-name --key --cert --chain -o --no-index --verity --keyring --oci-layout --tag --auth-file --ca-file $global_opts" -- "$cur"))
         [[ $cur != -* ]] && _filedir
     elif [[ $cmd == install ]]; then
         COMPREPLY=($(compgen -W "--device --bundle --auto --keyring --config --force --no-format --dry-run --reboot --poweroff --no-reboot --efi-size --oem-size --slot-size --persistent-size --tpm2-device $global_opts" -- "$cur"))

@@ -229,13 +229,6 @@ def run_ok(cmd, **kw):
     return r
 
 
-def run_ok(cmd, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if r.returncode != 0:
-        pytest.fail(f"{cmd[0]} failed: {r.stdout}{r.stderr}")
-    return r
-
-
 @pytest.fixture(scope="session")
 def test_pki(tmp_path_factory):
     """A CA and a server certificate for 127.0.0.1/localhost (openssl), plus a second, unrelated CA."""

@@ -233,6 +233,60 @@ def test_upgrade_commit_failed_health_fallback_and_rollback(node, bundles):
     assert s["A"]["State"] == "good" and s["B"]["State"] == "good" and s["B"]["Primary"]
 
 
+def test_verity_bundle_is_veritysetups_and_its_tree_lands_in_the_slot(node, bundles, bins, signing_pki, tmp_path):
+    """`bundle create --verity`: the image gains a hash tree veritysetup (the anchor) checks with
+    the signed root hash; the upgrade writes tree and all into the slot, where a byte flipped
+    later is caught."""
+    need_tool("veritysetup", "cryptsetup-bin")
+    out = tmp_path / "v2-verity"
+    r = ctl(bins, None, "bundle", "create", "--image", str(bundles["2.0"]["image"]), "--version", "2.0",
+            "--compatible", COMPATIBLE, "--key", signing_pki["signer"]["key"], "--cert",
+            signing_pki["signer"]["cert"], "--verity", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    v = m["verity"]
+    sqfs = bundles["2.0"]["image"].read_bytes()
+    img = (out / "rootfs.img").read_bytes()
+    assert img[:len(sqfs)] == sqfs and not img[len(sqfs):v["hash_offset"]].strip(b"\0")
+    assert v["data_blocks"] * 4096 == v["hash_offset"] >= len(sqfs) and m["image"]["size"] == len(img)
+    assert [p.name for p in out.iterdir() if p.name.startswith("ballast-")] == []  # no scratch left
+    verify = ["veritysetup", "verify", "--hash-offset", str(v["hash_offset"])]
+    run_ok([*verify, str(out / "rootfs.img"), str(out / "rootfs.img"), v["root_hash"]])
+    dump = run_ok(["veritysetup", "dump", "--hash-offset", str(v["hash_offset"]), str(out / "rootfs.img")])
+    assert v["uuid"] in dump.stdout and v["salt"] in dump.stdout
+    r = ctl(bins, None, "bundle", "verify", str(out), "--keyring", signing_pki["ca"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    # The tar form holds the same image.
+    tar = tmp_path / "v2-verity.tar"
+    r = ctl(bins, None, "bundle", "create", "--image", str(bundles["2.0"]["image"]), "--version", "2.0",
+            "--compatible", COMPATIBLE, "--key", signing_pki["signer"]["key"], "--cert",
+            signing_pki["signer"]["cert"], "--verity", "-o", str(tar))
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("ballast-")] == []
+    with tarfile.open(tar) as t:
+        tm = json.loads(t.extractfile("manifest.json").read())
+        timg = t.extractfile("rootfs.img").read()
+    assert len(timg) == len(img) and tm["verity"]["data_blocks"] == v["data_blocks"]
+    (tmp_path / "tar-rootfs.img").write_bytes(timg)
+    run_ok(["veritysetup", "verify", "--hash-offset", str(tm["verity"]["hash_offset"]),
+            str(tmp_path / "tar-rootfs.img"), str(tmp_path / "tar-rootfs.img"), tm["verity"]["root_hash"]])
+
+    # Upgrade with it: the slot holds image and tree; the anchor checks the slot's bytes.
+    node.start("A")
+    r, lines = upgrade(node, out)
+    assert r.returncode == 0 and lines[-1]["ok"], r.stderr + node.agent.output()
+    assert node.slot_bytes("B", len(img)) == img
+    slot = tmp_path / "slot-b.img"
+    slot.write_bytes(node.slot_bytes("B", len(img)))
+    run_ok([*verify, str(slot), str(slot), v["root_hash"]])
+    # A byte of the slot's data changed after the write: the tree catches it.
+    data = bytearray(slot.read_bytes())
+    data[len(sqfs) // 2] ^= 0x01
+    slot.write_bytes(bytes(data))
+    bad = subprocess.run([*verify, str(slot), str(slot), v["root_hash"]], capture_output=True, text=True)
+    assert bad.returncode != 0 and "Verification failed" in bad.stderr, bad.stderr
+
+
 def test_tries_run_out_and_the_fallback_is_reported(node, bundles):
     node.start("A")
     r, _ = upgrade(node, bundles["2.0"]["tar"])

@@ -245,3 +245,50 @@ TEST_CASE("manifest: the chunk index is optional and checked like the image",
     refuse([](json& j) { j["index"].erase("sha256"); },
            "manifest.json: 'sha256' must be a printable string of at most 64 characters");
 }
+
+TEST_CASE("manifest: the verity tree is optional and must end the image", "[update][manifest]") {
+    update::Manifest m;
+    m.os_name = "ballast-os";
+    m.version = "1.2.0";
+    m.compatible = "ballast-amd64";
+    // 768 data blocks: 3 MiB of data, then a superblock and 7 hash blocks.
+    m.image = {"rootfs.img", (768 + 8) * 4096, std::string(64, 'a'), "squashfs"};
+    m.verity = crypt::Verity{std::string(64, 'c'), std::string(64, 'd'),
+                             "24e63182-d0d7-45e4-b3a5-4e16d1120527", 768, 768 * 4096};
+    m.created = "2026-11-28T00:00:00Z";
+    auto back = update::parse_manifest(update::serialize_manifest(m));
+    REQUIRE(back);
+    REQUIRE(back->verity);
+    CHECK(back->verity->root_hash == m.verity->root_hash);
+    CHECK(back->to_json() == m.to_json());
+    using nlohmann::json;
+    auto refuse = [&](auto edit, const std::string& message) {
+        auto j = m.to_json();
+        edit(j);
+        auto r = update::parse_manifest(j.dump());
+        REQUIRE_FALSE(r);
+        CHECK(r.error().what() == message);
+    };
+    const std::string tail =
+        "manifest.json: verity.hash_offset must put the hash tree of 768 "
+        "blocks at the image's end (3178496 bytes)";
+    refuse([](json& j) { j["verity"] = true; }, "manifest.json: 'verity' must be an object");
+    refuse([](json& j) { j["verity"]["fec"] = 1; }, "manifest.json: unknown field 'verity.fec'");
+    refuse([](json& j) { j["verity"]["root_hash"] = std::string(64, 'C'); },
+           "manifest.json: verity.root_hash must be 64 lower-case hex digits");
+    refuse([](json& j) { j["verity"]["salt"] = "abc"; },
+           "manifest.json: verity.salt must be 2 to 512 lower-case hex digits");
+    refuse([](json& j) { j["verity"]["uuid"] = 7; }, "manifest.json: verity.uuid must be a UUID");
+    refuse([](json& j) { j["verity"]["data_blocks"] = 0; },
+           "manifest.json: verity.data_blocks must be a positive number");
+    refuse([](json& j) { j["verity"]["data_blocks"] = -768; },
+           "manifest.json: verity.data_blocks must be a positive number");
+    // Off by a block either way, unaligned, or before the data's end: the tree would not be
+    // the image's exact tail.
+    refuse([](json& j) { j["verity"]["hash_offset"] = 769 * 4096; }, tail);
+    refuse([](json& j) { j["verity"]["hash_offset"] = 767 * 4096; }, tail);
+    refuse([](json& j) { j["verity"]["hash_offset"] = 768 * 4096 + 1; }, tail);
+    refuse([](json& j) { j["image"]["size"] = (768 + 9) * 4096; },
+           "manifest.json: verity.hash_offset must put the hash tree of 768 blocks at the "
+           "image's end (3182592 bytes)");
+}

@@ -15,6 +15,8 @@
 #include "ballast/core/fd.hpp"
 #include "ballast/core/process.hpp"
 #include "ballast/core/sha256.hpp"
+#include "ballast/core/temp_dir.hpp"
+#include "ballast/crypt/verity.hpp"
 
 namespace ballast::update {
 namespace {
@@ -346,16 +348,59 @@ Status verify_image(const Checked& c, const std::function<void(uint64_t, uint64_
     return {};
 }
 
+namespace {
+
+// `image` copied to `out`, zero-padded to whole verity blocks, the hash tree after it.
+Result<crypt::Verity> with_verity(const std::string& image, const std::string& out) {
+    UniqueFd in(::open(image.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!in) return fail_errno(errno, image);
+    struct stat st {};
+    if (::fstat(in.get(), &st) < 0) return fail_errno(errno, image);
+    const uint64_t size = uint64_t(st.st_size);
+    const uint64_t data =
+        (size + crypt::kVerityBlock - 1) / crypt::kVerityBlock * crypt::kVerityBlock;
+    {
+        UniqueFd dst(::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        if (!dst) return fail_errno(errno, out);
+        BALLAST_TRY(copy_bytes(in.get(), 0, size, dst.get(), out));
+        if (::ftruncate(dst.get(), off_t(data)) < 0) return fail_errno(errno, out);
+    }
+    auto v = BALLAST_TRY(crypt::verity_format(out, data, data));
+    UniqueFd done(::open(out.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!done || ::fsync(done.get()) < 0) return fail_errno(errno, out);
+    return v;
+}
+
+}  // namespace
+
 Result<Manifest> create_bundle(const CreateOptions& o) {
     auto type = BALLAST_TRY(fs_type(o.image));
     BALLAST_TRY(check_boot_files(o.image, type));
     if (o.version.empty() || o.compatible.empty())
         return fail(Errc::invalid_argument, "--version and --compatible are required");
-    UniqueFd img(::open(o.image.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!img) return fail_errno(errno, o.image);
+    const bool tar = o.out.size() > 4 && o.out.compare(o.out.size() - 4, 4, ".tar") == 0;
+    // With verity the bundle's image is a copy, the tree appended: made beside the output.
+    std::optional<TempDir> scratch;
+    std::optional<crypt::Verity> verity;
+    std::string image = o.image;
+    if (o.verity) {
+        const auto out = std::filesystem::path(o.out);
+        const auto base = tar ? out.parent_path() : out;
+        std::error_code ec;
+        std::filesystem::create_directories(base.empty() ? "." : base, ec);
+        if (ec) return fail_errno(ec.value(), base.string());
+        auto made = TempDir::make("bundle", base.empty() ? "." : base.string());
+        if (!made) return std::unexpected(made.error());
+        scratch.emplace(std::move(*made));
+        image = scratch->path() + "/rootfs.img";
+        verity = BALLAST_TRY_CTX(with_verity(o.image, image), "{}", o.image);
+    }
+    UniqueFd img(::open(image.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!img) return fail_errno(errno, image);
     struct stat st {};
     ::fstat(img.get(), &st);
     Manifest m;
+    m.verity = verity;
     m.os_name = o.os_name;
     m.version = o.version;
     m.compatible = o.compatible;
@@ -388,7 +433,6 @@ Result<Manifest> create_bundle(const CreateOptions& o) {
     // The manifest must parse back: what is signed is what a node accepts.
     BALLAST_TRY(parse_manifest(manifest));
     const std::string sig = BALLAST_TRY(sign(manifest, o.cert, o.key, o.chain));
-    const bool tar = o.out.size() > 4 && o.out.compare(o.out.size() - 4, 4, ".tar") == 0;
     if (!tar) {
         std::error_code ec;
         std::filesystem::create_directories(o.out, ec);
@@ -402,8 +446,12 @@ Result<Manifest> create_bundle(const CreateOptions& o) {
         BALLAST_TRY(write_file_atomic(std::filesystem::path(o.out) / kManifestName, manifest));
         BALLAST_TRY(write_file_atomic(std::filesystem::path(o.out) / kSignatureName, sig));
         auto dst = std::filesystem::path(o.out) / m.image.file;
-        // A hard link when possible (same filesystem): a bundle folder costs no copy.
         std::filesystem::remove(dst, ec);
+        if (scratch) {
+            if (::rename(image.c_str(), dst.c_str()) < 0) return fail_errno(errno, dst.string());
+            return m;
+        }
+        // A hard link when possible (same filesystem): a bundle folder costs no copy.
         if (::link(o.image.c_str(), dst.c_str()) != 0) {
             const std::string tmp = dst.string() + ".tmp";
             UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));

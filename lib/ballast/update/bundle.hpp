@@ -97,6 +97,9 @@ struct CreateOptions {
     // Without a chunk index the bundle installs on agents older than the index, which refuse
     // a manifest naming one; it cannot be fetched as a delta.
     bool no_index = false;
+    // A dm-verity hash tree after the image (crypt/verity.hpp), its root hash in the manifest:
+    // the slot then carries what the initramfs needs to check every block it reads.
+    bool verity = false;
 };
 // Checks the image (squashfs or erofs with /boot/vmlinuz and /boot/initrd.img), hashes it, writes
 // and signs the manifest, and lays the bundle out. Returns the manifest.

@@ -13,6 +13,53 @@ bool printable(const std::string& s, size_t max) {
            std::all_of(s.begin(), s.end(), [](unsigned char c) { return c >= 0x20 && c < 0x7f; });
 }
 
+bool lower_hex(const std::string& s, size_t min, size_t max) {
+    return s.size() >= min && s.size() <= max && s.size() % 2 == 0 &&
+           s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+// The tree must be the image's exact tail, so that the signed image digest covers it and the
+// slot holds nothing unverified after the data.
+Result<crypt::Verity> parse_verity(const nlohmann::json& x, uint64_t image_size) {
+    if (!x.is_object()) return fail(Errc::parse, "manifest.json: 'verity' must be an object");
+    static const std::set<std::string> keys = {"root_hash", "salt", "uuid", "data_blocks",
+                                               "hash_offset"};
+    for (const auto& [k, v] : x.items())
+        if (!keys.count(k)) return fail(Errc::parse, "manifest.json: unknown field 'verity.{}'", k);
+    crypt::Verity v;
+    auto text = [&](const char* k, std::string& out) {
+        auto it = x.find(k);
+        if (it == x.end() || !it->is_string()) return false;
+        out = it->get<std::string>();
+        return true;
+    };
+    auto number = [&](const char* k, uint64_t& out) {
+        auto it = x.find(k);
+        if (it == x.end() || !it->is_number_unsigned()) return false;
+        out = it->get<uint64_t>();
+        return true;
+    };
+    if (!text("root_hash", v.root_hash) || !lower_hex(v.root_hash, 64, 64))
+        return fail(Errc::parse,
+                    "manifest.json: verity.root_hash must be 64 lower-case hex digits");
+    if (!text("salt", v.salt) || !lower_hex(v.salt, 2, 512))
+        return fail(Errc::parse,
+                    "manifest.json: verity.salt must be 2 to 512 lower-case hex digits");
+    if (!text("uuid", v.uuid) || !printable(v.uuid, 36))
+        return fail(Errc::parse, "manifest.json: verity.uuid must be a UUID");
+    if (!number("data_blocks", v.data_blocks) || v.data_blocks == 0 ||
+        v.data_blocks > (uint64_t(1) << 40))
+        return fail(Errc::parse, "manifest.json: verity.data_blocks must be a positive number");
+    if (!number("hash_offset", v.hash_offset) || v.hash_offset % crypt::kVerityBlock ||
+        v.hash_offset < v.data_blocks * crypt::kVerityBlock || v.hash_offset > image_size ||
+        image_size - v.hash_offset != crypt::verity_hash_size(v.data_blocks))
+        return fail(Errc::parse,
+                    "manifest.json: verity.hash_offset must put the hash tree of {} blocks at "
+                    "the image's end ({} bytes)",
+                    v.data_blocks, image_size);
+    return v;
+}
+
 }  // namespace
 
 nlohmann::json Manifest::to_json() const {
@@ -28,6 +75,12 @@ nlohmann::json Manifest::to_json() const {
                         {"created", created}};
     if (index)
         j["index"] = {{"file", index->file}, {"size", index->size}, {"sha256", index->sha256}};
+    if (verity)
+        j["verity"] = {{"root_hash", verity->root_hash},
+                       {"salt", verity->salt},
+                       {"uuid", verity->uuid},
+                       {"data_blocks", verity->data_blocks},
+                       {"hash_offset", verity->hash_offset}};
     return j;
 }
 
@@ -40,7 +93,7 @@ Result<Manifest> parse_manifest(std::string_view text) {
     if (j.is_discarded() || !j.is_object())
         return fail(Errc::parse, "manifest.json is not a JSON object");
     static const std::set<std::string> top = {"format", "os_name", "version", "compatible",
-                                              "image",  "index",   "created"};
+                                              "image",  "index",   "verity",  "created"};
     static const std::set<std::string> img = {"file", "size", "sha256", "fstype"};
     for (const auto& [k, v] : j.items())
         if (!top.count(k)) return fail(Errc::parse, "manifest.json: unknown field '{}'", k);
@@ -107,6 +160,7 @@ Result<Manifest> parse_manifest(std::string_view text) {
                         idx.file);
         m.index = std::move(idx);
     }
+    if (j.contains("verity")) m.verity = BALLAST_TRY(parse_verity(j["verity"], m.image.size));
     return m;
 }
 

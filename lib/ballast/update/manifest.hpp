@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ballast/core/result.hpp"
+#include "ballast/crypt/verity.hpp"
 
 namespace ballast::update {
 
@@ -33,6 +34,10 @@ struct Manifest {
         std::string sha256;
     };
     std::optional<Index> index;
+    // The image's dm-verity hash tree (crypt/verity.hpp), which then makes up the image's tail:
+    // image.size is hash_offset plus the hash area. Optional: bundles made without --verity
+    // have none, and agents older than it refuse a manifest naming one.
+    std::optional<crypt::Verity> verity;
     std::string created;  // ISO 8601 UTC
 
     [[nodiscard]] nlohmann::json to_json() const;
