@@ -181,6 +181,20 @@ TEST_CASE("image writer: hash while writing, header last, read back", "[update][
     CHECK(short_src.error().what().find("ends at") != std::string::npos);
 }
 
+namespace {
+
+// `m` edited as JSON: parse_manifest must refuse it with `message`.
+template <class Edit>
+void refused(const update::Manifest& m, Edit edit, const std::string& message) {
+    auto j = m.to_json();
+    edit(j);
+    auto r = update::parse_manifest(j.dump());
+    REQUIRE_FALSE(r);
+    CHECK(r.error().what() == message);
+}
+
+}  // namespace
+
 TEST_CASE("manifest: strict parsing", "[update][manifest]") {
     update::Manifest m;
     m.os_name = "ballast-os";
@@ -223,13 +237,7 @@ TEST_CASE("manifest: the chunk index is optional and checked like the image",
     CHECK(back->index->file == "rootfs.bcidx");
     CHECK(back->to_json() == m.to_json());
     using nlohmann::json;
-    auto refuse = [&](auto edit, const std::string& message) {
-        auto j = m.to_json();
-        edit(j);
-        auto r = update::parse_manifest(j.dump());
-        REQUIRE_FALSE(r);
-        CHECK(r.error().what() == message);
-    };
+    auto refuse = [&](auto edit, const std::string& message) { refused(m, edit, message); };
     refuse([](json& j) { j["index"] = "rootfs.bcidx"; },
            "manifest.json: 'index' must be an object");
     refuse([](json& j) { j["index"]["chunker"] = 1; },
@@ -262,13 +270,7 @@ TEST_CASE("manifest: the verity tree is optional and must end the image", "[upda
     CHECK(back->verity->root_hash == m.verity->root_hash);
     CHECK(back->to_json() == m.to_json());
     using nlohmann::json;
-    auto refuse = [&](auto edit, const std::string& message) {
-        auto j = m.to_json();
-        edit(j);
-        auto r = update::parse_manifest(j.dump());
-        REQUIRE_FALSE(r);
-        CHECK(r.error().what() == message);
-    };
+    auto refuse = [&](auto edit, const std::string& message) { refused(m, edit, message); };
     const std::string tail =
         "manifest.json: verity.hash_offset must put the hash tree of 768 "
         "blocks at the image's end (3178496 bytes)";

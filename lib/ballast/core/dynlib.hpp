@@ -4,9 +4,11 @@
 //   #define MY_FUNCTIONS(X) X(foo) X(bar)
 //   struct Api { MY_FUNCTIONS(BALLAST_DYNLIB_DECLARE) };
 //   load_symbols("libfoo.so.1", "libfoo1", {MY_FUNCTIONS(BALLAST_DYNLIB_SYMBOL)})
+// and handed out by once<Api>() from the library's api().
 #pragma once
 
 #include <initializer_list>
+#include <mutex>
 
 #include "ballast/core/result.hpp"
 
@@ -21,6 +23,19 @@ struct Symbol {
 // names the Debian package that provides the library, or the missing symbol.
 [[nodiscard]] Status load_symbols(const char* soname, const char* package,
                                   std::initializer_list<Symbol> symbols);
+
+// The table filled by `load(Api& a) -> Status` on the first call (dlopen()s, symbols, any set-up
+// after them); every call returns that first call's outcome. One call site per table: the
+// statics belong to the instantiation, and each lambda is a type of its own.
+template <class Api, class Load>
+[[nodiscard]] Result<const Api*> once(Load load) {
+    static Api a;
+    static Status loaded = fail(Errc::failed, "not loaded");
+    static std::once_flag flag;
+    std::call_once(flag, [&] { loaded = load(a); });
+    if (!loaded) return std::unexpected(loaded.error());
+    return &a;
+}
 
 }  // namespace ballast::dynlib
 

@@ -1,19 +1,12 @@
 #include "ballast/core/openssl.hpp"
 
-#include <mutex>
-
 namespace ballast::ossl {
 
 Result<const Api*> api() {
-    static Api a;
-    static Status loaded = fail(Errc::failed, "not loaded");
-    static std::once_flag once;
-    std::call_once(once, [] {
-        loaded = dynlib::load_symbols("libcrypto.so.3", "libssl3",
-                                      {BALLAST_OSSL_FUNCTIONS(BALLAST_DYNLIB_SYMBOL)});
+    return dynlib::once<Api>([](Api& a) {
+        return dynlib::load_symbols("libcrypto.so.3", "libssl3",
+                                    {BALLAST_OSSL_FUNCTIONS(BALLAST_DYNLIB_SYMBOL)});
     });
-    if (!loaded) return std::unexpected(loaded.error());
-    return &a;
 }
 
 std::string errors(const Api& a) {

@@ -3,7 +3,6 @@
 #include <expat.h>
 
 #include <algorithm>
-#include <mutex>
 
 #include "ballast/core/dynlib.hpp"
 
@@ -28,15 +27,10 @@ struct Expat {
 };
 
 Result<const Expat*> expat() {
-    static Expat a;
-    static Status loaded = fail(Errc::failed, "not loaded");
-    static std::once_flag once;
-    std::call_once(once, [] {
-        loaded = dynlib::load_symbols("libexpat.so.1", "libexpat1",
-                                      {BALLAST_EXPAT(BALLAST_DYNLIB_SYMBOL)});
+    return dynlib::once<Expat>([](Expat& a) {
+        return dynlib::load_symbols("libexpat.so.1", "libexpat1",
+                                    {BALLAST_EXPAT(BALLAST_DYNLIB_SYMBOL)});
     });
-    if (!loaded) return std::unexpected(loaded.error());
-    return &a;
 }
 
 constexpr size_t kMaxDepth = 32;

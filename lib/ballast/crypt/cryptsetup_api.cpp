@@ -1,7 +1,5 @@
 #include "ballast/crypt/cryptsetup_api.hpp"
 
-#include <mutex>
-
 #include "ballast/core/log.hpp"
 
 namespace ballast::crypt::cs {
@@ -22,20 +20,15 @@ void log_cb(int level, const char* msg, void*) {
 }  // namespace
 
 Result<const Api*> api() {
-    static Api a;
-    static Status loaded = fail(Errc::failed, "not loaded");
-    static std::once_flag once;
-    std::call_once(once, [] {
-        loaded = dynlib::load_symbols("libcryptsetup.so.12", "libcryptsetup12",
-                                      {BALLAST_CRYPTSETUP(BALLAST_DYNLIB_SYMBOL)});
-        if (!loaded) return;
+    return dynlib::once<Api>([](Api& a) -> Status {
+        BALLAST_TRY(dynlib::load_symbols("libcryptsetup.so.12", "libcryptsetup12",
+                                         {BALLAST_CRYPTSETUP(BALLAST_DYNLIB_SYMBOL)}));
         a.crypt_set_log_callback(nullptr, log_cb, nullptr);
         // Ballast reads its tokens itself: loading systemd's plugins (and libsystemd-shared)
         // for every token listing cost 3.7 ms per unlock (docs/performance.md).
         a.crypt_token_external_disable();
+        return {};
     });
-    if (!loaded) return std::unexpected(loaded.error());
-    return &a;
 }
 
 }  // namespace ballast::crypt::cs

@@ -1,28 +1,18 @@
 #include "ballast/crypt/tss.hpp"
 
-#include <mutex>
-
 namespace ballast::crypt::tss {
 
 Result<const Api*> api() {
-    static Api a;
-    static Status loaded = fail(Errc::failed, "not loaded");
-    static std::once_flag once;
-    std::call_once(once, [] {
-        loaded = dynlib::load_symbols("libtss2-esys.so.0", "libtss2-esys-3.0.2-0",
-                                      {BALLAST_TSS_ESYS(BALLAST_DYNLIB_SYMBOL)});
-        if (loaded)
-            loaded = dynlib::load_symbols("libtss2-mu.so.0", "libtss2-mu0",
-                                          {BALLAST_TSS_MU(BALLAST_DYNLIB_SYMBOL)});
-        if (loaded)
-            loaded = dynlib::load_symbols("libtss2-tctildr.so.0", "libtss2-tctildr0",
-                                          {BALLAST_TSS_TCTILDR(BALLAST_DYNLIB_SYMBOL)});
-        if (loaded)
-            loaded = dynlib::load_symbols("libtss2-rc.so.0", "libtss2-rc0",
-                                          {BALLAST_TSS_RC(BALLAST_DYNLIB_SYMBOL)});
+    return dynlib::once<Api>([](Api& a) -> Status {
+        BALLAST_TRY(dynlib::load_symbols("libtss2-esys.so.0", "libtss2-esys-3.0.2-0",
+                                         {BALLAST_TSS_ESYS(BALLAST_DYNLIB_SYMBOL)}));
+        BALLAST_TRY(dynlib::load_symbols("libtss2-mu.so.0", "libtss2-mu0",
+                                         {BALLAST_TSS_MU(BALLAST_DYNLIB_SYMBOL)}));
+        BALLAST_TRY(dynlib::load_symbols("libtss2-tctildr.so.0", "libtss2-tctildr0",
+                                         {BALLAST_TSS_TCTILDR(BALLAST_DYNLIB_SYMBOL)}));
+        return dynlib::load_symbols("libtss2-rc.so.0", "libtss2-rc0",
+                                    {BALLAST_TSS_RC(BALLAST_DYNLIB_SYMBOL)});
     });
-    if (!loaded) return std::unexpected(loaded.error());
-    return &a;
 }
 
 TSS2_RC base_rc(TSS2_RC rc) noexcept {
