@@ -316,7 +316,7 @@ def test_azure_provisioning_dvd(bins, netns, tmp_path):
     assert stored.read_bytes() == custom
     assert (root / "etc/azure-custom").read_text() == "from the DVD"
     assert not (root / "etc/from-cloud").exists()  # IMDS's userData is not used
-    # IMDS's host name is set, then the custom data's own outranks it (as cloud-init).
+    # The custom data sets the host name: IMDS's is not written over it (as cloud-init).
     assert (root / "etc/hostname").read_text() == "from-custom-data\n"
     keys = (root / "root/.ssh/authorized_keys").read_text()
     assert KEY in keys and "azure-ovf-key" not in keys  # IMDS's keys over the DVD's
@@ -330,9 +330,11 @@ def test_azure_provisioning_dvd(bins, netns, tmp_path):
         if f.is_file() and not f.is_symlink():
             assert secret.encode() not in f.read_bytes(), f
     netns.stop_servers()
-    # The DVD ejected and IMDS not answering (the wireserver does): the kept copy gives the same.
+    # The DVD ejected and IMDS not answering (the wireserver does): waited for up to the step's
+    # timeout, then the kept copy gives the same.
     netns.serve(tmp_path, "azure", None, imds=False)
-    r, step, _ = run_datasource(bins, netns, root, ["azure"])
+    r, step, took = run_datasource(bins, netns, root, ["azure"], extra="        timeout: 2s\n")
+    assert took >= 2 and any("IMDS did not answer" in n for n in step["notes"]), step
     assert r.returncode == 0 and step["status"] == "unchanged", (r.stdout, r.stderr, step)
     assert stored.read_bytes() == custom
     assert (root / "root/.ssh/authorized_keys").read_text() == keys  # as IMDS gave them
@@ -340,10 +342,21 @@ def test_azure_provisioning_dvd(bins, netns, tmp_path):
     # The DVD alone, without IMDS, on a new node: host name and keys from the DVD.
     root = node_on(tmp_path / "dvd-only", "azure")
     netns.serve(tmp_path, "azure", None, imds=False)
-    r, step, _ = run_datasource(bins, netns, root, ["azure"], devices=[dvd])
+    r, step, _ = run_datasource(bins, netns, root, ["azure"], extra="        timeout: 1s\n", devices=[dvd])
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert (root / "run/ballast/config.d/40-azure-01.yaml").read_bytes() == custom
     assert "azure-ovf-key" in (root / "root/.ssh/authorized_keys").read_text()
+    netns.stop_servers()
+    # A DVD whose CustomData is empty (Azure's "none"): IMDS's userData applies.
+    text = OVF.read_text()
+    blank = text[:text.index("<ns1:CustomData>") + 16] + "\n" + text[text.index("</ns1:CustomData>"):]
+    nocd = udf_dvd(tmp_path, "nocd", {"ovf-env.xml": blank.encode()})
+    root = node_on(tmp_path / "no-custom-data", "azure")
+    netns.serve(tmp_path, "azure", USER_CONFIG)
+    r, step, _ = run_datasource(bins, netns, root, ["azure"], devices=[nocd])
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert (root / "run/ballast/config.d/40-azure-01.yaml").read_bytes() == USER_CONFIG
+    assert (root / "etc/hostname").read_text() == "azure-node\n"
     netns.stop_servers()
 
 
@@ -364,6 +377,12 @@ def test_azure_bad_provisioning_dvd(bins, netns, tmp_path):
     other = udf_dvd(tmp_path, "other", {"ovf-env.xml": b"<Environment xmlns='x'><a/></Environment>"})
     r, step, _ = run_datasource(bins, netns, root, ["azure"], devices=[other])
     assert r.returncode == 0 and (root / "run/ballast/config.d/40-azure-01.yaml").read_bytes() == USER_CONFIG, step
+    # A kept copy gone bad (a disk error, an older agent's): passed over with a note, IMDS used.
+    kept = root / "var/lib/ballast/datasource/azure-ovf-env.xml"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text("<Environment")
+    r, step, _ = run_datasource(bins, netns, root, ["azure"])
+    assert r.returncode == 0 and any("azure-ovf-env.xml" in n and "(not used)" in n for n in step["notes"]), step
 
 
 def test_nocloud_on_a_udf_volume(bins, tmp_path):

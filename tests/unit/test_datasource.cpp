@@ -266,6 +266,7 @@ TEST_CASE("Azure: the wireserver's goal state and the ready report", "[datasourc
     auto broken = parse_azure_goal_state("<GoalState>\n<Incarnation>1</GoalState>");
     REQUIRE_FALSE(broken);
     CHECK(broken.error().message() == "goal state:2: mismatched tag");
+    CHECK(evil.error().message() == "goal state:1: InstanceId with unexpected characters");
 }
 
 TEST_CASE("Azure: ovf-env.xml from the provisioning DVD", "[datasource][azure]") {
@@ -317,18 +318,19 @@ TEST_CASE("Azure: ovf-env.xml from the provisioning DVD", "[datasource][azure]")
     none = edited(element("SSH"), "");
     REQUIRE((none && *none));
     CHECK((*none)->ssh_keys.empty());
-    auto empty = edited(element("CustomData"), "<ns1:CustomData></ns1:CustomData>");
+    auto empty = edited(element("CustomData"), "<ns1:CustomData>\n  </ns1:CustomData>");
     REQUIRE((empty && *empty));
-    CHECK((*empty)->user_data == "");
+    CHECK_FALSE((*empty)->user_data);
 
     // The copy kept once the DVD is gone reads back the same, without the password.
     auto odd = **m;
     odd.ssh_keys.push_back("ssh-ed25519 AAAA <odd> & \"quoted\" 'key'");
+    odd.hostname = "edge\x01-az-1";  // from IMDS's JSON: XML cannot carry it, the copy drops it
     const auto copy = azure_ovf_document(odd);
     CHECK(copy.find("Secret") == std::string::npos);
     auto back = parse_azure_ovf(copy);
     REQUIRE((back && *back));
-    CHECK((*back)->hostname == odd.hostname);
+    CHECK((*back)->hostname == "edge-az-1");
     CHECK((*back)->ssh_keys == odd.ssh_keys);
     CHECK((*back)->user_data == odd.user_data);
     odd.user_data.reset();
@@ -348,6 +350,10 @@ TEST_CASE("Azure: ovf-env.xml from the provisioning DVD", "[datasource][azure]")
           "ovf-env.xml:14: CustomData: invalid base64 character '!' at offset 8");
     CHECK(err("<ns1:PreprovisionedVm>false", "<ns1:PreprovisionedVm>True") ==
           "ovf-env.xml:39: a pre-provisioned VM (PreprovisionedVm) is not supported");
+    CHECK(err("<ns1:PreprovisionedVMType xsi:nil=\"true\" />",
+              "<ns1:PreprovisionedVMType>Savable</ns1:PreprovisionedVMType>") ==
+          "ovf-env.xml:40: a pre-provisioned VM (PreprovisionedVMType Savable) is not supported");
+    CHECK(edited("<ns1:PreprovisionedVm>false", "<ns1:PreprovisionedVm>y"));  // not cloud-init's
     CHECK(err("<ns1:PlatformSettings>", "<ns1:Settings>") == "ovf-env.xml:41: mismatched tag");
     CHECK(err(element("LinuxProvisioningConfigurationSet"), "") ==
           "ovf-env.xml:6: ProvisioningSection has no LinuxProvisioningConfigurationSet");

@@ -219,6 +219,7 @@ TEST_CASE("XML from input: names by namespace, entities decoded, no DOCTYPE", "[
         wide += "<b/>";
     CHECK(err(wide + "</a>") == "ovf-env.xml:1: more than 10000 elements");
     CHECK(xml::escape("a<b>&\"c'") == "a&lt;b&gt;&amp;&quot;c&apos;");
+    CHECK(xml::escape("a\x01\tb\nc\r\x1f\x7f\xc3\xa9") == "a\tb\nc\r\x7f\xc3\xa9");
     CHECK(err("<a>" + std::string(xml::kMaxDocument, ' ') + "</a>") ==
           "ovf-env.xml: larger than 1024 KiB");
 }

@@ -109,7 +109,7 @@ void on_text(void* data, const XML_Char* s, int len) {
 }
 
 void on_doctype(void* data, const XML_Char*, const XML_Char*, const XML_Char*, int) {
-    static_cast<Builder*>(data)->stop("a DOCTYPE is not accepted");
+    guarded(data, [](Builder* b) { b->stop("a DOCTYPE is not accepted"); });
 }
 
 }  // namespace
@@ -178,7 +178,9 @@ std::string escape(std::string_view text) {
                 out += "&apos;";
                 break;
             default:
-                out += c;
+                // XML 1.0 cannot carry the control characters but tab, LF and CR at all.
+                if (static_cast<unsigned char>(c) >= 0x20 || c == '\t' || c == '\n' || c == '\r')
+                    out += c;
         }
     }
     return out;

@@ -32,7 +32,8 @@ inline constexpr size_t kMaxDocument = 1u << 20;
 // The document's root element. Errors read "WHAT:LINE: why".
 [[nodiscard]] Result<Element> parse(std::string_view text, std::string_view what);
 
-// `text` as XML character data or an attribute value: &, <, >, " and ' as entities.
+// `text` as XML character data or an attribute value: &, <, >, " and ' as entities; the control
+// characters XML 1.0 cannot carry (all but tab, LF and CR) left out.
 [[nodiscard]] std::string escape(std::string_view text);
 
 }  // namespace ballast::xml

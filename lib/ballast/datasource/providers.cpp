@@ -263,10 +263,15 @@ Result<std::optional<Metadata>> azure_ovf(const RootPrefix& root, bool live,
         m->origin = v.device;
         return m;
     }
-    auto copy = BALLAST_TRY(read_beneath(root, kAzureOvfCopy, xml::kMaxDocument));
-    if (!copy) return std::optional<Metadata>{};
-    auto m = BALLAST_TRY_CTX(parse_azure_ovf(*copy), "{}", kAzureOvfCopy);
-    if (m) m->origin = std::string(kAzureOvfCopy);
+    // The copy is the agent's own: a bad one is passed over (IMDS may still answer), not fatal.
+    auto copy = read_beneath(root, kAzureOvfCopy, xml::kMaxDocument);
+    auto m = copy && *copy ? parse_azure_ovf(**copy) : Result<std::optional<Metadata>>();
+    if (!copy || !m) {
+        notes.push_back(fmt::format("{}: {} (not used)", kAzureOvfCopy,
+                                    !copy ? copy.error().what() : m.error().what()));
+        return std::optional<Metadata>{};
+    }
+    if (*m) (*m)->origin = std::string(kAzureOvfCopy);
     return m;
 }
 
@@ -297,6 +302,8 @@ Result<std::optional<Metadata>> fetch_azure(const Client& c, const RootPrefix& r
     if (!m && !ovf) return std::optional<Metadata>{};
     if (!m) {
         m = ovf;
+        m->incomplete = true;
+        m->notes.push_back(fmt::format("IMDS did not answer: {} alone", ovf->origin));
     } else if (ovf) {
         if (ovf->user_data) {
             m->user_data = ovf->user_data;
@@ -704,7 +711,7 @@ Result<const xml::Element*> ovf_one(const xml::Element& in, std::string_view nam
 bool ovf_true(const xml::Element* e) {
     if (!e) return false;
     const auto v = ascii_lower(trimmed(e->text));
-    return v == "true" || v == "1" || v == "on" || v == "yes" || v == "y";
+    return v == "true" || v == "1" || v == "on" || v == "yes";
 }
 
 }  // namespace
@@ -719,9 +726,10 @@ Result<AzureGoalState> parse_azure_goal_state(std::string_view text) {
                     "goal state: no Incarnation, Container/ContainerId or "
                     "Container/RoleInstanceList/RoleInstance/InstanceId");
     AzureGoalState gs{trimmed(inc->text), trimmed(cid->text), trimmed(iid->text)};
-    for (const auto* v : {&gs.incarnation, &gs.container_id, &gs.instance_id})
-        if (!plain_id(*v))
-            return fail(Errc::invalid_argument, "goal state: an id with unexpected characters");
+    for (const auto* e : {inc, cid, iid})
+        if (!plain_id(trimmed(e->text)))
+            return fail(Errc::invalid_argument, "goal state:{}: {} with unexpected characters",
+                        e->line, e->name);
     return gs;
 }
 
@@ -772,6 +780,14 @@ Result<std::optional<Metadata>> parse_azure_ovf(std::string_view text) {
         return fail(Errc::unsupported,
                     "ovf-env.xml:{}: a pre-provisioned VM (PreprovisionedVm) is not supported",
                     pre->line);
+    // cloud-init's _determine_pps_type: these types are pools too.
+    if (const auto* type = BALLAST_TRY(ovf_one(*settings, "PreprovisionedVMType", false)); type)
+        if (const auto t = trimmed(type->text);
+            t == "Running" || t == "Savable" || t == "PreprovisionedOSDisk")
+            return fail(Errc::unsupported,
+                        "ovf-env.xml:{}: a pre-provisioned VM (PreprovisionedVMType {}) is not "
+                        "supported",
+                        type->line, t);
     Metadata m;
     m.provider = "azure";
     m.hostname = trimmed(BALLAST_TRY(ovf_one(*set, "HostName", true))->text);
@@ -780,7 +796,8 @@ Result<std::optional<Metadata>> parse_azure_ovf(std::string_view text) {
         if (!decoded)
             return fail(Errc::invalid_argument, "ovf-env.xml:{}: CustomData: {}", cd->line,
                         decoded.error().message());
-        m.user_data = std::move(*decoded);
+        // Empty is how Azure writes "none": IMDS's userData may then apply (cloud-init's rule).
+        if (!decoded->empty()) m.user_data = std::move(*decoded);
     }
     // UserName and UserPassword are not used: keys go to root, as every provider's do, and
     // the password is never kept.

@@ -40,6 +40,9 @@ struct Metadata {
     // text; empty when the platform gives none. What kept it from being read, if anything.
     std::string network, network_error;
     std::vector<std::string> notes;  // what the provider passed over on the way
+    // A part of the platform's service did not answer (Azure's IMDS, with the DVD read): asked
+    // again while the step waits for a platform the firmware names, then used as it is.
+    bool incomplete = false;
 };
 
 // Requests to a metadata service: bounded, never proxied, TLS verified (http.ca_file).

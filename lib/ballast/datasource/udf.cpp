@@ -229,12 +229,17 @@ class UdfVolume {
     // The anchor volume descriptor pointer: at sector 256, else at the last sector or 256
     // before it (3/8.4.2.1), for the sector sizes discs and disk images use.
     Result<std::string> find_anchor() {
+        std::optional<Error> unreadable;
         for (uint32_t bs : {2048u, 512u, 4096u, 1024u}) {
             const uint64_t n = size_ / bs;
             for (uint64_t sector : {uint64_t(256), n - 1, n - 257}) {
                 if (n < 257 || sector >= n) continue;
+                // Drives often fail reads near a disc's end: one failing place is no verdict.
                 auto d = read(sector * bs, 512, "anchor");
-                if (!d) return std::unexpected(std::move(d.error()));
+                if (!d) {
+                    if (!unreadable) unreadable = std::move(d.error());
+                    continue;
+                }
                 auto tag = check_tag(*d, uint32_t(sector), "anchor");
                 if (tag && *tag == kAnchor) {
                     bs_ = bs;
@@ -242,6 +247,7 @@ class UdfVolume {
                 }
             }
         }
+        if (unreadable) return std::unexpected(std::move(*unreadable));
         return fail(Errc::parse, "no UDF anchor volume descriptor (not a UDF volume)");
     }
 

@@ -296,10 +296,11 @@ void apply(const config::Step& s, const datasource::Metadata& m, StageContext& c
     if (m.user_data) decoded = datasource::decode_user_data(*m.user_data);
     config::Step meta;
     if (decoded && *decoded && sets_hostname((*decoded)->configs)) {
-        r.note(
-            fmt::format("datasource {}: the user-data sets the host name; the platform's ({}) "
-                        "is not used",
-                        m.provider, m.hostname));
+        if (!m.hostname.empty())
+            r.note(
+                fmt::format("datasource {}: the user-data sets the host name; the platform's "
+                            "({}) is not used",
+                            m.provider, m.hostname));
     } else {
         meta.hostname = short_hostname(m.hostname);
         if (meta.hostname.empty() && !m.hostname.empty())
@@ -346,7 +347,10 @@ bool clouds(const config::Step& s, const std::vector<std::string>& names, StageC
         const bool named = p->identified(dmi);
         const auto t0 = Clock::now();
         auto got = p->fetch(client, ctx.root, ctx.live);
-        while (named && (!got || !*got) && Clock::now() - t0 < s.datasource.timeout) {
+        // Part of the platform's service missing (Azure's DVD without IMDS yet): asked again
+        // while the timeout allows, then used as it is.
+        while (named && (!got || !*got || (*got)->incomplete) &&
+               Clock::now() - t0 < s.datasource.timeout) {
             std::this_thread::sleep_for(std::chrono::seconds(1));
             got = p->fetch(client, ctx.root, ctx.live);
         }
