@@ -40,4 +40,16 @@ struct Api {
 
 [[nodiscard]] Result<const Api*> api();
 
+// A crypt_device and the table that frees it.
+struct Device {
+    const Api* api = nullptr;
+    crypt_device* cd = nullptr;
+    Device() = default;
+    Device(const Device&) = delete;
+    Device& operator=(const Device&) = delete;
+    ~Device() {
+        if (cd) api->crypt_free(cd);
+    }
+};
+
 }  // namespace ballast::crypt::cs

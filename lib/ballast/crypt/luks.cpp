@@ -7,13 +7,7 @@
 
 namespace ballast::crypt {
 
-struct Luks::Device {
-    const cs::Api* api = nullptr;
-    crypt_device* cd = nullptr;
-    ~Device() {
-        if (cd) api->crypt_free(cd);
-    }
-};
+struct Luks::Device : cs::Device {};
 
 Luks::Luks(std::unique_ptr<Device> d, std::string path)
     : d_(std::move(d)), path_(std::move(path)) {}

@@ -13,20 +13,9 @@ namespace {
 constexpr uint64_t kHashesPerBlock = kVerityBlock / 32;  // SHA-256
 constexpr uint32_t kSaltSize = 32;
 
-struct Device {
-    const cs::Api* api = nullptr;
-    crypt_device* cd = nullptr;
-    Device() = default;
-    Device(const Device&) = delete;
-    Device& operator=(const Device&) = delete;
-    ~Device() {
-        if (cd) api->crypt_free(cd);
-    }
-};
-
 // The hash tree and data in the one file: libcryptsetup takes them as two devices.
-Result<std::unique_ptr<Device>> open_device(const std::string& path) {
-    auto d = std::make_unique<Device>();
+Result<std::unique_ptr<cs::Device>> open_device(const std::string& path) {
+    auto d = std::make_unique<cs::Device>();
     d->api = BALLAST_TRY(cs::api());
     if (int r = d->api->crypt_init_data_device(&d->cd, path.c_str(), path.c_str()); r < 0)
         return fail_errno(-r, path);

@@ -365,10 +365,7 @@ Result<crypt::Verity> with_verity(const std::string& image, const std::string& o
         BALLAST_TRY(copy_bytes(in.get(), 0, size, dst.get(), out));
         if (::ftruncate(dst.get(), off_t(data)) < 0) return fail_errno(errno, out);
     }
-    auto v = BALLAST_TRY(crypt::verity_format(out, data, data));
-    UniqueFd done(::open(out.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!done || ::fsync(done.get()) < 0) return fail_errno(errno, out);
-    return v;
+    return crypt::verity_format(out, data, data);
 }
 
 }  // namespace
@@ -448,7 +445,9 @@ Result<Manifest> create_bundle(const CreateOptions& o) {
         auto dst = std::filesystem::path(o.out) / m.image.file;
         std::filesystem::remove(dst, ec);
         if (scratch) {
-            if (::rename(image.c_str(), dst.c_str()) < 0) return fail_errno(errno, dst.string());
+            // A tar output copies the scratch image and drops it: only this one is synced.
+            if (::fsync(img.get()) < 0 || ::rename(image.c_str(), dst.c_str()) < 0)
+                return fail_errno(errno, dst.string());
             return m;
         }
         // A hard link when possible (same filesystem): a bundle folder costs no copy.
