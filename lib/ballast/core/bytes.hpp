@@ -1,5 +1,6 @@
-// Little-endian integers in on-disk formats (chunk indexes, squashfs, FAT and UDF): read
-// from and appended to byte strings without caring about the host's byte order or alignment.
+// Little-endian integers in on-disk formats (chunk indexes, squashfs, FAT and UDF) and big-endian
+// ones in TPM structures: read from and appended to byte strings without caring about the host's
+// byte order or alignment.
 #pragma once
 
 #include <cstddef>
@@ -30,6 +31,12 @@ template <class T>
 template <class T>
 void put_le(std::string& out, T v) {
     for (size_t i = 0; i < sizeof(T); ++i)
+        out.push_back(char((v >> (8 * i)) & 0xff));
+}
+
+template <class T>
+void put_be(std::string& out, T v) {
+    for (size_t i = sizeof(T); i-- > 0;)
         out.push_back(char((v >> (8 * i)) & 0xff));
 }
 

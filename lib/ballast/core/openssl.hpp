@@ -11,7 +11,10 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <functional>
+#include <memory>
 #include <string>
+#include <string_view>
 
 #include "ballast/core/dynlib.hpp"
 #include "ballast/core/result.hpp"
@@ -73,7 +76,16 @@ namespace ballast::ossl {
     X(EVP_EncryptInit_ex)              \
     X(EVP_EncryptUpdate)               \
     X(EVP_DecryptInit_ex)              \
-    X(EVP_DecryptUpdate)
+    X(EVP_DecryptUpdate)               \
+    X(PEM_read_bio_PUBKEY)             \
+    X(EVP_PKEY_get_base_id)            \
+    X(EVP_PKEY_get_bn_param)           \
+    X(BN_num_bits)                     \
+    X(BN_bn2bin)                       \
+    X(BN_free)                         \
+    X(i2d_PublicKey)                   \
+    X(EVP_DigestSignInit)              \
+    X(EVP_DigestSign)
 
 struct Api {
     BALLAST_OSSL_FUNCTIONS(BALLAST_DYNLIB_DECLARE)
@@ -81,6 +93,13 @@ struct Api {
 
 // The table, loaded once; Errc::unsupported naming the package when libcrypto.so.3 is missing.
 [[nodiscard]] Result<const Api*> api();
+
+// An OpenSSL object freed by its own function from the table.
+template <class T>
+using Own = std::unique_ptr<T, std::function<void(T*)>>;
+
+// A read-only memory BIO over `data`, which must outlive it.
+[[nodiscard]] Result<Own<BIO>> mem_bio(const Api& a, std::string_view data);
 
 // The reasons OpenSSL queued, joined ("...; ..."), and the queue cleared.
 [[nodiscard]] std::string errors(const Api& a);

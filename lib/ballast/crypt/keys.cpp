@@ -66,8 +66,9 @@ SecretBytes passphrase_of(const SecretBytes& secret) {
     return out;
 }
 
-SealedObject sealed_object(const Tpm2Token& t) {
+SealedObject sealed_object(const Tpm2Token& t, const SignedPcrs* signer = nullptr) {
     SealedObject o;
+    o.signer = signer;
     o.blob = t.blob;
     o.primary_alg = t.primary_alg;
     if (t.srk) o.srk = *t.srk;
@@ -75,6 +76,21 @@ SealedObject sealed_object(const Tpm2Token& t) {
     o.pcrs = t.pcrs;
     o.policy = t.policy_hash;
     return o;
+}
+
+// The token's signed policy, if it has one: its key parsed, with the signatures to choose from.
+struct TokenSigner {
+    std::optional<PcrPublicKey> key;
+    SignedPcrs signer;
+    const SignedPcrs* get() const { return key ? &signer : nullptr; }
+};
+
+Result<TokenSigner> token_signer(const Tpm2Token& t, std::span<const PcrSignature> signatures) {
+    TokenSigner out;
+    if (!t.pubkey) return out;
+    out.key = BALLAST_TRY(parse_pcr_public_key(*t.pubkey, "tpm2_pubkey"));
+    out.signer = SignedPcrs{&*out.key, t.pubkey_pcrs, signatures};
+    return out;
 }
 
 struct ParsedToken {
@@ -94,11 +110,14 @@ std::vector<ParsedToken> tpm2_tokens(const Luks& luks) {
 }  // namespace
 
 Result<Enrolled> enroll_tpm2(Luks& luks, const SecretBytes& volume_key, Tpm2& tpm, PcrBank bank,
-                             PcrMask pcrs, std::optional<std::string_view> pin) {
+                             PcrMask pcrs, std::optional<std::string_view> pin,
+                             const SignedPcrs* signer) {
     std::optional<std::string> pin_auth;
     if (pin) pin_auth = BALLAST_TRY(pin_auth_value(*pin, std::nullopt));
     SecretBytes secret = BALLAST_TRY(random_secret(32));
-    Sealed sealed = BALLAST_TRY(tpm.seal(secret.span(), bank, pcrs, pin_auth));
+    Sealed sealed = BALLAST_TRY(tpm.seal(secret.span(), bank, pcrs, pin_auth, signer));
+    const std::span<const PcrSignature> signatures =
+        signer ? signer->signatures : std::span<const PcrSignature>{};
     // Same policy already enrolled (systemd's search_policy_hash) and still unsealing with this
     // TPM: enrolling is idempotent. The hash does not name the TPM, so a token from a cleared or
     // replaced TPM matches too; it is dead, and goes once the new one is in. A PIN enrollment is
@@ -108,8 +127,11 @@ Result<Enrolled> enroll_tpm2(Luks& luks, const SecretBytes& volume_key, Tpm2& tp
         if (pin || t.token.pin || t.token.policy_hash != sealed.policy || t.token.bank != bank ||
             t.token.pcrs != pcrs)
             continue;
-        auto st = test_unseal(tpm, t.token);
-        if (st) return Enrolled{t.token.keyslot, t.id, true};
+        auto st = test_unseal(tpm, t.token, signatures);
+        // The same key and PCRs give the same hash; with no signature to test it, take the
+        // systemd rule ("already enrolled") as it stands.
+        if (st || st.error().code() == Errc::not_found)
+            return Enrolled{t.token.keyslot, t.id, true, bool(st)};
         if (st.error().code() == Errc::busy) return std::unexpected(std::move(st).error());
         dead.push_back(t.token.keyslot);
     }
@@ -121,9 +143,17 @@ Result<Enrolled> enroll_tpm2(Luks& luks, const SecretBytes& volume_key, Tpm2& tp
     token.primary_alg = sealed.primary_alg;
     token.policy_hash = sealed.policy;
     token.pin = pin.has_value();
-    SecretBytes check =
-        BALLAST_TRY_CTX(tpm.unseal(sealed_object(token), pin_auth), "check the new TPM2 seal");
-    if (check.size() != secret.size() || !std::ranges::equal(check.span(), secret.span()))
+    if (signer) {
+        token.pubkey = signer->key->pem;
+        token.pubkey_pcrs = signer->pcrs;
+    }
+    bool tested = true;
+    auto check = tpm.unseal(sealed_object(token, signer), pin_auth);
+    if (!check && signer && check.error().code() == Errc::not_found)
+        tested = false;
+    else if (!check)
+        return std::unexpected(std::move(check).error().context("check the new TPM2 seal"));
+    else if (check->size() != secret.size() || !std::ranges::equal(check->span(), secret.span()))
         return fail(Errc::verification, "check the new TPM2 seal: unsealed bytes differ");
 
     SecretBytes pass = passphrase_of(secret);
@@ -139,12 +169,13 @@ Result<Enrolled> enroll_tpm2(Luks& luks, const SecretBytes& volume_key, Tpm2& tp
     }
     for (int slot : dead)
         BALLAST_TRY_CTX(wipe_slot(luks, slot), "remove a dead TPM2 keyslot");
-    return Enrolled{token.keyslot, *id, false};
+    return Enrolled{token.keyslot, *id, false, tested};
 }
 
-Status test_unseal(Tpm2& tpm, const Tpm2Token& token) {
+Status test_unseal(Tpm2& tpm, const Tpm2Token& token, std::span<const PcrSignature> signatures) {
     if (token.pin) return fail(Errc::invalid_argument, "a PIN token cannot be tested without it");
-    BALLAST_TRY(tpm.unseal(sealed_object(token), std::nullopt));
+    TokenSigner signer = BALLAST_TRY(token_signer(token, signatures));
+    BALLAST_TRY(tpm.unseal(sealed_object(token, signer.get()), std::nullopt));
     return {};
 }
 
@@ -162,7 +193,7 @@ Result<RecoveryKey> enroll_recovery_key(Luks& luks, const SecretBytes& volume_ke
 
 Result<Unlocked> unlock_tpm2(Luks& luks, Tpm2& tpm,
                              const std::function<std::optional<std::string>()>& ask_pin,
-                             const OpenKeyslot& open) {
+                             const OpenKeyslot& open, std::span<const PcrSignature> signatures) {
     std::vector<std::string> reasons;
     // PIN-less tokens first: nobody is asked for a PIN when the TPM alone can open the volume.
     std::vector<TokenInfo> tokens = luks.tokens();
@@ -178,9 +209,9 @@ Result<Unlocked> unlock_tpm2(Luks& luks, Tpm2& tpm,
             reasons.push_back(fmt::format("token {}: {}", info.id, token.error().what()));
             continue;
         }
-        if (token->signed_policy) {
-            reasons.push_back(
-                fmt::format("token {}: signed PCR policies are not supported", info.id));
+        auto signer = token_signer(*token, signatures);
+        if (!signer) {
+            reasons.push_back(fmt::format("token {}: {}", info.id, signer.error().what()));
             continue;
         }
         std::optional<std::string> pin_auth;
@@ -199,7 +230,7 @@ Result<Unlocked> unlock_tpm2(Luks& luks, Tpm2& tpm,
             }
             pin_auth = std::move(*auth);
         }
-        auto secret = tpm.unseal(sealed_object(*token), pin_auth);
+        auto secret = tpm.unseal(sealed_object(*token, signer->get()), pin_auth);
         if (!secret) {
             reasons.push_back(fmt::format("token {} ({}:{}): {}", info.id,
                                           to_string(token->bank.value_or(PcrBank::sha256)),
@@ -254,7 +285,8 @@ Result<std::vector<int>> stale_tpm2_keyslots(Luks& luks, int keep_token) {
     for (const ParsedToken& t : tokens)
         if (t.id != keep_token && t.token.keyslot != keep->token.keyslot &&
             t.token.policy_hash != keep->token.policy_hash && t.token.pcrs == keep->token.pcrs &&
-            t.token.bank == keep->token.bank && t.token.pin == keep->token.pin)
+            t.token.bank == keep->token.bank && t.token.pin == keep->token.pin &&
+            t.token.pubkey == keep->token.pubkey && t.token.pubkey_pcrs == keep->token.pubkey_pcrs)
             out.push_back(t.token.keyslot);
     return out;
 }
@@ -285,7 +317,15 @@ nlohmann::json describe(Luks& luks, Tpm2* tpm) {
                 e["pcr_bank"] = to_string(bank);
                 e["pin"] = parsed->pin;
                 e["policy_hash"] = to_hex({parsed->policy_hash.data(), parsed->policy_hash.size()});
-                if (tpm && !parsed->signed_policy) {
+                if (parsed->pubkey) {
+                    e["signed_pcrs"] = pcr_indices(parsed->pubkey_pcrs);
+                    if (auto key = parse_pcr_public_key(*parsed->pubkey, "tpm2_pubkey"))
+                        e["pubkey_fingerprint"] = to_hex(key->fingerprint);
+                    else
+                        e["error"] = key.error().what();
+                }
+                // A signed policy depends on signatures, not only on the PCRs: not predicted.
+                if (tpm && !parsed->pubkey) {
                     // Predicted offline from the current PCRs: no unseal, no lockout risk.
                     auto values = tpm->read_pcrs(bank, parsed->pcrs);
                     if (values)

@@ -44,17 +44,26 @@ struct Enrolled {
     int keyslot = -1;
     int token = -1;
     bool already = false;  // a token with the same policy existed: nothing was added
+    // The new token was unsealed before it was written. A signed policy can be tested only with
+    // a signature for the current PCR values, which a node enrolling from its running system
+    // (after the initrd) never has: then it is not.
+    bool tested = true;
 };
 // Seals a fresh secret to the current PCRs (systemd 252's token format and passphrase), checks
 // that it unseals, then adds keyslot and token; a token that cannot be written takes its
 // keyslot with it. A PIN-less token with the same policy that still unseals makes this a no-op
 // (`already`); one that no longer does (cleared or replaced TPM) is removed after the new one.
+// `signer` adds a signed PCR policy, as systemd-cryptenroll --tpm2-public-key does.
 [[nodiscard]] Result<Enrolled> enroll_tpm2(Luks& luks, const SecretBytes& volume_key, Tpm2& tpm,
                                            PcrBank bank, PcrMask pcrs,
-                                           std::optional<std::string_view> pin);
+                                           std::optional<std::string_view> pin,
+                                           const SignedPcrs* signer = nullptr);
 
 // Unseals a PIN-less token (nothing counts against the TPM's lockout): does it still open here?
-[[nodiscard]] Status test_unseal(Tpm2& tpm, const Tpm2Token& token);
+// A signed token needs a signature for the current PCR values among `signatures`; without one
+// the answer is Errc::not_found (cannot tell).
+[[nodiscard]] Status test_unseal(Tpm2& tpm, const Tpm2Token& token,
+                                 std::span<const PcrSignature> signatures = {});
 
 struct RecoveryKey {
     int keyslot = -1;
@@ -67,15 +76,15 @@ struct Unlocked {
     int token = -1;
     SecretBytes passphrase;
 };
-// Tries every systemd-tpm2 token. A PIN is asked for (`ask_pin`, may return nullopt to skip)
-// only for tokens that want one, so a PIN never counts against the TPM's lockout for a token
-// that has none. `open` uses the unsealed passphrase on the token's keyslot (activate, or
-// check: the default); its failure moves on to the next token, so the keyslot's PBKDF runs once
-// per token. The error lists each token's reason.
+// Tries every systemd-tpm2 token; signed ones with `signatures` (tpm2-pcr-signature.json). A PIN is
+// asked for (`ask_pin`, may return nullopt to skip) only for tokens that want one, so a PIN never
+// counts against the TPM's lockout for a token that has none. `open` uses the unsealed passphrase
+// on the token's keyslot (activate, or check: the default); its failure moves on to the next token,
+// so the keyslot's PBKDF runs once per token. The error lists each token's reason.
 using OpenKeyslot = std::function<Status(int keyslot, std::string_view passphrase)>;
 [[nodiscard]] Result<Unlocked> unlock_tpm2(
     Luks& luks, Tpm2& tpm, const std::function<std::optional<std::string>()>& ask_pin,
-    const OpenKeyslot& open = {});
+    const OpenKeyslot& open = {}, std::span<const PcrSignature> signatures = {});
 
 // The volume key from a recovery key (any spelling normalize_recovery_key takes) or passphrase.
 [[nodiscard]] Result<SecretBytes> volume_key_from_passphrase(Luks& luks, std::string_view key);
@@ -84,7 +93,8 @@ using OpenKeyslot = std::function<Status(int keyslot, std::string_view passphras
 [[nodiscard]] Status wipe_slot(Luks& luks, int keyslot);
 
 // The keyslots of TPM2 tokens that `keep` (just enrolled for the new state) replaces: same PCRs,
-// bank and PIN use, another policy. Tokens the operator made for other PCRs or with a PIN stay.
+// bank, PIN use and signing key, another policy. Tokens the operator made for other PCRs or with a
+// PIN stay.
 [[nodiscard]] Result<std::vector<int>> stale_tpm2_keyslots(Luks& luks, int keep_token);
 
 // Everything `agentctl encrypt status` shows; `tpm` adds current PCRs, lockout and whether each

@@ -9,9 +9,6 @@
 namespace ballast::crypt {
 namespace {
 
-constexpr std::array<PcrBank, 4> kBanks{PcrBank::sha1, PcrBank::sha256, PcrBank::sha384,
-                                        PcrBank::sha512};
-
 Result<int> parse_pcr_index(std::string_view item) {
     auto text = trim(item);
     if (text.empty()) return fail(Errc::invalid_argument, "empty item");
@@ -42,7 +39,7 @@ Result<PcrBank> parse_pcr_bank(std::string_view name) {
     auto same = [](char a, char b) {
         return std::tolower(static_cast<unsigned char>(a)) == static_cast<unsigned char>(b);
     };
-    for (auto bank : kBanks)
+    for (auto bank : kPcrBanks)
         if (std::ranges::equal(name, to_string(bank), same)) return bank;
     return fail(Errc::invalid_argument,
                 "'{}' is not a PCR bank (expected sha1, sha256, sha384 or sha512)", name);

@@ -16,6 +16,8 @@
 namespace ballast::crypt {
 
 enum class PcrBank { sha1, sha256, sha384, sha512 };
+inline constexpr std::array kPcrBanks{PcrBank::sha1, PcrBank::sha256, PcrBank::sha384,
+                                      PcrBank::sha512};
 
 [[nodiscard]] std::string_view to_string(PcrBank bank) noexcept;
 // "sha256"; any case, like systemd's tpm2_hash_alg_from_string.

@@ -3,6 +3,7 @@
 #include <climits>
 #include <cstring>
 
+#include "ballast/core/bytes.hpp"
 #include "ballast/core/encoding.hpp"
 #include "ballast/core/openssl.hpp"
 #include "ballast/core/sha256.hpp"
@@ -11,21 +12,12 @@ namespace ballast::crypt {
 namespace {
 
 // TPM 2.0 part 2, table 12 (TPM_CC).
+constexpr uint32_t kCcPolicyAuthorize = 0x0000016A;
 constexpr uint32_t kCcPolicyAuthValue = 0x0000016B;
 constexpr uint32_t kCcPolicyPcr = 0x0000017F;
 
 // systemd's PBKDF2_HMAC_SHA256_ITERATIONS (src/shared/tpm2-util.c, v253+).
 constexpr int kPinPbkdf2Iterations = 10000;
-
-void put_be16(std::string& out, uint16_t v) {
-    out += char(v >> 8);
-    out += char(v & 0xff);
-}
-
-void put_be32(std::string& out, uint32_t v) {
-    put_be16(out, uint16_t(v >> 16));
-    put_be16(out, uint16_t(v & 0xffff));
-}
 
 std::string_view bytes(const Digest& d) {
     return {reinterpret_cast<const char*>(d.data()), d.size()};
@@ -35,8 +27,8 @@ std::string_view bytes(const Digest& d) {
 // as systemd and tpm2-tools send it: the digest covers the selection bytes as sent.
 std::string pcr_selection_bytes(PcrBank bank, PcrMask mask) {
     std::string out;
-    put_be32(out, 1);
-    put_be16(out, tpm_alg_id(bank));
+    put_be<uint32_t>(out, 1);
+    put_be<uint16_t>(out, tpm_alg_id(bank));
     out += char(3);
     for (int byte = 0; byte < 3; ++byte)
         out += char((mask >> (8 * byte)) & 0xff);
@@ -79,7 +71,7 @@ Result<Digest> policy_pcr(const Digest& old, PcrBank bank, PcrMask mask,
     }
     auto pcr_digest = values.digest();
     std::string command;
-    put_be32(command, kCcPolicyPcr);
+    put_be<uint32_t>(command, kCcPolicyPcr);
     command += pcr_selection_bytes(bank, mask);
     auto h = BALLAST_TRY(Sha256::make());
     h.update(bytes(old));
@@ -90,16 +82,34 @@ Result<Digest> policy_pcr(const Digest& old, PcrBank bank, PcrMask mask,
 
 Result<Digest> policy_auth_value(const Digest& old) {
     std::string command;
-    put_be32(command, kCcPolicyAuthValue);
+    put_be<uint32_t>(command, kCcPolicyAuthValue);
     auto h = BALLAST_TRY(Sha256::make());
     h.update(bytes(old));
     h.update(command);
     return h.digest();
 }
 
+Result<Digest> policy_authorize(std::string_view key_name) {
+    BALLAST_TRY(require(key_name.size() == 34 && key_name[0] == 0 && key_name[1] == 0x0B,
+                        "policy_authorize: the key name is not a SHA-256 TPM name"));
+    Digest zero{};
+    std::string command;
+    put_be<uint32_t>(command, kCcPolicyAuthorize);
+    auto h = BALLAST_TRY(Sha256::make());
+    h.update(bytes(zero));
+    h.update(command);
+    h.update(key_name);
+    auto first = h.digest();
+    // Then the policyRef, empty here: the second hash still runs.
+    auto h2 = BALLAST_TRY(Sha256::make());
+    h2.update(bytes(first));
+    return h2.digest();
+}
+
 Result<Digest> predict_policy(PcrBank bank, PcrMask mask, std::span<const std::string> values,
-                              bool pin) {
+                              bool pin, std::optional<std::string_view> signer_name) {
     Digest d{};
+    if (signer_name) d = BALLAST_TRY(policy_authorize(*signer_name));
     // PolicyPCR with an empty selection would still change the digest; systemd skips it.
     if (mask != 0)
         d = BALLAST_TRY(policy_pcr(d, bank, mask, values));

@@ -21,10 +21,16 @@ namespace ballast::crypt {
                                         std::span<const std::string> values_ascending);
 // TPM2_PolicyAuthValue: SHA256(old || TPM_CC_PolicyAuthValue).
 [[nodiscard]] Result<Digest> policy_auth_value(const Digest& old);
-// The digest systemd 252 seals to: from 32 zero bytes, PolicyPCR when `mask` is not empty, then
+// TPM2_PolicyAuthorize with an empty policyRef, as systemd 252 sends it: the digest is reset
+// to SHA256(SHA256(0^32 || TPM_CC_PolicyAuthorize || key_name) || policyRef), whatever came
+// before, so it comes first in a policy. `key_name` is the signing key's TPM name (pcr_key.hpp).
+[[nodiscard]] Result<Digest> policy_authorize(std::string_view key_name);
+// The digest systemd 252 seals to: from 32 zero bytes, PolicyAuthorize when the policy has a
+// signing key (`signer_name`: its TPM name), PolicyPCR when `mask` is not empty, then
 // PolicyAuthValue when there is a PIN. `values` as for policy_pcr (empty when `mask` is).
 [[nodiscard]] Result<Digest> predict_policy(PcrBank bank, PcrMask mask,
-                                            std::span<const std::string> values, bool pin);
+                                            std::span<const std::string> values, bool pin,
+                                            std::optional<std::string_view> signer_name = {});
 
 // The sealed object's authValue for `pin` (32 raw bytes; a secret).
 // Without salt (systemd 252, and what Ballast writes): SHA256(pin).

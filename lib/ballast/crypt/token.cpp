@@ -7,34 +7,18 @@
 
 #include "ballast/core/encoding.hpp"
 #include "ballast/core/json.hpp"
+#include "ballast/crypt/json_fields.hpp"
 
 namespace ballast::crypt {
 namespace {
 
-using Json = nlohmann::json;
-
-// Untrusted values quoted in errors stay short.
-std::string shown(const Json& v) {
-    auto text = json_text(v);
-    return text.size() > 40 ? text.substr(0, 37) + "..." : text;
-}
-
-const Json* member(const Json& obj, std::string_view key) {
-    auto it = obj.find(std::string(key));
-    return it == obj.end() ? nullptr : &*it;
-}
+using namespace jf;
 
 Result<Json> parse_object(std::string_view text) {
     auto j = Json::parse(text, nullptr, false);
     if (j.is_discarded()) return fail(Errc::parse, "token is not valid JSON");
     if (!j.is_object()) return fail(Errc::parse, "token is not a JSON object");
     return j;
-}
-
-Result<const Json*> required(const Json& token, std::string_view field) {
-    const auto* v = member(token, field);
-    if (!v) return fail(Errc::parse, "{}: missing", field);
-    return v;
 }
 
 // Canonical decimal only ("1", never "01" or "+1"): the one spelling systemd and cryptsetup
@@ -55,49 +39,9 @@ Result<int> keyslot_of(const Json& token) {
     return keyslot;
 }
 
-Result<PcrMask> pcr_array(const Json& v, std::string_view field) {
-    if (!v.is_array()) return fail(Errc::parse, "{}: {} is not an array of PCRs", field, shown(v));
-    PcrMask mask = 0;
-    for (const auto& e : v) {
-        if (!e.is_number_unsigned() || e.get<uint64_t>() >= uint64_t(kPcrCount))
-            return fail(Errc::parse, "{}: {} is not a PCR (0-{})", field, shown(e), kPcrCount - 1);
-        mask |= PcrMask{1} << e.get<unsigned>();
-    }
-    return mask;
-}
-
-Result<const std::string*> string_field(const Json& v, std::string_view field) {
-    if (!v.is_string()) return fail(Errc::parse, "{}: {} is not a string", field, shown(v));
-    return &v.get_ref<const std::string&>();
-}
-
 Result<std::string> type_of(const Json& token) {
     const auto* type = BALLAST_TRY(required(token, "type"));
     return *BALLAST_TRY(string_field(*type, "type"));
-}
-
-// Standard alphabet with padding, nothing else: what systemd's base64mem writes.
-Result<std::string> base64_field(const Json& v, std::string_view field) {
-    const auto* text = BALLAST_TRY(string_field(v, field));
-    auto raw = base64_decode(*text);
-    if (!raw || raw->empty() || base64_encode(*raw) != *text)
-        return fail(Errc::parse, "{}: not non-empty standard base64", field);
-    return std::move(*raw);
-}
-
-Result<Digest> digest_field(const Json& v, std::string_view field) {
-    const auto* text = BALLAST_TRY(string_field(v, field));
-    Digest d{};
-    const auto raw = from_hex(*text);
-    if (!raw || raw->size() != d.size())
-        return fail(Errc::parse, "{}: not 64 hex digits (a SHA-256 policy digest)", field);
-    std::copy(raw->begin(), raw->end(), d.begin());
-    return d;
-}
-
-Result<bool> bool_field(const Json& v, std::string_view field) {
-    if (!v.is_boolean()) return fail(Errc::parse, "{}: {} is not true or false", field, shown(v));
-    return v.get<bool>();
 }
 
 // systemd 257 may split the secret over several sealed objects ("shards") and then writes
@@ -161,7 +105,7 @@ Status read_required(const Json& j, Tpm2Token& t) {
     t.pcrs = BALLAST_TRY(pcr_array(*pcrs, "tpm2-pcrs"));
     const auto* hash = BALLAST_TRY(required(j, "tpm2-policy-hash"));
     hash = BALLAST_TRY(single_shard(*hash, "tpm2-policy-hash"));
-    t.policy_hash = BALLAST_TRY(digest_field(*hash, "tpm2-policy-hash"));
+    t.policy_hash = BALLAST_TRY(digest_field(*hash, "tpm2-policy-hash", "a SHA-256 policy digest"));
     return {};
 }
 
@@ -180,18 +124,16 @@ Status read_optional(const Json& j, Tpm2Token& t) {
     return {};
 }
 
-// Signed PCR policies (tpm2_pubkey) need a signature Ballast never has; pcrlock needs an NV
-// index policy it does not build. systemd 256+ writes "tpm2_pcrlock": false on every token.
+// systemd writes tpm2_pubkey and tpm2_pubkey_pcrs together or not at all. pcrlock needs an NV
+// index policy Ballast does not build; systemd 256+ writes "tpm2_pcrlock": false on every token.
 Status read_policy_kind(const Json& j, Tpm2Token& t) {
-    PcrMask signed_pcrs = 0;
-    if (const auto* v = member(j, "tpm2_pubkey_pcrs"))
-        signed_pcrs = BALLAST_TRY(pcr_array(*v, "tpm2_pubkey_pcrs"));
-    if (const auto* v = member(j, "tpm2_pubkey")) {
-        BALLAST_TRY(base64_field(*v, "tpm2_pubkey"));
-        t.signed_policy = true;
-    } else if (signed_pcrs != 0) {
-        return fail(Errc::parse, "tpm2_pubkey_pcrs: set, but tpm2_pubkey is missing");
-    }
+    const auto* pcrs = member(j, "tpm2_pubkey_pcrs");
+    const auto* key = member(j, "tpm2_pubkey");
+    if (pcrs) t.pubkey_pcrs = BALLAST_TRY(pcr_array(*pcrs, "tpm2_pubkey_pcrs"));
+    if (key) t.pubkey = BALLAST_TRY(base64_field(*key, "tpm2_pubkey"));
+    if (pcrs && !key) return fail(Errc::parse, "tpm2_pubkey_pcrs: set, but tpm2_pubkey is missing");
+    if (key && t.pubkey_pcrs == 0)
+        return fail(Errc::parse, "tpm2_pubkey: set, but tpm2_pubkey_pcrs is missing or empty");
     const auto* pcrlock = member(j, "tpm2_pcrlock");
     if (pcrlock && BALLAST_TRY(bool_field(*pcrlock, "tpm2_pcrlock")))
         return fail(Errc::unsupported,
@@ -216,10 +158,13 @@ Result<PrimaryAlg> parse_primary_alg(std::string_view name) {
 }
 
 Result<std::string> tpm2_token_json(const Tpm2Token& t) {
-    if (t.salt || t.srk || t.signed_policy)
+    if (t.salt || t.srk)
         return fail(Errc::invalid_argument,
-                    "tpm2_token_json: tpm2_salt, tpm2_srk and tpm2_pubkey are not written: systemd "
-                    "252 would not unlock the token");
+                    "tpm2_token_json: tpm2_salt and tpm2_srk are not written: systemd 252 would "
+                    "not unlock the token");
+    if (t.pubkey.has_value() != (t.pubkey_pcrs != 0) || (t.pubkey && t.pubkey->empty()))
+        return fail(Errc::invalid_argument,
+                    "tpm2_token_json: a signed policy needs both a public key and its PCRs");
     if (t.blob.empty()) return fail(Errc::invalid_argument, "tpm2_token_json: empty blob");
     // ordered_json keeps systemd's field order, so the text matches what systemd writes.
     nlohmann::ordered_json j;
@@ -231,6 +176,10 @@ Result<std::string> tpm2_token_json(const Tpm2Token& t) {
     j["tpm2-primary-alg"] = std::string(to_string(t.primary_alg));
     j["tpm2-policy-hash"] = to_hex(t.policy_hash);
     j["tpm2-pin"] = t.pin;
+    if (t.pubkey) {
+        j["tpm2_pubkey_pcrs"] = pcr_indices(t.pubkey_pcrs);
+        j["tpm2_pubkey"] = base64_encode(*t.pubkey);
+    }
     return json_text(j);
 }
 

@@ -34,12 +34,16 @@ struct Tpm2Token {
     bool pin = false;
     std::optional<std::string> srk;   // raw, from tpm2_srk (systemd 254+)
     std::optional<std::string> salt;  // raw, tpm2_salt (systemd 253+): the PIN is salted
-    bool signed_policy = false;       // tpm2_pubkey present: Ballast cannot satisfy it
+    // A signed PCR policy (systemd 252+): the PEM text of the RSA key (tpm2_pubkey) whose
+    // signatures over PCR values the TPM accepts for `pubkey_pcrs` (tpm2_pubkey_pcrs).
+    std::optional<std::string> pubkey;
+    PcrMask pubkey_pcrs = 0;
 };
 
 // The token as systemd 252 writes it, compact and in its field order: type, keyslots, tpm2-blob,
 // tpm2-pcrs, tpm2-pcr-bank (sha256 when `bank` is absent), tpm2-primary-alg, tpm2-policy-hash,
-// tpm2-pin. A token 252 could not unlock (salt, srk or signed policy set), an empty blob or a
+// tpm2-pin, then tpm2_pubkey_pcrs and tpm2_pubkey for a signed policy. A token 252 could not
+// unlock (salt or srk set), an empty blob, a key without PCRs (or PCRs without a key) or a
 // keyslot outside 0-31 is Errc::invalid_argument.
 [[nodiscard]] Result<std::string> tpm2_token_json(const Tpm2Token& token);
 

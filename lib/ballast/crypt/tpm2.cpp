@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "ballast/core/encoding.hpp"
+#include "ballast/core/sha256.hpp"
 #include "ballast/crypt/tss.hpp"
 
 namespace ballast::crypt {
@@ -216,8 +218,121 @@ struct PolicySession {
     Digest digest{};
 };
 
+Result<Digest> session_digest(Tpm2::State& s, ESYS_TR session) {
+    TPM2B_DIGEST* raw = nullptr;
+    BALLAST_TRY(s.check(s.api->Esys_PolicyGetDigest(s.esys, session, ESYS_TR_NONE, ESYS_TR_NONE,
+                                                    ESYS_TR_NONE, &raw),
+                        "policy digest"));
+    EsysPtr<TPM2B_DIGEST> d(raw, {s.api});
+    Digest out{};
+    if (d->size != out.size())
+        return fail(Errc::failed, "policy digest has {} bytes, not 32", d->size);
+    std::memcpy(out.data(), d->buffer, out.size());
+    return out;
+}
+
+Status policy_pcr(Tpm2::State& s, ESYS_TR session, PcrBank bank, PcrMask pcrs) {
+    TPML_PCR_SELECTION sel = pcr_selection(bank, pcrs);
+    TPM2B_DIGEST none{};
+    return s.check(s.api->Esys_PolicyPCR(s.esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                         &none, &sel),
+                   "policy PCR");
+}
+
+// The key as TPM2_LoadExternal takes it, from the bytes its name is computed over, so the two
+// cannot disagree.
+Result<TPM2B_PUBLIC> external_public(Tpm2::State& s, const PcrPublicKey& key, ExponentForm form) {
+    std::string bytes = tpmt_public(key, form);
+    TPM2B_PUBLIC pub{};
+    size_t off = 0;
+    if (s.api->Tss2_MU_TPMT_PUBLIC_Unmarshal(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                             bytes.size(), &off,
+                                             &pub.publicArea) != TSS2_RC_SUCCESS ||
+        off != bytes.size())
+        return fail(Errc::failed, "the PCR public key does not make a TPMT_PUBLIC");
+    return pub;
+}
+
+// The ticket that PCR values the key's owner signed may stand for the approved policy: the
+// signature for exactly these values (systemd's find_signature), checked by the TPM itself.
+Result<EsysPtr<TPMT_TK_VERIFIED>> verify_signature(Tpm2::State& s, const SignedPcrs& signer,
+                                                   PcrBank bank, const Digest& approved,
+                                                   ExponentForm form) {
+    const PcrSignature* sig =
+        find_pcr_signature(signer.signatures, bank, signer.pcrs, signer.key->fingerprint, approved);
+    if (!sig)
+        return fail(Errc::not_found,
+                    "no PCR signature by this key for the current values of PCR {} ({}; policy "
+                    "{}){}",
+                    format_pcr_list(signer.pcrs), to_string(bank), to_hex(approved),
+                    signer.signatures.empty() ? ": no signature file" : "");
+    if (sig->signature.size() > sizeof(TPM2B_PUBLIC_KEY_RSA::buffer))
+        return fail(Errc::verification, "the PCR signature is {} bytes, too large for RSA",
+                    sig->signature.size());
+    TPM2B_PUBLIC pub = BALLAST_TRY(external_public(s, *signer.key, form));
+    ESYS_TR loaded = ESYS_TR_NONE;
+    BALLAST_TRY(s.check(s.api->Esys_LoadExternal(s.esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                                 nullptr, &pub, ESYS_TR_RH_OWNER, &loaded),
+                        "load the PCR public key"));
+    Handle key(&s, loaded);
+    TPM2B_DIGEST hash{};
+    auto h = BALLAST_TRY(
+        sha256_digest({reinterpret_cast<const char*>(approved.data()), approved.size()}));
+    hash.size = uint16_t(h.size());
+    std::memcpy(hash.buffer, h.data(), h.size());
+    TPMT_SIGNATURE signature{};
+    signature.sigAlg = TPM2_ALG_RSASSA;
+    signature.signature.rsassa.hash = TPM2_ALG_SHA256;
+    signature.signature.rsassa.sig.size = uint16_t(sig->signature.size());
+    std::memcpy(signature.signature.rsassa.sig.buffer, sig->signature.data(),
+                sig->signature.size());
+    TPMT_TK_VERIFIED* ticket = nullptr;
+    TSS2_RC rc = s.api->Esys_VerifySignature(s.esys, key.get(), ESYS_TR_NONE, ESYS_TR_NONE,
+                                             ESYS_TR_NONE, &hash, &signature, &ticket);
+    ++s.commands;
+    if (rc != TSS2_RC_SUCCESS)
+        return fail(Errc::verification, "the TPM refuses the PCR signature: {}",
+                    s.api->Tss2_RC_Decode(rc));
+    return EsysPtr<TPMT_TK_VERIFIED>(ticket, {s.api});
+}
+
+// systemd 252's order (tpm2_make_policy_session): PolicyPCR over the signed PCRs, whose digest
+// is the approved policy, then PolicyAuthorize by the key (which resets the digest to one that
+// names only the key), then PolicyPCR over the literal PCRs, then PolicyAuthValue for a PIN.
+Status policy_authorize(Tpm2::State& s, ESYS_TR session, bool trial, const SignedPcrs& signer,
+                        PcrBank bank, ExponentForm form) {
+    BALLAST_TRY(policy_pcr(s, session, bank, signer.pcrs));
+    Digest approved = BALLAST_TRY(session_digest(s, session));
+    EsysPtr<TPMT_TK_VERIFIED> ticket(nullptr, {s.api});
+    // A trial session checks no ticket: the NULL ticket systemd passes when enrolling.
+    TPMT_TK_VERIFIED null_ticket{};
+    null_ticket.tag = TPM2_ST_VERIFIED;
+    null_ticket.hierarchy = TPM2_RH_OWNER;
+    if (!trial) ticket = BALLAST_TRY(verify_signature(s, signer, bank, approved, form));
+    std::string name = BALLAST_TRY(tpm_name(*signer.key, form));
+    TPM2B_NAME key_name{};
+    key_name.size = uint16_t(name.size());
+    std::memcpy(key_name.name, name.data(), name.size());
+    TPM2B_DIGEST approved_policy{};
+    approved_policy.size = uint16_t(approved.size());
+    std::memcpy(approved_policy.buffer, approved.data(), approved.size());
+    TPM2B_NONCE no_ref{};
+    return s.check(s.api->Esys_PolicyAuthorize(s.esys, session, ESYS_TR_NONE, ESYS_TR_NONE,
+                                               ESYS_TR_NONE, &approved_policy, &no_ref, &key_name,
+                                               ticket ? ticket.get() : &null_ticket),
+                   "policy authorize");
+}
+
+struct PolicyTerms {
+    PcrBank bank = PcrBank::sha256;
+    PcrMask pcrs = 0;
+    bool pin = false;
+    const SignedPcrs* signer = nullptr;
+    ExponentForm form = ExponentForm::literal;
+};
+
 Result<PolicySession> policy_session(Tpm2::State& s, const Handle& primary, bool trial,
-                                     PcrBank bank, PcrMask pcrs, bool pin) {
+                                     const PolicyTerms& t) {
     TPMT_SYM_DEF sym{};
     sym.algorithm = TPM2_ALG_AES;
     sym.keyBits.aes = 128;
@@ -229,25 +344,13 @@ Result<PolicySession> policy_session(Tpm2::State& s, const Handle& primary, bool
                     nullptr, trial ? TPM2_SE_TRIAL : TPM2_SE_POLICY, &sym, TPM2_ALG_SHA256, &h),
                 "start policy session"));
     PolicySession ps{Handle(&s, h), {}};
-    if (pcrs != 0) {
-        TPML_PCR_SELECTION sel = pcr_selection(bank, pcrs);
-        TPM2B_DIGEST none{};
-        BALLAST_TRY(s.check(
-            s.api->Esys_PolicyPCR(s.esys, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &none, &sel),
-            "policy PCR"));
-    }
-    if (pin)
+    if (t.signer) BALLAST_TRY(policy_authorize(s, h, trial, *t.signer, t.bank, t.form));
+    if (t.pcrs != 0) BALLAST_TRY(policy_pcr(s, h, t.bank, t.pcrs));
+    if (t.pin)
         BALLAST_TRY(s.check(
             s.api->Esys_PolicyAuthValue(s.esys, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE),
             "policy auth value"));
-    TPM2B_DIGEST* raw = nullptr;
-    BALLAST_TRY(s.check(
-        s.api->Esys_PolicyGetDigest(s.esys, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &raw),
-        "policy digest"));
-    EsysPtr<TPM2B_DIGEST> d(raw, {s.api});
-    if (d->size != ps.digest.size())
-        return fail(Errc::failed, "policy digest has {} bytes, not 32", d->size);
-    std::memcpy(ps.digest.data(), d->buffer, ps.digest.size());
+    ps.digest = BALLAST_TRY(session_digest(s, h));
     return ps;
 }
 
@@ -259,7 +362,7 @@ void set_auth(TPM2B_AUTH& out, std::string_view auth) {
 }  // namespace
 
 Result<Sealed> Tpm2::seal(std::span<const uint8_t> secret, PcrBank bank, PcrMask pcrs,
-                          std::optional<std::string_view> pin_auth) {
+                          std::optional<std::string_view> pin_auth, const SignedPcrs* signer) {
     State& s = *s_;
     if (secret.size() > sizeof(TPM2B_SENSITIVE_DATA::buffer))
         return fail(Errc::invalid_argument, "secret of {} bytes is too large to seal",
@@ -273,8 +376,8 @@ Result<Sealed> Tpm2::seal(std::span<const uint8_t> secret, PcrBank bank, PcrMask
     }
     if (!primary) return std::unexpected(std::move(primary).error().context("seal"));
     Handle enc = BALLAST_TRY_CTX(hmac_session(s, *primary, ESYS_TR_NONE), "seal");
-    PolicySession policy = BALLAST_TRY_CTX(
-        policy_session(s, *primary, true, bank, pcrs, pin_auth.has_value()), "seal");
+    PolicyTerms terms{bank, pcrs, pin_auth.has_value(), signer, ExponentForm::literal};
+    PolicySession policy = BALLAST_TRY_CTX(policy_session(s, *primary, true, terms), "seal");
     out.policy = policy.digest;
 
     TPM2B_PUBLIC tmpl{};
@@ -347,8 +450,13 @@ Result<SecretBytes> Tpm2::unseal(const SealedObject& obj,
             return fail(Errc::failed, "unseal: set the PIN: {}", s.api->Tss2_RC_Decode(rc));
     }
     Handle enc = BALLAST_TRY_CTX(hmac_session(s, primary, loaded), "unseal");
-    PolicySession policy = BALLAST_TRY_CTX(
-        policy_session(s, primary, false, obj.bank, obj.pcrs, pin_auth.has_value()), "unseal");
+    PolicyTerms terms{obj.bank, obj.pcrs, pin_auth.has_value(), obj.signer, ExponentForm::literal};
+    PolicySession policy = BALLAST_TRY_CTX(policy_session(s, primary, false, terms), "unseal");
+    // systemd 254+ names the key with the exponent 65537 spelled 0: try that spelling too.
+    if (policy.digest != obj.policy && obj.signer && obj.signer->key->exponent == 65537) {
+        terms.form = ExponentForm::default_zero;
+        policy = BALLAST_TRY_CTX(policy_session(s, primary, false, terms), "unseal");
+    }
     if (policy.digest != obj.policy)
         return fail(Errc::verification,
                     "unseal: the current PCR values ({}:{}) do not match the sealed policy",

@@ -17,6 +17,8 @@
 #include "ballast/core/result.hpp"
 #include "ballast/core/secret.hpp"
 #include "ballast/crypt/pcr.hpp"
+#include "ballast/crypt/pcr_key.hpp"
+#include "ballast/crypt/pcr_signature.hpp"
 #include "ballast/crypt/token.hpp"
 
 namespace ballast::crypt {
@@ -30,6 +32,15 @@ struct Sealed {
     PrimaryAlg primary_alg = PrimaryAlg::ecc;
 };
 
+// A signed PCR policy (systemd 252's tpm2_pubkey): PolicyAuthorize by `key` of PolicyPCR over
+// `pcrs`, so that any PCR values the key's owner signed satisfy it. At unseal the signature
+// comes from `signatures` (tpm2-pcr-signature.json); sealing needs none.
+struct SignedPcrs {
+    const PcrPublicKey* key = nullptr;
+    PcrMask pcrs = 0;
+    std::span<const PcrSignature> signatures;
+};
+
 // What Unseal needs from a token.
 struct SealedObject {
     std::string_view blob;
@@ -38,6 +49,7 @@ struct SealedObject {
     PcrBank bank = PcrBank::sha256;
     PcrMask pcrs = 0;
     Digest policy{};
+    const SignedPcrs* signer = nullptr;
 };
 
 struct Lockout {
@@ -57,12 +69,15 @@ class Tpm2 {
 
     [[nodiscard]] const std::string& tcti() const noexcept { return tcti_; }
 
-    // Seals `secret` to the current values of `pcrs` in `bank`; `pin_auth` (pin_auth_value())
-    // adds PolicyAuthValue. PIN-less objects get NODA so power cuts never count as attacks.
+    // Seals `secret` to the current values of `pcrs` in `bank`; `signer` adds a signed policy
+    // first (as systemd 252 orders it), `pin_auth` (pin_auth_value()) PolicyAuthValue last.
+    // PIN-less objects get NODA so power cuts never count as attacks.
     [[nodiscard]] Result<Sealed> seal(std::span<const uint8_t> secret, PcrBank bank, PcrMask pcrs,
-                                      std::optional<std::string_view> pin_auth);
-    // Errc::verification when the current PCRs do not give the sealed policy, permission_denied
-    // for a wrong PIN, busy for a TPM in dictionary-attack lockout (any call may say so).
+                                      std::optional<std::string_view> pin_auth,
+                                      const SignedPcrs* signer = nullptr);
+    // Errc::verification when the current PCRs do not give the sealed policy (for a signed
+    // policy: no signature for them, or one the TPM does not accept), permission_denied for a
+    // wrong PIN, busy for a TPM in dictionary-attack lockout (any call may say so).
     [[nodiscard]] Result<SecretBytes> unseal(const SealedObject& obj,
                                              std::optional<std::string_view> pin_auth);
     // Raw values of `pcrs`, ascending.

@@ -28,6 +28,10 @@ namespace ballast::crypt::tss {
     X(Esys_TR_Deserialize)       \
     X(Esys_TR_Close)             \
     X(Esys_PolicyPCR)            \
+    X(Esys_PolicyAuthorize)      \
+    X(Esys_LoadExternal)         \
+    X(Esys_VerifySignature)      \
+    X(Esys_TR_GetName)           \
     X(Esys_PolicyAuthValue)      \
     X(Esys_PolicyGetDigest)      \
     X(Esys_PCR_Read)             \
@@ -36,7 +40,8 @@ namespace ballast::crypt::tss {
     X(Tss2_MU_TPM2B_PRIVATE_Marshal)   \
     X(Tss2_MU_TPM2B_PRIVATE_Unmarshal) \
     X(Tss2_MU_TPM2B_PUBLIC_Marshal)    \
-    X(Tss2_MU_TPM2B_PUBLIC_Unmarshal)
+    X(Tss2_MU_TPM2B_PUBLIC_Unmarshal)  \
+    X(Tss2_MU_TPMT_PUBLIC_Unmarshal)
 #define BALLAST_TSS_TCTILDR(X) \
     X(Tss2_TctiLdr_Initialize) \
     X(Tss2_TctiLdr_Finalize)

@@ -10,14 +10,8 @@
 namespace ballast::update {
 namespace {
 
-template <class T>
-using Own = std::unique_ptr<T, std::function<void(T*)>>;
-
-Result<Own<BIO>> mem_bio(const ossl::Api& a, std::string_view data) {
-    BIO* b = a.BIO_new_mem_buf(data.data(), int(data.size()));
-    if (!b) return fail(Errc::failed, "BIO_new_mem_buf failed");
-    return Own<BIO>(b, [&a](BIO* x) { a.BIO_free(x); });
-}
+using ossl::mem_bio;
+using ossl::Own;
 
 // Every certificate in a PEM file.
 Result<std::vector<Own<X509>>> read_certs(const ossl::Api& a, const std::string& path) {
