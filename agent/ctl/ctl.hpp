@@ -80,6 +80,9 @@ struct EncryptOptions {
     std::string pcrs;             // --pcrs (default agent.yaml tpm.pcrs)
     std::string pcr_bank;         // --pcr-bank (default agent.yaml tpm.pcr_bank)
     bool pin = false;             // --pin: the new token also needs a PIN (NEWPIN or the terminal)
+    std::string public_key;       // --tpm2-public-key (default agent.yaml tpm.public_key)
+    std::string public_key_pcrs;  // --tpm2-public-key-pcrs (default agent.yaml, "11")
+    std::string signature;        // --tpm2-signature (default agent.yaml, systemd's places)
     std::string unlock_key_file;  // recovery key or passphrase instead of the TPM
     int slot = -1;                // wipe-slot N
     bool replace = false;         // recovery-key --replace: drop the other recovery slots

@@ -7,6 +7,7 @@
 #include "ballast/core/root.hpp"
 #include "ballast/crypt/ask.hpp"
 #include "ballast/crypt/keys.hpp"
+#include "ballast/crypt/pcr_signature_file.hpp"
 #include "ballast/ops/escrow.hpp"
 #include "ctl.hpp"
 
@@ -17,6 +18,7 @@ struct Context {
     config::AgentSettings settings;
     std::string device;
     std::string tcti;
+    std::vector<crypt::PcrSignature> signatures;  // of this boot, for signed tokens
 };
 
 Result<Context> context(const GlobalOptions& g, const EncryptOptions& o) {
@@ -26,6 +28,9 @@ Result<Context> context(const GlobalOptions& g, const EncryptOptions& o) {
         BALLAST_TRY(config::load_agent_settings(root(config::kDefaultAgentSettingsPath), false));
     c.device = !o.device.empty() ? o.device : std::string(kPersistentDevice);
     c.tcti = !o.tpm2_device.empty() ? o.tpm2_device : c.settings.tpm.device;
+    c.signatures = BALLAST_TRY_CTX(
+        crypt::load_pcr_signatures(!o.signature.empty() ? o.signature : c.settings.tpm.signature),
+        "--tpm2-signature");
     return c;
 }
 
@@ -40,8 +45,8 @@ Result<SecretBytes> volume_key(crypt::Luks& luks, const Context& c, const Encryp
         return with_context(std::move(vk), "--unlock-key-file " + o.unlock_key_file);
     }
     crypt::Tpm2 tpm = BALLAST_TRY(crypt::Tpm2::open(c.tcti));
-    auto unlocked =
-        crypt::unlock_tpm2(luks, tpm, [] { return crypt::ask_secret("TPM2 PIN", "PIN"); });
+    auto unlocked = crypt::unlock_tpm2(
+        luks, tpm, [] { return crypt::ask_secret("TPM2 PIN", "PIN"); }, {}, c.signatures);
     if (!unlocked)
         return std::unexpected(std::move(unlocked).error().context(
             "unlock (give a recovery key with --unlock-key-file)"));
@@ -51,10 +56,26 @@ Result<SecretBytes> volume_key(crypt::Luks& luks, const Context& c, const Encryp
 struct Policy {
     crypt::PcrBank bank;
     crypt::PcrMask pcrs;
+    std::optional<crypt::PcrPublicKey> key;  // a signed policy
+    crypt::PcrMask key_pcrs = 0;
 };
 
 Result<Policy> policy(const Context& c, const EncryptOptions& o) {
     Policy p{};
+    const std::string& key = !o.public_key.empty() ? o.public_key : c.settings.tpm.public_key;
+    if (!key.empty()) {
+        std::string pem = BALLAST_TRY_CTX(read_file(key, 64u << 10), "--tpm2-public-key");
+        p.key = BALLAST_TRY_CTX(crypt::parse_pcr_public_key(pem, key), "--tpm2-public-key");
+        const std::string& pcrs =
+            !o.public_key_pcrs.empty() ? o.public_key_pcrs : c.settings.tpm.public_key_pcrs;
+        p.key_pcrs = BALLAST_TRY_CTX(crypt::parse_pcr_list(pcrs), "--tpm2-public-key-pcrs");
+        if (p.key_pcrs == 0)
+            return fail(Errc::invalid_argument,
+                        "--tpm2-public-key-pcrs: a signed policy needs at least one PCR");
+    } else if (!o.public_key_pcrs.empty()) {
+        return fail(Errc::invalid_argument,
+                    "--tpm2-public-key-pcrs: needs --tpm2-public-key (or tpm.public_key)");
+    }
     p.bank = BALLAST_TRY_CTX(
         crypt::parse_pcr_bank(o.pcr_bank.empty() ? c.settings.tpm.pcr_bank : o.pcr_bank),
         "--pcr-bank");
@@ -78,7 +99,9 @@ Result<crypt::Enrolled> enroll(crypt::Luks& luks, const SecretBytes& vk, const C
     Policy p = BALLAST_TRY(policy(c, o));
     auto pin = BALLAST_TRY(new_pin(o));
     crypt::Tpm2 tpm = BALLAST_TRY(crypt::Tpm2::open(c.tcti));
-    auto e = BALLAST_TRY(crypt::enroll_tpm2(luks, vk, tpm, p.bank, p.pcrs, pin));
+    crypt::SignedPcrs signer{p.key ? &*p.key : nullptr, p.key_pcrs, c.signatures};
+    auto e = BALLAST_TRY(
+        crypt::enroll_tpm2(luks, vk, tpm, p.bank, p.pcrs, pin, p.key ? &signer : nullptr));
     if (replace)
         for (int slot : BALLAST_TRY(crypt::stale_tpm2_keyslots(luks, e.token)))
             BALLAST_TRY(crypt::wipe_slot(luks, slot));
@@ -87,11 +110,18 @@ Result<crypt::Enrolled> enroll(crypt::Luks& luks, const SecretBytes& vk, const C
 
 void print_enrolled(const GlobalOptions& g, const crypt::Enrolled& e, const char* verb) {
     if (g.json)
-        print_json({{"keyslot", e.keyslot}, {"token", e.token}, {"already", e.already}});
+        print_json({{"keyslot", e.keyslot},
+                    {"token", e.token},
+                    {"already", e.already},
+                    {"tested", e.tested}});
     else if (e.already)
         std::printf("already enrolled: keyslot %d, token %d has this policy\n", e.keyslot, e.token);
     else
         std::printf("%s: keyslot %d, token %d\n", verb, e.keyslot, e.token);
+    if (!e.tested && !g.json)
+        std::printf(
+            "not tested: no signature for the current PCR values; it opens at a boot "
+            "whose signed PCRs it was signed for\n");
 }
 
 int status(const GlobalOptions& g, crypt::Luks& luks, const Context& c) {
@@ -115,10 +145,15 @@ int status(const GlobalOptions& g, crypt::Luks& luks, const Context& c) {
         std::string pcrs;
         for (const auto& p : t.value("pcrs", nlohmann::json::array()))
             pcrs += (pcrs.empty() ? "" : ",") + std::to_string(p.get<int>());
-        std::printf("  TPM2 token %d: %s:%s%s, %s\n", t["id"].get<int>(),
-                    t.value("pcr_bank", "?").c_str(), pcrs.c_str(),
+        std::string signed_pcrs;
+        for (const auto& p : t.value("signed_pcrs", nlohmann::json::array()))
+            signed_pcrs +=
+                (signed_pcrs.empty() ? " + signed " : ",") + std::to_string(p.get<int>());
+        std::printf("  TPM2 token %d: %s:%s%s%s, %s\n", t["id"].get<int>(),
+                    t.value("pcr_bank", "?").c_str(), pcrs.c_str(), signed_pcrs.c_str(),
                     t.value("pin", false) ? " + PIN" : "",
                     t.contains("error")                 ? t["error"].get<std::string>().c_str()
+                    : t.contains("signed_pcrs")         ? "signed policy (checked when it unseals)"
                     : !t.contains("policy_satisfied")   ? "policy not checked (no TPM)"
                     : t["policy_satisfied"].get<bool>() ? "current PCRs satisfy the policy"
                                                         : "current PCRs do NOT satisfy the policy");

@@ -373,6 +373,9 @@ void add_encrypt_commands(CLI::App& app, const GlobalOptions& g, Action& action)
         c->add_option("--tpm2-device", enc->tpm2_device,
                       "TPM as a TCTI: device:/dev/tpmrm0, swtpm:host=H,port=P (default: "
                       "agent.yaml tpm.device, else /dev/tpmrm0)");
+        c->add_option("--tpm2-signature", enc->signature,
+                      "Signed PCR policies of this boot, tpm2-pcr-signature.json (default: "
+                      "agent.yaml tpm.signature, else systemd's places and /.extra)");
         c->callback([&, enc, c] {
             action = [&, enc, verb = c->get_name()] { return cmd_encrypt(g, verb, *enc); };
         });
@@ -388,6 +391,11 @@ void add_encrypt_commands(CLI::App& app, const GlobalOptions& g, Action& action)
         c->add_option("--pcrs", enc->pcrs, "PCRs to bind, e.g. 7 or 7,14 (default agent.yaml)");
         c->add_option("--pcr-bank", enc->pcr_bank, "sha1, sha256, sha384, sha512 (default sha256)");
         c->add_flag("--pin", enc->pin, "Also require a PIN (NEWPIN or asked on the terminal)");
+        c->add_option("--tpm2-public-key", enc->public_key,
+                      "Also bind to PCRs signed by this PEM RSA key (a signed policy, as "
+                      "systemd-cryptenroll's; default agent.yaml tpm.public_key)");
+        c->add_option("--tpm2-public-key-pcrs", enc->public_key_pcrs,
+                      "PCRs the signed policy covers (default agent.yaml, 11)");
         c->add_option("--unlock-key-file", enc->unlock_key_file,
                       "Recovery key or passphrase to open the volume (default: the TPM)");
     }

@@ -149,6 +149,11 @@ void add_unlock_command(CLI::App& app, CommandLine& c) {
         ->add_option("--tpm2-device", c.unlock_req.tpm2_device,
                      "TPM as a TCTI (default: agent.yaml tpm.device, else /dev/tpmrm0)")
         ->option_text("TCTI");
+    c.unlock
+        ->add_option("--tpm2-signature", c.unlock_req.tpm2_signature,
+                     "Signed PCR policies for signed tokens (default: agent.yaml tpm.signature, "
+                     "else /run/systemd/tpm2-pcr-signature.json, /.extra, ...)")
+        ->option_text("PATH");
     c.unlock->add_flag("--json", c.json, "Print the result as JSON");
 }
 

@@ -42,9 +42,9 @@ _agentctl() {
         mark-good|mark-bad) COMPREPLY=($(compgen -W "A B" -- "$cur")); return ;;
         k3s) COMPREPLY=($(compgen -W "status" -- "$cur")); return ;;
         encrypt) COMPREPLY=($(compgen -W "status enroll reseal recovery-key wipe-slot" -- "$cur")); return ;;
-        --unlock-key-file) _filedir; return ;;
+        --unlock-key-file|--tpm2-public-key|--tpm2-signature) _filedir; return ;;
         --pcr-bank) COMPREPLY=($(compgen -W "sha1 sha256 sha384 sha512" -- "$cur")); return ;;
-        --pcrs|--tpm2-device) return ;;
+        --pcrs|--tpm2-device|--tpm2-public-key-pcrs) return ;;
     esac
     if [[ -z $cmd ]]; then
         COMPREPLY=($(compgen -W "$commands $global_opts" -- "$cur"))
@@ -59,7 +59,7 @@ _agentctl() {
     elif [[ $cmd == reset ]]; then
         COMPREPLY=($(compgen -W "--device --reset-persistent --reset-oem --poweroff --reboot --encrypt --graceful --force --no-reboot --config --tpm2-device --dry-run $global_opts" -- "$cur"))
     elif [[ $cmd == encrypt ]]; then
-        COMPREPLY=($(compgen -W "--device --tpm2-device --pcrs --pcr-bank --pin --unlock-key-file --replace $global_opts" -- "$cur"))
+        COMPREPLY=($(compgen -W "--device --tpm2-device --pcrs --pcr-bank --pin --unlock-key-file --replace --tpm2-public-key --tpm2-public-key-pcrs --tpm2-signature $global_opts" -- "$cur"))
     elif [[ $cmd == upgrade ]]; then
         COMPREPLY=($(compgen -W "--force --no-reboot --dry-run $global_opts" -- "$cur"))
         [[ $cur != -* ]] && _filedir '@(tar)'

@@ -5,6 +5,7 @@ and through tpm2-tools; systemd-cryptenroll's tokens open with ballast-agent unl
 """
 import base64
 import ctypes
+import hashlib
 import json
 import os
 import re
@@ -45,6 +46,11 @@ class Swtpm:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = two_free_ports()
         self.tcti = f"swtpm:host=127.0.0.1,port={self.port}"
+        self.start()
+        # All-zero PCRs read as "uninitialized" to systemd: measure something first.
+        self.extend(7)
+
+    def start(self):
         self.proc = subprocess.Popen(
             ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={self.dir}",
              "--server", f"type=tcp,port={self.port},bindaddr=127.0.0.1",
@@ -60,7 +66,11 @@ class Swtpm:
                 time.sleep(0.05)
         else:
             pytest.fail("swtpm did not start")
-        # All-zero PCRs read as "uninitialized" to systemd: measure something first.
+
+    def reboot(self):
+        """A power cycle: the same TPM (seeds kept), every PCR back to zero, PCR 7 measured."""
+        self.stop()
+        self.start()
         self.extend(7)
 
     def env(self):
@@ -82,6 +92,10 @@ class Swtpm:
         r = self.tools("tpm2_getcap", "handles-loaded-session", text=True)
         assert r.returncode == 0, r.stderr
         return [line for line in r.stdout.splitlines() if line.strip()]
+
+    def flush_sessions(self):
+        r = self.tools("tpm2_flushcontext", "-l", text=True)
+        assert r.returncode == 0, r.stderr
 
     def lockout_counter(self):
         r = self.tools("tpm2_getcap", "properties-variable", text=True)
@@ -133,7 +147,7 @@ def agentctl(bins, *args, env=None):
                           stdin=subprocess.DEVNULL)
 
 
-def agent_unlock(bins, img, tpm_tcti, env=None, config=None):
+def agent_unlock(bins, img, tpm_tcti, env=None, config=None, signature=None):
     e = dict(os.environ)
     for k in ("PIN", "PASSWORD", "INVOCATION_ID"):
         e.pop(k, None)
@@ -142,6 +156,8 @@ def agent_unlock(bins, img, tpm_tcti, env=None, config=None):
     if config:
         cmd += ["--config", str(config)]
     cmd += ["unlock", "--device", str(img), "--tpm2-device", tpm_tcti, "--json"]
+    if signature:
+        cmd += ["--tpm2-signature", str(signature)]
     r = subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=120,
                        stdin=subprocess.DEVNULL)
     out = r.stdout.strip().splitlines()
@@ -202,7 +218,7 @@ def test_enroll_writes_systemd_252_token_and_unlocks(bins, tpm, volume):
     assert tpm.transient_handles() == []
 
 
-def systemd_plugin_open(img, token_id, tcti, pin=None):
+def systemd_plugin_open(img, token_id, tcti, pin=None, signature=None):
     """systemd 252's token plugin, through libcryptsetup, as systemd-cryptsetup calls it."""
     lib = ctypes.CDLL("libcryptsetup.so.12")
 
@@ -214,7 +230,7 @@ def systemd_plugin_open(img, token_id, tcti, pin=None):
     assert lib.crypt_init(ctypes.byref(cd), str(img).encode()) == 0
     try:
         assert lib.crypt_load(cd, b"LUKS2", None) == 0
-        params = Params(0xFFFFFFFF, tcti.encode(), None)
+        params = Params(0xFFFFFFFF, tcti.encode(), str(signature).encode() if signature else None)
         pin_b = pin.encode() if pin else None
         return lib.crypt_activate_by_token_pin(cd, None, b"systemd-tpm2", token_id, pin_b,
                                                len(pin_b) if pin_b else 0, ctypes.byref(params), 0)
@@ -549,3 +565,183 @@ def test_a_recovery_key_made_at_boot_goes_to_the_escrow_then_is_wiped(bins, tmp_
     assert escrow.read_text() == key + "\n" and not pending.exists()
     r = run()
     assert r.returncode == 0 and not json.loads(r.stdout)["escrowed"], r.stdout
+
+
+# Signed PCR 11 policies (systemd 252's tpm2_pubkey): the key pair, stand-in UKI sections and
+# what systemd-measure 252 made of them (tests/data/pcr-signature/README.md).
+PCRSIG = Path(__file__).resolve().parents[1] / "data" / "pcr-signature"
+MEASURE = "/lib/systemd/systemd-measure"
+# systemd-stub 252 measures these sections, in this order, when the UKI has them.
+STUB_SECTIONS = (".linux", ".osrel", ".cmdline", ".initrd", ".splash", ".dtb", ".pcrpkey")
+
+
+def uki_sections(cmdline: bytes = None) -> dict:
+    s = {name: (PCRSIG / name[1:]).read_bytes() for name in (".linux", ".osrel", ".cmdline",
+                                                               ".initrd")}
+    s[".pcrpkey"] = (PCRSIG / "public.pem").read_bytes()
+    if cmdline is not None:
+        s[".cmdline"] = cmdline
+    return s
+
+
+def boot_uki(tpm, sections: dict, phases=("enter-initrd",)):
+    """PCR 11 as systemd-stub 252 and systemd-pcrphase leave it: for each section, the hash of
+    its name with the NUL, then of its bytes; then each phase word (no NUL)."""
+    for name in STUB_SECTIONS:
+        if name in sections:
+            tpm.extend(11, hashlib.sha256(name.encode() + b"\0").hexdigest())
+            tpm.extend(11, hashlib.sha256(sections[name]).hexdigest())
+    for phase in phases:
+        tpm.extend(11, hashlib.sha256(phase.encode()).hexdigest())
+
+
+def pcr(tpm, index):
+    r = tpm.tools("tpm2_pcrread", f"sha256:{index}", text=True)
+    assert r.returncode == 0, r.stderr
+    return re.search(r"0x([0-9A-F]{64})", r.stdout).group(1).lower()
+
+
+def measure_sign(tpm, sections: dict, out: Path, phase="enter-initrd"):
+    """systemd-measure 252 sign (it needs a TPM for a trial session: the swtpm)."""
+    need_tool("tpm2_pcrread", "tpm2-tools")
+    args = [MEASURE, "sign", "--bank=sha256", f"--private-key={PCRSIG / 'private.pem'}",
+            f"--public-key={PCRSIG / 'public.pem'}", f"--tpm2-device={tpm.tcti}",
+            f"--phase={phase}"]
+    for name, data in sections.items():
+        f = out.parent / (out.name + name)
+        f.write_bytes(data)
+        args.append(f"--{name[1:]}={f}")
+    r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out.write_text(r.stdout)
+    return out
+
+
+def test_systemd_cryptenroll_signed_token_opens_with_ballast(bins, tpm, volume, tmp_path):
+    """A token systemd-cryptenroll 252 binds to PCR 7 and to PCR 11 signed by a key opens with
+    Ballast at the boot the signature is for, and not after the initrd (leave-initrd)."""
+    need_tool("systemd-cryptenroll", "systemd")
+    img, key = volume
+    sections = uki_sections()
+    boot_uki(tpm, sections)
+    # The offline prediction systemd-measure made for the fixture, bit for bit.
+    assert pcr(tpm, 11) == "e2741a7962ac5be619e5e868ee534866b6adff783ed6d5ffad6da89801a08473"
+    sig = PCRSIG / "enter-initrd.sig.json"
+    r = subprocess.run(["systemd-cryptenroll", f"--tpm2-device={tpm.tcti}", "--tpm2-pcrs=7",
+                        f"--tpm2-public-key={PCRSIG / 'public.pem'}", "--tpm2-public-key-pcrs=11",
+                        f"--tpm2-signature={sig}", str(img)], capture_output=True, text=True,
+                       env=dict(os.environ, PASSWORD=PASSPHRASE), timeout=120)
+    assert r.returncode == 0, r.stderr
+    (tid, token), = tpm2_token(img).items()
+    assert token["tpm2_pubkey_pcrs"] == [11] and token["tpm2-pcrs"] == [7]
+    assert base64.b64decode(token["tpm2_pubkey"]) == (PCRSIG / "public.pem").read_bytes()
+
+    r, out = agent_unlock(bins, img, tpm.tcti, signature=sig)
+    assert r.returncode == 0, r.stderr
+    assert out["method"] == "tpm2"
+    assert tpm.transient_handles() == []
+
+    s = status(bins, img, tpm)
+    t, = [t for t in s["tokens"] if t["type"] == "systemd-tpm2"]
+    assert t["signed_pcrs"] == [11]
+    assert t["pubkey_fingerprint"] == json.loads(sig.read_text())["sha256"][0]["pkfp"]
+
+    # No signature file: the reason names it, and the recovery key is asked for.
+    empty = tmp_path / "none.json"
+    empty.write_text("{}")
+    r, out = agent_unlock(bins, img, tpm.tcti, signature=empty)
+    assert r.returncode != 0 and "no PCR signature by this key" in r.stderr, r.stderr
+    # A damaged signature file is named too.
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"sha256":[{"pcrs":[11]}]}')
+    r, out = agent_unlock(bins, img, tpm.tcti, signature=bad)
+    assert r.returncode != 0 and "sha256[0].pkfp: missing" in r.stderr, r.stderr
+
+    # After the initrd (pcrphase's leave-initrd) the running system cannot unseal.
+    tpm.extend(11, hashlib.sha256(b"leave-initrd").hexdigest())
+    r, out = agent_unlock(bins, img, tpm.tcti, signature=sig)
+    assert r.returncode != 0 and "no PCR signature by this key" in r.stderr, r.stderr
+
+
+def test_ballast_signed_token_survives_a_new_uki_without_reseal(bins, tpm, volume, tmp_path):
+    """agentctl enrolls PCR 7 + signed PCR 11 in systemd 252's format; systemd's own token plugin
+    opens it. A "new release" (another command line, so another PCR 11) opens with its own
+    signature after a reboot, with the token unchanged; the old signature does not."""
+    need_tool("tpm2_pcrread", "tpm2-tools")
+    img, key = volume
+    v1 = uki_sections()
+    boot_uki(tpm, v1)
+    sig1 = PCRSIG / "enter-initrd.sig.json"
+    r = enroll(bins, img, tpm, "--tpm2-public-key", str(PCRSIG / "public.pem"),
+               "--tpm2-signature", str(sig1), key=key)
+    assert r.returncode == 0, r.stderr
+    e = json.loads(r.stdout)
+    assert e["tested"] is True and not e["already"]
+    (tid, token), = tpm2_token(img).items()
+    assert list(token) == ["type", "keyslots", "tpm2-blob", "tpm2-pcrs", "tpm2-pcr-bank",
+                           "tpm2-primary-alg", "tpm2-policy-hash", "tpm2-pin",
+                           "tpm2_pubkey_pcrs", "tpm2_pubkey"]
+    assert token["tpm2_pubkey_pcrs"] == [11] and token["tpm2-pcrs"] == [7]
+    assert tpm.loaded_sessions() == [] and tpm.transient_handles() == []
+    # systemd 252's plugin leaves a policy session loaded after a signed unseal (a resource
+    # manager would clean it up; swtpm's raw socket has none): flushed after each call here.
+    assert systemd_plugin_open(img, tid, tpm.tcti, signature=sig1) == 1
+    tpm.flush_sessions()
+    assert systemd_plugin_open(img, tid, tpm.tcti) < 0  # no signature: refused
+    tpm.flush_sessions()
+    before = run_ok(["cryptsetup", "token", "export", "--token-id", str(tid), str(img)]).stdout
+
+    # The same enrollment again is "already enrolled" (same key, same PCRs).
+    again = enroll(bins, img, tpm, "--tpm2-public-key", str(PCRSIG / "public.pem"),
+                   "--tpm2-signature", str(sig1), key=key)
+    assert json.loads(again.stdout)["already"] is True
+
+    # Release 2: a new command line (a new root hash), signed by the same key.
+    v2 = uki_sections(cmdline=b"ballast.roothash=11 ro quiet\n")
+    sig2 = measure_sign(tpm, v2, tmp_path / "v2.sig.json")
+    tpm.reboot()
+    boot_uki(tpm, v2)
+    r, out = agent_unlock(bins, img, tpm.tcti, signature=sig2)
+    assert r.returncode == 0, r.stderr
+    assert out["method"] == "tpm2"
+    assert tpm.loaded_sessions() == [] and tpm.transient_handles() == []
+    assert systemd_plugin_open(img, tid, tpm.tcti, signature=sig2) == 1
+    tpm.flush_sessions()
+    r, out = agent_unlock(bins, img, tpm.tcti, signature=sig1)
+    assert r.returncode != 0 and "no PCR signature by this key" in r.stderr
+    assert tpm.loaded_sessions() == [] and tpm.transient_handles() == []
+    after = run_ok(["cryptsetup", "token", "export", "--token-id", str(tid), str(img)]).stdout
+    assert after == before  # no reseal
+
+    # Secure Boot state changed (PCR 7): the signature is not enough.
+    tpm.extend(7, "c" * 64)
+    r, out = agent_unlock(bins, img, tpm.tcti, signature=sig2)
+    assert r.returncode != 0 and "do not match the sealed policy" in r.stderr, r.stderr
+    assert tpm.loaded_sessions() == [] and tpm.transient_handles() == []
+
+
+def test_signed_enrollment_errors(bins, tpm, volume, tmp_path):
+    img, key = volume
+    boot_uki(tpm, uki_sections())
+    r = enroll(bins, img, tpm, "--tpm2-public-key", str(PCRSIG / "private.pem"), key=key)
+    assert r.returncode != 0 and "--tpm2-public-key" in r.stderr and "not a PEM public key" in r.stderr
+    r = enroll(bins, img, tpm, "--tpm2-public-key", str(tmp_path / "missing.pem"), key=key)
+    assert r.returncode != 0 and "missing.pem" in r.stderr
+    r = enroll(bins, img, tpm, "--tpm2-public-key-pcrs", "11", key=key)
+    assert r.returncode != 0 and "needs --tpm2-public-key" in r.stderr
+    r = enroll(bins, img, tpm, "--tpm2-public-key", str(PCRSIG / "public.pem"),
+               "--tpm2-public-key-pcrs", "25", key=key)
+    assert r.returncode != 0 and "--tpm2-public-key-pcrs" in r.stderr
+    bad = tmp_path / "sig.json"
+    bad.write_text("[]")
+    r = enroll(bins, img, tpm, "--tpm2-public-key", str(PCRSIG / "public.pem"),
+               "--tpm2-signature", str(bad), key=key)
+    assert r.returncode != 0 and "sig.json: not a JSON object" in r.stderr
+    assert tpm2_token(img) == {}  # nothing was enrolled by any of these
+    # Without a signature for the current PCR 11 the token is enrolled, untested, and says so.
+    r = enroll(bins, img, tpm, "--tpm2-public-key", str(PCRSIG / "public.pem"), key=key)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["tested"] is False
+    r = agentctl(bins, "encrypt", "enroll", "--device", str(img), "--tpm2-device", tpm.tcti,
+                 "--tpm2-public-key", str(PCRSIG / "public.pem"), "--unlock-key-file", str(key))
+    assert r.returncode == 0 and "already enrolled" in r.stdout, r.stderr

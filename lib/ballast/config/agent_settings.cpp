@@ -111,6 +111,15 @@ void tpm_bank(const MapReader& r, std::string_view key, crypt::TpmSettings& t, D
         if (auto b = crypt::parse_pcr_bank(t.pcr_bank); !b) r.error(key, b.error().message());
 }
 
+void tpm_key_pcrs(const MapReader& r, std::string_view key, crypt::TpmSettings& t, DecodeContext&) {
+    if (!r.read(key, t.public_key_pcrs)) return;
+    auto m = crypt::parse_pcr_list(t.public_key_pcrs);
+    if (!m)
+        r.error(key, m.error().message());
+    else if (*m == 0)
+        r.error(key, "a signed policy needs at least one PCR (\"11\")");
+}
+
 constexpr Field<crypt::TpmSettings> kTpmFields[] = {
     {{"encrypted_device", K::string, "the LUKS2 partition upgrades keep TPM2 tokens for"},
      &read::checked<&crypt::TpmSettings::encrypted_device, &absolute_path>},
@@ -118,6 +127,14 @@ constexpr Field<crypt::TpmSettings> kTpmFields[] = {
      &read::checked<&crypt::TpmSettings::device, &tcti>},
     {{"pcrs", K::string, "PCRs keys are sealed to (\"7\", \"7,14\")"}, &tpm_pcrs},
     {{"pcr_bank", K::string, "sha256 or sha1"}, &tpm_bank},
+    {{"public_key", K::string,
+      "PEM public key of a signed PCR policy for new tokens (systemd's --tpm2-public-key)"},
+     &read::checked<&crypt::TpmSettings::public_key, &optional_absolute_path>},
+    {{"public_key_pcrs", K::string, "PCRs the signed policy covers (default \"11\")"},
+     &tpm_key_pcrs},
+    {{"signature", K::string,
+      "tpm2-pcr-signature.json of this boot (default: /run/systemd, /.extra, ...)"},
+     &read::checked<&crypt::TpmSettings::signature, &optional_absolute_path>},
     {{"recovery_key_command", K::string, "gets a new recovery key on stdin (sh -c)"},
      &read::value<&crypt::TpmSettings::recovery_key_command>},
     {{"recovery_key_timeout", K::duration,

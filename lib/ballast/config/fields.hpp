@@ -104,6 +104,8 @@ template <class T>
 // Shared validators: an empty view when the value is fine, else what is wrong with it.
 using Check = std::string_view (*)(const std::string&);
 [[nodiscard]] std::string_view absolute_path(const std::string& s);
+// The same, or "" for none.
+[[nodiscard]] std::string_view optional_absolute_path(const std::string& s);
 
 // Readers for the common cases. `M` is a pointer to the member the key fills.
 namespace read {

@@ -79,19 +79,29 @@ SealedObject sealed_object(const Tpm2Token& t, const SignedPcrs* signer = nullpt
 }
 
 // The token's signed policy, if it has one: its key parsed, with the signatures to choose from.
-struct TokenSigner {
-    std::optional<PcrPublicKey> key;
-    SignedPcrs signer;
-    const SignedPcrs* get() const { return key ? &signer : nullptr; }
-};
+// The SignedPcrs points into this object, so it is made only when asked for (never copied).
+class TokenSigner {
+  public:
+    static Result<TokenSigner> of(const Tpm2Token& t, std::span<const PcrSignature> signatures) {
+        TokenSigner out;
+        if (!t.pubkey) return out;
+        out.key_ = BALLAST_TRY(parse_pcr_public_key(*t.pubkey, "tpm2_pubkey"));
+        out.pcrs_ = t.pubkey_pcrs;
+        out.signatures_ = signatures;
+        return out;
+    }
+    const SignedPcrs* get() {
+        if (!key_) return nullptr;
+        signer_ = SignedPcrs{&*key_, pcrs_, signatures_};
+        return &signer_;
+    }
 
-Result<TokenSigner> token_signer(const Tpm2Token& t, std::span<const PcrSignature> signatures) {
-    TokenSigner out;
-    if (!t.pubkey) return out;
-    out.key = BALLAST_TRY(parse_pcr_public_key(*t.pubkey, "tpm2_pubkey"));
-    out.signer = SignedPcrs{&*out.key, t.pubkey_pcrs, signatures};
-    return out;
-}
+  private:
+    std::optional<PcrPublicKey> key_;
+    PcrMask pcrs_ = 0;
+    std::span<const PcrSignature> signatures_;
+    SignedPcrs signer_;
+};
 
 struct ParsedToken {
     int id;
@@ -174,7 +184,7 @@ Result<Enrolled> enroll_tpm2(Luks& luks, const SecretBytes& volume_key, Tpm2& tp
 
 Status test_unseal(Tpm2& tpm, const Tpm2Token& token, std::span<const PcrSignature> signatures) {
     if (token.pin) return fail(Errc::invalid_argument, "a PIN token cannot be tested without it");
-    TokenSigner signer = BALLAST_TRY(token_signer(token, signatures));
+    TokenSigner signer = BALLAST_TRY(TokenSigner::of(token, signatures));
     BALLAST_TRY(tpm.unseal(sealed_object(token, signer.get()), std::nullopt));
     return {};
 }
@@ -209,7 +219,7 @@ Result<Unlocked> unlock_tpm2(Luks& luks, Tpm2& tpm,
             reasons.push_back(fmt::format("token {}: {}", info.id, token.error().what()));
             continue;
         }
-        auto signer = token_signer(*token, signatures);
+        auto signer = TokenSigner::of(*token, signatures);
         if (!signer) {
             reasons.push_back(fmt::format("token {}: {}", info.id, signer.error().what()));
             continue;

@@ -9,6 +9,7 @@
 
 #include "ballast/crypt/ask.hpp"
 #include "ballast/crypt/keys.hpp"
+#include "ballast/crypt/pcr_signature_file.hpp"
 #include "ballast/crypt/recovery_key.hpp"
 
 namespace ballast::ops {
@@ -25,12 +26,20 @@ Status open_with(crypt::Luks& luks, const UnlockRequest& req, std::string_view p
     return luks.activate(req.name, passphrase, keyslot);
 }
 
-Result<UnlockReport> by_tpm(crypt::Luks& luks, const UnlockRequest& req, const std::string& tcti) {
+Result<UnlockReport> by_tpm(crypt::Luks& luks, const UnlockRequest& req, const std::string& tcti,
+                            const std::string& signature_path) {
     crypt::Tpm2 tpm = BALLAST_TRY(crypt::Tpm2::open(tcti));
+    // A damaged signature file must not stop the tokens that need none: it becomes a reason.
+    auto signatures = crypt::load_pcr_signatures(signature_path);
     auto unlocked = crypt::unlock_tpm2(
         luks, tpm,
         [&] { return crypt::ask_secret(fmt::format("TPM2 PIN for {}", req.device), "PIN"); },
-        [&](int keyslot, std::string_view pass) { return open_with(luks, req, pass, keyslot); });
+        [&](int keyslot, std::string_view pass) { return open_with(luks, req, pass, keyslot); },
+        signatures ? std::span<const crypt::PcrSignature>(*signatures)
+                   : std::span<const crypt::PcrSignature>{});
+    if (!unlocked && !signatures)
+        return std::unexpected(std::move(unlocked).error().context(
+            fmt::format("(PCR signatures: {})", signatures.error().what())));
     if (!unlocked) return std::unexpected(std::move(unlocked).error());
     UnlockReport r;
     r.method = "tpm2";
@@ -82,7 +91,8 @@ Result<UnlockReport> unlock(const config::AgentSettings& settings, const UnlockR
     const auto start = std::chrono::steady_clock::now();
     auto luks = BALLAST_TRY(crypt::Luks::open(req.device));
     const std::string tcti = req.tpm2_device.empty() ? settings.tpm.device : req.tpm2_device;
-    auto opened = by_tpm(luks, req, tcti);
+    auto opened = by_tpm(luks, req, tcti,
+                         req.tpm2_signature.empty() ? settings.tpm.signature : req.tpm2_signature);
     if (!opened) {
         // On the console, so whoever is at the machine knows why the key is asked for.
         std::fprintf(stderr, "ballast: %s: %s\nballast: enter the recovery key to continue.\n",

@@ -17,6 +17,9 @@ struct UnlockRequest {
     std::string device;       // LUKS2 partition (or image file)
     std::string name;         // /dev/mapper name; empty: check the key only, map nothing
     std::string tpm2_device;  // TCTI; empty: agent.yaml tpm.device, else /dev/tpmrm0
+    // tpm2-pcr-signature.json for signed tokens; empty: agent.yaml tpm.signature, else
+    // systemd's places and /.extra (crypt/pcr_signature_file.hpp).
+    std::string tpm2_signature;
 };
 
 struct UnlockReport {
