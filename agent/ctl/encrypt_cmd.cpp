@@ -18,7 +18,9 @@ struct Context {
     config::AgentSettings settings;
     std::string device;
     std::string tcti;
-    std::vector<crypt::PcrSignature> signatures;  // of this boot, for signed tokens
+    // Of this boot, for signed tokens. A damaged file only matters to signed tokens, so it is
+    // an error only where one is used.
+    Result<crypt::PcrSignatureFile> signatures;
 };
 
 Result<Context> context(const GlobalOptions& g, const EncryptOptions& o) {
@@ -28,9 +30,8 @@ Result<Context> context(const GlobalOptions& g, const EncryptOptions& o) {
         BALLAST_TRY(config::load_agent_settings(root(config::kDefaultAgentSettingsPath), false));
     c.device = !o.device.empty() ? o.device : std::string(kPersistentDevice);
     c.tcti = !o.tpm2_device.empty() ? o.tpm2_device : c.settings.tpm.device;
-    c.signatures = BALLAST_TRY_CTX(
-        crypt::load_pcr_signatures(!o.signature.empty() ? o.signature : c.settings.tpm.signature),
-        "--tpm2-signature");
+    c.signatures =
+        crypt::load_pcr_signatures(!o.signature.empty() ? o.signature : c.settings.tpm.signature);
     return c;
 }
 
@@ -46,7 +47,10 @@ Result<SecretBytes> volume_key(crypt::Luks& luks, const Context& c, const Encryp
     }
     crypt::Tpm2 tpm = BALLAST_TRY(crypt::Tpm2::open(c.tcti));
     auto unlocked = crypt::unlock_tpm2(
-        luks, tpm, [] { return crypt::ask_secret("TPM2 PIN", "PIN"); }, {}, c.signatures);
+        luks, tpm, [] { return crypt::ask_secret("TPM2 PIN", "PIN"); }, {},
+        c.signatures ? &*c.signatures : nullptr);
+    if (!unlocked && !c.signatures)
+        unlocked.error().context(fmt::format("(PCR signatures: {})", c.signatures.error().what()));
     if (!unlocked)
         return std::unexpected(std::move(unlocked).error().context(
             "unlock (give a recovery key with --unlock-key-file)"));
@@ -99,7 +103,12 @@ Result<crypt::Enrolled> enroll(crypt::Luks& luks, const SecretBytes& vk, const C
     Policy p = BALLAST_TRY(policy(c, o));
     auto pin = BALLAST_TRY(new_pin(o));
     crypt::Tpm2 tpm = BALLAST_TRY(crypt::Tpm2::open(c.tcti));
-    crypt::SignedPcrs signer{p.key ? &*p.key : nullptr, p.key_pcrs, c.signatures};
+    crypt::SignedPcrs signer{p.key ? &*p.key : nullptr, p.key_pcrs, {}, {}};
+    if (p.key) {
+        if (!c.signatures) return std::unexpected(c.signatures.error());
+        signer.signatures = c.signatures->entries;
+        signer.source = c.signatures->path;
+    }
     auto e = BALLAST_TRY(
         crypt::enroll_tpm2(luks, vk, tpm, p.bank, p.pcrs, pin, p.key ? &signer : nullptr));
     if (replace)

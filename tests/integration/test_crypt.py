@@ -645,6 +645,8 @@ def test_systemd_cryptenroll_signed_token_opens_with_ballast(bins, tpm, volume, 
     t, = [t for t in s["tokens"] if t["type"] == "systemd-tpm2"]
     assert t["signed_pcrs"] == [11]
     assert t["pubkey_fingerprint"] == json.loads(sig.read_text())["sha256"][0]["pkfp"]
+    # Predicted offline from PCR 7 and the key's TPM name as systemd 252 spells it.
+    assert t["literal_pcrs_satisfied"] is True and "policy_satisfied" not in t
 
     # No signature file: the reason names it, and the recovery key is asked for.
     empty = tmp_path / "none.json"
@@ -717,6 +719,8 @@ def test_ballast_signed_token_survives_a_new_uki_without_reseal(bins, tpm, volum
     tpm.extend(7, "c" * 64)
     r, out = agent_unlock(bins, img, tpm.tcti, signature=sig2)
     assert r.returncode != 0 and "do not match the sealed policy" in r.stderr, r.stderr
+    t, = [t for t in status(bins, img, tpm)["tokens"] if t["type"] == "systemd-tpm2"]
+    assert t["literal_pcrs_satisfied"] is False
     assert tpm.loaded_sessions() == [] and tpm.transient_handles() == []
 
 
@@ -725,6 +729,10 @@ def test_signed_enrollment_errors(bins, tpm, volume, tmp_path):
     boot_uki(tpm, uki_sections())
     r = enroll(bins, img, tpm, "--tpm2-public-key", str(PCRSIG / "private.pem"), key=key)
     assert r.returncode != 0 and "--tpm2-public-key" in r.stderr and "not a PEM public key" in r.stderr
+    both = tmp_path / "both.pem"
+    both.write_text((PCRSIG / "private.pem").read_text() + (PCRSIG / "public.pem").read_text())
+    r = enroll(bins, img, tpm, "--tpm2-public-key", str(both), key=key)
+    assert r.returncode != 0 and "one BEGIN PUBLIC KEY block and nothing else" in r.stderr
     r = enroll(bins, img, tpm, "--tpm2-public-key", str(tmp_path / "missing.pem"), key=key)
     assert r.returncode != 0 and "missing.pem" in r.stderr
     r = enroll(bins, img, tpm, "--tpm2-public-key-pcrs", "11", key=key)
@@ -745,3 +753,11 @@ def test_signed_enrollment_errors(bins, tpm, volume, tmp_path):
     r = agentctl(bins, "encrypt", "enroll", "--device", str(img), "--tpm2-device", tpm.tcti,
                  "--tpm2-public-key", str(PCRSIG / "public.pem"), "--unlock-key-file", str(key))
     assert r.returncode == 0 and "already enrolled" in r.stdout, r.stderr
+    # Other signed PCRs are another token (PolicyAuthorize alone would hash the same).
+    r = enroll(bins, img, tpm, "--tpm2-public-key", str(PCRSIG / "public.pem"),
+               "--tpm2-public-key-pcrs", "11,12", key=key)
+    assert r.returncode == 0 and json.loads(r.stdout)["already"] is False, r.stderr
+    # A damaged signature file in the way does not stop commands that need no signature.
+    r = agentctl(bins, "--json", "encrypt", "status", "--device", str(img), "--tpm2-device",
+                 tpm.tcti, "--tpm2-signature", str(bad))
+    assert r.returncode == 0, r.stderr

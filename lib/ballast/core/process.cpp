@@ -279,6 +279,19 @@ class Supervision {
 
 }  // namespace
 
+Status run_checked(const ProcessOptions& opts, std::string_view what) {
+    auto r = run_process(opts);
+    if (!r) return std::unexpected(std::move(r.error()).context(std::string(what)));
+    if (!r->success()) {
+        std::string err = r->err.empty() ? r->out : r->err;
+        while (!err.empty() && err.back() == '\n')
+            err.pop_back();
+        return fail(Errc::failed, "{}: {} {}: {}", what, opts.argv.empty() ? "" : opts.argv[0],
+                    r->describe(), err);
+    }
+    return {};
+}
+
 Result<ProcessResult> run_process(const ProcessOptions& o) {
     auto sp = BALLAST_TRY(spawn_process(o));
     return Supervision(o, std::move(sp)).run();

@@ -51,6 +51,10 @@ struct ProcessResult {
 // (so a timeout kills the whole tree), an empty signal mask and default signal dispositions.
 [[nodiscard]] Result<ProcessResult> run_process(const ProcessOptions& opts);
 
+// Runs to completion and turns anything but exit status 0 into an error naming `what`, the
+// program and the last of what it printed (stderr, else stdout).
+[[nodiscard]] Status run_checked(const ProcessOptions& opts, std::string_view what);
+
 // A started child whose streams the caller handles itself (the daemon's job runner).
 struct Spawned {
     pid_t pid = -1;

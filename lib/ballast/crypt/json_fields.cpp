@@ -17,8 +17,8 @@ const Json* member(const Json& obj, std::string_view key) {
     return it == obj.end() ? nullptr : &*it;
 }
 
-Result<const Json*> required(const Json& obj, std::string_view field) {
-    const auto* v = member(obj, field);
+Result<const Json*> required(const Json& obj, std::string_view field, std::string_view key) {
+    const auto* v = member(obj, key.empty() ? field : key);
     if (!v) return fail(Errc::parse, "{}: missing", field);
     return v;
 }

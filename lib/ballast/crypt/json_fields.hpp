@@ -17,7 +17,9 @@ using Json = nlohmann::json;
 // `v` as JSON text, cut to 40 characters.
 [[nodiscard]] std::string shown(const Json& v);
 [[nodiscard]] const Json* member(const Json& obj, std::string_view key);
-[[nodiscard]] Result<const Json*> required(const Json& obj, std::string_view field);
+// obj[key]; missing is an error naming `field` (the key itself unless told).
+[[nodiscard]] Result<const Json*> required(const Json& obj, std::string_view field,
+                                           std::string_view key = {});
 // All errors are Errc::parse naming `field`.
 [[nodiscard]] Result<const std::string*> string_field(const Json& v, std::string_view field);
 [[nodiscard]] Result<bool> bool_field(const Json& v, std::string_view field);

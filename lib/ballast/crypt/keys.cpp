@@ -79,10 +79,9 @@ SealedObject sealed_object(const Tpm2Token& t, const SignedPcrs* signer = nullpt
 }
 
 // The token's signed policy, if it has one: its key parsed, with the signatures to choose from.
-// The SignedPcrs points into this object, so it is made only when asked for (never copied).
 class TokenSigner {
   public:
-    static Result<TokenSigner> of(const Tpm2Token& t, std::span<const PcrSignature> signatures) {
+    static Result<TokenSigner> of(const Tpm2Token& t, const PcrSignatureFile* signatures) {
         TokenSigner out;
         if (!t.pubkey) return out;
         out.key_ = BALLAST_TRY(parse_pcr_public_key(*t.pubkey, "tpm2_pubkey"));
@@ -90,18 +89,44 @@ class TokenSigner {
         out.signatures_ = signatures;
         return out;
     }
-    const SignedPcrs* get() {
-        if (!key_) return nullptr;
-        signer_ = SignedPcrs{&*key_, pcrs_, signatures_};
-        return &signer_;
+    // Points into this object: valid while it lives.
+    [[nodiscard]] std::optional<SignedPcrs> get() const {
+        if (!key_) return std::nullopt;
+        SignedPcrs s{&*key_, pcrs_, {}, {}};
+        if (signatures_) {
+            s.signatures = signatures_->entries;
+            s.source = signatures_->path;
+        }
+        return s;
     }
 
   private:
     std::optional<PcrPublicKey> key_;
     PcrMask pcrs_ = 0;
-    std::span<const PcrSignature> signatures_;
-    SignedPcrs signer_;
+    const PcrSignatureFile* signatures_ = nullptr;
 };
+
+const SignedPcrs* ptr(const std::optional<SignedPcrs>& s) {
+    return s ? &*s : nullptr;
+}
+
+std::optional<Digest> fingerprint(const std::optional<std::string>& pem) {
+    if (!pem) return std::nullopt;
+    auto key = parse_pcr_public_key(*pem, "tpm2_pubkey");
+    if (!key) return std::nullopt;
+    return key->fingerprint;
+}
+
+// Same signing key (by fingerprint, not by PEM spelling) and same signed PCRs, or neither signed.
+bool same_signer(const Tpm2Token& a, const Tpm2Token& b) {
+    return a.pubkey.has_value() == b.pubkey.has_value() && a.pubkey_pcrs == b.pubkey_pcrs &&
+           fingerprint(a.pubkey) == fingerprint(b.pubkey);
+}
+
+bool same_signer(const Tpm2Token& t, const SignedPcrs* s) {
+    if (!s) return !t.pubkey;
+    return t.pubkey && t.pubkey_pcrs == s->pcrs && fingerprint(t.pubkey) == s->key->fingerprint;
+}
 
 struct ParsedToken {
     int id;
@@ -126,8 +151,12 @@ Result<Enrolled> enroll_tpm2(Luks& luks, const SecretBytes& volume_key, Tpm2& tp
     if (pin) pin_auth = BALLAST_TRY(pin_auth_value(*pin, std::nullopt));
     SecretBytes secret = BALLAST_TRY(random_secret(32));
     Sealed sealed = BALLAST_TRY(tpm.seal(secret.span(), bank, pcrs, pin_auth, signer));
-    const std::span<const PcrSignature> signatures =
-        signer ? signer->signatures : std::span<const PcrSignature>{};
+    // The same signatures for testing the tokens already there.
+    PcrSignatureFile given;
+    if (signer) {
+        given.entries.assign(signer->signatures.begin(), signer->signatures.end());
+        given.path = std::string(signer->source);
+    }
     // Same policy already enrolled (systemd's search_policy_hash) and still unsealing with this
     // TPM: enrolling is idempotent. The hash does not name the TPM, so a token from a cleared or
     // replaced TPM matches too; it is dead, and goes once the new one is in. A PIN enrollment is
@@ -135,11 +164,12 @@ Result<Enrolled> enroll_tpm2(Luks& luks, const SecretBytes& volume_key, Tpm2& tp
     std::vector<int> dead;
     for (const ParsedToken& t : tpm2_tokens(luks)) {
         if (pin || t.token.pin || t.token.policy_hash != sealed.policy || t.token.bank != bank ||
-            t.token.pcrs != pcrs)
+            t.token.pcrs != pcrs || !same_signer(t.token, signer))
             continue;
-        auto st = test_unseal(tpm, t.token, signatures);
-        // The same key and PCRs give the same hash; with no signature to test it, take the
-        // systemd rule ("already enrolled") as it stands.
+        auto st = test_unseal(tpm, t.token, &given);
+        // The same key and literal PCRs give the same hash (PolicyAuthorize does not cover the
+        // signed PCRs, hence same_signer); with no signature to test it, take systemd's rule
+        // ("already enrolled") as it stands.
         if (st || st.error().code() == Errc::not_found)
             return Enrolled{t.token.keyslot, t.id, true, bool(st)};
         if (st.error().code() == Errc::busy) return std::unexpected(std::move(st).error());
@@ -182,11 +212,26 @@ Result<Enrolled> enroll_tpm2(Luks& luks, const SecretBytes& volume_key, Tpm2& tp
     return Enrolled{token.keyslot, *id, false, tested};
 }
 
-Status test_unseal(Tpm2& tpm, const Tpm2Token& token, std::span<const PcrSignature> signatures) {
+Status test_unseal(Tpm2& tpm, const Tpm2Token& token, const PcrSignatureFile* signatures) {
     if (token.pin) return fail(Errc::invalid_argument, "a PIN token cannot be tested without it");
     TokenSigner signer = BALLAST_TRY(TokenSigner::of(token, signatures));
-    BALLAST_TRY(tpm.unseal(sealed_object(token, signer.get()), std::nullopt));
+    auto s = signer.get();
+    BALLAST_TRY(tpm.unseal(sealed_object(token, ptr(s)), std::nullopt));
     return {};
+}
+
+bool literal_policy_matches(const Tpm2Token& token, std::span<const std::string> values) {
+    const PcrBank bank = token.bank.value_or(PcrBank::sha256);
+    if (!token.pubkey)
+        return predict_policy(bank, token.pcrs, values, token.pin) == token.policy_hash;
+    auto key = parse_pcr_public_key(*token.pubkey, "tpm2_pubkey");
+    if (!key) return false;
+    for (ExponentForm form : {ExponentForm::literal, ExponentForm::default_zero}) {
+        auto name = tpm_name(*key, form);
+        if (name && predict_policy(bank, token.pcrs, values, token.pin, *name) == token.policy_hash)
+            return true;
+    }
+    return false;
 }
 
 Result<RecoveryKey> enroll_recovery_key(Luks& luks, const SecretBytes& volume_key) {
@@ -203,7 +248,7 @@ Result<RecoveryKey> enroll_recovery_key(Luks& luks, const SecretBytes& volume_ke
 
 Result<Unlocked> unlock_tpm2(Luks& luks, Tpm2& tpm,
                              const std::function<std::optional<std::string>()>& ask_pin,
-                             const OpenKeyslot& open, std::span<const PcrSignature> signatures) {
+                             const OpenKeyslot& open, const PcrSignatureFile* signatures) {
     std::vector<std::string> reasons;
     // PIN-less tokens first: nobody is asked for a PIN when the TPM alone can open the volume.
     std::vector<TokenInfo> tokens = luks.tokens();
@@ -240,7 +285,8 @@ Result<Unlocked> unlock_tpm2(Luks& luks, Tpm2& tpm,
             }
             pin_auth = std::move(*auth);
         }
-        auto secret = tpm.unseal(sealed_object(*token, signer->get()), pin_auth);
+        auto signed_pcrs = signer->get();
+        auto secret = tpm.unseal(sealed_object(*token, ptr(signed_pcrs)), pin_auth);
         if (!secret) {
             reasons.push_back(fmt::format("token {} ({}:{}): {}", info.id,
                                           to_string(token->bank.value_or(PcrBank::sha256)),
@@ -296,7 +342,7 @@ Result<std::vector<int>> stale_tpm2_keyslots(Luks& luks, int keep_token) {
         if (t.id != keep_token && t.token.keyslot != keep->token.keyslot &&
             t.token.policy_hash != keep->token.policy_hash && t.token.pcrs == keep->token.pcrs &&
             t.token.bank == keep->token.bank && t.token.pin == keep->token.pin &&
-            t.token.pubkey == keep->token.pubkey && t.token.pubkey_pcrs == keep->token.pubkey_pcrs)
+            same_signer(t.token, keep->token))
             out.push_back(t.token.keyslot);
     return out;
 }
@@ -334,13 +380,13 @@ nlohmann::json describe(Luks& luks, Tpm2* tpm) {
                     else
                         e["error"] = key.error().what();
                 }
-                // A signed policy depends on signatures, not only on the PCRs: not predicted.
-                if (tpm && !parsed->pubkey) {
-                    // Predicted offline from the current PCRs: no unseal, no lockout risk.
+                if (tpm) {
+                    // Predicted offline from the current PCRs: no unseal, no lockout risk. A
+                    // signed policy also needs a signature, which is not predicted.
                     auto values = tpm->read_pcrs(bank, parsed->pcrs);
                     if (values)
-                        e["policy_satisfied"] = predict_policy(bank, parsed->pcrs, *values,
-                                                               parsed->pin) == parsed->policy_hash;
+                        e[parsed->pubkey ? "literal_pcrs_satisfied" : "policy_satisfied"] =
+                            literal_policy_matches(*parsed, *values);
                     else
                         e["error"] = values.error().what();
                 }

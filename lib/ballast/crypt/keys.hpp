@@ -15,6 +15,7 @@
 #include "ballast/core/secret.hpp"
 #include "ballast/crypt/luks.hpp"
 #include "ballast/crypt/pcr.hpp"
+#include "ballast/crypt/pcr_signature_file.hpp"
 #include "ballast/crypt/token.hpp"
 #include "ballast/crypt/tpm2.hpp"
 
@@ -60,10 +61,16 @@ struct Enrolled {
                                            const SignedPcrs* signer = nullptr);
 
 // Unseals a PIN-less token (nothing counts against the TPM's lockout): does it still open here?
-// A signed token needs a signature for the current PCR values among `signatures`; without one
-// the answer is Errc::not_found (cannot tell).
+// A signed token needs a signature for the current PCR values in `signatures`; without one the
+// answer is Errc::not_found (cannot tell).
 [[nodiscard]] Status test_unseal(Tpm2& tpm, const Tpm2Token& token,
-                                 std::span<const PcrSignature> signatures = {});
+                                 const PcrSignatureFile* signatures = nullptr);
+
+// Whether the current values of a token's literal PCRs (`values`, ascending) give its policy.
+// For a signed token this is the part the PCR values decide: its key (either spelling of the
+// exponent) and literal PCRs, not whether a signature for the signed PCRs exists.
+[[nodiscard]] bool literal_policy_matches(const Tpm2Token& token,
+                                          std::span<const std::string> values);
 
 struct RecoveryKey {
     int keyslot = -1;
@@ -84,7 +91,7 @@ struct Unlocked {
 using OpenKeyslot = std::function<Status(int keyslot, std::string_view passphrase)>;
 [[nodiscard]] Result<Unlocked> unlock_tpm2(
     Luks& luks, Tpm2& tpm, const std::function<std::optional<std::string>()>& ask_pin,
-    const OpenKeyslot& open = {}, std::span<const PcrSignature> signatures = {});
+    const OpenKeyslot& open = {}, const PcrSignatureFile* signatures = nullptr);
 
 // The volume key from a recovery key (any spelling normalize_recovery_key takes) or passphrase.
 [[nodiscard]] Result<SecretBytes> volume_key_from_passphrase(Luks& luks, std::string_view key);

@@ -63,6 +63,27 @@ Result<std::string> rsa_sign_sha256(const ossl::Api& a, EVP_PKEY* key, std::stri
     return sig;
 }
 
+Status require_rsa(const ossl::Api& a, const EVP_PKEY* key, std::string_view what) {
+    if (a.EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA)
+        return fail(Errc::unsupported,
+                    "{}: not an RSA key; signed PCR policies take RSA keys (as systemd 252)", what);
+    return {};
+}
+
+// The token keeps the text as given (as systemd does), in a LUKS2 header anyone can read: one
+// public key block and nothing else, so a private key pasted into the same file never goes
+// there.
+Status require_one_public_block(std::string_view pem, std::string_view what) {
+    constexpr std::string_view begin = "-----BEGIN ";
+    const size_t first = pem.find(begin);
+    if (first == std::string_view::npos ||
+        pem.substr(first).substr(0, 26) != "-----BEGIN PUBLIC KEY-----" ||
+        pem.find(begin, first + begin.size()) != std::string_view::npos)
+        return fail(Errc::parse,
+                    "{}: not a PEM public key (one BEGIN PUBLIC KEY block and nothing else)", what);
+    return {};
+}
+
 }  // namespace
 
 Result<PcrSignature> sign_pcr_policy(std::string_view private_key_pem, std::string_view what,
@@ -73,9 +94,7 @@ Result<PcrSignature> sign_pcr_policy(std::string_view private_key_pem, std::stri
     ossl::Own<EVP_PKEY> key(a.PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr),
                             [&a](EVP_PKEY* k) { a.EVP_PKEY_free(k); });
     if (!key) return fail(Errc::parse, "{}: not a PEM private key: {}", what, ossl::errors(a));
-    if (a.EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_RSA)
-        return fail(Errc::unsupported,
-                    "{}: not an RSA key; signed PCR policies take RSA keys (as systemd 252)", what);
+    BALLAST_TRY(require_rsa(a, key.get(), what));
     PcrSignature out;
     out.bank = bank;
     out.pcrs = pcrs;
@@ -87,6 +106,7 @@ Result<PcrSignature> sign_pcr_policy(std::string_view private_key_pem, std::stri
 }
 
 Result<PcrPublicKey> parse_pcr_public_key(std::string_view pem, std::string_view what) {
+    BALLAST_TRY(require_one_public_block(pem, what));
     const ossl::Api& a = *BALLAST_TRY(ossl::api());
     auto bio = BALLAST_TRY(ossl::mem_bio(a, pem));
     ossl::Own<EVP_PKEY> key(a.PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr),
@@ -94,9 +114,7 @@ Result<PcrPublicKey> parse_pcr_public_key(std::string_view pem, std::string_view
     if (!key)
         return fail(Errc::parse, "{}: not a PEM public key (BEGIN PUBLIC KEY): {}", what,
                     ossl::errors(a));
-    if (a.EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_RSA)
-        return fail(Errc::unsupported,
-                    "{}: not an RSA key; signed PCR policies take RSA keys (as systemd 252)", what);
+    BALLAST_TRY(require_rsa(a, key.get(), what));
     PcrPublicKey out;
     out.pem = std::string(pem);
     out.modulus = BALLAST_TRY(bn_bytes(a, key.get(), OSSL_PKEY_PARAM_RSA_N, what));

@@ -11,16 +11,12 @@ namespace {
 
 using namespace jf;
 
-constexpr size_t kMaxSignatureFile = 1u << 20;
 constexpr size_t kMaxEntries = 4096;
 
 Result<PcrSignature> read_entry(const Json& e, PcrBank bank, const std::string& where) {
     if (!e.is_object()) return fail(Errc::parse, "{}: {} is not an object", where, shown(e));
     auto named = [&](std::string_view name) { return fmt::format("{}.{}", where, name); };
-    auto field = [&](std::string_view name) -> Result<const Json*> {
-        if (const Json* v = member(e, name)) return v;
-        return fail(Errc::parse, "{}: missing", named(name));
-    };
+    auto field = [&](std::string_view name) { return required(e, named(name), name); };
     PcrSignature s;
     s.bank = bank;
     const Json* pcrs = BALLAST_TRY(field("pcrs"));
@@ -39,7 +35,7 @@ Result<PcrSignature> read_entry(const Json& e, PcrBank bank, const std::string& 
 
 Result<std::vector<PcrSignature>> parse_pcr_signatures(std::string_view json,
                                                        std::string_view what) {
-    if (json.size() > kMaxSignatureFile)
+    if (json.size() > kMaxPcrSignatureFile)
         return fail(Errc::parse, "{}: {} bytes, more than a PCR signature file holds (1 MiB)", what,
                     json.size());
     auto j = Json::parse(json, nullptr, false);

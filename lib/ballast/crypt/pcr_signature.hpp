@@ -5,6 +5,7 @@
 // Pure: JSON text in and out.
 #pragma once
 
+#include <cstddef>
 #include <span>
 #include <string>
 #include <string_view>
@@ -14,6 +15,8 @@
 #include "ballast/crypt/pcr.hpp"
 
 namespace ballast::crypt {
+
+inline constexpr size_t kMaxPcrSignatureFile = 1u << 20;
 
 struct PcrSignature {
     PcrBank bank = PcrBank::sha256;

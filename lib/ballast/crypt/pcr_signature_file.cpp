@@ -8,25 +8,28 @@
 namespace ballast::crypt {
 namespace {
 
-constexpr size_t kMaxFile = 1u << 20;
-constexpr std::array<const char*, 5> kPlaces{
-    "/etc/systemd", "/run/systemd", "/usr/local/lib/systemd", "/usr/lib/systemd", "/.extra"};
+constexpr std::array<const char*, 4> kPlaces{"/etc/systemd", "/run/systemd",
+                                             "/usr/local/lib/systemd", "/usr/lib/systemd"};
+// Where systemd-stub leaves the UKI's files; only the initrd has it.
+constexpr const char* kStubExtra = "/.extra";
 
-Result<std::vector<PcrSignature>> load(const std::string& path) {
-    std::string text = BALLAST_TRY(read_file(path, kMaxFile));
-    return parse_pcr_signatures(text, path);
+Result<PcrSignatureFile> load(const std::string& path) {
+    std::string text = BALLAST_TRY(read_file(path, kMaxPcrSignatureFile));
+    return PcrSignatureFile{path, BALLAST_TRY(parse_pcr_signatures(text, path))};
 }
 
 }  // namespace
 
-Result<std::vector<PcrSignature>> load_pcr_signatures(const std::string& path) {
+Result<PcrSignatureFile> load_pcr_signatures(const std::string& path) {
     if (!path.empty()) return load(path);
-    for (const char* dir : kPlaces) {
-        std::string candidate = std::string(dir) + "/" + kPcrSignatureName;
-        std::error_code ec;
+    std::vector<std::string> dirs(kPlaces.begin(), kPlaces.end());
+    std::error_code ec;
+    if (std::filesystem::exists("/etc/initrd-release", ec)) dirs.emplace_back(kStubExtra);
+    for (const std::string& dir : dirs) {
+        std::string candidate = dir + "/" + kPcrSignatureName;
         if (std::filesystem::exists(candidate, ec)) return load(candidate);
     }
-    return std::vector<PcrSignature>{};
+    return PcrSignatureFile{};
 }
 
 }  // namespace ballast::crypt

@@ -14,9 +14,15 @@ namespace ballast::crypt {
 
 inline constexpr const char* kPcrSignatureName = "tpm2-pcr-signature.json";
 
+struct PcrSignatureFile {
+    std::string path;  // where they came from; empty: no file anywhere
+    std::vector<PcrSignature> entries;
+};
+
 // `path` when given (it must exist and parse); else the first file found in systemd's places,
-// then /.extra; none anywhere is an empty list (tokens without a signed policy need none).
-// A file that exists but does not parse is an error naming it.
-[[nodiscard]] Result<std::vector<PcrSignature>> load_pcr_signatures(const std::string& path);
+// then, in the initrd only (/etc/initrd-release), /.extra; none anywhere is no entries (tokens
+// without a signed policy need none). A file that exists but does not parse is an error
+// naming it.
+[[nodiscard]] Result<PcrSignatureFile> load_pcr_signatures(const std::string& path);
 
 }  // namespace ballast::crypt

@@ -3,7 +3,6 @@
 #include <filesystem>
 
 #include "ballast/crypt/keys.hpp"
-#include "ballast/crypt/policy.hpp"
 #include "ballast/crypt/token.hpp"
 
 namespace ballast::crypt {
@@ -29,7 +28,8 @@ Result<Current> current(const KeyPolicy& p) {
 }
 
 // A token for the policy's PCRs and bank whose policy the current values satisfy; PIN-less ones
-// must also still unseal (the policy hash does not name the TPM). PIN tokens are taken on their
+// must also still unseal (the policy hash does not name the TPM), as far as can be told without
+// a signature. PIN tokens are taken on their
 // policy: testing them would need the PIN.
 std::optional<int> token_for_now(const Luks& luks, const KeyPolicy& p, Current& c,
                                  bool pinless_only) {
@@ -39,8 +39,13 @@ std::optional<int> token_for_now(const Luks& luks, const KeyPolicy& p, Current& 
         if (!parsed || parsed->pcrs != p.pcrs || parsed->bank.value_or(PcrBank::sha256) != p.bank)
             continue;
         if (parsed->pin && pinless_only) continue;
-        if (parsed->policy_hash != predict_policy(p.bank, p.pcrs, c.values, parsed->pin)) continue;
-        if (!parsed->pin && !test_unseal(c.tpm, *parsed)) continue;
+        if (!literal_policy_matches(*parsed, c.values)) continue;
+        // A signed token's signed PCRs are vouched for by the release's own signature, which
+        // this boot cannot show for the next one: its literal PCRs and its key decide.
+        if (!parsed->pin) {
+            auto st = test_unseal(c.tpm, *parsed);
+            if (!st && !(parsed->pubkey && st.error().code() == Errc::not_found)) continue;
+        }
         return t.id;
     }
     return std::nullopt;

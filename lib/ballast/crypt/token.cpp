@@ -131,9 +131,10 @@ Status read_policy_kind(const Json& j, Tpm2Token& t) {
     const auto* key = member(j, "tpm2_pubkey");
     if (pcrs) t.pubkey_pcrs = BALLAST_TRY(pcr_array(*pcrs, "tpm2_pubkey_pcrs"));
     if (key) t.pubkey = BALLAST_TRY(base64_field(*key, "tpm2_pubkey"));
-    if (pcrs && !key) return fail(Errc::parse, "tpm2_pubkey_pcrs: set, but tpm2_pubkey is missing");
-    if (key && t.pubkey_pcrs == 0)
-        return fail(Errc::parse, "tpm2_pubkey: set, but tpm2_pubkey_pcrs is missing or empty");
+    if (t.pubkey_pcrs != 0 && !key)
+        return fail(Errc::parse, "tpm2_pubkey_pcrs: set, but tpm2_pubkey is missing");
+    // A key without PCRs signs nothing: systemd 252 does not use it, and neither does Ballast.
+    if (t.pubkey_pcrs == 0) t.pubkey.reset();
     const auto* pcrlock = member(j, "tpm2_pcrlock");
     if (pcrlock && BALLAST_TRY(bool_field(*pcrlock, "tpm2_pcrlock")))
         return fail(Errc::unsupported,

@@ -231,7 +231,7 @@ Result<Digest> session_digest(Tpm2::State& s, ESYS_TR session) {
     return out;
 }
 
-Status policy_pcr(Tpm2::State& s, ESYS_TR session, PcrBank bank, PcrMask pcrs) {
+Status add_policy_pcr(Tpm2::State& s, ESYS_TR session, PcrBank bank, PcrMask pcrs) {
     TPML_PCR_SELECTION sel = pcr_selection(bank, pcrs);
     TPM2B_DIGEST none{};
     return s.check(s.api->Esys_PolicyPCR(s.esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
@@ -263,9 +263,10 @@ Result<EsysPtr<TPMT_TK_VERIFIED>> verify_signature(Tpm2::State& s, const SignedP
     if (!sig)
         return fail(Errc::not_found,
                     "no PCR signature by this key for the current values of PCR {} ({}; policy "
-                    "{}){}",
+                    "{}) {}",
                     format_pcr_list(signer.pcrs), to_string(bank), to_hex(approved),
-                    signer.signatures.empty() ? ": no signature file" : "");
+                    signer.source.empty() ? std::string("(no tpm2-pcr-signature.json found)")
+                                          : fmt::format("in {}", signer.source));
     if (sig->signature.size() > sizeof(TPM2B_PUBLIC_KEY_RSA::buffer))
         return fail(Errc::verification, "the PCR signature is {} bytes, too large for RSA",
                     sig->signature.size());
@@ -290,6 +291,7 @@ Result<EsysPtr<TPMT_TK_VERIFIED>> verify_signature(Tpm2::State& s, const SignedP
     TSS2_RC rc = s.api->Esys_VerifySignature(s.esys, key.get(), ESYS_TR_NONE, ESYS_TR_NONE,
                                              ESYS_TR_NONE, &hash, &signature, &ticket);
     ++s.commands;
+    // Not State::check: a refused signature is a verification failure whatever the TPM's code.
     if (rc != TSS2_RC_SUCCESS)
         return fail(Errc::verification, "the TPM refuses the PCR signature: {}",
                     s.api->Tss2_RC_Decode(rc));
@@ -299,9 +301,9 @@ Result<EsysPtr<TPMT_TK_VERIFIED>> verify_signature(Tpm2::State& s, const SignedP
 // systemd 252's order (tpm2_make_policy_session): PolicyPCR over the signed PCRs, whose digest
 // is the approved policy, then PolicyAuthorize by the key (which resets the digest to one that
 // names only the key), then PolicyPCR over the literal PCRs, then PolicyAuthValue for a PIN.
-Status policy_authorize(Tpm2::State& s, ESYS_TR session, bool trial, const SignedPcrs& signer,
-                        PcrBank bank, ExponentForm form) {
-    BALLAST_TRY(policy_pcr(s, session, bank, signer.pcrs));
+Status add_policy_authorize(Tpm2::State& s, ESYS_TR session, bool trial, const SignedPcrs& signer,
+                            PcrBank bank, ExponentForm form) {
+    BALLAST_TRY(add_policy_pcr(s, session, bank, signer.pcrs));
     Digest approved = BALLAST_TRY(session_digest(s, session));
     EsysPtr<TPMT_TK_VERIFIED> ticket(nullptr, {s.api});
     // A trial session checks no ticket: the NULL ticket systemd passes when enrolling.
@@ -344,8 +346,8 @@ Result<PolicySession> policy_session(Tpm2::State& s, const Handle& primary, bool
                     nullptr, trial ? TPM2_SE_TRIAL : TPM2_SE_POLICY, &sym, TPM2_ALG_SHA256, &h),
                 "start policy session"));
     PolicySession ps{Handle(&s, h), {}};
-    if (t.signer) BALLAST_TRY(policy_authorize(s, h, trial, *t.signer, t.bank, t.form));
-    if (t.pcrs != 0) BALLAST_TRY(policy_pcr(s, h, t.bank, t.pcrs));
+    if (t.signer) BALLAST_TRY(add_policy_authorize(s, h, trial, *t.signer, t.bank, t.form));
+    if (t.pcrs != 0) BALLAST_TRY(add_policy_pcr(s, h, t.bank, t.pcrs));
     if (t.pin)
         BALLAST_TRY(s.check(
             s.api->Esys_PolicyAuthValue(s.esys, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE),
@@ -455,6 +457,7 @@ Result<SecretBytes> Tpm2::unseal(const SealedObject& obj,
     // systemd 254+ names the key with the exponent 65537 spelled 0: try that spelling too.
     if (policy.digest != obj.policy && obj.signer && obj.signer->key->exponent == 65537) {
         terms.form = ExponentForm::default_zero;
+        policy.session = Handle();  // flushed first: a TPM may hold only three sessions
         policy = BALLAST_TRY_CTX(policy_session(s, primary, false, terms), "unseal");
     }
     if (policy.digest != obj.policy)

@@ -39,6 +39,7 @@ struct SignedPcrs {
     const PcrPublicKey* key = nullptr;
     PcrMask pcrs = 0;
     std::span<const PcrSignature> signatures;
+    std::string_view source;  // the file they came from, for messages ("": none found)
 };
 
 // What Unseal needs from a token.

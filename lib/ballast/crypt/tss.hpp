@@ -31,7 +31,6 @@ namespace ballast::crypt::tss {
     X(Esys_PolicyAuthorize)      \
     X(Esys_LoadExternal)         \
     X(Esys_VerifySignature)      \
-    X(Esys_TR_GetName)           \
     X(Esys_PolicyAuthValue)      \
     X(Esys_PolicyGetDigest)      \
     X(Esys_PCR_Read)             \

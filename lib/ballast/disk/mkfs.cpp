@@ -15,15 +15,7 @@ Status run_tool(std::vector<std::string> argv, const std::string& what) {
     p.argv = std::move(argv);
     p.env = {"MTOOLS_SKIP_CHECK=1", "MTOOLS_NO_VFAT=0"};
     p.timeout = std::chrono::minutes(10);
-    auto r = run_process(p);
-    if (!r) return std::unexpected(std::move(r.error()).context(what));
-    if (!r->success()) {
-        std::string err = r->err.empty() ? r->out : r->err;
-        while (!err.empty() && err.back() == '\n')
-            err.pop_back();
-        return fail(Errc::failed, "{}: {} {}: {}", what, p.argv[0], r->describe(), err);
-    }
-    return {};
+    return run_checked(p, what);
 }
 
 std::string at(const std::string& device, uint64_t offset) {

@@ -35,8 +35,7 @@ Result<UnlockReport> by_tpm(crypt::Luks& luks, const UnlockRequest& req, const s
         luks, tpm,
         [&] { return crypt::ask_secret(fmt::format("TPM2 PIN for {}", req.device), "PIN"); },
         [&](int keyslot, std::string_view pass) { return open_with(luks, req, pass, keyslot); },
-        signatures ? std::span<const crypt::PcrSignature>(*signatures)
-                   : std::span<const crypt::PcrSignature>{});
+        signatures ? &*signatures : nullptr);
     if (!unlocked && !signatures)
         return std::unexpected(std::move(unlocked).error().context(
             fmt::format("(PCR signatures: {})", signatures.error().what())));
