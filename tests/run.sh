@@ -58,15 +58,15 @@ for layer in "$@"; do
     fuzz)
       # libFuzzer over each parser of untrusted input (build with `make fuzz`): the config loader,
       # the chunk index, the OCI artifact manifest, the clouds' answers (user-data, metadata
-      # documents) and UDF volumes. FUZZ_SECONDS (default 60) is shared out: half to the config
+      # documents), UDF volumes, and UKIs with their PCR signature files. FUZZ_SECONDS (default 60) is shared out: half to the config
       # loader, whose input space is by far the larger, the rest evenly.
       secs=${FUZZ_SECONDS:-60}
       mkdir -p "$build/fuzz-artifacts"
       cases=""
       failed=0
       rest=$((secs - secs / 2))
-      for target in config:$((secs / 2)) chunk-index:$((rest / 4)) artifact:$((rest / 4)) \
-                    datasource:$((rest / 4)) udf:$((rest - 3 * (rest / 4))); do
+      for target in config:$((secs / 2)) chunk-index:$((rest / 5)) artifact:$((rest / 5)) \
+                    datasource:$((rest / 5)) udf:$((rest / 5)) uki:$((rest - 4 * (rest / 5))); do
         name=fuzz-${target%%:*}
         t=${target##*:}
         echo "== fuzz: $name for ${t}s"

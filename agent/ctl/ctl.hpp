@@ -13,6 +13,7 @@
 #include "ballast/install/installer.hpp"
 #include "ballast/install/reset.hpp"
 #include "ballast/update/bundle.hpp"
+#include "ballast/update/uki_build.hpp"
 
 namespace ballast::ctl {
 
@@ -50,6 +51,8 @@ void print_json(const nlohmann::json& j);
                                   const std::string& ref, const std::string& auth_file,
                                   const std::string& ca_file);
 [[nodiscard]] int cmd_bundle_inspect(const GlobalOptions& g, const std::string& src);
+[[nodiscard]] int cmd_uki_build(const GlobalOptions& g, const update::UkiBuildOptions& o);
+[[nodiscard]] int cmd_uki_inspect(const GlobalOptions& g, const std::string& path);
 [[nodiscard]] int cmd_install(const GlobalOptions& g, install::Options o);
 // With o.device: that disk, now; else this node, at its next boot (through the daemon).
 // reboot: --reboot / --no-reboot (unset: the node's reset: block says).

@@ -353,6 +353,50 @@ void add_slot_commands(CLI::App& app, const GlobalOptions& g, Action& action) {
     }
 }
 
+void add_uki_commands(CLI::App& app, const GlobalOptions& g, Action& action) {
+    auto* uki = app.add_subcommand(
+        "uki", "Build and inspect a release's Unified Kernel Image (offline, on the build host)");
+    uki->require_subcommand(1);
+    auto b = options<ballast::update::UkiBuildOptions>();
+    auto* build = uki->add_subcommand(
+        "build", "systemd-stub + kernel, initrd, command line, os-release, PCR key and signature");
+    build->add_option("--linux", b->linux_image, "Kernel image")
+        ->required()
+        ->check(CLI::ExistingFile);
+    build->add_option("--initrd", b->initrd, "Initramfs")->required()->check(CLI::ExistingFile);
+    build->add_option("--cmdline", b->cmdline, "File with the kernel command line")
+        ->required()
+        ->check(CLI::ExistingFile);
+    build->add_option("--os-release", b->os_release, "os-release of the release")
+        ->required()
+        ->check(CLI::ExistingFile);
+    build
+        ->add_option("--pcr-private-key", b->pcr_private_key,
+                     "RSA key (PEM) that signs the release's PCR 11")
+        ->required()
+        ->check(CLI::ExistingFile);
+    build
+        ->add_option("--pcr-public-key", b->pcr_public_key,
+                     "Its public key (PEM), carried as .pcrpkey")
+        ->required()
+        ->check(CLI::ExistingFile);
+    build->add_option("--phase", b->phases,
+                      "Boot phase path(s) to sign, as systemd-measure takes them (default "
+                      "enter-initrd only: the running system then cannot unseal)");
+    build->add_option("--stub", b->stub, "systemd-stub (default " + b->stub + ")")
+        ->check(CLI::ExistingFile);
+    build->add_option("--secureboot-key", b->sb_key, "Secure Boot db key (sbsign --key)");
+    build->add_option("--secureboot-certificate", b->sb_cert, "Its certificate (sbsign --cert)")
+        ->check(CLI::ExistingFile);
+    build->add_option("-o,--output", b->output, "The UKI to write")->required();
+    build->callback([&, b] { action = [&, b] { return cmd_uki_build(g, *b); }; });
+    auto path = options<std::string>();
+    auto* inspect = uki->add_subcommand(
+        "inspect", "Sections, command line, predicted PCR 11 and whether .pcrsig signs it");
+    inspect->add_option("UKI", *path, "The image")->required()->check(CLI::ExistingFile);
+    inspect->callback([&, path] { action = [&, path] { return cmd_uki_inspect(g, *path); }; });
+}
+
 void add_k3s_commands(CLI::App& app, const GlobalOptions& g, Action& action) {
     auto* k3s = app.add_subcommand("k3s", "k3s on this node");
     k3s->require_subcommand(1);
@@ -429,6 +473,7 @@ int run(int argc, char** argv) {
     add_stage_commands(app, g, action);
     add_slot_commands(app, g, action);
     add_k3s_commands(app, g, action);
+    add_uki_commands(app, g, action);
     add_encrypt_commands(app, g, action);
     try {
         app.parse(argc, argv);

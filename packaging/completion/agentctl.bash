@@ -4,7 +4,7 @@ _agentctl() {
     _init_completion || return
 
     local global_opts="--bus-address --json --root --help --version"
-    local commands="status version log-level reload config stage bundle install reset recovery upgrade health rollback mark-good mark-bad k3s encrypt"
+    local commands="status version log-level reload config stage bundle install reset recovery upgrade health rollback mark-good mark-bad k3s encrypt uki"
 
     case $prev in
         --bus-address) return ;;
@@ -17,6 +17,9 @@ _agentctl() {
         --tag) return ;;
         --image) _filedir '@(sqfs|squashfs|erofs|img)'; return ;;
         --key|--cert|--chain|--keyring) _filedir pem; return ;;
+        --pcr-private-key|--pcr-public-key|--secureboot-key|--secureboot-certificate) _filedir; return ;;
+        --linux|--initrd|--cmdline|--os-release|--stub) _filedir; return ;;
+        --phase) COMPREPLY=($(compgen -W "enter-initrd enter-initrd:leave-initrd" -- "$cur")); return ;;
         --version|--compatible|--os-name|--efi-size|--oem-size|--slot-size|--persistent-size) return ;;
         log-level)
             COMPREPLY=($(compgen -W "trace debug info warning error critical off" -- "$cur"))
@@ -41,6 +44,7 @@ _agentctl() {
         validate) _filedir '@(yaml|yml)'; return ;;
         mark-good|mark-bad) COMPREPLY=($(compgen -W "A B" -- "$cur")); return ;;
         k3s) COMPREPLY=($(compgen -W "status" -- "$cur")); return ;;
+        uki) COMPREPLY=($(compgen -W "build inspect" -- "$cur")); return ;;
         encrypt) COMPREPLY=($(compgen -W "status enroll reseal recovery-key wipe-slot" -- "$cur")); return ;;
         --unlock-key-file|--tpm2-public-key|--tpm2-signature) _filedir; return ;;
         --pcr-bank) COMPREPLY=($(compgen -W "sha1 sha256 sha384 sha512" -- "$cur")); return ;;
@@ -60,6 +64,9 @@ _agentctl() {
         COMPREPLY=($(compgen -W "--device --reset-persistent --reset-oem --poweroff --reboot --encrypt --graceful --force --no-reboot --config --tpm2-device --dry-run $global_opts" -- "$cur"))
     elif [[ $cmd == encrypt ]]; then
         COMPREPLY=($(compgen -W "--device --tpm2-device --pcrs --pcr-bank --pin --unlock-key-file --replace --tpm2-public-key --tpm2-public-key-pcrs --tpm2-signature $global_opts" -- "$cur"))
+    elif [[ $cmd == uki ]]; then
+        COMPREPLY=($(compgen -W "--linux --initrd --cmdline --os-release --pcr-private-key --pcr-public-key --phase --stub --secureboot-key --secureboot-certificate -o $global_opts" -- "$cur"))
+        [[ $cur != -* ]] && _filedir '@(efi)'
     elif [[ $cmd == upgrade ]]; then
         COMPREPLY=($(compgen -W "--force --no-reboot --dry-run $global_opts" -- "$cur"))
         [[ $cur != -* ]] && _filedir '@(tar)'

@@ -698,9 +698,21 @@ def test_ballast_signed_token_survives_a_new_uki_without_reseal(bins, tpm, volum
                    "--tpm2-signature", str(sig1), key=key)
     assert json.loads(again.stdout)["already"] is True
 
-    # Release 2: a new command line (a new root hash), signed by the same key.
+    # Release 2: a new command line (a new root hash), its UKI built and its PCR 11 signed by
+    # agentctl uki build with the same key; the node gets the UKI's .pcrsig as the stub hands it.
     v2 = uki_sections(cmdline=b"ballast.roothash=11 ro quiet\n")
-    sig2 = measure_sign(tpm, v2, tmp_path / "v2.sig.json")
+    cmdline2 = tmp_path / "cmdline2"
+    cmdline2.write_bytes(v2[".cmdline"])
+    uki2 = tmp_path / "v2.efi"
+    r = agentctl(bins, "uki", "build", "--linux", str(PCRSIG / "linux"), "--initrd",
+                 str(PCRSIG / "initrd"), "--cmdline", str(cmdline2), "--os-release",
+                 str(PCRSIG / "osrel"), "--pcr-private-key", str(PCRSIG / "private.pem"),
+                 "--pcr-public-key", str(PCRSIG / "public.pem"), "-o", str(uki2))
+    assert r.returncode == 0, r.stderr
+    sig2 = tmp_path / "v2.sig.json"
+    run_ok(["objcopy", "-O", "binary", "--only-section", ".pcrsig", str(uki2), str(sig2)])
+    # systemd-measure signs the same value the same way.
+    assert sig2.read_text() == measure_sign(tpm, v2, tmp_path / "v2.measure.json").read_text()
     tpm.reboot()
     boot_uki(tpm, v2)
     r, out = agent_unlock(bins, img, tpm.tcti, signature=sig2)

@@ -85,7 +85,9 @@ namespace ballast::ossl {
     X(BN_free)                         \
     X(i2d_PublicKey)                   \
     X(EVP_DigestSignInit)              \
-    X(EVP_DigestSign)
+    X(EVP_DigestSign)                  \
+    X(EVP_DigestVerifyInit)            \
+    X(EVP_DigestVerify)
 
 struct Api {
     BALLAST_OSSL_FUNCTIONS(BALLAST_DYNLIB_DECLARE)

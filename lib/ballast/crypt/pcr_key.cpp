@@ -105,6 +105,23 @@ Result<PcrSignature> sign_pcr_policy(std::string_view private_key_pem, std::stri
     return out;
 }
 
+Result<bool> verify_pcr_signature(const PcrPublicKey& key, const PcrSignature& sig) {
+    if (sig.key_fingerprint != key.fingerprint) return false;
+    const ossl::Api& a = *BALLAST_TRY(ossl::api());
+    auto bio = BALLAST_TRY(ossl::mem_bio(a, key.pem));
+    ossl::Own<EVP_PKEY> pkey(a.PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr),
+                             [&a](EVP_PKEY* k) { a.EVP_PKEY_free(k); });
+    ossl::Own<EVP_MD_CTX> ctx(a.EVP_MD_CTX_new(), [&a](EVP_MD_CTX* c) { a.EVP_MD_CTX_free(c); });
+    if (!pkey || !ctx ||
+        a.EVP_DigestVerifyInit(ctx.get(), nullptr, a.EVP_sha256(), nullptr, pkey.get()) != 1)
+        return fail(Errc::failed, "verify a PCR signature: {}", ossl::errors(a));
+    int ok =
+        a.EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.signature.data()),
+                           sig.signature.size(), sig.policy.data(), sig.policy.size());
+    a.ERR_clear_error();  // a bad signature queues a reason; the answer is `false`
+    return ok == 1;
+}
+
 Result<PcrPublicKey> parse_pcr_public_key(std::string_view pem, std::string_view what) {
     BALLAST_TRY(require_one_public_block(pem, what));
     const ossl::Api& a = *BALLAST_TRY(ossl::api());

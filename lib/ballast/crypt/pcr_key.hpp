@@ -48,4 +48,8 @@ enum class ExponentForm { literal, default_zero };
                                                    PcrMask pcrs,
                                                    std::span<const std::string> values);
 
+// Whether `sig` is `key`'s RSASSA-PKCS1-v1_5/SHA-256 signature of its policy digest, checked
+// here as the TPM will check it at boot (TPM2_VerifySignature). False for another key's entry.
+[[nodiscard]] Result<bool> verify_pcr_signature(const PcrPublicKey& key, const PcrSignature& sig);
+
 }  // namespace ballast::crypt
