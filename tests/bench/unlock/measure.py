@@ -23,14 +23,17 @@ import tempfile
 import time
 
 out_dir, runs, tcti, img, token, agent, plugin, pcap_count = sys.argv[1:9]
+# A signed-policy token (SIGNED=1 in run.sh): both sides get the same signature file.
+signature = sys.argv[9] if len(sys.argv) > 9 else ""
 runs, token = int(runs), str(int(token))
 env = {k: v for k, v in os.environ.items() if k not in ("PIN", "PASSWORD", "INVOCATION_ID")}
 tools_env = dict(env, TPM2TOOLS_TCTI=tcti)
 
 
 def cmd(side, t=tcti):
-    return ([agent, "unlock", "--device", img, "--tpm2-device", t, "--json"] if side == "ballast"
-            else [plugin, img, t, token])
+    sig = ["--tpm2-signature", signature] if signature else []
+    return ([agent, "unlock", "--device", img, "--tpm2-device", t, "--json", *sig]
+            if side == "ballast" else [plugin, img, t, token, *([signature] if signature else [])])
 
 
 def timed(argv, extra_env=None):

@@ -3,7 +3,8 @@
  * systemd package) and asks it to open TOKEN of the LUKS2 image IMG, then checks the passphrase
  * the plugin returns against the token's keyslot. name = NULL: verification only, no dm table.
  * One unlock per process, as at boot. Prints the keyslot opened (or the negative errno).
- * Usage: plugin_open IMG TCTI TOKEN   (TCTI as systemd's tpm2-device=, e.g. swtpm:host=H,port=P)
+ * Usage: plugin_open IMG TCTI TOKEN [SIGNATURE]   (TCTI as systemd's tpm2-device=, e.g.
+ *   swtpm:host=H,port=P; SIGNATURE: tpm2-pcr-signature.json for a signed-policy token)
  * Built by tests/bench/unlock/run.sh: gcc plugin_open.c $(pkg-config --libs libcryptsetup). */
 #include <libcryptsetup.h>
 #include <stdint.h>
@@ -19,8 +20,8 @@ struct systemd_tpm2_plugin_params {
 };
 
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s IMG TCTI TOKEN\n", argv[0]);
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: %s IMG TCTI TOKEN [SIGNATURE]\n", argv[0]);
         return 2;
     }
     struct crypt_device *cd = NULL;
@@ -32,7 +33,7 @@ int main(int argc, char **argv) {
     r = crypt_load(cd, CRYPT_LUKS2, NULL);
     if (r >= 0) {
         struct systemd_tpm2_plugin_params params = {
-            .search_pcr_mask = UINT32_MAX, .device = argv[2], .signature_path = NULL};
+            .search_pcr_mask = UINT32_MAX, .device = argv[2], .signature_path = argc == 5 ? argv[4] : NULL};
         r = crypt_activate_by_token_pin(cd, NULL, "systemd-tpm2", atoi(argv[3]), NULL, 0, &params, 0);
     }
     crypt_free(cd);

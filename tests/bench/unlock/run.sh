@@ -12,14 +12,19 @@
 # `agentctl encrypt enroll` (PCR 7, sha256). Measuring in measure.py: wall and CPU per unlock,
 # the TPM's handles after each unlock, 4 unlocks in a row without flushing, and the TPM commands
 # per unlock counted from outside with tpm2-tss's pcap TCTI (pcap_count.py).
+# SIGNED=1: the token also binds PCR 11 through a signed policy (tpm2_pubkey, as
+#   systemd-cryptenroll --tpm2-public-key makes it), PCR 11 extended as systemd-stub 252 measures
+#   the UKI of tests/data/pcr-signature, and both sides given its .pcrsig (enter-initrd).
 # Usage: tests/bench/unlock/run.sh BUILD_DIR   (RUNS=100, about 15 s; work dir ${BENCH_DIR:-/var/tmp/ballast-bench}/unlock;
-#   results in ${OUT:-BUILD_DIR/bench/unlock.txt})
+#   results in ${OUT:-BUILD_DIR/bench/unlock.txt}, or unlock-signed.txt with SIGNED=1)
 set -euo pipefail
 here=$(dirname "$(realpath "$0")")
 build=$(realpath "${1:-build}")
 runs=${RUNS:-100}
 W=${BENCH_DIR:-/var/tmp/ballast-bench}/unlock
-out=${OUT:-$build/bench/unlock.txt}
+signed=${SIGNED:-0}
+out=${OUT:-$build/bench/unlock$([ "$signed" = 1 ] && echo -signed).txt}
+pcrsig_dir=$here/../../data/pcr-signature
 agent=${AGENT:-$build/agent/ballast-agent}
 ctl=${AGENTCTL:-$build/agent/agentctl}
 plugin_so=/usr/lib/x86_64-linux-gnu/cryptsetup/libcryptsetup-token-systemd-tpm2.so
@@ -65,8 +70,26 @@ truncate -s 32M img
 printf '%s' 'correct horse battery staple' > passphrase
 cryptsetup luksFormat --batch-mode --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
   --key-file passphrase img
+signature=
+signed_args=()
+if [ "$signed" = 1 ]; then
+  # The UKI's sections, measured into PCR 11 as systemd-stub 252 does, then enter-initrd.
+  "$ctl" uki build --linux "$pcrsig_dir/linux" --initrd "$pcrsig_dir/initrd" \
+    --cmdline "$pcrsig_dir/cmdline" --os-release "$pcrsig_dir/osrel" \
+    --pcr-private-key "$pcrsig_dir/private.pem" --pcr-public-key "$pcrsig_dir/public.pem" -o uki.efi >/dev/null
+  objcopy -O binary --only-section .pcrsig uki.efi pcrsig.json
+  signature=$W/pcrsig.json
+  for s in linux osrel cmdline initrd public.pem; do
+    name=.$s; [ "$s" = public.pem ] && name=.pcrpkey
+    tpm2_pcrextend 11:sha256="$(printf '%s\0' "$name" | sha256sum | cut -d' ' -f1)"
+    tpm2_pcrextend 11:sha256="$(sha256sum < "$pcrsig_dir/$s" | cut -d' ' -f1)"
+  done
+  tpm2_pcrextend 11:sha256="$(printf 'enter-initrd' | sha256sum | cut -d' ' -f1)"
+  signed_args=(--tpm2-public-key "$pcrsig_dir/public.pem" --tpm2-signature "$signature")
+fi
 env -u PIN -u NEWPIN -u PASSWORD "$ctl" --json encrypt enroll --device img --tpm2-device "$tcti" \
-  --pcrs 7 --pcr-bank sha256 --unlock-key-file passphrase > enroll.json
+  --pcrs 7 --pcr-bank sha256 --unlock-key-file passphrase "${signed_args[@]}" > enroll.json
+[ "$signed" != 1 ] || grep -q '"tested": true' enroll.json || { echo "unlock bench: the signed token was not tested at enrollment" >&2; exit 1; }
 token=$(cryptsetup luksDump --dump-json-metadata img | python3 -c '
 import json, sys
 t = {k: v for k, v in json.load(sys.stdin)["tokens"].items() if v["type"] == "systemd-tpm2"}
@@ -75,7 +98,7 @@ print(next(iter(t)))')
 
 # ---- measure, then summarize ----
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
-python3 "$here/measure.py" "$W" "$runs" "$tcti" "$W/img" "$token" "$agent" "$W/bin/plugin_open" "$here/pcap_count.py"
+python3 "$here/measure.py" "$W" "$runs" "$tcti" "$W/img" "$token" "$agent" "$W/bin/plugin_open" "$here/pcap_count.py" ${signature:+"$signature"}
 mkdir -p "$(dirname "$out")"
 python3 - "$W/result.json" "$load0 / $(cut -d' ' -f1-3 /proc/loadavg)" <<'PY' | tee "$out"
 import json, os, statistics, sys
@@ -85,7 +108,7 @@ med = statistics.median
 def p90(v): return statistics.quantiles(v, n=10, method="inclusive")[-1]
 names = {"ballast": "ballast-agent unlock", "systemd": "systemd 252 token plugin"}
 print(f"TPM2 unlock: {len(rounds)} alternating rounds (after one warm-up), one process per unlock, "
-      f"swtpm over TCP, the same LUKS2 token")
+      f"swtpm over TCP, the same LUKS2 token{' (PCR 7 + signed PCR 11)' if os.environ.get('SIGNED') == '1' else ''}")
 print(f"load average before / after: {sys.argv[2]} ({os.cpu_count()} CPUs)")
 print(f"| {'':26} | {'wall ms median':>14} | {'wall ms p90':>11} | {'min-max':>13} | {'CPU ms median':>13} |")
 print(f"|{'-'*28}|{'-'*16}|{'-'*13}|{'-'*15}|{'-'*15}|")
