@@ -55,6 +55,10 @@ int cmd_status(const GlobalOptions& g) {
                         flags.c_str());
         }
     }
+    if (auto it = st->find("NextBoot"); it != st->end() && it->is_object())
+        std::printf("  Next boot:  %s%s (%s)\n", it->value("Slot", "").c_str(),
+                    it->value("Recovery", false) ? ", recovery entry" : "",
+                    it->value("Reason", "").c_str());
     if (auto it = st->find("Upgrade"); it != st->end() && it->is_object()) {
         const auto& u = *it;
         std::printf("  Upgrade:     %s %s -> %s (slot %s, %s)\n", u.value("State", "").c_str(),

@@ -387,8 +387,10 @@ def test_status_shows_the_slots(bins, start_agent, signing_pki, images, tmp_path
     assert slots["A"] == {"Slot": "A", "State": "good", "Version": "1.0", "TriesLeft": 0, "Primary": True,
                           "LastGood": True, "Booted": True}
     assert slots["B"]["State"] == "empty" and not slots["B"]["Booted"]
+    assert st["NextBoot"] == {"Slot": "A", "Reason": "A is good", "Recovery": False}
     human = ctl(bins, a.bus.address, "status").stdout
     assert "A  good" in human and "booted primary last-good" in human and "B  empty" in human
+    assert "Next boot:  A (A is good)" in human
 
 
 def xts_decrypt(vk: bytes, data: bytes) -> bytes:

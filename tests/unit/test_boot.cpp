@@ -139,6 +139,19 @@ TEST_CASE("decide: good slot, trial counting, fallback, last good", "[boot][stat
         CHECK_FALSE(dd.saved);
         committed = dd.after;
     }
+    // The reason says what was passed over: a slot being rewritten for an upgrade may still be
+    // first in the order, and an operator reading "primary B" must see that A boots.
+    BootState writing = initial_state(Slot::A, "1");
+    writing.order = {Slot::B, Slot::A};  // B stayed first after a failed upgrade; now rewritten
+    writing.at(Slot::B).version = "2";
+    CHECK(decide(writing).slot == Slot::A);
+    CHECK(decide(writing).reason == "B is not bootable (being written, or marked bad); A is good");
+    writing.at(Slot::B).version.clear();
+    CHECK(decide(writing).reason == "B is empty; A is good");
+    CHECK(decide(initial_state(Slot::A, "1")).reason == "A is good");
+    auto exhausted = activate(initial_state(Slot::A, "1"), Slot::B, 1, "2", Slot::A).value();
+    exhausted.at(Slot::B).tries = 0;
+    CHECK(decide(exhausted).reason == "B has no tries left; A is good");
     // Nothing ok: last good, else A.
     BootState none;
     none.last_good = Slot::B;

@@ -108,23 +108,32 @@ BootState initial_state(Slot slot, std::string version) {
 
 namespace {
 
+// Why a slot ahead in the order was passed over, for the reason operators read.
+std::string passed_over(Slot slot, const SlotInfo& i) {
+    if (i.ok) return fmt::format("{} has no tries left", name(slot));
+    if (i.version.empty()) return fmt::format("{} is empty", name(slot));
+    return fmt::format("{} is not bootable (being written, or marked bad)", name(slot));
+}
+
 Decision decide_slot(const BootState& s) {
+    std::string skipped;
+    auto why = [&](std::string r) { return skipped.empty() ? r : skipped + "; " + r; };
     for (Slot slot : s.order) {
         const auto& i = s.at(slot);
-        if (!i.ok) continue;
-        if (!i.trial) return {slot, s, false, fmt::format("{} is good", name(slot))};
-        if (i.tries > 0) {
-            Decision d{
-                slot, s, true,
-                fmt::format("{} is on trial, {} tries left before this boot", name(slot), i.tries)};
+        if (i.ok && !i.trial) return {slot, s, false, why(fmt::format("{} is good", name(slot)))};
+        if (i.ok && i.tries > 0) {
+            Decision d{slot, s, true,
+                       why(fmt::format("{} is on trial, {} tries left before this boot", name(slot),
+                                       i.tries))};
             d.after.at(slot).tries = i.tries - 1;
             return d;
         }
+        skipped += (skipped.empty() ? "" : "; ") + passed_over(slot, i);
     }
     if (s.last_good)
         return {*s.last_good, s, false,
-                fmt::format("nothing else bootable: last good {}", name(*s.last_good))};
-    return {Slot::A, s, false, "nothing bootable and no last good slot: A"};
+                why(fmt::format("nothing else bootable: last good {}", name(*s.last_good)))};
+    return {Slot::A, s, false, why("nothing bootable and no last good slot: A")};
 }
 
 }  // namespace

@@ -176,6 +176,12 @@ void add_slots_status(const SlotsEnv& env, nlohmann::json& s) {
     }
     if (st->recovery_next) s["RecoveryNext"] = true;
     s["PrimarySlot"] = std::string(boot::name(st->primary()));
+    // What the bootloader will do with this state (boot::decide mirrors grub.cfg): the primary
+    // slot may be empty or being written, and then another boots.
+    const boot::Decision next = boot::decide(*st);
+    s["NextBoot"] = {{"Slot", std::string(boot::name(next.slot))},
+                     {"Reason", next.reason},
+                     {"Recovery", next.recovery}};
 }
 
 void add_journal_status(const std::filesystem::path& state_dir, nlohmann::json& s) {

@@ -94,8 +94,9 @@ struct ResetAnswer {
 [[nodiscard]] Result<nlohmann::json> leave_cluster(const RootPrefix& root,
                                                    std::chrono::seconds timeout);
 
-// GetStatus: Slots and PrimarySlot (or BootControlError), ResetPending (with ResetOem when so);
-// Upgrade (the journal, credentials redacted) or UpgradeJournalError; RefusedVersions.
+// GetStatus: Slots, PrimarySlot and NextBoot (slot, reason, recovery) (or BootControlError),
+// ResetPending (with ResetOem when so); Upgrade (the journal, credentials redacted) or
+// UpgradeJournalError; RefusedVersions.
 void add_slots_status(const SlotsEnv& env, nlohmann::json& status);
 void add_journal_status(const std::filesystem::path& state_dir, nlohmann::json& status);
 
