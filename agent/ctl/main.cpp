@@ -388,6 +388,9 @@ void add_uki_commands(CLI::App& app, const GlobalOptions& g, Action& action) {
     build->add_option("--secureboot-key", b->sb_key, "Secure Boot db key (sbsign --key)");
     build->add_option("--secureboot-certificate", b->sb_cert, "Its certificate (sbsign --cert)")
         ->check(CLI::ExistingFile);
+    build->add_option("--secureboot-engine", b->sb_engine,
+                      "OpenSSL engine holding the key (sbsign --engine, e.g. pkcs11); "
+                      "--secureboot-key is then the engine's name for it");
     build->add_option("-o,--output", b->output, "The UKI to write")->required();
     build->callback([&, b] { action = [&, b] { return cmd_uki_build(g, *b); }; });
     auto path = options<std::string>();

@@ -34,7 +34,8 @@ int cmd_uki_inspect(const GlobalOptions& g, const std::string& path) {
                             {"file_offset", s.raw_offset},
                             {"file_size", s.raw_size}});
     if (g.json) {
-        print_json({{"sections", sections},
+        print_json({{"stub", u->stub},
+                    {"sections", sections},
                     {"cmdline", u->cmdline},
                     {"pcr11_enter_initrd", u->pcr11_enter_initrd},
                     {"pcr_key_fingerprint", u->pcr_key_fingerprint.value_or("")},
@@ -42,7 +43,7 @@ int cmd_uki_inspect(const GlobalOptions& g, const std::string& path) {
                     {"signed_for_enter_initrd", u->signed_for_enter_initrd}});
         return kExitOk;
     }
-    std::printf("%s\n", path.c_str());
+    std::printf("%s (%s)\n", path.c_str(), u->stub.c_str());
     for (const auto& s : u->sections)
         std::printf("  %-9s vma 0x%08x  %10u bytes\n", s.name.c_str(), s.virtual_address,
                     s.virtual_size);

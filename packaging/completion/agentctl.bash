@@ -65,7 +65,7 @@ _agentctl() {
     elif [[ $cmd == encrypt ]]; then
         COMPREPLY=($(compgen -W "--device --tpm2-device --pcrs --pcr-bank --pin --unlock-key-file --replace --tpm2-public-key --tpm2-public-key-pcrs --tpm2-signature $global_opts" -- "$cur"))
     elif [[ $cmd == uki ]]; then
-        COMPREPLY=($(compgen -W "--linux --initrd --cmdline --os-release --pcr-private-key --pcr-public-key --phase --stub --secureboot-key --secureboot-certificate -o $global_opts" -- "$cur"))
+        COMPREPLY=($(compgen -W "--linux --initrd --cmdline --os-release --pcr-private-key --pcr-public-key --phase --stub --secureboot-key --secureboot-certificate --secureboot-engine -o $global_opts" -- "$cur"))
         [[ $cur != -* ]] && _filedir '@(efi)'
     elif [[ $cmd == upgrade ]]; then
         COMPREPLY=($(compgen -W "--force --no-reboot --dry-run $global_opts" -- "$cur"))

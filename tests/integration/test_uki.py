@@ -60,6 +60,7 @@ def test_build_matches_systemd_measure(bins, tmp_path):
     theirs = json.loads(r.stdout)["sha256"][0]["hash"]
     assert built["pcr11"] == [theirs]
     u = inspect(bins, uki)
+    assert u["stub"].startswith("systemd-stub 252")
     assert u["pcr11_enter_initrd"] == theirs  # read back from the file, as the stub will
     assert u["signed_for_enter_initrd"] is True and u["signatures"] == 1
     assert u["cmdline"] == (PCRSIG / "cmdline").read_text()
@@ -115,6 +116,22 @@ def test_uki_errors(bins, tmp_path):
     assert build(bins, out).returncode == 0
     r = build(bins, tmp_path / "again.efi", "--stub", str(out))
     assert r.returncode != 0 and "not a bare stub" in r.stderr
+    assert not (tmp_path / "again.efi").exists()
+    r = build(bins, tmp_path / "again.efi", "--secureboot-key", str(tmp_path / "nokey"),
+              "--secureboot-certificate", str(PCRSIG / "public.pem"))
+    assert r.returncode != 0 and "--secureboot-key" in r.stderr and "nokey" in r.stderr
+    assert not (tmp_path / "again.efi").exists()
+    # A stub whose measurements Ballast does not predict (systemd 254+ adds .uname, .sbat).
+    magic = tmp_path / "magic"
+    magic.write_bytes(b"#### LoaderInfo: systemd-stub 254.26-1~bpo12+1 ####\0")
+    newer = tmp_path / "newer-stub.efi"
+    run_ok(["objcopy", "--update-section", f".sdmagic={magic}", STUB, str(newer)])
+    r = build(bins, tmp_path / "again.efi", "--stub", str(newer))
+    assert r.returncode != 0 and "systemd-stub 252 only" in r.stderr and "254.26" in r.stderr
+    newer_uki = tmp_path / "newer-uki.efi"
+    run_ok(["objcopy", "--update-section", f".sdmagic={magic}", str(out), str(newer_uki)])
+    r = ctl(bins, "uki", "inspect", str(newer_uki))
+    assert r.returncode != 0 and "systemd-stub 252 only" in r.stderr
     # inspect names what it cannot read.
     junk = tmp_path / "junk.efi"
     junk.write_bytes(b"MZ" + b"\0" * 100)

@@ -1,4 +1,5 @@
-// boot/uki: PE section tables and the PCR 11 systemd-stub 252 leaves, on hand-made images.
+// boot/uki: PE headers and section tables, and the PCR 11 systemd-stub 252 leaves, on hand-made
+// images.
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -17,10 +18,14 @@ namespace {
 struct Sec {
     std::string name, data;
     uint32_t virtual_size = 0;  // 0: the data's size
+    uint32_t raw_offset = 0;    // 0: where the data is put
 };
 
-// MZ header, PE signature, COFF header (no optional header), section table, the data.
-std::string pe(const std::vector<Sec>& secs) {
+constexpr size_t kOptional = 0x40 + 4 + 20;
+
+// MZ header, PE signature, COFF header, a PE32+ optional header (magic, ImageBase,
+// SectionAlignment), the section table, the data.
+std::string pe(const std::vector<Sec>& secs, uint16_t magic = 0x20b) {
     std::string out = "MZ";
     out.resize(0x3c, '\0');
     put_le<uint32_t>(out, 0x40);
@@ -30,8 +35,15 @@ std::string pe(const std::vector<Sec>& secs) {
     put_le<uint32_t>(out, 0);
     put_le<uint32_t>(out, 0);
     put_le<uint32_t>(out, 0);
-    put_le<uint16_t>(out, 0);  // SizeOfOptionalHeader
+    put_le<uint16_t>(out, 112);  // SizeOfOptionalHeader: no data directories
     put_le<uint16_t>(out, 0x22);
+    std::string optional;
+    put_le<uint16_t>(optional, magic);
+    optional.resize(24, '\0');
+    put_le<uint64_t>(optional, 0x140000000);  // ImageBase
+    put_le<uint32_t>(optional, 0x1000);       // SectionAlignment
+    optional.resize(112, '\0');
+    out += optional;
     size_t data_at = out.size() + 40 * secs.size();
     std::string data;
     uint32_t va = 0x1000;
@@ -42,7 +54,7 @@ std::string pe(const std::vector<Sec>& secs) {
         put_le<uint32_t>(out, s.virtual_size ? s.virtual_size : uint32_t(s.data.size()));
         put_le<uint32_t>(out, va);
         put_le<uint32_t>(out, uint32_t(s.data.size()));
-        put_le<uint32_t>(out, uint32_t(data_at + data.size()));
+        put_le<uint32_t>(out, s.raw_offset ? s.raw_offset : uint32_t(data_at + data.size()));
         out += std::string(16, '\0');
         data += s.data;
         va += 0x1000;
@@ -55,6 +67,12 @@ std::string sha(std::string_view s) {
     return {reinterpret_cast<const char*>(d.data()), d.size()};
 }
 
+std::vector<UkiSection> measured(const std::string& image) {
+    auto p = pe_image(image, "u.efi");
+    REQUIRE(p);
+    return uki_sections(image, *p, "u.efi").value();
+}
+
 }  // namespace
 
 TEST_CASE("UKI sections come out in the stub's order, as loaded", "[boot][uki]") {
@@ -64,35 +82,72 @@ TEST_CASE("UKI sections come out in the stub's order, as loaded", "[boot][uki]")
                             {".linux", "kernel"},
                             {".osrel", "ID=x\n", 8},
                             {".pcrsig", "{}"}});
-    auto all = pe_sections(image, "u.efi");
-    REQUIRE(all);
-    REQUIRE(all->size() == 5);
-    CHECK((*all)[1].name == ".cmdline");
-    CHECK((*all)[1].virtual_address == 0x2000);
-    auto measured = uki_sections(image, "u.efi");
-    REQUIRE(measured);
-    REQUIRE(measured->size() == 3);
-    CHECK((*measured)[0].name == ".linux");
-    CHECK((*measured)[1].name == ".osrel");
-    CHECK((*measured)[1].data == std::string("ID=x\n\0\0\0", 8));  // zero-filled to VirtualSize
-    CHECK((*measured)[2].name == ".cmdline");
+    auto p = pe_image(image, "u.efi");
+    REQUIRE(p);
+    CHECK(p->image_base == 0x140000000);
+    CHECK(p->section_alignment == 0x1000);
+    REQUIRE(p->sections.size() == 5);
+    CHECK(p->sections[1].name == ".cmdline");
+    CHECK(p->sections[1].virtual_address == 0x2000);
+    auto m = measured(image);
+    REQUIRE(m.size() == 3);
+    CHECK(m[0].name == ".linux");
+    CHECK(m[1].name == ".osrel");
+    CHECK(m[1].data == "ID=x\n");
+    CHECK(m[1].zeros == 3);  // zero-filled to VirtualSize
+    CHECK(m[2].name == ".cmdline");
 
     // PCR 11 by hand: extend(H(name\0)), extend(H(bytes)) per section, then the phase word.
     std::string pcr(32, '\0');
     auto extend = [&](std::string_view d) { pcr = sha(pcr + sha(d)); };
-    for (const auto& s : *measured) {
-        extend(s.name + std::string(1, '\0'));
-        extend(s.data);
-    }
+    extend(std::string(".linux\0", 7));
+    extend("kernel");
+    extend(std::string(".osrel\0", 7));
+    extend(std::string("ID=x\n\0\0\0", 8));
+    extend(std::string(".cmdline\0", 9));
+    extend("ro quiet");
     extend("enter-initrd");
     const std::vector<std::string> phases{"enter-initrd"};
-    CHECK(predict_pcr11(*measured, phases).value() == pcr);
-    CHECK(predict_pcr11(*measured, {}).value() != pcr);
+    auto predicted = predict_pcr11(m, phases).value();
+    CHECK(std::string(predicted.begin(), predicted.end()) == pcr);
+    CHECK(predict_pcr11(m, {}).value() != predicted);
+}
+
+TEST_CASE("UKI sections are found as systemd-stub 252 finds them", "[boot][uki]") {
+    // By prefix, the last match winning: .linuxZ is the kernel the stub measures.
+    auto m = measured(pe({{".linux", "first"}, {".linuxZ", "second"}}));
+    REQUIRE(m.size() == 1);
+    CHECK(m[0].name == ".linux");
+    CHECK(m[0].data == "second");
+    // A VirtualSize of 0 is "not found".
+    CHECK(measured(pe({{".osrel", ""}, {".cmdline", ""}})).empty());
+    // VirtualSize below the raw size: only that much is measured.
+    auto cut = measured(pe({{".cmdline", "ro quiet", 2}}));
+    REQUIRE(cut.size() == 1);
+    CHECK(cut[0].data == "ro");
+    CHECK(cut[0].zeros == 0);
+    // No raw data (a bss-like section), whatever its file offset says: all zeros.
+    auto bss = measured(pe({{".initrd", "", 16, 0xfffffff0}}));
+    REQUIRE(bss.size() == 1);
+    CHECK(bss[0].data.empty());
+    CHECK(bss[0].zeros == 16);
+}
+
+TEST_CASE("the stub's version from .sdmagic", "[boot][uki]") {
+    const std::string magic = "#### LoaderInfo: systemd-stub 252.39-1~deb12u2 ####";
+    std::string image = pe({{".sdmagic", magic}, {".linux", "k"}});
+    auto p = pe_image(image, "u.efi").value();
+    CHECK(stub_version(image, p) == "systemd-stub 252.39-1~deb12u2");
+    CHECK(predictable_stub(stub_version(image, p)));
+    CHECK_FALSE(predictable_stub("systemd-stub 254.26-1~bpo12+1"));
+    std::string none = pe({{".linux", "k"}});
+    CHECK(stub_version(none, pe_image(none, "u.efi").value()).empty());
+    CHECK_FALSE(predictable_stub(""));
 }
 
 TEST_CASE("UKI and PE images: what is refused", "[boot][uki][errors]") {
     auto error = [](const std::string& image) {
-        auto r = pe_sections(image, "u.efi");
+        auto r = pe_image(image, "u.efi");
         REQUIRE_FALSE(r);
         CHECK(r.error().code() == Errc::parse);
         return r.error().what();
@@ -107,19 +162,26 @@ TEST_CASE("UKI and PE images: what is refused", "[boot][uki][errors]") {
     far[0x3c] = char(0xff);
     far[0x3d] = char(0xff);
     CHECK(error(far) == "u.efi: not a PE image (no PE signature)");
+    CHECK(error(pe({{".linux", "k"}}, 0x107)) ==
+          "u.efi: not a PE32 or PE32+ image (optional header magic 0x107)");
+    std::string no_optional = good;
+    no_optional[0x40 + 4 + 16] = 0;  // SizeOfOptionalHeader
+    CHECK(error(no_optional) == "u.efi: not a PE image (no optional header)");
     CHECK(error(pe({})) == "u.efi: 0 sections (1-96 expected)");
     std::string many = good;
     many[0x46] = char(200);
     CHECK(error(many) == "u.efi: 200 sections (1-96 expected)");
-    CHECK(error(good.substr(0, 0x40 + 24 + 20)) ==
+    CHECK(error(good.substr(0, kOptional + 112 + 20)) ==
           "u.efi: the section table runs past the end of the file");
     CHECK(error(good.substr(0, good.size() - 1)) == "u.efi: section .linux lies outside the file");
+    CHECK(error(pe({{".linux", "k", 0, 0xfffffff0}})) ==
+          "u.efi: section .linux lies outside the file");
+    // A 32-bit PE reads too.
+    CHECK(pe_image(pe({{".linux", "k"}}, 0x10b), "u.efi"));
 
-    auto twice = uki_sections(pe({{".linux", "a"}, {".linux", "b"}}), "u.efi");
-    REQUIRE_FALSE(twice);
-    CHECK(twice.error().what() == "u.efi: section .linux appears 2 times");
-    auto huge = uki_sections(pe({{".linux", "a", 0x7fffffff}}), "u.efi");
-    REQUIRE_FALSE(huge);
-    CHECK(huge.error().what() ==
+    std::string huge = pe({{".linux", "a", 0x7fffffff}});
+    auto r = uki_sections(huge, pe_image(huge, "u.efi").value(), "u.efi");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().what() ==
           "u.efi: section .linux claims 2147483647 bytes in memory, more than the file");
 }

@@ -9,28 +9,49 @@ namespace ballast::boot {
 namespace {
 
 // PE/COFF (Microsoft's pe-format): the "MZ" header points at "PE\0\0" at 0x3c; then the COFF
-// header (20 bytes: NumberOfSections at +2, SizeOfOptionalHeader at +16), the optional header,
-// and 40-byte section headers.
+// header (20 bytes: NumberOfSections at +2, SizeOfOptionalHeader at +16), the optional header
+// (magic 0x10b PE32 or 0x20b PE32+; ImageBase at +28 (4 bytes) or +24 (8 bytes);
+// SectionAlignment at +32), and 40-byte section headers.
 constexpr size_t kPeOffsetField = 0x3c;
 constexpr size_t kCoffSize = 20;
 constexpr size_t kSectionHeaderSize = 40;
+constexpr uint16_t kPe32 = 0x10b;
+constexpr uint16_t kPe32Plus = 0x20b;
+constexpr size_t kOptionalMin = 36;  // up to and including SectionAlignment
 // A UKI has a dozen sections; PE allows 96 in practice. More is not an image.
 constexpr uint16_t kMaxSections = 96;
 
-Result<std::string> sha256_raw(std::string_view data) {
-    auto d = BALLAST_TRY(sha256_digest(data));
-    return std::string(reinterpret_cast<const char*>(d.data()), d.size());
+Result<Pcr> sha(std::string_view data) {
+    return sha256_digest(data);
 }
 
-Status extend(std::string& pcr, std::string_view data) {
-    std::string digest = BALLAST_TRY(sha256_raw(data));
-    pcr = BALLAST_TRY(sha256_raw(pcr + digest));
+std::string_view view(const Pcr& d) {
+    return {reinterpret_cast<const char*>(d.data()), d.size()};
+}
+
+Status extend(Pcr& pcr, const Pcr& digest) {
+    auto h = BALLAST_TRY(Sha256::make());
+    h.update(view(pcr));
+    h.update(view(digest));
+    pcr = h.digest();
     return {};
+}
+
+Result<Pcr> section_digest(const UkiSection& s) {
+    auto h = BALLAST_TRY(Sha256::make());
+    h.update(s.data);
+    static const std::string zeros(64 * 1024, '\0');
+    for (uint32_t left = s.zeros; left > 0;) {
+        uint32_t n = std::min<uint32_t>(left, uint32_t(zeros.size()));
+        h.update(std::string_view(zeros).substr(0, n));
+        left -= n;
+    }
+    return h.digest();
 }
 
 }  // namespace
 
-Result<std::vector<PeSection>> pe_sections(std::string_view image, std::string_view what) {
+Result<PeImage> pe_image(std::string_view image, std::string_view what) {
     auto bad = [&](std::string_view why) { return fail(Errc::parse, "{}: {}", what, why); };
     if (image.size() < kPeOffsetField + 4 || image.substr(0, 2) != "MZ")
         return bad("not a PE image (no MZ header)");
@@ -40,13 +61,24 @@ Result<std::vector<PeSection>> pe_sections(std::string_view image, std::string_v
         return bad("not a PE image (no PE signature)");
     const size_t coff = pe + 4;
     const uint16_t count = le16(image, coff + 2);
-    const uint16_t optional_size = le16(image, coff + 16);
+    const size_t optional_size = le16(image, coff + 16);
+    const size_t optional = coff + kCoffSize;
+    if (optional_size < kOptionalMin || image.size() - optional < optional_size)
+        return bad("not a PE image (no optional header)");
+    PeImage out;
+    const uint16_t magic = le16(image, optional);
+    if (magic == kPe32Plus)
+        out.image_base = le64(image, optional + 24);
+    else if (magic == kPe32)
+        out.image_base = le32(image, optional + 28);
+    else
+        return bad(fmt::format("not a PE32 or PE32+ image (optional header magic {:#x})", magic));
+    out.section_alignment = le32(image, optional + 32);
     if (count == 0 || count > kMaxSections)
         return bad(fmt::format("{} sections (1-{} expected)", count, kMaxSections));
-    const size_t table = coff + kCoffSize + optional_size;
+    const size_t table = optional + optional_size;
     if (table > image.size() || (image.size() - table) / kSectionHeaderSize < count)
         return bad("the section table runs past the end of the file");
-    std::vector<PeSection> out;
     for (uint16_t i = 0; i < count; ++i) {
         const size_t at = table + size_t(i) * kSectionHeaderSize;
         PeSection s;
@@ -59,40 +91,64 @@ Result<std::vector<PeSection>> pe_sections(std::string_view image, std::string_v
         if (s.raw_size != 0 &&
             (s.raw_offset > image.size() || image.size() - s.raw_offset < s.raw_size))
             return bad(fmt::format("section {} lies outside the file", s.name));
-        out.push_back(std::move(s));
+        out.sections.push_back(std::move(s));
     }
     return out;
 }
 
-Result<std::vector<UkiSection>> uki_sections(std::string_view image, std::string_view what) {
-    auto all = BALLAST_TRY(pe_sections(image, what));
+std::string_view file_bytes(std::string_view image, const PeSection& s) {
+    if (s.raw_size == 0) return {};
+    return image.substr(s.raw_offset, std::min(s.raw_size, s.virtual_size));
+}
+
+Result<std::vector<UkiSection>> uki_sections(std::string_view image, const PeImage& pe,
+                                             std::string_view what) {
     std::vector<UkiSection> out;
     for (std::string_view name : kStub252Sections) {
-        auto n = std::ranges::count(all, name, &PeSection::name);
-        if (n > 1) return fail(Errc::parse, "{}: section {} appears {} times", what, name, n);
-        auto it = std::ranges::find(all, name, &PeSection::name);
-        if (it == all.end()) continue;
-        if (it->virtual_size > image.size())
+        const PeSection* found = nullptr;
+        for (const PeSection& s : pe.sections)
+            if (s.name.starts_with(name)) found = &s;  // the stub's memcmp on the prefix
+        if (!found || found->virtual_size == 0) continue;
+        if (found->virtual_size > image.size())
             return fail(Errc::parse, "{}: section {} claims {} bytes in memory, more than the file",
-                        what, name, it->virtual_size);
-        // The stub measures the section as loaded: VirtualSize bytes, the part past the raw data
-        // zero-filled by the loader.
-        std::string data(image.substr(it->raw_offset, std::min(it->raw_size, it->virtual_size)));
-        data.resize(it->virtual_size, '\0');
-        out.push_back({std::string(name), std::move(data)});
+                        what, found->name, found->virtual_size);
+        UkiSection u{std::string(name), file_bytes(image, *found), 0};
+        u.zeros = found->virtual_size - uint32_t(u.data.size());
+        out.push_back(std::move(u));
     }
     return out;
 }
 
-Result<std::string> predict_pcr11(std::span<const UkiSection> sections,
-                                  std::span<const std::string> phases) {
-    std::string pcr(32, '\0');
-    for (const UkiSection& s : sections) {
-        BALLAST_TRY(extend(pcr, std::string(s.name) + '\0'));
-        BALLAST_TRY(extend(pcr, s.data));
+std::string stub_version(std::string_view image, const PeImage& pe) {
+    constexpr std::string_view marker = "LoaderInfo: ";
+    for (const PeSection& s : pe.sections) {
+        if (s.name != ".sdmagic") continue;
+        std::string_view text = file_bytes(image, s);
+        size_t at = text.find(marker);
+        if (at == std::string_view::npos) return {};
+        text = text.substr(at + marker.size());
+        return std::string(text.substr(0, std::min(text.find(" ####"), text.size())));
     }
-    for (const std::string& phase : phases)
-        BALLAST_TRY(extend(pcr, phase));
+    return {};
+}
+
+bool predictable_stub(std::string_view version) {
+    return version.starts_with("systemd-stub 252");
+}
+
+Result<Pcr> predict_pcr11(std::span<const UkiSection> sections,
+                          std::span<const std::string> phases) {
+    Pcr pcr{};
+    for (const UkiSection& s : sections) {
+        const Pcr name = BALLAST_TRY(sha(s.name + std::string(1, '\0')));
+        BALLAST_TRY(extend(pcr, name));
+        const Pcr data = BALLAST_TRY(section_digest(s));
+        BALLAST_TRY(extend(pcr, data));
+    }
+    for (const std::string& phase : phases) {
+        const Pcr word = BALLAST_TRY(sha(phase));
+        BALLAST_TRY(extend(pcr, word));
+    }
     return pcr;
 }
 

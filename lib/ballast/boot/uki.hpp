@@ -23,30 +23,50 @@ struct PeSection {
     uint32_t raw_size = 0;
 };
 
-// The section table of a PE/COFF image (PE32 or PE32+). Anything that does not parse, or a
-// section whose bytes lie outside the file, is Errc::parse naming `what`.
-[[nodiscard]] Result<std::vector<PeSection>> pe_sections(std::string_view image,
-                                                         std::string_view what);
+struct PeImage {
+    uint64_t image_base = 0;
+    uint32_t section_alignment = 0;
+    std::vector<PeSection> sections;
+};
+
+// The headers and section table of a PE/COFF image (PE32 or PE32+, told apart by the optional
+// header's magic). Anything that does not parse, or a section whose bytes lie outside the file,
+// is Errc::parse naming `what`.
+[[nodiscard]] Result<PeImage> pe_image(std::string_view image, std::string_view what);
+
+// The bytes of `s` in the file: at most VirtualSize of its raw data (the rest of the loaded
+// section is zeros). pe_image() has checked they lie inside the file.
+[[nodiscard]] std::string_view file_bytes(std::string_view image, const PeSection& s);
 
 // What systemd-stub 252 measures into PCR 11, in its order (src/fundamental/tpm-pcr.c). The
 // stubs of systemd 254+ also measure .uname and .sbat: a UKI is predicted with the semantics of
-// the stub inside it, which for Debian 12 is this list.
+// the stub inside it, which for Debian 12 is this list (stub_version() tells).
 inline constexpr std::array<std::string_view, 7> kStub252Sections{
     ".linux", ".osrel", ".cmdline", ".initrd", ".splash", ".dtb", ".pcrpkey"};
 
 struct UkiSection {
     std::string name;
-    std::string data;  // the bytes the stub measures: VirtualSize of them, zero-filled
+    std::string_view data;  // the bytes in the file (into the image given)
+    uint32_t zeros = 0;     // then this many zero bytes, up to VirtualSize
 };
 
-// The measured sections of a UKI, in the stub's order; a section given twice is an error.
+// The sections the stub measures, found its way (pe.c locate_sections in 252): a section whose
+// name *starts with* the wanted one counts, the last such in the table wins, and one with a
+// VirtualSize of 0 is not measured. In the stub's order. Views into `image`.
 [[nodiscard]] Result<std::vector<UkiSection>> uki_sections(std::string_view image,
+                                                           const PeImage& pe,
                                                            std::string_view what);
 
+// The "systemd-stub NNN..." the stub's .sdmagic section names ("" when there is none).
+[[nodiscard]] std::string stub_version(std::string_view image, const PeImage& pe);
+// Whether uki_sections() and predict_pcr11() describe that stub: systemd-stub 252.
+[[nodiscard]] bool predictable_stub(std::string_view version);
+
+using Pcr = std::array<uint8_t, 32>;
 // PCR 11 (sha256), starting from zeros: for each section, the SHA-256 of its name with the NUL
 // and then of its bytes; then each of `phases` ("enter-initrd", ...; hashed without NUL). The
-// sections must be in the stub's order, as uki_sections() gives them. Raw 32 bytes.
-[[nodiscard]] Result<std::string> predict_pcr11(std::span<const UkiSection> sections,
-                                                std::span<const std::string> phases);
+// sections must be in the stub's order, as uki_sections() gives them.
+[[nodiscard]] Result<Pcr> predict_pcr11(std::span<const UkiSection> sections,
+                                        std::span<const std::string> phases);
 
 }  // namespace ballast::boot

@@ -3,7 +3,7 @@
 // public key as .pcrpkey, and .pcrsig: the PCR 11 signature Ballast computes itself, for the
 // phases asked (enter-initrd by default), so that keys sealed to that key open on the release's
 // first boot with no reseal. Optionally sbsigned for Secure Boot. The result is read back and
-// its PCR 11 predicted again from the file, so what was signed is what will be measured.
+// inspected as a node would, so what was signed is what will be measured.
 #pragma once
 
 #include <optional>
@@ -24,7 +24,9 @@ struct UkiBuildOptions {
     // Each a colon-separated phase path as systemd-measure takes it ("enter-initrd",
     // "enter-initrd:leave-initrd"); one signature each.
     std::vector<std::string> phases{"enter-initrd"};
-    std::string sb_key, sb_cert;  // sbsign them both, or neither
+    // sbsign them both, or neither; with an engine (sbsign --engine, e.g. pkcs11) the key is
+    // the engine's name for it rather than a file.
+    std::string sb_key, sb_cert, sb_engine;
     std::string output;
 };
 
@@ -37,10 +39,12 @@ struct UkiBuilt {
 
 [[nodiscard]] Result<UkiBuilt> build_uki(const UkiBuildOptions& o);
 
-// What a UKI will do at boot, read from the file: its sections, the PCR 11 the stub and
-// enter-initrd will leave, and whether its .pcrsig holds a signature of that value by its own
-// .pcrpkey (what a key sealed to that PCR key needs).
+// What a UKI will do at boot, read from the file: its stub, sections, the PCR 11 the stub and
+// enter-initrd will leave, and whether its .pcrsig holds a valid signature of that value by its
+// own .pcrpkey (what a key sealed to that PCR key needs). A stub whose measurements Ballast
+// does not predict (not systemd-stub 252) or overlapping sections are errors.
 struct UkiInspection {
+    std::string stub;  // "systemd-stub 252.39-1~deb12u2"
     std::vector<boot::PeSection> sections;
     std::string pcr11_enter_initrd;  // hex
     std::string cmdline;
