@@ -52,7 +52,7 @@ struct ProcessResult {
 [[nodiscard]] Result<ProcessResult> run_process(const ProcessOptions& opts);
 
 // Runs to completion and turns anything but exit status 0 into an error naming `what`, the
-// program and the last of what it printed (stderr, else stdout).
+// program, how it ended and what it printed (stderr, else stdout).
 [[nodiscard]] Status run_checked(const ProcessOptions& opts, std::string_view what);
 
 // A started child whose streams the caller handles itself (the daemon's job runner).

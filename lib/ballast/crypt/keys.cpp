@@ -119,8 +119,10 @@ std::optional<Digest> fingerprint(const std::optional<std::string>& pem) {
 
 // Same signing key (by fingerprint, not by PEM spelling) and same signed PCRs, or neither signed.
 bool same_signer(const Tpm2Token& a, const Tpm2Token& b) {
+    const auto fa = fingerprint(a.pubkey);
+    // Keys that do not parse are the same only when they are the same text.
     return a.pubkey.has_value() == b.pubkey.has_value() && a.pubkey_pcrs == b.pubkey_pcrs &&
-           fingerprint(a.pubkey) == fingerprint(b.pubkey);
+           fa == fingerprint(b.pubkey) && (fa || a.pubkey == b.pubkey);
 }
 
 bool same_signer(const Tpm2Token& t, const SignedPcrs* s) {

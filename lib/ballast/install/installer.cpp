@@ -466,11 +466,7 @@ Status install_boot(const Options& o, const std::string& device, const disk::Par
               "regexp",       "test",    "linux",      "echo",   "configfile", "serial",
               "terminal",     "tpm",     "true"};
     p.timeout = std::chrono::minutes(2);
-    auto r = run_process(p);
-    if (!r)
-        return std::unexpected(
-            std::move(r.error()).context("grub-mkimage (install grub-efi-amd64-bin)"));
-    if (!r->success()) return fail(Errc::failed, "grub-mkimage {}: {}", r->describe(), r->err);
+    BALLAST_TRY(run_checked(p, "build GRUB's EFI image (grub-efi-amd64-bin)"));
     const auto initial = boot::initial_state(boot::Slot::A, version);
     BALLAST_TRY(write_file_atomic(tmp + "/grub.cfg", std::string(grub_cfg())));
     const auto locked = BALLAST_TRY(boot::grubenv::serialize(boot::to_vars(initial, true)));
