@@ -23,7 +23,9 @@ build=$(realpath "${1:-build}")
 runs=${RUNS:-100}
 W=${BENCH_DIR:-/var/tmp/ballast-bench}/unlock
 signed=${SIGNED:-0}
-out=${OUT:-$build/bench/unlock$([ "$signed" = 1 ] && echo -signed).txt}
+suffix=
+[ "$signed" != 1 ] || suffix=-signed
+out=${OUT:-$build/bench/unlock$suffix.txt}
 pcrsig_dir=$here/../../data/pcr-signature
 agent=${AGENT:-$build/agent/ballast-agent}
 ctl=${AGENTCTL:-$build/agent/agentctl}
