@@ -114,20 +114,25 @@ TEST_CASE("UKI sections come out in the stub's order, as loaded", "[boot][uki]")
 }
 
 TEST_CASE("UKI sections are found as systemd-stub 252 finds them", "[boot][uki]") {
-    // By prefix, the last match winning: .linuxZ is the kernel the stub measures.
-    auto m = measured(pe({{".linux", "first"}, {".linuxZ", "second"}}));
+    // By prefix, the last match winning: .linuxZ is the kernel the stub measures. (The
+    // sections are views into the image, which must outlive them.)
+    const std::string two = pe({{".linux", "first"}, {".linuxZ", "second"}});
+    auto m = measured(two);
     REQUIRE(m.size() == 1);
     CHECK(m[0].name == ".linux");
     CHECK(m[0].data == "second");
     // A VirtualSize of 0 is "not found".
-    CHECK(measured(pe({{".osrel", ""}, {".cmdline", ""}})).empty());
+    const std::string empty = pe({{".osrel", ""}, {".cmdline", ""}});
+    CHECK(measured(empty).empty());
     // VirtualSize below the raw size: only that much is measured.
-    auto cut = measured(pe({{".cmdline", "ro quiet", 2}}));
+    const std::string short_virtual = pe({{".cmdline", "ro quiet", 2}});
+    auto cut = measured(short_virtual);
     REQUIRE(cut.size() == 1);
     CHECK(cut[0].data == "ro");
     CHECK(cut[0].zeros == 0);
     // No raw data (a bss-like section), whatever its file offset says: all zeros.
-    auto bss = measured(pe({{".initrd", "", 16, 0xfffffff0}}));
+    const std::string no_raw = pe({{".initrd", "", 16, 0xfffffff0}});
+    auto bss = measured(no_raw);
     REQUIRE(bss.size() == 1);
     CHECK(bss[0].data.empty());
     CHECK(bss[0].zeros == 16);

@@ -15,7 +15,8 @@ constexpr const char* kStubExtra = "/.extra";
 
 Result<PcrSignatureFile> load(const std::string& path) {
     std::string text = BALLAST_TRY(read_file(path, kMaxPcrSignatureFile));
-    return PcrSignatureFile{path, BALLAST_TRY(parse_pcr_signatures(text, path))};
+    auto entries = BALLAST_TRY(parse_pcr_signatures(text, path));
+    return PcrSignatureFile{path, std::move(entries)};
 }
 
 }  // namespace

@@ -205,8 +205,9 @@ Result<UkiBuilt> build_uki(const UkiBuildOptions& o) {
     parts.push_back(BALLAST_TRY(part(".pcrpkey", o.pcr_public_key, kMaxSmall, "--pcr-public-key")));
     auto public_key = BALLAST_TRY_CTX(
         crypt::parse_pcr_public_key(parts.back().data, o.pcr_public_key), "--pcr-public-key");
-    Wiped private_key{
-        BALLAST_TRY_CTX(read_file(o.pcr_private_key, kMaxSmall), "--pcr-private-key")};
+    Wiped private_key;
+    private_key.text =
+        BALLAST_TRY_CTX(read_file(o.pcr_private_key, kMaxSmall), "--pcr-private-key");
 
     // Sign PCR 11 for each phase path, from the bytes the stub will measure.
     const auto sections = measured(parts);
