@@ -41,12 +41,13 @@ crypt_params_verity params(const char* path, uint64_t data_blocks, uint64_t hash
 }  // namespace
 
 uint64_t verity_hash_size(uint64_t data_blocks) noexcept {
-    uint64_t blocks = 1;  // the superblock's
+    // The superblock's; one data block has no hash level at all (the root hash is its own, as
+    // libcryptsetup's hash_levels() counts), so a one-block image ends with the superblock.
+    uint64_t blocks = 1;
     for (uint64_t level = data_blocks; level > 1;) {
         level = (level + kHashesPerBlock - 1) / kHashesPerBlock;
         blocks += level;
     }
-    if (data_blocks == 1) blocks += 1;  // one block still has a hash block above it
     return blocks * kVerityBlock;
 }
 
