@@ -32,16 +32,29 @@ int cmd_bundle_verify(const GlobalOptions& g, const std::string& src,
     if (auto st = update::verify_image(*c, {}, index ? &*index : nullptr); !st)
         return report_error(std::move(st.error()).context(src));
     const size_t chunks = index ? index->chunks.size() : 0;
-    if (g.json)
-        print_json({{"valid", true},
-                    {"signer", c->signer.subject},
-                    {"manifest", c->manifest.to_json()},
-                    {"chunks", chunks}});
-    else
+    const auto& uki = c->uki;
+    if (g.json) {
+        nlohmann::json out = {{"valid", true},
+                              {"signer", c->signer.subject},
+                              {"manifest", c->manifest.to_json()},
+                              {"chunks", chunks}};
+        if (uki)
+            out["uki"] = {{"stub", uki->stub},
+                          {"cmdline", uki->cmdline},
+                          {"pcr11_enter_initrd", uki->pcr11_enter_initrd},
+                          {"pcr_key_fingerprint", uki->pcr_key_fingerprint.value_or("")}};
+        print_json(out);
+    } else {
         std::printf("%s: valid: %s %s for %s, signed by %s%s\n", src.c_str(),
                     c->manifest.os_name.c_str(), c->manifest.version.c_str(),
                     c->manifest.compatible.c_str(), c->signer.subject.c_str(),
                     index ? fmt::format(", {} chunks indexed", chunks).c_str() : "");
+        if (uki)
+            std::printf("  UKI %s (%s): PCR 11 at enter-initrd %s, signed by PCR key %s\n",
+                        c->manifest.uki->file.c_str(), uki->stub.c_str(),
+                        uki->pcr11_enter_initrd.c_str(),
+                        uki->pcr_key_fingerprint.value_or("").c_str());
+    }
     return kExitOk;
 }
 

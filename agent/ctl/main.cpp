@@ -80,6 +80,42 @@ void add_config_commands(CLI::App& app, const GlobalOptions& g, Action& action) 
     schema->callback([&, agent] { action = [agent] { return cmd_config_schema(*agent); }; });
 }
 
+// The options `uki build` and `bundle create --uki` share, returned. With `from_image` the
+// kernel, initrd and os-release default to the image's own and the keys are checked by the
+// builder.
+std::vector<CLI::Option*> add_uki_build_options(CLI::App& cmd, ballast::update::UkiBuildOptions& b,
+                                                bool from_image) {
+    const std::string own = from_image ? " (default: the image's own)" : "";
+    auto* linux_opt =
+        cmd.add_option("--linux", b.linux_image, "Kernel image" + own)->check(CLI::ExistingFile);
+    auto* initrd =
+        cmd.add_option("--initrd", b.initrd, "Initramfs" + own)->check(CLI::ExistingFile);
+    auto* osrel = cmd.add_option("--os-release", b.os_release, "os-release of the release" + own)
+                      ->check(CLI::ExistingFile);
+    auto* priv = cmd.add_option("--pcr-private-key", b.pcr_private_key,
+                                "RSA key (PEM) that signs the release's PCR 11")
+                     ->check(CLI::ExistingFile);
+    auto* pub = cmd.add_option("--pcr-public-key", b.pcr_public_key,
+                               "Its public key (PEM), carried as .pcrpkey")
+                    ->check(CLI::ExistingFile);
+    if (!from_image)
+        for (auto* o : {linux_opt, initrd, osrel, priv, pub})
+            o->required();
+    return {linux_opt,
+            initrd,
+            osrel,
+            priv,
+            pub,
+            cmd.add_option("--stub", b.stub, "systemd-stub (default " + b.stub + ")")
+                ->check(CLI::ExistingFile),
+            cmd.add_option("--secureboot-key", b.sb_key, "Secure Boot db key (sbsign --key)"),
+            cmd.add_option("--secureboot-certificate", b.sb_cert, "Its certificate (sbsign --cert)")
+                ->check(CLI::ExistingFile),
+            cmd.add_option("--secureboot-engine", b.sb_engine,
+                           "OpenSSL engine holding the key (sbsign --engine, e.g. pkcs11); "
+                           "--secureboot-key is then the engine's name for it")};
+}
+
 void add_bundle_commands(CLI::App& app, const GlobalOptions& g, Action& action) {
     auto* bundle =
         app.add_subcommand("bundle", "Create, verify and inspect update bundles (offline)");
@@ -109,8 +145,25 @@ void add_bundle_commands(CLI::App& app, const GlobalOptions& g, Action& action) 
                       "Leave out the chunk index (for agents that predate it; no delta fetch)");
     bcreate->add_flag("--verity", create->verity,
                       "Append a dm-verity hash tree to the image, its root hash in the manifest");
-    bcreate->callback(
-        [&, create] { action = [&, create] { return cmd_bundle_create(g, *create); }; });
+    struct UkiOpts {
+        bool on = false;
+        ballast::update::CreateOptions::Uki uki;
+    };
+    auto u = options<UkiOpts>();
+    auto* with_uki = bcreate->add_flag(
+        "--uki", u->on,
+        "Build the release's signed UKI into the bundle (needs --verity and the PCR key pair): "
+        "its command line carries the root hash");
+    auto uki_opts = add_uki_build_options(*bcreate, u->uki.build, true);
+    uki_opts.push_back(bcreate->add_option(
+        "--uki-cmdline", u->uki.cmdline,
+        "Kernel command line words after the root hash (\"quiet console=ttyS0\")"));
+    for (auto* opt : uki_opts)
+        opt->needs(with_uki);
+    bcreate->callback([&, create, u] {
+        if (u->on) create->uki = u->uki;
+        action = [&, create] { return cmd_bundle_create(g, *create); };
+    });
     struct Opts {
         std::string src, keyring;
     };
@@ -360,37 +413,13 @@ void add_uki_commands(CLI::App& app, const GlobalOptions& g, Action& action) {
     auto b = options<ballast::update::UkiBuildOptions>();
     auto* build = uki->add_subcommand(
         "build", "systemd-stub + kernel, initrd, command line, os-release, PCR key and signature");
-    build->add_option("--linux", b->linux_image, "Kernel image")
-        ->required()
-        ->check(CLI::ExistingFile);
-    build->add_option("--initrd", b->initrd, "Initramfs")->required()->check(CLI::ExistingFile);
+    add_uki_build_options(*build, *b, false);
     build->add_option("--cmdline", b->cmdline, "File with the kernel command line")
-        ->required()
-        ->check(CLI::ExistingFile);
-    build->add_option("--os-release", b->os_release, "os-release of the release")
-        ->required()
-        ->check(CLI::ExistingFile);
-    build
-        ->add_option("--pcr-private-key", b->pcr_private_key,
-                     "RSA key (PEM) that signs the release's PCR 11")
-        ->required()
-        ->check(CLI::ExistingFile);
-    build
-        ->add_option("--pcr-public-key", b->pcr_public_key,
-                     "Its public key (PEM), carried as .pcrpkey")
         ->required()
         ->check(CLI::ExistingFile);
     build->add_option("--phase", b->phases,
                       "Boot phase path(s) to sign, as systemd-measure takes them (default "
                       "enter-initrd only: the running system then cannot unseal)");
-    build->add_option("--stub", b->stub, "systemd-stub (default " + b->stub + ")")
-        ->check(CLI::ExistingFile);
-    build->add_option("--secureboot-key", b->sb_key, "Secure Boot db key (sbsign --key)");
-    build->add_option("--secureboot-certificate", b->sb_cert, "Its certificate (sbsign --cert)")
-        ->check(CLI::ExistingFile);
-    build->add_option("--secureboot-engine", b->sb_engine,
-                      "OpenSSL engine holding the key (sbsign --engine, e.g. pkcs11); "
-                      "--secureboot-key is then the engine's name for it");
     build->add_option("-o,--output", b->output, "The UKI to write")->required();
     build->callback([&, b] { action = [&, b] { return cmd_uki_build(g, *b); }; });
     auto path = options<std::string>();

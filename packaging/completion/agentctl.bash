@@ -56,7 +56,7 @@ _agentctl() {
         COMPREPLY=($(compgen -W "validate show schema --strict --config --agent-settings $global_opts" -- "$cur"))
         [[ $cur != -* ]] && _filedir '@(yaml|yml)'
     elif [[ $cmd == bundle ]]; then
-        COMPREPLY=($(compgen -W "--image --version --compatible --os-name --key --cert --chain -o --no-index --verity --keyring --oci-layout --tag --auth-file --ca-file $global_opts" -- "$cur"))
+        COMPREPLY=($(compgen -W "--image --version --compatible --os-name --key --cert --chain -o --no-index --verity --uki --uki-cmdline --linux --initrd --os-release --stub --pcr-private-key --pcr-public-key --secureboot-key --secureboot-certificate --secureboot-engine --keyring --oci-layout --tag --auth-file --ca-file $global_opts" -- "$cur"))
         [[ $cur != -* ]] && _filedir
     elif [[ $cmd == install ]]; then
         COMPREPLY=($(compgen -W "--device --bundle --auto --keyring --config --force --no-format --dry-run --reboot --poweroff --no-reboot --efi-size --oem-size --slot-size --persistent-size --tpm2-device $global_opts" -- "$cur"))

@@ -2,7 +2,10 @@
 its PCR 11 predicted and signed by Ballast, checked against systemd-measure 252 and sbsigntool.
 The sections are the stand-ins of tests/data/pcr-signature (not a bootable kernel: what is
 proven here is the image layout and the measurement; booting one is the VM's job)."""
+import hashlib
 import json
+import shutil
+import tarfile
 import subprocess
 from pathlib import Path
 
@@ -147,3 +150,189 @@ def test_uki_errors(bins, tmp_path):
     mixed = tmp_path / "mixed.efi"
     run_ok(["objcopy", "--update-section", f".pcrpkey={other_pub}", str(out), str(mixed)])
     assert inspect(bins, mixed)["signed_for_enter_initrd"] is False
+
+
+# --- the release's UKI inside a bundle (agentctl bundle create --verity --uki) ---
+
+COMPATIBLE = "ballast-test-amd64"
+
+
+def image_with_links(tmp: Path) -> Path:
+    """A slot image whose kernel and os-release are reached through symlinks, the absolute one
+    resolved inside the image (as on Debian: /boot/vmlinuz -> vmlinuz-6.1...)."""
+    need_tool("mksquashfs", "squashfs-tools")
+    src = tmp / "root"
+    (src / "boot").mkdir(parents=True)
+    (src / "etc").mkdir()
+    (src / "usr" / "lib").mkdir(parents=True)
+    (src / "boot" / "vmlinuz-6.1.0-test").write_bytes(b"kernel 2.0\n" * 1000)
+    (src / "boot" / "vmlinuz").symlink_to("vmlinuz-6.1.0-test")
+    (src / "boot" / "initrd.img").write_bytes(b"initrd 2.0\n" * 3000)
+    (src / "usr" / "lib" / "os-release").write_text('ID=ballast\nVERSION_ID="2.0"\n')
+    (src / "etc" / "os-release").symlink_to("/usr/lib/os-release")
+    img = tmp / "rootfs.sqfs"
+    run_ok(["mksquashfs", str(src), str(img), "-quiet", "-noappend", "-no-progress"])
+    return img
+
+
+def bundle_create(bins, pki, image: Path, out: Path, *extra):
+    return ctl(bins, "--json", "bundle", "create", "--image", str(image), "--version", "2.0",
+               "--compatible", COMPATIBLE, "--key", pki["signer"]["key"], "--cert",
+               pki["signer"]["cert"], "-o", str(out), *extra)
+
+
+UKI_ARGS = ("--verity", "--uki", "--pcr-private-key", str(PCRSIG / "private.pem"),
+            "--pcr-public-key", str(PCRSIG / "public.pem"))
+
+
+def resign(pki, folder: Path, edit):
+    """The manifest changed by `edit` and signed again with the release key: what a build
+    pipeline with a bug (or a stolen key) could publish."""
+    m = json.loads((folder / "manifest.json").read_text())
+    edit(m)
+    (folder / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
+    run_ok(["openssl", "cms", "-sign", "-binary", "-in", str(folder / "manifest.json"), "-signer",
+            pki["signer"]["cert"], "-inkey", pki["signer"]["key"], "-outform", "DER", "-out",
+            str(folder / "manifest.json.sig")])
+
+
+def test_bundle_carries_the_releases_uki_tied_to_its_root_hash(bins, signing_pki, tmp_path):
+    """bundle create builds the UKI from the image's own kernel, initrd and os-release, with
+    the verity root hash on its command line and its PCR 11 signed; the manifest pins it, and
+    verify, the tar form and the OCI layout carry it."""
+    image = image_with_links(tmp_path)
+    out = tmp_path / "b"
+    r = bundle_create(bins, signing_pki, image, out, *UKI_ARGS, "--uki-cmdline",
+                      "quiet console=ttyS0")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    uki = out / "uki.efi"
+    data = uki.read_bytes()
+    assert m["uki"] == {"file": "uki.efi", "size": len(data),
+                        "sha256": hashlib.sha256(data).hexdigest()}
+    v = m["verity"]
+    seen = inspect(bins, uki)
+    assert seen["cmdline"] == (f"ballast.roothash={v['root_hash']} "
+                               f"ballast.verity_offset={v['hash_offset']} quiet console=ttyS0")
+    assert seen["signed_for_enter_initrd"] is True
+    # The image's own files, symlinks resolved inside the image.
+    assert section(uki, ".linux", tmp_path) == b"kernel 2.0\n" * 1000
+    assert section(uki, ".initrd", tmp_path) == b"initrd 2.0\n" * 3000
+    assert section(uki, ".osrel", tmp_path) == b'ID=ballast\nVERSION_ID="2.0"\n'
+    assert [p.name for p in out.iterdir() if p.name.startswith("ballast-")] == []  # no scratch
+    # A one-block image (no hash level at all) is still one veritysetup checks.
+    need_tool("veritysetup", "cryptsetup-bin")
+    run_ok(["veritysetup", "verify", "--hash-offset", str(v["hash_offset"]), str(out / "rootfs.img"),
+            str(out / "rootfs.img"), v["root_hash"]])
+    r = ctl(bins, "--json", "bundle", "verify", str(out), "--keyring", signing_pki["ca"])
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["uki"]["pcr11_enter_initrd"] == seen["pcr11_enter_initrd"]
+    # The tar form: the UKI is the last member, the same bytes.
+    tar = tmp_path / "b.tar"
+    r = bundle_create(bins, signing_pki, image, tar, *UKI_ARGS)
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(tar) as t:
+        assert t.getnames() == ["manifest.json", "manifest.json.sig", "rootfs.img", "rootfs.bcidx",
+                                "uki.efi"]
+        tm = json.loads(t.extractfile("manifest.json").read())
+        tuki = t.extractfile("uki.efi").read()
+    assert tm["uki"]["sha256"] == hashlib.sha256(tuki).hexdigest()
+    r = ctl(bins, "bundle", "verify", str(tar), "--keyring", signing_pki["ca"])
+    assert r.returncode == 0 and "UKI uki.efi (systemd-stub 252" in r.stdout, r.stderr
+    # The OCI layout: one more layer, its own media type, pinned by the same digest.
+    layout = tmp_path / "layout"
+    r = ctl(bins, "bundle", "export", str(out), "--oci-layout", str(layout), "--tag", "2.0")
+    assert r.returncode == 0, r.stderr
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].split(":")[1]
+    art = json.loads((layout / "blobs" / "sha256" / digest).read_text())
+    layer = art["layers"][-1]
+    assert layer["mediaType"] == "application/vnd.ballast.uki.v1+efi"
+    assert layer["digest"] == "sha256:" + m["uki"]["sha256"] and layer["size"] == len(data)
+
+
+def test_bundle_uki_from_an_erofs_image(bins, signing_pki, tmp_path):
+    """erofs-utils 1.5 extracts whole images only; the UKI still gets the image's own files."""
+    need_tool("mkfs.erofs", "erofs-utils")
+    image_with_links(tmp_path)
+    erofs = tmp_path / "rootfs.erofs"
+    run_ok(["mkfs.erofs", "--quiet", str(erofs), str(tmp_path / "root")])
+    out = tmp_path / "e"
+    r = bundle_create(bins, signing_pki, erofs, out, *UKI_ARGS)
+    assert r.returncode == 0, r.stderr
+    assert section(out / "uki.efi", ".linux", tmp_path) == b"kernel 2.0\n" * 1000
+    assert section(out / "uki.efi", ".osrel", tmp_path) == b'ID=ballast\nVERSION_ID="2.0"\n'
+    r = ctl(bins, "bundle", "verify", str(out), "--keyring", signing_pki["ca"])
+    assert r.returncode == 0, r.stderr
+
+
+def test_bundle_uki_refusals_name_the_fault(bins, signing_pki, tmp_path):
+    image = image_with_links(tmp_path)
+    # The root hash is what ties the UKI to the image: no verity, no UKI.
+    r = bundle_create(bins, signing_pki, image, tmp_path / "x", *UKI_ARGS[1:])
+    assert r.returncode != 0 and "--uki needs --verity" in r.stderr
+    # Ballast sets the root hash itself; systemd's own words would race the initramfs.
+    for word in ("roothash=ab", "ballast.roothash=ab", "systemd.verity_root_data=/dev/x"):
+        r = bundle_create(bins, signing_pki, image, tmp_path / "x", *UKI_ARGS, "--uki-cmdline",
+                          f"quiet {word}")
+        assert r.returncode != 0 and "is not yours to set" in r.stderr, word
+    # UKI options without --uki are an error, not ignored.
+    r = bundle_create(bins, signing_pki, image, tmp_path / "x", "--verity", "--linux",
+                      str(PCRSIG / "linux"))
+    assert r.returncode != 0 and "--uki" in r.stderr
+    # No PCR key: the builder names the option.
+    r = bundle_create(bins, signing_pki, image, tmp_path / "x", "--verity", "--uki")
+    assert r.returncode != 0 and "--pcr-public-key is required" in r.stderr, r.stderr
+    # An image without a kernel where the UKI needs one.
+    bare = tmp_path / "bare"
+    (bare / "boot").mkdir(parents=True)
+    (bare / "boot" / "vmlinuz").symlink_to("/nowhere")
+    (bare / "boot" / "initrd.img").write_bytes(b"i")
+    run_ok(["mksquashfs", str(bare), str(tmp_path / "bare.sqfs"), "-quiet", "-noappend",
+            "-no-progress"])
+    r = bundle_create(bins, signing_pki, tmp_path / "bare.sqfs", tmp_path / "x", *UKI_ARGS)
+    assert r.returncode != 0 and "/boot/vmlinuz in the image" in r.stderr, r.stderr
+    assert not (tmp_path / "x").exists() or not (tmp_path / "x" / "manifest.json").exists()
+
+    # On the node's side (bundle verify is check_bundle): each fault is named.
+    good = tmp_path / "good"
+    assert bundle_create(bins, signing_pki, image, good, *UKI_ARGS).returncode == 0
+    other = tmp_path / "other"  # another salt: another root hash
+    assert bundle_create(bins, signing_pki, image, other, *UKI_ARGS).returncode == 0
+
+    def verify(folder):
+        return ctl(bins, "bundle", "verify", str(folder), "--keyring", signing_pki["ca"])
+
+    def copy(name):
+        dst = tmp_path / name
+        shutil.copytree(good, dst)
+        return dst
+
+    flipped = copy("flipped")
+    data = bytearray((flipped / "uki.efi").read_bytes())
+    data[-100] ^= 1
+    (flipped / "uki.efi").write_bytes(bytes(data))
+    r = verify(flipped)
+    assert r.returncode != 0 and "uki.efi sha256" in r.stderr and "does not match" in r.stderr
+    missing = copy("missing")
+    (missing / "uki.efi").unlink()
+    r = verify(missing)
+    assert r.returncode != 0 and "the UKI uki.efi named by the manifest is missing" in r.stderr
+    # Another release's UKI, signed into the manifest: it would boot the other image.
+    swapped = copy("swapped")
+    shutil.copy(other / "uki.efi", swapped / "uki.efi")
+    other_m = json.loads((other / "manifest.json").read_text())
+    resign(signing_pki, swapped, lambda m: m.update(uki=other_m["uki"]))
+    r = verify(swapped)
+    assert r.returncode != 0 and "must name the image's ballast.roothash once" in r.stderr
+    assert "(it differs)" in r.stderr, r.stderr
+    # A UKI whose .pcrsig does not sign its own PCR 11: keys would not unseal on its first boot.
+    unsigned = copy("unsigned")
+    (tmp_path / "empty.json").write_text("{}")
+    run_ok(["objcopy", "--update-section", f".pcrsig={tmp_path / 'empty.json'}",
+            str(good / "uki.efi"), str(unsigned / "uki.efi")])
+    new = (unsigned / "uki.efi").read_bytes()
+    resign(signing_pki, unsigned, lambda m: m["uki"].update(
+        size=len(new), sha256=hashlib.sha256(new).hexdigest()))
+    r = verify(unsigned)
+    assert r.returncode != 0 and "holds no valid signature" in r.stderr, r.stderr

@@ -10,6 +10,7 @@
 #include "ballast/core/sha256.hpp"
 #include "ballast/disk/layout.hpp"
 #include "ballast/disk/mkfs.hpp"
+#include "ballast/update/bundle.hpp"
 #include "ballast/update/manifest.hpp"
 #include "ballast/update/writer.hpp"
 #include "helpers.hpp"
@@ -293,4 +294,60 @@ TEST_CASE("manifest: the verity tree is optional and must end the image", "[upda
     refuse([](json& j) { j["image"]["size"] = (768 + 9) * 4096; },
            "manifest.json: verity.hash_offset must put the hash tree of 768 blocks at the "
            "image's end (3182592 bytes)");
+}
+
+TEST_CASE("manifest: a UKI is pinned like the index and needs verity", "[update][manifest]") {
+    update::Manifest m;
+    m.os_name = "ballast-os";
+    m.version = "1.2.0";
+    m.compatible = "ballast-amd64";
+    m.image = {"rootfs.img", (768 + 8) * 4096, std::string(64, 'a'), "squashfs"};
+    m.verity = crypt::Verity{std::string(64, 'c'), std::string(64, 'd'),
+                             "24e63182-d0d7-45e4-b3a5-4e16d1120527", 768, 768 * 4096};
+    m.index = update::Manifest::Index{"rootfs.bcidx", 84, std::string(64, 'b')};
+    m.uki = update::Manifest::Member{"uki.efi", 40u << 20, std::string(64, 'e')};
+    m.created = "2026-11-28T00:00:00Z";
+    auto back = update::parse_manifest(update::serialize_manifest(m));
+    REQUIRE(back);
+    REQUIRE(back->uki);
+    CHECK(back->to_json() == m.to_json());
+    using nlohmann::json;
+    auto refuse = [&](auto edit, const std::string& message) { refused(m, edit, message); };
+    refuse([](json& j) { j.erase("verity"); },
+           "manifest.json: a 'uki' needs 'verity': its command line carries the image's root "
+           "hash");
+    refuse([](json& j) { j["uki"]["pcr11"] = "x"; }, "manifest.json: unknown field 'uki.pcr11'");
+    refuse([](json& j) { j["uki"]["file"] = "EFI/uki.efi"; },
+           "manifest.json: uki.file 'EFI/uki.efi' must be a plain file name");
+    refuse([](json& j) { j["uki"]["file"] = "rootfs.img"; },
+           "manifest.json: uki.file 'rootfs.img' is the image's name");
+    refuse([](json& j) { j["uki"]["file"] = "rootfs.bcidx"; },
+           "manifest.json: uki.file 'rootfs.bcidx' is the index's name");
+    refuse([](json& j) { j["uki"]["size"] = 97u << 20; },
+           "manifest.json: uki.size 101711872 is over 96 MiB: two must fit the ESP");
+}
+
+TEST_CASE("UKI command line: the image's root hash and hash offset, once each",
+          "[update][manifest]") {
+    const crypt::Verity v{std::string(64, 'c'), "dd", "u", 768, 768 * 4096};
+    const std::string words = update::uki_root_hash_words(v);
+    CHECK(words == "ballast.roothash=" + std::string(64, 'c') + " ballast.verity_offset=3145728");
+    CHECK(update::check_uki_cmdline(words + " quiet console=ttyS0\n", v, "u"));
+    CHECK(update::check_uki_cmdline("quiet " + words, v, "u"));
+    auto refused_with = [&](const std::string& cmdline, const std::string& message) {
+        auto st = update::check_uki_cmdline(cmdline, v, "uki.efi");
+        REQUIRE_FALSE(st);
+        CHECK(st.error().message() == message);
+    };
+    refused_with("ballast.verity_offset=3145728 quiet",
+                 "uki.efi: the command line must name the image's ballast.roothash once, as "
+                 "ballast.roothash=" +
+                     std::string(64, 'c') + " (missing)");
+    refused_with(words + " ballast.roothash=" + std::string(64, 'c'),
+                 "uki.efi: the command line must name the image's ballast.roothash once, as "
+                 "ballast.roothash=" +
+                     std::string(64, 'c') + " (given more than once)");
+    refused_with("ballast.roothash=" + std::string(64, 'c') + " ballast.verity_offset=4096",
+                 "uki.efi: the command line must name the image's ballast.verity_offset once, "
+                 "as ballast.verity_offset=3145728 (it differs)");
 }

@@ -18,6 +18,7 @@ std::vector<Descriptor> bundle_layers(const Manifest& m, const Descriptor& manif
         out.push_back({kIndexLayerType, "sha256:" + m.index->sha256, m.index->size, m.index->file});
     out.push_back(
         {image_layer_type(m.image.fstype), "sha256:" + m.image.sha256, m.image.size, m.image.file});
+    if (m.uki) out.push_back({kUkiLayerType, "sha256:" + m.uki->sha256, m.uki->size, m.uki->file});
     return out;
 }
 

@@ -22,6 +22,7 @@ inline constexpr const char* kEmptyType = "application/vnd.oci.empty.v1+json";
 inline constexpr const char* kManifestLayerType = "application/vnd.ballast.manifest.v1+json";
 inline constexpr const char* kSignatureLayerType = "application/vnd.ballast.manifest.sig.v1+cms";
 inline constexpr const char* kIndexLayerType = "application/vnd.ballast.chunk-index.v1";
+inline constexpr const char* kUkiLayerType = "application/vnd.ballast.uki.v1+efi";
 inline constexpr const char* kTitle = "org.opencontainers.image.title";
 inline constexpr const char* kRefName = "org.opencontainers.image.ref.name";
 // The empty JSON object "{}", the config of every artifact.
@@ -39,7 +40,8 @@ struct Descriptor {
     std::string title;  // the bundle member's file name
 };
 
-// The layers of a bundle in their fixed order (manifest, signature, index if any, image), from
+// The layers of a bundle in their fixed order (manifest, signature, index if any, image, UKI if
+// any), from
 // the signed manifest's digests and the sizes and digests of the manifest and signature bytes.
 [[nodiscard]] std::vector<Descriptor> bundle_layers(const Manifest& m, const Descriptor& manifest,
                                                     const Descriptor& signature);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ballast/core/atomic_file.hpp"
+#include "ballast/core/cmdline.hpp"
 #include "ballast/core/copy.hpp"
 #include "ballast/core/duration.hpp"
 #include "ballast/core/fd.hpp"
@@ -17,6 +18,7 @@
 #include "ballast/core/sha256.hpp"
 #include "ballast/core/temp_dir.hpp"
 #include "ballast/crypt/verity.hpp"
+#include "ballast/update/image_files.hpp"
 
 namespace ballast::update {
 namespace {
@@ -125,20 +127,20 @@ std::string tar_header(const std::string& name, uint64_t size) {
     return h;
 }
 
-// The chunk index the signed manifest names: its size and digest against the manifest, then its
-// structure and the image size it describes.
-Result<ChunkIndex> read_index(const Bundle& b, const Manifest& manifest) {
-    const auto& want = *manifest.index;
+// A member the signed manifest pins, whole: its size and digest against the manifest. At most
+// `max` bytes.
+Result<std::string> read_pinned(const Bundle& b, const Manifest::Member& want, uint64_t max,
+                                std::string_view what) {
     auto m = b.member(want.file);
     if (!m)
-        return fail(Errc::invalid_argument,
-                    "{}: the chunk index {} named by the manifest is missing", b.path(), want.file);
+        return fail(Errc::invalid_argument, "{}: the {} {} named by the manifest is missing",
+                    b.path(), what, want.file);
     if (m->size != want.size)
         return fail(Errc::verification, "{}: {} is {} bytes, the manifest says {}", b.path(),
                     want.file, m->size, want.size);
-    if (m->size > kMaxIndexSize)
-        return fail(Errc::verification, "{}: {} is {} bytes, more than an index may have", b.path(),
-                    want.file, m->size);
+    if (m->size > max)
+        return fail(Errc::verification, "{}: {} is {} bytes, more than a {} may have", b.path(),
+                    want.file, m->size, what);
     UniqueFd fd(::open(m->path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return fail_errno(errno, m->path);
     std::string data(m->size, '\0');
@@ -150,6 +152,14 @@ Result<ChunkIndex> read_index(const Bundle& b, const Manifest& manifest) {
     if (const auto got = BALLAST_TRY(sha256_hex(data)); got != want.sha256)
         return fail(Errc::verification, "{}: {} sha256 {} does not match the manifest's {}",
                     b.path(), want.file, got, want.sha256);
+    return data;
+}
+
+// The chunk index the signed manifest names: pinned, then its structure and the image size it
+// describes.
+Result<ChunkIndex> read_index(const Bundle& b, const Manifest& manifest) {
+    const auto& want = *manifest.index;
+    const std::string data = BALLAST_TRY(read_pinned(b, want, kMaxIndexSize, "chunk index"));
     auto idx = BALLAST_TRY(parse_index(data, fmt::format("{}: {}", b.path(), want.file)));
     if (idx.image_size != manifest.image.size)
         return fail(Errc::verification,
@@ -158,7 +168,40 @@ Result<ChunkIndex> read_index(const Bundle& b, const Manifest& manifest) {
     return idx;
 }
 
+// The release's UKI: pinned, a systemd-stub 252 image, for this image (its command line names
+// the manifest's root hash and hash offset, once each), and signed for enter-initrd by its own
+// PCR key, or the node's sealed keys would not open on its first boot.
+Result<UkiInspection> read_uki(const Bundle& b, const Manifest& manifest) {
+    const auto& want = *manifest.uki;
+    const std::string data = BALLAST_TRY(read_pinned(b, want, kMaxUkiSize, "UKI"));
+    const auto what = fmt::format("{}: {}", b.path(), want.file);
+    auto u = BALLAST_TRY(inspect_uki_image(data, what));
+    BALLAST_TRY(check_uki_cmdline(u.cmdline, *manifest.verity, what));
+    if (!u.signed_for_enter_initrd)
+        return fail(Errc::verification,
+                    "{}: .pcrsig holds no valid signature by the UKI's own .pcrpkey for its PCR 11 "
+                    "at enter-initrd ({}): keys sealed to that key would not open",
+                    what, u.pcr11_enter_initrd);
+    return u;
+}
+
 }  // namespace
+
+Status check_uki_cmdline(std::string_view cmdline, const crypt::Verity& v, std::string_view what) {
+    const auto words = parse_cmdline(cmdline);
+    for (const auto& w : parse_cmdline(uki_root_hash_words(v))) {
+        const auto n = std::ranges::count_if(words, [&](const auto& g) { return g.key == w.key; });
+        const auto it = std::ranges::find_if(words, [&](const auto& g) { return g.key == w.key; });
+        if (n != 1 || it->value != w.value)
+            return fail(Errc::verification,
+                        "{}: the command line must name the image's {} once, as {}={} ({})", what,
+                        w.key, w.key, *w.value,
+                        n == 0  ? "missing"
+                        : n > 1 ? "given more than once"
+                                : "it differs");
+    }
+    return {};
+}
 
 Result<std::map<std::string, Bundle::Member>> parse_tar(const std::string& where,
                                                         const std::string& member_path,
@@ -285,6 +328,7 @@ Result<Checked> check_bundle(const Bundle& b, const std::string& keyring_pem) {
     // Only a local bundle is held whole: an https source reads the tar's first bytes, before
     // the index.
     if (c.manifest.index) c.index = BALLAST_TRY(read_index(b, c.manifest));
+    if (c.manifest.uki) c.uki = BALLAST_TRY(read_uki(b, c.manifest));
     return c;
 }
 
@@ -368,6 +412,38 @@ Result<crypt::Verity> with_verity(const std::string& image, const std::string& o
     return crypt::verity_format(out, data, data);
 }
 
+// The release's UKI in `scratch`/uki.efi, its command line tying it to the image's hash tree.
+Result<UkiBuilt> build_release_uki(const CreateOptions::Uki& u, const std::string& image,
+                                   const std::string& fstype, const crypt::Verity& v,
+                                   const std::string& scratch, const std::string& output) {
+    if (std::any_of(u.cmdline.begin(), u.cmdline.end(),
+                    [](unsigned char c) { return c < 0x20 || c >= 0x7f; }))
+        return fail(Errc::invalid_argument,
+                    "--uki-cmdline: one line of printable ASCII words, without control characters");
+    // Ballast sets these from the image; systemd's own would race the initramfs for it.
+    for (const auto& w : parse_cmdline(u.cmdline))
+        if (w.key == "ballast.roothash" || w.key == "ballast.verity_offset" ||
+            w.key == "roothash" || w.key == "usrhash" || w.key.starts_with("systemd.verity"))
+            return fail(Errc::invalid_argument,
+                        "--uki-cmdline: '{}' is not yours to set: the UKI names the image's root "
+                        "hash itself",
+                        w.key);
+    UkiBuildOptions b = u.build;
+    if (b.linux_image.empty() || b.initrd.empty() || b.os_release.empty()) {
+        const std::string dir = scratch + "/image-files";
+        if (::mkdir(dir.c_str(), 0700) < 0) return fail_errno(errno, dir);
+        const auto f = BALLAST_TRY(extract_boot_files(image, fstype, dir));
+        if (b.linux_image.empty()) b.linux_image = f.linux_image;
+        if (b.initrd.empty()) b.initrd = f.initrd;
+        if (b.os_release.empty()) b.os_release = f.os_release;
+    }
+    b.cmdline = scratch + "/cmdline";
+    BALLAST_TRY(write_file_atomic(
+        b.cmdline, uki_root_hash_words(v) + (u.cmdline.empty() ? "" : " " + u.cmdline)));
+    b.output = output;
+    return build_uki(b);
+}
+
 }  // namespace
 
 Result<Manifest> create_bundle(const CreateOptions& o) {
@@ -375,6 +451,9 @@ Result<Manifest> create_bundle(const CreateOptions& o) {
     BALLAST_TRY(check_boot_files(o.image, type));
     if (o.version.empty() || o.compatible.empty())
         return fail(Errc::invalid_argument, "--version and --compatible are required");
+    if (o.uki && !o.verity)
+        return fail(Errc::invalid_argument,
+                    "--uki needs --verity: the UKI's command line carries the image's root hash");
     const bool tar = o.out.size() > 4 && o.out.compare(o.out.size() - 4, 4, ".tar") == 0;
     // With verity the bundle's image is a copy, the tree appended: made beside the output.
     std::optional<TempDir> scratch;
@@ -392,12 +471,22 @@ Result<Manifest> create_bundle(const CreateOptions& o) {
         image = scratch->path() + "/rootfs.img";
         verity = BALLAST_TRY_CTX(with_verity(o.image, image), "{}", o.image);
     }
+    std::optional<Manifest::Member> uki;
+    if (o.uki) {
+        // A folder gets it in place (written atomically, before the manifest that names it).
+        const std::string where = tar ? scratch->path() + "/" + kUkiName
+                                      : (std::filesystem::path(o.out) / kUkiName).string();
+        const auto built = BALLAST_TRY_CTX(
+            build_release_uki(*o.uki, o.image, type, *verity, scratch->path(), where), "UKI");
+        uki = Manifest::Member{kUkiName, built.size, built.sha256};
+    }
     UniqueFd img(::open(image.c_str(), O_RDONLY | O_CLOEXEC));
     if (!img) return fail_errno(errno, image);
     struct stat st {};
     ::fstat(img.get(), &st);
     Manifest m;
     m.verity = verity;
+    m.uki = uki;
     m.os_name = o.os_name;
     m.version = o.version;
     m.compatible = o.compatible;
@@ -440,6 +529,7 @@ Result<Manifest> create_bundle(const CreateOptions& o) {
             BALLAST_TRY(write_file_atomic(index_path, index));
         else
             std::filesystem::remove(index_path, ec);
+        if (!m.uki) std::filesystem::remove(std::filesystem::path(o.out) / kUkiName, ec);
         BALLAST_TRY(write_file_atomic(std::filesystem::path(o.out) / kManifestName, manifest));
         BALLAST_TRY(write_file_atomic(std::filesystem::path(o.out) / kSignatureName, sig));
         auto dst = std::filesystem::path(o.out) / m.image.file;
@@ -486,6 +576,14 @@ Result<Manifest> create_bundle(const CreateOptions& o) {
         BALLAST_TRY(put(tar_header(kIndexName, index.size())));
         BALLAST_TRY(put(index));
         BALLAST_TRY(pad(index.size()));
+    }
+    if (m.uki) {
+        const std::string from = scratch->path() + "/" + kUkiName;
+        UniqueFd u(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!u) return fail_errno(errno, from);
+        BALLAST_TRY(put(tar_header(kUkiName, m.uki->size)));
+        BALLAST_TRY(copy_bytes(u.get(), 0, m.uki->size, out.get(), tmp));
+        BALLAST_TRY(pad(m.uki->size));
     }
     BALLAST_TRY(put(std::string(2 * kBlock, '\0')));
     if (::fsync(out.get()) < 0 || ::rename(tmp.c_str(), o.out.c_str()) < 0)

@@ -1,6 +1,7 @@
-// Bundles on local storage: a folder holding manifest.json, manifest.json.sig, the image and its
-// chunk index (rootfs.bcidx), or the same as members of an uncompressed tar (in that order: the
-// index after the image, so that the first 64 KiB still hold what an https source reads first).
+// Bundles on local storage: a folder holding manifest.json, manifest.json.sig, the image, its
+// chunk index (rootfs.bcidx) and the release's UKI (uki.efi), or the same as members of an
+// uncompressed tar (in that order: the index and UKI after the image, so that the first 64 KiB
+// still hold what an https source reads first).
 // The image is read where it lies (an offset in the tar), never copied.
 #pragma once
 
@@ -14,11 +15,13 @@
 #include "ballast/update/chunk_index.hpp"
 #include "ballast/update/manifest.hpp"
 #include "ballast/update/signature.hpp"
+#include "ballast/update/uki_build.hpp"
 
 namespace ballast::update {
 
 inline constexpr const char* kManifestName = "manifest.json";
 inline constexpr const char* kSignatureName = "manifest.json.sig";
+inline constexpr const char* kUkiName = "uki.efi";
 
 class Bundle {
   public:
@@ -62,7 +65,15 @@ struct Checked {
     // The chunk index the manifest names, checked against it (digest, size, structure, image
     // size). Read by check_bundle() only: an https source does not fetch it.
     std::optional<ChunkIndex> index;
+    // The UKI the manifest names, checked (pinned digest, command line, PCR signature). Read by
+    // check_bundle() only.
+    std::optional<UkiInspection> uki;
 };
+
+// A UKI's command line must carry the words uki_root_hash_words() makes for `v`, each once:
+// otherwise it would boot another image, or none. `what` names the UKI in the message.
+[[nodiscard]] Status check_uki_cmdline(std::string_view cmdline, const crypt::Verity& v,
+                                       std::string_view what);
 
 // The manifest as the bundle holds it, parsed but not verified (inspecting, publishing).
 [[nodiscard]] Result<Manifest> read_manifest(const Bundle& b);
@@ -100,9 +111,18 @@ struct CreateOptions {
     // A dm-verity hash tree after the image (crypt/verity.hpp), its root hash in the manifest:
     // the slot then carries what the initramfs needs to check every block it reads.
     bool verity = false;
+    // The release's UKI, built by build_uki() with "ballast.roothash=… ballast.verity_offset=…"
+    // and then `cmdline` as its command line. Needs verity. The kernel, initrd and os-release
+    // left empty in `build` are the image's own (/boot/vmlinuz, /boot/initrd.img, os-release);
+    // `build.cmdline` and `build.output` are set here.
+    struct Uki {
+        UkiBuildOptions build;
+        std::string cmdline;  // words after the root hash ("quiet console=ttyS0")
+    };
+    std::optional<Uki> uki;
 };
-// Checks the image (squashfs or erofs with /boot/vmlinuz and /boot/initrd.img), hashes it, writes
-// and signs the manifest, and lays the bundle out. Returns the manifest.
+// Checks the image (squashfs or erofs with /boot/vmlinuz and /boot/initrd.img), hashes it, builds
+// the UKI if asked, writes and signs the manifest, and lays the bundle out. Returns the manifest.
 [[nodiscard]] Result<Manifest> create_bundle(const CreateOptions& o);
 
 // The keyring a node trusts: /etc/ballast/keyring.pem (operator override) if present, else

@@ -75,6 +75,7 @@ nlohmann::json Manifest::to_json() const {
                         {"created", created}};
     if (index)
         j["index"] = {{"file", index->file}, {"size", index->size}, {"sha256", index->sha256}};
+    if (uki) j["uki"] = {{"file", uki->file}, {"size", uki->size}, {"sha256", uki->sha256}};
     if (verity)
         j["verity"] = {{"root_hash", verity->root_hash},
                        {"salt", verity->salt},
@@ -88,12 +89,16 @@ std::string serialize_manifest(const Manifest& m) {
     return json_text(m.to_json(), 2) + "\n";
 }
 
+std::string uki_root_hash_words(const crypt::Verity& v) {
+    return fmt::format("ballast.roothash={} ballast.verity_offset={}", v.root_hash, v.hash_offset);
+}
+
 Result<Manifest> parse_manifest(std::string_view text) {
     auto j = nlohmann::json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object())
         return fail(Errc::parse, "manifest.json is not a JSON object");
-    static const std::set<std::string> top = {"format", "os_name", "version", "compatible",
-                                              "image",  "index",   "verity",  "created"};
+    static const std::set<std::string> top = {"format", "os_name", "version", "compatible", "image",
+                                              "index",  "verity",  "uki",     "created"};
     static const std::set<std::string> img = {"file", "size", "sha256", "fstype"};
     for (const auto& [k, v] : j.items())
         if (!top.count(k)) return fail(Errc::parse, "manifest.json: unknown field '{}'", k);
@@ -147,20 +152,37 @@ Result<Manifest> parse_manifest(std::string_view text) {
     if (m.image.fstype != "squashfs" && m.image.fstype != "erofs")
         return fail(Errc::parse, "manifest.json: image.fstype '{}' is not squashfs or erofs",
                     m.image.fstype);
-    if (j.contains("index")) {
-        const auto& x = j["index"];
-        if (!x.is_object()) return fail(Errc::parse, "manifest.json: 'index' must be an object");
+    // index and uki: optional members, each under its own name.
+    auto optional_member = [&](const char* what) -> Result<std::optional<Manifest::Member>> {
+        if (!j.contains(what)) return std::nullopt;
+        const auto& x = j[what];
+        if (!x.is_object()) return fail(Errc::parse, "manifest.json: '{}' must be an object", what);
         for (const auto& [k, v] : x.items())
             if (k != "file" && k != "size" && k != "sha256")
-                return fail(Errc::parse, "manifest.json: unknown field 'index.{}'", k);
-        Manifest::Index idx;
-        BALLAST_TRY(member(x, "index", idx.file, idx.size, idx.sha256));
-        if (idx.file == m.image.file)
-            return fail(Errc::parse, "manifest.json: index.file '{}' is the image's name",
-                        idx.file);
-        m.index = std::move(idx);
-    }
+                return fail(Errc::parse, "manifest.json: unknown field '{}.{}'", what, k);
+        Manifest::Member f;
+        BALLAST_TRY(member(x, what, f.file, f.size, f.sha256));
+        if (f.file == m.image.file)
+            return fail(Errc::parse, "manifest.json: {}.file '{}' is the image's name", what,
+                        f.file);
+        return f;
+    };
+    m.index = BALLAST_TRY(optional_member("index"));
+    m.uki = BALLAST_TRY(optional_member("uki"));
     if (j.contains("verity")) m.verity = BALLAST_TRY(parse_verity(j["verity"], m.image.size));
+    if (m.uki) {
+        if (m.index && m.index->file == m.uki->file)
+            return fail(Errc::parse, "manifest.json: uki.file '{}' is the index's name",
+                        m.uki->file);
+        if (m.uki->size > kMaxUkiSize)
+            return fail(Errc::parse,
+                        "manifest.json: uki.size {} is over {} MiB: two must fit the ESP",
+                        m.uki->size, kMaxUkiSize >> 20);
+        if (!m.verity)
+            return fail(Errc::parse,
+                        "manifest.json: a 'uki' needs 'verity': its command line carries the "
+                        "image's root hash");
+    }
     return m;
 }
 

@@ -14,6 +14,8 @@
 namespace ballast::update {
 
 inline constexpr int kManifestFormat = 1;
+// Two UKIs must fit the ESP (256 MiB on new installs) with room to spare.
+inline constexpr uint64_t kMaxUkiSize = uint64_t(96) << 20;
 
 struct Manifest {
     int format = kManifestFormat;
@@ -26,18 +28,24 @@ struct Manifest {
         std::string sha256;  // lower-case hex
         std::string fstype;  // "squashfs" or "erofs"
     } image;
-    // The image's chunk index (update/chunk_index.hpp), for delta downloads. Optional: bundles
-    // made with `--no-index` (for agents older than the index) have none.
-    struct Index {
+    // A bundle member beside the image, pinned by its digest.
+    struct Member {
         std::string file;  // member name ("rootfs.bcidx")
         uint64_t size = 0;
         std::string sha256;
     };
+    using Index = Member;
+    // The image's chunk index (update/chunk_index.hpp), for delta downloads. Optional: bundles
+    // made with `--no-index` (for agents older than the index) have none.
     std::optional<Index> index;
     // The image's dm-verity hash tree (crypt/verity.hpp), which then makes up the image's tail:
     // image.size is hash_offset plus the hash area. Optional: bundles made without --verity
     // have none, and agents older than it refuse a manifest naming one.
     std::optional<crypt::Verity> verity;
+    // The release's signed Unified Kernel Image ("uki.efi"), for the systemd-boot backend: its
+    // command line names the verity root hash above (uki_root_hash_words()), so a UKI requires
+    // verity. Optional; agents older than it refuse a manifest naming one.
+    std::optional<Member> uki;
     std::string created;  // ISO 8601 UTC
 
     [[nodiscard]] nlohmann::json to_json() const;
@@ -47,5 +55,10 @@ struct Manifest {
 // machine-made; anything odd is an attack or a bug).
 [[nodiscard]] Result<Manifest> parse_manifest(std::string_view text);
 [[nodiscard]] std::string serialize_manifest(const Manifest& m);
+
+// The kernel command line words that tie a UKI to its slot image: "ballast.roothash=<hex>
+// ballast.verity_offset=<bytes>". Ballast's own names, so that systemd's verity generator
+// (roothash=) never races the initramfs for the device.
+[[nodiscard]] std::string uki_root_hash_words(const crypt::Verity& v);
 
 }  // namespace ballast::update

@@ -198,11 +198,12 @@ Result<OpenedSource> open_oci(const std::string& source, const SourceOptions& o)
     if (image.digest != "sha256:" + m.image.sha256)
         return fail(Errc::verification, "{}: the image layer is {}, the signed manifest says {}",
                     where, image.digest, m.image.sha256);
-    if (m.index) {
-        const auto idx = layer(m.index->file);
-        if (!idx || idx->digest != "sha256:" + m.index->sha256 || idx->size != m.index->size)
-            return fail(Errc::verification,
-                        "{}: the chunk index layer does not match the signed manifest's", where);
+    for (const auto& [what, pinned] : {std::pair{"chunk index", m.index}, {"UKI", m.uki}}) {
+        if (!pinned) continue;
+        const auto l = layer(pinned->file);
+        if (!l || l->digest != "sha256:" + pinned->sha256 || l->size != pinned->size)
+            return fail(Errc::verification, "{}: the {} layer does not match the signed manifest's",
+                        where, what);
     }
     auto ranges = std::make_shared<RangeSupport>();
     Fetch fetch = metered(

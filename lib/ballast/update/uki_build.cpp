@@ -141,7 +141,9 @@ Status check_no_overlap(const boot::PeImage& pe, std::string_view what) {
     return {};
 }
 
-Result<UkiInspection> inspect_image(std::string_view image, const std::string& what) {
+}  // namespace
+
+Result<UkiInspection> inspect_uki_image(std::string_view image, const std::string& what) {
     UkiInspection out;
     auto pe = BALLAST_TRY(boot::pe_image(image, what));
     BALLAST_TRY(require_predictable(image, pe, what, out.stub));
@@ -177,8 +179,6 @@ Result<UkiInspection> inspect_image(std::string_view image, const std::string& w
     }
     return out;
 }
-
-}  // namespace
 
 Result<UkiBuilt> build_uki(const UkiBuildOptions& o) {
     if (o.output.empty()) return fail(Errc::invalid_argument, "-o: where to write the UKI");
@@ -253,7 +253,7 @@ Result<UkiBuilt> build_uki(const UkiBuildOptions& o) {
 
     // Read back and inspected as a node will: what was signed is what will be measured.
     const std::string image = BALLAST_TRY(read_file(result, kMaxUki));
-    auto seen = BALLAST_TRY(inspect_image(image, result));
+    auto seen = BALLAST_TRY(inspect_uki_image(image, result));
     const std::vector<std::string> enter{"enter-initrd"};
     const boot::Pcr expected = BALLAST_TRY(boot::predict_pcr11(sections, enter));
     if (seen.pcr11_enter_initrd != to_hex(expected))
@@ -267,12 +267,13 @@ Result<UkiBuilt> build_uki(const UkiBuildOptions& o) {
     BALLAST_TRY(write_file_atomic(o.output, image));
     built.output = o.output;
     built.sha256 = BALLAST_TRY(sha256_hex(image));
+    built.size = image.size();
     return built;
 }
 
 Result<UkiInspection> inspect_uki(const std::string& path) {
     const std::string image = BALLAST_TRY(read_file(path, kMaxUki));
-    return inspect_image(image, path);
+    return inspect_uki_image(image, path);
 }
 
 }  // namespace ballast::update

@@ -6,6 +6,7 @@
 // inspected as a node would, so what was signed is what will be measured.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,6 +35,7 @@ struct UkiBuilt {
     std::string output;
     std::vector<std::string> pcr11;  // hex, one per phase path, as signed
     std::string sha256;              // of the file written
+    uint64_t size = 0;
     bool secure_boot_signed = false;
 };
 
@@ -53,5 +55,8 @@ struct UkiInspection {
     bool signed_for_enter_initrd = false;
 };
 [[nodiscard]] Result<UkiInspection> inspect_uki(const std::string& path);
+// The same over the image's bytes (a bundle member); `what` names it in messages.
+[[nodiscard]] Result<UkiInspection> inspect_uki_image(std::string_view image,
+                                                      const std::string& what);
 
 }  // namespace ballast::update

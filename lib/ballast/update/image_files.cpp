@@ -1,0 +1,56 @@
+#include "ballast/update/image_files.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+
+#include "ballast/core/fd.hpp"
+#include "ballast/core/process.hpp"
+#include "ballast/core/root.hpp"
+
+namespace ballast::update {
+
+Result<std::string> resolve_in_root(const std::string& root, const std::string& path) {
+    auto fd = BALLAST_TRY_CTX(RootPrefix(root).open_beneath(path, O_PATH), "{} in the image", path);
+    struct stat st {};
+    if (::fstat(fd.get(), &st) < 0) return fail_errno(errno, path);
+    if (!S_ISREG(st.st_mode))
+        return fail(Errc::invalid_argument, "{} in the image is not a regular file", path);
+    std::array<char, 4096> buf{};
+    const auto link = fmt::format("/proc/self/fd/{}", fd.get());
+    const ssize_t n = ::readlink(link.c_str(), buf.data(), buf.size() - 1);
+    if (n < 0) return fail_errno(errno, link);
+    return std::string(buf.data(), size_t(n));
+}
+
+Result<ImageBootFiles> extract_boot_files(const std::string& image, const std::string& fstype,
+                                          const std::string& dir) {
+    ProcessOptions p;
+    if (fstype == "squashfs")
+        // Names that are not in the image are skipped, not errors: resolution below says which.
+        p.argv = {
+            "unsquashfs", "-no-xattrs", "-quiet",         "-no-progress",      "-f", "-d", dir,
+            image,        "boot",       "etc/os-release", "usr/lib/os-release"};
+    else if (fstype == "erofs")
+        p.argv = {"fsck.erofs", "--extract=" + dir, "--no-preserve", "--overwrite", image};
+    else
+        return fail(Errc::invalid_argument, "{}: no boot files in a {} image", image, fstype);
+    p.timeout = std::chrono::minutes(10);
+    BALLAST_TRY(run_checked(p, fmt::format("extract the boot files of {}", image)));
+    ImageBootFiles f;
+    f.linux_image = BALLAST_TRY(resolve_in_root(dir, "/boot/vmlinuz"));
+    f.initrd = BALLAST_TRY(resolve_in_root(dir, "/boot/initrd.img"));
+    auto osrel = resolve_in_root(dir, "/etc/os-release");
+    if (!osrel) osrel = resolve_in_root(dir, "/usr/lib/os-release");
+    if (!osrel)
+        return fail(Errc::invalid_argument,
+                    "{}: neither /etc/os-release nor /usr/lib/os-release is a file in the image",
+                    image);
+    f.os_release = *osrel;
+    return f;
+}
+
+}  // namespace ballast::update
