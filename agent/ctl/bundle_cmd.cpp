@@ -15,9 +15,10 @@ int cmd_bundle_create(const GlobalOptions& g, const update::CreateOptions& o) {
     if (g.json)
         print_json(m->to_json());
     else
-        std::printf("%s: %s %s (%s, %llu bytes, sha256 %s)\n", o.out.c_str(), m->os_name.c_str(),
+        std::printf("%s: %s %s (%s, %llu bytes, sha256 %s)%s\n", o.out.c_str(), m->os_name.c_str(),
                     m->version.c_str(), m->image.fstype.c_str(),
-                    static_cast<unsigned long long>(m->image.size), m->image.sha256.c_str());
+                    static_cast<unsigned long long>(m->image.size), m->image.sha256.c_str(),
+                    m->uki ? fmt::format(", UKI sha256 {}", m->uki->sha256).c_str() : "");
     return kExitOk;
 }
 
@@ -151,6 +152,12 @@ int cmd_bundle_inspect(const GlobalOptions& g, const std::string& src) {
                     static_cast<unsigned long long>(m->index->size), m->index->sha256.c_str());
     else
         std::printf("index:      none (no delta downloads)\n");
+    if (m->verity)
+        std::printf("verity:     root hash %s, tree at %llu\n", m->verity->root_hash.c_str(),
+                    static_cast<unsigned long long>(m->verity->hash_offset));
+    if (m->uki)
+        std::printf("uki:        %s, %llu bytes, sha256 %s\n", m->uki->file.c_str(),
+                    static_cast<unsigned long long>(m->uki->size), m->uki->sha256.c_str());
     std::printf("created:    %s\n", m->created.c_str());
     std::printf("signed:     %s (not checked; use `agentctl bundle verify`)\n", sig ? "yes" : "NO");
     return kExitOk;

@@ -268,11 +268,9 @@ def test_bundle_uki_from_an_erofs_image(bins, signing_pki, tmp_path):
 
 def test_bundle_uki_refusals_name_the_fault(bins, signing_pki, tmp_path):
     image = image_with_links(tmp_path)
-    # The root hash is what ties the UKI to the image: no verity, no UKI.
-    r = bundle_create(bins, signing_pki, image, tmp_path / "x", *UKI_ARGS[1:])
-    assert r.returncode != 0 and "--uki needs --verity" in r.stderr
     # Ballast sets the root hash itself; systemd's own words would race the initramfs.
-    for word in ("roothash=ab", "ballast.roothash=ab", "systemd.verity_root_data=/dev/x"):
+    for word in ("roothash=ab", "ballast.roothash=ab", "systemd.verity_root_data=/dev/x",
+                 "rd.roothash=ab", "ballast.verity-offset=0", "rd.systemd.verity=1"):
         r = bundle_create(bins, signing_pki, image, tmp_path / "x", *UKI_ARGS, "--uki-cmdline",
                           f"quiet {word}")
         assert r.returncode != 0 and "is not yours to set" in r.stderr, word
@@ -280,9 +278,11 @@ def test_bundle_uki_refusals_name_the_fault(bins, signing_pki, tmp_path):
     r = bundle_create(bins, signing_pki, image, tmp_path / "x", "--verity", "--linux",
                       str(PCRSIG / "linux"))
     assert r.returncode != 0 and "--uki" in r.stderr
-    # No PCR key: the builder names the option.
+    # No PCR key, or no verity: refused before the image is read.
     r = bundle_create(bins, signing_pki, image, tmp_path / "x", "--verity", "--uki")
-    assert r.returncode != 0 and "--pcr-public-key is required" in r.stderr, r.stderr
+    assert r.returncode != 0 and "--pcr-private-key" in r.stderr, r.stderr
+    r = bundle_create(bins, signing_pki, image, tmp_path / "x", *UKI_ARGS[1:])
+    assert r.returncode != 0 and "--uki requires --verity" in r.stderr, r.stderr
     # An image without a kernel where the UKI needs one.
     bare = tmp_path / "bare"
     (bare / "boot").mkdir(parents=True)
@@ -291,7 +291,8 @@ def test_bundle_uki_refusals_name_the_fault(bins, signing_pki, tmp_path):
     run_ok(["mksquashfs", str(bare), str(tmp_path / "bare.sqfs"), "-quiet", "-noappend",
             "-no-progress"])
     r = bundle_create(bins, signing_pki, tmp_path / "bare.sqfs", tmp_path / "x", *UKI_ARGS)
-    assert r.returncode != 0 and "/boot/vmlinuz in the image" in r.stderr, r.stderr
+    assert r.returncode != 0 and "/boot/vmlinuz is not a file within the image's /boot" in r.stderr
+    assert "give it with --linux" in r.stderr, r.stderr
     assert not (tmp_path / "x").exists() or not (tmp_path / "x" / "manifest.json").exists()
 
     # On the node's side (bundle verify is check_bundle): each fault is named.
@@ -336,3 +337,29 @@ def test_bundle_uki_refusals_name_the_fault(bins, signing_pki, tmp_path):
         size=len(new), sha256=hashlib.sha256(new).hexdigest()))
     r = verify(unsigned)
     assert r.returncode != 0 and "holds no valid signature" in r.stderr, r.stderr
+
+
+def test_a_failed_bundle_create_leaves_the_old_bundle_whole(bins, signing_pki, tmp_path):
+    """Re-creating a bundle folder that fails late (signing, a UKI too large for the ESP) leaves
+    the bundle that was there as it was: the UKI moves in only with its new manifest."""
+    image = image_with_links(tmp_path)
+    out = tmp_path / "b"
+    assert bundle_create(bins, signing_pki, image, out, *UKI_ARGS).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def still_whole():
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+        r = ctl(bins, "bundle", "verify", str(out), "--keyring", signing_pki["ca"])
+        assert r.returncode == 0, r.stderr
+
+    r = ctl(bins, "bundle", "create", "--image", str(image), "--version", "2.0", "--compatible",
+            COMPATIBLE, "--key", signing_pki["other"]["key"], "--cert", signing_pki["signer"]["cert"],
+            "-o", str(out), *UKI_ARGS)
+    assert r.returncode != 0, r.stdout
+    still_whole()
+    big = tmp_path / "big-initrd"
+    with open(big, "wb") as f:
+        f.truncate(97 << 20)
+    r = bundle_create(bins, signing_pki, image, out, *UKI_ARGS, "--initrd", str(big))
+    assert r.returncode != 0 and "over the 96 MiB" in r.stderr and "--initrd" in r.stderr, r.stderr
+    still_whole()

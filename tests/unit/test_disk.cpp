@@ -347,6 +347,16 @@ TEST_CASE("UKI command line: the image's root hash and hash offset, once each",
                  "uki.efi: the command line must name the image's ballast.roothash once, as "
                  "ballast.roothash=" +
                      std::string(64, 'c') + " (given more than once)");
+    // Any other word about the root hash, however spelled, would race the initramfs.
+    refused_with(words + " rd.roothash=ab",
+                 "uki.efi: the command line also names 'rd.roothash', which is Ballast's to set");
+    refused_with(words + " ballast.verity-offset=0",
+                 "uki.efi: the command line also names 'ballast.verity-offset', which is "
+                 "Ballast's to set");
+    CHECK(update::names_root_hash("rd.systemd.verity_root_data"));
+    CHECK(update::names_root_hash("usrhash"));
+    CHECK_FALSE(update::names_root_hash("ballast.slot"));
+    CHECK_FALSE(update::names_root_hash("root"));
     refused_with("ballast.roothash=" + std::string(64, 'c') + " ballast.verity_offset=4096",
                  "uki.efi: the command line must name the image's ballast.verity_offset once, "
                  "as ballast.verity_offset=3145728 (it differs)");

@@ -189,7 +189,8 @@ Result<UkiInspection> read_uki(const Bundle& b, const Manifest& manifest) {
 
 Status check_uki_cmdline(std::string_view cmdline, const crypt::Verity& v, std::string_view what) {
     const auto words = parse_cmdline(cmdline);
-    for (const auto& w : parse_cmdline(uki_root_hash_words(v))) {
+    const auto want = parse_cmdline(uki_root_hash_words(v));
+    for (const auto& w : want) {
         const auto n = std::ranges::count_if(words, [&](const auto& g) { return g.key == w.key; });
         const auto it = std::ranges::find_if(words, [&](const auto& g) { return g.key == w.key; });
         if (n != 1 || it->value != w.value)
@@ -200,6 +201,14 @@ Status check_uki_cmdline(std::string_view cmdline, const crypt::Verity& v, std::
                         : n > 1 ? "given more than once"
                                 : "it differs");
     }
+    // Any other word about the root hash (systemd's, an rd. one, a spelling with '-') would
+    // race the initramfs for the device or tell it another story.
+    for (const auto& g : words)
+        if (names_root_hash(g.key) &&
+            std::ranges::none_of(want, [&](const auto& w) { return w.key == g.key; }))
+            return fail(Errc::verification,
+                        "{}: the command line also names '{}', which is Ballast's to set", what,
+                        g.key);
     return {};
 }
 
@@ -412,22 +421,30 @@ Result<crypt::Verity> with_verity(const std::string& image, const std::string& o
     return crypt::verity_format(out, data, data);
 }
 
-// The release's UKI in `scratch`/uki.efi, its command line tying it to the image's hash tree.
-Result<UkiBuilt> build_release_uki(const CreateOptions::Uki& u, const std::string& image,
-                                   const std::string& fstype, const crypt::Verity& v,
-                                   const std::string& scratch, const std::string& output) {
-    if (std::any_of(u.cmdline.begin(), u.cmdline.end(),
-                    [](unsigned char c) { return c < 0x20 || c >= 0x7f; }))
+// What `--uki-cmdline` may hold: printable words, none of them naming the root hash.
+Status check_uki_words(std::string_view words) {
+    if (std::ranges::any_of(words, [](unsigned char c) { return c < 0x20 || c >= 0x7f; }))
         return fail(Errc::invalid_argument,
                     "--uki-cmdline: one line of printable ASCII words, without control characters");
-    // Ballast sets these from the image; systemd's own would race the initramfs for it.
-    for (const auto& w : parse_cmdline(u.cmdline))
-        if (w.key == "ballast.roothash" || w.key == "ballast.verity_offset" ||
-            w.key == "roothash" || w.key == "usrhash" || w.key.starts_with("systemd.verity"))
+    for (const auto& w : parse_cmdline(words))
+        if (names_root_hash(w.key))
             return fail(Errc::invalid_argument,
                         "--uki-cmdline: '{}' is not yours to set: the UKI names the image's root "
                         "hash itself",
                         w.key);
+    return {};
+}
+
+// The release's UKI in `scratch`/uki.efi, its command line tying it to the image's hash tree.
+uint64_t file_size_or_zero(const std::string& path) {
+    std::error_code ec;
+    const auto n = std::filesystem::file_size(path, ec);
+    return ec ? 0 : uint64_t(n);
+}
+
+Result<UkiBuilt> build_release_uki(const CreateOptions::Uki& u, const std::string& image,
+                                   const std::string& fstype, const crypt::Verity& v,
+                                   const std::string& scratch) {
     UkiBuildOptions b = u.build;
     if (b.linux_image.empty() || b.initrd.empty() || b.os_release.empty()) {
         const std::string dir = scratch + "/image-files";
@@ -440,8 +457,16 @@ Result<UkiBuilt> build_release_uki(const CreateOptions::Uki& u, const std::strin
     b.cmdline = scratch + "/cmdline";
     BALLAST_TRY(write_file_atomic(
         b.cmdline, uki_root_hash_words(v) + (u.cmdline.empty() ? "" : " " + u.cmdline)));
-    b.output = output;
-    return build_uki(b);
+    b.output = scratch + "/" + kUkiName;
+    const auto built = BALLAST_TRY(build_uki(b));
+    if (built.size > kMaxUkiSize)
+        return fail(Errc::invalid_argument,
+                    "{} bytes, over the {} MiB two of which must fit the ESP (kernel {} bytes, "
+                    "initrd {} bytes): make the initrd smaller, or give a smaller one with "
+                    "--initrd",
+                    built.size, kMaxUkiSize >> 20, file_size_or_zero(b.linux_image),
+                    file_size_or_zero(b.initrd));
+    return built;
 }
 
 }  // namespace
@@ -454,6 +479,8 @@ Result<Manifest> create_bundle(const CreateOptions& o) {
     if (o.uki && !o.verity)
         return fail(Errc::invalid_argument,
                     "--uki needs --verity: the UKI's command line carries the image's root hash");
+    // The cheap mistakes before the image is read.
+    if (o.uki) BALLAST_TRY(check_uki_words(o.uki->cmdline));
     const bool tar = o.out.size() > 4 && o.out.compare(o.out.size() - 4, 4, ".tar") == 0;
     // With verity the bundle's image is a copy, the tree appended: made beside the output.
     std::optional<TempDir> scratch;
@@ -473,11 +500,8 @@ Result<Manifest> create_bundle(const CreateOptions& o) {
     }
     std::optional<Manifest::Member> uki;
     if (o.uki) {
-        // A folder gets it in place (written atomically, before the manifest that names it).
-        const std::string where = tar ? scratch->path() + "/" + kUkiName
-                                      : (std::filesystem::path(o.out) / kUkiName).string();
         const auto built = BALLAST_TRY_CTX(
-            build_release_uki(*o.uki, o.image, type, *verity, scratch->path(), where), "UKI");
+            build_release_uki(*o.uki, o.image, type, *verity, scratch->path()), "UKI");
         uki = Manifest::Member{kUkiName, built.size, built.sha256};
     }
     UniqueFd img(::open(image.c_str(), O_RDONLY | O_CLOEXEC));
@@ -529,7 +553,17 @@ Result<Manifest> create_bundle(const CreateOptions& o) {
             BALLAST_TRY(write_file_atomic(index_path, index));
         else
             std::filesystem::remove(index_path, ec);
-        if (!m.uki) std::filesystem::remove(std::filesystem::path(o.out) / kUkiName, ec);
+        // The UKI too, from the scratch folder beside it (build_uki() synced it): nothing in
+        // the folder changes before the new manifest is signed.
+        const auto uki_path = std::filesystem::path(o.out) / kUkiName;
+        if (m.uki) {
+            const std::string from = scratch->path() + "/" + kUkiName;
+            if (::rename(from.c_str(), uki_path.c_str()) < 0)
+                return fail_errno(errno, uki_path.string());
+            BALLAST_TRY(fsync_parent_dir(uki_path));
+        } else {
+            std::filesystem::remove(uki_path, ec);
+        }
         BALLAST_TRY(write_file_atomic(std::filesystem::path(o.out) / kManifestName, manifest));
         BALLAST_TRY(write_file_atomic(std::filesystem::path(o.out) / kSignatureName, sig));
         auto dst = std::filesystem::path(o.out) / m.image.file;

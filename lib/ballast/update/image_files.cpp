@@ -21,8 +21,10 @@ Result<std::string> resolve_in_root(const std::string& root, const std::string& 
         return fail(Errc::invalid_argument, "{} in the image is not a regular file", path);
     std::array<char, 4096> buf{};
     const auto link = fmt::format("/proc/self/fd/{}", fd.get());
-    const ssize_t n = ::readlink(link.c_str(), buf.data(), buf.size() - 1);
+    const ssize_t n = ::readlink(link.c_str(), buf.data(), buf.size());
     if (n < 0) return fail_errno(errno, link);
+    if (size_t(n) == buf.size())
+        return fail(Errc::invalid_argument, "{} in the image: its path here is too long", path);
     return std::string(buf.data(), size_t(n));
 }
 
@@ -40,9 +42,19 @@ Result<ImageBootFiles> extract_boot_files(const std::string& image, const std::s
         return fail(Errc::invalid_argument, "{}: no boot files in a {} image", image, fstype);
     p.timeout = std::chrono::minutes(10);
     BALLAST_TRY(run_checked(p, fmt::format("extract the boot files of {}", image)));
+    // A squashfs link out of /boot (to /usr/lib/modules/...) leads to nothing extracted.
+    auto found = [&](const char* path, const char* option) -> Result<std::string> {
+        auto r = resolve_in_root(dir, path);
+        if (!r && fstype == "squashfs")
+            return fail(Errc::invalid_argument,
+                        "{}: {} is not a file within the image's /boot (a link leading "
+                        "elsewhere?): give it with {}",
+                        image, path, option);
+        return r;
+    };
     ImageBootFiles f;
-    f.linux_image = BALLAST_TRY(resolve_in_root(dir, "/boot/vmlinuz"));
-    f.initrd = BALLAST_TRY(resolve_in_root(dir, "/boot/initrd.img"));
+    f.linux_image = BALLAST_TRY(found("/boot/vmlinuz", "--linux"));
+    f.initrd = BALLAST_TRY(found("/boot/initrd.img", "--initrd"));
     auto osrel = resolve_in_root(dir, "/etc/os-release");
     if (!osrel) osrel = resolve_in_root(dir, "/usr/lib/os-release");
     if (!osrel)

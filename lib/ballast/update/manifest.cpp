@@ -89,6 +89,14 @@ std::string serialize_manifest(const Manifest& m) {
     return json_text(m.to_json(), 2) + "\n";
 }
 
+bool names_root_hash(std::string_view key) {
+    // systemd strips "rd." in the initrd and reads '-' and '_' alike.
+    std::string k(key.starts_with("rd.") ? key.substr(3) : key);
+    std::ranges::replace(k, '-', '_');
+    return k == "ballast.roothash" || k == "ballast.verity_offset" || k == "roothash" ||
+           k == "usrhash" || k.starts_with("systemd.verity");
+}
+
 std::string uki_root_hash_words(const crypt::Verity& v) {
     return fmt::format("ballast.roothash={} ballast.verity_offset={}", v.root_hash, v.hash_offset);
 }

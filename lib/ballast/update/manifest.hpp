@@ -60,5 +60,9 @@ struct Manifest {
 // ballast.verity_offset=<bytes>". Ballast's own names, so that systemd's verity generator
 // (roothash=) never races the initramfs for the device.
 [[nodiscard]] std::string uki_root_hash_words(const crypt::Verity& v);
+// Whether a command line word's key says where the root image or its hash is (Ballast's words,
+// systemd's roothash=, usrhash=, systemd.verity*), as systemd reads keys: an "rd." prefix
+// stripped, '-' and '_' alike.
+[[nodiscard]] bool names_root_hash(std::string_view key);
 
 }  // namespace ballast::update
