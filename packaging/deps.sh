@@ -18,7 +18,7 @@ declare -A GROUPS_PKGS=(
   [test]="dbus dbus-bin util-linux python3 python3-pytest python3-pytest-xdist python3-yaml python3-jsonschema man-db clang-format git busybox-static nginx tinyproxy-bin
           openssl mtools dosfstools genisoimage e2fsprogs clang-16 libclang-rt-16-dev squashfs-tools
           erofs-utils fdisk grub-common grub-efi-amd64-bin swtpm swtpm-tools tpm2-tools cryptsetup-bin
-          skopeo docker-registry python3-jwt python3-cryptography netplan.io iproute2 systemd-boot-efi sbsigntool binutils"
+          skopeo docker-registry python3-jwt python3-cryptography netplan.io iproute2 systemd-boot-efi sbsigntool binutils efitools"
   [deb]="dpkg-dev debhelper fakeroot"
   [bench]="rauc rauc-service casync hyperfine procps cloud-init openssh-client time gcc libcryptsetup-dev
            libtss2-tcti-pcap0 swtpm tpm2-tools cryptsetup-bin systemd"

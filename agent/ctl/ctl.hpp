@@ -53,6 +53,9 @@ void print_json(const nlohmann::json& j);
 [[nodiscard]] int cmd_bundle_inspect(const GlobalOptions& g, const std::string& src);
 [[nodiscard]] int cmd_uki_build(const GlobalOptions& g, const update::UkiBuildOptions& o);
 [[nodiscard]] int cmd_uki_inspect(const GlobalOptions& g, const std::string& path);
+// db and dbx: EFI signature list files; empty: this machine's (efivarfs).
+[[nodiscard]] int cmd_uki_verify(const GlobalOptions& g, const std::string& path,
+                                 const std::string& db, const std::string& dbx);
 [[nodiscard]] int cmd_install(const GlobalOptions& g, install::Options o);
 // With o.device: that disk, now; else this node, at its next boot (through the daemon).
 // reboot: --reboot / --no-reboot (unset: the node's reset: block says).

@@ -429,6 +429,27 @@ void add_uki_commands(CLI::App& app, const GlobalOptions& g, Action& action) {
         "inspect", "Sections, command line, predicted PCR 11 and whether .pcrsig signs it");
     inspect->add_option("UKI", *path, "The image")->required()->check(CLI::ExistingFile);
     inspect->callback([&, path] { action = [&, path] { return cmd_uki_inspect(g, *path); }; });
+    struct VerifyOpts {
+        std::string path, db, dbx;
+    };
+    auto v = options<VerifyOpts>();
+    auto* verify = uki->add_subcommand(
+        "verify",
+        "Check the UKI's Secure Boot signature against db and dbx as the firmware will (exit 1 "
+        "when it would refuse it)");
+    verify->add_option("UKI", v->path, "The image")->required()->check(CLI::ExistingFile);
+    verify
+        ->add_option("--db", v->db,
+                     "Allowed signatures: an EFI signature list (cert-to-efi-sig-list); default: "
+                     "this machine's db")
+        ->check(CLI::ExistingFile);
+    verify
+        ->add_option("--dbx", v->dbx,
+                     "Forbidden signatures: an EFI signature list; default: this machine's dbx "
+                     "(none when --db is given)")
+        ->check(CLI::ExistingFile);
+    verify->callback(
+        [&, v] { action = [&, v] { return cmd_uki_verify(g, v->path, v->db, v->dbx); }; });
 }
 
 void add_k3s_commands(CLI::App& app, const GlobalOptions& g, Action& action) {

@@ -1,6 +1,8 @@
 // uki: a release's Unified Kernel Image, built and inspected offline (on the build host).
 #include <cstdio>
 
+#include "ballast/boot/secure_boot.hpp"
+#include "ballast/core/atomic_file.hpp"
 #include "ctl.hpp"
 
 namespace ballast::ctl {
@@ -26,6 +28,13 @@ int cmd_uki_build(const GlobalOptions& g, const update::UkiBuildOptions& o) {
 int cmd_uki_inspect(const GlobalOptions& g, const std::string& path) {
     auto u = update::inspect_uki(path);
     if (!u) return report_error(u.error().context("uki inspect"));
+    // Who signed it for Secure Boot (judged against nothing: `uki verify` judges).
+    std::optional<boot::SignerVerdict> secure_boot;
+    if (auto image = read_file(path, 512u << 20)) {
+        auto v = boot::check_image_signer(*image, {}, {}, path);
+        if (!v) return report_error(v.error().context("uki inspect"));
+        secure_boot = std::move(*v);
+    }
     nlohmann::json sections = nlohmann::json::array();
     for (const auto& s : u->sections)
         sections.push_back({{"name", s.name},
@@ -40,7 +49,10 @@ int cmd_uki_inspect(const GlobalOptions& g, const std::string& path) {
                     {"pcr11_enter_initrd", u->pcr11_enter_initrd},
                     {"pcr_key_fingerprint", u->pcr_key_fingerprint.value_or("")},
                     {"signatures", u->signatures},
-                    {"signed_for_enter_initrd", u->signed_for_enter_initrd}});
+                    {"signed_for_enter_initrd", u->signed_for_enter_initrd},
+                    {"authenticode_sha256", secure_boot ? secure_boot->digest : ""},
+                    {"secure_boot_signers",
+                     secure_boot ? secure_boot->signers : std::vector<std::string>{}}});
         return kExitOk;
     }
     std::printf("%s (%s)\n", path.c_str(), u->stub.c_str());
@@ -54,7 +66,62 @@ int cmd_uki_inspect(const GlobalOptions& g, const std::string& path) {
     std::printf("  .pcrsig: %zu signature(s), %s\n", u->signatures,
                 u->signed_for_enter_initrd ? "one by the PCR key for enter-initrd"
                                            : "NONE by the PCR key for enter-initrd");
+    if (secure_boot) {
+        std::printf("  Authenticode SHA-256: %s\n", secure_boot->digest.c_str());
+        std::printf("  Secure Boot signature: %s\n",
+                    secure_boot->signers.empty()
+                        ? "none"
+                        : fmt::format("{}", fmt::join(secure_boot->signers, ", ")).c_str());
+    }
     return kExitOk;
+}
+
+int cmd_uki_verify(const GlobalOptions& g, const std::string& path, const std::string& db_file,
+                   const std::string& dbx_file) {
+    auto fail_with = [](Error e) { return report_error(std::move(e).context("uki verify")); };
+    boot::SignatureDb db, dbx;
+    std::string source;
+    std::optional<boot::SecureBootState> sb;
+    if (db_file.empty()) {
+        auto st = boot::read_secure_boot();
+        if (!st) return fail_with(std::move(st.error()).context("give --db and --dbx"));
+        sb = std::move(*st);
+        db = sb->db;
+        dbx = sb->dbx;
+        source = boot::kEfivars;
+    } else {
+        for (auto [file, out] : {std::pair{&db_file, &db}, {&dbx_file, &dbx}}) {
+            if (file->empty()) continue;
+            auto text = read_file(*file, 1u << 20);
+            if (!text) return fail_with(std::move(text.error()));
+            auto parsed = boot::parse_signature_lists(*text, *file);
+            if (!parsed) return fail_with(std::move(parsed.error()));
+            *out = std::move(*parsed);
+        }
+        source = dbx_file.empty() ? db_file : db_file + ", " + dbx_file;
+    }
+    auto image = read_file(path, 512u << 20);
+    if (!image) return fail_with(std::move(image.error()));
+    auto v = boot::check_image_signer(*image, db, dbx, path);
+    if (!v) return fail_with(std::move(v.error()));
+    if (g.json) {
+        nlohmann::json out = {{"allowed", v->allowed},
+                              {"reason", v->reason},
+                              {"authenticode_sha256", v->digest},
+                              {"signers", v->signers},
+                              {"databases", source}};
+        if (sb) out["secure_boot"] = {{"enabled", sb->enabled}, {"setup_mode", sb->setup_mode}};
+        print_json(out);
+    } else {
+        std::printf("%s: %s: %s\n", path.c_str(), v->allowed ? "allowed" : "REFUSED",
+                    v->reason.c_str());
+        std::printf("  Authenticode SHA-256: %s\n  checked against: %s\n", v->digest.c_str(),
+                    source.c_str());
+        if (sb)
+            std::printf("  Secure Boot: %s%s\n", sb->enabled ? "enforcing" : "off",
+                        sb->setup_mode ? " (setup mode)" : "");
+    }
+    return v->allowed ? kExitOk : kExitFailure;
 }
 
 }  // namespace ballast::ctl

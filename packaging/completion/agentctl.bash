@@ -44,7 +44,7 @@ _agentctl() {
         validate) _filedir '@(yaml|yml)'; return ;;
         mark-good|mark-bad) COMPREPLY=($(compgen -W "A B" -- "$cur")); return ;;
         k3s) COMPREPLY=($(compgen -W "status" -- "$cur")); return ;;
-        uki) COMPREPLY=($(compgen -W "build inspect" -- "$cur")); return ;;
+        uki) COMPREPLY=($(compgen -W "build inspect verify" -- "$cur")); return ;;
         encrypt) COMPREPLY=($(compgen -W "status enroll reseal recovery-key wipe-slot" -- "$cur")); return ;;
         --unlock-key-file|--tpm2-public-key|--tpm2-signature) _filedir; return ;;
         --pcr-bank) COMPREPLY=($(compgen -W "sha1 sha256 sha384 sha512" -- "$cur")); return ;;
@@ -65,7 +65,7 @@ _agentctl() {
     elif [[ $cmd == encrypt ]]; then
         COMPREPLY=($(compgen -W "--device --tpm2-device --pcrs --pcr-bank --pin --unlock-key-file --replace --tpm2-public-key --tpm2-public-key-pcrs --tpm2-signature $global_opts" -- "$cur"))
     elif [[ $cmd == uki ]]; then
-        COMPREPLY=($(compgen -W "--linux --initrd --cmdline --os-release --pcr-private-key --pcr-public-key --phase --stub --secureboot-key --secureboot-certificate --secureboot-engine -o $global_opts" -- "$cur"))
+        COMPREPLY=($(compgen -W "--linux --initrd --cmdline --os-release --pcr-private-key --pcr-public-key --phase --stub --secureboot-key --secureboot-certificate --secureboot-engine -o --db --dbx $global_opts" -- "$cur"))
         [[ $cur != -* ]] && _filedir '@(efi)'
     elif [[ $cmd == upgrade ]]; then
         COMPREPLY=($(compgen -W "--force --no-reboot --dry-run $global_opts" -- "$cur"))

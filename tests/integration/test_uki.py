@@ -363,3 +363,121 @@ def test_a_failed_bundle_create_leaves_the_old_bundle_whole(bins, signing_pki, t
     r = bundle_create(bins, signing_pki, image, out, *UKI_ARGS, "--initrd", str(big))
     assert r.returncode != 0 and "over the 96 MiB" in r.stderr and "--initrd" in r.stderr, r.stderr
     still_whole()
+
+
+# --- the Secure Boot signer against db and dbx (agentctl uki verify) ---
+
+def esl_of_cert(cert: Path, out: Path) -> Path:
+    run_ok(["cert-to-efi-sig-list", str(cert), str(out)])
+    return out
+
+
+def esl_of_hash(efi: Path, out: Path) -> Path:
+    run_ok(["hash-to-efi-sig-list", str(efi), str(out)])
+    return out
+
+
+def uki_verify(bins, uki: Path, *dbs):
+    r = ctl(bins, "--json", "uki", "verify", str(uki), *dbs)
+    return r.returncode, (json.loads(r.stdout) if r.stdout else {}), r.stderr
+
+
+def test_verify_judges_the_signer_as_the_firmware_will(bins, tmp_path):
+    """db/dbx as EFI signature lists made by efitools; sbverify and hash-to-efi-sig-list (the
+    anchors) agree with Ballast on what verifies and on the Authenticode digest."""
+    need_tool("cert-to-efi-sig-list", "efitools")
+    need_tool("sbsign", "sbsigntool")
+
+    def keypair(name, *extra):
+        key, crt = tmp_path / f"{name}.key", tmp_path / f"{name}.crt"
+        run_ok(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                "-out", str(crt), "-subj", f"/CN=Ballast test {name}", "-days", "3650", *extra])
+        return key, crt
+
+    def sign(key, crt, src, out):
+        run_ok(["sbsign", "--key", str(key), "--cert", str(crt), "--output", str(out), str(src)])
+        return out
+
+    uki = tmp_path / "uki.efi"
+    assert build(bins, uki).returncode == 0
+    db_key, db_crt = keypair("db")
+    other_key, other_crt = keypair("other")
+    signed = sign(db_key, db_crt, uki, tmp_path / "signed.efi")
+    run_ok(["sbverify", "--cert", str(db_crt), str(signed)])
+    db = esl_of_cert(db_crt, tmp_path / "db.esl")
+
+    rc, v, err = uki_verify(bins, signed, "--db", str(db))
+    assert rc == 0 and v["allowed"], err
+    assert v["signers"] == ["/CN=Ballast test db"]
+    # The digest is the one hash-to-efi-sig-list computes (the last 32 bytes of its list).
+    assert v["authenticode_sha256"] == esl_of_hash(signed, tmp_path / "h.esl").read_bytes()[-32:].hex()
+    # Unsigned. efitools pads an image to 8 bytes before hashing it (as sbsign does before it
+    # signs); firmware (EDK2) hashes the file as it is, and so does Ballast: they agree on an
+    # aligned image.
+    aligned = tmp_path / "aligned.efi"
+    data = uki.read_bytes()
+    aligned.write_bytes(data + bytes(-len(data) % 8))
+    rc, v, _ = uki_verify(bins, aligned, "--db", str(db))
+    assert rc == 1 and not v["allowed"] and "not signed" in v["reason"]
+    assert v["authenticode_sha256"] == esl_of_hash(aligned, tmp_path / "u.esl").read_bytes()[-32:].hex()
+    # An unsigned image whose digest db lists is allowed, as by firmware.
+    rc, v, _ = uki_verify(bins, aligned, "--db", str(tmp_path / "u.esl"))
+    assert rc == 0 and "is in db" in v["reason"]
+    # Another key: refused, the signer named; the anchor agrees.
+    wrong = sign(other_key, other_crt, uki, tmp_path / "wrong.efi")
+    assert subprocess.run(["sbverify", "--cert", str(db_crt), str(wrong)],
+                          capture_output=True).returncode != 0
+    rc, v, _ = uki_verify(bins, wrong, "--db", str(db))
+    assert rc == 1 and "/CN=Ballast test other does not chain to a certificate in db" in v["reason"]
+    # dbx: the image's digest, or the signer's certificate.
+    rc, v, _ = uki_verify(bins, signed, "--db", str(db), "--dbx", str(tmp_path / "h.esl"))
+    assert rc == 1 and "is in dbx" in v["reason"]
+    rc, v, _ = uki_verify(bins, signed, "--db", str(db), "--dbx", str(db))
+    assert rc == 1 and "which dbx revokes" in v["reason"]
+    # A byte changed after signing: the signature signs other bytes.
+    data = bytearray(signed.read_bytes())
+    data[len(data) // 2] ^= 1
+    (tmp_path / "tampered.efi").write_bytes(bytes(data))
+    rc, v, _ = uki_verify(bins, tmp_path / "tampered.efi", "--db", str(db))
+    assert rc == 1 and "signed other bytes" in v["reason"]
+    # db holding the CA that issued the signer (firmware takes any db certificate as anchor).
+    ca_key, ca_crt = keypair("ca", "-addext", "basicConstraints=critical,CA:TRUE")
+    leaf_key, leaf_csr, leaf_crt = tmp_path / "leaf.key", tmp_path / "leaf.csr", tmp_path / "leaf.crt"
+    run_ok(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(leaf_key), "-out",
+            str(leaf_csr), "-subj", "/CN=Ballast test release"])
+    run_ok(["openssl", "x509", "-req", "-in", str(leaf_csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
+            "-CAcreateserial", "-days", "365", "-out", str(leaf_crt)])
+    by_leaf = sign(leaf_key, leaf_crt, uki, tmp_path / "leaf.efi")
+    rc, v, err = uki_verify(bins, by_leaf, "--db", str(esl_of_cert(ca_crt, tmp_path / "ca.esl")))
+    assert rc == 0 and v["signers"] == ["/CN=Ballast test release"], (v, err)
+    # inspect names the signer too.
+    assert inspect(bins, signed)["secure_boot_signers"] == ["/CN=Ballast test db"]
+
+
+def test_verify_refuses_damaged_databases_and_images(bins, tmp_path):
+    need_tool("cert-to-efi-sig-list", "efitools")
+    uki = tmp_path / "uki.efi"
+    assert build(bins, uki).returncode == 0
+    key, crt = tmp_path / "db.key", tmp_path / "db.crt"
+    run_ok(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+            str(crt), "-subj", "/CN=db", "-days", "30"])
+    db = esl_of_cert(crt, tmp_path / "db.esl")
+    cut = tmp_path / "cut.esl"
+    cut.write_bytes(db.read_bytes()[:-10])
+    rc, _, err = uki_verify(bins, uki, "--db", str(cut))
+    assert rc == 1 and f"{cut}: signature list at byte 0: list size" in err, err
+    # A certificate table entry claiming more bytes than there are.
+    signed = tmp_path / "signed.efi"
+    run_ok(["sbsign", "--key", str(key), "--cert", str(crt), "--output", str(signed), str(uki)])
+    data = bytearray(signed.read_bytes())
+    pe = int.from_bytes(data[0x3c:0x40], "little")
+    entry = pe + 24 + 112 + 4 * 8  # PE32+: the data directories at +112, entry 4
+    table = int.from_bytes(data[entry:entry + 4], "little")
+    data[table:table + 4] = (10 ** 6).to_bytes(4, "little")
+    (tmp_path / "bad-table.efi").write_bytes(bytes(data))
+    rc, _, err = uki_verify(bins, tmp_path / "bad-table.efi", "--db", str(db))
+    assert rc == 1 and "certificate table entry at 0 claims 1000000 bytes" in err, err
+    # No efivarfs here, and no --db: said so.
+    if not Path("/sys/firmware/efi/efivars").is_dir():
+        rc, _, err = uki_verify(bins, uki)
+        assert rc == 1 and "no EFI variables" in err and "--db" in err

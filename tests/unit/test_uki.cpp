@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "ballast/boot/authenticode.hpp"
+#include "ballast/boot/secure_boot.hpp"
 #include "ballast/boot/uki.hpp"
 #include "ballast/core/bytes.hpp"
 #include "ballast/core/encoding.hpp"
@@ -189,4 +191,89 @@ TEST_CASE("UKI and PE images: what is refused", "[boot][uki][errors]") {
     REQUIRE_FALSE(r);
     CHECK(r.error().what() ==
           "u.efi: section .linux claims 2147483647 bytes in memory, more than the file");
+}
+
+namespace {
+
+// One EFI_SIGNATURE_LIST: type GUID, sizes, no header, `entries` each after a 16-byte owner.
+std::string signature_list(std::string_view type, const std::vector<std::string>& entries,
+                           size_t entry_size) {
+    std::string out(type);
+    const uint32_t list = uint32_t(28 + entries.size() * (16 + entry_size));
+    for (uint32_t v : {list, uint32_t(0), uint32_t(16 + entry_size)})
+        for (int i = 0; i < 4; ++i)
+            out.push_back(char(v >> (8 * i)));
+    for (const auto& e : entries)
+        out += std::string(16, 'o') + e;
+    return out;
+}
+
+const std::string kSha256Type("\x26\x16\xc4\xc1\x4c\x50\x92\x40\xac\xa9\x41\xf9\x36\x93\x43\x28",
+                              16);
+const std::string kX509Type("\xa1\x59\xc0\xa5\xe4\x94\xa7\x4a\x87\xb5\xab\x15\x5c\x2b\xf0\x72", 16);
+
+}  // namespace
+
+TEST_CASE("EFI signature lists: hashes and certificates, lists back to back",
+          "[boot][secureboot]") {
+    const std::string db =
+        signature_list(kSha256Type, {std::string(32, 'a'), std::string(32, 'b')}, 32) +
+        signature_list(kX509Type, {"cert-der"}, 8) +
+        signature_list(std::string(16, 'z'), {"rsa2048"}, 7);
+    auto parsed = parse_signature_lists(db, "db");
+    REQUIRE(parsed);
+    REQUIRE(parsed->sha256.size() == 2);
+    CHECK(parsed->sha256[1][0] == 'b');
+    CHECK(parsed->x509 == std::vector<std::string>{"cert-der"});
+    CHECK(parsed->other == 1);
+    CHECK(parse_signature_lists("", "db"));  // an empty variable: no entries
+
+    auto refused = [](const std::string& data, const std::string& message) {
+        auto r = parse_signature_lists(data, "db");
+        REQUIRE_FALSE(r);
+        CHECK(r.error().message() == message);
+    };
+    refused(db.substr(0, 10), "db: signature list at byte 0: truncated header");
+    refused(db.substr(0, db.size() - 1),
+            "db: signature list at byte 176: list size 51 does not fit");
+    std::string wrong = signature_list(kSha256Type, {std::string(31, 'a')}, 31);
+    refused(wrong, "db: signature list at byte 0: SHA-256 entries of other size");
+    std::string ragged = signature_list(kX509Type, {"abc"}, 3);
+    ragged[16] = char(ragged[16] + 1);  // the list one byte longer than its entries
+    ragged.push_back('x');
+    refused(ragged, "db: signature list at byte 0: 20 bytes of signatures of 19 bytes each");
+}
+
+TEST_CASE("Authenticode: indirect data and certificate tables that do not add up",
+          "[boot][secureboot]") {
+    // SEQUENCE { SEQUENCE {}, SEQUENCE { SEQUENCE { OID sha256 }, OCTET STRING[32] } }
+    const std::string oid("\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x01", 11);
+    const std::string alg = "\x30" + std::string(1, char(oid.size())) + oid;
+    const std::string digest = "\x04\x20" + std::string(32, 'd');
+    const std::string info =
+        "\x30" + std::string(1, char(alg.size() + digest.size())) + alg + digest;
+    const std::string data("\x30\x00", 2);
+    const std::string body = data + info;
+    const std::string der = "\x30" + std::string(1, char(body.size())) + body;
+    auto idc = parse_indirect_data(der, "u");
+    REQUIRE(idc);
+    CHECK(idc->is_sha256());
+    CHECK(idc->digest == std::string(32, 'd'));
+    CHECK(idc->content == body);
+    for (size_t cut = 0; cut < der.size(); ++cut) {
+        auto r = parse_indirect_data(der.substr(0, cut), "u");
+        REQUIRE_FALSE(r);
+        CHECK(r.error().message() == "u: the signature's indirect data is not the DER expected");
+    }
+    // A PE whose optional header has no certificate table entry cannot be hashed.
+    const std::string img = pe({{".linux", "kernel"}});
+    auto parsed = pe_image(img, "tiny");
+    REQUIRE(parsed);
+    CHECK(parsed->cert_entry_offset == 0);
+    auto h = authenticode_sha256(img, *parsed, "tiny");
+    REQUIRE_FALSE(h);
+    CHECK(h.error().message() == "tiny: no certificate table entry in the PE headers");
+    auto sigs = authenticode_signatures(img, *parsed, "tiny");
+    REQUIRE(sigs);
+    CHECK(sigs->empty());
 }

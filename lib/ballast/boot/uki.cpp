@@ -74,6 +74,22 @@ Result<PeImage> pe_image(std::string_view image, std::string_view what) {
     else
         return bad(fmt::format("not a PE32 or PE32+ image (optional header magic {:#x})", magic));
     out.section_alignment = le32(image, optional + 32);
+    // SizeOfHeaders at +60, CheckSum at +64; the data directories (8 bytes each) after
+    // NumberOfRvaAndSizes at +92 (PE32) or +108 (PE32+); the certificate table is entry 4.
+    const size_t ndirs_at = magic == kPe32Plus ? 108 : 92;
+    if (optional_size >= ndirs_at + 4) {
+        out.size_of_headers = le32(image, optional + 60);
+        out.checksum_offset = optional + 64;
+        const size_t dirs = ndirs_at + 4;
+        if (le32(image, optional + ndirs_at) > 4 && optional_size >= dirs + 5 * 8) {
+            out.cert_entry_offset = optional + dirs + 4 * 8;
+            out.cert_offset = le32(image, out.cert_entry_offset);  // a file offset, not an RVA
+            out.cert_size = le32(image, out.cert_entry_offset + 4);
+            if (out.cert_size != 0 &&
+                (out.cert_offset > image.size() || image.size() - out.cert_offset < out.cert_size))
+                return bad("the certificate table lies outside the file");
+        }
+    }
     if (count == 0 || count > kMaxSections)
         return bad(fmt::format("{} sections (1-{} expected)", count, kMaxSections));
     const size_t table = optional + optional_size;

@@ -27,6 +27,13 @@ struct PeImage {
     uint64_t image_base = 0;
     uint32_t section_alignment = 0;
     std::vector<PeSection> sections;
+    // What Authenticode hashes around (boot/authenticode.hpp): the file offsets of the optional
+    // header's CheckSum and of the certificate table's data directory entry (0 when the optional
+    // header is too short to have them), SizeOfHeaders, and the certificate table's file range
+    // (size 0 when the image is unsigned), checked to lie inside the file.
+    size_t checksum_offset = 0, cert_entry_offset = 0;
+    uint32_t size_of_headers = 0;
+    uint32_t cert_offset = 0, cert_size = 0;
 };
 
 // The headers and section table of a PE/COFF image (PE32 or PE32+, told apart by the optional

@@ -8,6 +8,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs7.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -87,7 +88,18 @@ namespace ballast::ossl {
     X(EVP_DigestSignInit)              \
     X(EVP_DigestSign)                  \
     X(EVP_DigestVerifyInit)            \
-    X(EVP_DigestVerify)
+    X(EVP_DigestVerify)                \
+    X(d2i_PKCS7)                       \
+    X(PKCS7_free)                      \
+    X(PKCS7_verify)                    \
+    X(PKCS7_get0_signers)              \
+    X(OBJ_obj2txt)                     \
+    X(OBJ_obj2nid)                     \
+    X(CRYPTO_free)                     \
+    X(X509_STORE_set_flags)            \
+    X(X509_STORE_set_purpose)          \
+    X(d2i_X509)                        \
+    X(i2d_X509)
 
 struct Api {
     BALLAST_OSSL_FUNCTIONS(BALLAST_DYNLIB_DECLARE)

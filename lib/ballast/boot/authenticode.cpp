@@ -1,0 +1,104 @@
+#include "ballast/boot/authenticode.hpp"
+
+#include <algorithm>
+
+#include "ballast/core/bytes.hpp"
+#include "ballast/core/sha256.hpp"
+
+namespace ballast::boot {
+namespace {
+
+constexpr uint16_t kWinCertRevision2 = 0x0200;
+constexpr uint16_t kWinCertPkcsSignedData = 0x0002;
+constexpr size_t kWinCertHeader = 8;  // dwLength, wRevision, wCertificateType
+
+// One DER element: a single-byte tag and a definite length (what Authenticode's structures use).
+struct Der {
+    uint8_t tag = 0;
+    std::string_view contents;
+    size_t size = 0;  // header and contents
+};
+
+Result<Der> der_read(std::string_view in, uint8_t want, std::string_view what) {
+    auto bad = [&] {
+        return fail(Errc::parse, "{}: the signature's indirect data is not the DER expected", what);
+    };
+    if (in.size() < 2 || uint8_t(in[0]) != want) return bad();
+    size_t len = uint8_t(in[1]), at = 2;
+    if (len & 0x80) {
+        const size_t n = len & 0x7f;
+        if (n == 0 || n > 4 || in.size() < 2 + n) return bad();
+        len = 0;
+        for (size_t i = 0; i < n; ++i)
+            len = len << 8 | uint8_t(in[2 + i]);
+        at += n;
+    }
+    if (in.size() - at < len) return bad();
+    return Der{want, in.substr(at, len), at + len};
+}
+
+}  // namespace
+
+Result<Sha256Digest> authenticode_sha256(std::string_view image, const PeImage& pe,
+                                         std::string_view what) {
+    if (pe.cert_entry_offset == 0 || pe.size_of_headers > image.size() ||
+        pe.size_of_headers < pe.cert_entry_offset + 8)
+        return fail(Errc::parse, "{}: no certificate table entry in the PE headers", what);
+    auto h = BALLAST_TRY(Sha256::make());
+    h.update(image.substr(0, pe.checksum_offset));
+    h.update(image.substr(pe.checksum_offset + 4, pe.cert_entry_offset - pe.checksum_offset - 4));
+    h.update(image.substr(pe.cert_entry_offset + 8, pe.size_of_headers - pe.cert_entry_offset - 8));
+    std::vector<const PeSection*> sections;
+    for (const auto& s : pe.sections)
+        if (s.raw_size != 0) sections.push_back(&s);
+    std::ranges::sort(sections, {}, &PeSection::raw_offset);
+    uint64_t hashed = pe.size_of_headers;
+    for (const auto* s : sections) {
+        h.update(image.substr(s->raw_offset, s->raw_size));  // pe_image() checked the range
+        hashed += s->raw_size;
+    }
+    // The rest of the file but the certificate table, from SUM_OF_BYTES_HASHED as the
+    // specification and EDK2 count it.
+    if (image.size() > hashed + pe.cert_size)
+        h.update(image.substr(size_t(hashed), image.size() - size_t(hashed) - pe.cert_size));
+    return h.digest();
+}
+
+Result<std::vector<std::string_view>> authenticode_signatures(std::string_view image,
+                                                              const PeImage& pe,
+                                                              std::string_view what) {
+    std::vector<std::string_view> out;
+    const std::string_view table = image.substr(pe.cert_offset, pe.cert_size);
+    for (size_t at = 0; at < table.size();) {
+        if (table.size() - at < kWinCertHeader)
+            return fail(Errc::parse, "{}: the certificate table ends inside an entry", what);
+        const uint32_t len = le32(table, at);
+        if (len < kWinCertHeader || len > table.size() - at)
+            return fail(Errc::parse,
+                        "{}: certificate table entry at {} claims {} bytes, {} are left", what, at,
+                        len, table.size() - at);
+        if (le16(table, at + 4) == kWinCertRevision2 &&
+            le16(table, at + 6) == kWinCertPkcsSignedData)
+            out.push_back(table.substr(at + kWinCertHeader, len - kWinCertHeader));
+        at += (size_t(len) + 7) / 8 * 8;  // entries are 8-byte aligned
+    }
+    return out;
+}
+
+bool IndirectData::is_sha256() const {
+    // 2.16.840.1.101.3.4.2.1
+    static constexpr std::string_view kSha256Oid("\x60\x86\x48\x01\x65\x03\x04\x02\x01", 9);
+    return digest_oid == kSha256Oid && digest.size() == 32;
+}
+
+Result<IndirectData> parse_indirect_data(std::string_view der, std::string_view what) {
+    const Der outer = BALLAST_TRY(der_read(der, 0x30, what));
+    const Der data = BALLAST_TRY(der_read(outer.contents, 0x30, what));
+    const Der info = BALLAST_TRY(der_read(outer.contents.substr(data.size), 0x30, what));
+    const Der alg = BALLAST_TRY(der_read(info.contents, 0x30, what));
+    const Der oid = BALLAST_TRY(der_read(alg.contents, 0x06, what));
+    const Der digest = BALLAST_TRY(der_read(info.contents.substr(alg.size), 0x04, what));
+    return IndirectData{outer.contents, oid.contents, digest.contents};
+}
+
+}  // namespace ballast::boot

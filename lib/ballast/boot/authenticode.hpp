@@ -1,0 +1,42 @@
+// Authenticode, as UEFI firmware checks a PE image under Secure Boot (Microsoft's "Windows
+// Authenticode Portable Executable Signature Format"; EDK2's DxeImageVerificationLib): the
+// image's digest and the signatures in its certificate table. Pure: bytes in.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "ballast/boot/uki.hpp"
+#include "ballast/core/result.hpp"
+
+namespace ballast::boot {
+
+using Sha256Digest = std::array<uint8_t, 32>;
+
+// SHA-256 over the image as Authenticode defines it: the headers without the CheckSum and the
+// certificate table's directory entry, each section's raw data in file order, then whatever
+// follows them up to the certificate table. What a signature signs and what dbx lists.
+[[nodiscard]] Result<Sha256Digest> authenticode_sha256(std::string_view image, const PeImage& pe,
+                                                       std::string_view what);
+
+// The PKCS#7 SignedData (DER) of each WIN_CERTIFICATE of revision 2.0 and type PKCS_SIGNED_DATA
+// in the certificate table, in order; views into `image`. Other entries are skipped; entries
+// that do not add up are Errc::parse naming `what`.
+[[nodiscard]] Result<std::vector<std::string_view>> authenticode_signatures(std::string_view image,
+                                                                            const PeImage& pe,
+                                                                            std::string_view what);
+
+// SpcIndirectDataContent ::= SEQUENCE { data SpcAttributeTypeAndOptionalValue,
+//                                       messageDigest DigestInfo }
+// given as its DER (a signature's content). Views into `der`.
+struct IndirectData {
+    std::string_view content;     // the SEQUENCE's contents: the bytes the signature signs
+    std::string_view digest_oid;  // the DigestInfo's algorithm, the OID's content octets
+    std::string_view digest;      // the image digest it carries
+    [[nodiscard]] bool is_sha256() const;
+};
+[[nodiscard]] Result<IndirectData> parse_indirect_data(std::string_view der, std::string_view what);
+
+}  // namespace ballast::boot

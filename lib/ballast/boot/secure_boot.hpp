@@ -1,0 +1,57 @@
+// UEFI Secure Boot's signature databases and the verdict the firmware will give an image
+// (UEFI 2.10 section 32.5; EDK2's DxeImageVerificationLib): so that a release signed with the
+// wrong key is refused before it is written to the ESP, rather than by the firmware at the next
+// boot, which then costs a boot-counting try per attempt (../shared/specs/verified-boot.md).
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ballast/boot/authenticode.hpp"
+#include "ballast/core/result.hpp"
+
+namespace ballast::boot {
+
+struct SignatureDb {
+    std::vector<Sha256Digest> sha256;  // EFI_CERT_SHA256_GUID: Authenticode digests of images
+    std::vector<std::string> x509;     // EFI_CERT_X509_GUID: DER certificates
+    size_t other = 0;                  // entries of types Ballast does not judge by
+};
+
+// EFI_SIGNATURE_LISTs back to back: a db or dbx variable's data, or what efitools'
+// cert-to-efi-sig-list and hash-to-efi-sig-list write. Anything that does not add up is
+// Errc::parse naming `what` and the offset.
+[[nodiscard]] Result<SignatureDb> parse_signature_lists(std::string_view data,
+                                                        std::string_view what);
+
+inline constexpr const char* kEfivars = "/sys/firmware/efi/efivars";
+
+struct SecureBootState {
+    bool enabled = false;     // SecureBoot = 1: the firmware enforces db/dbx
+    bool setup_mode = false;  // SetupMode = 1: no PK, nothing enforced
+    SignatureDb db, dbx;
+};
+// From efivarfs under `efivars` (each variable's data after its 4 bytes of attributes). A
+// missing variable is an empty database; Errc::unsupported when `efivars` is not there (a
+// machine booted without UEFI).
+[[nodiscard]] Result<SecureBootState> read_secure_boot(const std::string& efivars = kEfivars);
+
+struct SignerVerdict {
+    bool allowed = false;
+    std::string digest;                // the image's Authenticode SHA-256, hex
+    std::vector<std::string> signers;  // each signature's signer, by subject
+    std::string reason;                // why, in words
+};
+// The firmware's rules: an image whose digest is in dbx is refused; a signature counts when it
+// signs this image's digest, chains to a certificate in db, and neither its signer nor a
+// certificate it carries is in dbx (time is not checked: firmware has no trusted clock); an
+// unsigned image is allowed only when its digest is in db. Errc::parse for an image or
+// signature that cannot be read.
+[[nodiscard]] Result<SignerVerdict> check_image_signer(std::string_view image,
+                                                       const SignatureDb& db,
+                                                       const SignatureDb& dbx,
+                                                       std::string_view what);
+
+}  // namespace ballast::boot
