@@ -21,9 +21,12 @@
 namespace ballast::update {
 namespace {
 
-constexpr size_t kChunk = 4u << 20;
+// 8 MiB in flight (plus the read-back's buffer): edge nodes running k3s on 1-2 GB feel every
+// buffer, and 1 MiB O_DIRECT writes already keep a disk at its rate (docs/performance.md,
+// upgrade: the same wall time as 4 MiB buffers, a quarter of the memory).
+constexpr size_t kChunk = 1u << 20;
 constexpr size_t kAlign = 4096;
-constexpr int kBuffers = 8;  // 32 MiB in flight: the read-back trails the write
+constexpr int kBuffers = 6;
 
 struct AlignedBuffer {
     uint8_t* data = nullptr;
