@@ -443,11 +443,13 @@ void add_uki_commands(CLI::App& app, const GlobalOptions& g, Action& action) {
                      "Allowed signatures: an EFI signature list (cert-to-efi-sig-list); default: "
                      "this machine's db")
         ->check(CLI::ExistingFile);
+    auto* db_opt = verify->get_option("--db");
     verify
         ->add_option("--dbx", v->dbx,
-                     "Forbidden signatures: an EFI signature list; default: this machine's dbx "
-                     "(none when --db is given)")
-        ->check(CLI::ExistingFile);
+                     "Forbidden signatures: an EFI signature list (with --db); default: this "
+                     "machine's dbx")
+        ->check(CLI::ExistingFile)
+        ->needs(db_opt);
     verify->callback(
         [&, v] { action = [&, v] { return cmd_uki_verify(g, v->path, v->db, v->dbx); }; });
 }

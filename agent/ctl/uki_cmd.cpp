@@ -25,15 +25,39 @@ int cmd_uki_build(const GlobalOptions& g, const update::UkiBuildOptions& o) {
     return kExitOk;
 }
 
+namespace {
+
+nlohmann::json signers_json(const std::vector<boot::SignerVerdict::Signer>& signers) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& sg : signers)
+        out.push_back({{"subject", sg.subject}, {"signs_image", sg.signs_image}});
+    return out;
+}
+
+}  // namespace
+
 int cmd_uki_inspect(const GlobalOptions& g, const std::string& path) {
     auto u = update::inspect_uki(path);
     if (!u) return report_error(u.error().context("uki inspect"));
-    // Who signed it for Secure Boot (judged against nothing: `uki verify` judges).
-    std::optional<boot::SignerVerdict> secure_boot;
-    if (auto image = read_file(path, 512u << 20)) {
-        auto v = boot::check_image_signer(*image, {}, {}, path);
-        if (!v) return report_error(v.error().context("uki inspect"));
-        secure_boot = std::move(*v);
+    // Who signed it for Secure Boot (judged against nothing: `uki verify` judges). What cannot
+    // be read here is reported, not fatal: the rest of the inspection stands.
+    nlohmann::json secure_boot = {{"authenticode_sha256", ""},
+                                  {"signers", nlohmann::json::array()}};
+    std::string signature_text;
+    auto judged = [&]() -> Result<boot::SignerVerdict> {
+        const std::string image = BALLAST_TRY(read_file(path, 512u << 20));
+        return boot::check_image_signer(image, {}, {}, path);
+    }();
+    if (judged) {
+        secure_boot["authenticode_sha256"] = judged->digest;
+        secure_boot["signers"] = signers_json(judged->signers);
+        for (const auto& sg : judged->signers)
+            signature_text += (signature_text.empty() ? "" : ", ") + sg.subject +
+                              (sg.signs_image ? "" : " (NOT over this image)");
+        if (signature_text.empty()) signature_text = "none";
+    } else {
+        secure_boot["error"] = judged.error().what();
+        signature_text = fmt::format("unreadable ({})", judged.error().what());
     }
     nlohmann::json sections = nlohmann::json::array();
     for (const auto& s : u->sections)
@@ -50,9 +74,7 @@ int cmd_uki_inspect(const GlobalOptions& g, const std::string& path) {
                     {"pcr_key_fingerprint", u->pcr_key_fingerprint.value_or("")},
                     {"signatures", u->signatures},
                     {"signed_for_enter_initrd", u->signed_for_enter_initrd},
-                    {"authenticode_sha256", secure_boot ? secure_boot->digest : ""},
-                    {"secure_boot_signers",
-                     secure_boot ? secure_boot->signers : std::vector<std::string>{}}});
+                    {"secure_boot", secure_boot}});
         return kExitOk;
     }
     std::printf("%s (%s)\n", path.c_str(), u->stub.c_str());
@@ -66,13 +88,8 @@ int cmd_uki_inspect(const GlobalOptions& g, const std::string& path) {
     std::printf("  .pcrsig: %zu signature(s), %s\n", u->signatures,
                 u->signed_for_enter_initrd ? "one by the PCR key for enter-initrd"
                                            : "NONE by the PCR key for enter-initrd");
-    if (secure_boot) {
-        std::printf("  Authenticode SHA-256: %s\n", secure_boot->digest.c_str());
-        std::printf("  Secure Boot signature: %s\n",
-                    secure_boot->signers.empty()
-                        ? "none"
-                        : fmt::format("{}", fmt::join(secure_boot->signers, ", ")).c_str());
-    }
+    if (judged) std::printf("  Authenticode SHA-256: %s\n", judged->digest.c_str());
+    std::printf("  Secure Boot signature: %s\n", signature_text.c_str());
     return kExitOk;
 }
 
@@ -108,7 +125,8 @@ int cmd_uki_verify(const GlobalOptions& g, const std::string& path, const std::s
         nlohmann::json out = {{"allowed", v->allowed},
                               {"reason", v->reason},
                               {"authenticode_sha256", v->digest},
-                              {"signers", v->signers},
+                              {"signers", signers_json(v->signers)},
+                              {"unjudged_dbx_entries", v->unjudged_dbx},
                               {"databases", source}};
         if (sb) out["secure_boot"] = {{"enabled", sb->enabled}, {"setup_mode", sb->setup_mode}};
         print_json(out);
@@ -120,6 +138,11 @@ int cmd_uki_verify(const GlobalOptions& g, const std::string& path, const std::s
         if (sb)
             std::printf("  Secure Boot: %s%s\n", sb->enabled ? "enforcing" : "off",
                         sb->setup_mode ? " (setup mode)" : "");
+        if (v->unjudged_dbx)
+            std::printf(
+                "  dbx also holds %zu entries of types not judged here (certificate "
+                "TBS hashes)\n",
+                v->unjudged_dbx);
     }
     return v->allowed ? kExitOk : kExitFailure;
 }

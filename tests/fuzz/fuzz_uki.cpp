@@ -23,8 +23,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)ballast::boot::parse_indirect_data(bytes, "fuzz");
     auto pe = ballast::boot::pe_image(bytes, "fuzz");
     if (!pe) return 0;
-    (void)ballast::boot::authenticode_signatures(bytes, *pe, "fuzz");
-    (void)ballast::boot::authenticode_sha256(bytes, *pe, "fuzz");
+    (void)ballast::boot::authenticode_table(bytes, *pe);
+    // The whole verdict, PKCS#7 through OpenSSL included, against empty databases.
+    (void)ballast::boot::check_image_signer(bytes, {}, {}, "fuzz");
     (void)ballast::boot::stub_version(bytes, *pe);
     auto measured = ballast::boot::uki_sections(bytes, *pe, "fuzz");
     if (!measured) return 0;

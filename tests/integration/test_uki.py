@@ -377,6 +377,41 @@ def esl_of_hash(efi: Path, out: Path) -> Path:
     return out
 
 
+def cert_entry(data: bytes) -> int:
+    """The file offset of the certificate table's data directory entry (PE32+)."""
+    pe = int.from_bytes(data[0x3c:0x40], "little")
+    return pe + 24 + 112 + 4 * 8
+
+
+def cert_table(data: bytes):
+    entry = cert_entry(data)
+    return (int.from_bytes(data[entry:entry + 4], "little"),
+            int.from_bytes(data[entry + 4:entry + 8], "little"))
+
+
+def first_pkcs7(signed: bytes) -> bytes:
+    off, _ = cert_table(signed)
+    length = int.from_bytes(signed[off:off + 4], "little")
+    return signed[off + 8:off + length]
+
+
+def win_cert(pkcs7: bytes, revision=0x200, kind=0x0002) -> bytes:
+    if kind == 0x0ef1:  # WIN_CERT_TYPE_EFI_GUID with EFI_CERT_TYPE_PKCS7_GUID
+        pkcs7 = bytes.fromhex("9dd2af4adf68ee498aa9347d375665a7") + pkcs7
+    e = (8 + len(pkcs7)).to_bytes(4, "little") + revision.to_bytes(2, "little") + \
+        kind.to_bytes(2, "little") + pkcs7
+    return e + bytes(-len(e) % 8)
+
+
+def with_table(signed: bytes, table: bytes) -> bytes:
+    """`signed` with its certificate table replaced by `table` (the digest does not change)."""
+    off, _ = cert_table(signed)
+    out = bytearray(signed[:off] + table)
+    entry = cert_entry(signed)
+    out[entry:entry + 8] = off.to_bytes(4, "little") + len(table).to_bytes(4, "little")
+    return bytes(out)
+
+
 def uki_verify(bins, uki: Path, *dbs):
     r = ctl(bins, "--json", "uki", "verify", str(uki), *dbs)
     return r.returncode, (json.loads(r.stdout) if r.stdout else {}), r.stderr
@@ -408,7 +443,7 @@ def test_verify_judges_the_signer_as_the_firmware_will(bins, tmp_path):
 
     rc, v, err = uki_verify(bins, signed, "--db", str(db))
     assert rc == 0 and v["allowed"], err
-    assert v["signers"] == ["/CN=Ballast test db"]
+    assert v["signers"] == [{"subject": "/CN=Ballast test db", "signs_image": True}]
     # The digest is the one hash-to-efi-sig-list computes (the last 32 bytes of its list).
     assert v["authenticode_sha256"] == esl_of_hash(signed, tmp_path / "h.esl").read_bytes()[-32:].hex()
     # Unsigned. efitools pads an image to 8 bytes before hashing it (as sbsign does before it
@@ -433,7 +468,8 @@ def test_verify_judges_the_signer_as_the_firmware_will(bins, tmp_path):
     rc, v, _ = uki_verify(bins, signed, "--db", str(db), "--dbx", str(tmp_path / "h.esl"))
     assert rc == 1 and "is in dbx" in v["reason"]
     rc, v, _ = uki_verify(bins, signed, "--db", str(db), "--dbx", str(db))
-    assert rc == 1 and "which dbx revokes" in v["reason"]
+    assert rc == 1 and v["reason"] == ("the signature by /CN=Ballast test db chains to "
+                                       "/CN=Ballast test db, which dbx revokes")
     # A byte changed after signing: the signature signs other bytes.
     data = bytearray(signed.read_bytes())
     data[len(data) // 2] ^= 1
@@ -448,10 +484,17 @@ def test_verify_judges_the_signer_as_the_firmware_will(bins, tmp_path):
     run_ok(["openssl", "x509", "-req", "-in", str(leaf_csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
             "-CAcreateserial", "-days", "365", "-out", str(leaf_crt)])
     by_leaf = sign(leaf_key, leaf_crt, uki, tmp_path / "leaf.efi")
-    rc, v, err = uki_verify(bins, by_leaf, "--db", str(esl_of_cert(ca_crt, tmp_path / "ca.esl")))
-    assert rc == 0 and v["signers"] == ["/CN=Ballast test release"], (v, err)
-    # inspect names the signer too.
-    assert inspect(bins, signed)["secure_boot_signers"] == ["/CN=Ballast test db"]
+    ca_esl = esl_of_cert(ca_crt, tmp_path / "ca.esl")
+    rc, v, err = uki_verify(bins, by_leaf, "--db", str(ca_esl))
+    assert rc == 0 and v["signers"][0]["subject"] == "/CN=Ballast test release", (v, err)
+    # dbx revoking an ancestor of the signer (db holding the leaf itself): refused.
+    leaf_esl = esl_of_cert(leaf_crt, tmp_path / "leaf.esl")
+    rc, v, _ = uki_verify(bins, by_leaf, "--db", str(leaf_esl), "--dbx", str(ca_esl))
+    assert rc == 1 and "chains to /CN=Ballast test ca, which dbx revokes" in v["reason"], v
+    # inspect names the signer too, and says when a signature is not over the image.
+    assert inspect(bins, signed)["secure_boot"]["signers"] == [
+        {"subject": "/CN=Ballast test db", "signs_image": True}]
+    assert inspect(bins, tmp_path / "tampered.efi")["secure_boot"]["signers"][0]["signs_image"] is False
 
 
 def test_verify_refuses_damaged_databases_and_images(bins, tmp_path):
@@ -466,18 +509,82 @@ def test_verify_refuses_damaged_databases_and_images(bins, tmp_path):
     cut.write_bytes(db.read_bytes()[:-10])
     rc, _, err = uki_verify(bins, uki, "--db", str(cut))
     assert rc == 1 and f"{cut}: signature list at byte 0: list size" in err, err
-    # A certificate table entry claiming more bytes than there are.
+    # A certificate table entry claiming more bytes than there are: the table does not add up.
     signed = tmp_path / "signed.efi"
     run_ok(["sbsign", "--key", str(key), "--cert", str(crt), "--output", str(signed), str(uki)])
     data = bytearray(signed.read_bytes())
-    pe = int.from_bytes(data[0x3c:0x40], "little")
-    entry = pe + 24 + 112 + 4 * 8  # PE32+: the data directories at +112, entry 4
-    table = int.from_bytes(data[entry:entry + 4], "little")
+    table, _ = cert_table(bytes(data))
     data[table:table + 4] = (10 ** 6).to_bytes(4, "little")
     (tmp_path / "bad-table.efi").write_bytes(bytes(data))
-    rc, _, err = uki_verify(bins, tmp_path / "bad-table.efi", "--db", str(db))
-    assert rc == 1 and "certificate table entry at 0 claims 1000000 bytes" in err, err
+    rc, v, err = uki_verify(bins, tmp_path / "bad-table.efi", "--db", str(db))
+    assert rc == 1 and v["reason"] == "the certificate table does not end where its directory entry says"
+    # inspect still inspects it.
+    assert inspect(bins, tmp_path / "bad-table.efi")["secure_boot"]["signers"] == []
+    # An unsigned image whose directory entry points nowhere, with size 0: just unsigned.
+    data = bytearray(uki.read_bytes())
+    entry = cert_entry(bytes(data))
+    data[entry:entry + 8] = (0xfffffff0).to_bytes(4, "little") + bytes(4)
+    (tmp_path / "stray.efi").write_bytes(bytes(data))
+    rc, v, err = uki_verify(bins, tmp_path / "stray.efi", "--db", str(db))
+    assert rc == 1 and "not signed" in v["reason"], err
+    assert inspect(bins, tmp_path / "stray.efi")["secure_boot"]["signers"] == []
+    # Headers that do not cover the section table (SizeOfHeaders at +60 of the optional
+    # header): the section table would lie outside the hash. Refused, inspect says why.
+    data = bytearray(signed.read_bytes())
+    pe = int.from_bytes(data[0x3c:0x40], "little")
+    data[pe + 24 + 60:pe + 24 + 64] = (304).to_bytes(4, "little")
+    (tmp_path / "short-headers.efi").write_bytes(bytes(data))
+    rc, _, err = uki_verify(bins, tmp_path / "short-headers.efi", "--db", str(db))
+    assert rc == 1 and "do not cover the optional header and the section table" in err, err
+    seen = inspect(bins, tmp_path / "short-headers.efi")["secure_boot"]
+    assert "do not cover" in seen["error"]
+    # --dbx is a list to add to a --db, not alone.
+    r = ctl(bins, "uki", "verify", str(uki), "--dbx", str(db))
+    assert r.returncode != 0 and "--dbx requires --db" in r.stderr, r.stderr
     # No efivarfs here, and no --db: said so.
     if not Path("/sys/firmware/efi/efivars").is_dir():
         rc, _, err = uki_verify(bins, uki)
         assert rc == 1 and "no EFI variables" in err and "--db" in err
+
+
+def test_verify_looks_at_every_signature_and_the_whole_table(bins, tmp_path):
+    """As EDK2: one signature that dbx revokes refuses the image whatever the others say and in
+    whichever order, whatever the entry's revision or type; a table that does not end where
+    its directory entry says refuses it too."""
+    need_tool("cert-to-efi-sig-list", "efitools")
+    uki = tmp_path / "uki.efi"
+    assert build(bins, uki).returncode == 0
+    pairs = {}
+    for name in ("db", "other"):
+        key, crt = tmp_path / f"{name}.key", tmp_path / f"{name}.crt"
+        run_ok(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                "-out", str(crt), "-subj", f"/CN={name}", "-days", "30"])
+        out = tmp_path / f"{name}.efi"
+        run_ok(["sbsign", "--key", str(key), "--cert", str(crt), "--output", str(out), str(uki)])
+        pairs[name] = (out.read_bytes(), esl_of_cert(crt, tmp_path / f"{name}.esl"))
+    signed, db = pairs["db"]
+    good, bad = first_pkcs7(signed), first_pkcs7(pairs["other"][0])
+    dbs = ("--db", str(db), "--dbx", str(pairs["other"][1]))
+
+    def judge(name, table, *args):
+        path = tmp_path / name
+        path.write_bytes(with_table(signed, table))
+        return uki_verify(bins, path, *args)
+
+    for name, table in (("good-bad", win_cert(good) + win_cert(bad)),
+                        ("bad-good", win_cert(bad) + win_cert(good)),
+                        ("rev1", win_cert(good) + win_cert(bad, revision=0x100)),
+                        ("guid", win_cert(good) + win_cert(bad, kind=0x0ef1))):
+        rc, v, err = judge(f"{name}.efi", table, *dbs)
+        assert rc == 1 and "the signature by /CN=other chains to /CN=other, which dbx revokes" \
+            in v["reason"], (name, v, err)
+    # Without that dbx, the good one allows it; both signers are named.
+    rc, v, _ = judge("both.efi", win_cert(bad) + win_cert(good), "--db", str(db))
+    assert rc == 0 and [x["subject"] for x in v["signers"]] == ["/CN=other", "/CN=db"]
+    # A good signature, then a lone 8-byte header: the table does not add up.
+    rc, v, _ = judge("trailing.efi", win_cert(good) + bytes.fromhex("0800000000020200"),
+                     "--db", str(db))
+    assert rc == 1 and "does not end where" in v["reason"], v
+    # An entry of another type is skipped, not judged.
+    rc, v, _ = judge("other-type.efi", win_cert(bad, kind=0x0001) + win_cert(good), *dbs)
+    assert rc == 0 and [x["subject"] for x in v["signers"]] == ["/CN=db"], v

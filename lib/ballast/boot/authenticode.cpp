@@ -8,8 +8,11 @@
 namespace ballast::boot {
 namespace {
 
-constexpr uint16_t kWinCertRevision2 = 0x0200;
 constexpr uint16_t kWinCertPkcsSignedData = 0x0002;
+constexpr uint16_t kWinCertEfiGuid = 0x0ef1;
+// EFI_CERT_TYPE_PKCS7_GUID 4aafd29d-68df-49ee-8aa9-347d375665a7, as it lies in memory.
+constexpr std::string_view kCertTypePkcs7Guid(
+    "\x9d\xd2\xaf\x4a\xdf\x68\xee\x49\x8a\xa9\x34\x7d\x37\x56\x65\xa7", 16);
 constexpr size_t kWinCertHeader = 8;  // dwLength, wRevision, wCertificateType
 
 // One DER element: a single-byte tag and a definite length (what Authenticode's structures use).
@@ -41,47 +44,66 @@ Result<Der> der_read(std::string_view in, uint8_t want, std::string_view what) {
 
 Result<Sha256Digest> authenticode_sha256(std::string_view image, const PeImage& pe,
                                          std::string_view what) {
-    if (pe.cert_entry_offset == 0 || pe.size_of_headers > image.size() ||
-        pe.size_of_headers < pe.cert_entry_offset + 8)
-        return fail(Errc::parse, "{}: no certificate table entry in the PE headers", what);
+    if (pe.checksum_offset == 0 || pe.size_of_headers > image.size() ||
+        pe.size_of_headers < pe.section_table_end ||
+        pe.size_of_headers < std::max(pe.checksum_offset + 4, pe.cert_entry_offset + 8))
+        return fail(Errc::parse,
+                    "{}: the PE headers (SizeOfHeaders {}) do not cover the optional header and "
+                    "the section table",
+                    what, pe.size_of_headers);
     auto h = BALLAST_TRY(Sha256::make());
     h.update(image.substr(0, pe.checksum_offset));
-    h.update(image.substr(pe.checksum_offset + 4, pe.cert_entry_offset - pe.checksum_offset - 4));
-    h.update(image.substr(pe.cert_entry_offset + 8, pe.size_of_headers - pe.cert_entry_offset - 8));
+    if (pe.cert_entry_offset != 0) {
+        h.update(
+            image.substr(pe.checksum_offset + 4, pe.cert_entry_offset - pe.checksum_offset - 4));
+        h.update(
+            image.substr(pe.cert_entry_offset + 8, pe.size_of_headers - pe.cert_entry_offset - 8));
+    } else {
+        h.update(image.substr(pe.checksum_offset + 4, pe.size_of_headers - pe.checksum_offset - 4));
+    }
     std::vector<const PeSection*> sections;
     for (const auto& s : pe.sections)
         if (s.raw_size != 0) sections.push_back(&s);
-    std::ranges::sort(sections, {}, &PeSection::raw_offset);
+    // Stable, as EDK2's insertion sort: sections at the same offset keep the table's order.
+    std::ranges::stable_sort(sections, {}, &PeSection::raw_offset);
     uint64_t hashed = pe.size_of_headers;
     for (const auto* s : sections) {
+        if (s->raw_offset < pe.size_of_headers)
+            return fail(Errc::parse, "{}: section {} starts inside the PE headers", what, s->name);
         h.update(image.substr(s->raw_offset, s->raw_size));  // pe_image() checked the range
         hashed += s->raw_size;
     }
     // The rest of the file but the certificate table, from SUM_OF_BYTES_HASHED as the
     // specification and EDK2 count it.
-    if (image.size() > hashed + pe.cert_size)
+    if (image.size() > hashed) {
+        if (image.size() - hashed < pe.cert_size)
+            return fail(Errc::parse, "{}: the certificate table overlaps the sections", what);
         h.update(image.substr(size_t(hashed), image.size() - size_t(hashed) - pe.cert_size));
+    }
     return h.digest();
 }
 
-Result<std::vector<std::string_view>> authenticode_signatures(std::string_view image,
-                                                              const PeImage& pe,
-                                                              std::string_view what) {
-    std::vector<std::string_view> out;
+AuthenticodeTable authenticode_table(std::string_view image, const PeImage& pe) {
+    AuthenticodeTable out;
     const std::string_view table = image.substr(pe.cert_offset, pe.cert_size);
-    for (size_t at = 0; at < table.size();) {
-        if (table.size() - at < kWinCertHeader)
-            return fail(Errc::parse, "{}: the certificate table ends inside an entry", what);
+    size_t at = 0;
+    while (at < table.size()) {
+        const size_t left = table.size() - at;
+        if (left <= kWinCertHeader) break;
         const uint32_t len = le32(table, at);
-        if (len < kWinCertHeader || len > table.size() - at)
-            return fail(Errc::parse,
-                        "{}: certificate table entry at {} claims {} bytes, {} are left", what, at,
-                        len, table.size() - at);
-        if (le16(table, at + 4) == kWinCertRevision2 &&
-            le16(table, at + 6) == kWinCertPkcsSignedData)
-            out.push_back(table.substr(at + kWinCertHeader, len - kWinCertHeader));
+        if (len > left || len <= kWinCertHeader) break;
+        const uint16_t type = le16(table, at + 6);
+        if (type == kWinCertPkcsSignedData) {
+            out.pkcs7.push_back(table.substr(at + kWinCertHeader, len - kWinCertHeader));
+        } else if (type == kWinCertEfiGuid) {
+            if (len <= kWinCertHeader + 16) break;
+            if (table.substr(at + kWinCertHeader, 16) == kCertTypePkcs7Guid)
+                out.pkcs7.push_back(
+                    table.substr(at + kWinCertHeader + 16, len - kWinCertHeader - 16));
+        }
         at += (size_t(len) + 7) / 8 * 8;  // entries are 8-byte aligned
     }
+    out.whole = at == table.size();
     return out;
 }
 

@@ -15,18 +15,24 @@ namespace ballast::boot {
 
 using Sha256Digest = std::array<uint8_t, 32>;
 
-// SHA-256 over the image as Authenticode defines it: the headers without the CheckSum and the
-// certificate table's directory entry, each section's raw data in file order, then whatever
-// follows them up to the certificate table. What a signature signs and what dbx lists.
+// SHA-256 over the image as Authenticode defines it (and EDK2's HashPeImage computes it): the
+// headers without the CheckSum and the certificate table's directory entry, each section's raw
+// data in file order, then whatever follows them up to the certificate table. What a signature
+// signs and what dbx lists. Refused, as EDK2's loader refuses them: headers that do not cover
+// the section table, a section starting inside the headers, a certificate table overlapping
+// the sections.
 [[nodiscard]] Result<Sha256Digest> authenticode_sha256(std::string_view image, const PeImage& pe,
                                                        std::string_view what);
 
-// The PKCS#7 SignedData (DER) of each WIN_CERTIFICATE of revision 2.0 and type PKCS_SIGNED_DATA
-// in the certificate table, in order; views into `image`. Other entries are skipped; entries
-// that do not add up are Errc::parse naming `what`.
-[[nodiscard]] Result<std::vector<std::string_view>> authenticode_signatures(std::string_view image,
-                                                                            const PeImage& pe,
-                                                                            std::string_view what);
+// The certificate table walked as EDK2 walks it: each WIN_CERTIFICATE of type PKCS_SIGNED_DATA
+// (any revision), or EFI_GUID with the PKCS#7 GUID, gives its PKCS#7 SignedData (DER; views into
+// `image`); other types are skipped. The walk stops at an entry that does not fit; `whole` says
+// whether it ended exactly at the table's end (firmware refuses the image otherwise).
+struct AuthenticodeTable {
+    std::vector<std::string_view> pkcs7;
+    bool whole = true;
+};
+[[nodiscard]] AuthenticodeTable authenticode_table(std::string_view image, const PeImage& pe);
 
 // SpcIndirectDataContent ::= SEQUENCE { data SpcAttributeTypeAndOptionalValue,
 //                                       messageDigest DigestInfo }

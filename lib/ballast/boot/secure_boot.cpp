@@ -44,86 +44,97 @@ Result<X509Own> der_certificate(const ossl::Api& a, std::string_view der) {
     return X509Own(x, [&a](X509* c) { a.X509_free(c); });
 }
 
-Result<std::string> der_of(const ossl::Api& a, X509* x) {
-    unsigned char* out = nullptr;
-    const int n = a.i2d_X509(x, &out);
-    if (n < 0) return fail(Errc::failed, "i2d_X509: {}", ossl::errors(a));
-    std::string der(reinterpret_cast<const char*>(out), size_t(n));
-    a.CRYPTO_free(out, OPENSSL_FILE, OPENSSL_LINE);
-    return der;
-}
-
 std::string subject(const ossl::Api& a, X509* x) {
     char buf[512];
     a.X509_NAME_oneline(a.X509_get_subject_name(x), buf, sizeof buf);
     return buf;
 }
 
-bool listed(const std::vector<std::string>& certs, const std::string& der) {
-    return std::ranges::find(certs, der) != certs.end();
-}
-
-// One signature's verdict: "" when it counts, else why not. Its signer goes to `signers`.
-Result<std::string> judge_signature(const ossl::Api& a, std::string_view der,
-                                    const Sha256Digest& digest, const SignatureDb& db,
-                                    const SignatureDb& dbx, std::vector<std::string>& signers,
-                                    std::string_view what) {
-    const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-    ossl::Own<PKCS7> p7(a.d2i_PKCS7(nullptr, &p, long(der.size())),
-                        [&a](PKCS7* x) { a.PKCS7_free(x); });
-    if (!p7 || a.OBJ_obj2nid(p7->type) != NID_pkcs7_signed || !p7->d.sign || !p7->d.sign->contents)
-        return fail(Errc::parse, "{}: a signature is not PKCS#7 SignedData ({})", what,
-                    ossl::errors(a));
-    PKCS7* content = p7->d.sign->contents;
-    char oid[80] = {};
-    a.OBJ_obj2txt(oid, sizeof oid, content->type, 1);
-    if (std::string_view(oid) != kSpcIndirectData || !content->d.other ||
-        content->d.other->type != V_ASN1_SEQUENCE || !content->d.other->value.sequence)
-        return fail(Errc::parse, "{}: a signature does not sign Authenticode indirect data", what);
-    const ASN1_STRING* seq = content->d.other->value.sequence;
-    const std::string_view indirect(reinterpret_cast<const char*>(seq->data), size_t(seq->length));
-    const IndirectData idc = BALLAST_TRY(parse_indirect_data(indirect, what));
-
-    std::string signer = "an unnamed signer";
-    ossl::Own<OPENSSL_STACK> found(
-        reinterpret_cast<OPENSSL_STACK*>(a.PKCS7_get0_signers(p7.get(), nullptr, 0)),
-        [&a](OPENSSL_STACK* s) { a.OPENSSL_sk_free(s); });
-    if (found && a.OPENSSL_sk_num(found.get()) > 0)
-        signer = subject(a, static_cast<X509*>(a.OPENSSL_sk_value(found.get(), 0)));
-    a.ERR_clear_error();
-    signers.push_back(signer);
-
-    if (!idc.is_sha256()) return fmt::format("{} signs with a digest other than SHA-256", signer);
-    if (!std::ranges::equal(idc.digest, digest, [](char c, uint8_t d) { return uint8_t(c) == d; }))
-        return fmt::format("{} signed other bytes (its digest is not this image's)", signer);
-    // A certificate the signature carries (its signer among them) that dbx revokes.
-    if (const auto* carried = p7->d.sign->cert) {
-        const auto* stack = reinterpret_cast<const OPENSSL_STACK*>(carried);
-        for (int i = 0; i < a.OPENSSL_sk_num(stack); ++i) {
-            auto* x = static_cast<X509*>(a.OPENSSL_sk_value(stack, i));
-            if (listed(dbx.x509, BALLAST_TRY(der_of(a, x))))
-                return fmt::format("{} carries {}, which dbx revokes", signer, subject(a, x));
-        }
-    }
-    // db's certificates are the trust anchors, each on its own (a db entry need not be a root),
-    // dates not checked (firmware has no trusted clock), any key usage.
+// A store whose anchors are `certs` (DER), each on its own (a db entry need not be a root),
+// dates not checked, any key usage: how firmware trusts db and dbx certificates.
+Result<ossl::Own<X509_STORE>> anchors(const ossl::Api& a, const std::vector<std::string>& certs) {
     ossl::Own<X509_STORE> store(a.X509_STORE_new(), [&a](X509_STORE* s) { a.X509_STORE_free(s); });
     if (!store) return fail(Errc::failed, "X509_STORE_new: {}", ossl::errors(a));
     a.X509_STORE_set_flags(store.get(), X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_NO_CHECK_TIME);
     a.X509_STORE_set_purpose(store.get(), X509_PURPOSE_ANY);
-    size_t anchors = 0;
-    for (const auto& cert : db.x509) {
-        if (listed(dbx.x509, cert)) continue;
-        auto x = der_certificate(a, cert);
-        if (!x) continue;  // counted as damage by nobody: firmware skips it too
-        if (a.X509_STORE_add_cert(store.get(), x->get()) == 1) ++anchors;
+    for (const auto& cert : certs)
+        if (auto x = der_certificate(a, cert)) (void)a.X509_STORE_add_cert(store.get(), x->get());
+    a.ERR_clear_error();  // firmware skips a certificate it cannot read; so does this
+    return store;
+}
+
+// One signature, read and checked against db and dbx.
+struct Judged {
+    bool readable = false;
+    SignerVerdict::Signer signer;
+    std::string forbidden_by;  // the dbx certificate it chains to
+    bool allowed = false;      // chains to a db certificate
+    std::string why;           // when it counts for nothing
+};
+
+Result<Judged> judge_signature(const ossl::Api& a, std::string_view der, const Sha256Digest& digest,
+                               const SignatureDb& db, const SignatureDb& dbx) {
+    Judged j;
+    const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+    ossl::Own<PKCS7> p7(a.d2i_PKCS7(nullptr, &p, long(der.size())),
+                        [&a](PKCS7* x) { a.PKCS7_free(x); });
+    PKCS7* content = p7 && a.OBJ_obj2nid(p7->type) == NID_pkcs7_signed && p7->d.sign
+                         ? p7->d.sign->contents
+                         : nullptr;
+    char oid[80] = {};
+    if (content) a.OBJ_obj2txt(oid, sizeof oid, content->type, 1);
+    a.ERR_clear_error();
+    if (!content || std::string_view(oid) != kSpcIndirectData || !content->d.other ||
+        content->d.other->type != V_ASN1_SEQUENCE || !content->d.other->value.sequence) {
+        j.why = "a certificate table entry is not an Authenticode PKCS#7 signature";
+        return j;
     }
-    if (anchors == 0) return fmt::format("{}: db holds no certificate to check it against", signer);
-    auto in = BALLAST_TRY(ossl::mem_bio(a, idc.content));
-    if (a.PKCS7_verify(p7.get(), nullptr, store.get(), in.get(), nullptr, PKCS7_BINARY) != 1)
-        return fmt::format("{} does not chain to a certificate in db ({})", signer,
-                           ossl::errors(a));
-    return std::string();
+    const ASN1_STRING* seq = content->d.other->value.sequence;
+    const auto idc = parse_indirect_data(
+        std::string_view(reinterpret_cast<const char*>(seq->data), size_t(seq->length)), "");
+    if (!idc) {
+        j.why = "a signature's indirect data cannot be read";
+        return j;
+    }
+    j.readable = true;
+    j.signer.subject = "an unnamed signer";
+    ossl::Own<OPENSSL_STACK> found(
+        reinterpret_cast<OPENSSL_STACK*>(a.PKCS7_get0_signers(p7.get(), nullptr, 0)),
+        [&a](OPENSSL_STACK* s) { a.OPENSSL_sk_free(s); });
+    if (found && a.OPENSSL_sk_num(found.get()) > 0)
+        j.signer.subject = subject(a, static_cast<X509*>(a.OPENSSL_sk_value(found.get(), 0)));
+    a.ERR_clear_error();
+    if (!idc->is_sha256()) {
+        j.why =
+            fmt::format("{} signs with a digest other than SHA-256 (not judged)", j.signer.subject);
+        return j;
+    }
+    j.signer.signs_image =
+        std::ranges::equal(idc->digest, digest, [](char c, uint8_t d) { return uint8_t(c) == d; });
+    if (!j.signer.signs_image) {
+        j.why =
+            fmt::format("{} signed other bytes (its digest is not this image's)", j.signer.subject);
+        return j;
+    }
+    auto verifies = [&](const std::vector<std::string>& certs) -> Result<bool> {
+        auto store = BALLAST_TRY(anchors(a, certs));
+        auto in = BALLAST_TRY(ossl::mem_bio(a, idc->content));
+        const bool ok =
+            a.PKCS7_verify(p7.get(), nullptr, store.get(), in.get(), nullptr, PKCS7_BINARY) == 1;
+        a.ERR_clear_error();
+        return ok;
+    };
+    // dbx certificates one at a time, as EDK2's IsForbiddenByDbx: which one revokes it.
+    for (const auto& cert : dbx.x509)
+        if (BALLAST_TRY(verifies({cert}))) {
+            auto x = der_certificate(a, cert);
+            j.forbidden_by = x ? subject(a, x->get()) : std::string("a dbx certificate");
+            return j;
+        }
+    j.allowed = !db.x509.empty() && BALLAST_TRY(verifies(db.x509));
+    if (!j.allowed)
+        j.why = fmt::format("{} does not chain to a certificate in db", j.signer.subject);
+    return j;
 }
 
 }  // namespace
@@ -185,29 +196,44 @@ Result<SignerVerdict> check_image_signer(std::string_view image, const Signature
     const Sha256Digest digest = BALLAST_TRY(authenticode_sha256(image, pe, what));
     SignerVerdict v;
     v.digest = to_hex(digest);
-    const auto sigs = BALLAST_TRY(authenticode_signatures(image, pe, what));
+    v.unjudged_dbx = dbx.other;
+    const bool digest_in_db = std::ranges::find(db.sha256, digest) != db.sha256.end();
     if (std::ranges::find(dbx.sha256, digest) != dbx.sha256.end()) {
         v.reason = fmt::format("its Authenticode digest {} is in dbx", v.digest);
         return v;
     }
-    std::vector<std::string> why;
-    for (const auto sig : sigs) {
-        const std::string no =
-            BALLAST_TRY(judge_signature(a, sig, digest, db, dbx, v.signers, what));
-        if (no.empty()) {
-            v.allowed = true;
-            v.reason = fmt::format("signed by {}, which chains to db", v.signers.back());
-            return v;
-        }
-        why.push_back(no);
-    }
-    if (std::ranges::find(db.sha256, digest) != db.sha256.end()) {
-        v.allowed = true;
-        v.reason = fmt::format("its Authenticode digest {} is in db", v.digest);
+    if (pe.cert_size == 0) {
+        v.allowed = digest_in_db;
+        v.reason = digest_in_db ? fmt::format("its Authenticode digest {} is in db", v.digest)
+                                : std::string("it is not signed, and its digest is not in db");
         return v;
     }
-    v.reason = sigs.empty() ? std::string("it is not signed, and its digest is not in db")
-                            : fmt::format("{}", fmt::join(why, "; "));
+    const AuthenticodeTable table = authenticode_table(image, pe);
+    std::vector<std::string> why;
+    std::string allowed_by;
+    for (const auto sig : table.pkcs7) {
+        const Judged j = BALLAST_TRY(judge_signature(a, sig, digest, db, dbx));
+        if (j.readable) v.signers.push_back(j.signer);
+        if (!j.forbidden_by.empty()) {
+            v.allowed = false;
+            v.reason = fmt::format("the signature by {} chains to {}, which dbx revokes",
+                                   j.signer.subject, j.forbidden_by);
+            return v;
+        }
+        if (j.allowed && allowed_by.empty())
+            allowed_by = fmt::format("signed by {}, which chains to db", j.signer.subject);
+        else if (j.readable && j.signer.signs_image && digest_in_db && allowed_by.empty())
+            allowed_by = fmt::format("its Authenticode digest {} is in db", v.digest);
+        if (!j.why.empty()) why.push_back(j.why);
+    }
+    if (!table.whole) {
+        v.reason = "the certificate table does not end where its directory entry says";
+        return v;
+    }
+    v.allowed = !allowed_by.empty();
+    v.reason = v.allowed     ? allowed_by
+               : why.empty() ? std::string("its certificate table holds no signature")
+                             : fmt::format("{}", fmt::join(why, "; "));
     return v;
 }
 

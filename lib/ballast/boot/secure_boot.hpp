@@ -40,15 +40,24 @@ struct SecureBootState {
 
 struct SignerVerdict {
     bool allowed = false;
-    std::string digest;                // the image's Authenticode SHA-256, hex
-    std::vector<std::string> signers;  // each signature's signer, by subject
-    std::string reason;                // why, in words
+    std::string digest;  // the image's Authenticode SHA-256, hex
+    struct Signer {
+        std::string subject;       // "/CN=..."
+        bool signs_image = false;  // its signature is over this image's digest
+    };
+    std::vector<Signer> signers;  // each readable signature's, in table order
+    std::string reason;           // why, in words
+    size_t unjudged_dbx = 0;      // dbx entries of types Ballast does not judge by
 };
-// The firmware's rules: an image whose digest is in dbx is refused; a signature counts when it
-// signs this image's digest, chains to a certificate in db, and neither its signer nor a
-// certificate it carries is in dbx (time is not checked: firmware has no trusted clock); an
-// unsigned image is allowed only when its digest is in db. Errc::parse for an image or
-// signature that cannot be read.
+// EDK2's rules (DxeImageVerificationHandler): an image whose digest is in dbx is refused; an
+// unsigned one is allowed only when db lists its digest. Otherwise every signature in the
+// certificate table is looked at: one over this image's digest that chains to a dbx
+// certificate refuses the image, whatever the others say; one that chains to a db certificate
+// (any db certificate is an anchor; dates are not checked, as firmware has no clock it trusts),
+// or the digest listed in db, allows it. A signature that cannot be read is skipped, and a
+// table that does not end where its directory entry says refuses the image. SHA-256 signatures
+// only, and dbx certificates by X.509 only (EFI_CERT_X509_SHA256 entries are counted in
+// `unjudged_dbx`). Errc::parse for a PE image that cannot be hashed.
 [[nodiscard]] Result<SignerVerdict> check_image_signer(std::string_view image,
                                                        const SignatureDb& db,
                                                        const SignatureDb& dbx,

@@ -85,8 +85,8 @@ Result<PeImage> pe_image(std::string_view image, std::string_view what) {
             out.cert_entry_offset = optional + dirs + 4 * 8;
             out.cert_offset = le32(image, out.cert_entry_offset);  // a file offset, not an RVA
             out.cert_size = le32(image, out.cert_entry_offset + 4);
-            if (out.cert_size != 0 &&
-                (out.cert_offset > image.size() || image.size() - out.cert_offset < out.cert_size))
+            if (out.cert_size == 0) out.cert_offset = 0;  // no table: where it points is moot
+            if (out.cert_offset > image.size() || image.size() - out.cert_offset < out.cert_size)
                 return bad("the certificate table lies outside the file");
         }
     }
@@ -95,6 +95,7 @@ Result<PeImage> pe_image(std::string_view image, std::string_view what) {
     const size_t table = optional + optional_size;
     if (table > image.size() || (image.size() - table) / kSectionHeaderSize < count)
         return bad("the section table runs past the end of the file");
+    out.section_table_end = table + size_t(count) * kSectionHeaderSize;
     for (uint16_t i = 0; i < count; ++i) {
         const size_t at = table + size_t(i) * kSectionHeaderSize;
         PeSection s;

@@ -32,6 +32,7 @@ struct PeImage {
     // header is too short to have them), SizeOfHeaders, and the certificate table's file range
     // (size 0 when the image is unsigned), checked to lie inside the file.
     size_t checksum_offset = 0, cert_entry_offset = 0;
+    size_t section_table_end = 0;
     uint32_t size_of_headers = 0;
     uint32_t cert_offset = 0, cert_size = 0;
 };
