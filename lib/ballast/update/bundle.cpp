@@ -536,7 +536,8 @@ Result<Manifest> create_bundle(const CreateOptions& o) {
         }
     } else {
         index = serialize_index(BALLAST_TRY_CTX(build_index(m.image.size, read), "{}", o.image));
-        m.index = Manifest::Index{kIndexName, index.size(), BALLAST_TRY(sha256_hex(index))};
+        const std::string index_sha256 = BALLAST_TRY(sha256_hex(index));
+        m.index = Manifest::Index{kIndexName, index.size(), index_sha256};
     }
     m.image.sha256 = h.hex();
     const std::string manifest = serialize_manifest(m);

@@ -110,10 +110,13 @@ Result<BundleArtifact> bundle_artifact(const Bundle& b) {
     a.manifest = BALLAST_TRY_CTX(parse_manifest(*text), "{}", b.path());
     a.manifest_text = std::move(*text);
     a.signature = std::move(*sig);
-    const Descriptor man{kManifestLayerType, "sha256:" + BALLAST_TRY(sha256_hex(a.manifest_text)),
-                         a.manifest_text.size(), kManifestName};
-    const Descriptor sg{kSignatureLayerType, "sha256:" + BALLAST_TRY(sha256_hex(a.signature)),
-                        a.signature.size(), kSignatureName};
+    // Digests first: no BALLAST_TRY inside a braced initializer (its early return leaks).
+    const std::string man_sha256 = BALLAST_TRY(sha256_hex(a.manifest_text));
+    const std::string sig_sha256 = BALLAST_TRY(sha256_hex(a.signature));
+    const Descriptor man{kManifestLayerType, "sha256:" + man_sha256, a.manifest_text.size(),
+                         kManifestName};
+    const Descriptor sg{kSignatureLayerType, "sha256:" + sig_sha256, a.signature.size(),
+                        kSignatureName};
     a.layers = bundle_layers(a.manifest, man, sg);
     for (const auto& l : a.layers) {
         if (l.title == kManifestName || l.title == kSignatureName) {
