@@ -255,16 +255,26 @@ TEST_CASE("manifest: the chunk index is optional and checked like the image",
            "manifest.json: 'sha256' must be a printable string of at most 64 characters");
 }
 
-TEST_CASE("manifest: the verity tree is optional and must end the image", "[update][manifest]") {
+namespace {
+
+// A manifest whose image carries a verity tree: 768 data blocks (3 MiB of data), then a
+// superblock and 7 hash blocks.
+update::Manifest verity_manifest() {
     update::Manifest m;
     m.os_name = "ballast-os";
     m.version = "1.2.0";
     m.compatible = "ballast-amd64";
-    // 768 data blocks: 3 MiB of data, then a superblock and 7 hash blocks.
     m.image = {"rootfs.img", (768 + 8) * 4096, std::string(64, 'a'), "squashfs"};
     m.verity = crypt::Verity{std::string(64, 'c'), std::string(64, 'd'),
                              "24e63182-d0d7-45e4-b3a5-4e16d1120527", 768, 768 * 4096};
     m.created = "2026-11-28T00:00:00Z";
+    return m;
+}
+
+}  // namespace
+
+TEST_CASE("manifest: the verity tree is optional and must end the image", "[update][manifest]") {
+    const update::Manifest m = verity_manifest();
     auto back = update::parse_manifest(update::serialize_manifest(m));
     REQUIRE(back);
     REQUIRE(back->verity);
@@ -297,16 +307,9 @@ TEST_CASE("manifest: the verity tree is optional and must end the image", "[upda
 }
 
 TEST_CASE("manifest: a UKI is pinned like the index and needs verity", "[update][manifest]") {
-    update::Manifest m;
-    m.os_name = "ballast-os";
-    m.version = "1.2.0";
-    m.compatible = "ballast-amd64";
-    m.image = {"rootfs.img", (768 + 8) * 4096, std::string(64, 'a'), "squashfs"};
-    m.verity = crypt::Verity{std::string(64, 'c'), std::string(64, 'd'),
-                             "24e63182-d0d7-45e4-b3a5-4e16d1120527", 768, 768 * 4096};
+    update::Manifest m = verity_manifest();
     m.index = update::Manifest::Index{"rootfs.bcidx", 84, std::string(64, 'b')};
     m.uki = update::Manifest::Member{"uki.efi", 40u << 20, std::string(64, 'e')};
-    m.created = "2026-11-28T00:00:00Z";
     auto back = update::parse_manifest(update::serialize_manifest(m));
     REQUIRE(back);
     REQUIRE(back->uki);
