@@ -140,8 +140,8 @@ int cmd_uki_verify(const GlobalOptions& g, const std::string& path, const std::s
                         sb->setup_mode ? " (setup mode)" : "");
         if (v->unjudged_dbx)
             std::printf(
-                "  dbx also holds %zu entries of types not judged here (certificate "
-                "TBS hashes)\n",
+                "  dbx also holds %zu entries of types not judged here (SHA-1/384/512 "
+                "hashes, ...)\n",
                 v->unjudged_dbx);
     }
     return v->allowed ? kExitOk : kExitFailure;

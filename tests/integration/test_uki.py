@@ -588,3 +588,15 @@ def test_verify_looks_at_every_signature_and_the_whole_table(bins, tmp_path):
     # An entry of another type is skipped, not judged.
     rc, v, _ = judge("other-type.efi", win_cert(bad, kind=0x0001) + win_cert(good), *dbs)
     assert rc == 0 and [x["subject"] for x in v["signers"]] == ["/CN=db"], v
+    # ... even one that is a bare header.
+    rc, v, _ = judge("bare.efi", bytes.fromhex("0800000000020100") + win_cert(good), *dbs)
+    assert rc == 0, v
+    # dbx listing the signer's TBSCertificate hash (EFI_CERT_X509_SHA256): refused.
+    from cryptography import x509
+    tbs = x509.load_pem_x509_certificate((tmp_path / "db.crt").read_bytes()).tbs_certificate_bytes
+    entry = bytes(16) + hashlib.sha256(tbs).digest() + bytes(16)  # owner, hash, EFI_TIME
+    guid = bytes.fromhex("92a4d23bc0967940b420fcf98ef103ed")
+    esl = guid + (28 + len(entry)).to_bytes(4, "little") + bytes(4) + len(entry).to_bytes(4, "little") + entry
+    (tmp_path / "tbs.esl").write_bytes(esl)
+    rc, v, _ = uki_verify(bins, tmp_path / "db.efi", "--db", str(db), "--dbx", str(tmp_path / "tbs.esl"))
+    assert rc == 1 and "chains to /CN=db (by its TBS hash), which dbx revokes" in v["reason"], v

@@ -210,6 +210,8 @@ std::string signature_list(std::string_view type, const std::vector<std::string>
 
 const std::string kSha256Type("\x26\x16\xc4\xc1\x4c\x50\x92\x40\xac\xa9\x41\xf9\x36\x93\x43\x28",
                               16);
+const std::string kX509Sha256Type(
+    "\x92\xa4\xd2\x3b\xc0\x96\x79\x40\xb4\x20\xfc\xf9\x8e\xf1\x03\xed", 16);
 const std::string kX509Type("\xa1\x59\xc0\xa5\xe4\x94\xa7\x4a\x87\xb5\xab\x15\x5c\x2b\xf0\x72", 16);
 
 }  // namespace
@@ -219,13 +221,16 @@ TEST_CASE("EFI signature lists: hashes and certificates, lists back to back",
     const std::string db =
         signature_list(kSha256Type, {std::string(32, 'a'), std::string(32, 'b')}, 32) +
         signature_list(kX509Type, {"cert-der"}, 8) +
-        signature_list(std::string(16, 'z'), {"rsa2048"}, 7);
+        signature_list(std::string(16, 'z'), {"rsa2048"}, 7) +
+        signature_list(kX509Sha256Type, {std::string(48, 't')}, 48);
     auto parsed = parse_signature_lists(db, "db");
     REQUIRE(parsed);
     REQUIRE(parsed->sha256.size() == 2);
     CHECK(parsed->sha256[1][0] == 'b');
     CHECK(parsed->x509 == std::vector<std::string>{"cert-der"});
     CHECK(parsed->other == 1);
+    REQUIRE(parsed->x509_tbs_sha256.size() == 1);  // the hash; the revocation time after it
+    CHECK(parsed->x509_tbs_sha256[0][31] == 't');
     CHECK(parse_signature_lists("", "db"));  // an empty variable: no entries
 
     auto refused = [](const std::string& data, const std::string& message) {
@@ -235,9 +240,11 @@ TEST_CASE("EFI signature lists: hashes and certificates, lists back to back",
     };
     refused(db.substr(0, 10), "db: signature list at byte 0: truncated header");
     refused(db.substr(0, db.size() - 1),
-            "db: signature list at byte 176: list size 51 does not fit");
+            "db: signature list at byte 227: list size 92 does not fit");
     std::string wrong = signature_list(kSha256Type, {std::string(31, 'a')}, 31);
     refused(wrong, "db: signature list at byte 0: SHA-256 entries of other size");
+    refused(signature_list(kX509Sha256Type, {std::string(32, 't')}, 32),
+            "db: signature list at byte 0: X509_SHA256 entries of other size");
     std::string ragged = signature_list(kX509Type, {"abc"}, 3);
     ragged[16] = char(ragged[16] + 1);  // the list one byte longer than its entries
     ragged.push_back('x');
@@ -278,4 +285,23 @@ TEST_CASE("Authenticode: indirect data and certificate tables that do not add up
     const auto table = authenticode_table(img, *parsed);
     CHECK(table.pkcs7.empty());
     CHECK(table.whole);
+}
+
+TEST_CASE("Authenticode: the digest algorithm where EDK2 reads it", "[boot][secureboot]") {
+    // SEQUENCE (two-byte length) { OID signedData, [0] { SEQUENCE { INTEGER 1, SET { SEQUENCE {
+    // OID ...: the first digest algorithm's OID content starts at byte 32.
+    const std::string head = std::string("\x30\x82\x01\x00", 4) +
+                             std::string("\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x02", 11) +
+                             std::string("\xa0\x82\x00\xf0\x30\x82\x00\xec\x02\x01\x01", 11) +
+                             std::string("\x31\x0f\x30\x0d\x06\x09", 6);
+    REQUIRE(head.size() == 32);
+    const std::string sha256("\x60\x86\x48\x01\x65\x03\x04\x02\x01", 9);
+    const std::string sha384("\x60\x86\x48\x01\x65\x03\x04\x02\x02", 9);
+    CHECK(edk2_signature_layout(head + sha256) == SignatureLayout::sha256);
+    CHECK(edk2_signature_layout(head + sha384) == SignatureLayout::other_digest);
+    CHECK(edk2_signature_layout(head + sha256.substr(0, 8)) == SignatureLayout::unreadable);
+    // A one-byte (short form) outer length: EDK2's fixed offset does not hold; it skips it.
+    std::string short_form = head + sha256;
+    short_form[1] = 0x70;
+    CHECK(edk2_signature_layout(short_form) == SignatureLayout::unreadable);
 }

@@ -91,15 +91,18 @@ AuthenticodeTable authenticode_table(std::string_view image, const PeImage& pe) 
         const size_t left = table.size() - at;
         if (left <= kWinCertHeader) break;
         const uint32_t len = le32(table, at);
-        if (len > left || len <= kWinCertHeader) break;
+        if (len > left) break;
         const uint16_t type = le16(table, at + 6);
         if (type == kWinCertPkcsSignedData) {
+            if (len <= kWinCertHeader) break;
             out.pkcs7.push_back(table.substr(at + kWinCertHeader, len - kWinCertHeader));
         } else if (type == kWinCertEfiGuid) {
             if (len <= kWinCertHeader + 16) break;
             if (table.substr(at + kWinCertHeader, 16) == kCertTypePkcs7Guid)
                 out.pkcs7.push_back(
                     table.substr(at + kWinCertHeader + 16, len - kWinCertHeader - 16));
+        } else if (len < kWinCertHeader) {
+            break;  // another type: skipped, but it must at least hold its header
         }
         at += (size_t(len) + 7) / 8 * 8;  // entries are 8-byte aligned
     }
@@ -107,10 +110,24 @@ AuthenticodeTable authenticode_table(std::string_view image, const PeImage& pe) 
     return out;
 }
 
+namespace {
+// 2.16.840.1.101.3.4.2.1, the OID's content octets.
+constexpr std::string_view kSha256Oid("\x60\x86\x48\x01\x65\x03\x04\x02\x01", 9);
+// Where EDK2 reads SignedData.digestAlgorithms' first OID: a fixed offset that holds when the
+// outer lengths take two bytes (HashPeImageByType).
+constexpr size_t kEdk2DigestOidAt = 32;
+}  // namespace
+
 bool IndirectData::is_sha256() const {
-    // 2.16.840.1.101.3.4.2.1
-    static constexpr std::string_view kSha256Oid("\x60\x86\x48\x01\x65\x03\x04\x02\x01", 9);
     return digest_oid == kSha256Oid && digest.size() == 32;
+}
+
+SignatureLayout edk2_signature_layout(std::string_view der) {
+    if (der.size() < kEdk2DigestOidAt + kSha256Oid.size() || (uint8_t(der[1]) & 0x82) != 0x82)
+        return SignatureLayout::unreadable;
+    return der.substr(kEdk2DigestOidAt, kSha256Oid.size()) == kSha256Oid
+               ? SignatureLayout::sha256
+               : SignatureLayout::other_digest;
 }
 
 Result<IndirectData> parse_indirect_data(std::string_view der, std::string_view what) {

@@ -45,4 +45,10 @@ struct IndirectData {
 };
 [[nodiscard]] Result<IndirectData> parse_indirect_data(std::string_view der, std::string_view what);
 
+// How EDK2 reads a signature's digest algorithm (HashPeImageByType): only DER whose outer length
+// takes the long form (byte 1 & 0x82), the algorithm's OID at the fixed offset 32. Firmware
+// skips a signature it cannot read so; Ballast judges SHA-256 ones.
+enum class SignatureLayout { unreadable, sha256, other_digest };
+[[nodiscard]] SignatureLayout edk2_signature_layout(std::string_view der);
+
 }  // namespace ballast::boot

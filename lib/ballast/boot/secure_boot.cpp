@@ -8,6 +8,7 @@
 #include "ballast/core/bytes.hpp"
 #include "ballast/core/encoding.hpp"
 #include "ballast/core/openssl.hpp"
+#include "ballast/core/sha256.hpp"
 
 namespace ballast::boot {
 namespace {
@@ -17,6 +18,10 @@ constexpr std::string_view kCertSha256(
     "\x26\x16\xc4\xc1\x4c\x50\x92\x40\xac\xa9\x41\xf9\x36\x93\x43\x28", 16);
 constexpr std::string_view kCertX509(
     "\xa1\x59\xc0\xa5\xe4\x94\xa7\x4a\x87\xb5\xab\x15\x5c\x2b\xf0\x72", 16);
+// EFI_CERT_X509_SHA256_GUID: a TBSCertificate's SHA-256, then an EFI_TIME of revocation.
+constexpr std::string_view kCertX509Sha256(
+    "\x92\xa4\xd2\x3b\xc0\x96\x79\x40\xb4\x20\xfc\xf9\x8e\xf1\x03\xed", 16);
+constexpr size_t kEfiTime = 16;
 constexpr size_t kListHeader = 28;  // SignatureType, ListSize, HeaderSize, SignatureSize
 constexpr size_t kOwner = 16;       // each signature's SignatureOwner GUID
 constexpr std::string_view kGlobalGuid = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
@@ -67,14 +72,30 @@ Result<ossl::Own<X509_STORE>> anchors(const ossl::Api& a, const std::vector<std:
 struct Judged {
     bool readable = false;
     SignerVerdict::Signer signer;
-    std::string forbidden_by;  // the dbx certificate it chains to
-    bool allowed = false;      // chains to a db certificate
-    std::string why;           // when it counts for nothing
+    std::string forbidden_by;   // the dbx certificate it chains to
+    bool allowed = false;       // chains to a db certificate
+    std::string why;            // when it counts for nothing
+    bool other_digest = false;  // not SHA-256: not judged
 };
+
+// A certificate's TBSCertificate hash, as dbx's X509_SHA256 entries list them.
+Result<Sha256Digest> tbs_sha256(const ossl::Api& a, X509* x) {
+    unsigned char* out = nullptr;
+    const int n = a.i2d_re_X509_tbs(x, &out);
+    if (n < 0) return fail(Errc::failed, "i2d_re_X509_tbs: {}", ossl::errors(a));
+    auto d = sha256_digest(std::string_view(reinterpret_cast<const char*>(out), size_t(n)));
+    a.CRYPTO_free(out, OPENSSL_FILE, OPENSSL_LINE);
+    return d;
+}
 
 Result<Judged> judge_signature(const ossl::Api& a, std::string_view der, const Sha256Digest& digest,
                                const SignatureDb& db, const SignatureDb& dbx) {
     Judged j;
+    const SignatureLayout layout = edk2_signature_layout(der);
+    if (layout == SignatureLayout::unreadable) {
+        j.why = "a signature not laid out as firmware reads it (two-byte DER lengths) is skipped";
+        return j;
+    }
     const auto* p = reinterpret_cast<const unsigned char*>(der.data());
     ossl::Own<PKCS7> p7(a.d2i_PKCS7(nullptr, &p, long(der.size())),
                         [&a](PKCS7* x) { a.PKCS7_free(x); });
@@ -104,9 +125,12 @@ Result<Judged> judge_signature(const ossl::Api& a, std::string_view der, const S
     if (found && a.OPENSSL_sk_num(found.get()) > 0)
         j.signer.subject = subject(a, static_cast<X509*>(a.OPENSSL_sk_value(found.get(), 0)));
     a.ERR_clear_error();
-    if (!idc->is_sha256()) {
-        j.why =
-            fmt::format("{} signs with a digest other than SHA-256 (not judged)", j.signer.subject);
+    if (layout != SignatureLayout::sha256 || !idc->is_sha256()) {
+        j.other_digest = true;
+        j.why = fmt::format(
+            "{} signs with a digest other than SHA-256, which Ballast does not "
+            "judge",
+            j.signer.subject);
         return j;
     }
     j.signer.signs_image =
@@ -124,6 +148,18 @@ Result<Judged> judge_signature(const ossl::Api& a, std::string_view der, const S
         a.ERR_clear_error();
         return ok;
     };
+    // A certificate the signature carries whose TBS hash dbx lists.
+    if (const auto* carried = p7->d.sign->cert) {
+        const auto* stack = reinterpret_cast<const OPENSSL_STACK*>(carried);
+        for (int i = 0; i < a.OPENSSL_sk_num(stack); ++i) {
+            auto* x = static_cast<X509*>(a.OPENSSL_sk_value(stack, i));
+            if (std::ranges::find(dbx.x509_tbs_sha256, BALLAST_TRY(tbs_sha256(a, x))) !=
+                dbx.x509_tbs_sha256.end()) {
+                j.forbidden_by = subject(a, x) + " (by its TBS hash)";
+                return j;
+            }
+        }
+    }
     // dbx certificates one at a time, as EDK2's IsForbiddenByDbx: which one revokes it.
     for (const auto& cert : dbx.x509)
         if (BALLAST_TRY(verifies({cert}))) {
@@ -131,7 +167,17 @@ Result<Judged> judge_signature(const ossl::Api& a, std::string_view der, const S
             j.forbidden_by = x ? subject(a, x->get()) : std::string("a dbx certificate");
             return j;
         }
-    j.allowed = !db.x509.empty() && BALLAST_TRY(verifies(db.x509));
+    // db certificates that dbx revokes by TBS hash are no anchors.
+    std::vector<std::string> trusted;
+    for (const auto& cert : db.x509) {
+        auto x = der_certificate(a, cert);
+        if (!x) continue;
+        if (std::ranges::find(dbx.x509_tbs_sha256, BALLAST_TRY(tbs_sha256(a, x->get()))) ==
+            dbx.x509_tbs_sha256.end())
+            trusted.push_back(cert);
+    }
+    a.ERR_clear_error();
+    j.allowed = !trusted.empty() && BALLAST_TRY(verifies(trusted));
     if (!j.allowed)
         j.why = fmt::format("{} does not chain to a certificate in db", j.signer.subject);
     return j;
@@ -155,6 +201,8 @@ Result<SignatureDb> parse_signature_lists(std::string_view data, std::string_vie
         if (size <= kOwner || body % size != 0)
             return bad(fmt::format("{} bytes of signatures of {} bytes each", body, size));
         if (type == kCertSha256 && size != kOwner + 32) return bad("SHA-256 entries of other size");
+        if (type == kCertX509Sha256 && size != kOwner + 32 + kEfiTime)
+            return bad("X509_SHA256 entries of other size");
         for (size_t e = at + kListHeader + header; e < at + list; e += size) {
             const std::string_view sig = data.substr(e + kOwner, size - kOwner);
             if (type == kCertSha256) {
@@ -163,6 +211,10 @@ Result<SignatureDb> parse_signature_lists(std::string_view data, std::string_vie
                 out.sha256.push_back(d);
             } else if (type == kCertX509) {
                 out.x509.emplace_back(sig);
+            } else if (type == kCertX509Sha256) {
+                Sha256Digest d{};
+                std::copy(sig.begin(), sig.begin() + 32, d.begin());
+                out.x509_tbs_sha256.push_back(d);
             } else {
                 ++out.other;
             }
@@ -214,6 +266,13 @@ Result<SignerVerdict> check_image_signer(std::string_view image, const Signature
     for (const auto sig : table.pkcs7) {
         const Judged j = BALLAST_TRY(judge_signature(a, sig, digest, db, dbx));
         if (j.readable) v.signers.push_back(j.signer);
+        if (j.other_digest && (!dbx.x509.empty() || !dbx.x509_tbs_sha256.empty())) {
+            v.reason = fmt::format(
+                "the signature by {} uses a digest other than SHA-256: whether dbx revokes it "
+                "cannot be told here, so the image is refused (firmware may allow it)",
+                j.signer.subject);
+            return v;
+        }
         if (!j.forbidden_by.empty()) {
             v.allowed = false;
             v.reason = fmt::format("the signature by {} chains to {}, which dbx revokes",

@@ -17,7 +17,10 @@ namespace ballast::boot {
 struct SignatureDb {
     std::vector<Sha256Digest> sha256;  // EFI_CERT_SHA256_GUID: Authenticode digests of images
     std::vector<std::string> x509;     // EFI_CERT_X509_GUID: DER certificates
-    size_t other = 0;                  // entries of types Ballast does not judge by
+    // EFI_CERT_X509_SHA256_GUID: SHA-256 of a certificate's TBSCertificate (the revocation time
+    // beside it is not used: a listed certificate revokes every signature, timestamped or not).
+    std::vector<Sha256Digest> x509_tbs_sha256;
+    size_t other = 0;  // entries of types Ballast does not judge by (SHA-1/384/512 hashes, ...)
 };
 
 // EFI_SIGNATURE_LISTs back to back: a db or dbx variable's data, or what efitools'
@@ -56,8 +59,9 @@ struct SignerVerdict {
 // (any db certificate is an anchor; dates are not checked, as firmware has no clock it trusts),
 // or the digest listed in db, allows it. A signature that cannot be read is skipped, and a
 // table that does not end where its directory entry says refuses the image. SHA-256 signatures
-// only, and dbx certificates by X.509 only (EFI_CERT_X509_SHA256 entries are counted in
-// `unjudged_dbx`). Errc::parse for a PE image that cannot be hashed.
+// only: a signature with another digest counts for nothing, and refuses the image when dbx
+// lists certificates (whether they revoke it cannot be told). dbx entries of other types are
+// counted in `unjudged_dbx`. Errc::parse for a PE image that cannot be hashed.
 [[nodiscard]] Result<SignerVerdict> check_image_signer(std::string_view image,
                                                        const SignatureDb& db,
                                                        const SignatureDb& dbx,

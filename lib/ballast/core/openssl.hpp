@@ -99,7 +99,8 @@ namespace ballast::ossl {
     X(X509_STORE_set_flags)            \
     X(X509_STORE_set_purpose)          \
     X(d2i_X509)                        \
-    X(i2d_X509)
+    X(i2d_X509)                        \
+    X(i2d_re_X509_tbs)
 
 struct Api {
     BALLAST_OSSL_FUNCTIONS(BALLAST_DYNLIB_DECLARE)
