@@ -293,6 +293,10 @@ def test_bundle_uki_refusals_name_the_fault(bins, signing_pki, tmp_path):
     r = bundle_create(bins, signing_pki, tmp_path / "bare.sqfs", tmp_path / "x", *UKI_ARGS)
     assert r.returncode != 0 and "/boot/vmlinuz is not a file within the image's /boot" in r.stderr
     assert "give it with --linux" in r.stderr, r.stderr
+    # Given with --linux, the image's own (missing) kernel is not needed.
+    r = bundle_create(bins, signing_pki, tmp_path / "bare.sqfs", tmp_path / "y", *UKI_ARGS,
+                      "--linux", str(PCRSIG / "linux"), "--os-release", str(PCRSIG / "osrel"))
+    assert r.returncode == 0, r.stderr
     assert not (tmp_path / "x").exists() or not (tmp_path / "x" / "manifest.json").exists()
 
     # On the node's side (bundle verify is check_bundle): each fault is named.

@@ -450,9 +450,10 @@ Result<UkiBuilt> build_release_uki(const CreateOptions::Uki& u, const std::strin
         const std::string dir = scratch + "/image-files";
         if (::mkdir(dir.c_str(), 0700) < 0) return fail_errno(errno, dir);
         const auto f = BALLAST_TRY(extract_boot_files(image, fstype, dir));
-        if (b.linux_image.empty()) b.linux_image = f.linux_image;
-        if (b.initrd.empty()) b.initrd = f.initrd;
-        if (b.os_release.empty()) b.os_release = f.os_release;
+        // Only what was not given must be found in the image.
+        if (b.linux_image.empty()) b.linux_image = BALLAST_TRY(f.linux_image);
+        if (b.initrd.empty()) b.initrd = BALLAST_TRY(f.initrd);
+        if (b.os_release.empty()) b.os_release = BALLAST_TRY(f.os_release);
     }
     b.cmdline = scratch + "/cmdline";
     BALLAST_TRY(write_file_atomic(

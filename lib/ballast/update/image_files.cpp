@@ -52,16 +52,14 @@ Result<ImageBootFiles> extract_boot_files(const std::string& image, const std::s
                         image, path, option);
         return r;
     };
-    ImageBootFiles f;
-    f.linux_image = BALLAST_TRY(found("/boot/vmlinuz", "--linux"));
-    f.initrd = BALLAST_TRY(found("/boot/initrd.img", "--initrd"));
-    auto osrel = resolve_in_root(dir, "/etc/os-release");
-    if (!osrel) osrel = resolve_in_root(dir, "/usr/lib/os-release");
-    if (!osrel)
-        return fail(Errc::invalid_argument,
-                    "{}: neither /etc/os-release nor /usr/lib/os-release is a file in the image",
-                    image);
-    f.os_release = *osrel;
+    ImageBootFiles f{found("/boot/vmlinuz", "--linux"), found("/boot/initrd.img", "--initrd"),
+                     resolve_in_root(dir, "/etc/os-release")};
+    if (!f.os_release) f.os_release = resolve_in_root(dir, "/usr/lib/os-release");
+    if (!f.os_release)
+        f.os_release = fail(Errc::invalid_argument,
+                            "{}: neither /etc/os-release nor /usr/lib/os-release is a file in the "
+                            "image: give it with --os-release",
+                            image);
     return f;
 }
 

@@ -9,16 +9,17 @@
 
 namespace ballast::update {
 
-// The files of a release's UKI, found in an image extracted under a scratch folder.
+// The files of a release's UKI, found in an image extracted under a scratch folder: each its
+// path there, or why it is not there (an error only for the files the caller needs).
 struct ImageBootFiles {
-    std::string linux_image, initrd, os_release;  // paths under the scratch folder
+    Result<std::string> linux_image, initrd, os_release;
 };
 
 // Extracts /boot and the os-release files of `image` (`fstype` "squashfs" or "erofs"; erofs is
 // extracted whole: erofs-utils 1.5 extracts nothing less) into `dir`, and resolves /boot/vmlinuz,
 // /boot/initrd.img and /etc/os-release (else /usr/lib/os-release) inside it, symlinks followed
 // as the image's root would (absolute targets stay inside the image). A file missing, or a link
-// leading out of what was extracted, is an error naming it.
+// leading out of what was extracted, is that file's error, naming it.
 [[nodiscard]] Result<ImageBootFiles> extract_boot_files(const std::string& image,
                                                         const std::string& fstype,
                                                         const std::string& dir);
