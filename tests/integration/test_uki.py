@@ -542,6 +542,18 @@ def test_verify_refuses_damaged_databases_and_images(bins, tmp_path):
     assert rc == 1 and "do not cover the optional header and the section table" in err, err
     seen = inspect(bins, tmp_path / "short-headers.efi")["secure_boot"]
     assert "do not cover" in seen["error"]
+    # Other headers EDK2's loader refuses before it hashes (PeCoffLoaderGetPeHeader).
+    opt = pe + 24
+    table_at = opt + int.from_bytes(signed.read_bytes()[pe + 20:pe + 22], "little")
+    for name, at, value, message in (
+            ("rva17", opt + 108, 17, "does not match its 17 data directories"),
+            ("soi", opt + 56, 1024, "is not below SizeOfImage"),
+            ("va0", table_at + 12, 0, "is loaded inside the PE headers")):
+        data = bytearray(signed.read_bytes())
+        data[at:at + 4] = value.to_bytes(4, "little")
+        (tmp_path / f"{name}.efi").write_bytes(bytes(data))
+        rc, _, err = uki_verify(bins, tmp_path / f"{name}.efi", "--db", str(db))
+        assert rc == 1 and message in err, (name, err)
     # --dbx is a list to add to a --db, not alone.
     r = ctl(bins, "uki", "verify", str(uki), "--dbx", str(db))
     assert r.returncode != 0 and "--dbx requires --db" in r.stderr, r.stderr

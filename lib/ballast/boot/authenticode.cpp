@@ -51,6 +51,18 @@ Result<Sha256Digest> authenticode_sha256(std::string_view image, const PeImage& 
                     "{}: the PE headers (SizeOfHeaders {}) do not cover the optional header and "
                     "the section table",
                     what, pe.size_of_headers);
+    // What EDK2's loader refuses before it would hash (PeCoffLoaderGetPeHeader).
+    if (pe.rva_count > 16 || pe.optional_size != pe.optional_fixed + size_t(pe.rva_count) * 8)
+        return fail(Errc::parse,
+                    "{}: the optional header's size ({}) does not match its {} data directories",
+                    what, pe.optional_size, pe.rva_count);
+    if (pe.size_of_headers >= pe.size_of_image)
+        return fail(Errc::parse, "{}: SizeOfHeaders {} is not below SizeOfImage {}", what,
+                    pe.size_of_headers, pe.size_of_image);
+    for (const auto& s : pe.sections)
+        if (s.raw_size != 0 && s.virtual_address < pe.size_of_headers)
+            return fail(Errc::parse, "{}: section {} is loaded inside the PE headers", what,
+                        s.name);
     auto h = BALLAST_TRY(Sha256::make());
     h.update(image.substr(0, pe.checksum_offset));
     if (pe.cert_entry_offset != 0) {

@@ -18,9 +18,10 @@ using Sha256Digest = std::array<uint8_t, 32>;
 // SHA-256 over the image as Authenticode defines it (and EDK2's HashPeImage computes it): the
 // headers without the CheckSum and the certificate table's directory entry, each section's raw
 // data in file order, then whatever follows them up to the certificate table. What a signature
-// signs and what dbx lists. Refused, as EDK2's loader refuses them: headers that do not cover
-// the section table, a section starting inside the headers, a certificate table overlapping
-// the sections.
+// signs and what dbx lists. Refused, as EDK2's loader refuses them: an optional header whose
+// size does not match its data directories (at most 16), headers that do not cover the section
+// table or reach SizeOfImage, a section starting or loaded inside the headers, a certificate
+// table overlapping the sections.
 [[nodiscard]] Result<Sha256Digest> authenticode_sha256(std::string_view image, const PeImage& pe,
                                                        std::string_view what);
 

@@ -77,7 +77,11 @@ Result<PeImage> pe_image(std::string_view image, std::string_view what) {
     // SizeOfHeaders at +60, CheckSum at +64; the data directories (8 bytes each) after
     // NumberOfRvaAndSizes at +92 (PE32) or +108 (PE32+); the certificate table is entry 4.
     const size_t ndirs_at = magic == kPe32Plus ? 108 : 92;
+    out.optional_size = optional_size;
+    out.optional_fixed = ndirs_at + 4;
     if (optional_size >= ndirs_at + 4) {
+        out.rva_count = le32(image, optional + ndirs_at);
+        out.size_of_image = le32(image, optional + 56);
         out.size_of_headers = le32(image, optional + 60);
         out.checksum_offset = optional + 64;
         const size_t dirs = ndirs_at + 4;

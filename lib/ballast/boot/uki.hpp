@@ -33,6 +33,10 @@ struct PeImage {
     // (size 0 when the image is unsigned), checked to lie inside the file.
     size_t checksum_offset = 0, cert_entry_offset = 0;
     size_t section_table_end = 0;
+    // What EDK2's loader checks before it hashes (PeCoffLoaderGetPeHeader): the optional
+    // header's size against its NumberOfRvaAndSizes (0 when too short to hold it), SizeOfImage.
+    size_t optional_size = 0, optional_fixed = 0;  // fixed: 96 (PE32) or 112 (PE32+)
+    uint32_t rva_count = 0, size_of_image = 0;
     uint32_t size_of_headers = 0;
     uint32_t cert_offset = 0, cert_size = 0;
 };
