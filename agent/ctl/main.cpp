@@ -160,8 +160,8 @@ void add_bundle_commands(CLI::App& app, const GlobalOptions& g, Action& action) 
         "Kernel command line words after the root hash (\"quiet console=ttyS0\")"));
     for (auto* opt : uki_opts)
         opt->needs(with_uki);
-    // uki_opts: --linux, --initrd, --os-release, --pcr-private-key, --pcr-public-key, ...
-    with_uki->needs(bcreate->get_option("--verity"))->needs(uki_opts[3])->needs(uki_opts[4]);
+    for (const char* name : {"--verity", "--pcr-private-key", "--pcr-public-key"})
+        with_uki->needs(bcreate->get_option(name));
     bcreate->callback([&, create, u] {
         if (u->on) create->uki = u->uki;
         action = [&, create] { return cmd_bundle_create(g, *create); };

@@ -37,17 +37,17 @@ nlohmann::json signers_json(const std::vector<boot::SignerVerdict::Signer>& sign
 }  // namespace
 
 int cmd_uki_inspect(const GlobalOptions& g, const std::string& path) {
-    auto u = update::inspect_uki(path);
+    // Read once: the measured-boot inspection and the Secure Boot signer use the same bytes.
+    auto image = update::read_uki(path);
+    if (!image) return report_error(image.error().context("uki inspect"));
+    auto u = update::inspect_uki_image(*image, path);
     if (!u) return report_error(u.error().context("uki inspect"));
     // Who signed it for Secure Boot (judged against nothing: `uki verify` judges). What cannot
     // be read here is reported, not fatal: the rest of the inspection stands.
     nlohmann::json secure_boot = {{"authenticode_sha256", ""},
                                   {"signers", nlohmann::json::array()}};
     std::string signature_text;
-    auto judged = [&]() -> Result<boot::SignerVerdict> {
-        const std::string image = BALLAST_TRY(read_file(path, 512u << 20));
-        return boot::check_image_signer(image, {}, {}, path);
-    }();
+    const auto judged = boot::check_image_signer(*image, {}, {}, path);
     if (judged) {
         secure_boot["authenticode_sha256"] = judged->digest;
         secure_boot["signers"] = signers_json(judged->signers);

@@ -88,8 +88,24 @@ Result<Sha256Digest> tbs_sha256(const ossl::Api& a, X509* x) {
     return d;
 }
 
+// db's certificates that can anchor a signature: those dbx does not revoke by TBS hash.
+Result<std::vector<std::string>> db_anchors(const ossl::Api& a, const SignatureDb& db,
+                                            const SignatureDb& dbx) {
+    std::vector<std::string> trusted;
+    for (const auto& cert : db.x509) {
+        auto x = der_certificate(a, cert);
+        if (!x) continue;
+        if (std::ranges::find(dbx.x509_tbs_sha256, BALLAST_TRY(tbs_sha256(a, x->get()))) ==
+            dbx.x509_tbs_sha256.end())
+            trusted.push_back(cert);
+    }
+    a.ERR_clear_error();
+    return trusted;
+}
+
+// `trusted`: db_anchors().
 Result<Judged> judge_signature(const ossl::Api& a, std::string_view der, const Sha256Digest& digest,
-                               const SignatureDb& db, const SignatureDb& dbx) {
+                               const std::vector<std::string>& trusted, const SignatureDb& dbx) {
     Judged j;
     const SignatureLayout layout = edk2_signature_layout(der);
     if (layout == SignatureLayout::unreadable) {
@@ -167,16 +183,6 @@ Result<Judged> judge_signature(const ossl::Api& a, std::string_view der, const S
             j.forbidden_by = x ? subject(a, x->get()) : std::string("a dbx certificate");
             return j;
         }
-    // db certificates that dbx revokes by TBS hash are no anchors.
-    std::vector<std::string> trusted;
-    for (const auto& cert : db.x509) {
-        auto x = der_certificate(a, cert);
-        if (!x) continue;
-        if (std::ranges::find(dbx.x509_tbs_sha256, BALLAST_TRY(tbs_sha256(a, x->get()))) ==
-            dbx.x509_tbs_sha256.end())
-            trusted.push_back(cert);
-    }
-    a.ERR_clear_error();
     j.allowed = !trusted.empty() && BALLAST_TRY(verifies(trusted));
     if (!j.allowed)
         j.why = fmt::format("{} does not chain to a certificate in db", j.signer.subject);
@@ -263,8 +269,9 @@ Result<SignerVerdict> check_image_signer(std::string_view image, const Signature
     const AuthenticodeTable table = authenticode_table(image, pe);
     std::vector<std::string> why;
     std::string allowed_by;
+    const auto trusted = BALLAST_TRY(db_anchors(a, db, dbx));
     for (const auto sig : table.pkcs7) {
-        const Judged j = BALLAST_TRY(judge_signature(a, sig, digest, db, dbx));
+        const Judged j = BALLAST_TRY(judge_signature(a, sig, digest, trusted, dbx));
         if (j.readable) v.signers.push_back(j.signer);
         if (j.other_digest && (!dbx.x509.empty() || !dbx.x509_tbs_sha256.empty())) {
             v.reason = fmt::format(

@@ -271,8 +271,12 @@ Result<UkiBuilt> build_uki(const UkiBuildOptions& o) {
     return built;
 }
 
+Result<std::string> read_uki(const std::string& path) {
+    return read_file(path, kMaxUki);
+}
+
 Result<UkiInspection> inspect_uki(const std::string& path) {
-    const std::string image = BALLAST_TRY(read_file(path, kMaxUki));
+    const std::string image = BALLAST_TRY(read_uki(path));
     return inspect_uki_image(image, path);
 }
 

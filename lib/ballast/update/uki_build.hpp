@@ -55,6 +55,8 @@ struct UkiInspection {
     bool signed_for_enter_initrd = false;
 };
 [[nodiscard]] Result<UkiInspection> inspect_uki(const std::string& path);
+// A UKI file's bytes, bounded as inspect_uki() bounds them.
+[[nodiscard]] Result<std::string> read_uki(const std::string& path);
 // The same over the image's bytes (a bundle member); `what` names it in messages.
 [[nodiscard]] Result<UkiInspection> inspect_uki_image(std::string_view image,
                                                       const std::string& what);
