@@ -4,7 +4,12 @@
 
 #include <catch2/catch.hpp>
 
+#include "ballast/boot/esp.hpp"
 #include "ballast/boot/sdboot.hpp"
+#include "ballast/core/process.hpp"
+#include "ballast/disk/mkfs.hpp"
+#include "ballast/update/uki_build.hpp"
+#include "helpers.hpp"
 
 using namespace ballast;
 using namespace ballast::boot;
@@ -453,4 +458,108 @@ TEST_CASE("systemd-boot backend: the record ahead of the names is finished at lo
     MemEnv env(gone);
     GrubBootControl record(env);
     CHECK(record.load().value() == s);
+}
+
+namespace {
+
+// A UKI as far as the loader's listing goes: Debian's stub with an .osrel added by objcopy.
+std::string make_uki(const test::TempDir& t, const std::string& name, const std::string& osrel) {
+    test::write_text(t / (name + ".osrel"), osrel);
+    ProcessOptions p;
+    p.argv = {"objcopy",
+              "--add-section",
+              ".osrel=" + (t / (name + ".osrel")).string(),
+              "--change-section-vma",
+              ".osrel=0x20000",
+              update::kDefaultStub,
+              (t / name).string()};
+    auto r = run_process(p);
+    REQUIRE(r);
+    INFO(r->err);
+    REQUIRE(r->success());
+    return (t / name).string();
+}
+
+std::vector<std::string> uki_dir(const std::string& img) {
+    auto range = disk::ByteRange::open(img, 0, 0, disk::ByteRange::Mode::read);
+    REQUIRE(range);
+    auto fat = disk::FatVolume::open(*range);
+    REQUIRE(fat);
+    std::vector<std::string> names;
+    const auto entries = fat->list(kUkiDir).value();
+    for (const auto& e : entries)
+        names.push_back(e.name);
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+void fsck_clean(const std::string& img) {
+    ProcessOptions p;
+    p.argv = {"fsck.vfat", "-n", img};
+    auto r = run_process(p);
+    REQUIRE(r);
+    INFO(r->out);
+    CHECK(r->exit_code == 0);
+}
+
+}  // namespace
+
+TEST_CASE("systemd-boot backend on a real ESP: mtools renames, identities read from the PE",
+          "[boot][sdboot][fat]") {
+    test::TempDir t;
+    const std::string img = (t / "esp.img").string();
+    ProcessOptions tr;
+    tr.argv = {"truncate", "-s", "64M", img};
+    REQUIRE(run_process(tr)->success());
+    REQUIRE(disk::make_vfat(img, 0, 64 * 1024 * 1024, "TESTESP"));
+    REQUIRE(disk::fat_mkdir(img, 0, "/EFI/Linux"));
+    REQUIRE(disk::fat_mkdir(img, 0, "/loader/ballast"));
+    test::write_text(t / "env", std::string(1024, '#'));
+    REQUIRE(disk::fat_put(img, 0, (t / "env").string(), kSdBootRecord1));
+    REQUIRE(disk::fat_put(img, 0, (t / "env").string(), kSdBootRecord2));
+    // A runs 2.0 and B gets 1.0: the case where the names must hold A back.
+    REQUIRE(disk::fat_put(img, 0, make_uki(t, "a.efi", "ID=debian\nVERSION_ID=\"2.0\"\n"),
+                          "/EFI/Linux/ballast-a.off"));
+    REQUIRE(disk::fat_put(img, 0, make_uki(t, "b.efi", "ID=debian\nVERSION_ID=1.0\n"),
+                          "/EFI/Linux/ballast-b.off"));
+    REQUIRE(disk::fat_put(img, 0, (t / "env").string(), "/EFI/Linux/notes.txt"));
+
+    auto esp = Esp::open(img, 0, 0);
+    REQUIRE(esp);
+    FatEnvStore record(**esp, kSdBootRecord1, kSdBootRecord2);
+    FatUkiStore ukis(**esp);
+    auto files = ukis.list();
+    REQUIRE(files);
+    REQUIRE(files->size() == 3);
+    for (const auto& f : *files)
+        if (f.name == "ballast-a.off")
+            CHECK(f.identity == sdboot::Identity{"debian", "2.0"});
+        else if (f.name == "notes.txt")
+            CHECK_FALSE(f.identity);
+
+    SdBootControl c(record, ukis);
+    REQUIRE(c.initialize(initial_state(Slot::A, "2.0")));
+    CHECK(uki_dir(img) == std::vector<std::string>{"ballast-a.efi", "ballast-b.off", "notes.txt"});
+    auto staged = activate(begin_write(c.load().value(), Slot::B, Slot::A).value(), Slot::B, 3,
+                           "1.0", Slot::A);
+    REQUIRE(c.save(*staged));
+    CHECK(uki_dir(img) ==
+          std::vector<std::string>{"ballast-a+0-0.efi", "ballast-b+3-0.efi", "notes.txt"});
+    fsck_clean(img);
+    // The loader's try, as its rename leaves it.
+    REQUIRE(
+        disk::fat_rename(img, 0, "/EFI/Linux/ballast-b+3-0.efi", "/EFI/Linux/ballast-b+2-1.efi"));
+    auto s = c.load();
+    REQUIRE(s);
+    CHECK(s->at(Slot::B).tries == 2);
+    REQUIRE(c.save(commit(*s, Slot::B).value()));
+    CHECK(uki_dir(img) ==
+          std::vector<std::string>{"ballast-a+0-0.efi", "ballast-b.efi", "notes.txt"});
+    CHECK(c.load().value() == commit(*s, Slot::B).value());
+    fsck_clean(img);
+
+    // A name that is not a second name of another file's data is never dropped.
+    CHECK((*esp)->fat().drop_alias(kUkiDir, "ballast-b.efi").error().code() ==
+          Errc::invalid_argument);
+    CHECK((*esp)->fat().read_range("/EFI/Linux/notes.txt", 1020, 100).value() == "####");
 }

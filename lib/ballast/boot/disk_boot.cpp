@@ -15,8 +15,15 @@ Result<DiskBoot> DiskBoot::open(const std::string& disk_path) {
         return fail(Errc::not_found, "{}: not a Ballast disk (no {}, {} and {} partitions)",
                     disk_path, disk::kEfiLabel, disk::kSlotALabel, disk::kSlotBLabel);
     d.slots_ = {{disk_path, a->start, a->size}, {disk_path, b->start, b->size}};
-    d.store_ = BALLAST_TRY(FatEnvStore::open(disk_path, esp->start, esp->size));
-    d.control_ = std::make_unique<GrubBootControl>(*d.store_);
+    d.esp_ = BALLAST_TRY(Esp::open(disk_path, esp->start, esp->size));
+    if (d.esp_->has(kSdBootRecord1) || d.esp_->has(kSdBootRecord2)) {
+        d.store_ = std::make_unique<FatEnvStore>(*d.esp_, kSdBootRecord1, kSdBootRecord2);
+        d.ukis_ = std::make_unique<FatUkiStore>(*d.esp_);
+        d.control_ = std::make_unique<SdBootControl>(*d.store_, *d.ukis_);
+    } else {
+        d.store_ = std::make_unique<FatEnvStore>(*d.esp_, kEnvCopy1, kEnvCopy2);
+        d.control_ = std::make_unique<GrubBootControl>(*d.store_);
+    }
     return d;
 }
 

@@ -1,5 +1,5 @@
-// A Ballast disk's boot side: its slot partitions and the boot control on its ESP (GRUB's, the
-// one backend so far).
+// A Ballast disk's boot side: its slot partitions and the boot control on its ESP: systemd-boot's
+// when the ESP holds its record (/loader/ballast), else GRUB's.
 #pragma once
 
 #include <memory>
@@ -26,7 +26,9 @@ class DiskBoot {
   private:
     std::string disk_;
     SlotDevices slots_;
+    std::unique_ptr<Esp> esp_;
     std::unique_ptr<FatEnvStore> store_;
+    std::unique_ptr<FatUkiStore> ukis_;
     std::unique_ptr<BootControl> control_;
 };
 

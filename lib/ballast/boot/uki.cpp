@@ -51,8 +51,10 @@ Result<Pcr> section_digest(const UkiSection& s) {
 
 }  // namespace
 
-Result<PeImage> pe_image(std::string_view image, std::string_view what) {
+Result<PeImage> pe_image(std::string_view image, std::string_view what,
+                         std::optional<uint64_t> file_size) {
     auto bad = [&](std::string_view why) { return fail(Errc::parse, "{}: {}", what, why); };
+    const uint64_t size = file_size.value_or(image.size());
     if (image.size() < kPeOffsetField + 4 || image.substr(0, 2) != "MZ")
         return bad("not a PE image (no MZ header)");
     const size_t pe = le32(image, kPeOffsetField);
@@ -90,7 +92,7 @@ Result<PeImage> pe_image(std::string_view image, std::string_view what) {
             out.cert_offset = le32(image, out.cert_entry_offset);  // a file offset, not an RVA
             out.cert_size = le32(image, out.cert_entry_offset + 4);
             if (out.cert_size == 0) out.cert_offset = 0;  // no table: where it points is moot
-            if (out.cert_offset > image.size() || image.size() - out.cert_offset < out.cert_size)
+            if (out.cert_offset > size || size - out.cert_offset < out.cert_size)
                 return bad("the certificate table lies outside the file");
         }
     }
@@ -109,12 +111,18 @@ Result<PeImage> pe_image(std::string_view image, std::string_view what) {
         s.virtual_address = le32(image, at + 12);
         s.raw_size = le32(image, at + 16);
         s.raw_offset = le32(image, at + 20);
-        if (s.raw_size != 0 &&
-            (s.raw_offset > image.size() || image.size() - s.raw_offset < s.raw_size))
+        if (s.raw_size != 0 && (s.raw_offset > size || size - s.raw_offset < s.raw_size))
             return bad(fmt::format("section {} lies outside the file", s.name));
         out.sections.push_back(std::move(s));
     }
     return out;
+}
+
+const PeSection* find_section(const PeImage& pe, std::string_view name) {
+    const PeSection* found = nullptr;
+    for (const PeSection& s : pe.sections)
+        if (s.name.starts_with(name)) found = &s;  // the loader's memcmp on the prefix
+    return found;
 }
 
 std::string_view file_bytes(std::string_view image, const PeSection& s) {
@@ -126,9 +134,7 @@ Result<std::vector<UkiSection>> uki_sections(std::string_view image, const PeIma
                                              std::string_view what) {
     std::vector<UkiSection> out;
     for (std::string_view name : kStub252Sections) {
-        const PeSection* found = nullptr;
-        for (const PeSection& s : pe.sections)
-            if (s.name.starts_with(name)) found = &s;  // the stub's memcmp on the prefix
+        const PeSection* found = find_section(pe, name);
         if (!found || found->virtual_size == 0) continue;
         if (found->virtual_size > image.size())
             return fail(Errc::parse, "{}: section {} claims {} bytes in memory, more than the file",

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -44,7 +45,14 @@ struct PeImage {
 // The headers and section table of a PE/COFF image (PE32 or PE32+, told apart by the optional
 // header's magic). Anything that does not parse, or a section whose bytes lie outside the file,
 // is Errc::parse naming `what`.
-[[nodiscard]] Result<PeImage> pe_image(std::string_view image, std::string_view what);
+// `file_size`: the size of the whole file when `image` holds only its start (the headers and
+// section table), as for reading one section of a file too large to load whole.
+[[nodiscard]] Result<PeImage> pe_image(std::string_view image, std::string_view what,
+                                       std::optional<uint64_t> file_size = std::nullopt);
+
+// The section systemd's loader and stub take for `name` (pe.c locate_sections in 252): the last
+// in the table whose name starts with it. nullptr when there is none.
+[[nodiscard]] const PeSection* find_section(const PeImage& pe, std::string_view name);
 
 // The bytes of `s` in the file: at most VirtualSize of its raw data (the rest of the loaded
 // section is zeros). pe_image() has checked they lie inside the file.

@@ -88,8 +88,56 @@ Result<std::string> FatVolume::read_dir(uint32_t cluster) const {
     return data;
 }
 
-Result<FatVolume::File> FatVolume::find(std::string_view path) const {
-    uint32_t dir = 0;
+std::vector<FatVolume::Entry> FatVolume::parse_dir(const std::string& data) {
+    std::vector<Entry> out;
+    std::string lfn;
+    size_t lfn_start = 0;
+    for (size_t o = 0; o + 32 <= data.size(); o += 32) {
+        const uint8_t first = uint8_t(data[o]);
+        if (first == 0x00) break;
+        if (first == 0xE5) {
+            lfn.clear();
+            continue;
+        }
+        const uint8_t attr = uint8_t(data[o + 11]);
+        if (attr == 0x0F) {  // long name piece: 13 UCS-2 characters, pieces come last-first
+            std::string piece;
+            for (size_t k : {1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30}) {
+                uint16_t ch = le16(data, o + k);
+                if (ch == 0 || ch == 0xFFFF) break;
+                piece += ch < 0x80 ? char(ch) : '?';
+            }
+            if (lfn.empty()) lfn_start = o;
+            lfn = piece + lfn;
+            continue;
+        }
+        if (attr & 0x08) {  // volume label
+            lfn.clear();
+            continue;
+        }
+        std::string base = data.substr(o, 8), ext = data.substr(o + 8, 3);
+        while (!base.empty() && base.back() == ' ')
+            base.pop_back();
+        while (!ext.empty() && ext.back() == ' ')
+            ext.pop_back();
+        // Windows NT's case bits, which Linux and EDK2 honour: "notes.txt" is stored as a
+        // short name with the base and extension marked lower case, and no long name.
+        if (data[o + 12] & 0x08) base = ascii_lower(base);
+        if (data[o + 12] & 0x10) ext = ascii_lower(ext);
+        Entry e;
+        e.name = lfn.empty() ? (ext.empty() ? base : base + "." + ext) : lfn;
+        e.dir = attr & 0x10;
+        e.cluster = (uint32_t(le16(data, o + 20)) << 16) | le16(data, o + 26);
+        e.size = le32(data, o + 28);
+        e.first_slot = lfn.empty() ? o : lfn_start;
+        e.short_slot = o;
+        lfn.clear();
+        if (e.name != "." && e.name != "..") out.push_back(std::move(e));
+    }
+    return out;
+}
+
+std::vector<std::string> FatVolume::split(std::string_view path) {
     std::vector<std::string> parts;
     size_t i = 0;
     while (i < path.size()) {
@@ -98,77 +146,121 @@ Result<FatVolume::File> FatVolume::find(std::string_view path) const {
         if (j > i) parts.emplace_back(path.substr(i, j - i));
         i = j + 1;
     }
-    if (parts.empty()) return fail(Errc::invalid_argument, "FAT: empty path");
-    for (size_t p = 0; p < parts.size(); ++p) {
-        const std::string data = BALLAST_TRY(read_dir(dir));
-        std::optional<Entry> hit;
-        std::string lfn;
-        for (size_t o = 0; o + 32 <= data.size() && !hit; o += 32) {
-            const uint8_t first = uint8_t(data[o]);
-            if (first == 0x00) break;
-            if (first == 0xE5) {
-                lfn.clear();
-                continue;
-            }
-            const uint8_t attr = uint8_t(data[o + 11]);
-            if (attr == 0x0F) {  // long name piece: 13 UCS-2 characters, pieces come last-first
-                std::string piece;
-                for (size_t k : {1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30}) {
-                    uint16_t ch = le16(data, o + k);
-                    if (ch == 0 || ch == 0xFFFF) break;
-                    piece += ch < 0x80 ? char(ch) : '?';
-                }
-                lfn = piece + lfn;
-                continue;
-            }
-            if (attr & 0x08) {  // volume label
-                lfn.clear();
-                continue;
-            }
-            std::string base = data.substr(o, 8), ext = data.substr(o + 8, 3);
-            while (!base.empty() && base.back() == ' ')
-                base.pop_back();
-            while (!ext.empty() && ext.back() == ' ')
-                ext.pop_back();
-            Entry e;
-            e.name = lfn.empty() ? (ext.empty() ? base : base + "." + ext) : lfn;
-            e.dir = attr & 0x10;
-            e.cluster = (uint32_t(le16(data, o + 20)) << 16) | le16(data, o + 26);
-            e.size = le32(data, o + 28);
-            lfn.clear();
-            if (ascii_lower(e.name) == ascii_lower(parts[p])) hit = e;
-        }
-        if (!hit)
+    return parts;
+}
+
+Result<uint32_t> FatVolume::folder(std::string_view path) const {
+    uint32_t dir = 0;
+    for (const auto& part : split(path)) {
+        const auto entries = parse_dir(BALLAST_TRY(read_dir(dir)));
+        auto it = std::find_if(entries.begin(), entries.end(), [&](const Entry& e) {
+            return ascii_lower(e.name) == ascii_lower(part);
+        });
+        if (it == entries.end())
             return fail(Errc::not_found, "{}: no {} on the FAT filesystem", range_->name(), path);
-        if (p + 1 < parts.size()) {
-            if (!hit->dir)
-                return fail(Errc::not_found, "{}: {} is not a folder", range_->name(), parts[p]);
-            dir = hit->cluster;
-            continue;
-        }
-        if (hit->dir)
-            return fail(Errc::invalid_argument, "{}: {} is a folder", range_->name(), path);
-        File f;
-        f.size = hit->size;
-        const uint64_t csize = uint64_t(sectors_per_cluster_) * bytes_per_sector_;
-        uint64_t left = hit->size;
-        const auto clusters = BALLAST_TRY(chain(hit->cluster));
-        for (uint32_t c : clusters) {
-            if (left == 0) break;
-            uint64_t len = std::min(left, csize);
-            uint64_t off = cluster_offset(c);
-            if (!f.extents.empty() && f.extents.back().offset + f.extents.back().length == off)
-                f.extents.back().length += len;
-            else
-                f.extents.push_back({off, len});
-            left -= len;
-        }
-        if (left != 0)
-            return fail(Errc::parse, "{}: {} is shorter on disk than its size", range_->name(),
-                        path);
-        return f;
+        if (!it->dir) return fail(Errc::not_found, "{}: {} is not a folder", range_->name(), part);
+        dir = it->cluster;
     }
-    return fail(Errc::not_found, "{}: no {}", range_->name(), path);
+    return dir;
+}
+
+Result<std::vector<FatVolume::DirEntry>> FatVolume::list(std::string_view dir_path) const {
+    const uint32_t dir = BALLAST_TRY(folder(dir_path));
+    std::vector<DirEntry> out;
+    for (const auto& e : parse_dir(BALLAST_TRY(read_dir(dir))))
+        out.push_back({e.name, e.dir, e.size, e.cluster});
+    return out;
+}
+
+Result<FatVolume::File> FatVolume::find(std::string_view path) const {
+    auto parts = split(path);
+    if (parts.empty()) return fail(Errc::invalid_argument, "FAT: empty path");
+    const std::string leaf = parts.back();
+    parts.pop_back();
+    std::string parent;
+    for (const auto& p : parts)
+        parent += "/" + p;
+    const uint32_t dir = BALLAST_TRY(folder(parent));
+    const auto entries = parse_dir(BALLAST_TRY(read_dir(dir)));
+    auto hit = std::find_if(entries.begin(), entries.end(), [&](const Entry& e) {
+        return ascii_lower(e.name) == ascii_lower(leaf);
+    });
+    if (hit == entries.end())
+        return fail(Errc::not_found, "{}: no {} on the FAT filesystem", range_->name(), path);
+    if (hit->dir) return fail(Errc::invalid_argument, "{}: {} is a folder", range_->name(), path);
+    File f;
+    f.size = hit->size;
+    const uint64_t csize = uint64_t(sectors_per_cluster_) * bytes_per_sector_;
+    uint64_t left = hit->size;
+    const auto clusters = BALLAST_TRY(chain(hit->cluster));
+    for (uint32_t c : clusters) {
+        if (left == 0) break;
+        uint64_t len = std::min(left, csize);
+        uint64_t off = cluster_offset(c);
+        if (!f.extents.empty() && f.extents.back().offset + f.extents.back().length == off)
+            f.extents.back().length += len;
+        else
+            f.extents.push_back({off, len});
+        left -= len;
+    }
+    if (left != 0)
+        return fail(Errc::parse, "{}: {} is shorter on disk than its size", range_->name(), path);
+    return f;
+}
+
+Result<std::string> FatVolume::read_range(std::string_view path, uint64_t offset,
+                                          uint64_t length) const {
+    auto f = BALLAST_TRY(find(path));
+    std::string out;
+    uint64_t pos = 0;  // of the extent's start in the file
+    for (const auto& e : f.extents) {
+        const uint64_t from = std::max(offset, pos), to = std::min(offset + length, pos + e.length);
+        if (from < to) {
+            std::string part(to - from, '\0');
+            BALLAST_TRY(range_->read_at(part.data(), part.size(), e.offset + (from - pos)));
+            out += part;
+        }
+        pos += e.length;
+    }
+    return out;
+}
+
+Status FatVolume::drop_alias(std::string_view dir_path, std::string_view name) const {
+    const uint32_t dir = BALLAST_TRY(folder(dir_path));
+    const auto entries = parse_dir(BALLAST_TRY(read_dir(dir)));
+    auto it = std::find_if(entries.begin(), entries.end(),
+                           [&](const Entry& e) { return e.name == name; });
+    if (it == entries.end())
+        return fail(Errc::not_found, "{}: no {}/{}", range_->name(), dir_path, name);
+    const bool aliased =
+        it->cluster != 0 && std::any_of(entries.begin(), entries.end(), [&](const Entry& e) {
+            return &e != &*it && e.cluster == it->cluster && e.size == it->size && !e.dir;
+        });
+    if (!aliased || it->dir)
+        return fail(Errc::invalid_argument,
+                    "{}: {}/{} is not a second name of another file's data; it is not dropped",
+                    range_->name(), dir_path, name);
+    // The short entry first: one byte in one sector, after which the long-name pieces are
+    // orphans every reader skips. The FAT is not touched: the data stays the other name's.
+    std::vector<size_t> slots = {it->short_slot};
+    for (size_t o = it->first_slot; o < it->short_slot; o += 32)
+        slots.push_back(o);
+    const char mark = char(0xE5);
+    for (size_t o : slots) {
+        const uint64_t at = BALLAST_TRY(dir_offset(dir, o));
+        BALLAST_TRY(range_->write_at(&mark, 1, at));
+        BALLAST_TRY(range_->sync());
+    }
+    return {};
+}
+
+Result<uint64_t> FatVolume::dir_offset(uint32_t dir, size_t offset) const {
+    if (dir == 0 && bits_ != 32) return root_offset_ + offset;
+    const uint64_t csize = uint64_t(sectors_per_cluster_) * bytes_per_sector_;
+    const auto clusters = BALLAST_TRY(chain(dir == 0 ? root_cluster_ : dir));
+    if (offset / csize >= clusters.size())
+        return fail(Errc::parse, "{}: directory shorter than expected", range_->name());
+    return cluster_offset(clusters[offset / csize]) + offset % csize;
 }
 
 Result<std::string> FatVolume::read(std::string_view path) const {

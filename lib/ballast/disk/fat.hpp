@@ -29,6 +29,22 @@ class FatVolume {
     // "/grub/env1/grubenv": long names (case-insensitive) or 8.3 names.
     [[nodiscard]] Result<File> find(std::string_view path) const;
     [[nodiscard]] Result<std::string> read(std::string_view path) const;
+    // At most `length` bytes from `offset` (fewer past the end of the file).
+    [[nodiscard]] Result<std::string> read_range(std::string_view path, uint64_t offset,
+                                                 uint64_t length) const;
+
+    struct DirEntry {
+        std::string name;  // long name, else 8.3
+        bool dir = false;
+        uint32_t size = 0;
+        uint32_t cluster = 0;  // the first
+    };
+    // The entries of a folder ("/EFI/Linux"; "" or "/" for the root), "." and ".." left out.
+    [[nodiscard]] Result<std::vector<DirEntry>> list(std::string_view dir_path) const;
+    // Removes the directory entry `name` of `dir_path` when another entry there holds the same
+    // data (same first cluster and size: a rename cut between its two directory writes), with
+    // no change to the FAT, so the data stays the other name's. Anything else is refused.
+    [[nodiscard]] Status drop_alias(std::string_view dir_path, std::string_view name) const;
     // Overwrites the file's bytes; `data` must be exactly the file's size. Synced.
     [[nodiscard]] Status write_in_place(std::string_view path, std::string_view data) const;
 
@@ -41,7 +57,12 @@ class FatVolume {
         bool dir = false;
         uint32_t cluster = 0;
         uint32_t size = 0;
+        size_t first_slot = 0, short_slot = 0;  // byte offsets in the folder's data
     };
+    [[nodiscard]] static std::vector<Entry> parse_dir(const std::string& data);
+    [[nodiscard]] static std::vector<std::string> split(std::string_view path);
+    [[nodiscard]] Result<uint32_t> folder(std::string_view path) const;  // 0: the root
+    [[nodiscard]] Result<uint64_t> dir_offset(uint32_t dir, size_t offset) const;
     [[nodiscard]] Result<uint32_t> next_cluster(uint32_t c) const;
     [[nodiscard]] Result<std::vector<uint32_t>> chain(uint32_t first) const;
     [[nodiscard]] Result<std::string> read_dir(uint32_t cluster) const;  // 0: the root directory
