@@ -8,6 +8,12 @@
 //                               (K counts from 0; writes after it are lost), keeps what the
 //                               cut left in DIR/env11 and DIR/env12, loads (repairing) and
 //                               prints {"completed", "load": {vars} or "error"}
+//   boot-tool sdboot IMG OFFSET STEP...
+//                               the systemd-boot backend on the ESP at OFFSET of IMG: each STEP
+//                               (init:A:1.0, stage:B:2.0:3, commit:B, mark-bad:B, rollback:B)
+//                               as the agent makes it, then prints {"files", "slot" and
+//                               "starts": what the model of systemd-boot starts and under which
+//                               name, "state": the grubenv variables of the state loaded}
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -15,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ballast/boot/esp.hpp"
 #include "ballast/boot/grub.hpp"
 #include "ballast/core/encoding.hpp"
 
@@ -69,6 +76,37 @@ class TornStore final : public EnvStore {
     long sectors_ = 0;
 };
 
+int fail_with(const Error& e) {
+    std::fprintf(stderr, "boot-tool: %s\n", e.what().c_str());
+    return 1;
+}
+
+// One transition of the systemd-boot backend, as the agent makes it ("stage" as an upgrade
+// does: the target emptied and saved, then activated and saved).
+Status sdboot_step(SdBootControl& bc, const std::string& step) {
+    std::vector<std::string> f;
+    for (size_t i = 0, j; i <= step.size(); i = j + 1) {
+        j = step.find(':', i);
+        if (j == std::string::npos) j = step.size();
+        f.push_back(step.substr(i, j - i));
+    }
+    if (f.size() < 2) return fail(Errc::invalid_argument, "bad step {}", step);
+    const Slot slot = BALLAST_TRY(parse_slot(f[1]));
+    if (f[0] == "init" && f.size() == 3) return bc.initialize(initial_state(slot, f[2]));
+    auto s = BALLAST_TRY(bc.load());
+    if (f[0] == "stage" && f.size() == 4) {
+        auto emptied = BALLAST_TRY(begin_write(s, slot, other(slot)));
+        BALLAST_TRY(bc.save(emptied));
+        auto staged = BALLAST_TRY(activate(emptied, slot, std::stoi(f[3]), f[2], other(slot)));
+        return bc.save(staged);
+    }
+    Result<BootState> next = fail(Errc::invalid_argument, "bad step {}", step);
+    if (f[0] == "commit") next = commit(s, slot);
+    if (f[0] == "mark-bad") next = mark_bad(s, slot);
+    if (f[0] == "rollback") next = rollback(s, slot);
+    return bc.save(BALLAST_TRY(std::move(next)));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -115,6 +153,33 @@ int main(int argc, char** argv) {
         std::cout << out.dump() << "\n";
         return 0;
     }
-    std::fprintf(stderr, "usage: boot-tool decide | boot-tool torn OLD NEW K DIR\n");
+    if (cmd == "sdboot" && argc >= 4) {
+        auto esp = Esp::open(argv[2], std::stoull(argv[3]), 0);
+        if (!esp) return fail_with(esp.error());
+        FatEnvStore record(**esp, kSdBootRecord1, kSdBootRecord2);
+        FatUkiStore ukis(**esp);
+        SdBootControl bc(record, ukis);
+        for (int i = 4; i < argc; ++i)
+            if (auto st = sdboot_step(bc, argv[i]); !st) return fail_with(st.error());
+        auto files = ukis.list();
+        if (!files) return fail_with(files.error());
+        const auto listing = read_listing(*files);
+        json out = {{"files", json::array()}};
+        for (const auto& f : *files)
+            out["files"].push_back(f.name);
+        if (auto slot = loader_choice(listing)) {
+            const auto& f = *listing.at(*slot);
+            out["slot"] = std::string(name(*slot));
+            // The name the loader starts it under: renamed first when it is counted.
+            out["starts"] = f.counter ? sdboot::next_name(f.name, *f.counter) : f.name;
+        }
+        if (auto s = bc.load(false)) out["state"] = json_of(to_vars(*s));
+        std::cout << out.dump() << "\n";
+        return 0;
+    }
+    std::fprintf(stderr,
+                 "usage: boot-tool decide | boot-tool torn OLD NEW K DIR | boot-tool sdboot IMG "
+                 "OFFSET [init:SLOT:VERSION | stage:SLOT:VERSION:TRIES | commit:SLOT | "
+                 "mark-bad:SLOT | rollback:BOOTED]...\n");
     return 2;
 }
