@@ -563,3 +563,27 @@ TEST_CASE("systemd-boot backend on a real ESP: mtools renames, identities read f
           Errc::invalid_argument);
     CHECK((*esp)->fat().read_range("/EFI/Linux/notes.txt", 1020, 100).value() == "####");
 }
+
+TEST_CASE("the slot systemd-boot started, from LoaderEntrySelected", "[boot][sdboot]") {
+    CHECK(slot_of_uki_name("ballast-b+3-0.efi") == Slot::B);
+    CHECK(slot_of_uki_name("BALLAST-A.EFI") == Slot::A);
+    CHECK_FALSE(slot_of_uki_name("ballast-a.off"));
+    CHECK_FALSE(slot_of_uki_name("debian.efi"));
+    test::TempDir t;
+    auto put = [&](std::string_view id) {
+        std::string data("\x07\0\0\0", 4);
+        for (char c : id)
+            data += std::string{c, '\0'};
+        data += std::string(2, '\0');
+        test::write_text(t / ("LoaderEntrySelected-" + std::string(kLoaderGuid)), data);
+    };
+    CHECK(booted_slot_from_loader(t.path().string()).value() == std::nullopt);
+    put("ballast-b+2-1.efi");
+    CHECK(booted_slot_from_loader(t.path().string()).value() == Slot::B);
+    put("debian-6.1.efi");
+    CHECK(booted_slot_from_loader(t.path().string()).value() == std::nullopt);
+    test::write_text(t / ("LoaderEntrySelected-" + std::string(kLoaderGuid)),
+                     std::string("\x07\0\0\0b\0\xe9\0", 8));
+    CHECK(booted_slot_from_loader(t.path().string()).value() == std::nullopt);
+    CHECK(ascii_of_ucs2(std::string("a\0b\0\0\0z\0", 8)) == "ab");
+}

@@ -86,6 +86,22 @@ Status check_choice(const BootState& s, const UkiListing& names, std::string_vie
 
 }  // namespace
 
+std::optional<Slot> slot_of_uki_name(std::string_view file) {
+    bool hidden = false;
+    std::optional<sdboot::Counter> counter;
+    auto s = slot_file(file, hidden, counter);
+    if (hidden) return std::nullopt;
+    return s;
+}
+
+Result<std::optional<Slot>> booted_slot_from_loader(const std::string& efivars) {
+    auto v = BALLAST_TRY(read_efi_variable(efivars, "LoaderEntrySelected", kLoaderGuid));
+    if (!v) return std::nullopt;
+    auto id = ascii_of_ucs2(*v);
+    if (!id) return std::nullopt;
+    return slot_of_uki_name(*id);
+}
+
 std::string uki_name(Slot s, std::optional<sdboot::Counter> counter) {
     return sdboot::with_counter(stem(s) + ".efi", counter);
 }

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "ballast/boot/control.hpp"
+#include "ballast/boot/efivars.hpp"
 #include "ballast/boot/grub.hpp"
 #include "ballast/boot/sdboot_menu.hpp"
 
@@ -54,6 +55,14 @@ class UkiStore {
 // "ballast-a.efi", "ballast-a+3-0.efi", "ballast-a.off".
 [[nodiscard]] std::string uki_name(Slot s, std::optional<sdboot::Counter> counter);
 [[nodiscard]] std::string hidden_uki_name(Slot s);
+
+// The slot of one of this backend's names ("ballast-b+3-0.efi", any case); nullopt for others.
+[[nodiscard]] std::optional<Slot> slot_of_uki_name(std::string_view file);
+// The slot the running system was started from by systemd-boot: its LoaderEntrySelected (the
+// entry's id, the file name as it was before the try was counted). nullopt when the variable is
+// not there or names no slot of this backend.
+[[nodiscard]] Result<std::optional<Slot>> booted_slot_from_loader(
+    const std::string& efivars = kEfivars);
 
 // /EFI/Linux as this backend reads it.
 struct UkiListing {

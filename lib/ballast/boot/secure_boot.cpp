@@ -26,19 +26,7 @@ constexpr size_t kListHeader = 28;  // SignatureType, ListSize, HeaderSize, Sign
 constexpr size_t kOwner = 16;       // each signature's SignatureOwner GUID
 constexpr std::string_view kGlobalGuid = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
 constexpr std::string_view kImageSecurityGuid = "d719b2cb-3d3a-4596-a3bc-dad00e67656f";
-constexpr size_t kMaxVariable = 1u << 20;
 constexpr const char* kSpcIndirectData = "1.3.6.1.4.1.311.2.1.4";
-
-// A variable's data, without efivarfs' 4 bytes of attributes; nullopt when it is not there.
-Result<std::optional<std::string>> read_variable(const std::string& efivars, std::string_view name,
-                                                 std::string_view guid) {
-    const auto path = std::filesystem::path(efivars) / fmt::format("{}-{}", name, guid);
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec)) return std::nullopt;
-    std::string data = BALLAST_TRY(read_file(path, kMaxVariable));
-    if (data.size() < 4) return fail(Errc::parse, "{}: shorter than its attributes", path.string());
-    return data.substr(4);
-}
 
 using X509Own = ossl::Own<X509>;
 
@@ -236,13 +224,13 @@ Result<SecureBootState> read_secure_boot(const std::string& efivars) {
         return fail(Errc::unsupported, "{}: no EFI variables (not booted with UEFI?)", efivars);
     SecureBootState s;
     auto flag = [&](std::string_view name) -> Result<bool> {
-        auto v = BALLAST_TRY(read_variable(efivars, name, kGlobalGuid));
+        auto v = BALLAST_TRY(read_efi_variable(efivars, name, kGlobalGuid));
         return v && !v->empty() && (*v)[0] == 1;
     };
     s.enabled = BALLAST_TRY(flag("SecureBoot"));
     s.setup_mode = BALLAST_TRY(flag("SetupMode"));
     for (auto [name, db] : {std::pair{"db", &s.db}, {"dbx", &s.dbx}})
-        if (auto v = BALLAST_TRY(read_variable(efivars, name, kImageSecurityGuid)))
+        if (auto v = BALLAST_TRY(read_efi_variable(efivars, name, kImageSecurityGuid)))
             *db = BALLAST_TRY(parse_signature_lists(*v, fmt::format("EFI variable {}", name)));
     return s;
 }

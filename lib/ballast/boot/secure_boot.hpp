@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ballast/boot/authenticode.hpp"
+#include "ballast/boot/efivars.hpp"
 #include "ballast/core/result.hpp"
 
 namespace ballast::boot {
@@ -28,8 +29,6 @@ struct SignatureDb {
 // Errc::parse naming `what` and the offset.
 [[nodiscard]] Result<SignatureDb> parse_signature_lists(std::string_view data,
                                                         std::string_view what);
-
-inline constexpr const char* kEfivars = "/sys/firmware/efi/efivars";
 
 struct SecureBootState {
     bool enabled = false;     // SecureBoot = 1: the firmware enforces db/dbx

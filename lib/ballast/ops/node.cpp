@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "ballast/boot/sdboot.hpp"
 #include "ballast/core/cmdline.hpp"
 #include "ballast/disk/discover.hpp"
 #include "ballast/disk/layout.hpp"
@@ -20,8 +21,13 @@ std::string resolve_disk(const NodeOptions& o, const config::AgentSettings& s) {
 
 std::optional<boot::Slot> resolve_booted(const NodeOptions& o) {
     if (o.booted_slot) return o.booted_slot;
-    if (auto cmdline = read_proc_cmdline()) return boot::booted_slot_from_cmdline(*cmdline);
-    return std::nullopt;
+    if (auto cmdline = read_proc_cmdline())
+        if (auto slot = boot::booted_slot_from_cmdline(*cmdline)) return slot;
+    // A UKI serves either slot, so its command line names none: systemd-boot says which entry
+    // it started.
+    auto loader = boot::booted_slot_from_loader();
+    if (!loader) spdlog::warn("booted slot: {}", loader.error().what());
+    return loader.value_or(std::nullopt);
 }
 
 std::filesystem::path state_dir(const NodeOptions& o) {
