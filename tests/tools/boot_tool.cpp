@@ -10,7 +10,8 @@
 //                               prints {"completed", "load": {vars} or "error"}
 //   boot-tool sdboot IMG OFFSET STEP...
 //                               the systemd-boot backend on the ESP at OFFSET of IMG: each STEP
-//                               (init:A:1.0, stage:B:2.0:3, commit:B, mark-bad:B, rollback:B)
+//                               (init:A:1.0, stage:B:2.0:3, commit:B, mark-bad:B, rollback:B,
+//                               load: the agent's load, which finishes cut writes)
 //                               as the agent makes it, then prints {"files", "slot" and
 //                               "starts": what the model of systemd-boot starts and under which
 //                               name, "state": the grubenv variables of the state loaded}
@@ -89,6 +90,10 @@ Status sdboot_step(SdBootControl& bc, const std::string& step) {
         j = step.find(':', i);
         if (j == std::string::npos) j = step.size();
         f.push_back(step.substr(i, j - i));
+    }
+    if (step == "load") {  // repairs, as the agent's does
+        BALLAST_TRY(bc.load());
+        return {};
     }
     if (f.size() < 2) return fail(Errc::invalid_argument, "bad step {}", step);
     const Slot slot = BALLAST_TRY(parse_slot(f[1]));
@@ -180,6 +185,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: boot-tool decide | boot-tool torn OLD NEW K DIR | boot-tool sdboot IMG "
                  "OFFSET [init:SLOT:VERSION | stage:SLOT:VERSION:TRIES | commit:SLOT | "
-                 "mark-bad:SLOT | rollback:BOOTED]...\n");
+                 "mark-bad:SLOT | rollback:BOOTED | load]...\n");
     return 2;
 }

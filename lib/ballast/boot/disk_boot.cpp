@@ -16,7 +16,9 @@ Result<DiskBoot> DiskBoot::open(const std::string& disk_path) {
                     disk_path, disk::kEfiLabel, disk::kSlotALabel, disk::kSlotBLabel);
     d.slots_ = {{disk_path, a->start, a->size}, {disk_path, b->start, b->size}};
     d.esp_ = BALLAST_TRY(Esp::open(disk_path, esp->start, esp->size));
-    if (d.esp_->has(kSdBootRecord1) || d.esp_->has(kSdBootRecord2)) {
+    const bool sdboot = BALLAST_TRY_CTX(d.esp_->has(kSdBootRecord1), "ESP") ||
+                        BALLAST_TRY_CTX(d.esp_->has(kSdBootRecord2), "ESP");
+    if (sdboot) {
         d.store_ = std::make_unique<FatEnvStore>(*d.esp_, kSdBootRecord1, kSdBootRecord2);
         d.ukis_ = std::make_unique<FatUkiStore>(*d.esp_);
         d.control_ = std::make_unique<SdBootControl>(*d.store_, *d.ukis_);

@@ -2,37 +2,34 @@
 
 #include <algorithm>
 
-#include "ballast/boot/uki.hpp"
-#include "ballast/disk/mkfs.hpp"
-
 namespace ballast::boot {
 namespace {
 
-// Enough for the headers and section table of any UKI (objcopy's and ukify's put them in the
-// first 4 KiB), and for any os-release: what the loader reads of a larger .osrel is not looked
-// at here.
-constexpr uint64_t kHeadBytes = 64 * 1024;
-constexpr uint64_t kMaxOsRelease = 64 * 1024;
+// The loader reads the headers wherever e_lfanew puts them and all of .osrel; a UKI whose
+// headers lie past the first MiB, or whose .osrel is larger, is not modelled: refused.
+constexpr uint64_t kFirstRead = 64 * 1024;
+constexpr uint64_t kMaxRead = 1024 * 1024;
 
 std::string uki_path(std::string_view name) {
     return fmt::format("{}/{}", kUkiDir, name);
 }
 
-// The identity the loader sorts the file by; nullopt when it would skip the file (not a PE
-// image, no .osrel, no ID or NAME in it).
-std::optional<sdboot::Identity> read_identity(const disk::FatVolume& fat, std::string_view name,
-                                              uint64_t size) {
-    const std::string path = uki_path(name);
-    auto head = fat.read_range(path, 0, kHeadBytes);
-    if (!head) return std::nullopt;
-    auto pe = pe_image(*head, path, size);
-    if (!pe) return std::nullopt;
-    const PeSection* osrel = find_section(*pe, ".osrel");
-    if (!osrel || osrel->virtual_size == 0) return std::nullopt;
-    auto text = fat.read_range(path, osrel->raw_offset,
-                               std::min<uint64_t>(osrel->virtual_size, kMaxOsRelease));
-    if (!text) return std::nullopt;
-    return sdboot::identity(*text);
+// The identity the loader sorts the file by; nullopt when it would skip the file (not an x86-64
+// PE image, no .osrel, no ID or NAME in it). Read errors are errors.
+Result<std::optional<sdboot::Identity>> read_identity(const disk::FatVolume& fat,
+                                                      const disk::FatVolume::DirEntry& e) {
+    std::string head = BALLAST_TRY(fat.read_entry(e, 0, kFirstRead));
+    auto at = sdboot::find_osrel(head);
+    if (at.kind == sdboot::OsrelAt::Kind::need && at.size <= e.size && head.size() < e.size) {
+        if (at.size > kMaxRead)
+            return fail(Errc::unsupported, "{}: PE headers past the first MiB", uki_path(e.name));
+        head = BALLAST_TRY(fat.read_entry(e, 0, at.size));
+        at = sdboot::find_osrel(head);
+    }
+    if (at.kind != sdboot::OsrelAt::Kind::at) return std::nullopt;
+    if (at.size > kMaxRead)
+        return fail(Errc::unsupported, "{}: an .osrel of {} bytes", uki_path(e.name), at.size);
+    return sdboot::identity(BALLAST_TRY(fat.read_entry(e, at.offset, at.size)));
 }
 
 }  // namespace
@@ -59,16 +56,21 @@ Result<std::vector<UkiStore::File>> FatUkiStore::list() {
     std::vector<File> out;
     for (const auto& e : BALLAST_TRY(std::move(entries))) {
         if (e.dir) continue;
-        out.push_back({e.name, read_identity(esp_.fat(), e.name, e.size)});
+        auto id = BALLAST_TRY_CTX(read_identity(esp_.fat(), e), "{}", uki_path(e.name));
+        out.push_back({e.name, std::move(id), e.cluster});
     }
     return out;
 }
 
 Status FatUkiStore::rename(const std::string& from, const std::string& to) {
-    BALLAST_TRY(disk::fat_rename(esp_.path(), esp_.offset(), uki_path(from), uki_path(to)));
-    // mtools writes through its own descriptor; an fsync of the ESP's makes its writes durable
-    // (the same file or block device, the same page cache).
-    return esp_.range().sync();
+    return esp_.fat().rename(kUkiDir, from, to);
+}
+
+Status FatUkiStore::tidy() {
+    auto n = esp_.fat().free_orphans(kUkiDir);
+    if (!n && n.error().code() == Errc::not_found) return {};  // no /EFI/Linux yet
+    if (!n) return std::unexpected(n.error());
+    return {};
 }
 
 Status FatUkiStore::drop_alias(const std::string& alias) {

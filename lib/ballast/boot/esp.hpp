@@ -1,6 +1,6 @@
 // The boot state on a real ESP, reached through the FAT filesystem with no mount: GRUB's two
 // environment files rewritten in place, and systemd-boot's UKIs in /EFI/Linux (listed and read
-// here, renamed with mtools), opened from the disk that holds the Ballast partitions.
+// and renamed here), opened from the disk that holds the Ballast partitions.
 #pragma once
 
 #include <memory>
@@ -28,8 +28,13 @@ class Esp {
     [[nodiscard]] const disk::ByteRange& range() const { return range_; }
     [[nodiscard]] const std::string& path() const { return path_; }
     [[nodiscard]] uint64_t offset() const { return offset_; }
-    // Whether the file exists (errors reading the folders count as no).
-    [[nodiscard]] bool has(std::string_view file) const { return fat_->find(file).has_value(); }
+    // Whether the file exists; errors other than its absence are errors.
+    [[nodiscard]] Result<bool> has(std::string_view file) const {
+        auto f = fat_->find(file);
+        if (f) return true;
+        if (f.error().code() == Errc::not_found) return false;
+        return std::unexpected(f.error());
+    }
 
   private:
     Esp(std::string path, uint64_t offset, disk::ByteRange r)
@@ -53,14 +58,15 @@ class FatEnvStore final : public EnvStore {
     std::string copies_[2];
 };
 
-// /EFI/Linux: each file's .osrel identity read from its PE headers (as the loader finds it),
-// renames with mtools' mren, made durable with an fsync of the ESP.
+// /EFI/Linux: each file's .osrel identity read from its PE headers as the loader finds it,
+// renames in place (disk::FatVolume::rename: a cut never leaves the file with no name).
 class FatUkiStore final : public UkiStore {
   public:
     explicit FatUkiStore(const Esp& esp) : esp_(esp) {}
     [[nodiscard]] Result<std::vector<File>> list() override;
     [[nodiscard]] Status rename(const std::string& from, const std::string& to) override;
     [[nodiscard]] Status drop_alias(const std::string& alias) override;
+    [[nodiscard]] Status tidy() override;
 
   private:
     const Esp& esp_;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <spdlog/spdlog.h>
+
 namespace ballast::boot {
 namespace {
 
@@ -112,6 +114,7 @@ std::string hidden_uki_name(Slot s) {
 
 UkiListing read_listing(const std::vector<UkiStore::File>& files) {
     UkiListing l;
+    std::array<uint64_t, 2> data{};
     for (const auto& file : files) {
         bool hidden = false;
         std::optional<sdboot::Counter> counter;
@@ -123,16 +126,23 @@ UkiListing read_listing(const std::vector<UkiStore::File>& files) {
         }
         auto entry = slot_entry(file.name, file.identity);
         auto& cur = l.slots[*slot == Slot::A ? 0 : 1];
-        // Two names for one slot: a rename cut between its two directory writes. The one the
-        // loader tries first is the slot's; the other is an alias to drop.
+        auto& cur_data = data[*slot == Slot::A ? 0 : 1];
+        // Two names for one slot. The one the loader tries first is the slot's; the other is
+        // an alias to drop when it names the same data (a rename cut between its directory
+        // writes), else a stale copy to put aside.
         if (!cur) {
             cur = std::move(entry);
-        } else if (tried_before(entry, *cur)) {
-            l.aliases.push_back(cur->name);
-            cur = std::move(entry);
-        } else {
-            l.aliases.push_back(entry.name);
+            cur_data = file.data;
+            continue;
         }
+        const bool same = file.data != 0 && file.data == cur_data;
+        std::string loser = entry.name;
+        if (tried_before(entry, *cur)) {
+            loser = cur->name;
+            cur = std::move(entry);
+            cur_data = file.data;
+        }
+        (same ? l.aliases : l.strays).push_back(std::move(loser));
     }
     return l;
 }
@@ -214,6 +224,12 @@ Result<std::vector<Rename>> plan(const BootState& s, const UkiListing& l) {
         if (want != f->name) after = renamed(std::move(after), slot, want);
     }
 
+    const bool listed = std::any_of(after.slots.begin(), after.slots.end(),
+                                    [](const auto& f) { return f && f->listed; });
+    if (!listed)
+        return fail(Errc::invalid_argument,
+                    "refused: no slot would be left in systemd-boot's menu ({})",
+                    describe(s, Slot::A) + "; " + describe(s, Slot::B));
     BALLAST_TRY(check_choice(s, after, "at the next boot"));
     const Slot next = decide(s).slot;
     if (s.at(next).trial && s.at(next).tries > 0 && after.at(next) && after.at(next)->listed) {
@@ -253,11 +269,16 @@ Result<std::vector<Rename>> plan(const BootState& s, const UkiListing& l) {
 }
 
 Result<UkiListing> SdBootControl::listing() {
+    BALLAST_TRY_CTX(ukis_.tidy(), "{}", kUkiDir);
     auto files = BALLAST_TRY_CTX(ukis_.list(), "{}", kUkiDir);
     auto l = read_listing(files);
-    if (l.aliases.empty()) return l;
+    if (l.aliases.empty() && l.strays.empty()) return l;
     for (const auto& a : l.aliases)
         BALLAST_TRY_CTX(ukis_.drop_alias(a), "{}/{}: drop the second name", kUkiDir, a);
+    // Out of the loader's sight and of this backend's names, kept for whoever wants to look.
+    for (const auto& stray : l.strays)
+        BALLAST_TRY_CTX(ukis_.rename(stray, "stale-" + stray + ".off"), "{}/{}: put aside", kUkiDir,
+                        stray);
     files = BALLAST_TRY_CTX(ukis_.list(), "{}", kUkiDir);
     return read_listing(files);
 }
@@ -276,13 +297,12 @@ Result<BootState> SdBootControl::load(bool repair) {
     }
     auto l = BALLAST_TRY(listing());
     // The record is written first: finish the renames it asks for. When it asks for what the
-    // names cannot give (its UKI gone), the names are what the loader follows, and the record
-    // is brought in line with them.
+    // names cannot give (its UKI gone), the names are what the loader follows: that is the
+    // state, and nothing is written (the record stays for an operator to repair from).
     auto renames = plan(record, l);
     if (!renames) {
-        const BootState m = merge(record, l);
-        if (m != record) BALLAST_TRY(record_.save(m));
-        return m;
+        spdlog::warn("boot control: {}", renames.error().what());
+        return merge(record, l);
     }
     BALLAST_TRY(rename_all(*renames));
     l = BALLAST_TRY(listing());

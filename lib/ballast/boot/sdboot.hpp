@@ -42,6 +42,7 @@ class UkiStore {
     struct File {
         std::string name;                          // in /EFI/Linux
         std::optional<sdboot::Identity> identity;  // from its .osrel; nullopt: the loader skips it
+        uint64_t data = 0;  // where its data starts (two names with the same: one file)
     };
     virtual ~UkiStore() = default;
     [[nodiscard]] virtual Result<std::vector<File>> list() = 0;
@@ -50,6 +51,9 @@ class UkiStore {
     // Drops the name `alias` of a file that is also under another name (a rename cut between
     // its two directory writes), leaving the data to the other name.
     [[nodiscard]] virtual Status drop_alias(const std::string& alias) = 0;
+    // Clears what a cut write left that no reader uses (orphaned long-name pieces); nothing is
+    // written when there is none.
+    [[nodiscard]] virtual Status tidy() = 0;
 };
 
 // "ballast-a.efi", "ballast-a+3-0.efi", "ballast-a.off".
@@ -75,6 +79,7 @@ struct UkiListing {
     std::array<std::optional<SlotFile>, 2> slots;  // A, B
     std::vector<sdboot::Entry> foreign;            // other listed UKIs: they are in the menu too
     std::vector<std::string> aliases;              // second names of a slot's file (cut renames)
+    std::vector<std::string> strays;  // other files under a slot's names (stale copies)
     [[nodiscard]] const std::optional<SlotFile>& at(Slot s) const {
         return slots[s == Slot::A ? 0 : 1];
     }

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "ballast/core/bytes.hpp"
+
 namespace ballast::boot::sdboot {
 namespace {
 
@@ -189,6 +191,29 @@ std::optional<Identity> identity(std::string_view osrel) {
                   : version     ? version
                   : version_id  ? version_id
                                 : build_id;
+    return out;
+}
+
+OsrelAt find_osrel(std::string_view head) {
+    constexpr size_t kDos = 64, kPe = 96, kSection = 40, kMaxSections = 96;
+    auto need = [](uint64_t n) { return OsrelAt{OsrelAt::Kind::need, 0, n}; };
+    if (head.size() < kDos) return need(kDos);
+    if (head.substr(0, 2) != "MZ") return {};
+    const uint64_t pe = le32(head, 0x3c);
+    if (head.size() < pe + kPe) return need(pe + kPe);
+    const uint16_t sections = le16(head, pe + 6), magic = le16(head, pe + 24);
+    if (head.substr(pe, 4) != std::string_view("PE\0\0", 4) || le16(head, pe + 4) != 0x8664 ||
+        sections == 0 || sections > kMaxSections || (magic != 0x10b && magic != 0x20b))
+        return {};
+    const uint64_t table = pe + 24 + le16(head, pe + 20);
+    if (head.size() < table + sections * kSection) return need(table + sections * kSection);
+    OsrelAt out;
+    for (size_t i = 0; i < sections; ++i) {
+        const size_t at = table + i * kSection;
+        if (head.substr(at, 6) != ".osrel") continue;
+        out = {OsrelAt::Kind::at, le32(head, at + 20), le32(head, at + 8)};
+    }
+    if (out.size == 0) return {};
     return out;
 }
 

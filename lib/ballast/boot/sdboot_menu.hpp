@@ -43,6 +43,18 @@ struct Identity {
 // the whole value stripped.
 [[nodiscard]] std::optional<Identity> identity(std::string_view osrel);
 
+// Where the loader reads a UKI's .osrel (pe.c pe_file_locate_sections in 252, an x86-64
+// loader): the DOS header (64 bytes, "MZ"), the PE header at its e_lfanew (96 bytes: "PE\0\0",
+// Machine x86-64, 1-96 sections, a PE32 or PE32+ optional header magic), the section table after
+// the optional header, and in it the last section whose name starts with ".osrel": its file
+// offset and VirtualSize. `head` is the start of the file; `need` says how much of it is needed
+// when it is too short to tell.
+struct OsrelAt {
+    enum class Kind { not_listed, need, at } kind = Kind::not_listed;
+    uint64_t offset = 0, size = 0;  // need: `size` bytes of head
+};
+[[nodiscard]] OsrelAt find_osrel(std::string_view head);
+
 // Whether the loader looks at a file of /EFI/Linux at all: it ends in ".efi" (any case) and does
 // not start with '.' or "auto-". It is listed when it also has an .osrel with an identity.
 [[nodiscard]] bool listed_name(std::string_view file);

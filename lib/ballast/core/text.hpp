@@ -28,6 +28,12 @@ namespace ballast {
         c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return out;
 }
+[[nodiscard]] inline std::string ascii_upper(std::string_view s) {
+    std::string out(s);
+    for (auto& c : out)
+        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return out;
+}
 
 // The lines of `s` (LF or CRLF), trimmed, empty ones dropped.
 [[nodiscard]] inline std::vector<std::string> nonempty_lines(std::string_view s) {

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "ballast/core/bytes.hpp"
+#include "ballast/core/failpoint.hpp"
 #include "ballast/core/text.hpp"
 
 namespace ballast::disk {
@@ -88,34 +89,69 @@ Result<std::string> FatVolume::read_dir(uint32_t cluster) const {
     return data;
 }
 
+namespace {
+
+constexpr size_t kSlot = 32;
+constexpr size_t kLfnChars[] = {1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30};
+constexpr uint8_t kLfnAttr = 0x0F;
+constexpr uint8_t kLastPiece = 0x40;
+constexpr char kFree = char(0xE5);
+
+// The checksum a long name's pieces carry of the short entry they belong to.
+uint8_t short_checksum(std::string_view name11) {
+    uint8_t sum = 0;
+    for (char c : name11)
+        sum = uint8_t(((sum & 1) << 7) + (sum >> 1) + uint8_t(c));
+    return sum;
+}
+
+}  // namespace
+
 std::vector<FatVolume::Entry> FatVolume::parse_dir(const std::string& data) {
     std::vector<Entry> out;
+    // A long name counts only when its pieces run from the one marked last down to 1 with one
+    // checksum, right before a short entry with that checksum: as Linux and EDK2 read it.
     std::string lfn;
     size_t lfn_start = 0;
-    for (size_t o = 0; o + 32 <= data.size(); o += 32) {
+    int next_ord = 0;  // the ordinal the next piece must have; 0 once piece 1 was read
+    uint8_t lfn_sum = 0;
+    bool lfn_ok = false;
+    for (size_t o = 0; o + kSlot <= data.size(); o += kSlot) {
         const uint8_t first = uint8_t(data[o]);
         if (first == 0x00) break;
         if (first == 0xE5) {
-            lfn.clear();
+            lfn_ok = false;
             continue;
         }
         const uint8_t attr = uint8_t(data[o + 11]);
-        if (attr == 0x0F) {  // long name piece: 13 UCS-2 characters, pieces come last-first
+        if (attr == kLfnAttr) {
+            const int ord = first & 0x1F;
+            const uint8_t sum = uint8_t(data[o + 13]);
+            if (first & kLastPiece) {
+                lfn.clear();
+                lfn_start = o;
+                lfn_sum = sum;
+                lfn_ok = ord >= 1;
+            } else if (!lfn_ok || ord != next_ord || sum != lfn_sum) {
+                lfn_ok = false;
+                continue;
+            }
+            next_ord = ord - 1;
             std::string piece;
-            for (size_t k : {1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30}) {
+            for (size_t k : kLfnChars) {
                 uint16_t ch = le16(data, o + k);
                 if (ch == 0 || ch == 0xFFFF) break;
                 piece += ch < 0x80 ? char(ch) : '?';
             }
-            if (lfn.empty()) lfn_start = o;
             lfn = piece + lfn;
             continue;
         }
-        if (attr & 0x08) {  // volume label
-            lfn.clear();
-            continue;
-        }
+        const bool has_lfn =
+            lfn_ok && next_ord == 0 && lfn_sum == short_checksum(data.substr(o, 11));
+        lfn_ok = false;
+        if (attr & 0x08) continue;  // volume label
         std::string base = data.substr(o, 8), ext = data.substr(o + 8, 3);
+        if (base[0] == 0x05) base[0] = kFree;  // a name really starting with 0xE5
         while (!base.empty() && base.back() == ' ')
             base.pop_back();
         while (!ext.empty() && ext.back() == ' ')
@@ -125,16 +161,41 @@ std::vector<FatVolume::Entry> FatVolume::parse_dir(const std::string& data) {
         if (data[o + 12] & 0x08) base = ascii_lower(base);
         if (data[o + 12] & 0x10) ext = ascii_lower(ext);
         Entry e;
-        e.name = lfn.empty() ? (ext.empty() ? base : base + "." + ext) : lfn;
+        e.name = has_lfn ? lfn : ext.empty() ? base : base + "." + ext;
         e.dir = attr & 0x10;
         e.cluster = (uint32_t(le16(data, o + 20)) << 16) | le16(data, o + 26);
         e.size = le32(data, o + 28);
-        e.first_slot = lfn.empty() ? o : lfn_start;
+        e.first_slot = has_lfn ? lfn_start : o;
         e.short_slot = o;
-        lfn.clear();
+        e.short_name = data.substr(o, 11);
         if (e.name != "." && e.name != "..") out.push_back(std::move(e));
     }
     return out;
+}
+
+std::vector<size_t> FatVolume::orphan_pieces(const std::string& data,
+                                             const std::vector<Entry>& entries) {
+    std::vector<size_t> out;
+    for (size_t o = 0; o + kSlot <= data.size() && data[o] != 0x00; o += kSlot) {
+        if (data[o] == kFree || uint8_t(data[o + 11]) != kLfnAttr) continue;
+        const bool owned = std::any_of(entries.begin(), entries.end(), [&](const Entry& e) {
+            return o >= e.first_slot && o < e.short_slot;
+        });
+        if (!owned) out.push_back(o);
+    }
+    return out;
+}
+
+Result<size_t> FatVolume::free_orphans(std::string_view dir_path) const {
+    const uint32_t dir = BALLAST_TRY(folder(dir_path));
+    const std::string data = BALLAST_TRY(read_dir(dir));
+    const auto orphans = orphan_pieces(data, parse_dir(data));
+    for (size_t o : orphans) {
+        const uint64_t at = BALLAST_TRY(dir_offset(dir, o));
+        BALLAST_TRY(range_->write_at(&kFree, 1, at));
+    }
+    if (!orphans.empty()) BALLAST_TRY(range_->sync());
+    return orphans.size();
 }
 
 std::vector<std::string> FatVolume::split(std::string_view path) {
@@ -188,11 +249,16 @@ Result<FatVolume::File> FatVolume::find(std::string_view path) const {
     if (hit == entries.end())
         return fail(Errc::not_found, "{}: no {} on the FAT filesystem", range_->name(), path);
     if (hit->dir) return fail(Errc::invalid_argument, "{}: {} is a folder", range_->name(), path);
+    return extents_of(hit->cluster, hit->size, path);
+}
+
+Result<FatVolume::File> FatVolume::extents_of(uint32_t cluster, uint32_t size,
+                                              std::string_view what) const {
     File f;
-    f.size = hit->size;
+    f.size = size;
     const uint64_t csize = uint64_t(sectors_per_cluster_) * bytes_per_sector_;
-    uint64_t left = hit->size;
-    const auto clusters = BALLAST_TRY(chain(hit->cluster));
+    uint64_t left = size;
+    const auto clusters = BALLAST_TRY(chain(cluster));
     for (uint32_t c : clusters) {
         if (left == 0) break;
         uint64_t len = std::min(left, csize);
@@ -204,13 +270,21 @@ Result<FatVolume::File> FatVolume::find(std::string_view path) const {
         left -= len;
     }
     if (left != 0)
-        return fail(Errc::parse, "{}: {} is shorter on disk than its size", range_->name(), path);
+        return fail(Errc::parse, "{}: {} is shorter on disk than its size", range_->name(), what);
     return f;
 }
 
 Result<std::string> FatVolume::read_range(std::string_view path, uint64_t offset,
                                           uint64_t length) const {
-    auto f = BALLAST_TRY(find(path));
+    return read_extents(BALLAST_TRY(find(path)), offset, length);
+}
+
+Result<std::string> FatVolume::read_entry(const DirEntry& e, uint64_t offset,
+                                          uint64_t length) const {
+    return read_extents(BALLAST_TRY(extents_of(e.cluster, e.size, e.name)), offset, length);
+}
+
+Result<std::string> FatVolume::read_extents(const File& f, uint64_t offset, uint64_t length) const {
     std::string out;
     uint64_t pos = 0;  // of the extent's start in the file
     for (const auto& e : f.extents) {
@@ -233,25 +307,127 @@ Status FatVolume::drop_alias(std::string_view dir_path, std::string_view name) c
     if (it == entries.end())
         return fail(Errc::not_found, "{}: no {}/{}", range_->name(), dir_path, name);
     const bool aliased =
-        it->cluster != 0 && std::any_of(entries.begin(), entries.end(), [&](const Entry& e) {
+        it->cluster != 0 && !it->dir &&
+        std::any_of(entries.begin(), entries.end(), [&](const Entry& e) {
             return &e != &*it && e.cluster == it->cluster && e.size == it->size && !e.dir;
         });
-    if (!aliased || it->dir)
+    if (!aliased)
         return fail(Errc::invalid_argument,
                     "{}: {}/{} is not a second name of another file's data; it is not dropped",
                     range_->name(), dir_path, name);
+    return free_entry(dir, *it);
+}
+
+Status FatVolume::free_entry(uint32_t dir, const Entry& e) const {
     // The short entry first: one byte in one sector, after which the long-name pieces are
     // orphans every reader skips. The FAT is not touched: the data stays the other name's.
-    std::vector<size_t> slots = {it->short_slot};
-    for (size_t o = it->first_slot; o < it->short_slot; o += 32)
+    std::vector<size_t> slots = {e.short_slot};
+    for (size_t o = e.first_slot; o < e.short_slot; o += kSlot)
         slots.push_back(o);
-    const char mark = char(0xE5);
     for (size_t o : slots) {
         const uint64_t at = BALLAST_TRY(dir_offset(dir, o));
-        BALLAST_TRY(range_->write_at(&mark, 1, at));
+        BALLAST_TRY(range_->write_at(&kFree, 1, at));
         BALLAST_TRY(range_->sync());
+        failpoint("fat.free.short-entry");
     }
     return {};
+}
+
+Status FatVolume::rename(std::string_view dir_path, std::string_view from,
+                         std::string_view to) const {
+    if (to.empty() || to.size() > 255 || std::any_of(to.begin(), to.end(), [](char c) {
+            return uint8_t(c) < 0x20 || uint8_t(c) >= 0x80 ||
+                   std::string_view("\"*/:<>?\\|").find(c) != std::string_view::npos;
+        }))
+        return fail(Errc::invalid_argument, "FAT: {:?} is not a plain ASCII long name", to);
+    const uint32_t dir = BALLAST_TRY(folder(dir_path));
+    const std::string data = BALLAST_TRY(read_dir(dir));
+    const auto entries = parse_dir(data);
+    auto old = std::find_if(entries.begin(), entries.end(),
+                            [&](const Entry& e) { return e.name == from; });
+    if (old == entries.end())
+        return fail(Errc::not_found, "{}: no {}/{}", range_->name(), dir_path, from);
+    for (const auto& e : entries)
+        if (ascii_lower(e.name) == ascii_lower(to))
+            return fail(Errc::exists, "{}: {}/{} exists", range_->name(), dir_path, to);
+
+    // A short name no other entry has: "BLST" and four hex digits, the extension's first three
+    // characters. The long name is what every reader shows.
+    std::string ext;
+    if (auto dot = to.rfind('.'); dot != std::string_view::npos)
+        ext = ascii_upper(std::string(to.substr(dot + 1, 3)));
+    std::erase_if(ext, [](char c) { return !std::isalnum(uint8_t(c)); });
+    ext.resize(3, ' ');
+    std::string short_name;
+    for (unsigned n = 0; n < 0x10000 && short_name.empty(); ++n) {
+        std::string cand = fmt::format("BLST{:04X}", n) + ext;
+        if (std::none_of(entries.begin(), entries.end(),
+                         [&](const Entry& e) { return e.short_name == cand; }))
+            short_name = cand;
+    }
+    // The new entries: the pieces, last first, then a copy of the old short entry (same data,
+    // attributes and times) under the new short name.
+    const uint8_t sum = short_checksum(short_name);
+    const size_t pieces = (to.size() + 12) / 13;
+    std::string run;
+    for (size_t p = pieces; p >= 1; --p) {
+        std::string slot(kSlot, '\0');
+        slot[0] = char(p | (p == pieces ? kLastPiece : 0));
+        slot[11] = char(kLfnAttr);
+        slot[13] = char(sum);
+        for (size_t k = 0; k < 13; ++k) {
+            const size_t i = (p - 1) * 13 + k;
+            const uint16_t ch = i < to.size() ? uint8_t(to[i]) : i == to.size() ? 0 : 0xFFFF;
+            slot[kLfnChars[k]] = char(ch & 0xFF);
+            slot[kLfnChars[k] + 1] = char(ch >> 8);
+        }
+        run += slot;
+    }
+    std::string short_entry = data.substr(old->short_slot, kSlot);
+    short_entry.replace(0, 11, short_name);
+    short_entry[12] = 0;  // no case bits: the long name carries the case
+    run += short_entry;
+
+    // Free slots for it: deleted ones, or the end of the folder (which must stay ended).
+    const size_t need = run.size() / kSlot;
+    size_t at = std::string::npos, free_run = 0, end = data.size();
+    for (size_t o = 0; o + kSlot <= data.size(); o += kSlot) {
+        if (data[o] == 0x00) {
+            end = o;
+            break;
+        }
+        free_run = data[o] == kFree ? free_run + 1 : 0;
+        if (free_run == need) {
+            at = o + kSlot - need * kSlot;
+            break;
+        }
+    }
+    if (at == std::string::npos) {
+        if (end + run.size() > data.size())
+            return fail(Errc::unsupported,
+                        "{}: {} has no room for another name (the folder is not extended)",
+                        range_->name(), dir_path);
+        at = end;
+        // Past the old end, the slot after the run must end the folder again.
+        if (end + run.size() < data.size() && data[end + run.size()] != 0x00) {
+            const char zero = 0;
+            const uint64_t next = BALLAST_TRY(dir_offset(dir, end + run.size()));
+            BALLAST_TRY(range_->write_at(&zero, 1, next));
+        }
+    }
+    // Pieces, then the short entry that makes the name: each written and synced in its turn, so
+    // a cut leaves the old name alone, or both names (an alias the caller drops), never none.
+    for (size_t i = 0; i < need; ++i) {
+        const uint64_t off = BALLAST_TRY(dir_offset(dir, at + i * kSlot));
+        BALLAST_TRY(range_->write_at(run.data() + i * kSlot, kSlot, off));
+        if (i + 2 == need) {
+            BALLAST_TRY(range_->sync());
+            failpoint("fat.rename.pieces");
+        }
+    }
+    BALLAST_TRY(range_->sync());
+    failpoint("fat.rename.both-names");
+    return free_entry(dir, *old);
 }
 
 Result<uint64_t> FatVolume::dir_offset(uint32_t dir, size_t offset) const {

@@ -72,12 +72,6 @@ Status fat_put(const std::string& device, uint64_t offset, const std::string& sr
     return run_tool({"mcopy", "-o", "-i", at(device, offset), src, "::" + dst}, "ESP: copy " + dst);
 }
 
-Status fat_rename(const std::string& device, uint64_t offset, const std::string& from,
-                  const std::string& to) {
-    return run_tool({"mren", "-i", at(device, offset), "::" + from, "::" + to},
-                    "ESP: rename " + from);
-}
-
 Status ext4_put(const std::string& device, uint64_t offset, const std::string& src,
                 const std::string& name) {
     const auto plain = [](std::string_view s) {

@@ -17,13 +17,10 @@ namespace ballast::disk {
 [[nodiscard]] Status make_ext4(const std::string& device, uint64_t offset, uint64_t size,
                                const std::string& label, const std::string& populate = "",
                                bool lazy = false);
-// mtools on the FAT filesystem at `offset`: make a folder (parents too), copy a file in, rename.
+// mtools on the FAT filesystem at `offset`: make a folder (parents too), copy a file in.
 [[nodiscard]] Status fat_mkdir(const std::string& device, uint64_t offset, const std::string& path);
 [[nodiscard]] Status fat_put(const std::string& device, uint64_t offset, const std::string& src,
                              const std::string& dst);
-// Renames `from` to `to` (full paths); refused when `to` exists.
-[[nodiscard]] Status fat_rename(const std::string& device, uint64_t offset, const std::string& from,
-                                const std::string& to);
 // debugfs on the ext4 filesystem at `offset`: put `src` in its root folder as `name` (replacing
 // a file of that name; `src`'s mode is kept), read back and compared. Names are plain
 // ([A-Za-z0-9._+-]), as debugfs parses its requests.
