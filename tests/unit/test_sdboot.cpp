@@ -158,10 +158,11 @@ class MemUkis final : public UkiStore {
     Result<std::vector<File>> list() override {
         std::vector<File> out;
         for (const auto& [n, f] : e_.files)
-            out.push_back({n, f.id, f.data});
+            out.push_back({n, f.id, f.data, 1});
         return out;
     }
     Status rename(const std::string& from, const std::string& to) override {
+        if (e_.files.contains(to)) return fail(Errc::exists, "{} exists", to);
         if (e_.cut_reached()) return fail(Errc::io, "power cut");
         auto id = e_.files.at(from);
         e_.files.erase(from);
@@ -182,7 +183,7 @@ class MemUkis final : public UkiStore {
 UkiListing listing_of(const MemoryEsp& e) {
     std::vector<UkiStore::File> files;
     for (const auto& [n, f] : e.files)
-        files.push_back({n, f.id, f.data});
+        files.push_back({n, f.id, f.data, 1});
     return read_listing(files);
 }
 
@@ -439,6 +440,16 @@ TEST_CASE("systemd-boot backend: a rename cut between its directory writes", "[b
     s = load(e);
     CHECK(e.files.contains("stale-ballast-b.efi.off"));
     CHECK(e.files.contains("ballast-b+3-0.efi"));
+    CHECK(s.at(Slot::B).tries == 3);
+
+    // Put aside again, with a cut after the new name: the same file under both; the old name
+    // is dropped, and another stale copy gets a name of its own.
+    e.files["ballast-b.efi"] = e.files.at("stale-ballast-b.efi.off");
+    s = load(e);
+    CHECK_FALSE(e.files.contains("ballast-b.efi"));
+    e.files["ballast-b.efi"] = kV1;
+    s = load(e);
+    CHECK(e.files.contains("stale-ballast-b.efi.1.off"));
     CHECK(s.at(Slot::B).tries == 3);
 
     // A status read (no repair) writes nothing.

@@ -20,16 +20,20 @@ Result<std::optional<sdboot::Identity>> read_identity(const disk::FatVolume& fat
                                                       const disk::FatVolume::DirEntry& e) {
     std::string head = BALLAST_TRY(fat.read_entry(e, 0, kFirstRead));
     auto at = sdboot::find_osrel(head);
-    if (at.kind == sdboot::OsrelAt::Kind::need && at.size <= e.size && head.size() < e.size) {
+    // Each round asks for more (the PE header, then the section table): at most two more reads.
+    for (int round = 0; round < 2 && at.kind == sdboot::OsrelAt::Kind::need; ++round) {
+        if (at.size > e.size || head.size() >= e.size) return std::nullopt;  // the loader fails too
         if (at.size > kMaxRead)
             return fail(Errc::unsupported, "{}: PE headers past the first MiB", uki_path(e.name));
         head = BALLAST_TRY(fat.read_entry(e, 0, at.size));
         at = sdboot::find_osrel(head);
     }
-    if (at.kind != sdboot::OsrelAt::Kind::at) return std::nullopt;
-    if (at.size > kMaxRead)
-        return fail(Errc::unsupported, "{}: an .osrel of {} bytes", uki_path(e.name), at.size);
-    return sdboot::identity(BALLAST_TRY(fat.read_entry(e, at.offset, at.size)));
+    if (at.kind != sdboot::OsrelAt::Kind::at || at.offset >= e.size) return std::nullopt;
+    // The loader reads what there is of it, up to the end of the file.
+    const uint64_t size = std::min<uint64_t>(at.size, e.size - at.offset);
+    if (size > kMaxRead)
+        return fail(Errc::unsupported, "{}: an .osrel of {} bytes", uki_path(e.name), size);
+    return sdboot::identity(BALLAST_TRY(fat.read_entry(e, at.offset, size)));
 }
 
 }  // namespace
@@ -57,7 +61,7 @@ Result<std::vector<UkiStore::File>> FatUkiStore::list() {
     for (const auto& e : BALLAST_TRY(std::move(entries))) {
         if (e.dir) continue;
         auto id = BALLAST_TRY_CTX(read_identity(esp_.fat(), e), "{}", uki_path(e.name));
-        out.push_back({e.name, std::move(id), e.cluster});
+        out.push_back({e.name, std::move(id), e.cluster, e.size});
     }
     return out;
 }

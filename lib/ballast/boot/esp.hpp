@@ -52,6 +52,7 @@ class FatEnvStore final : public EnvStore {
         : esp_(esp), copies_{std::move(copy1), std::move(copy2)} {}
     [[nodiscard]] Result<std::string> read(int copy) override;
     [[nodiscard]] Status write(int copy, std::string_view block) override;
+    [[nodiscard]] std::string where(int copy) const override { return copies_[copy == 1 ? 0 : 1]; }
 
   private:
     const Esp& esp_;

@@ -38,11 +38,11 @@ Status GrubBootControl::write_copy(int copy, const std::string& locked,
         if (auto vars = grubenv::parse(*cur); vars && grubenv::get(*vars, "ballast_lock") == "0") {
             grubenv::set(*vars, "ballast_lock", "1");
             auto lockedcur = BALLAST_TRY(grubenv::serialize(*vars));
-            BALLAST_TRY_CTX(store_.write(copy, lockedcur), "boot control copy {}", copy);
+            BALLAST_TRY_CTX(store_.write(copy, lockedcur), "boot control: {}", store_.where(copy));
         }
     // 2: the new content, still locked. 3: unlocked.
-    BALLAST_TRY_CTX(store_.write(copy, locked), "boot control copy {}", copy);
-    BALLAST_TRY_CTX(store_.write(copy, unlocked), "boot control copy {}", copy);
+    BALLAST_TRY_CTX(store_.write(copy, locked), "boot control: {}", store_.where(copy));
+    BALLAST_TRY_CTX(store_.write(copy, unlocked), "boot control: {}", store_.where(copy));
     return {};
 }
 
@@ -64,7 +64,7 @@ Result<BootState> GrubBootControl::load(bool repair) {
         return c2.state;
     }
     return fail(Errc::parse, "boot control: neither copy of the boot state is usable ({} and {})",
-                kEnvCopy1, kEnvCopy2);
+                store_.where(1), store_.where(2));
 }
 
 Status GrubBootControl::save(const BootState& s) {

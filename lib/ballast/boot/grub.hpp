@@ -27,6 +27,10 @@ class EnvStore {
     [[nodiscard]] virtual Result<std::string> read(int copy) = 0;
     // Writes 1024 bytes over the same sectors and makes them durable before returning.
     [[nodiscard]] virtual Status write(int copy, std::string_view block) = 0;
+    // The copy's file, for messages: GRUB's by default.
+    [[nodiscard]] virtual std::string where(int copy) const {
+        return copy == 1 ? kEnvCopy1 : kEnvCopy2;
+    }
 };
 
 class GrubBootControl final : public BootControl {

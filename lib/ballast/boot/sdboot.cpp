@@ -114,7 +114,7 @@ std::string hidden_uki_name(Slot s) {
 
 UkiListing read_listing(const std::vector<UkiStore::File>& files) {
     UkiListing l;
-    std::array<uint64_t, 2> data{};
+    std::array<uint64_t, 2> data{}, sizes{};
     for (const auto& file : files) {
         bool hidden = false;
         std::optional<sdboot::Counter> counter;
@@ -127,20 +127,23 @@ UkiListing read_listing(const std::vector<UkiStore::File>& files) {
         auto entry = slot_entry(file.name, file.identity);
         auto& cur = l.slots[*slot == Slot::A ? 0 : 1];
         auto& cur_data = data[*slot == Slot::A ? 0 : 1];
+        auto& cur_size = sizes[*slot == Slot::A ? 0 : 1];
         // Two names for one slot. The one the loader tries first is the slot's; the other is
         // an alias to drop when it names the same data (a rename cut between its directory
         // writes), else a stale copy to put aside.
         if (!cur) {
             cur = std::move(entry);
             cur_data = file.data;
+            cur_size = file.size;
             continue;
         }
-        const bool same = file.data != 0 && file.data == cur_data;
+        const bool same = file.data != 0 && file.data == cur_data && file.size == cur_size;
         std::string loser = entry.name;
         if (tried_before(entry, *cur)) {
             loser = cur->name;
             cur = std::move(entry);
             cur_data = file.data;
+            cur_size = file.size;
         }
         (same ? l.aliases : l.strays).push_back(std::move(loser));
     }
@@ -276,9 +279,26 @@ Result<UkiListing> SdBootControl::listing() {
     for (const auto& a : l.aliases)
         BALLAST_TRY_CTX(ukis_.drop_alias(a), "{}/{}: drop the second name", kUkiDir, a);
     // Out of the loader's sight and of this backend's names, kept for whoever wants to look.
-    for (const auto& stray : l.strays)
-        BALLAST_TRY_CTX(ukis_.rename(stray, "stale-" + stray + ".off"), "{}/{}: put aside", kUkiDir,
-                        stray);
+    // A put-aside cut after its new name was written left the same file under both: the old
+    // name is then only dropped.
+    for (const auto& stray : l.strays) {
+        auto named = [&](const std::string& n) {
+            return std::find_if(files.begin(), files.end(),
+                                [&](const UkiStore::File& f) { return f.name == n; });
+        };
+        const auto self = named(stray);
+        std::string aside = "stale-" + stray + ".off";
+        for (int n = 1; named(aside) != files.end(); ++n) {
+            const auto other = named(aside);
+            if (self != files.end() && other->data == self->data && other->size == self->size)
+                break;
+            aside = fmt::format("stale-{}.{}.off", stray, n);
+        }
+        if (named(aside) != files.end())
+            BALLAST_TRY_CTX(ukis_.drop_alias(stray), "{}/{}: drop the second name", kUkiDir, stray);
+        else
+            BALLAST_TRY_CTX(ukis_.rename(stray, aside), "{}/{}: put aside", kUkiDir, stray);
+    }
     files = BALLAST_TRY_CTX(ukis_.list(), "{}", kUkiDir);
     return read_listing(files);
 }
@@ -310,7 +330,8 @@ Result<BootState> SdBootControl::load(bool repair) {
 }
 
 Status SdBootControl::save(const BootState& s) {
-    // Everything is checked before the first write.
+    // The plan is checked before the record is written (after the listing's own repairs, which
+    // change no slot's name).
     auto l = BALLAST_TRY(listing());
     auto renames = BALLAST_TRY(plan(s, l));
     BALLAST_TRY(record_.save(s));

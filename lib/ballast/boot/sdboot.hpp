@@ -43,6 +43,7 @@ class UkiStore {
         std::string name;                          // in /EFI/Linux
         std::optional<sdboot::Identity> identity;  // from its .osrel; nullopt: the loader skips it
         uint64_t data = 0;  // where its data starts (two names with the same: one file)
+        uint64_t size = 0;
     };
     virtual ~UkiStore() = default;
     [[nodiscard]] virtual Result<std::vector<File>> list() = 0;

@@ -125,14 +125,17 @@ std::vector<FatVolume::Entry> FatVolume::parse_dir(const std::string& data) {
         }
         const uint8_t attr = uint8_t(data[o + 11]);
         if (attr == kLfnAttr) {
-            const int ord = first & 0x1F;
+            // As EDK2: ordinals 1..20 and nothing else in the byte but the last-piece flag; a
+            // piece with a cluster is no piece.
+            const int ord = first & ~kLastPiece;
             const uint8_t sum = uint8_t(data[o + 13]);
+            const bool sane = ord >= 1 && ord <= 20 && le16(data, o + 26) == 0;
             if (first & kLastPiece) {
                 lfn.clear();
                 lfn_start = o;
                 lfn_sum = sum;
-                lfn_ok = ord >= 1;
-            } else if (!lfn_ok || ord != next_ord || sum != lfn_sum) {
+                lfn_ok = sane;
+            } else if (!lfn_ok || !sane || ord != next_ord || sum != lfn_sum) {
                 lfn_ok = false;
                 continue;
             }
@@ -365,6 +368,9 @@ Status FatVolume::rename(std::string_view dir_path, std::string_view from,
                          [&](const Entry& e) { return e.short_name == cand; }))
             short_name = cand;
     }
+    if (short_name.empty())
+        return fail(Errc::unsupported, "{}: {} has no free short name left", range_->name(),
+                    dir_path);
     // The new entries: the pieces, last first, then a copy of the old short entry (same data,
     // attributes and times) under the new short name.
     const uint8_t sum = short_checksum(short_name);
@@ -408,12 +414,16 @@ Status FatVolume::rename(std::string_view dir_path, std::string_view from,
                         "{}: {} has no room for another name (the folder is not extended)",
                         range_->name(), dir_path);
         at = end;
-        // Past the old end, the slot after the run must end the folder again.
-        if (end + run.size() < data.size() && data[end + run.size()] != 0x00) {
-            const char zero = 0;
-            const uint64_t next = BALLAST_TRY(dir_offset(dir, end + run.size()));
-            BALLAST_TRY(range_->write_at(&zero, 1, next));
-        }
+        // Past the old end: zeros over the run's slots and the one after it first, synced, so
+        // that whatever lay there is never read as entries once the end marker is overwritten.
+        const size_t span = std::min(run.size() + kSlot, data.size() - end) / kSlot;
+        const std::string zeros(kSlot, '\0');
+        for (size_t i = 0; i < span; ++i)
+            if (data.compare(end + i * kSlot, kSlot, zeros) != 0) {
+                const uint64_t off = BALLAST_TRY(dir_offset(dir, end + i * kSlot));
+                BALLAST_TRY(range_->write_at(zeros.data(), kSlot, off));
+            }
+        BALLAST_TRY(range_->sync());
     }
     // Pieces, then the short entry that makes the name: each written and synced in its turn, so
     // a cut leaves the old name alone, or both names (an alias the caller drops), never none.
