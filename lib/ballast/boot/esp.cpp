@@ -41,7 +41,7 @@ Result<std::optional<sdboot::Identity>> read_identity(const disk::FatVolume& fat
 Result<std::unique_ptr<Esp>> Esp::open(const std::string& path, uint64_t offset, uint64_t size) {
     auto range =
         BALLAST_TRY(disk::ByteRange::open(path, offset, size, disk::ByteRange::Mode::write));
-    std::unique_ptr<Esp> e(new Esp(path, offset, std::move(range)));
+    std::unique_ptr<Esp> e(new Esp(std::move(range)));
     e->fat_.emplace(BALLAST_TRY_CTX(disk::FatVolume::open(e->range_), "ESP"));
     return e;
 }

@@ -25,9 +25,6 @@ class Esp {
     [[nodiscard]] static Result<std::unique_ptr<Esp>> open(const std::string& path, uint64_t offset,
                                                            uint64_t size);
     [[nodiscard]] const disk::FatVolume& fat() const { return *fat_; }
-    [[nodiscard]] const disk::ByteRange& range() const { return range_; }
-    [[nodiscard]] const std::string& path() const { return path_; }
-    [[nodiscard]] uint64_t offset() const { return offset_; }
     // Whether the file exists; errors other than its absence are errors.
     [[nodiscard]] Result<bool> has(std::string_view file) const {
         auto f = fat_->find(file);
@@ -37,10 +34,7 @@ class Esp {
     }
 
   private:
-    Esp(std::string path, uint64_t offset, disk::ByteRange r)
-        : path_(std::move(path)), offset_(offset), range_(std::move(r)) {}
-    std::string path_;
-    uint64_t offset_;
+    explicit Esp(disk::ByteRange r) : range_(std::move(r)) {}
     disk::ByteRange range_;
     std::optional<disk::FatVolume> fat_;
 };

@@ -4,6 +4,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "ballast/core/text.hpp"
+
 namespace ballast::boot {
 namespace {
 
@@ -11,17 +13,10 @@ std::string stem(Slot s) {
     return fmt::format("ballast-{}", s == Slot::A ? 'a' : 'b');
 }
 
-std::string lowercase(std::string_view s) {
-    std::string out(s);
-    for (char& c : out)
-        if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
-    return out;
-}
-
 // The slot a file belongs to when its name is one of this backend's three forms.
 std::optional<Slot> slot_file(std::string_view file, bool& hidden,
                               std::optional<sdboot::Counter>& counter) {
-    const std::string lname = lowercase(file);
+    const std::string lname = ascii_lower(file);
     for (Slot s : {Slot::A, Slot::B}) {
         const std::string st = stem(s);
         hidden = lname == st + ".off";

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "ballast/core/bytes.hpp"
+#include "ballast/core/text.hpp"
 
 namespace ballast::boot::sdboot {
 namespace {
@@ -31,15 +32,8 @@ std::string_view c_string(std::string_view s) {
     return s.substr(0, s.find('\0'));
 }
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (char& c : out)
-        if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
-    return out;
-}
-
 bool ends_with_no_case(std::string_view s, std::string_view suffix) {
-    return s.size() >= suffix.size() && lower(s.substr(s.size() - suffix.size())) == suffix;
+    return s.size() >= suffix.size() && ascii_lower(s.substr(s.size() - suffix.size())) == suffix;
 }
 
 // Decimal digits at `s[i]`, at least one, not above INT_MAX; advances `i` past them.
@@ -235,7 +229,7 @@ int menu_compare(const Entry& a, const Entry& b) {
             r != 0)
             return -r;
     }
-    if (int r = version_compare(lower(a.file), lower(b.file)); r != 0) return -r;
+    if (int r = version_compare(ascii_lower(a.file), ascii_lower(b.file)); r != 0) return -r;
     if (!ca || !cb) return 0;
     if (ca->left != cb->left) return ca->left > cb->left ? -1 : 1;
     return sign(long(ca->done) - long(cb->done));
