@@ -592,6 +592,16 @@ TEST_CASE("systemd-boot backend on a real ESP: mtools renames, identities read f
     CHECK(c.load().value() == commit(*s, Slot::B).value());
     fsck_clean(img);
 
+    // Bad renames are refused with nothing changed.
+    const auto before = uki_dir(img);
+    CHECK((*esp)->fat().rename(kUkiDir, "ballast-b.efi", "NOTES.TXT").error().code() ==
+          Errc::exists);
+    CHECK((*esp)->fat().rename(kUkiDir, "ballast-b.efi", "a/b.efi").error().code() ==
+          Errc::invalid_argument);
+    CHECK((*esp)->fat().rename(kUkiDir, "nope.efi", "x.efi").error().code() == Errc::not_found);
+    CHECK(uki_dir(img) == before);
+    fsck_clean(img);
+
     // A name that is not a second name of another file's data is never dropped.
     CHECK((*esp)->fat().drop_alias(kUkiDir, "ballast-b.efi").error().code() ==
           Errc::invalid_argument);
