@@ -102,23 +102,27 @@ TEST_CASE("udf: a flipped byte anywhere in the descriptors is an error or change
     // Every descriptor of the volume is in its first 600 KiB and in the last blocks (the
     // reserve sequence and anchor); file data is not checked by UDF, so only descriptors are
     // flipped. Each flip must give the right file, "not there", or an error: never other data.
+    // One copy, each byte flipped and flipped back: a fresh copy of the volume a flip took
+    // 195 s under ASan (each one a new mapping), against 1.5 s without.
     const auto pristine = image("genisoimage");
     const std::string want = read(pristine, "sub/dir/nested.txt").value().value();
+    auto img = pristine;
     size_t errors = 0, flips = 0;
     for (size_t block = 0; block < pristine.size(); block += 2048) {
         if (pristine.find_first_not_of('\0', block) >= block + 2048) continue;
         if (pristine.compare(block, 7, want) == 0) continue;  // the file's own data
         for (size_t i = block; i < block + 2048 && i < pristine.size(); i += 11) {
-            auto img = pristine;
             img[i] = char(img[i] ^ 0x5a);
             ++flips;
             auto r = read(img, "sub/dir/nested.txt");
+            img[i] = pristine[i];
             if (!r)
                 ++errors;
             else if (*r)
                 REQUIRE(**r == want);
         }
     }
+    REQUIRE(img == pristine);
     CHECK(flips > 500);
     CHECK(errors > 0);
 }
