@@ -48,8 +48,13 @@ for layer in "$@"; do
       # e2e: two VMs at once, in the groups tests/e2e/conftest.py makes (E2E_JOBS=1: one by one),
       # each with the host's cores shared out (BALLAST_E2E_SMP overrides): on 2 cores, one vCPU
       # a guest, 805 s for the layer against 1080 s with two (docs/performance.md).
+      # integration: one worker a core, a test file each at a time (a file's module fixtures
+      # are built once), INTEG_JOBS=1 one by one: 504 s serially in the clean-clone run of
+      # 2026-12-08, most of it waits on daemons, QEMU's firmware boots and the .deb build.
       jobs=()
       [ "$layer" = e2e ] && [ "${E2E_JOBS:-2}" -gt 1 ] && jobs=(-n "${E2E_JOBS:-2}" --dist loadgroup)
+      integ_jobs=${INTEG_JOBS:-$(nproc)}
+      [ "$layer" = integration ] && [ "$integ_jobs" -gt 1 ] && jobs=(-n "$integ_jobs" --dist loadfile)
       smp=$(( $(nproc) / ${E2E_JOBS:-2} ))
       export BALLAST_E2E_SMP=${BALLAST_E2E_SMP:-$(( smp > 0 ? smp : 1 ))}
       (cd "$top" && /usr/bin/python3 -m pytest -p no:cacheprovider -q -rfE "$dir" \
