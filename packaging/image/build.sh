@@ -18,6 +18,8 @@
 #                 adds what the k3s stand-in runs on); part of the cache key
 #   --oem         one more cloud-config file for disk.img's OEM partition, after oem/demo.yaml
 #                 (repeatable; tests/e2e adds its network config)
+#   --base-only   make (or find) the cached base tree and stop: `make test` starts this beside
+#                 its compile, so that a fresh machine's download overlaps it
 # BALLAST_IMAGE_CACHE overrides the cache folder.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,6 +30,7 @@ compatible=ballast-amd64
 deb=""
 extra=""
 oem_extra=()
+base_only=0
 while [ $# -gt 0 ]; do
   case $1 in
     --out) out=$2; shift 2 ;;
@@ -35,6 +38,7 @@ while [ $# -gt 0 ]; do
     --compatible) compatible=$2; shift 2 ;;
     --deb) deb=$2; shift 2 ;;
     --extra-packages) extra=$2; shift 2 ;;
+    --base-only) base_only=1; shift ;;
     --oem) [ -f "${2:-}" ] || { echo "build.sh: --oem '${2:-}': no such file (see --help)" >&2; exit 2; }
            oem_extra+=(--config "$(realpath "$2")"); shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -79,6 +83,11 @@ mm_opts=(--variant=minbase --mode=root --format=tar --hook-dir=/usr/share/mmdebs
          --customize-hook='rm -f "$1"/boot/initrd.img* "$1"/initrd.img* "$1"/var/lib/apt/lists/*_* "$1"/var/cache/apt/*.bin')
 key=$(printf '%s\n' "$suite" "${mm_opts[@]}" "${pkgs[@]}" | sha256sum | cut -c1-64)
 base=$cache/$key.tar
+mkdir -p "$cache"
+# One mmdebstrap a key at a time: a second build (the e2e layer's, while `make test`'s early one
+# still runs) waits for the first and takes its tree.
+exec 9>"$cache/$key.lock"
+flock 9
 if [ -s "$base" ]; then
   say "base tree: cached $base"
 else
@@ -89,7 +98,6 @@ else
   done
   [ ${#sources[@]} -gt 0 ] || { echo "build.sh: no apt sources in /etc/apt" >&2; exit 1; }
   say "base tree: mmdebstrap $suite, ${#pkgs[@]} packages (sources: ${sources[*]})"
-  mkdir -p "$cache"
   tmp_base=$cache/.$key.$$.tar
   # INITRD=No: the kernel's postinst would run dracut for the build host; the slot step does it.
   INITRD=No mmdebstrap "${mm_opts[@]}" --include="$(IFS=,; echo "${pkgs[*]}")" \
@@ -102,7 +110,12 @@ else
   mv "$tmp_base" "$base"
   say "base tree: $base ($(mib "$base"))"
 fi
+exec 9>&-
 step "base tree"
+if [ "$base_only" = 1 ]; then
+  say "base tree only: done in $((SECONDS - t0)) s"
+  exit 0
+fi
 
 # --- the .deb, agentctl for the host, version ------------------------------------------------
 if [ -z "$deb" ]; then

@@ -60,14 +60,20 @@ def image(testrun_uid):
     return out
 
 
+def extra_packages() -> list[str]:
+    text = (Path(__file__).parent / "extra-packages.list").read_text()
+    return [w for line in text.splitlines() for w in line.split("#", 1)[0].split()]
+
+
 def build_image(out: Path):
     if os.environ.get("BALLAST_E2E_REUSE_IMAGE") != "1" or not (out / "disk.img").exists():
-        # Only this test image carries what the image a user flashes does without: Python,
-        # PyYAML and the openssl tool for the k3s stand-in (tests/k3s-standin), and GRUB's EFI
-        # modules for `agentctl install` run on a node (test_encrypted_install.py); and network
-        # config in OEM (oem-network.yaml), which the demo image leaves out.
+        # Only this test image carries what the image a user flashes does without: the packages
+        # of extra-packages.list (the k3s stand-in's Python, GRUB's EFI modules for an install
+        # run on a node); and network config in OEM (oem-network.yaml), which the demo image
+        # leaves out. `make test` may have started the base tree already (build.sh --base-only,
+        # BUILD/image-base.log): build.sh waits for it.
         r = subprocess.run([str(TOP / "packaging/image/build.sh"), "--out", str(out), "--extra-packages",
-                            "python3 python3-yaml openssl grub-efi-amd64-bin",
+                            " ".join(extra_packages()),
                             "--oem", str(Path(__file__).parent / "oem-network.yaml")],
                            capture_output=True, text=True)
         (build_dir() / "image-build.log").write_text(r.stdout + r.stderr)
