@@ -48,7 +48,7 @@ e2e-base:
 	@mkdir -p $(BUILD)
 	@echo "e2e image base tree: in the background (log: $(BUILD)/image-base.log)"
 	@packaging/image/build.sh --base-only \
-	  --extra-packages "$$(sed 's/#.*//' tests/e2e/extra-packages.list)" >$(BUILD)/image-base.log 2>&1 &
+	  --extra-packages "$$(sed 's/#.*//' tests/e2e/extra-packages.list)" >>$(BUILD)/image-base.log 2>&1 &
 
 test-unit test-integration test-e2e: deps-test $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -90,8 +90,8 @@ vm:
 	[ -f $(IMAGE_OUT)/disk.img ] || packaging/image/build.sh --out $(IMAGE_OUT)
 	packaging/image/boot-smoke.sh --interactive $(IMAGE_OUT)/disk.img
 
-# libFuzzer over the config loader, the chunk index and the OCI artifact manifest, built with clang-16
-# in build-fuzz (`make fuzz-build` only compiles it: CI builds it beside `make test`).
+# libFuzzer over the parsers of untrusted input (tests/fuzz), built with clang-16 in build-fuzz
+# (`make fuzz-build` only compiles it; CI's fuzzers are built in its instrumented tree, .ci/run).
 fuzz-build: deps-test
 	[ -f build-fuzz/build.ninja ] || CXX="ccache clang++-16" meson setup build-fuzz -Dfuzz=true
 	ninja -C build-fuzz

@@ -83,11 +83,14 @@ mm_opts=(--variant=minbase --mode=root --format=tar --hook-dir=/usr/share/mmdebs
          --customize-hook='rm -f "$1"/boot/initrd.img* "$1"/initrd.img* "$1"/var/lib/apt/lists/*_* "$1"/var/cache/apt/*.bin')
 key=$(printf '%s\n' "$suite" "${mm_opts[@]}" "${pkgs[@]}" | sha256sum | cut -c1-64)
 base=$cache/$key.tar
-mkdir -p "$cache"
 # One mmdebstrap a key at a time: a second build (the e2e layer's, while `make test`'s early one
-# still runs) waits for the first and takes its tree.
-exec 9>"$cache/$key.lock"
-flock 9
+# still runs) waits for the first and takes its tree. A cached tree needs no lock (nor a writable
+# cache folder).
+if [ ! -s "$base" ]; then
+  mkdir -p "$cache"
+  exec 9>"$cache/$key.lock"
+  flock -w 1800 9 || { echo "build.sh: another build of $base held its lock for 30 minutes" >&2; exit 1; }
+fi
 if [ -s "$base" ]; then
   say "base tree: cached $base"
 else
@@ -101,7 +104,7 @@ else
   tmp_base=$cache/.$key.$$.tar
   # INITRD=No: the kernel's postinst would run dracut for the build host; the slot step does it.
   INITRD=No mmdebstrap "${mm_opts[@]}" --include="$(IFS=,; echo "${pkgs[*]}")" \
-    "$suite" "$tmp_base" "${sources[@]}" >"$cache/$key.log" 2>&1 || {
+    "$suite" "$tmp_base" "${sources[@]}" >"$cache/$key.log" 2>&1 9>&- || {
     tail -n 30 "$cache/$key.log" >&2
     rm -f "$tmp_base"
     echo "build.sh: mmdebstrap failed; log in $cache/$key.log" >&2
@@ -110,7 +113,7 @@ else
   mv "$tmp_base" "$base"
   say "base tree: $base ($(mib "$base"))"
 fi
-exec 9>&-
+exec 9>&-  # (a no-op when the tree was cached)
 step "base tree"
 if [ "$base_only" = 1 ]; then
   say "base tree only: done in $((SECONDS - t0)) s"
